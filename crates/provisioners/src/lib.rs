@@ -1,0 +1,6 @@
+//! Sandbox providers for headstart.
+//!
+//! Will own: `local` (the embedded default, workspace directories), `docker`
+//! (bollard) and `cloud` (VM hosts on DigitalOcean, Hetzner and GCP). Providers
+//! implement the traits of `sandbox-core`; this crate is not where snapshots are
+//! keyed or scheduled (that is `snapshot-refresh`).

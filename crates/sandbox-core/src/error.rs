@@ -1,0 +1,181 @@
+//! The one error type of `sandbox-core`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything that can go wrong in `sandbox-core` and in the providers that implement
+/// its traits. Messages say what to do next; none of them contains a credential.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A repository URL was refused.
+    #[error("invalid repository URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The input, with any userinfo replaced by `***`.
+        url: String,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
+    /// A name (branch, sandbox, snapshot) was refused.
+    #[error("invalid {what} `{value}`: {reason}")]
+    InvalidName {
+        /// What kind of name (`branch`, `sandbox name`, ...).
+        what: &'static str,
+        /// The value, with control characters escaped.
+        value: String,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
+    /// Options that contradict each other or cannot be honoured.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    /// The branch does not exist on the remote.
+    #[error("branch `{branch}` not found in {url}{}", available_hint(available))]
+    BranchNotFound {
+        /// The branch asked for.
+        branch: String,
+        /// The repository URL (no secrets).
+        url: String,
+        /// A few branches that do exist.
+        available: Vec<String>,
+    },
+    /// `new_branch` names a branch the remote already has.
+    #[error(
+        "branch `{branch}` already exists in {url}; use --branch {branch} to check it out, or pick another new branch name"
+    )]
+    NewBranchExists {
+        /// The branch asked for.
+        branch: String,
+        /// The repository URL.
+        url: String,
+    },
+    /// The server refused the credentials (or demanded some and none were given).
+    #[error(
+        "authentication failed for {url}: {hint}"
+    )]
+    AuthFailed {
+        /// The repository URL.
+        url: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// The repository does not exist (or is hidden from these credentials).
+    #[error("repository not found: {url} (check the URL; a private repository also needs a token)")]
+    RepoNotFound {
+        /// The repository URL.
+        url: String,
+    },
+    /// The server could not be reached.
+    #[error("cannot reach {url}: {message} (check the host, your network and any proxy)")]
+    Network {
+        /// The repository URL.
+        url: String,
+        /// What the transport said (credential-free).
+        message: String,
+    },
+    /// A workspace's `origin` is a different repository than the source asked for.
+    #[error(
+        "the workspace at {workspace} is a checkout of {actual}, not {expected}; start without the prebuilt snapshot or with --force-create"
+    )]
+    OriginMismatch {
+        /// The workspace directory.
+        workspace: PathBuf,
+        /// The URL asked for.
+        expected: String,
+        /// The URL the workspace has.
+        actual: String,
+    },
+    /// The repository uses something the checkout cannot provide (submodules, LFS).
+    #[error("{0}")]
+    UnsupportedRepository(String),
+    /// Any other git failure.
+    #[error("git {op} failed: {message}")]
+    Git {
+        /// The operation (`clone`, `fetch`, `checkout`, ...).
+        op: &'static str,
+        /// What libgit2 said (credential-free).
+        message: String,
+    },
+    /// No sandbox of that name exists.
+    #[error("no sandbox named `{name}`; `headstart ls` lists the sandboxes that exist")]
+    SandboxNotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// No snapshot with that id exists.
+    #[error("no snapshot `{id}`; `headstart snapshot ls` lists the snapshots that exist")]
+    SnapshotNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// An operation ran out of time.
+    #[error("{what} timed out after {after:?}")]
+    Timeout {
+        /// What was running.
+        what: String,
+        /// The deadline that passed.
+        after: Duration,
+    },
+    /// A filesystem or process error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A provider back-end failed (Docker engine, store, cloud API).
+    #[error("{provider}: {message}")]
+    Provider {
+        /// The provider kind (`local`, `docker`, ...).
+        provider: &'static str,
+        /// What went wrong and what to do.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+fn available_hint(available: &[String]) -> String {
+    if available.is_empty() {
+        String::new()
+    } else {
+        format!("; branches that exist include: {}", available.join(", "))
+    }
+}
+
+impl Error {
+    /// An [`Error::Io`] with context.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io { context: context.into(), source }
+    }
+
+    /// An [`Error::Provider`] without an underlying source.
+    pub fn provider(provider: &'static str, message: impl Into<String>) -> Self {
+        Self::Provider { provider, message: message.into(), source: None }
+    }
+
+    /// True when the error is the caller's input (bad URL, name, branch, unknown
+    /// sandbox), as opposed to the environment failing. The CLI exits with status 2
+    /// for these.
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidUrl { .. }
+                | Self::InvalidName { .. }
+                | Self::InvalidOptions(_)
+                | Self::BranchNotFound { .. }
+                | Self::NewBranchExists { .. }
+                | Self::OriginMismatch { .. }
+                | Self::SandboxNotFound { .. }
+                | Self::SnapshotNotFound { .. }
+                | Self::RepoNotFound { .. }
+                | Self::AuthFailed { .. }
+        )
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

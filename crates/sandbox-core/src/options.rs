@@ -1,0 +1,256 @@
+//! Options for connecting to sandboxes and running commands in them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::names::{SandboxName, SnapshotId};
+
+/// Resource limits for a sandbox (honoured by providers that can isolate; the local
+/// provider ignores them and says so in its docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Resources {
+    /// CPU limit in cores (e.g. `1.5`).
+    pub cpus: Option<f64>,
+    /// Memory limit in bytes.
+    pub memory_bytes: Option<u64>,
+}
+
+/// How to get a sandbox from a [`SandboxProvider`](crate::SandboxProvider).
+///
+/// Reconnect-first: when `name` names a sandbox that exists, `connect` returns it.
+/// With `force_create`, an existing sandbox of that name (live or crashed) is
+/// **removed and replaced**, its workspace included.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// The sandbox name; `None` generates one.
+    pub name: Option<SandboxName>,
+    /// Replace an existing sandbox of the same name instead of reconnecting to it.
+    pub force_create: bool,
+    /// Restore the workspace (and, for container providers, the image) from this
+    /// snapshot.
+    pub base_snapshot: Option<SnapshotId>,
+    /// Deadline for creating the sandbox.
+    pub timeout: Option<Duration>,
+    /// Environment for every command run in the sandbox.
+    pub env: BTreeMap<String, String>,
+    /// Extra labels (providers that support labels attach them).
+    pub labels: BTreeMap<String, String>,
+    /// Resource limits.
+    pub resources: Resources,
+    /// Remove the sandbox after this long (`headstart prune` enforces it).
+    pub ttl: Option<Duration>,
+    /// Container image for providers that run images (`None`: the provider's default).
+    pub image: Option<String>,
+    /// Use this host directory as the workspace instead of a fresh one (the user's own
+    /// checkout, e.g. `headstart up --workdir .`). Never deleted by headstart.
+    pub workdir: Option<PathBuf>,
+}
+
+impl ConnectOptions {
+    /// Default options: generated name, reconnect-first, no snapshot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the sandbox name.
+    #[must_use]
+    pub fn name(mut self, name: SandboxName) -> Self {
+        self.name = Some(name);
+        self
+    }
+
+    /// Replace an existing sandbox of the same name.
+    #[must_use]
+    pub fn force_create(mut self, force: bool) -> Self {
+        self.force_create = force;
+        self
+    }
+
+    /// Restore from a snapshot.
+    #[must_use]
+    pub fn base_snapshot(mut self, id: SnapshotId) -> Self {
+        self.base_snapshot = Some(id);
+        self
+    }
+
+    /// Sets the creation deadline.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Adds an environment variable for commands in the sandbox.
+    #[must_use]
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds a label.
+    #[must_use]
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets a time to live.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Sets the container image.
+    #[must_use]
+    pub fn image(mut self, image: impl Into<String>) -> Self {
+        self.image = Some(image.into());
+        self
+    }
+
+    /// Uses a host directory as the workspace.
+    #[must_use]
+    pub fn workdir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.workdir = Some(dir.into());
+        self
+    }
+
+    /// Sets resource limits.
+    #[must_use]
+    pub fn resources(mut self, resources: Resources) -> Self {
+        self.resources = resources;
+        self
+    }
+}
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A callback that receives output as it is produced.
+pub type OutputSink = Arc<dyn Fn(Stream, &[u8]) + Send + Sync>;
+
+/// A command to run in a sandbox: an argv, never a shell string.
+#[derive(Clone)]
+pub struct ExecRequest {
+    argv: Vec<String>,
+    /// Working directory relative to the workspace (`None`: the workspace itself).
+    pub cwd: Option<PathBuf>,
+    /// Extra environment (on top of the sandbox's).
+    pub env: BTreeMap<String, String>,
+    /// Kill the command after this long; the output then says `timed_out`.
+    pub timeout: Option<Duration>,
+    /// Keep at most this many bytes of each stream (default 1 MiB); the rest is dropped
+    /// and `truncated` is set.
+    pub output_limit: usize,
+    /// Receives output as it is produced.
+    pub sink: Option<OutputSink>,
+    /// Allocate a terminal (providers that support it).
+    pub tty: bool,
+}
+
+impl ExecRequest {
+    /// A command from its argv.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] when the argv is empty or the program name is empty.
+    pub fn new<I, S>(argv: I) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let argv: Vec<String> = argv.into_iter().map(Into::into).collect();
+        if argv.first().is_none_or(|p| p.is_empty()) {
+            return Err(Error::InvalidOptions("a command needs a program name".into()));
+        }
+        Ok(Self {
+            argv,
+            cwd: None,
+            env: BTreeMap::new(),
+            timeout: None,
+            output_limit: 1 << 20,
+            sink: None,
+            tty: false,
+        })
+    }
+
+    /// The argv (program first).
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+
+    /// Sets the timeout.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Adds an environment variable.
+    #[must_use]
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets the output sink.
+    #[must_use]
+    pub fn sink(mut self, sink: OutputSink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+}
+
+impl fmt::Debug for ExecRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecRequest")
+            .field("argv", &self.argv)
+            .field("cwd", &self.cwd)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("timeout", &self.timeout)
+            .field("tty", &self.tty)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a command did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ExecOutput {
+    /// The exit code; `None` when killed by a signal or the timeout.
+    pub exit_code: Option<i32>,
+    /// True when the timeout killed it.
+    pub timed_out: bool,
+    /// Captured standard output (at most `output_limit` bytes).
+    #[serde(with = "lossy")]
+    pub stdout: Vec<u8>,
+    /// Captured standard error (at most `output_limit` bytes).
+    #[serde(with = "lossy")]
+    pub stderr: Vec<u8>,
+    /// True when either stream was cut at `output_limit`.
+    pub truncated: bool,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+impl ExecOutput {
+    /// True when the command exited with status 0.
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0) && !self.timed_out
+    }
+}
+
+mod lossy {
+    pub(super) fn serialize<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&String::from_utf8_lossy(b))
+    }
+}

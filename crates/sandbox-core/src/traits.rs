@@ -1,0 +1,122 @@
+//! The traits providers implement.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::names::{SandboxName, SnapshotId};
+use crate::options::{ConnectOptions, ExecOutput, ExecRequest};
+use crate::snapshot::{Cursor, Page, SnapshotMeta, SnapshotRequest, SnapshotStatus};
+
+/// A running (or stopped) sandbox holding a workspace.
+///
+/// The workspace is a directory on **this** host: the git engine works on it in-process
+/// (git2 cannot write a remote disk). Container providers bind-mount it.
+#[async_trait]
+pub trait Sandbox: Send + Sync + fmt::Debug {
+    /// The provider's id for it (a container id, a directory name).
+    fn id(&self) -> &str;
+    /// Its name.
+    fn name(&self) -> &SandboxName;
+    /// The workspace directory on the host.
+    fn workspace(&self) -> &Path;
+    /// The snapshot it was restored from, if any.
+    fn base_snapshot(&self) -> Option<&SnapshotId>;
+    /// Runs an argv in the workspace (never through a shell).
+    async fn exec(&self, request: &ExecRequest) -> Result<ExecOutput>;
+    /// Snapshots the workspace (and image, for container providers). The snapshot is
+    /// visible to the store only once complete.
+    async fn snapshot(&self, request: &SnapshotRequest) -> Result<SnapshotMeta>;
+    /// Stops running processes; the workspace stays. `connect` by name revives it.
+    async fn stop(&self) -> Result<()>;
+}
+
+/// A summary of a sandbox for listings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SandboxInfo {
+    /// Its name.
+    pub name: SandboxName,
+    /// The provider's id.
+    pub id: String,
+    /// The provider kind.
+    pub provider: String,
+    /// The workspace directory on the host.
+    pub workspace: std::path::PathBuf,
+    /// The snapshot it was restored from.
+    pub base_snapshot: Option<SnapshotId>,
+    /// Whether it is running (providers without processes say `true`).
+    pub running: bool,
+}
+
+/// Whether `connect` made a new sandbox or found one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connected {
+    /// A new sandbox.
+    Created,
+    /// An existing sandbox of that name.
+    Reconnected,
+}
+
+/// Makes sandboxes.
+#[async_trait]
+pub trait SandboxProvider: Send + Sync {
+    /// The provider kind (`local`, `docker`, ...).
+    fn kind(&self) -> &'static str;
+    /// Reconnects to the named sandbox, or creates one (from `base_snapshot` if set).
+    /// With `force_create`, an existing sandbox of that name is removed first.
+    async fn connect(&self, options: &ConnectOptions) -> Result<(Box<dyn Sandbox>, Connected)>;
+    /// The named sandbox, if it exists.
+    async fn get(&self, name: &SandboxName) -> Result<Option<Box<dyn Sandbox>>>;
+    /// All sandboxes of this provider.
+    async fn list(&self) -> Result<Vec<SandboxInfo>>;
+    /// Stops and deletes the named sandbox and its workspace (a user's own `workdir`
+    /// is never deleted).
+    ///
+    /// # Errors
+    /// [`Error::SandboxNotFound`](crate::Error::SandboxNotFound) when it does not exist.
+    async fn remove(&self, name: &SandboxName) -> Result<()>;
+    /// The store holding this provider's snapshots.
+    fn snapshots(&self) -> Arc<dyn SnapshotStore>;
+}
+
+/// Default page size for [`SnapshotStore::latest_ready`].
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+
+/// Where snapshots live.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync {
+    /// One page of the snapshots called `name` (all names when `None`), newest first.
+    async fn list(
+        &self,
+        name: Option<&str>,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page<SnapshotMeta>>;
+    /// One snapshot by id.
+    async fn get(&self, id: &SnapshotId) -> Result<Option<SnapshotMeta>>;
+    /// Deletes a snapshot.
+    async fn delete(&self, id: &SnapshotId) -> Result<()>;
+    /// The page size [`latest_ready`](Self::latest_ready) asks for.
+    fn page_size(&self) -> usize {
+        DEFAULT_PAGE_SIZE
+    }
+    /// The newest [`Ready`](SnapshotStatus::Ready) snapshot called `name`, following
+    /// **every** page (a ready snapshot behind pages of failed ones is still found).
+    async fn latest_ready(&self, name: &str) -> Result<Option<SnapshotMeta>> {
+        let mut cursor: Option<Cursor> = None;
+        loop {
+            let page = self.list(Some(name), cursor.as_ref(), self.page_size().max(1)).await?;
+            if let Some(hit) = page.items.into_iter().find(|m| m.status == SnapshotStatus::Ready) {
+                return Ok(Some(hit));
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(None),
+            }
+        }
+    }
+}

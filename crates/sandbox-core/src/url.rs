@@ -1,0 +1,358 @@
+//! Validated repository URLs.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// The accepted forms, quoted in every URL error so the user knows what to type.
+const ACCEPTED: &str = "accepted forms: https://host/owner/repo, http://host/owner/repo, \
+ssh://[user@]host[:port]/owner/repo, git@host:owner/repo, git://host/owner/repo, \
+file:///absolute/path, or a local path starting with `/`, `./` or `../`";
+
+/// How a [`RepoUrl`] reaches its repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// `https://` (and `http://`, for loopback servers and tests).
+    Http,
+    /// `ssh://` or the scp-like `user@host:path`.
+    Ssh,
+    /// `git://` (the git daemon protocol, unauthenticated).
+    Git,
+    /// `file://` or a local path. libgit2's local transport cannot do shallow fetches,
+    /// so the git engine fetches full history over it.
+    File,
+}
+
+/// A repository URL, validated at construction.
+///
+/// Accepted: `https://`, `http://`, `ssh://`, scp-like `user@host:owner/repo(.git)`,
+/// `git://`, `file://` and local paths (`/abs`, `./rel`, `../rel`, made absolute).
+/// Refused: userinfo in `http(s)://` URLs (pass a token through
+/// [`Credentials`](crate::Credentials) instead, so it never lands in a URL, a log or
+/// `.git/config`), passwords in `ssh://` URLs, a leading `-` (option injection),
+/// whitespace and control characters, and unknown schemes.
+///
+/// `Display` prints the URL as given minus nothing secret (a validated URL holds no
+/// secret), so it is safe to log.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RepoUrl {
+    transport: Transport,
+    scheme: &'static str,
+    scp_like: bool,
+    user: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    path: String,
+}
+
+impl RepoUrl {
+    /// Parses and validates `input`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] naming what is wrong and listing the accepted forms. The
+    /// error never repeats userinfo it refused.
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let bad = |reason: &str| Error::InvalidUrl {
+            url: redact_userinfo(input),
+            reason: format!("{reason}; {ACCEPTED}"),
+        };
+        if input.is_empty() {
+            return Err(bad("the URL is empty"));
+        }
+        if input.starts_with('-') {
+            return Err(bad("a URL may not start with `-` (it would be read as an option)"));
+        }
+        if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("the URL contains whitespace or control characters"));
+        }
+        if let Some((scheme, rest)) = input.split_once("://") {
+            let scheme_lc = scheme.to_ascii_lowercase();
+            let (transport, scheme): (Transport, &'static str) = match scheme_lc.as_str() {
+                "https" => (Transport::Http, "https"),
+                "http" => (Transport::Http, "http"),
+                "ssh" | "git+ssh" | "ssh+git" => (Transport::Ssh, "ssh"),
+                "git" => (Transport::Git, "git"),
+                "file" => (Transport::File, "file"),
+                _ => return Err(bad(&format!("unknown scheme `{scheme}`"))),
+            };
+            if transport == Transport::File {
+                let path = rest.strip_prefix("localhost").unwrap_or(rest);
+                if !path.starts_with('/') {
+                    return Err(bad("a file:// URL needs an absolute path (file:///path)"));
+                }
+                return Self::local(normalize_local(Path::new(path)), "file");
+            }
+            let (authority, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, ""),
+            };
+            let (user, hostport) = match authority.rsplit_once('@') {
+                Some((userinfo, hostport)) => {
+                    if transport != Transport::Ssh {
+                        return Err(bad(
+                            "credentials in the URL are refused (they would end up in logs and \
+                             .git/config); pass the token through HEADSTART_GIT_TOKEN or \
+                             `Credentials` instead",
+                        ));
+                    }
+                    if userinfo.contains(':') {
+                        return Err(bad(
+                            "a password in an ssh:// URL is refused; use key authentication",
+                        ));
+                    }
+                    (Some(userinfo.to_owned()), hostport)
+                }
+                None => (None, authority),
+            };
+            let (host, port) = split_host_port(hostport).map_err(|r| bad(&r))?;
+            check_path(path).map_err(|r| bad(&r))?;
+            if let Some(u) = &user {
+                check_user(u).map_err(|r| bad(&r))?;
+            }
+            return Ok(Self {
+                transport,
+                scheme,
+                scp_like: false,
+                user,
+                host: Some(host),
+                port,
+                path: path.to_owned(),
+            });
+        }
+        if input.starts_with('/') || input.starts_with("./") || input.starts_with("../") {
+            let abs = std::path::absolute(input).map_err(|e| bad(&e.to_string()))?;
+            return Self::local(normalize_local(&abs), "file");
+        }
+        // scp-like: [user@]host:path, with the colon before any slash.
+        if let Some((left, path)) = input.split_once(':') {
+            if !left.contains('/') && !left.is_empty() {
+                let (user, host) = match left.rsplit_once('@') {
+                    Some((u, h)) => (Some(u.to_owned()), h),
+                    None => (None, left),
+                };
+                if let Some(u) = &user {
+                    check_user(u).map_err(|r| bad(&r))?;
+                }
+                check_host(host).map_err(|r| bad(&r))?;
+                if path.starts_with('-') {
+                    return Err(bad("the repository path may not start with `-`"));
+                }
+                let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
+                check_path(&path).map_err(|r| bad(&r))?;
+                return Ok(Self {
+                    transport: Transport::Ssh,
+                    scheme: "ssh",
+                    scp_like: true,
+                    user,
+                    host: Some(host.to_ascii_lowercase()),
+                    port: None,
+                    path,
+                });
+            }
+        }
+        Err(bad("not a URL or local path git can use"))
+    }
+
+    /// A URL for a local repository directory (made absolute, not required to exist).
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] when the path cannot be made absolute or is not UTF-8.
+    pub fn from_path(path: &Path) -> Result<Self, Error> {
+        let abs = std::path::absolute(path).map_err(|e| Error::InvalidUrl {
+            url: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::local(normalize_local(&abs), "file")
+    }
+
+    fn local(path: PathBuf, scheme: &'static str) -> Result<Self, Error> {
+        let s = path.to_str().ok_or_else(|| Error::InvalidUrl {
+            url: path.display().to_string(),
+            reason: "local paths must be valid UTF-8".into(),
+        })?;
+        if s.chars().any(|c| c.is_control()) {
+            return Err(Error::InvalidUrl {
+                url: s.escape_debug().to_string(),
+                reason: "the path contains control characters".into(),
+            });
+        }
+        Ok(Self {
+            transport: Transport::File,
+            scheme,
+            scp_like: false,
+            user: None,
+            host: None,
+            port: None,
+            path: s.to_owned(),
+        })
+    }
+
+    /// The transport this URL uses.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// The host, lower-cased; `None` for local repositories.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// The explicit port, if any.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The path on the host (always starting with `/`), or the absolute local path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The ssh user name, if the URL names one (never a secret).
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// True for `file://` URLs and local paths.
+    pub fn is_local(&self) -> bool {
+        self.transport == Transport::File
+    }
+
+    /// The local directory of a `file://` URL.
+    pub fn local_path(&self) -> Option<&Path> {
+        self.is_local().then(|| Path::new(&self.path))
+    }
+
+    /// The string handed to git (identical to `Display`).
+    pub fn as_git_url(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for RepoUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.transport == Transport::File {
+            return write!(f, "file://{}", self.path);
+        }
+        let host = self.host.as_deref().unwrap_or_default();
+        if self.scp_like {
+            if let Some(u) = &self.user {
+                write!(f, "{u}@")?;
+            }
+            return write!(f, "{host}:{}", self.path.trim_start_matches('/'));
+        }
+        write!(f, "{}://", self.scheme)?;
+        if let Some(u) = &self.user {
+            write!(f, "{u}@")?;
+        }
+        f.write_str(host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        f.write_str(&self.path)
+    }
+}
+
+impl fmt::Debug for RepoUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RepoUrl({self})")
+    }
+}
+
+impl std::str::FromStr for RepoUrl {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::parse(s)
+    }
+}
+
+impl serde::Serialize for RepoUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RepoUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Replaces the userinfo of a URL-looking string with `***` so errors never echo it.
+pub(crate) fn redact_userinfo(input: &str) -> String {
+    let cleaned: String = input
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if let Some((scheme, rest)) = cleaned.split_once("://") {
+        let auth_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..auth_end].rfind('@') {
+            return format!("{scheme}://***@{}", &rest[at + 1..]);
+        }
+    }
+    cleaned
+}
+
+fn normalize_local(p: &Path) -> PathBuf {
+    let s = p.to_string_lossy();
+    let trimmed = s.trim_end_matches('/');
+    if trimmed.is_empty() { PathBuf::from("/") } else { PathBuf::from(trimmed) }
+}
+
+fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), String> {
+    let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
+        let (h, after) = rest.split_once(']').ok_or("unterminated IPv6 address")?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err("unexpected text after the IPv6 address".into()),
+        };
+        (format!("[{h}]"), port)
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), Some(p)),
+            None => (hostport.to_owned(), None),
+        }
+    };
+    check_host(host.trim_start_matches('[').trim_end_matches(']'))?;
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().map_err(|_| format!("`{p}` is not a valid port"))?),
+        None => None,
+    };
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("the URL has no host".into());
+    }
+    if host.starts_with('-') {
+        return Err("a host may not start with `-`".into());
+    }
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+    {
+        return Err(format!("`{host}` is not a valid host name"));
+    }
+    Ok(())
+}
+
+fn check_user(user: &str) -> Result<(), String> {
+    if user.is_empty() || user.starts_with('-') {
+        return Err("the ssh user name is empty or starts with `-`".into());
+    }
+    Ok(())
+}
+
+fn check_path(path: &str) -> Result<(), String> {
+    let repo = path.trim_matches('/');
+    if repo.is_empty() {
+        return Err("the URL names no repository path".into());
+    }
+    if repo.split('/').any(|seg| seg == "..") {
+        return Err("the repository path may not contain `..`".into());
+    }
+    Ok(())
+}

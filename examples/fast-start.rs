@@ -1,0 +1,3 @@
+//! Cold start, background snapshot, warm start: headstart end to end.
+
+fn main() {}
