@@ -5,17 +5,45 @@
 //! only for the repository's own host, and are never written to `.git/config`.
 //!
 //! All functions here **block**; async callers use `tokio::task::spawn_blocking`.
+//!
+//! Decisions (each tested in `tests/it/git_*.rs` against real loopback servers):
+//! - **Branch**: `Source.branch`, else the remote's default branch read from the ref
+//!   advertisement (the `HEAD` symref), never an assumed `main`. One connection serves
+//!   both the advertisement and the fetch.
+//! - **Fetch**: exactly `+refs/heads/B:refs/remotes/origin/B`, no tags. Clones are
+//!   shallow by default ([`Depth`]); [`sync`] always fetches depth 1, so it works on a
+//!   single-branch snapshot for any other branch and after force-pushes.
+//! - **Local repositories** (`file://`, paths): libgit2's local transport refuses
+//!   shallow fetches, so they are fetched in full (no network is involved).
+//! - **Checkout** is `git checkout -B B origin/B`: HEAD names the branch, index and
+//!   worktree equal the fetched tree, untracked files are removed; **ignored** files
+//!   are kept (they are what a snapshot's setup recipe built: dependencies, caches).
+//!   The local branch tracks `origin/B`; a `new_branch` tracks nothing until pushed.
+//! - **Submodules and Git LFS** are refused with [`Error::UnsupportedRepository`]
+//!   naming the paths: the engine fetches neither, and a sandbox silently missing
+//!   those files is worse than a clear error.
+//! - **ssh** URLs are refused with [`Error::InvalidUrl`] for now: the ssh transport has
+//!   not been tested against a real sshd with host-key checking, and an untested
+//!   host-key policy is a security hole. Use the https URL and a token.
+//! - **Credentials** are offered once, as user/token, only when libgit2 asks for the
+//!   repository's own host; a refused token is [`Error::AuthFailed`] (libgit2 would
+//!   otherwise ask again forever). No error or log line contains the token.
 
 use std::fmt;
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
 
+mod checkout;
+mod transfer;
+
+use git2::Repository;
+
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
 use crate::report::HeadInfo;
 use crate::source::Source;
-use crate::url::RepoUrl;
+use crate::url::{RepoUrl, Transport};
 
 /// How much history a clone fetches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,42 +115,288 @@ pub struct Checkout {
 /// branch the source asks for: `branch`, else the remote's default branch; with
 /// `new_branch`, a new branch from that tip (an error if the remote has it already).
 ///
+/// `origin` is `source.url()` as given (no credentials), fetching only the branch
+/// checked out (like `git clone --single-branch`). On failure, whatever the clone
+/// created in `dest` is removed.
+///
 /// # Errors
 /// [`Error::BranchNotFound`], [`Error::NewBranchExists`], [`Error::AuthFailed`],
 /// [`Error::RepoNotFound`], [`Error::Network`], [`Error::UnsupportedRepository`],
+/// [`Error::InvalidUrl`] (ssh), [`Error::InvalidOptions`] (`dest` not empty),
 /// [`Error::Git`].
+#[tracing::instrument(level = "debug", skip_all, fields(repository = %source.url()))]
 pub fn clone(source: &Source, dest: &Path, options: &GitOptions) -> Result<Checkout> {
-    let _ = (source, dest, options);
-    Err(Error::Git { op: "clone", message: "not implemented yet".into() })
+    refuse_unsupported_transport(source.url())?;
+    let created = prepare_dest(dest)?;
+    let result = clone_into(source, dest, options);
+    if result.is_err() {
+        cleanup_dest(dest, created);
+    }
+    result
+}
+
+fn clone_into(source: &Source, dest: &Path, options: &GitOptions) -> Result<Checkout> {
+    let started = std::time::Instant::now();
+    let url = source.url();
+    let repo = Repository::init(dest).map_err(git_err("init"))?;
+    let branch = source.branch().map(|b| b.as_str());
+    let new_branch = source.new_branch().map(|b| b.as_str());
+    // The refspec is configured once we know the branch; until then, none.
+    let mut remote = repo
+        .remote_with_fetch("origin", &url.as_git_url(), "")
+        .map_err(git_err("clone"))?;
+    let depth = transfer::effective_depth(url, options.depth);
+    let fetched = transfer::connect_and_fetch(
+        "clone",
+        &mut remote,
+        url,
+        branch,
+        new_branch,
+        depth,
+        options,
+    )?;
+    drop(remote);
+    repo.remote_add_fetch("origin", &transfer::tracking_refspec(&fetched.base))
+        .map_err(git_err("clone"))?;
+    let tree = repo
+        .find_commit(fetched.tip)
+        .and_then(|c| c.tree())
+        .map_err(git_err("clone"))?;
+    checkout::refuse_incomplete(&repo, &tree, url)?;
+    let head = match new_branch {
+        Some(nb) => checkout::checkout_branch(&repo, nb, fetched.tip, None, false)?,
+        None => checkout::checkout_branch(
+            &repo,
+            &fetched.base,
+            fetched.tip,
+            Some(&fetched.base),
+            false,
+        )?,
+    };
+    tracing::info!(
+        repository = %url,
+        branch = %head.branch,
+        commit = %head.commit,
+        received_bytes = fetched.received_bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "cloned"
+    );
+    Ok(Checkout {
+        head,
+        received_bytes: fetched.received_bytes,
+        received_objects: fetched.received_objects,
+    })
 }
 
 /// Brings an existing checkout (a restored snapshot) to the branch `source` asks for:
 /// fetches exactly `+refs/heads/B:refs/remotes/origin/B` at depth 1, then does the
 /// equivalent of `git checkout -B B origin/B` and removes untracked files left from
-/// the snapshot's older tree.
+/// the snapshot's older tree (ignored files stay). With `new_branch`, the new branch is
+/// created from B's tip instead (B being `branch` or the remote's default branch).
+///
+/// The workspace may be a single-branch shallow clone of any other branch; force-pushed
+/// branches are followed (the refspec forces).
 ///
 /// # Errors
 /// [`Error::OriginMismatch`] when the workspace's `origin` is another repository, and
 /// the errors of [`clone`].
+#[tracing::instrument(level = "debug", skip_all, fields(repository = %source.url()))]
 pub fn sync(source: &Source, workspace: &Path, options: &GitOptions) -> Result<Checkout> {
-    let _ = (source, workspace, options);
-    Err(Error::Git { op: "sync", message: "not implemented yet".into() })
+    let started = std::time::Instant::now();
+    let url = source.url();
+    refuse_unsupported_transport(url)?;
+    let repo = Repository::open(workspace).map_err(|e| Error::Git {
+        op: "sync",
+        message: format!(
+            "{} is not a git workspace: {}",
+            workspace.display(),
+            e.message()
+        ),
+    })?;
+    let mut remote = repo.find_remote("origin").map_err(|e| Error::Git {
+        op: "sync",
+        message: format!(
+            "the workspace at {} has no `origin` remote: {}",
+            workspace.display(),
+            e.message()
+        ),
+    })?;
+    let actual = remote.url().unwrap_or("").to_owned();
+    if !same_repository(&actual, url) {
+        return Err(Error::OriginMismatch {
+            workspace: workspace.to_path_buf(),
+            expected: url.to_string(),
+            actual: crate::url::redact_userinfo(&actual),
+        });
+    }
+    let branch = source.branch().map(|b| b.as_str());
+    let new_branch = source.new_branch().map(|b| b.as_str());
+    let depth = transfer::effective_depth(url, Depth::default());
+    let fetched =
+        transfer::connect_and_fetch("sync", &mut remote, url, branch, new_branch, depth, options)?;
+    drop(remote);
+    ensure_fetch_refspec(&repo, &fetched.base)?;
+    let tree = repo
+        .find_commit(fetched.tip)
+        .and_then(|c| c.tree())
+        .map_err(git_err("sync"))?;
+    checkout::refuse_incomplete(&repo, &tree, url)?;
+    let head = match new_branch {
+        Some(nb) => checkout::checkout_branch(&repo, nb, fetched.tip, None, true)?,
+        None => {
+            checkout::checkout_branch(&repo, &fetched.base, fetched.tip, Some(&fetched.base), true)?
+        }
+    };
+    tracing::info!(
+        repository = %url,
+        branch = %head.branch,
+        commit = %head.commit,
+        received_bytes = fetched.received_bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "synced"
+    );
+    Ok(Checkout {
+        head,
+        received_bytes: fetched.received_bytes,
+        received_objects: fetched.received_objects,
+    })
 }
 
 /// The remote's default branch (its `HEAD` symref), read from the remote.
 ///
 /// # Errors
-/// As [`clone`].
+/// As [`clone`]; [`Error::Git`] when the remote names no default branch (empty
+/// repository).
+#[tracing::instrument(level = "debug", skip_all, fields(repository = %url))]
 pub fn remote_default_branch(url: &RepoUrl, credentials: &Credentials) -> Result<String> {
-    let _ = (url, credentials);
-    Err(Error::Git { op: "ls-remote", message: "not implemented yet".into() })
+    refuse_unsupported_transport(url)?;
+    let options = GitOptions {
+        credentials: credentials.clone(),
+        ..GitOptions::default()
+    };
+    let adv = transfer::ls_remote(url, &options)?;
+    adv.default_branch.ok_or_else(|| Error::Git {
+        op: "ls-remote",
+        message: format!("{url} does not name a default branch (HEAD); it may be empty"),
+    })
 }
 
 /// The branch and commit of a workspace's HEAD.
 ///
 /// # Errors
-/// [`Error::Git`] when `workspace` is not a repository or HEAD is detached.
+/// [`Error::Git`] when `workspace` is not a repository or HEAD is detached or unborn.
 pub fn head(workspace: &Path) -> Result<HeadInfo> {
-    let _ = workspace;
-    Err(Error::Git { op: "head", message: "not implemented yet".into() })
+    let op = "head";
+    let repo = Repository::open(workspace).map_err(|e| Error::Git {
+        op,
+        message: format!(
+            "{} is not a git workspace: {}",
+            workspace.display(),
+            e.message()
+        ),
+    })?;
+    if repo.head_detached().map_err(git_err(op))? {
+        return Err(Error::Git {
+            op,
+            message: format!("HEAD of {} is detached", workspace.display()),
+        });
+    }
+    let head = repo.head().map_err(|e| Error::Git {
+        op,
+        message: format!(
+            "HEAD of {} names no commit: {}",
+            workspace.display(),
+            e.message()
+        ),
+    })?;
+    let branch = head.shorthand().unwrap_or_default().to_owned();
+    let commit = head.peel_to_commit().map_err(git_err(op))?.id().to_string();
+    Ok(HeadInfo { branch, commit })
+}
+
+fn git_err(op: &'static str) -> impl Fn(git2::Error) -> Error {
+    move |e| Error::Git {
+        op,
+        message: e.message().to_owned(),
+    }
+}
+
+fn refuse_unsupported_transport(url: &RepoUrl) -> Result<()> {
+    if url.transport() == Transport::Ssh {
+        return Err(Error::InvalidUrl {
+            url: url.to_string(),
+            reason: "ssh URLs are not supported by headstart's git engine yet (its host-key \
+                     checking is untested); use the repository's https URL with a token \
+                     (HEADSTART_GIT_TOKEN)"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// True when the configured origin URL names the same repository as `url`: same
+/// transport, host, port and path, ignoring a trailing `/` or `.git`.
+fn same_repository(configured: &str, url: &RepoUrl) -> bool {
+    let Ok(other) = RepoUrl::parse(configured) else {
+        return false;
+    };
+    let norm = |p: &str| p.trim_end_matches('/').trim_end_matches(".git").to_owned();
+    other.transport() == url.transport()
+        && other.host() == url.host()
+        && other.port() == url.port()
+        && other.user() == url.user()
+        && norm(other.path()) == norm(url.path())
+}
+
+/// Adds `+refs/heads/B:refs/remotes/origin/B` to origin's fetch refspecs if missing, so
+/// `git status` and `git pull` in the sandbox know the branch's upstream.
+fn ensure_fetch_refspec(repo: &Repository, branch: &str) -> Result<()> {
+    let spec = transfer::tracking_refspec(branch);
+    let remote = repo.find_remote("origin").map_err(git_err("sync"))?;
+    let have = remote.fetch_refspecs().map_err(git_err("sync"))?;
+    if have.iter().any(|s| matches!(s, Ok(Some(x)) if x == spec)) {
+        return Ok(());
+    }
+    repo.remote_add_fetch("origin", &spec)
+        .map_err(git_err("sync"))
+}
+
+/// Checks `dest` is absent or an empty directory; returns whether clone creates it.
+fn prepare_dest(dest: &Path) -> Result<bool> {
+    match std::fs::read_dir(dest) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Error::InvalidOptions(format!(
+                    "cannot clone into {}: the directory is not empty",
+                    dest.display()
+                )));
+            }
+            Ok(false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(Error::io(format!("reading {}", dest.display()), e)),
+    }
+}
+
+/// Removes what a failed clone left: `dest` itself if the clone created it, else its
+/// contents.
+fn cleanup_dest(dest: &Path, created: bool) {
+    let result = if created {
+        std::fs::remove_dir_all(dest)
+    } else {
+        std::fs::read_dir(dest).and_then(|entries| {
+            for entry in entries {
+                let path = entry?.path();
+                if path.is_dir() && !path.is_symlink() {
+                    std::fs::remove_dir_all(&path)?;
+                } else {
+                    std::fs::remove_file(&path)?;
+                }
+            }
+            Ok(())
+        })
+    };
+    if let Err(e) = result {
+        tracing::warn!(dest = %dest.display(), error = %e, "could not clean up after a failed clone");
+    }
 }

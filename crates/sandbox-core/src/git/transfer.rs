@@ -1,0 +1,348 @@
+//! Talking to a remote: credential and progress callbacks, one connection that reads
+//! the ref advertisement and then fetches over the same transport, and the mapping of
+//! libgit2 failures to [`Error`] variants a user can act on.
+//!
+//! Not here: what to do with the fetched commit (see `checkout`).
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use git2::{AutotagOption, CredentialType, Direction, FetchOptions, Oid, RemoteCallbacks};
+
+use super::{Depth, GitOptions, Progress};
+use crate::credentials::Credentials;
+use crate::error::Error;
+use crate::url::{RepoUrl, Transport};
+
+/// How often libgit2 asked for credentials, and whether we refused.
+#[derive(Debug, Default)]
+pub(crate) struct AuthState {
+    /// Calls of the credential callback.
+    calls: Cell<u32>,
+    /// The callback handed out the token at least once.
+    offered: Cell<bool>,
+    /// The callback was asked for a host other than the repository's.
+    foreign_host: Cell<bool>,
+}
+
+/// The branches a remote advertises and its default branch.
+#[derive(Debug, Default)]
+pub(crate) struct Advertisement {
+    /// `(short branch name, tip)` for every `refs/heads/*`.
+    pub(crate) branches: Vec<(String, Oid)>,
+    /// The short name of the branch the remote's `HEAD` names, if it says.
+    pub(crate) default_branch: Option<String>,
+}
+
+impl Advertisement {
+    /// The tip of `branch`, if advertised.
+    pub(crate) fn tip(&self, branch: &str) -> Option<Oid> {
+        self.branches
+            .iter()
+            .find(|(b, _)| b == branch)
+            .map(|(_, oid)| *oid)
+    }
+
+    /// A few branch names that exist, for "branch not found" errors: the default
+    /// branch first, then others in name order.
+    pub(crate) fn some_names(&self, max: usize) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        if let Some(d) = &self.default_branch {
+            names.push(d.clone());
+        }
+        let mut others: Vec<&String> = self
+            .branches
+            .iter()
+            .map(|(b, _)| b)
+            .filter(|b| Some(*b) != self.default_branch.as_ref())
+            .collect();
+        others.sort();
+        names.extend(others.into_iter().cloned());
+        names.truncate(max);
+        names
+    }
+}
+
+/// Builds callbacks: credentials only for `url`'s host and at most once, progress to
+/// the caller's callback.
+pub(crate) fn callbacks<'a>(
+    url: &'a RepoUrl,
+    options: &'a GitOptions,
+    auth: &Rc<AuthState>,
+) -> RemoteCallbacks<'a> {
+    let mut cbs = RemoteCallbacks::new();
+    let state = Rc::clone(auth);
+    let creds: &Credentials = &options.credentials;
+    cbs.credentials(move |cb_url, _user_from_url, allowed| {
+        let calls = state.calls.get() + 1;
+        state.calls.set(calls);
+        let Some(token) = creds.expose_token() else {
+            return Err(git2::Error::from_str(
+                "the server asked for credentials and none were given",
+            ));
+        };
+        let cb_host = RepoUrl::parse(cb_url)
+            .ok()
+            .and_then(|u| u.host().map(str::to_owned));
+        if cb_host.is_none() || cb_host.as_deref() != url.host() {
+            state.foreign_host.set(true);
+            tracing::warn!(repository = %url, "credentials requested for another host; refused");
+            return Err(git2::Error::from_str(
+                "credentials refused for a host other than the repository's",
+            ));
+        }
+        if calls > 1 {
+            // libgit2 asks again, forever, when the server refuses the token.
+            return Err(git2::Error::from_str("the server refused the credentials"));
+        }
+        if !allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            return Err(git2::Error::from_str(
+                "the server wants a credential type other than a token",
+            ));
+        }
+        state.offered.set(true);
+        tracing::debug!(repository = %url, "offering the token to the server");
+        git2::Cred::userpass_plaintext(creds.username(), token)
+    });
+    if let Some(progress) = options.progress.clone() {
+        cbs.transfer_progress(move |p| {
+            progress(&Progress {
+                received_objects: p.received_objects(),
+                total_objects: p.total_objects(),
+                indexed_deltas: p.indexed_deltas(),
+                total_deltas: p.total_deltas(),
+                received_bytes: p.received_bytes(),
+            });
+            true
+        });
+    }
+    cbs
+}
+
+/// What one fetch brought.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    /// The branch fetched (`Source.branch`, else the remote's default branch).
+    pub(crate) base: String,
+    /// Its tip.
+    pub(crate) tip: Oid,
+    /// Bytes received.
+    pub(crate) received_bytes: u64,
+    /// Objects received.
+    pub(crate) received_objects: u64,
+}
+
+/// The depth to ask for: libgit2's local transport refuses shallow fetches ("shallow
+/// fetch is not supported by the local transport"), so local repositories are fetched
+/// in full (they are on the same disk, so this costs copying, not a network).
+pub(crate) fn effective_depth(url: &RepoUrl, depth: Depth) -> Option<i32> {
+    match (url.transport(), depth) {
+        (Transport::File, _) | (_, Depth::Full) => None,
+        (_, Depth::Shallow(n)) => Some(i32::try_from(n.get()).unwrap_or(i32::MAX)),
+    }
+}
+
+/// Connects `remote` once, reads the advertisement, decides the base branch, checks
+/// `new_branch` is not taken, and fetches exactly
+/// `+refs/heads/B:refs/remotes/origin/B` over the same connection.
+pub(crate) fn connect_and_fetch(
+    op: &'static str,
+    remote: &mut git2::Remote<'_>,
+    url: &RepoUrl,
+    branch: Option<&str>,
+    new_branch: Option<&str>,
+    depth: Option<i32>,
+    options: &GitOptions,
+) -> Result<Fetched, Error> {
+    let auth = Rc::new(AuthState::default());
+    let started = std::time::Instant::now();
+    let mut conn = remote
+        .connect_auth(Direction::Fetch, Some(callbacks(url, options, &auth)), None)
+        .map_err(|e| map_error(op, url, options, &auth, &e))?;
+    let advertisement = read_advertisement(&conn, url, options, &auth)?;
+    tracing::debug!(
+        repository = %url,
+        branches = advertisement.branches.len(),
+        default_branch = advertisement.default_branch.as_deref().unwrap_or("-"),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "connected"
+    );
+    let base = match branch {
+        Some(b) => b.to_owned(),
+        None => advertisement.default_branch.clone().ok_or_else(|| Error::Git {
+            op,
+            message: format!(
+                "{url} does not name a default branch (HEAD); it may be empty. Pass a branch explicitly"
+            ),
+        })?,
+    };
+    let Some(tip) = advertisement.tip(&base) else {
+        return Err(Error::BranchNotFound {
+            branch: base,
+            url: url.to_string(),
+            available: advertisement.some_names(5),
+        });
+    };
+    if let Some(nb) = new_branch {
+        if advertisement.tip(nb).is_some() {
+            return Err(Error::NewBranchExists {
+                branch: nb.to_owned(),
+                url: url.to_string(),
+            });
+        }
+    }
+    let refspec = tracking_refspec(&base);
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(callbacks(url, options, &auth));
+    fo.download_tags(AutotagOption::None);
+    fo.update_fetchhead(false);
+    if let Some(d) = depth {
+        fo.depth(d);
+    }
+    let remote = conn.remote();
+    remote
+        .fetch(
+            &[refspec.as_str()],
+            Some(&mut fo),
+            Some(&format!("headstart: fetch {base}")),
+        )
+        .map_err(|e| map_error(op, url, options, &auth, &e))?;
+    let stats = remote.stats();
+    let fetched = Fetched {
+        base,
+        tip,
+        received_bytes: stats.received_bytes() as u64,
+        received_objects: stats.received_objects() as u64,
+    };
+    tracing::debug!(
+        repository = %url,
+        branch = %fetched.base,
+        depth = depth.unwrap_or(0),
+        received_bytes = fetched.received_bytes,
+        received_objects = fetched.received_objects,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "fetched"
+    );
+    Ok(fetched)
+}
+
+/// Connects to `url` without a repository and reads the advertisement.
+pub(crate) fn ls_remote(url: &RepoUrl, options: &GitOptions) -> Result<Advertisement, Error> {
+    let auth = Rc::new(AuthState::default());
+    let op = "ls-remote";
+    let mut remote = git2::Remote::create_detached(url.as_git_url())
+        .map_err(|e| map_error(op, url, options, &auth, &e))?;
+    let conn = remote
+        .connect_auth(Direction::Fetch, Some(callbacks(url, options, &auth)), None)
+        .map_err(|e| map_error(op, url, options, &auth, &e))?;
+    read_advertisement(&conn, url, options, &auth)
+}
+
+fn read_advertisement(
+    conn: &git2::RemoteConnection<'_, '_, '_>,
+    url: &RepoUrl,
+    options: &GitOptions,
+    auth: &AuthState,
+) -> Result<Advertisement, Error> {
+    let op = "ls-remote";
+    let heads = conn
+        .list()
+        .map_err(|e| map_error(op, url, options, auth, &e))?;
+    let mut adv = Advertisement::default();
+    for h in heads {
+        if let Some(b) = h.name().strip_prefix("refs/heads/") {
+            adv.branches.push((b.to_owned(), h.oid()));
+        }
+    }
+    adv.default_branch = match conn.default_branch() {
+        Ok(buf) => buf
+            .as_str()
+            .ok()
+            .and_then(|s| s.strip_prefix("refs/heads/"))
+            .map(str::to_owned),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+        Err(e) => return Err(map_error(op, url, options, auth, &e)),
+    };
+    Ok(adv)
+}
+
+/// `+refs/heads/B:refs/remotes/origin/B`.
+pub(crate) fn tracking_refspec(branch: &str) -> String {
+    format!("+refs/heads/{branch}:refs/remotes/origin/{branch}")
+}
+
+/// Removes anything token-like from a message: the token itself if present.
+pub(crate) fn scrub(message: &str, credentials: &Credentials) -> String {
+    match credentials.expose_token() {
+        Some(t) if !t.is_empty() && message.contains(t) => message.replace(t, "***"),
+        _ => message.to_owned(),
+    }
+}
+
+/// Maps a libgit2 failure to the [`Error`] a user can act on.
+pub(crate) fn map_error(
+    op: &'static str,
+    url: &RepoUrl,
+    options: &GitOptions,
+    auth: &AuthState,
+    e: &git2::Error,
+) -> Error {
+    let message = scrub(e.message(), &options.credentials);
+    let lower = message.to_ascii_lowercase();
+    tracing::debug!(repository = %url, op, class = ?e.class(), code = ?e.code(), %message, "git failure");
+    let url_s = url.to_string();
+    if auth.foreign_host.get() {
+        return Error::AuthFailed {
+            url: url_s,
+            hint:
+                "the server asked for credentials for another host (a redirect?); headstart only \
+                   sends the token to the repository's own host"
+                    .into(),
+        };
+    }
+    let auth_like = e.code() == git2::ErrorCode::Auth
+        || lower.contains("401")
+        || lower.contains("403")
+        || lower.contains("authentication")
+        || lower.contains("credentials");
+    if auth_like {
+        let hint = if options.credentials.is_empty() {
+            "the server requires credentials; pass a token with read access (HEADSTART_GIT_TOKEN)"
+        } else if lower.contains("403") {
+            "the server refused access with this token; check that it has read access to the repository"
+        } else {
+            "the server refused the token; check that it is valid, not expired, and has read access to the repository"
+        };
+        return Error::AuthFailed {
+            url: url_s,
+            hint: hint.into(),
+        };
+    }
+    let not_found = lower.contains("404")
+        || lower.contains("not found")
+        || lower.contains("not exported")
+        || lower.contains("no such repository")
+        || lower.contains("could not find repository")
+        || lower.contains("does not appear to be a git repository")
+        || lower.contains("not a git repository");
+    if not_found {
+        return Error::RepoNotFound { url: url_s };
+    }
+    let network = matches!(
+        e.class(),
+        git2::ErrorClass::Net | git2::ErrorClass::Os | git2::ErrorClass::Ssl
+    ) || lower.contains("failed to connect")
+        || lower.contains("could not connect")
+        || lower.contains("connection refused")
+        || lower.contains("failed to resolve")
+        || lower.contains("timed out")
+        || lower.contains("early eof")
+        || lower.contains("unexpected eof");
+    if network {
+        return Error::Network {
+            url: url_s,
+            message,
+        };
+    }
+    Error::Git { op, message }
+}
