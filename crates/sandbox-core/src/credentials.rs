@@ -27,7 +27,10 @@ impl Credentials {
         if token.trim().is_empty() {
             return Self::none();
         }
-        Self { username: None, token: Some(SecretString::from(token)) }
+        Self {
+            username: None,
+            token: Some(SecretString::from(token)),
+        }
     }
 
     /// Sets the user name sent with the token (default `x-access-token`, which GitHub,
@@ -58,7 +61,14 @@ impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
             .field("username", &self.username)
-            .field("token", &if self.token.is_some() { "[redacted]" } else { "none" })
+            .field(
+                "token",
+                &if self.token.is_some() {
+                    "[redacted]"
+                } else {
+                    "none"
+                },
+            )
             .finish()
     }
 }

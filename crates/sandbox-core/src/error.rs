@@ -50,9 +50,7 @@ pub enum Error {
         url: String,
     },
     /// The server refused the credentials (or demanded some and none were given).
-    #[error(
-        "authentication failed for {url}: {hint}"
-    )]
+    #[error("authentication failed for {url}: {hint}")]
     AuthFailed {
         /// The repository URL.
         url: String,
@@ -149,12 +147,19 @@ fn available_hint(available: &[String]) -> String {
 impl Error {
     /// An [`Error::Io`] with context.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io { context: context.into(), source }
+        Self::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// An [`Error::Provider`] without an underlying source.
     pub fn provider(provider: &'static str, message: impl Into<String>) -> Self {
-        Self::Provider { provider, message: message.into(), source: None }
+        Self::Provider {
+            provider,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// True when the error is the caller's input (bad URL, name, branch, unknown

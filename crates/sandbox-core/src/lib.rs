@@ -44,5 +44,7 @@ pub use options::{ConnectOptions, ExecOutput, ExecRequest, OutputSink, Resources
 pub use report::{HeadInfo, Phase, PhaseClock, PhaseTiming, StartPath, StartupReport};
 pub use snapshot::{Cursor, Page, SnapshotMeta, SnapshotRequest, SnapshotStatus};
 pub use source::Source;
-pub use traits::{Connected, DEFAULT_PAGE_SIZE, Sandbox, SandboxInfo, SandboxProvider, SnapshotStore};
+pub use traits::{
+    Connected, DEFAULT_PAGE_SIZE, Sandbox, SandboxInfo, SandboxProvider, SnapshotStore,
+};
 pub use url::{RepoUrl, Transport};

@@ -171,7 +171,9 @@ impl ExecRequest {
     {
         let argv: Vec<String> = argv.into_iter().map(Into::into).collect();
         if argv.first().is_none_or(|p| p.is_empty()) {
-            return Err(Error::InvalidOptions("a command needs a program name".into()));
+            return Err(Error::InvalidOptions(
+                "a command needs a program name".into(),
+            ));
         }
         Ok(Self {
             argv,

@@ -114,13 +114,20 @@ impl Default for PhaseClock {
 impl PhaseClock {
     /// Starts the overall clock.
     pub fn start() -> Self {
-        Self { started: Instant::now(), phases: Vec::new() }
+        Self {
+            started: Instant::now(),
+            phases: Vec::new(),
+        }
     }
 
     /// Records a phase that took `duration`.
     pub fn record(&mut self, name: Phase, duration: Duration) {
         self.phases.push(PhaseTiming { name, duration });
-        tracing::debug!(phase = name.as_str(), ms = duration.as_secs_f64() * 1e3, "phase done");
+        tracing::debug!(
+            phase = name.as_str(),
+            ms = duration.as_secs_f64() * 1e3,
+            "phase done"
+        );
     }
 
     /// Times an async phase.

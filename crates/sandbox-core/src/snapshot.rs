@@ -66,7 +66,11 @@ pub struct SnapshotRequest {
 impl SnapshotRequest {
     /// A request for a snapshot called `name` built with `recipe_digest`.
     pub fn new(name: impl Into<String>, recipe_digest: impl Into<String>) -> Self {
-        Self { name: name.into(), recipe_digest: recipe_digest.into(), ..Self::default() }
+        Self {
+            name: name.into(),
+            recipe_digest: recipe_digest.into(),
+            ..Self::default()
+        }
     }
 
     /// Records the commit and branch the workspace is at.

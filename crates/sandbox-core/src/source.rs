@@ -24,7 +24,12 @@ pub struct Source {
 impl Source {
     /// A source on the remote default branch.
     pub fn new(url: RepoUrl) -> Self {
-        Self { url, branch: None, new_branch: None, prebuilt: false }
+        Self {
+            url,
+            branch: None,
+            new_branch: None,
+            prebuilt: false,
+        }
     }
 
     /// Parses the URL and builds a source on the default branch.

@@ -109,8 +109,14 @@ pub trait SnapshotStore: Send + Sync {
     async fn latest_ready(&self, name: &str) -> Result<Option<SnapshotMeta>> {
         let mut cursor: Option<Cursor> = None;
         loop {
-            let page = self.list(Some(name), cursor.as_ref(), self.page_size().max(1)).await?;
-            if let Some(hit) = page.items.into_iter().find(|m| m.status == SnapshotStatus::Ready) {
+            let page = self
+                .list(Some(name), cursor.as_ref(), self.page_size().max(1))
+                .await?;
+            if let Some(hit) = page
+                .items
+                .into_iter()
+                .find(|m| m.status == SnapshotStatus::Ready)
+            {
                 return Ok(Some(hit));
             }
             match page.next {

@@ -61,7 +61,9 @@ impl RepoUrl {
             return Err(bad("the URL is empty"));
         }
         if input.starts_with('-') {
-            return Err(bad("a URL may not start with `-` (it would be read as an option)"));
+            return Err(bad(
+                "a URL may not start with `-` (it would be read as an option)",
+            ));
         }
         if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad("the URL contains whitespace or control characters"));
@@ -138,7 +140,11 @@ impl RepoUrl {
                 if path.starts_with('-') {
                     return Err(bad("the repository path may not start with `-`"));
                 }
-                let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
+                let path = if path.starts_with('/') {
+                    path.to_owned()
+                } else {
+                    format!("/{path}")
+                };
                 check_path(&path).map_err(|r| bad(&r))?;
                 return Ok(Self {
                     transport: Transport::Ssh,
@@ -297,7 +303,11 @@ pub(crate) fn redact_userinfo(input: &str) -> String {
 fn normalize_local(p: &Path) -> PathBuf {
     let s = p.to_string_lossy();
     let trimmed = s.trim_end_matches('/');
-    if trimmed.is_empty() { PathBuf::from("/") } else { PathBuf::from(trimmed) }
+    if trimmed.is_empty() {
+        PathBuf::from("/")
+    } else {
+        PathBuf::from(trimmed)
+    }
 }
 
 fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), String> {
@@ -317,7 +327,10 @@ fn split_host_port(hostport: &str) -> Result<(String, Option<u16>), String> {
     };
     check_host(host.trim_start_matches('[').trim_end_matches(']'))?;
     let port = match port {
-        Some(p) => Some(p.parse::<u16>().map_err(|_| format!("`{p}` is not a valid port"))?),
+        Some(p) => Some(
+            p.parse::<u16>()
+                .map_err(|_| format!("`{p}` is not a valid port"))?,
+        ),
         None => None,
     };
     Ok((host.to_ascii_lowercase(), port))
