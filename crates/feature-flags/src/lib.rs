@@ -4,6 +4,15 @@
 //!
 //! This crate is **not** sandbox code: it knows nothing about git, providers or
 //! snapshots. It decides which fast paths are on and tells PostHog what it decided.
+#![deny(missing_docs)]
+
+mod eval;
+mod regex_compat;
+
+pub use eval::{
+    Condition, Definitions, Evaluation, FlagDefinition, FlagValue, Filters, Holdout, Inconclusive,
+    Multivariate, Properties, PropertyFilter, REFERENCE_SDK, Variant, hash,
+};
 
 /// The fast provisioning paths a start may use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
