@@ -59,6 +59,10 @@ pub enum StartPath {
     Warm,
     /// A fresh clone.
     Cold,
+    /// An existing sandbox of the requested name, returned as it was (no git).
+    Reconnected,
+    /// The user's own directory used as the workspace (no git, no snapshot).
+    Workdir,
 }
 
 /// Where the workspace ended up.

@@ -1,0 +1,296 @@
+//! Snapshot keys and setup recipes.
+
+use std::fmt;
+use std::time::Duration;
+
+use sandbox_core::{RepoUrl, Transport};
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+
+/// One setup command of a [`Recipe`]: an argv (never a shell string) and its deadline.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecipeCommand {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Per-command deadline (default 10 minutes).
+    #[serde(default, with = "opt_secs", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+}
+
+impl RecipeCommand {
+    /// A command from its argv.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRecipe`] when the argv is empty.
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(argv: I) -> Result<Self, Error> {
+        let argv: Vec<String> = argv.into_iter().map(Into::into).collect();
+        if argv.first().is_none_or(String::is_empty) {
+            return Err(Error::InvalidRecipe(
+                "a recipe command needs a program name".into(),
+            ));
+        }
+        Ok(Self {
+            argv,
+            timeout: None,
+        })
+    }
+
+    /// Sets the deadline.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+mod opt_secs {
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: serde::Serializer>(
+        d: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64(d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let v: Option<f64> = serde::Deserialize::deserialize(d)?;
+        v.map(|s| Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// How a snapshot is prepared after the clone: setup commands and the base image.
+/// Its [`digest`](Recipe::digest) is part of the [`SnapshotKey`], so changing the
+/// recipe starts a new line of snapshots instead of reusing stale ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Recipe {
+    /// Commands run in the workspace, in order; the first failure fails the build.
+    #[serde(default)]
+    pub commands: Vec<RecipeCommand>,
+    /// The base image (container providers), `None` for the provider default.
+    #[serde(default)]
+    pub base_image: Option<String>,
+}
+
+impl Recipe {
+    /// An empty recipe (clone only).
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Adds a command.
+    #[must_use]
+    pub fn command(mut self, command: RecipeCommand) -> Self {
+        self.commands.push(command);
+        self
+    }
+
+    /// A stable digest of the commands (argv only; deadlines do not change the result)
+    /// and the base image: 16 hex digits of SHA-256.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"headstart-recipe-v1\0");
+        for c in &self.commands {
+            h.update(b"cmd\0");
+            for a in &c.argv {
+                h.update((a.len() as u64).to_le_bytes());
+                h.update(a.as_bytes());
+            }
+        }
+        h.update(b"image\0");
+        h.update(self.base_image.as_deref().unwrap_or("").as_bytes());
+        hex::encode(&h.finalize()[..8])
+    }
+}
+
+/// The name under which a repository's base snapshots are stored: derived from the
+/// repository (host and path, normalised) and the recipe digest.
+///
+/// Normalisation: the host is lower-cased, the path lower-cased with a trailing `/` and
+/// `.git` removed; scheme, user and port are ignored, so the https, ssh and scp-like
+/// forms of one repository share a key. Local repositories (`file://` and paths) key
+/// on their absolute path. The result is a safe name (`[a-z0-9._-]`, at most 63
+/// characters): a readable prefix plus a digest of the full identity.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SnapshotKey {
+    name: String,
+    identity: String,
+}
+
+impl SnapshotKey {
+    /// The key for `url` built with `recipe`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] when the URL names no repository path.
+    pub fn for_repo(url: &RepoUrl, recipe: &Recipe) -> Result<Self, Error> {
+        let identity = repo_identity(url)?;
+        let mut h = Sha256::new();
+        h.update(identity.as_bytes());
+        h.update(b"\0");
+        h.update(recipe.digest().as_bytes());
+        let digest = hex::encode(&h.finalize()[..6]);
+        let readable: String = identity
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let readable = readable.trim_matches(|c| c == '-' || c == '.');
+        let mut prefix: String = readable.chars().rev().take(63 - 13).collect();
+        prefix = prefix.chars().rev().collect();
+        let prefix = prefix.trim_matches(|c| c == '-' || c == '.');
+        let mut name = format!("{prefix}-{digest}");
+        while name.contains("--") {
+            name = name.replace("--", "-");
+        }
+        while name.contains("..") {
+            name = name.replace("..", ".");
+        }
+        let name = name.trim_start_matches(['-', '.']).to_owned();
+        Ok(Self { name, identity })
+    }
+
+    /// The key as stored (a safe name).
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    /// The normalised repository identity the key was derived from
+    /// (`host/owner/repo`, or `local/<path>`).
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+}
+
+impl fmt::Display for SnapshotKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl fmt::Debug for SnapshotKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SnapshotKey({} = {})", self.name, self.identity)
+    }
+}
+
+/// `host/path` lower-cased, without `.git` and slashes at the ends.
+pub(crate) fn repo_identity(url: &RepoUrl) -> Result<String, Error> {
+    let mut path = url.path().trim_matches('/').to_owned();
+    if url.transport() != Transport::File {
+        path = path.to_ascii_lowercase();
+    }
+    if let Some(stripped) = path.strip_suffix(".git") {
+        path = stripped.trim_end_matches('/').to_owned();
+    }
+    if path.is_empty() {
+        return Err(Error::InvalidKey(format!("{url} names no repository path")));
+    }
+    let host = match url.transport() {
+        Transport::File => "local".to_owned(),
+        _ => url.host().unwrap_or("unknown").to_ascii_lowercase(),
+    };
+    Ok(format!("{host}/{path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(url: &str) -> SnapshotKey {
+        SnapshotKey::for_repo(&RepoUrl::parse(url).unwrap(), &Recipe::empty()).unwrap()
+    }
+
+    #[test]
+    fn forms_of_one_repository_share_a_key() {
+        let forms = [
+            "https://github.com/Acme/App.git",
+            "https://github.com/acme/app",
+            "https://github.com/acme/app/",
+            "https://GitHub.com/acme/app.git/",
+            "ssh://git@github.com/acme/app.git",
+            "ssh://git@github.com:2222/acme/app",
+            "git@github.com:acme/app.git",
+            "git@github.com:Acme/App",
+            "git://github.com/acme/app.git",
+        ];
+        let first = key(forms[0]);
+        for f in forms {
+            assert_eq!(key(f), first, "{f}");
+        }
+        assert_eq!(first.identity(), "github.com/acme/app");
+    }
+
+    #[test]
+    fn different_repositories_and_recipes_differ() {
+        assert_ne!(
+            key("https://github.com/acme/app"),
+            key("https://github.com/acme/app2")
+        );
+        assert_ne!(
+            key("https://github.com/acme/app"),
+            key("https://gitlab.com/acme/app")
+        );
+        let url = RepoUrl::parse("https://github.com/acme/app").unwrap();
+        let with_cmd = Recipe::empty().command(RecipeCommand::new(["make"]).unwrap());
+        assert_ne!(
+            SnapshotKey::for_repo(&url, &Recipe::empty()).unwrap(),
+            SnapshotKey::for_repo(&url, &with_cmd).unwrap()
+        );
+    }
+
+    #[test]
+    fn local_paths_get_keys_and_keep_case() {
+        let a = key("file:///srv/Repos/app.git");
+        let b = key("/srv/Repos/app.git/");
+        assert_eq!(a, b);
+        assert_eq!(a.identity(), "local/srv/Repos/app");
+        assert_ne!(a, key("/srv/repos/app"));
+    }
+
+    #[test]
+    fn keys_are_safe_names() {
+        let long = format!("https://example.com/{}/repo", "x".repeat(200));
+        for url in [
+            "https://example.com/a/b",
+            long.as_str(),
+            "https://example.com/we.ird__name/-dash-",
+            "file:///tmp/a b",
+        ]
+        .iter()
+        .filter_map(|u| RepoUrl::parse(u).ok())
+        {
+            let k = SnapshotKey::for_repo(&url, &Recipe::empty()).unwrap();
+            let s = k.as_str();
+            assert!(s.len() <= 63, "{s}");
+            assert!(
+                sandbox_core::SnapshotId::new(s).is_ok(),
+                "{s} must be a valid store name"
+            );
+        }
+    }
+
+    #[test]
+    fn recipe_digest_ignores_timeouts_but_not_argv() {
+        let a = Recipe::empty().command(RecipeCommand::new(["make", "deps"]).unwrap());
+        let b = Recipe::empty().command(
+            RecipeCommand::new(["make", "deps"])
+                .unwrap()
+                .timeout(Duration::from_secs(5)),
+        );
+        let c = Recipe::empty().command(RecipeCommand::new(["make", "dep", "s"]).unwrap());
+        assert_eq!(a.digest(), b.digest());
+        assert_ne!(a.digest(), c.digest());
+    }
+}

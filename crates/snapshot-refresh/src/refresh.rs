@@ -1,0 +1,243 @@
+//! Building one base snapshot: [`refresh_base_snapshot`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sandbox_core::git::{self, Depth, GitOptions};
+use sandbox_core::{
+    ConnectOptions, Credentials, ExecRequest, SandboxName, SandboxProvider, SnapshotMeta,
+    SnapshotRequest, Source,
+};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::key::{Recipe, SnapshotKey};
+use crate::seed;
+
+/// Default deadline for a whole build.
+pub const DEFAULT_BUILD_DEADLINE: Duration = Duration::from_secs(30 * 60);
+/// Default deadline for one recipe command.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Default cap on the output kept per command stream.
+pub const DEFAULT_OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// What to build.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RefreshOptions {
+    /// The repository (and branch) to snapshot; a `new_branch` is ignored.
+    pub source: Source,
+    /// The key to store it under.
+    pub key: SnapshotKey,
+    /// Setup commands and base image.
+    pub recipe: Recipe,
+    /// Credentials for the clone.
+    pub credentials: Credentials,
+    /// A seed captured from a cold start: used instead of a clone when present.
+    pub seed: Option<PathBuf>,
+    /// Deadline for the whole build.
+    pub deadline: Duration,
+    /// Output kept per command stream.
+    pub output_limit: usize,
+    /// Largest workspace to snapshot, in bytes.
+    pub max_size_bytes: Option<u64>,
+}
+
+impl RefreshOptions {
+    /// Options with the defaults for `source`, `key` and `recipe`.
+    pub fn new(source: Source, key: SnapshotKey, recipe: Recipe) -> Self {
+        Self {
+            source,
+            key,
+            recipe,
+            credentials: Credentials::none(),
+            seed: None,
+            deadline: DEFAULT_BUILD_DEADLINE,
+            output_limit: DEFAULT_OUTPUT_LIMIT,
+            max_size_bytes: None,
+        }
+    }
+}
+
+/// What one recipe command did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CommandRecord {
+    /// The argv.
+    pub argv: Vec<String>,
+    /// Exit code (`None` when killed).
+    pub exit_code: Option<i32>,
+    /// Killed by its deadline.
+    pub timed_out: bool,
+    /// Captured stdout (capped).
+    pub stdout: String,
+    /// Captured stderr (capped).
+    pub stderr: String,
+    /// True when the output was cut at the cap.
+    pub truncated: bool,
+    /// Wall time in milliseconds.
+    pub ms: u128,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    /// The ready snapshot.
+    pub snapshot: SnapshotMeta,
+    /// The recipe commands and their results.
+    pub commands: Vec<CommandRecord>,
+    /// Whether the build planted a seed (no clone) or cloned.
+    pub from_seed: bool,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+/// The name of the build sandbox for `key` (stable, so a crashed build's sandbox is
+/// replaced by the next one through `force_create`).
+pub fn build_sandbox_name(key: &SnapshotKey) -> SandboxName {
+    let digest = hex::encode(&Sha256::digest(key.as_str().as_bytes())[..8]);
+    SandboxName::new(format!("build-{digest}")).unwrap_or_else(|_| SandboxName::generate())
+}
+
+/// Builds a base snapshot: a named build sandbox with `force_create`, a clone (or the
+/// seed a cold start left), the recipe's commands with per-command deadlines and
+/// captured output, the snapshot, and the build sandbox removed. On any failure the
+/// build sandbox is removed too and no snapshot becomes visible (providers only
+/// publish complete snapshots).
+///
+/// # Errors
+/// [`Error::RecipeFailed`], [`Error::BuildDeadline`], and provider or git errors.
+pub async fn refresh_base_snapshot(
+    provider: &dyn SandboxProvider,
+    options: &RefreshOptions,
+) -> Result<BuildReport> {
+    let started = Instant::now();
+    let name = build_sandbox_name(&options.key);
+    let result = tokio::time::timeout(options.deadline, build(provider, options, &name)).await;
+    let result = match result {
+        Ok(r) => r,
+        Err(_) => Err(Error::BuildDeadline {
+            key: options.key.to_string(),
+            after: options.deadline,
+        }),
+    };
+    if let Err(e) = provider.remove(&name).await {
+        if !matches!(e, sandbox_core::Error::SandboxNotFound { .. }) {
+            tracing::warn!(sandbox = %name, error = %e, "could not remove the build sandbox");
+        }
+    }
+    if let Some(seed) = &options.seed {
+        seed::discard(seed);
+    }
+    match result {
+        Ok((snapshot, commands, from_seed)) => Ok(BuildReport {
+            snapshot,
+            commands,
+            from_seed,
+            duration: started.elapsed(),
+        }),
+        Err(e) => {
+            tracing::error!(key = %options.key, error = %e, "snapshot build failed");
+            Err(e)
+        }
+    }
+}
+
+async fn build(
+    provider: &dyn SandboxProvider,
+    options: &RefreshOptions,
+    name: &SandboxName,
+) -> Result<(SnapshotMeta, Vec<CommandRecord>, bool)> {
+    let mut connect = ConnectOptions::new().name(name.clone()).force_create(true);
+    if let Some(image) = &options.recipe.base_image {
+        connect = connect.image(image.clone());
+    }
+    let (sandbox, _) = provider.connect(&connect).await?;
+    let workspace = sandbox.workspace().to_path_buf();
+
+    // The snapshot is of the branch, never of a user's new branch.
+    let mut source = sandbox_core::Source::new(options.source.url().clone());
+    if let Some(b) = options.source.branch() {
+        source = source.with_branch(b.clone())?;
+    }
+    let seed = options.seed.clone().filter(|s| s.exists());
+    let from_seed = seed.is_some();
+    let git_opts = GitOptions {
+        credentials: options.credentials.clone(),
+        depth: Depth::default(),
+        ..GitOptions::default()
+    };
+    let ws = workspace.clone();
+    let head = tokio::task::spawn_blocking(move || -> Result<sandbox_core::HeadInfo> {
+        match seed {
+            Some(seed) => {
+                seed::plant(&seed, &ws)?;
+                Ok(git::head(&ws)?)
+            }
+            None => Ok(git::clone(&source, &ws, &git_opts)?.head),
+        }
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))??;
+
+    let mut records = Vec::new();
+    for cmd in &options.recipe.commands {
+        let mut req = ExecRequest::new(cmd.argv.clone())?
+            .timeout(cmd.timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT));
+        req.output_limit = options.output_limit;
+        let out = sandbox.exec(&req).await?;
+        let record = CommandRecord {
+            argv: cmd.argv.clone(),
+            exit_code: out.exit_code,
+            timed_out: out.timed_out,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            truncated: out.truncated,
+            ms: out.duration.as_millis(),
+        };
+        let ok = out.success();
+        records.push(record);
+        if !ok {
+            let detail = if out.timed_out {
+                "timed out".to_owned()
+            } else {
+                let tail: String = String::from_utf8_lossy(&out.stderr)
+                    .chars()
+                    .rev()
+                    .take(400)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                format!("exit status {:?}; stderr: {}", out.exit_code, tail.trim())
+            };
+            return Err(Error::RecipeFailed {
+                command: cmd.argv.join(" "),
+                detail,
+            });
+        }
+    }
+
+    let request = SnapshotRequest::new(options.key.as_str(), options.recipe.digest())
+        .at(head.branch.clone(), head.commit.clone())
+        .source_url(options.source.url().to_string());
+    let meta = sandbox.snapshot(&request).await?;
+    if let Some(max) = options.max_size_bytes {
+        if meta.size_bytes > max {
+            let _ = provider.snapshots().delete(&meta.id).await;
+            return Err(Error::InvalidRecipe(format!(
+                "the workspace is {} bytes, over the {max}-byte snapshot cap",
+                meta.size_bytes
+            )));
+        }
+    }
+    Ok((meta, records, from_seed))
+}
+
+/// Runs [`refresh_base_snapshot`] with a shared provider (for spawned tasks).
+pub(crate) async fn refresh_shared(
+    provider: Arc<dyn SandboxProvider>,
+    options: RefreshOptions,
+) -> Result<BuildReport> {
+    refresh_base_snapshot(provider.as_ref(), &options).await
+}
