@@ -1,0 +1,355 @@
+//! DigitalOcean droplets over the v2 REST API.
+//!
+//! `POST /v2/droplets`, then `GET /v2/droplets/{id}` until `status` is `active` with a
+//! public IPv4. With the `images` fast path the droplet boots the Docker marketplace
+//! image ([`MARKETPLACE_IMAGE`]) and gets no user data. The SSH key is registered in
+//! the account once (`/v2/account/keys`, found again by its key material). Owner and
+//! labels become `key:value` tags; listing filters by the owner tag.
+//!
+//! Not covered: volumes, VPCs, projects, reserved IPs.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::error::{CloudError, Result};
+use super::http::ApiClient;
+use super::spec::{Cloud, ImageChoice, OWNER_LABEL, OwnerTag, SshPublicKey, Vm, VmSpec, VmStatus};
+use super::{CloudConfig, Deadline, VmProvisioner, parse_ipv4};
+
+/// The Docker 1-click marketplace image slug (Docker preinstalled).
+pub const MARKETPLACE_IMAGE: &str = "docker-20-04";
+/// The plain image used when the `images` fast path is off.
+pub const PLAIN_IMAGE: &str = "ubuntu-24-04-x64";
+
+/// The DigitalOcean provisioner.
+#[derive(Debug)]
+pub struct DigitalOcean {
+    api: ApiClient,
+}
+
+impl DigitalOcean {
+    /// A provisioner for `config` (its base URL is the API root, without `/v2`).
+    ///
+    /// # Errors
+    /// [`CloudError::Transport`] when the HTTP client cannot be built.
+    pub fn new(config: CloudConfig) -> Result<Self> {
+        Ok(Self {
+            api: ApiClient::new(config)?,
+        })
+    }
+
+    /// The image a spec boots on DigitalOcean.
+    ///
+    /// # Errors
+    /// [`CloudError::InvalidSpec`] for user data together with the marketplace image.
+    pub fn image_choice(spec: &VmSpec) -> Result<ImageChoice> {
+        ImageChoice::resolve(spec, spec.fast_paths.images, MARKETPLACE_IMAGE, PLAIN_IMAGE)
+    }
+
+    fn owner_tag(owner: &OwnerTag) -> String {
+        format!("{OWNER_LABEL}:{owner}")
+    }
+
+    /// Finds (by key material) or registers the public key; returns its id.
+    async fn ensure_ssh_key(&self, key: &SshPublicKey) -> Result<Value> {
+        for attempt in 0..2 {
+            let mut page = 1u32;
+            loop {
+                let body = self
+                    .api
+                    .get(
+                        "/v2/account/keys",
+                        &[("per_page", "200".into()), ("page", page.to_string())],
+                    )
+                    .await?;
+                let keys = body
+                    .get("ssh_keys")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                if let Some(found) = keys.iter().find(|k| {
+                    k.get("public_key")
+                        .and_then(Value::as_str)
+                        .is_some_and(|p| key.same_key(p))
+                }) {
+                    return found
+                        .get("id")
+                        .cloned()
+                        .ok_or_else(|| self.bad("an SSH key without an id"));
+                }
+                if body
+                    .pointer("/links/pages/next")
+                    .and_then(Value::as_str)
+                    .is_none()
+                    || keys.is_empty()
+                {
+                    break;
+                }
+                page += 1;
+            }
+            let created = self
+                .api
+                .post(
+                    "/v2/account/keys",
+                    &[],
+                    &json!({"name": key.cloud_name(), "public_key": key.to_string()}),
+                )
+                .await;
+            match created {
+                Ok(body) => {
+                    return body
+                        .pointer("/ssh_key/id")
+                        .cloned()
+                        .ok_or_else(|| self.bad("a created SSH key without an id"));
+                }
+                // Registered concurrently (422 "SSH Key is already in use"): look again.
+                Err(CloudError::Rejected { status: 422, .. }) if attempt == 0 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(self.bad("the SSH key could be neither found nor registered"))
+    }
+
+    fn bad(&self, what: &str) -> CloudError {
+        CloudError::Transport {
+            cloud: Cloud::DigitalOcean,
+            message: format!("unexpected answer: {what}"),
+        }
+    }
+
+    async fn droplets(&self, filter: (&str, String)) -> Result<Vec<Vm>> {
+        let mut out = Vec::new();
+        let mut page = 1u32;
+        loop {
+            let body = self
+                .api
+                .get(
+                    "/v2/droplets",
+                    &[
+                        filter.clone(),
+                        ("per_page", "200".into()),
+                        ("page", page.to_string()),
+                    ],
+                )
+                .await?;
+            let items = body
+                .get("droplets")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for d in &items {
+                out.push(parse_droplet(d)?);
+            }
+            if body
+                .pointer("/links/pages/next")
+                .and_then(Value::as_str)
+                .is_none()
+                || items.is_empty()
+            {
+                return Ok(out);
+            }
+            page += 1;
+        }
+    }
+
+    async fn by_name(&self, spec: &VmSpec) -> Result<Option<Vm>> {
+        let found = self.droplets(("name", spec.name.to_string())).await?;
+        let mut found = found.into_iter().filter(|vm| vm.name == spec.name.as_str());
+        match found.next() {
+            Some(vm) if vm.is_owned_by(&spec.owner) => Ok(Some(vm)),
+            Some(_) => Err(CloudError::NameInUse {
+                cloud: Cloud::DigitalOcean,
+                name: spec.name.to_string(),
+            }),
+            None => Ok(None),
+        }
+    }
+}
+
+fn parse_droplet(d: &Value) -> Result<Vm> {
+    let id = match d.get("id") {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        _ => {
+            return Err(CloudError::Transport {
+                cloud: Cloud::DigitalOcean,
+                message: "unexpected answer: a droplet without an id".into(),
+            });
+        }
+    };
+    let raw_status = d
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let status = match raw_status.as_str() {
+        "new" => VmStatus::Provisioning,
+        "active" => VmStatus::Running,
+        "off" | "archive" => VmStatus::Stopped,
+        _ => VmStatus::Other,
+    };
+    let public_ipv4 = d
+        .pointer("/networks/v4")
+        .and_then(Value::as_array)
+        .and_then(|v4| {
+            v4.iter()
+                .find(|n| n.get("type").and_then(Value::as_str) == Some("public"))
+                .and_then(|n| n.get("ip_address").and_then(Value::as_str))
+        })
+        .and_then(|ip| parse_ipv4(Some(ip)));
+    let labels: BTreeMap<String, String> = d
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|tags| {
+            tags.iter()
+                .filter_map(Value::as_str)
+                .map(|t| match t.split_once(':') {
+                    Some((k, v)) => (k.to_owned(), v.to_owned()),
+                    None => (t.to_owned(), String::new()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Vm {
+        cloud: Cloud::DigitalOcean,
+        id,
+        name: d
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+        status,
+        raw_status,
+        public_ipv4,
+        region: d
+            .pointer("/region/slug")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+        image: d
+            .pointer("/image/slug")
+            .and_then(Value::as_str)
+            .or_else(|| d.pointer("/image/name").and_then(Value::as_str))
+            .map(str::to_owned),
+        labels,
+        pending_operation: None,
+    })
+}
+
+#[async_trait]
+impl VmProvisioner for DigitalOcean {
+    fn cloud(&self) -> Cloud {
+        Cloud::DigitalOcean
+    }
+
+    async fn create(&self, spec: &VmSpec) -> Result<Vm> {
+        let image = Self::image_choice(spec)?;
+        let labels = spec.all_labels()?;
+        if let Some(vm) = self.by_name(spec).await? {
+            tracing::info!(vm = %vm.name, id = %vm.id, "droplet exists already; not creating another");
+            return Ok(vm);
+        }
+        let key_id = self.ensure_ssh_key(&spec.ssh_key).await?;
+        let tags: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| {
+                if v.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{k}:{v}")
+                }
+            })
+            .collect();
+        debug_assert!(tags.contains(&Self::owner_tag(&spec.owner)));
+        let mut body = json!({
+            "name": spec.name.as_str(),
+            "region": spec.region_or_default(Cloud::DigitalOcean),
+            "size": spec.size_or_default(Cloud::DigitalOcean),
+            "image": image.image(),
+            "ssh_keys": [key_id],
+            "tags": tags,
+            "ipv6": true,
+        });
+        if let Some(user_data) = image.user_data() {
+            body["user_data"] = Value::String(user_data.to_owned());
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.api.post("/v2/droplets", &[], &body).await {
+                Ok(resp) => {
+                    let droplet = resp
+                        .get("droplet")
+                        .ok_or_else(|| self.bad("no `droplet` in the create answer"));
+                    return match droplet.and_then(parse_droplet) {
+                        Ok(mut vm) => {
+                            vm.image.get_or_insert_with(|| image.image().to_owned());
+                            Ok(vm)
+                        }
+                        // Created, but unreadable: find it by name and remove it.
+                        Err(e) => {
+                            if let Ok(Some(vm)) = self.by_name(spec).await {
+                                return Err(super::destroy_after_failure(self, &vm, e).await);
+                            }
+                            Err(e)
+                        }
+                    };
+                }
+                // The request may have been acted on before the failure: look before
+                // sending it again, so a retry never makes a second droplet.
+                Err(e) if e.is_transient() && attempt < 3 => {
+                    tracing::warn!(error = %e, attempt, "droplet create failed; checking whether it exists");
+                    if let Some(vm) = self.by_name(spec).await? {
+                        return Ok(vm);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn get(&self, vm: &Vm) -> Result<Vm> {
+        let body = self
+            .api
+            .get(&format!("/v2/droplets/{}", vm.id), &[])
+            .await?;
+        parse_droplet(
+            body.get("droplet")
+                .ok_or_else(|| self.bad("no `droplet` in the answer"))?,
+        )
+    }
+
+    async fn wait_active(&self, vm: &Vm, deadline: Deadline) -> Result<Vm> {
+        let interval = self.api.config.poll_interval;
+        loop {
+            let now = self.get(vm).await?;
+            if now.is_active() {
+                return Ok(now);
+            }
+            tracing::debug!(vm = %now.name, status = %now.raw_status, "droplet not active yet");
+            deadline
+                .pause(interval, || {
+                    format!(
+                        "waiting for droplet `{}` to become active (status `{}`)",
+                        vm.name, now.raw_status
+                    )
+                })
+                .await?;
+        }
+    }
+
+    async fn destroy(&self, vm: &Vm) -> Result<()> {
+        match self.api.delete(&format!("/v2/droplets/{}", vm.id)).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list(&self, owner: &OwnerTag) -> Result<Vec<Vm>> {
+        let vms = self.droplets(("tag_name", Self::owner_tag(owner))).await?;
+        Ok(vms.into_iter().filter(|vm| vm.is_owned_by(owner)).collect())
+    }
+}

@@ -1,0 +1,370 @@
+//! Google Compute Engine instances over the Compute v1 REST API (no `gcloud`).
+//!
+//! `instances.insert` (with a `requestId`, so a resent insert is not acted on twice),
+//! then the zone operation is polled to `DONE`, then the instance until `RUNNING` with
+//! an external IPv4 (`natIP`). With the `docker` fast path the instance boots
+//! Container-Optimized OS (image family `cos-stable`); otherwise Ubuntu with a
+//! `startup-script` that installs Docker. The SSH key goes into the `ssh-keys`
+//! metadata for the user [`SSH_USER`]; owner and labels are GCE labels.
+//!
+//! The OAuth access token comes from the environment (see
+//! [`GCP_TOKEN_VAR`](super::GCP_TOKEN_VAR)); this module does not mint or refresh
+//! tokens. Not covered: service accounts, custom networks, disks beyond the boot disk.
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::error::{CloudError, Result};
+use super::http::ApiClient;
+use super::spec::{Cloud, ImageChoice, OWNER_LABEL, OwnerTag, Vm, VmSpec, VmStatus};
+use super::{CloudConfig, Deadline, VmProvisioner, parse_ipv4};
+
+/// Container-Optimized OS, stable channel (Docker preinstalled).
+pub const COS_IMAGE: &str = "projects/cos-cloud/global/images/family/cos-stable";
+/// The plain image used when the `docker` fast path is off.
+pub const PLAIN_IMAGE: &str = "projects/ubuntu-os-cloud/global/images/family/ubuntu-2404-lts-amd64";
+/// The login the `ssh-keys` metadata creates.
+pub const SSH_USER: &str = "headstart";
+
+/// The Compute Engine provisioner.
+#[derive(Debug)]
+pub struct Gcp {
+    api: ApiClient,
+    project: String,
+}
+
+impl Gcp {
+    /// A provisioner for `config` (base URL ends in `/compute/v1`; needs a project).
+    ///
+    /// # Errors
+    /// [`CloudError::MissingConfig`] without a project.
+    pub fn new(config: CloudConfig) -> Result<Self> {
+        let project = config.project.clone().ok_or(CloudError::MissingConfig {
+            cloud: Cloud::Gcp,
+            var: super::GCP_PROJECT_VAR,
+            hint: "set it to the project id that will hold the instances",
+        })?;
+        Ok(Self {
+            api: ApiClient::new(config)?,
+            project,
+        })
+    }
+
+    /// The image a spec boots on GCP.
+    ///
+    /// # Errors
+    /// [`CloudError::InvalidSpec`] for user data together with Container-Optimized OS.
+    pub fn image_choice(spec: &VmSpec) -> Result<ImageChoice> {
+        ImageChoice::resolve(spec, spec.fast_paths.docker, COS_IMAGE, PLAIN_IMAGE)
+    }
+
+    fn zone_path(&self, zone: &str) -> String {
+        format!("/projects/{}/zones/{zone}", self.project)
+    }
+
+    fn bad(what: &str) -> CloudError {
+        CloudError::Transport {
+            cloud: Cloud::Gcp,
+            message: format!("unexpected answer: {what}"),
+        }
+    }
+
+    async fn instance(&self, zone: &str, name: &str) -> Result<Option<Vm>> {
+        match self
+            .api
+            .get(&format!("{}/instances/{name}", self.zone_path(zone)), &[])
+            .await
+        {
+            Ok(body) => Ok(Some(parse_instance(&body)?)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn by_name(&self, spec: &VmSpec, zone: &str) -> Result<Option<Vm>> {
+        match self.instance(zone, spec.name.as_str()).await? {
+            Some(vm) if vm.is_owned_by(&spec.owner) => Ok(Some(vm)),
+            Some(_) => Err(CloudError::NameInUse {
+                cloud: Cloud::Gcp,
+                name: spec.name.to_string(),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    async fn wait_operation(
+        &self,
+        zone: &str,
+        op: &str,
+        vm: &Vm,
+        deadline: Deadline,
+    ) -> Result<()> {
+        let interval = self.api.config.poll_interval;
+        loop {
+            let body = self
+                .api
+                .get(&format!("{}/operations/{op}", self.zone_path(zone)), &[])
+                .await?;
+            if body.get("status").and_then(Value::as_str) == Some("DONE") {
+                if let Some(errors) = body.pointer("/error/errors").and_then(Value::as_array) {
+                    let message = errors
+                        .iter()
+                        .map(|e| {
+                            format!(
+                                "{}: {}",
+                                e.get("code").and_then(Value::as_str).unwrap_or("ERROR"),
+                                e.get("message").and_then(Value::as_str).unwrap_or("")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    return Err(CloudError::Failed {
+                        cloud: Cloud::Gcp,
+                        message: self.api.redact(&format!(
+                            "creating instance `{}` failed: {message}",
+                            vm.name
+                        )),
+                    });
+                }
+                return Ok(());
+            }
+            deadline
+                .pause(interval, || {
+                    format!("waiting for the insert operation of instance `{}`", vm.name)
+                })
+                .await?;
+        }
+    }
+}
+
+fn last_segment(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
+}
+
+fn parse_instance(i: &Value) -> Result<Vm> {
+    let name = i
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Gcp::bad("an instance without a name"))?;
+    let raw_status = i
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let status = match raw_status.as_str() {
+        "PROVISIONING" | "STAGING" | "PENDING" | "REPAIRING" => VmStatus::Provisioning,
+        "RUNNING" => VmStatus::Running,
+        "STOPPING" | "STOPPED" | "SUSPENDING" | "SUSPENDED" | "TERMINATED" | "PENDING_STOP" => {
+            VmStatus::Stopped
+        }
+        "DEPROVISIONING" => VmStatus::Deleting,
+        _ => VmStatus::Other,
+    };
+    let nat_ip = i
+        .get("networkInterfaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|n| {
+            n.get("accessConfigs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .find_map(|a| a.get("natIP").and_then(Value::as_str));
+    let labels = i
+        .get("labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Vm {
+        cloud: Cloud::Gcp,
+        id: name.to_owned(),
+        name: name.to_owned(),
+        status,
+        raw_status,
+        public_ipv4: parse_ipv4(nat_ip),
+        region: i
+            .get("zone")
+            .and_then(Value::as_str)
+            .map(last_segment)
+            .unwrap_or("")
+            .to_owned(),
+        image: None,
+        labels,
+        pending_operation: None,
+    })
+}
+
+#[async_trait]
+impl VmProvisioner for Gcp {
+    fn cloud(&self) -> Cloud {
+        Cloud::Gcp
+    }
+
+    async fn create(&self, spec: &VmSpec) -> Result<Vm> {
+        let image = Self::image_choice(spec)?;
+        let labels = spec.all_labels()?;
+        let zone = spec.region_or_default(Cloud::Gcp).to_owned();
+        if let Some(vm) = self.by_name(spec, &zone).await? {
+            tracing::info!(vm = %vm.name, "instance exists already; not creating another");
+            return Ok(vm);
+        }
+        let mut metadata = vec![
+            json!({"key": "ssh-keys", "value": format!("{SSH_USER}:{}", spec.ssh_key.key())}),
+            json!({"key": "enable-oslogin", "value": "FALSE"}),
+        ];
+        if let Some(script) = image.user_data() {
+            metadata.push(json!({"key": "startup-script", "value": script}));
+        }
+        let body = json!({
+            "name": spec.name.as_str(),
+            "machineType": format!("zones/{zone}/machineTypes/{}", spec.size_or_default(Cloud::Gcp)),
+            "labels": labels,
+            "disks": [{
+                "boot": true,
+                "autoDelete": true,
+                "initializeParams": {"sourceImage": image.image()},
+            }],
+            "networkInterfaces": [{
+                "network": "global/networks/default",
+                "accessConfigs": [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}],
+            }],
+            "metadata": {"items": metadata},
+        });
+        // The same requestId on every attempt: Compute Engine ignores a repeat.
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let path = format!("{}/instances", self.zone_path(&zone));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .api
+                .post(&path, &[("requestId", request_id.clone())], &body)
+                .await
+            {
+                Ok(op) => {
+                    let op_name = op.get("name").and_then(Value::as_str).map(str::to_owned);
+                    return Ok(Vm {
+                        cloud: Cloud::Gcp,
+                        id: spec.name.to_string(),
+                        name: spec.name.to_string(),
+                        status: VmStatus::Provisioning,
+                        raw_status: op
+                            .get("status")
+                            .and_then(Value::as_str)
+                            .unwrap_or("PENDING")
+                            .to_owned(),
+                        public_ipv4: None,
+                        region: zone,
+                        image: Some(image.image().to_owned()),
+                        labels,
+                        pending_operation: op_name,
+                    });
+                }
+                Err(CloudError::Rejected {
+                    status: 409,
+                    code,
+                    message,
+                    ..
+                }) => {
+                    return match self.by_name(spec, &zone).await? {
+                        Some(vm) => Ok(vm),
+                        None => Err(CloudError::Rejected {
+                            cloud: Cloud::Gcp,
+                            status: 409,
+                            code,
+                            message,
+                        }),
+                    };
+                }
+                Err(e) if e.is_transient() && attempt < 3 => {
+                    tracing::warn!(error = %e, attempt, "instance insert failed; sending it again with the same requestId");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn get(&self, vm: &Vm) -> Result<Vm> {
+        self.instance(&vm.region, &vm.id)
+            .await?
+            .ok_or_else(|| CloudError::NotFound {
+                cloud: Cloud::Gcp,
+                name: vm.name.clone(),
+            })
+    }
+
+    async fn wait_active(&self, vm: &Vm, deadline: Deadline) -> Result<Vm> {
+        if let Some(op) = &vm.pending_operation {
+            self.wait_operation(&vm.region, op, vm, deadline).await?;
+        }
+        let interval = self.api.config.poll_interval;
+        loop {
+            let now = self.get(vm).await?;
+            if now.is_active() {
+                return Ok(now);
+            }
+            deadline
+                .pause(interval, || {
+                    format!(
+                        "waiting for instance `{}` to run (status `{}`)",
+                        vm.name, now.raw_status
+                    )
+                })
+                .await?;
+        }
+    }
+
+    async fn destroy(&self, vm: &Vm) -> Result<()> {
+        match self
+            .api
+            .delete(&format!(
+                "{}/instances/{}",
+                self.zone_path(&vm.region),
+                vm.id
+            ))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list(&self, owner: &OwnerTag) -> Result<Vec<Vm>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        let path = format!("/projects/{}/aggregated/instances", self.project);
+        loop {
+            let mut query = vec![("filter", format!("labels.{OWNER_LABEL} = \"{owner}\""))];
+            if let Some(t) = &token {
+                query.push(("pageToken", t.clone()));
+            }
+            let body = self.api.get(&path, &query).await?;
+            if let Some(items) = body.get("items").and_then(Value::as_object) {
+                for scoped in items.values() {
+                    for i in scoped
+                        .get("instances")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        let vm = parse_instance(i)?;
+                        if vm.is_owned_by(owner) {
+                            out.push(vm);
+                        }
+                    }
+                }
+            }
+            match body.get("nextPageToken").and_then(Value::as_str) {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => return Ok(out),
+            }
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! Hetzner Cloud servers over the v1 REST API.
+//!
+//! `POST /v1/servers`, then the returned action is followed (`GET /v1/actions/{id}`)
+//! to `success`, then the server until `running` with a public IPv4. With the `docker`
+//! fast path the server boots the `docker-ce` app image and gets no user data. The SSH
+//! key is registered in the project once (`/v1/ssh_keys`, found again by its key
+//! material). Owner and labels are Hetzner labels; listing uses a label selector.
+//!
+//! Not covered: networks, volumes, firewalls, placement groups.
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::error::{CloudError, Result};
+use super::http::ApiClient;
+use super::spec::{Cloud, ImageChoice, OWNER_LABEL, OwnerTag, SshPublicKey, Vm, VmSpec, VmStatus};
+use super::{CloudConfig, Deadline, VmProvisioner, parse_ipv4};
+
+/// The Docker CE app image (Docker preinstalled).
+pub const DOCKER_IMAGE: &str = "docker-ce";
+/// The plain image used when the `docker` fast path is off.
+pub const PLAIN_IMAGE: &str = "ubuntu-24.04";
+
+/// The Hetzner Cloud provisioner.
+#[derive(Debug)]
+pub struct Hetzner {
+    api: ApiClient,
+}
+
+impl Hetzner {
+    /// A provisioner for `config` (its base URL ends in `/v1`).
+    ///
+    /// # Errors
+    /// [`CloudError::Transport`] when the HTTP client cannot be built.
+    pub fn new(config: CloudConfig) -> Result<Self> {
+        Ok(Self {
+            api: ApiClient::new(config)?,
+        })
+    }
+
+    /// The image a spec boots on Hetzner.
+    ///
+    /// # Errors
+    /// [`CloudError::InvalidSpec`] for user data together with the `docker-ce` image.
+    pub fn image_choice(spec: &VmSpec) -> Result<ImageChoice> {
+        ImageChoice::resolve(spec, spec.fast_paths.docker, DOCKER_IMAGE, PLAIN_IMAGE)
+    }
+
+    fn bad(what: &str) -> CloudError {
+        CloudError::Transport {
+            cloud: Cloud::Hetzner,
+            message: format!("unexpected answer: {what}"),
+        }
+    }
+
+    async fn paged(
+        &self,
+        path: &str,
+        field: &str,
+        filter: &[(&str, String)],
+    ) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut page = 1u64;
+        loop {
+            let mut query = filter.to_vec();
+            query.push(("per_page", "50".into()));
+            query.push(("page", page.to_string()));
+            let body = self.api.get(path, &query).await?;
+            let items = body
+                .get(field)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let empty = items.is_empty();
+            out.extend(items);
+            match body
+                .pointer("/meta/pagination/next_page")
+                .and_then(Value::as_u64)
+            {
+                Some(next) if !empty && next > page => page = next,
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn ensure_ssh_key(&self, key: &SshPublicKey) -> Result<Value> {
+        for attempt in 0..2 {
+            let keys = self.paged("/ssh_keys", "ssh_keys", &[]).await?;
+            if let Some(found) = keys.iter().find(|k| {
+                k.get("public_key")
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| key.same_key(p))
+            }) {
+                return found
+                    .get("id")
+                    .cloned()
+                    .ok_or_else(|| Self::bad("an SSH key without an id"));
+            }
+            let body = json!({
+                "name": key.cloud_name(),
+                "public_key": key.to_string(),
+                "labels": {"headstart-managed": "true"},
+            });
+            match self.api.post("/ssh_keys", &[], &body).await {
+                Ok(created) => {
+                    return created
+                        .pointer("/ssh_key/id")
+                        .cloned()
+                        .ok_or_else(|| Self::bad("a created SSH key without an id"));
+                }
+                // Registered concurrently (409 uniqueness_error): look again.
+                Err(CloudError::Rejected { status: 409, .. }) if attempt == 0 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Self::bad(
+            "the SSH key could be neither found nor registered",
+        ))
+    }
+
+    async fn by_name(&self, spec: &VmSpec) -> Result<Option<Vm>> {
+        let servers = self
+            .paged("/servers", "servers", &[("name", spec.name.to_string())])
+            .await?;
+        let mut found = servers
+            .iter()
+            .map(parse_server)
+            .filter(|vm| vm.as_ref().is_ok_and(|vm| vm.name == spec.name.as_str()));
+        match found.next().transpose()? {
+            Some(vm) if vm.is_owned_by(&spec.owner) => Ok(Some(vm)),
+            Some(_) => Err(CloudError::NameInUse {
+                cloud: Cloud::Hetzner,
+                name: spec.name.to_string(),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    async fn follow_action(&self, id: &str, vm: &Vm, deadline: Deadline) -> Result<()> {
+        let interval = self.api.config.poll_interval;
+        loop {
+            let body = self.api.get(&format!("/actions/{id}"), &[]).await?;
+            let action = body
+                .get("action")
+                .ok_or_else(|| Self::bad("no `action` in the answer"))?;
+            match action.get("status").and_then(Value::as_str) {
+                Some("success") => return Ok(()),
+                Some("error") => {
+                    let message = action
+                        .pointer("/error/message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no details");
+                    let code = action
+                        .pointer("/error/code")
+                        .and_then(Value::as_str)
+                        .unwrap_or("error");
+                    return Err(CloudError::Failed {
+                        cloud: Cloud::Hetzner,
+                        message: self.api.redact(&format!(
+                            "creating server `{}` failed ({code}): {message}",
+                            vm.name
+                        )),
+                    });
+                }
+                other => {
+                    let progress = action.get("progress").and_then(Value::as_u64).unwrap_or(0);
+                    tracing::debug!(action = id, status = ?other, progress, "create action running");
+                }
+            }
+            deadline
+                .pause(interval, || {
+                    format!("waiting for the create action of server `{}`", vm.name)
+                })
+                .await?;
+        }
+    }
+}
+
+fn parse_server(s: &Value) -> Result<Vm> {
+    let id = match s.get("id") {
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(Hetzner::bad("a server without an id")),
+    };
+    let raw_status = s
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let status = match raw_status.as_str() {
+        "initializing" | "starting" => VmStatus::Provisioning,
+        "running" => VmStatus::Running,
+        "off" | "stopping" => VmStatus::Stopped,
+        "deleting" => VmStatus::Deleting,
+        _ => VmStatus::Other,
+    };
+    let labels = s
+        .get("labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Vm {
+        cloud: Cloud::Hetzner,
+        id,
+        name: s
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+        status,
+        raw_status,
+        public_ipv4: parse_ipv4(s.pointer("/public_net/ipv4/ip").and_then(Value::as_str)),
+        region: s
+            .pointer("/datacenter/location/name")
+            .or_else(|| s.pointer("/location/name"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+        image: s
+            .pointer("/image/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        labels,
+        pending_operation: None,
+    })
+}
+
+#[async_trait]
+impl VmProvisioner for Hetzner {
+    fn cloud(&self) -> Cloud {
+        Cloud::Hetzner
+    }
+
+    async fn create(&self, spec: &VmSpec) -> Result<Vm> {
+        let image = Self::image_choice(spec)?;
+        let labels = spec.all_labels()?;
+        if let Some(vm) = self.by_name(spec).await? {
+            tracing::info!(vm = %vm.name, id = %vm.id, "server exists already; not creating another");
+            return Ok(vm);
+        }
+        let key_id = self.ensure_ssh_key(&spec.ssh_key).await?;
+        let mut body = json!({
+            "name": spec.name.as_str(),
+            "server_type": spec.size_or_default(Cloud::Hetzner),
+            "image": image.image(),
+            "location": spec.region_or_default(Cloud::Hetzner),
+            "start_after_create": true,
+            "ssh_keys": [key_id],
+            "labels": labels,
+            "public_net": {"enable_ipv4": true, "enable_ipv6": true},
+        });
+        if let Some(user_data) = image.user_data() {
+            body["user_data"] = Value::String(user_data.to_owned());
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.api.post("/servers", &[], &body).await {
+                Ok(resp) => {
+                    let parsed = resp
+                        .get("server")
+                        .ok_or_else(|| Self::bad("no `server` in the create answer"))
+                        .and_then(parse_server);
+                    return match parsed {
+                        Ok(mut vm) => {
+                            vm.pending_operation = resp.pointer("/action/id").map(|id| match id {
+                                Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            });
+                            vm.image.get_or_insert_with(|| image.image().to_owned());
+                            Ok(vm)
+                        }
+                        Err(e) => {
+                            if let Ok(Some(vm)) = self.by_name(spec).await {
+                                return Err(super::destroy_after_failure(self, &vm, e).await);
+                            }
+                            Err(e)
+                        }
+                    };
+                }
+                // The name exists: ours (an earlier attempt went through) or someone else's.
+                Err(CloudError::Rejected {
+                    status: 409,
+                    code,
+                    message,
+                    ..
+                }) if code.contains("uniqueness") => {
+                    return match self.by_name(spec).await? {
+                        Some(vm) => Ok(vm),
+                        None => Err(CloudError::Rejected {
+                            cloud: Cloud::Hetzner,
+                            status: 409,
+                            code,
+                            message,
+                        }),
+                    };
+                }
+                Err(e) if e.is_transient() && attempt < 3 => {
+                    tracing::warn!(error = %e, attempt, "server create failed; checking whether it exists");
+                    if let Some(vm) = self.by_name(spec).await? {
+                        return Ok(vm);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn get(&self, vm: &Vm) -> Result<Vm> {
+        let body = self.api.get(&format!("/servers/{}", vm.id), &[]).await?;
+        parse_server(
+            body.get("server")
+                .ok_or_else(|| Self::bad("no `server` in the answer"))?,
+        )
+    }
+
+    async fn wait_active(&self, vm: &Vm, deadline: Deadline) -> Result<Vm> {
+        if let Some(action) = &vm.pending_operation {
+            self.follow_action(action, vm, deadline).await?;
+        }
+        let interval = self.api.config.poll_interval;
+        loop {
+            let now = self.get(vm).await?;
+            if now.is_active() {
+                return Ok(now);
+            }
+            deadline
+                .pause(interval, || {
+                    format!(
+                        "waiting for server `{}` to run (status `{}`)",
+                        vm.name, now.raw_status
+                    )
+                })
+                .await?;
+        }
+    }
+
+    async fn destroy(&self, vm: &Vm) -> Result<()> {
+        match self.api.delete(&format!("/servers/{}", vm.id)).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list(&self, owner: &OwnerTag) -> Result<Vec<Vm>> {
+        let selector = format!("{OWNER_LABEL}=={owner}");
+        let servers = self
+            .paged("/servers", "servers", &[("label_selector", selector)])
+            .await?;
+        let vms = servers
+            .iter()
+            .map(parse_server)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(vms.into_iter().filter(|vm| vm.is_owned_by(owner)).collect())
+    }
+}
