@@ -1,1 +1,6 @@
-//! Integration tests for `sandbox-core`.
+//! Integration tests for `sandbox-core`: the git engine against real git servers on
+//! loopback (git daemon, smart HTTP through `git http-backend`, `file://`), started by
+//! the tests themselves, and the `RepoUrl` table.
+
+mod common;
+mod git_clone;

@@ -1,0 +1,38 @@
+//! Test fixtures for headstart, used as a dev-dependency by several crates and by the
+//! benchmark.
+//!
+//! - [`Upstream`]: a bare "upstream" repository built with the git CLI (fixtures may
+//!   use it; libraries may not): configurable default branch, N files, commits,
+//!   branches, force-push rewrites, and changes such as submodule gitlinks or LFS
+//!   attributes. Commits go in through `git fast-import`, so 1,000 files or 100
+//!   commits take milliseconds.
+//! - [`GitHttpServer`]: smart HTTP on `127.0.0.1:0` bridging to `git http-backend`
+//!   (CGI), with an optional required token (HTTP basic auth) and a [`RequestRecord`]
+//!   log that parses upload-pack pkt-lines (wants, haves, deepen).
+//! - [`GitDaemon`]: `git daemon` on a free loopback port.
+//! - [`capture_tracing`] and [`random_token`] for secret-leak assertions.
+//!
+//! Everything stops or is removed on drop. This crate is **not** for production code:
+//! it panics on nothing but returns `anyhow` errors with context, and it runs
+//! subprocesses freely.
+
+mod daemon;
+mod git_cli;
+mod http;
+mod pktline;
+mod process;
+mod tracing_capture;
+mod upstream;
+
+pub use daemon::GitDaemon;
+pub use git_cli::{git, git_command, git_in};
+pub use http::{GitHttpServer, RequestRecord};
+pub use pktline::{UploadPackRequest, parse_upload_pack};
+pub use tracing_capture::{CapturedLog, capture_tracing};
+pub use upstream::{Change, Upstream};
+
+/// A fresh random token-like secret, generated at run time (tests must not carry
+/// token-looking literals).
+pub fn random_token() -> String {
+    format!("tk{}", uuid::Uuid::new_v4().simple())
+}
