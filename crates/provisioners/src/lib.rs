@@ -7,3 +7,4 @@
 
 /// Cloud VM hosts (DigitalOcean, Hetzner, GCP) over their REST APIs; not sandboxes.
 pub mod cloud;
+pub mod docker;

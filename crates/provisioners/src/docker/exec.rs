@@ -1,0 +1,243 @@
+//! Running an argv in a sandbox's container through the engine's exec API.
+//!
+//! Never a shell string: the argv goes to the engine as is. Output streams to the
+//! request's sink as it arrives and is captured up to the request's limit. A timeout
+//! kills the process (from the host, when this process can see it) and reports
+//! `timed_out`. This is not an interactive terminal client: `tty` allocates a terminal
+//! for programs that want one, but no input is forwarded.
+
+use std::path::{Component, Path};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use futures_util::StreamExt;
+use sandbox_core::{Error, ExecOutput, ExecRequest, Result, Stream};
+
+use super::engine::engine_error;
+use super::{PROVIDER, WORKSPACE_MOUNT};
+
+/// The working directory in the container for a request's `cwd` (relative to the
+/// workspace; `..` and absolute paths are refused).
+pub(crate) fn container_cwd(cwd: Option<&Path>) -> Result<String> {
+    let Some(cwd) = cwd else {
+        return Ok(WORKSPACE_MOUNT.to_owned());
+    };
+    let mut out = String::from(WORKSPACE_MOUNT);
+    for c in cwd.components() {
+        match c {
+            Component::Normal(part) => {
+                let part = part.to_str().ok_or_else(|| {
+                    Error::InvalidOptions(format!("cwd {} is not UTF-8", cwd.display()))
+                })?;
+                out.push('/');
+                out.push_str(part);
+            }
+            Component::CurDir => {}
+            _ => {
+                return Err(Error::InvalidOptions(format!(
+                    "cwd `{}` must be a relative path inside the workspace (no `..`, not absolute)",
+                    cwd.display()
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Capture {
+    limit: usize,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    truncated: bool,
+}
+
+impl Capture {
+    fn push(&mut self, stream: Stream, bytes: &[u8]) {
+        let buf = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        let room = self.limit.saturating_sub(buf.len());
+        if bytes.len() > room {
+            self.truncated = true;
+        }
+        buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+}
+
+/// Runs `request` in `container`.
+pub(crate) async fn run(
+    docker: &Docker,
+    container: &str,
+    request: &ExecRequest,
+) -> Result<ExecOutput> {
+    let started = Instant::now();
+    let env: Vec<String> = request
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let create = CreateExecOptions::<String> {
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        attach_stdin: Some(false),
+        tty: Some(request.tty),
+        env: if env.is_empty() { None } else { Some(env) },
+        cmd: Some(request.argv().to_vec()),
+        working_dir: Some(container_cwd(request.cwd.as_deref())?),
+        ..Default::default()
+    };
+    let program = request.argv().first().cloned().unwrap_or_default();
+    let exec = docker
+        .create_exec(container, create)
+        .await
+        .map_err(|e| engine_error(format!("starting `{program}` in container {container}"), e))?;
+    let start = StartExecOptions {
+        detach: false,
+        tty: request.tty,
+        output_capacity: None,
+    };
+    let started_exec = docker
+        .start_exec(&exec.id, Some(start))
+        .await
+        .map_err(|e| engine_error(format!("starting `{program}` in container {container}"), e))?;
+    let StartExecResults::Attached { mut output, input } = started_exec else {
+        return Err(Error::provider(
+            PROVIDER,
+            "the engine detached an exec that asked to attach",
+        ));
+    };
+    drop(input);
+    let mut capture = Capture {
+        limit: request.output_limit,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        truncated: false,
+    };
+    let pump = async {
+        while let Some(item) = output.next().await {
+            let (stream, bytes) = match item {
+                Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                    (Stream::Stdout, message)
+                }
+                Ok(LogOutput::StdErr { message }) => (Stream::Stderr, message),
+                Ok(LogOutput::StdIn { .. }) => continue,
+                Err(e) => {
+                    return Err(engine_error(
+                        format!("reading the output of `{program}`"),
+                        e,
+                    ));
+                }
+            };
+            if let Some(sink) = &request.sink {
+                sink(stream, &bytes);
+            }
+            capture.push(stream, &bytes);
+        }
+        Ok(())
+    };
+    let timed_out = match request.timeout {
+        Some(limit) => match tokio::time::timeout(limit, pump).await {
+            Ok(r) => {
+                r?;
+                false
+            }
+            Err(_) => true,
+        },
+        None => {
+            pump.await?;
+            false
+        }
+    };
+    let exit_code = if timed_out {
+        kill_exec(docker, &exec.id, container).await;
+        None
+    } else {
+        exit_code(docker, &exec.id).await?
+    };
+    Ok(ExecOutput {
+        exit_code,
+        timed_out,
+        stdout: capture.stdout,
+        stderr: capture.stderr,
+        truncated: capture.truncated,
+        duration: started.elapsed(),
+    })
+}
+
+async fn exit_code(docker: &Docker, exec_id: &str) -> Result<Option<i32>> {
+    // The stream ends when the process closes its output; the engine may need a moment
+    // to record the exit.
+    for _ in 0..200 {
+        let info = docker
+            .inspect_exec(exec_id)
+            .await
+            .map_err(|e| engine_error("reading the exit status", e))?;
+        if info.running != Some(true) {
+            return Ok(info.exit_code.and_then(|c| i32::try_from(c).ok()));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(None)
+}
+
+/// Kills a timed-out exec. The engine has no API for it, so the process is killed from
+/// the host when its host pid is visible here and belongs to the container's cgroup.
+async fn kill_exec(docker: &Docker, exec_id: &str, container: &str) {
+    let Ok(info) = docker.inspect_exec(exec_id).await else {
+        return;
+    };
+    let container_id = info.container_id.unwrap_or_else(|| container.to_owned());
+    let Some(pid) = info.pid.filter(|p| *p > 1) else {
+        return;
+    };
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    if !cgroup.contains(&container_id) {
+        tracing::warn!(pid, %container, "timed-out command is not visible from this host; it keeps running until the container stops");
+        return;
+    }
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return;
+    };
+    if let Err(e) = rustix::process::kill_process(pid, rustix::process::Signal::KILL) {
+        tracing::warn!(%e, %container, "could not kill the timed-out command");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cwd_stays_inside_the_workspace() {
+        assert_eq!(container_cwd(None).unwrap(), "/workspace");
+        assert_eq!(
+            container_cwd(Some(Path::new("src/./lib"))).unwrap(),
+            "/workspace/src/lib"
+        );
+        assert!(container_cwd(Some(Path::new("../etc"))).is_err());
+        assert!(container_cwd(Some(Path::new("/etc"))).is_err());
+    }
+
+    #[test]
+    fn capture_truncates_per_stream() {
+        let mut c = Capture {
+            limit: 4,
+            stdout: vec![],
+            stderr: vec![],
+            truncated: false,
+        };
+        c.push(Stream::Stdout, b"abc");
+        c.push(Stream::Stderr, b"xy");
+        assert!(!c.truncated);
+        c.push(Stream::Stdout, b"def");
+        assert_eq!(c.stdout, b"abcd");
+        assert_eq!(c.stderr, b"xy");
+        assert!(c.truncated);
+    }
+}

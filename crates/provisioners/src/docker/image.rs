@@ -1,0 +1,332 @@
+//! Images: local-first resolution, optional pulls, and the offline base image.
+//!
+//! An image that is present locally is used as is; a missing one is pulled only when
+//! the caller allows it (the engine may have no registry access at all). The base
+//! image is built **offline** by importing a minimal root filesystem made from files on
+//! this machine (a statically linked busybox), tagged by the digest of that filesystem,
+//! so building it twice reuses the first. This module does not build images from
+//! Dockerfiles and does not push.
+
+use std::path::{Path, PathBuf};
+
+use bollard::Docker;
+use bollard::query_parameters::CreateImageOptionsBuilder;
+use futures_util::StreamExt;
+use sandbox_core::{Error, Result};
+use sha2::{Digest, Sha256};
+
+use super::engine::{engine_error, is_not_found};
+use super::tar::TarWriter;
+use super::{LABEL_OWNER, OWNER, PROVIDER};
+
+/// The repository the offline base image is tagged into (`headstart/base:<digest>`).
+pub const BASE_IMAGE_REPO: &str = "headstart/base";
+
+/// Label on the base image carrying the digest of its root filesystem.
+pub const LABEL_BASE_DIGEST: &str = "dev.headstart.base-digest";
+
+/// Where a statically linked busybox is looked for, in order.
+const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox", "/usr/local/bin/busybox"];
+
+/// The busybox applets linked into the base image's `/bin`.
+const APPLETS: &[&str] = &[
+    "[",
+    "ash",
+    "awk",
+    "base64",
+    "basename",
+    "cat",
+    "chgrp",
+    "chmod",
+    "chown",
+    "cmp",
+    "cp",
+    "cut",
+    "date",
+    "dd",
+    "df",
+    "diff",
+    "dirname",
+    "du",
+    "echo",
+    "env",
+    "expr",
+    "false",
+    "find",
+    "grep",
+    "gunzip",
+    "gzip",
+    "head",
+    "hostname",
+    "id",
+    "kill",
+    "less",
+    "ln",
+    "ls",
+    "md5sum",
+    "mkdir",
+    "mktemp",
+    "mv",
+    "nproc",
+    "printf",
+    "ps",
+    "pwd",
+    "readlink",
+    "realpath",
+    "rm",
+    "rmdir",
+    "sed",
+    "seq",
+    "sh",
+    "sha1sum",
+    "sha256sum",
+    "sleep",
+    "sort",
+    "stat",
+    "tail",
+    "tar",
+    "tee",
+    "test",
+    "timeout",
+    "touch",
+    "tr",
+    "true",
+    "uname",
+    "uniq",
+    "vi",
+    "wc",
+    "which",
+    "whoami",
+    "xargs",
+    "yes",
+];
+
+/// What the offline base image is made from.
+#[derive(Debug, Clone, Default)]
+pub struct BaseImageSpec {
+    /// A statically linked busybox (`None`: look in the usual places; on Debian and
+    /// Ubuntu `apt-get install busybox-static` provides `/bin/busybox`).
+    pub busybox: Option<PathBuf>,
+    /// Extra labels on the image.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// An image pinned by id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageRef {
+    /// The name it was asked for (`headstart/base:0123abcd`, `debian:12`).
+    pub reference: String,
+    /// The engine's image id (`sha256:...`), which pins the content.
+    pub id: String,
+    /// A registry digest (`repo@sha256:...`) when the image came from a registry.
+    pub repo_digest: Option<String>,
+}
+
+fn find_busybox(spec: &BaseImageSpec) -> Result<PathBuf> {
+    if let Some(p) = &spec.busybox {
+        return Ok(p.clone());
+    }
+    BUSYBOX_CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            Error::provider(
+                PROVIDER,
+                format!(
+                    "cannot build the offline base image: no busybox found (looked in {}). \
+                 Install a statically linked one (`apt-get install busybox-static`), or pass an \
+                 existing image with --image",
+                    BUSYBOX_CANDIDATES.join(", ")
+                ),
+            )
+        })
+}
+
+/// Makes the root filesystem tarball for the base image. Deterministic for a given
+/// busybox binary.
+pub(crate) fn base_rootfs(busybox: &Path) -> Result<Vec<u8>> {
+    let data = std::fs::read(busybox).map_err(|e| {
+        Error::io(
+            format!("reading {} for the base image", busybox.display()),
+            e,
+        )
+    })?;
+    if data.get(..4) != Some(b"\x7fELF".as_slice()) {
+        return Err(Error::provider(
+            PROVIDER,
+            format!("{} is not an executable (ELF) file", busybox.display()),
+        ));
+    }
+    let io = |e| Error::io("writing the base image's root filesystem", e);
+    let mut t = TarWriter::new();
+    for (dir, mode) in [
+        ("bin", 0o755),
+        ("etc", 0o755),
+        ("home", 0o755),
+        ("root", 0o700),
+        ("tmp", 0o1777),
+        ("usr", 0o755),
+        ("usr/bin", 0o755),
+        ("usr/local", 0o755),
+        ("usr/local/bin", 0o755),
+        ("var", 0o755),
+        ("var/tmp", 0o1777),
+        ("workspace", 0o755),
+    ] {
+        t.dir(dir, mode).map_err(io)?;
+    }
+    t.file("bin/busybox", 0o755, &data).map_err(io)?;
+    for applet in APPLETS {
+        t.symlink(&format!("bin/{applet}"), "busybox").map_err(io)?;
+    }
+    t.symlink("usr/bin/env", "/bin/busybox").map_err(io)?;
+    t.file(
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .map_err(io)?;
+    t.file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n")
+        .map_err(io)?;
+    Ok(t.finish())
+}
+
+/// Process-wide lock so concurrent callers build the base image once.
+static BASE_BUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Builds the offline base image (`headstart/base:<digest>`) from a statically linked
+/// busybox on this machine, or reuses it when an image with that tag already exists.
+/// Needs no registry. Idempotent and safe to call concurrently in one process.
+///
+/// # Errors
+/// [`Error::Provider`] when no busybox is found (saying how to install one) or the
+/// engine refuses the import.
+pub async fn build_base_image(docker: &Docker, spec: &BaseImageSpec) -> Result<ImageRef> {
+    let busybox = find_busybox(spec)?;
+    let rootfs = base_rootfs(&busybox)?;
+    let mut hasher = Sha256::new();
+    hasher.update(&rootfs);
+    for (k, v) in &spec.labels {
+        hasher.update(format!("\n{k}={v}").as_bytes());
+    }
+    let digest = hex::encode(hasher.finalize());
+    let tag = &digest[..16];
+    let reference = format!("{BASE_IMAGE_REPO}:{tag}");
+
+    let _guard = BASE_BUILD.lock().await;
+    if let Some(found) = local_image(docker, &reference).await? {
+        tracing::debug!(%reference, "base image present");
+        return Ok(found);
+    }
+    tracing::info!(%reference, busybox = %busybox.display(), "building the offline base image");
+    let mut changes = vec![
+        format!("LABEL {LABEL_OWNER}={OWNER} {LABEL_BASE_DIGEST}={digest}"),
+        "ENV PATH=/usr/local/bin:/usr/bin:/bin".to_owned(),
+        "WORKDIR /workspace".to_owned(),
+        "CMD [\"sh\"]".to_owned(),
+    ];
+    for (k, v) in &spec.labels {
+        changes.push(format!("LABEL {}={}", quote(k), quote(v)));
+    }
+    let options = CreateImageOptionsBuilder::default()
+        .from_src("-")
+        .repo(BASE_IMAGE_REPO)
+        .tag(tag)
+        .changes(changes)
+        .build();
+    let mut stream =
+        docker.create_image(Some(options), Some(bollard::body_full(rootfs.into())), None);
+    while let Some(item) = stream.next().await {
+        item.map_err(|e| engine_error(format!("importing the base image {reference}"), e))?;
+    }
+    local_image(docker, &reference).await?.ok_or_else(|| {
+        Error::provider(
+            PROVIDER,
+            format!("the engine imported {reference} but does not list it"),
+        )
+    })
+}
+
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+/// The image `reference` if the engine has it locally.
+///
+/// # Errors
+/// [`Error::Provider`] when the engine fails (other than "not found").
+pub async fn local_image(docker: &Docker, reference: &str) -> Result<Option<ImageRef>> {
+    match docker.inspect_image(reference).await {
+        Ok(img) => Ok(Some(ImageRef {
+            reference: reference.to_owned(),
+            id: img.id.unwrap_or_default(),
+            repo_digest: img.repo_digests.and_then(|d| d.into_iter().next()),
+        })),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(engine_error(format!("inspecting image {reference}"), e)),
+    }
+}
+
+/// Resolves `reference` to a local image, pulling it only when it is missing and
+/// `allow_pull` is set.
+///
+/// # Errors
+/// [`Error::Provider`] when the image is missing and pulling is not allowed, or the
+/// pull fails (e.g. no registry is reachable), saying what to do instead.
+pub async fn ensure_image(docker: &Docker, reference: &str, allow_pull: bool) -> Result<ImageRef> {
+    if let Some(found) = local_image(docker, reference).await? {
+        return Ok(found);
+    }
+    let offline_hint = "build the offline base image instead (the default when no image is \
+                        given), or load the image with `docker load`";
+    if !allow_pull {
+        return Err(Error::provider(
+            PROVIDER,
+            format!(
+                "image {reference} is not present locally and pulling is disabled; pull it \
+                     with `docker pull {reference}`, or {offline_hint}"
+            ),
+        ));
+    }
+    tracing::info!(%reference, "pulling image");
+    let options = CreateImageOptionsBuilder::default()
+        .from_image(reference)
+        .build();
+    let mut stream = docker.create_image(Some(options), None, None);
+    while let Some(item) = stream.next().await {
+        if let Err(e) = item {
+            return Err(Error::Provider {
+                provider: PROVIDER,
+                message: format!(
+                    "image {reference} is not present locally and pulling it failed ({e}); the \
+                     engine may have no registry access: {offline_hint}"
+                ),
+                source: Some(Box::new(e)),
+            });
+        }
+    }
+    local_image(docker, reference).await?.ok_or_else(|| {
+        Error::provider(
+            PROVIDER,
+            format!("pulled {reference} but the engine does not list it"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rootfs_is_deterministic_and_refuses_non_elf() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("busybox");
+        std::fs::write(&fake, b"\x7fELF-not-really").unwrap();
+        let a = base_rootfs(&fake).unwrap();
+        let b = base_rootfs(&fake).unwrap();
+        assert_eq!(a, b);
+        std::fs::write(&fake, b"#!/bin/sh").unwrap();
+        assert!(base_rootfs(&fake).is_err());
+    }
+}
