@@ -104,8 +104,11 @@ pub(crate) fn callbacks<'a>(
         tracing::debug!(repository = %url, "offering the token to the server");
         git2::Cred::userpass_plaintext(creds.username(), token)
     });
-    if let Some(progress) = options.progress.clone() {
-        cbs.transfer_progress(move |p| {
+    // Always installed: libgit2 counts received bytes only when a transfer progress
+    // callback is set.
+    let progress = options.progress.clone();
+    cbs.transfer_progress(move |p| {
+        if let Some(progress) = &progress {
             progress(&Progress {
                 received_objects: p.received_objects(),
                 total_objects: p.total_objects(),
@@ -113,9 +116,9 @@ pub(crate) fn callbacks<'a>(
                 total_deltas: p.total_deltas(),
                 received_bytes: p.received_bytes(),
             });
-            true
-        });
-    }
+        }
+        true
+    });
     cbs
 }
 
@@ -323,6 +326,7 @@ pub(crate) fn map_error(
         || lower.contains("not exported")
         || lower.contains("no such repository")
         || lower.contains("could not find repository")
+        || lower.contains("failed to resolve path")
         || lower.contains("does not appear to be a git repository")
         || lower.contains("not a git repository");
     if not_found {

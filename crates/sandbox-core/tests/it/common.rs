@@ -52,7 +52,11 @@ pub(crate) fn serve(up: &Upstream, via: Via) -> anyhow::Result<(Server, RepoUrl)
 }
 
 /// A source on `url` with optional branch and new branch.
-pub(crate) fn source(url: &RepoUrl, branch: Option<&str>, new_branch: Option<&str>) -> anyhow::Result<Source> {
+pub(crate) fn source(
+    url: &RepoUrl,
+    branch: Option<&str>,
+    new_branch: Option<&str>,
+) -> anyhow::Result<Source> {
     let mut s = Source::new(url.clone());
     if let Some(b) = branch {
         s = s.with_branch(BranchName::new(b)?)?;
