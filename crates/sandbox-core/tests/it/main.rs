@@ -4,3 +4,4 @@
 
 mod common;
 mod git_clone;
+mod git_sync;

@@ -1,0 +1,270 @@
+//! The prebuilt path: a snapshot clone brought up to date with `sync` against real
+//! servers: another branch on a single-branch shallow clone, upstream advanced,
+//! force-pushed and deleted branches, leftovers, origin checks.
+
+use sandbox_core::git::{self, GitOptions};
+use sandbox_core::{Error, Source};
+use test_support::{Change, Upstream, git_in};
+
+use crate::common::{Via, assert_clean, commit_count, serve, shallow_commits, source, state};
+
+/// A snapshot: a default shallow clone on the default branch.
+fn snapshot(
+    url: &sandbox_core::RepoUrl,
+    dir: &std::path::Path,
+) -> anyhow::Result<std::path::PathBuf> {
+    let ws = dir.join("ws");
+    git::clone(&source(url, None, None)?, &ws, &GitOptions::default())?;
+    Ok(ws)
+}
+
+#[test]
+fn snapshot_on_default_branch_syncs_to_feature_x_with_one_shallow_fetch() -> anyhow::Result<()> {
+    let up = Upstream::new("trunk", 50)?;
+    up.commit(
+        "trunk",
+        &[
+            Change::write(".gitignore", "build/\n"),
+            Change::write("old-only.txt", "old\n"),
+        ],
+    )?;
+    for via in [Via::Daemon, Via::Http] {
+        let (server, url) = serve(&up, via)?;
+        let dir = tempfile::tempdir()?;
+        let ws = snapshot(&url, dir.path())?;
+        // The snapshot's recipe left an ignored build output and a stray file.
+        std::fs::create_dir_all(ws.join("build"))?;
+        std::fs::write(ws.join("build/cache.bin"), "built")?;
+        std::fs::write(ws.join("stray.txt"), "untracked")?;
+        std::fs::write(ws.join(Upstream::file_path(1)), "locally modified")?;
+
+        let x = format!("feature/x-{via:?}").to_lowercase();
+        up.create_branch(&x, "trunk")?;
+        up.advance(&x, 2)?;
+        up.commit(
+            &x,
+            &[
+                Change::Delete("old-only.txt".into()),
+                Change::write("new-on-x.txt", "x\n"),
+            ],
+        )?;
+        if let Via::Http = via {
+            server.http().clear_log();
+        }
+        let out = git::sync(&source(&url, Some(&x), None)?, &ws, &GitOptions::default())?;
+
+        assert_eq!(
+            (out.head.branch.as_str(), out.head.commit.clone()),
+            (x.as_str(), up.tip(&x)?),
+            "{via:?}"
+        );
+        let st = state(&ws)?;
+        assert_eq!((st.branch.as_str(), st.tree), (x.as_str(), up.tree(&x)?));
+        assert!(
+            !ws.join("old-only.txt").exists(),
+            "file of the older tree removed"
+        );
+        assert!(!ws.join("stray.txt").exists(), "untracked file removed");
+        assert!(ws.join("new-on-x.txt").is_file());
+        assert_eq!(
+            std::fs::read_to_string(ws.join(Upstream::file_path(1)))?,
+            "file 1\nline two of file 1\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(ws.join("build/cache.bin"))?,
+            "built",
+            "ignored output kept"
+        );
+        assert_clean(&ws)?;
+        assert_eq!(
+            git_in(&ws, &["config", &format!("branch.{x}.merge")])?,
+            format!("refs/heads/{x}")
+        );
+        assert_eq!(
+            git_in(&ws, &["rev-parse", &format!("origin/{x}")])?,
+            up.tip(&x)?
+        );
+        assert_eq!(commit_count(&ws)?, 1, "depth 1 after sync");
+        assert!(shallow_commits(&ws).contains(&up.tip(&x)?));
+        assert!(out.received_objects > 0 && out.received_bytes > 0);
+
+        if let Via::Http = via {
+            // Exactly one fetch for one ref (one advertisement, upload-pack POSTs all
+            // wanting one commit at depth 1), and not a clone: the client says what it has.
+            let reqs = server.http().requests();
+            assert_eq!(
+                reqs.iter().filter(|r| r.method == "GET").count(),
+                1,
+                "{reqs:#?}"
+            );
+            let posts = server.http().upload_pack_posts();
+            assert!((1..=2).contains(&posts.len()), "{posts:#?}");
+            for p in &posts {
+                let u = p.upload_pack.clone().unwrap_or_default();
+                assert_eq!((u.wants, u.deepen), (1, Some(1)), "{u:?}");
+            }
+            let last = posts
+                .last()
+                .and_then(|p| p.upload_pack.clone())
+                .unwrap_or_default();
+            assert!(
+                last.haves >= 1 && last.shallows >= 1,
+                "negotiated from the snapshot: {last:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn sync_catches_up_after_1_10_and_100_upstream_commits() -> anyhow::Result<()> {
+    let up = Upstream::new("trunk", 100)?;
+    for via in [Via::Daemon, Via::Http] {
+        let (_server, url) = serve(&up, via)?;
+        let dir = tempfile::tempdir()?;
+        let ws = snapshot(&url, dir.path())?;
+        for n in [1, 10, 100] {
+            let tip = up.advance("trunk", n)?;
+            let out = git::sync(&Source::new(url.clone()), &ws, &GitOptions::default())?;
+            assert_eq!(out.head.commit, tip, "{via:?} +{n}");
+            assert_eq!(out.head.branch, "trunk");
+            assert_eq!(state(&ws)?.tree, up.tree("trunk")?, "{via:?} +{n}");
+            assert_clean(&ws)?;
+            assert_eq!(commit_count(&ws)?, 1, "{via:?} +{n}: still depth 1");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn sync_follows_a_force_pushed_branch() -> anyhow::Result<()> {
+    let up = Upstream::new("trunk", 10)?;
+    up.create_branch("feature/x", "trunk")?;
+    up.advance("feature/x", 3)?;
+    for via in [Via::Daemon, Via::Http] {
+        let (_server, url) = serve(&up, via)?;
+        let dir = tempfile::tempdir()?;
+        let ws = dir.path().join("ws");
+        git::clone(
+            &source(&url, Some("feature/x"), None)?,
+            &ws,
+            &GitOptions::default(),
+        )?;
+        let old = up.tip("feature/x")?;
+        let new = up.rewrite(
+            "feature/x",
+            &[Change::write("rewritten.txt", &format!("{via:?}\n"))],
+        )?;
+        assert_ne!(old, new);
+        let out = git::sync(
+            &source(&url, Some("feature/x"), None)?,
+            &ws,
+            &GitOptions::default(),
+        )?;
+        assert_eq!(out.head.commit, new);
+        assert_eq!(state(&ws)?.tree, up.tree("feature/x")?);
+        assert!(ws.join("rewritten.txt").is_file());
+        assert_clean(&ws)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn sync_to_a_deleted_branch_is_a_clear_error() -> anyhow::Result<()> {
+    let up = Upstream::new("trunk", 3)?;
+    up.create_branch("feature/x", "trunk")?;
+    up.create_branch("feature/y", "trunk")?;
+    for via in [Via::Daemon, Via::Http] {
+        let (_server, url) = serve(&up, via)?;
+        let dir = tempfile::tempdir()?;
+        let ws = dir.path().join("ws");
+        git::clone(
+            &source(&url, Some("feature/x"), None)?,
+            &ws,
+            &GitOptions::default(),
+        )?;
+        let before = state(&ws)?;
+        up.delete_branch("feature/x")?;
+        // The workspace still has refs/remotes/origin/feature/x: the remote decides.
+        let err = git::sync(
+            &source(&url, Some("feature/x"), None)?,
+            &ws,
+            &GitOptions::default(),
+        )
+        .expect_err("deleted branch");
+        let Error::BranchNotFound {
+            branch, available, ..
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(branch, "feature/x");
+        assert_eq!(available, &vec!["trunk".to_owned(), "feature/y".to_owned()]);
+        let msg = err.to_string();
+        assert!(msg.contains("feature/x") && msg.contains("trunk"), "{msg}");
+        assert_eq!(state(&ws)?, before, "workspace untouched");
+        up.create_branch("feature/x", "trunk")?; // for the next transport
+    }
+    Ok(())
+}
+
+#[test]
+fn sync_refuses_a_workspace_of_another_repository() -> anyhow::Result<()> {
+    let a = Upstream::new("trunk", 1)?;
+    let b = Upstream::new("trunk", 1)?;
+    let (_sa, url_a) = serve(&a, Via::Http)?;
+    let (_sb, url_b) = serve(&b, Via::Http)?;
+    let dir = tempfile::tempdir()?;
+    let ws = snapshot(&url_a, dir.path())?;
+    let before = state(&ws)?;
+    let err =
+        git::sync(&Source::new(url_b.clone()), &ws, &GitOptions::default()).expect_err("mismatch");
+    let Error::OriginMismatch {
+        expected, actual, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!((expected, actual), (&url_b.to_string(), &url_a.to_string()));
+    assert!(err.to_string().contains("--force-create"), "{err}");
+    assert_eq!(state(&ws)?, before);
+    // The same repository spelled with a trailing `.git` difference is accepted.
+    let same = sandbox_core::RepoUrl::parse(url_a.to_string().trim_end_matches(".git"))?;
+    git_in(&ws, &["config", "remote.origin.url", &same.to_string()])?;
+    git::sync(&Source::new(url_a), &ws, &GitOptions::default())?;
+    Ok(())
+}
+
+#[test]
+fn sync_of_a_directory_that_is_not_a_workspace_fails_clearly() -> anyhow::Result<()> {
+    let up = Upstream::new("trunk", 1)?;
+    let dir = tempfile::tempdir()?;
+    let err = git::sync(
+        &Source::parse(&up.file_url())?,
+        dir.path(),
+        &GitOptions::default(),
+    )
+    .expect_err("not a repository");
+    assert!(matches!(err, Error::Git { op: "sync", .. }), "{err:?}");
+    assert!(err.to_string().contains("is not a git workspace"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn sync_over_the_local_transport_works_without_depth() -> anyhow::Result<()> {
+    let up = Upstream::new("trunk", 5)?;
+    let url = sandbox_core::RepoUrl::parse(&up.file_url())?;
+    let dir = tempfile::tempdir()?;
+    let ws = snapshot(&url, dir.path())?;
+    up.create_branch("feature/x", "trunk")?;
+    let tip = up.advance("feature/x", 5)?;
+    let out = git::sync(
+        &source(&url, Some("feature/x"), None)?,
+        &ws,
+        &GitOptions::default(),
+    )?;
+    assert_eq!(out.head.commit, tip);
+    assert_eq!(commit_count(&ws)?, 6, "full history over file://");
+    assert_clean(&ws)?;
+    Ok(())
+}
