@@ -8,3 +8,6 @@
 /// Cloud VM hosts (DigitalOcean, Hetzner, GCP) over their REST APIs; not sandboxes.
 pub mod cloud;
 pub mod docker;
+pub mod local;
+
+pub use local::{LocalProvider, LocalSandbox, LocalSnapshotStore, RestoreMethod};

@@ -1,0 +1,194 @@
+//! Running an argv in a local workspace: no shell, its own process group, streamed and
+//! capped output, a timeout that kills the whole group.
+//!
+//! This is not isolation: the command runs as the calling user, on the host, with the
+//! host's environment plus the sandbox's and the request's variables.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Component, Path};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use sandbox_core::{Error, ExecOutput, ExecRequest, OutputSink, Result, Stream};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Captured output of one stream, cut at a limit.
+struct Capture {
+    buf: Vec<u8>,
+    limit: usize,
+    truncated: bool,
+}
+
+impl Capture {
+    fn new(limit: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            limit,
+            truncated: false,
+        }
+    }
+
+    fn push(&mut self, chunk: &[u8]) {
+        let room = self.limit.saturating_sub(self.buf.len());
+        if chunk.len() > room {
+            self.truncated = true;
+        }
+        self.buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+}
+
+async fn pump<R: AsyncRead + Unpin>(
+    mut reader: R,
+    capture: &mut Capture,
+    stream: Stream,
+    sink: Option<&OutputSink>,
+) -> std::io::Result<()> {
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if let Some(sink) = sink {
+            sink(stream, &chunk[..n]);
+        }
+        capture.push(&chunk[..n]);
+    }
+}
+
+/// The process groups of commands running in one sandbox handle (for `stop`).
+pub(crate) type Running = Arc<Mutex<HashSet<i32>>>;
+
+/// Kills every process group in `running`.
+pub(crate) fn kill_all(running: &Running) {
+    let groups: Vec<i32> = running
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .drain()
+        .collect();
+    for pgid in groups {
+        kill_group(pgid);
+    }
+}
+
+fn kill_group(pgid: i32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Resolves a request's `cwd` inside `workspace` (relative, no `..`).
+pub(crate) fn resolve_cwd(workspace: &Path, cwd: Option<&Path>) -> Result<std::path::PathBuf> {
+    let Some(cwd) = cwd else {
+        return Ok(workspace.to_path_buf());
+    };
+    if cwd
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(Error::InvalidOptions(format!(
+            "the working directory `{}` must be relative to the workspace, without `..`",
+            cwd.display()
+        )));
+    }
+    Ok(workspace.join(cwd))
+}
+
+/// Runs `request` with `cwd` as working directory and `base_env` under the request's
+/// environment.
+pub(crate) async fn run(
+    request: &ExecRequest,
+    cwd: &Path,
+    base_env: &BTreeMap<String, String>,
+    running: &Running,
+) -> Result<ExecOutput> {
+    let argv = request.argv();
+    let started = Instant::now();
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(cwd)
+        .envs(base_env)
+        .envs(&request.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound if !cwd.is_dir() => Error::io(
+            format!("the working directory {} does not exist", cwd.display()),
+            e,
+        ),
+        std::io::ErrorKind::NotFound => Error::InvalidOptions(format!(
+            "program `{}` not found (give a path or a program on PATH)",
+            argv[0].escape_debug()
+        )),
+        _ => Error::io(format!("starting `{}`", argv[0].escape_debug()), e),
+    })?;
+    let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+    if let Some(pgid) = pgid {
+        running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(pgid);
+    }
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(Error::provider(
+            "local",
+            "the command's output pipes are missing",
+        ));
+    };
+    let mut out = Capture::new(request.output_limit);
+    let mut err = Capture::new(request.output_limit);
+    let sink = request.sink.as_ref();
+    let finished = {
+        let all = async {
+            let (a, b, status) = tokio::join!(
+                pump(stdout, &mut out, Stream::Stdout, sink),
+                pump(stderr, &mut err, Stream::Stderr, sink),
+                child.wait()
+            );
+            a.and(b).and(status)
+        };
+        match request.timeout {
+            Some(t) => tokio::time::timeout(t, all).await.ok(),
+            None => Some(all.await),
+        }
+    };
+    let result = match finished {
+        Some(Ok(status)) => Ok(ExecOutput {
+            exit_code: status.code(),
+            timed_out: false,
+            stdout: out.buf,
+            stderr: err.buf,
+            truncated: out.truncated || err.truncated,
+            duration: started.elapsed(),
+        }),
+        Some(Err(e)) => Err(Error::io(
+            format!("running `{}`", argv[0].escape_debug()),
+            e,
+        )),
+        None => {
+            if let Some(pgid) = pgid {
+                kill_group(pgid);
+            }
+            let _ = child.kill().await;
+            Ok(ExecOutput {
+                exit_code: None,
+                timed_out: true,
+                stdout: out.buf,
+                stderr: err.buf,
+                truncated: out.truncated || err.truncated,
+                duration: started.elapsed(),
+            })
+        }
+    };
+    if let Some(pgid) = pgid {
+        running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&pgid);
+    }
+    result
+}

@@ -1,0 +1,244 @@
+//! Refreshing the stat data in a copied repository's index (`.git/index`).
+//!
+//! Git decides whether a worktree file may have changed by comparing the stat data
+//! cached in the index (ctime, mtime, inode, uid, gid, size, mode) with the file's.
+//! A copied file has a new inode and ctime, so after a copy-based restore the first
+//! `git status` (or libgit2 diff, which compares the inode unconditionally and ignores
+//! `core.checkStat`) would re-hash every file. The copy already knows the new stat data
+//! of every file it wrote, and their contents are byte-identical to the originals, so
+//! the index entries are patched in place and the checksum recomputed: no file is read
+//! again and the index's extensions (cache tree, untracked cache) survive.
+//!
+//! This is not a general index writer: unknown versions, split indexes and SHA-256
+//! repositories are left alone (git then re-hashes, which is slower but correct).
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+use sha1::{Digest, Sha1};
+
+use super::tree::StatMap;
+
+/// What a refresh did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refresh {
+    /// No index (not a repository, or an empty one).
+    NoIndex,
+    /// Entries were updated.
+    Updated { entries: usize, updated: usize },
+    /// The index was left alone (why).
+    Skipped(&'static str),
+}
+
+const HASH_LEN: usize = 20;
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..at + 4)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn put32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Patches `<workspace>/.git/index` with the stat data in `stats` for every stage-0
+/// entry whose path is in it and whose size and file type still match.
+pub(crate) fn refresh_index(workspace: &Path, stats: &StatMap) -> io::Result<Refresh> {
+    let git = workspace.join(".git");
+    let path = git.join("index");
+    let mut buf = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Refresh::NoIndex),
+        Err(e) => return Err(e),
+    };
+    let (entries, updated) = match patch(&mut buf, stats) {
+        Ok(r) => r,
+        Err(why) => return Ok(Refresh::Skipped(why)),
+    };
+    if updated == 0 {
+        return Ok(Refresh::Updated { entries, updated });
+    }
+    // git's own lock protocol: whoever holds index.lock owns the index.
+    let lock = git.join("index.lock");
+    let mut f = match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Ok(Refresh::Skipped("index.lock exists"));
+        }
+        Err(e) => return Err(e),
+    };
+    let written = f.write_all(&buf).and_then(|()| fs::rename(&lock, &path));
+    if written.is_err() {
+        let _ = fs::remove_file(&lock);
+    }
+    written?;
+    Ok(Refresh::Updated { entries, updated })
+}
+
+/// Patches the index bytes; returns (entries, updated) or why it cannot.
+fn patch(buf: &mut [u8], stats: &StatMap) -> Result<(usize, usize), &'static str> {
+    if buf.len() < 12 + HASH_LEN || &buf[..4] != b"DIRC" {
+        return Err("not an index file");
+    }
+    let version = be32(buf, 4).ok_or("truncated")?;
+    if !(2..=4).contains(&version) {
+        return Err("unknown index version");
+    }
+    let count = be32(buf, 8).ok_or("truncated")? as usize;
+    let end = buf.len() - HASH_LEN;
+    let trailer_zero = buf[end..].iter().all(|&b| b == 0);
+    if !trailer_zero && Sha1::digest(&buf[..end]).as_slice() != &buf[end..] {
+        return Err("checksum mismatch (not SHA-1?)");
+    }
+    let mut at = 12usize;
+    let mut prev_path: Vec<u8> = Vec::new();
+    let mut updated = 0;
+    // fixed part: 10 u32 stat fields, the hash, 16-bit flags
+    const FIXED: usize = 40 + HASH_LEN + 2;
+    for _ in 0..count {
+        let start = at;
+        if start + FIXED > end {
+            return Err("truncated entry");
+        }
+        let flags = u16::from_be_bytes([buf[start + 40 + HASH_LEN], buf[start + 41 + HASH_LEN]]);
+        let mut p = start + FIXED;
+        if flags & 0x4000 != 0 {
+            if version < 3 {
+                return Err("extended flag in a version 2 index");
+            }
+            p += 2;
+        }
+        let stage = (flags >> 12) & 0x3;
+        let path: Vec<u8> = if version == 4 {
+            // prefix-compressed: varint N (bytes to drop from the previous path), then
+            // the NUL-terminated suffix.
+            let mut c = *buf.get(p).ok_or("truncated")?;
+            p += 1;
+            let mut strip = u64::from(c & 0x7f);
+            while c & 0x80 != 0 {
+                c = *buf.get(p).ok_or("truncated")?;
+                p += 1;
+                strip = ((strip + 1) << 7) | u64::from(c & 0x7f);
+            }
+            let nul = buf[p..end]
+                .iter()
+                .position(|&b| b == 0)
+                .ok_or("truncated")?;
+            let keep = prev_path
+                .len()
+                .checked_sub(strip as usize)
+                .ok_or("bad path prefix")?;
+            let mut path = prev_path[..keep].to_vec();
+            path.extend_from_slice(&buf[p..p + nul]);
+            at = p + nul + 1;
+            path
+        } else {
+            let nul = buf[p..end]
+                .iter()
+                .position(|&b| b == 0)
+                .ok_or("truncated")?;
+            let path = buf[p..p + nul].to_vec();
+            // entries are NUL-padded to a multiple of 8 bytes (at least one NUL)
+            let len = (p - start) + nul;
+            at = start + ((len + 8) & !7);
+            path
+        };
+        if at > end {
+            return Err("truncated entry");
+        }
+        if stage == 0 {
+            if let Some(st) = stats.get(&path) {
+                let mode = be32(buf, start + 24).ok_or("truncated")?;
+                let size = be32(buf, start + 36).ok_or("truncated")?;
+                // same file type (regular/symlink) and size: the copy is the same file
+                let same_type = (mode & 0o170000) == (st.mode & 0o170000);
+                if same_type && size == st.size as u32 {
+                    put32(buf, start, st.ctime.0 as u32);
+                    put32(buf, start + 4, st.ctime.1 as u32);
+                    put32(buf, start + 8, st.mtime.0 as u32);
+                    put32(buf, start + 12, st.mtime.1 as u32);
+                    put32(buf, start + 16, st.dev as u32);
+                    put32(buf, start + 20, st.ino as u32);
+                    put32(buf, start + 28, st.uid);
+                    put32(buf, start + 32, st.gid);
+                    updated += 1;
+                }
+            }
+        }
+        prev_path = path;
+    }
+    // extensions: refuse split indexes (entries live in a shared index)
+    let mut x = at;
+    while x + 8 <= end {
+        if &buf[x..x + 4] == b"link" {
+            return Err("split index");
+        }
+        let size = be32(buf, x + 4).ok_or("truncated")? as usize;
+        x += 8 + size;
+    }
+    if updated > 0 && !trailer_zero {
+        let sum = Sha1::digest(&buf[..end]);
+        buf[end..].copy_from_slice(&sum);
+    }
+    Ok((count, updated))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::tree::StatData;
+
+    /// A version 2 index with one entry, hand-built.
+    fn index_v2(path: &[u8], size: u32) -> Vec<u8> {
+        let mut b = b"DIRC".to_vec();
+        b.extend_from_slice(&2u32.to_be_bytes());
+        b.extend_from_slice(&1u32.to_be_bytes());
+        let start = b.len();
+        for v in [1u32, 2, 3, 4, 5, 6, 0o100644, 7, 8, size] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        b.extend_from_slice(&[0xab; 20]);
+        b.extend_from_slice(&(path.len() as u16).to_be_bytes());
+        b.extend_from_slice(path);
+        let len = b.len() - start;
+        b.resize(start + ((len + 8) & !7), 0);
+        let sum = Sha1::digest(&b);
+        b.extend_from_slice(&sum);
+        b
+    }
+
+    #[test]
+    fn patches_matching_entries_and_rehashes() {
+        let mut buf = index_v2(b"src/a.rs", 10);
+        let mut stats = StatMap::new();
+        let st = StatData {
+            ctime: (100, 11),
+            mtime: (200, 22),
+            dev: 9,
+            ino: 4242,
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+            size: 10,
+        };
+        stats.insert(b"src/a.rs".to_vec(), st);
+        assert_eq!(patch(&mut buf, &stats), Ok((1, 1)));
+        assert_eq!(be32(&buf, 12), Some(100));
+        assert_eq!(be32(&buf, 12 + 20), Some(4242));
+        let end = buf.len() - 20;
+        assert_eq!(Sha1::digest(&buf[..end]).as_slice(), &buf[end..]);
+
+        // a size mismatch leaves the entry alone
+        let mut buf = index_v2(b"src/a.rs", 11);
+        assert_eq!(patch(&mut buf, &stats), Ok((1, 0)));
+        // corruption is refused, not patched
+        let mut buf = index_v2(b"src/a.rs", 10);
+        buf[13] ^= 1;
+        assert!(patch(&mut buf, &stats).is_err());
+    }
+}

@@ -1,0 +1,712 @@
+//! `local`: the embedded default provider. A sandbox is a workspace directory under a
+//! data directory; commands run on this host. No daemon, no network.
+//!
+//! **It does not isolate.** Commands run as the calling user, on the host, with the
+//! host's environment, and can read and write anything that user can. Resource limits
+//! ([`sandbox_core::Resources`]), images and terminals are ignored. Use the Docker
+//! provider when you need a boundary.
+//!
+//! # Layout
+//!
+//! ```text
+//! <home>/                                  HEADSTART_HOME, else ~/.local/share/headstart
+//!   sandboxes/<name>/sandbox.json          the record (and the snapshot lease)
+//!   sandboxes/<name>/workspace/            the workspace (an overlay mount point, or a copy)
+//!   sandboxes/<name>/{upper,work}/         the overlay's writable layer
+//!   snapshots/<key>/<id>/manifest.json     a snapshot's metadata
+//!   snapshots/<key>/<id>/workspace/        its captured workspace
+//!   snapshots/.tmp/<id>/                   snapshots being written (invisible)
+//!   locks/                                 per-sandbox-name locks
+//! ```
+//!
+//! # Restoring snapshots
+//!
+//! A sandbox created with a `base_snapshot` gets the snapshot's workspace by one of the
+//! [`RestoreMethod`]s: an overlay mount where permitted (root), `FICLONE` copy-on-write
+//! clones where the filesystem has them, else hardlinked git objects plus copies of
+//! everything else. `Auto` probes the data directory's filesystem once and picks; the
+//! provider builder and `HEADSTART_RESTORE_METHOD` override it. No two sandboxes ever
+//! share a writable file; after a copy the repository's index is refreshed with the
+//! new stat data so the first `git status` does not re-hash the tree.
+//!
+//! What this module is not: it does not choose snapshots, keys or when to build them
+//! (`snapshot-refresh` does), and it never runs git (restores touch `.git/index` as
+//! bytes only).
+
+mod config;
+mod exec;
+mod gitindex;
+mod record;
+mod restore;
+mod store;
+mod tree;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use sandbox_core::{
+    ConnectOptions, Connected, Error, ExecOutput, ExecRequest, Result, Sandbox, SandboxInfo,
+    SandboxName, SandboxProvider, SnapshotId, SnapshotMeta, SnapshotRequest, SnapshotStatus,
+    SnapshotStore,
+};
+use time::OffsetDateTime;
+
+pub use config::{HOME_ENV, LocalConfig, RESTORE_METHOD_ENV, RestoreMethod, default_home};
+pub use restore::Capabilities;
+pub use store::{GcPolicy, GcReport, LocalSnapshotStore};
+
+use record::{FileLock, RecordState, SandboxRecord};
+use restore::OverlayDirs;
+
+const KIND: &str = "local";
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(context, e)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::provider(KIND, format!("a background task failed: {e}")))?
+}
+
+/// The embedded provider: sandboxes are directories under a data directory.
+///
+/// Cheap to clone (shared state behind an `Arc`).
+#[derive(Debug, Clone)]
+pub struct LocalProvider {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    home: PathBuf,
+    method: RestoreMethod,
+    threads: usize,
+    store: Arc<LocalSnapshotStore>,
+    caps: OnceLock<Capabilities>,
+}
+
+/// What [`LocalProvider::prune`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Sandboxes removed because their TTL passed.
+    pub expired: Vec<SandboxName>,
+    /// Sandbox directories removed that had no usable record (crashed creations).
+    pub orphans: Vec<PathBuf>,
+    /// Stale snapshot temp dirs removed.
+    pub stale_snapshots: usize,
+}
+
+impl LocalProvider {
+    /// A provider keeping everything under `home` (created when first needed).
+    /// Restore method `Auto`.
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        Self::build(
+            home.into(),
+            RestoreMethod::Auto,
+            sandbox_core::DEFAULT_PAGE_SIZE,
+        )
+    }
+
+    /// A provider configured from the environment ([`LocalConfig::from_env`]:
+    /// `HEADSTART_HOME`, `HEADSTART_RESTORE_METHOD`).
+    ///
+    /// # Errors
+    /// As [`LocalConfig::from_env`].
+    pub fn from_env() -> Result<Self> {
+        Ok(Self::from_config(LocalConfig::from_env()?))
+    }
+
+    /// A provider from explicit configuration.
+    pub fn from_config(config: LocalConfig) -> Self {
+        Self::build(
+            config.home,
+            config.restore_method,
+            sandbox_core::DEFAULT_PAGE_SIZE,
+        )
+    }
+
+    fn build(home: PathBuf, method: RestoreMethod, page_size: usize) -> Self {
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, 8);
+        let store = Arc::new(LocalSnapshotStore::new(home.clone()).with_page_size(page_size));
+        Self {
+            inner: Arc::new(Inner {
+                home,
+                method,
+                threads,
+                store,
+                caps: OnceLock::new(),
+            }),
+        }
+    }
+
+    fn rebuild(&self, f: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Inner {
+            home: self.inner.home.clone(),
+            method: self.inner.method,
+            threads: self.inner.threads,
+            store: Arc::clone(&self.inner.store),
+            caps: OnceLock::new(),
+        };
+        if let Some(c) = self.inner.caps.get() {
+            let _ = inner.caps.set(*c);
+        }
+        f(&mut inner);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Forces a restore method (`Auto` probes).
+    #[must_use]
+    pub fn with_restore_method(self, method: RestoreMethod) -> Self {
+        self.rebuild(|i| i.method = method)
+    }
+
+    /// Sets the page size the store's `latest_ready` uses.
+    #[must_use]
+    pub fn with_snapshot_page_size(self, page_size: usize) -> Self {
+        self.rebuild(|i| {
+            i.store = Arc::new(LocalSnapshotStore::new(i.home.clone()).with_page_size(page_size));
+        })
+    }
+
+    /// Sets the number of threads copies use (default: the cores, at least 2).
+    #[must_use]
+    pub fn with_copy_threads(self, threads: usize) -> Self {
+        self.rebuild(|i| i.threads = threads.max(1))
+    }
+
+    /// The data directory.
+    pub fn home(&self) -> &Path {
+        &self.inner.home
+    }
+
+    /// The configured restore method (possibly `Auto`).
+    pub fn restore_method(&self) -> RestoreMethod {
+        self.inner.method
+    }
+
+    /// The snapshot store, with its local extras (GC, failure records).
+    pub fn store(&self) -> Arc<LocalSnapshotStore> {
+        Arc::clone(&self.inner.store)
+    }
+
+    fn sandboxes_dir(&self) -> PathBuf {
+        self.inner.home.join("sandboxes")
+    }
+
+    fn sandbox_dir(&self, name: &SandboxName) -> PathBuf {
+        self.sandboxes_dir().join(name.as_str())
+    }
+
+    /// What the data directory's filesystem supports (probed once per provider, in a
+    /// scratch directory under the data directory).
+    ///
+    /// # Errors
+    /// I/O errors creating the data directory.
+    pub fn capabilities(&self) -> Result<Capabilities> {
+        if let Some(c) = self.inner.caps.get() {
+            return Ok(*c);
+        }
+        let home = &self.inner.home;
+        fs::create_dir_all(home).map_err(io_err(format!("creating {}", home.display())))?;
+        let caps = restore::probe(home).map_err(io_err(format!("probing {}", home.display())))?;
+        Ok(*self.inner.caps.get_or_init(|| caps))
+    }
+
+    /// The concrete method a restore uses now: the forced one, or what `Auto` picks.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] when a forced method does not work here (e.g. overlay
+    /// without root), naming the methods that do.
+    pub fn effective_restore_method(&self) -> Result<RestoreMethod> {
+        let caps = self.capabilities()?;
+        match self.inner.method {
+            RestoreMethod::Auto => Ok(caps.best()),
+            m if caps.supports(m) => Ok(m),
+            m => Err(Error::InvalidOptions(format!(
+                "restore method `{m}` does not work on {} ({}); use `{}` or auto",
+                self.inner.home.display(),
+                match m {
+                    RestoreMethod::Overlay => "overlay mounts need root",
+                    _ => "the filesystem has no FICLONE (XFS reflink=1 and btrfs do)",
+                },
+                caps.best()
+            ))),
+        }
+    }
+
+    /// Removes sandboxes whose TTL passed and sandbox directories without a usable
+    /// record (a creation that crashed), unmounting their overlays; and removes stale
+    /// snapshot temp dirs.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub async fn prune(&self) -> Result<PruneReport> {
+        let this = self.clone();
+        blocking(move || this.prune_blocking()).await
+    }
+
+    fn prune_blocking(&self) -> Result<PruneReport> {
+        let mut report = PruneReport::default();
+        let now = OffsetDateTime::now_utc();
+        let dir = self.sandboxes_dir();
+        for (path, rec) in
+            record::all_records(&dir).map_err(io_err(format!("listing {}", dir.display())))?
+        {
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| SandboxName::new(n).ok())
+            else {
+                continue;
+            };
+            let _lock = self.name_lock(&name)?;
+            // re-read under the lock: a concurrent connect may have finished meanwhile
+            let rec = match record::read_record(&path) {
+                Ok(r) => r,
+                Err(_) => rec,
+            };
+            match rec {
+                Some(r) if r.state == RecordState::Ready => {
+                    if r.expires_at.is_some_and(|t| t <= now) {
+                        self.remove_files(&path, Some(&r))?;
+                        report.expired.push(name);
+                    }
+                }
+                other => {
+                    self.remove_files(&path, other.as_ref())?;
+                    report.orphans.push(path);
+                }
+            }
+        }
+        report.stale_snapshots = self.inner.store.cleanup_stale()?;
+        Ok(report)
+    }
+
+    fn name_lock(&self, name: &SandboxName) -> Result<FileLock> {
+        let locks = self.inner.home.join("locks");
+        fs::create_dir_all(&locks).map_err(io_err(format!("creating {}", locks.display())))?;
+        let path = locks.join(format!("{name}.lock"));
+        FileLock::acquire(&path, true).map_err(io_err(format!("locking {}", path.display())))
+    }
+
+    /// Unmounts and deletes a sandbox directory. The user's own workdir lives outside
+    /// it and is never touched.
+    fn remove_files(&self, dir: &Path, rec: Option<&SandboxRecord>) -> Result<()> {
+        let merged = dir.join("workspace");
+        if restore::is_mounted(&merged) {
+            restore::unmount(&merged)
+                .map_err(io_err(format!("unmounting {}", merged.display())))?;
+        }
+        if restore::is_mounted(&merged) {
+            return Err(Error::provider(
+                KIND,
+                format!(
+                    "{} is still mounted; unmount it and retry",
+                    merged.display()
+                ),
+            ));
+        }
+        if let Some(r) = rec {
+            debug_assert!(!r.user_workdir || !r.workspace.starts_with(dir));
+        }
+        tree::remove_tree(dir).map_err(io_err(format!("removing {}", dir.display())))
+    }
+
+    fn open(&self, rec: SandboxRecord, env: BTreeMap<String, String>) -> LocalSandbox {
+        LocalSandbox {
+            provider: self.clone(),
+            record: rec,
+            env,
+            running: exec::Running::default(),
+        }
+    }
+
+    /// Re-mounts an overlay sandbox's workspace when it is not mounted (after a reboot
+    /// or an unmount).
+    fn ensure_ready(&self, rec: &SandboxRecord) -> Result<()> {
+        if rec.restore_method == Some(RestoreMethod::Overlay) {
+            let lower = rec.lower.as_ref().ok_or_else(|| {
+                Error::provider(KIND, format!("sandbox {} has no overlay lower dir recorded; recreate it with --force-create", rec.name))
+            })?;
+            let dirs = OverlayDirs::of(&self.sandbox_dir(&rec.name));
+            if dirs
+                .ensure_mounted(lower)
+                .map_err(io_err(format!("mounting the workspace of {}", rec.name)))?
+            {
+                tracing::info!(sandbox = %rec.name, "re-mounted the overlay workspace");
+            }
+        }
+        Ok(())
+    }
+
+    fn connect_blocking(
+        &self,
+        options: &ConnectOptions,
+        name: SandboxName,
+        cancelled: &AtomicBool,
+    ) -> Result<(SandboxRecord, Connected)> {
+        let _lock = self.name_lock(&name)?;
+        let dir = self.sandbox_dir(&name);
+        let existing = record::read_record(&dir);
+        match existing {
+            Ok(Some(rec)) if rec.state == RecordState::Ready && !options.force_create => {
+                self.ensure_ready(&rec)?;
+                return Ok((rec, Connected::Reconnected));
+            }
+            Ok(rec) => {
+                if rec.is_some() || dir.exists() {
+                    if rec
+                        .as_ref()
+                        .is_some_and(|r| r.state == RecordState::Creating)
+                    {
+                        tracing::warn!(sandbox = %name, "replacing a sandbox whose creation was interrupted");
+                    }
+                    self.remove_files(&dir, rec.as_ref())?;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(sandbox = %name, error = %e, "replacing a sandbox with an unreadable record");
+                self.remove_files(&dir, None)?;
+            }
+        }
+        let result = self.create(options, &name, &dir, cancelled);
+        if result.is_err() || cancelled.load(Ordering::SeqCst) {
+            if let Err(e) = self.remove_files(&dir, None) {
+                tracing::warn!(sandbox = %name, error = %e, "could not clean up a failed creation; `headstart prune` will");
+            }
+        }
+        if cancelled.load(Ordering::SeqCst) {
+            return Err(Error::provider(KIND, "creation was cancelled"));
+        }
+        result.map(|rec| (rec, Connected::Created))
+    }
+
+    fn create(
+        &self,
+        options: &ConnectOptions,
+        name: &SandboxName,
+        dir: &Path,
+        cancelled: &AtomicBool,
+    ) -> Result<SandboxRecord> {
+        fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let now = OffsetDateTime::now_utc();
+        let expires_at = options
+            .ttl
+            .and_then(|ttl| time::Duration::try_from(ttl).ok())
+            .map(|ttl| now + ttl);
+        let mut rec = SandboxRecord {
+            id: format!("local-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            name: name.clone(),
+            state: RecordState::Creating,
+            created_at: now,
+            base_snapshot: None,
+            snapshot_name: None,
+            restore_method: None,
+            lower: None,
+            workspace: dir.join("workspace"),
+            user_workdir: false,
+            expires_at,
+            labels: options.labels.clone(),
+        };
+        let record_path = dir.join(record::RECORD_FILE);
+        let write = |rec: &SandboxRecord| {
+            record::write_json_atomic(&record_path, rec)
+                .map_err(io_err(format!("writing {}", record_path.display())))
+        };
+        if let Some(workdir) = &options.workdir {
+            fs::create_dir_all(workdir)
+                .map_err(io_err(format!("creating {}", workdir.display())))?;
+            let workdir = fs::canonicalize(workdir)
+                .map_err(io_err(format!("resolving {}", workdir.display())))?;
+            if workdir.starts_with(&self.inner.home) {
+                return Err(Error::InvalidOptions(format!(
+                    "the workdir {} is inside headstart's data directory; pick a directory of your own",
+                    workdir.display()
+                )));
+            }
+            rec.workspace = workdir;
+            rec.user_workdir = true;
+        } else if let Some(id) = &options.base_snapshot {
+            let method = self.effective_restore_method()?;
+            let lower = {
+                // the lease: the record naming the snapshot exists before GC can look
+                let _store_lock = self.inner.store.lock(false)?;
+                let snap_dir = self
+                    .inner
+                    .store
+                    .locate(id)?
+                    .ok_or_else(|| Error::SnapshotNotFound { id: id.to_string() })?;
+                let meta = self.inner.store.read_meta(&snap_dir)?;
+                if meta.status != SnapshotStatus::Ready {
+                    return Err(Error::InvalidOptions(format!(
+                        "snapshot {id} is {:?}, not ready; pick a ready one (`headstart snapshot ls`)",
+                        meta.status
+                    )));
+                }
+                rec.base_snapshot = Some(id.clone());
+                rec.snapshot_name = Some(meta.name);
+                rec.restore_method = Some(method);
+                let lower = snap_dir.join("workspace");
+                rec.lower = (method == RestoreMethod::Overlay).then(|| lower.clone());
+                write(&rec)?;
+                lower
+            };
+            if cancelled.load(Ordering::SeqCst) {
+                return Err(Error::provider(KIND, "creation was cancelled"));
+            }
+            let restored =
+                restore::restore(method, &lower, dir, self.inner.threads).map_err(io_err(
+                    format!("restoring snapshot {id} by {method} into {}", dir.display()),
+                ))?;
+            tracing::debug!(
+                sandbox = %name, snapshot = %id, method = %restored.method,
+                files = restored.stats.files, hardlinks = restored.stats.hardlinks,
+                index = ?restored.index, elapsed = ?restored.elapsed,
+                "restored a snapshot"
+            );
+        } else {
+            fs::create_dir(&rec.workspace)
+                .map_err(io_err(format!("creating {}", rec.workspace.display())))?;
+        }
+        rec.state = RecordState::Ready;
+        write(&rec)?;
+        Ok(rec)
+    }
+}
+
+#[async_trait]
+impl SandboxProvider for LocalProvider {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    async fn connect(&self, options: &ConnectOptions) -> Result<(Box<dyn Sandbox>, Connected)> {
+        if options.workdir.is_some() && options.base_snapshot.is_some() {
+            return Err(Error::InvalidOptions(
+                "a workdir sandbox uses your directory as it is; it cannot also be restored from a snapshot".into(),
+            ));
+        }
+        let name = options.name.clone().unwrap_or_else(SandboxName::generate);
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let task = {
+            let this = self.clone();
+            let options = options.clone();
+            let cancelled = Arc::clone(&cancelled);
+            tokio::task::spawn_blocking(move || this.connect_blocking(&options, name, &cancelled))
+        };
+        let joined = match options.timeout {
+            Some(t) => match tokio::time::timeout(t, task).await {
+                Ok(j) => j,
+                Err(_) => {
+                    // the blocking work notices and removes what it made
+                    cancelled.store(true, Ordering::SeqCst);
+                    return Err(Error::Timeout {
+                        what: "creating a local sandbox".into(),
+                        after: t,
+                    });
+                }
+            },
+            None => task.await,
+        };
+        let (rec, connected) = joined
+            .map_err(|e| Error::provider(KIND, format!("a background task failed: {e}")))??;
+        Ok((Box::new(self.open(rec, options.env.clone())), connected))
+    }
+
+    async fn get(&self, name: &SandboxName) -> Result<Option<Box<dyn Sandbox>>> {
+        let this = self.clone();
+        let name = name.clone();
+        let rec = blocking(move || {
+            let rec = record::read_record(&this.sandbox_dir(&name))
+                .map_err(io_err(format!("reading sandbox {name}")))?;
+            match rec {
+                Some(r) if r.state == RecordState::Ready => {
+                    this.ensure_ready(&r)?;
+                    Ok(Some(r))
+                }
+                _ => Ok(None),
+            }
+        })
+        .await?;
+        Ok(rec.map(|r| Box::new(self.open(r, BTreeMap::new())) as Box<dyn Sandbox>))
+    }
+
+    async fn list(&self) -> Result<Vec<SandboxInfo>> {
+        let dir = self.sandboxes_dir();
+        let records = blocking(move || {
+            record::all_records(&dir).map_err(io_err(format!("listing {}", dir.display())))
+        })
+        .await?;
+        let mut out: Vec<SandboxInfo> = records
+            .into_iter()
+            .filter_map(|(_, r)| r)
+            .filter(|r| r.state == RecordState::Ready)
+            .map(|r| SandboxInfo {
+                name: r.name,
+                id: r.id,
+                provider: KIND.into(),
+                workspace: r.workspace,
+                base_snapshot: r.base_snapshot,
+                running: true,
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn remove(&self, name: &SandboxName) -> Result<()> {
+        let this = self.clone();
+        let name = name.clone();
+        blocking(move || {
+            let _lock = this.name_lock(&name)?;
+            let dir = this.sandbox_dir(&name);
+            let rec = record::read_record(&dir).unwrap_or(None);
+            if rec.is_none() && !dir.exists() {
+                return Err(Error::SandboxNotFound {
+                    name: name.to_string(),
+                });
+            }
+            this.remove_files(&dir, rec.as_ref())
+        })
+        .await
+    }
+
+    fn snapshots(&self) -> Arc<dyn SnapshotStore> {
+        self.inner.store.clone()
+    }
+}
+
+/// A local sandbox: a workspace directory on this host. **Not isolated.**
+#[derive(Debug)]
+pub struct LocalSandbox {
+    provider: LocalProvider,
+    record: SandboxRecord,
+    env: BTreeMap<String, String>,
+    running: exec::Running,
+}
+
+impl LocalSandbox {
+    /// The restore method its workspace was made with (`None`: not from a snapshot).
+    pub fn restore_method(&self) -> Option<RestoreMethod> {
+        self.record.restore_method
+    }
+
+    /// True when the workspace is the user's own directory (never deleted).
+    pub fn is_user_workdir(&self) -> bool {
+        self.record.user_workdir
+    }
+
+    fn capture(&self, request: &SnapshotRequest) -> Result<SnapshotMeta> {
+        store::check_name(&request.name)?;
+        let store = &self.provider.inner.store;
+        if let Err(e) = store.cleanup_stale() {
+            tracing::warn!(error = %e, "could not clean up stale snapshot writes");
+        }
+        self.provider.ensure_ready(&self.record)?;
+        let reflink = self
+            .provider
+            .capabilities()
+            .map(|c| c.reflink)
+            .unwrap_or(false);
+        let pending = store.begin()?;
+        let built = (|| {
+            let stats = restore::capture(
+                &self.record.workspace,
+                &pending.workspace(),
+                reflink,
+                self.provider.inner.threads,
+            )
+            .map_err(io_err(format!(
+                "copying {} into a snapshot",
+                self.record.workspace.display()
+            )))?;
+            let meta = SnapshotMeta {
+                id: pending.id.clone(),
+                name: request.name.clone(),
+                status: SnapshotStatus::Ready,
+                created_at: OffsetDateTime::now_utc(),
+                commit: request.commit.clone(),
+                branch: request.branch.clone(),
+                source_url: request.source_url.clone(),
+                recipe_digest: request.recipe_digest.clone(),
+                size_bytes: stats.bytes,
+                error: None,
+                provider_data: serde_json::json!({
+                    "files": stats.files,
+                    "symlinks": stats.symlinks,
+                    "from_sandbox": self.record.name.as_str(),
+                    "copy": if reflink { "reflink" } else { "copy" },
+                }),
+            };
+            Ok::<_, Error>(meta)
+        })();
+        match built {
+            Ok(meta) => {
+                store.commit(pending, &meta)?;
+                Ok(meta)
+            }
+            Err(e) => {
+                store.abort(pending);
+                Err(e)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Sandbox for LocalSandbox {
+    fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    fn name(&self) -> &SandboxName {
+        &self.record.name
+    }
+
+    fn workspace(&self) -> &Path {
+        &self.record.workspace
+    }
+
+    fn base_snapshot(&self) -> Option<&SnapshotId> {
+        self.record.base_snapshot.as_ref()
+    }
+
+    async fn exec(&self, request: &ExecRequest) -> Result<ExecOutput> {
+        if self.record.restore_method == Some(RestoreMethod::Overlay)
+            && !restore::is_mounted(&self.record.workspace)
+        {
+            let provider = self.provider.clone();
+            let rec = self.record.clone();
+            blocking(move || provider.ensure_ready(&rec)).await?;
+        }
+        let cwd = exec::resolve_cwd(&self.record.workspace, request.cwd.as_deref())?;
+        exec::run(request, &cwd, &self.env, &self.running).await
+    }
+
+    async fn snapshot(&self, request: &SnapshotRequest) -> Result<SnapshotMeta> {
+        let this = LocalSandbox {
+            provider: self.provider.clone(),
+            record: self.record.clone(),
+            env: BTreeMap::new(),
+            running: exec::Running::default(),
+        };
+        let request = request.clone();
+        blocking(move || this.capture(&request)).await
+    }
+
+    /// Kills the commands this handle started; the workspace stays.
+    async fn stop(&self) -> Result<()> {
+        exec::kill_all(&self.running);
+        Ok(())
+    }
+}

@@ -1,0 +1,597 @@
+//! The local snapshot store: `snapshots/<name>/<id>/` holding `manifest.json` and the
+//! captured `workspace/`.
+//!
+//! A snapshot is written under `snapshots/.tmp/<id>/` (with a held `flock` on its
+//! `.lock` file) and renamed into place only when complete, so listing never sees a
+//! partial one; a temp dir whose writer died is removed by the next
+//! [`cleanup_stale`](LocalSnapshotStore::cleanup_stale) (called by every snapshot write
+//! and by GC). Corrupt or unreadable manifests are skipped with a warning, never a
+//! panic. GC and deletion never remove a snapshot a sandbox holds a lease on (its
+//! record names it). This store does not decide when to build or which key to use;
+//! `snapshot-refresh` does.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sandbox_core::{
+    Cursor, Error, Page, Result, SandboxName, SnapshotId, SnapshotMeta, SnapshotStatus,
+    SnapshotStore,
+};
+use time::OffsetDateTime;
+
+use super::record::{self, FileLock};
+use super::tree;
+
+const MANIFEST: &str = "manifest.json";
+const TMP: &str = ".tmp";
+const TRASH: &str = ".trash";
+const LOCK: &str = ".lock";
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    move |e| Error::io(context, e)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::provider("local", format!("a background task failed: {e}")))?
+}
+
+/// Checks that `name` is usable as a snapshot name (a directory name).
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    SnapshotId::new(name)
+        .map(drop)
+        .map_err(|_| Error::InvalidName {
+            what: "snapshot name",
+            value: name.escape_debug().to_string(),
+            reason:
+                "use 1 to 63 characters of a-z, 0-9, `.`, `_` or `-`, starting with a letter or \
+                 digit (snapshot keys from snapshot-refresh are)"
+                    .into(),
+        })
+}
+
+/// What GC keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcPolicy {
+    /// Keep at most this many ready snapshots per name (and as many failed/building
+    /// records), newest first.
+    pub keep_newest: usize,
+    /// Remove anything older than this, even among the newest.
+    pub max_age: Option<Duration>,
+}
+
+impl Default for GcPolicy {
+    fn default() -> Self {
+        Self {
+            keep_newest: 2,
+            max_age: Some(Duration::from_secs(14 * 24 * 3600)),
+        }
+    }
+}
+
+/// What GC did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Snapshots removed.
+    pub removed: Vec<SnapshotId>,
+    /// Snapshots GC would have removed but a sandbox holds a lease on.
+    pub kept_leased: Vec<SnapshotId>,
+    /// Stale temp dirs (interrupted writes) removed.
+    pub stale_removed: usize,
+}
+
+/// The embedded snapshot store under a data directory.
+#[derive(Debug, Clone)]
+pub struct LocalSnapshotStore {
+    home: PathBuf,
+    page_size: usize,
+    stale_grace: Duration,
+}
+
+/// A snapshot being written: a temp dir whose `.lock` this process holds.
+#[derive(Debug)]
+pub(crate) struct PendingSnapshot {
+    pub(crate) id: SnapshotId,
+    pub(crate) dir: PathBuf,
+    _lock: FileLock,
+}
+
+impl PendingSnapshot {
+    /// Where the captured workspace goes.
+    pub(crate) fn workspace(&self) -> PathBuf {
+        self.dir.join("workspace")
+    }
+}
+
+impl LocalSnapshotStore {
+    /// The store under the data directory `home` (`home/snapshots/`). Nothing is
+    /// created until something is written.
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        Self {
+            home: home.into(),
+            page_size: sandbox_core::DEFAULT_PAGE_SIZE,
+            stale_grace: Duration::from_secs(10),
+        }
+    }
+
+    /// Sets the page size [`latest_ready`](SnapshotStore::latest_ready) asks for.
+    #[must_use]
+    pub fn with_page_size(mut self, page_size: usize) -> Self {
+        self.page_size = page_size.max(1);
+        self
+    }
+
+    /// Sets how old a temp dir without a lock file must be before it counts as stale
+    /// (a lock file is created right after the dir; default 10 s).
+    #[must_use]
+    pub fn with_stale_grace(mut self, grace: Duration) -> Self {
+        self.stale_grace = grace;
+        self
+    }
+
+    /// The data directory.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The `snapshots/` directory.
+    pub fn root(&self) -> PathBuf {
+        self.home.join("snapshots")
+    }
+
+    fn sandboxes_dir(&self) -> PathBuf {
+        self.home.join("sandboxes")
+    }
+
+    fn ensure_dirs(&self) -> Result<()> {
+        let root = self.root();
+        for d in [root.join(TMP), root.join(TRASH)] {
+            fs::create_dir_all(&d).map_err(io_err(format!("creating {}", d.display())))?;
+        }
+        Ok(())
+    }
+
+    /// The store lock: shared while a sandbox takes a lease, exclusive while GC or
+    /// delete decide what to remove.
+    pub(crate) fn lock(&self, exclusive: bool) -> Result<FileLock> {
+        self.ensure_dirs()?;
+        let path = self.root().join(LOCK);
+        FileLock::acquire(&path, exclusive).map_err(io_err(format!("locking {}", path.display())))
+    }
+
+    /// The directory of snapshot `id`, if it exists.
+    pub(crate) fn locate(&self, id: &SnapshotId) -> Result<Option<PathBuf>> {
+        let root = self.root();
+        let names = match fs::read_dir(&root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("listing {}", root.display()), e)),
+        };
+        for ent in names {
+            let ent = ent.map_err(io_err(format!("listing {}", root.display())))?;
+            if ent.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let dir = ent.path().join(id.as_str());
+            if dir.join(MANIFEST).is_file() {
+                return Ok(Some(dir));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The captured workspace of snapshot `id` (what restores copy or mount).
+    ///
+    /// # Errors
+    /// [`Error::SnapshotNotFound`] when it does not exist.
+    pub fn workspace_of(&self, id: &SnapshotId) -> Result<PathBuf> {
+        self.locate(id)?
+            .map(|d| d.join("workspace"))
+            .ok_or_else(|| Error::SnapshotNotFound { id: id.to_string() })
+    }
+
+    fn read_manifest(dir: &Path) -> std::result::Result<SnapshotMeta, String> {
+        let bytes = fs::read(dir.join(MANIFEST)).map_err(|e| e.to_string())?;
+        let meta: SnapshotMeta = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        if dir.file_name().and_then(|n| n.to_str()) != Some(meta.id.as_str()) {
+            return Err(format!(
+                "manifest id {} does not match its directory",
+                meta.id
+            ));
+        }
+        Ok(meta)
+    }
+
+    /// The manifest in snapshot directory `dir`.
+    pub(crate) fn read_meta(&self, dir: &Path) -> Result<SnapshotMeta> {
+        Self::read_manifest(dir).map_err(|e| {
+            Error::provider(
+                "local",
+                format!(
+                    "the manifest in {} is unreadable ({e}); delete that snapshot",
+                    dir.display()
+                ),
+            )
+        })
+    }
+
+    /// Every readable snapshot (of `name`, or all), newest first.
+    fn scan(&self, name: Option<&str>) -> Result<Vec<SnapshotMeta>> {
+        let root = self.root();
+        let key_dirs: Vec<PathBuf> = match name {
+            Some(n) => vec![root.join(n)],
+            None => match fs::read_dir(&root) {
+                Ok(e) => e
+                    .filter_map(|e| e.ok())
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .map(|e| e.path())
+                    .collect(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => vec![],
+                Err(e) => return Err(Error::io(format!("listing {}", root.display()), e)),
+            },
+        };
+        let mut out = Vec::new();
+        for key_dir in key_dirs {
+            let entries = match fs::read_dir(&key_dir) {
+                Ok(e) => e,
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound
+                        || e.kind() == io::ErrorKind::NotADirectory =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(Error::io(format!("listing {}", key_dir.display()), e)),
+            };
+            for ent in entries.filter_map(|e| e.ok()) {
+                let dir = ent.path();
+                if ent.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                match Self::read_manifest(&dir) {
+                    Ok(meta) => out.push(meta),
+                    Err(e) => tracing::warn!(
+                        snapshot = %dir.display(),
+                        error = %e,
+                        "skipping a snapshot with an unreadable manifest (delete the directory to get rid of it)"
+                    ),
+                }
+            }
+        }
+        out.sort_by(|a, b| sort_key(b).cmp(&sort_key(a)));
+        Ok(out)
+    }
+
+    /// Starts writing a snapshot: a fresh temp dir this process holds a lock on.
+    pub(crate) fn begin(&self) -> Result<PendingSnapshot> {
+        self.ensure_dirs()?;
+        let id = SnapshotId::generate();
+        let dir = self.root().join(TMP).join(id.as_str());
+        fs::create_dir(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        // lock a new file, then rename it to `.lock`: a `.lock` that exists is locked
+        // until its writer dies
+        let staging = dir.join(".lock.new");
+        let lock = fs::File::create(&staging)
+            .and_then(FileLock::hold)
+            .and_then(|l| fs::rename(&staging, dir.join(LOCK)).map(|()| l))
+            .map_err(io_err(format!("locking {}", dir.display())))?;
+        Ok(PendingSnapshot {
+            id,
+            dir,
+            _lock: lock,
+        })
+    }
+
+    /// Writes `meta`'s manifest into the pending dir and renames it into place.
+    pub(crate) fn commit(&self, pending: PendingSnapshot, meta: &SnapshotMeta) -> Result<()> {
+        check_name(&meta.name)?;
+        let manifest = pending.dir.join(MANIFEST);
+        record::write_json_atomic(&manifest, meta)
+            .map_err(io_err(format!("writing {}", manifest.display())))?;
+        let key_dir = self.root().join(&meta.name);
+        fs::create_dir_all(&key_dir).map_err(io_err(format!("creating {}", key_dir.display())))?;
+        let dest = key_dir.join(meta.id.as_str());
+        fs::rename(&pending.dir, &dest).map_err(io_err(format!(
+            "moving the snapshot into {}",
+            dest.display()
+        )))?;
+        let _ = fs::remove_file(dest.join(LOCK));
+        Ok(())
+    }
+
+    /// Discards a pending snapshot.
+    pub(crate) fn abort(&self, pending: PendingSnapshot) {
+        if let Err(e) = tree::remove_tree(&pending.dir) {
+            tracing::warn!(error = %e, "could not remove an aborted snapshot; the next cleanup will");
+        }
+    }
+
+    /// Records a failed build of `name` with its error; returns the record.
+    ///
+    /// # Errors
+    /// As [`record`](Self::record).
+    pub async fn record_failed(
+        &self,
+        name: &str,
+        recipe_digest: &str,
+        error: impl Into<String>,
+    ) -> Result<SnapshotMeta> {
+        let meta = SnapshotMeta {
+            id: SnapshotId::generate(),
+            name: name.to_owned(),
+            status: SnapshotStatus::Failed,
+            created_at: OffsetDateTime::now_utc(),
+            commit: None,
+            branch: None,
+            source_url: None,
+            recipe_digest: recipe_digest.to_owned(),
+            size_bytes: 0,
+            error: Some(error.into()),
+            provider_data: serde_json::Value::Null,
+        };
+        self.record(meta).await
+    }
+
+    /// Records a snapshot entry with no workspace (a [`SnapshotStatus::Failed`] one
+    /// with its error, or `Building`), for `headstart snapshot ls`; atomic like a
+    /// snapshot. The id is replaced by a fresh one, which the returned meta carries.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for a bad name, [`Error::InvalidOptions`] for status
+    /// `Ready` (a ready snapshot needs a workspace: snapshot a sandbox), I/O errors.
+    pub async fn record(&self, meta: SnapshotMeta) -> Result<SnapshotMeta> {
+        let store = self.clone();
+        blocking(move || {
+            check_name(&meta.name)?;
+            let pending = store.begin()?;
+            let mut meta = meta;
+            meta.id = pending.id.clone();
+            if meta.status == SnapshotStatus::Ready {
+                store.abort(pending);
+                return Err(Error::InvalidOptions(
+                    "a ready snapshot needs a workspace; snapshot a sandbox instead".into(),
+                ));
+            }
+            store.commit(pending, &meta)?;
+            Ok(meta)
+        })
+        .await
+    }
+
+    /// Snapshot ids leased by sandboxes, with the sandboxes holding them.
+    pub(crate) fn leases(&self) -> Result<HashMap<SnapshotId, Vec<SandboxName>>> {
+        let dir = self.sandboxes_dir();
+        let mut out: HashMap<SnapshotId, Vec<SandboxName>> = HashMap::new();
+        for (path, rec) in
+            record::all_records(&dir).map_err(io_err(format!("listing {}", dir.display())))?
+        {
+            match rec {
+                Some(rec) => {
+                    if let Some(id) = rec.base_snapshot {
+                        out.entry(id).or_default().push(rec.name);
+                    }
+                }
+                None => {
+                    // a sandbox dir without a readable record may still be mounted on a
+                    // snapshot: be conservative and let `prune` deal with it first
+                    if super::restore::is_mounted(&path.join("workspace")) {
+                        tracing::warn!(sandbox = %path.display(), "a mounted sandbox has no record; GC keeps every snapshot until `headstart prune` cleans it up");
+                        return Err(Error::provider(
+                            "local",
+                            format!(
+                                "{} is mounted but has no record; run `headstart prune` first",
+                                path.display()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves snapshot dirs into the trash (under the exclusive lock), then removes them.
+    fn trash(&self, dirs: Vec<PathBuf>) -> Result<()> {
+        let trash = self.root().join(TRASH);
+        let mut moved = Vec::new();
+        for d in dirs {
+            let Some(name) = d.file_name() else { continue };
+            let to = trash.join(name);
+            fs::rename(&d, &to).map_err(io_err(format!("removing {}", d.display())))?;
+            moved.push(to);
+        }
+        for d in moved {
+            tree::remove_tree(&d).map_err(io_err(format!("removing {}", d.display())))?;
+        }
+        Ok(())
+    }
+
+    /// Removes temp dirs of interrupted writes (whose writer no longer holds the lock)
+    /// and leftover trash. Returns how many it removed.
+    ///
+    /// # Errors
+    /// I/O errors listing the store.
+    pub fn cleanup_stale(&self) -> Result<usize> {
+        let mut removed = 0;
+        for (sub, always) in [(TMP, false), (TRASH, true)] {
+            let dir = self.root().join(sub);
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+            };
+            for ent in entries.filter_map(|e| e.ok()) {
+                let path = ent.path();
+                let stale = always || self.is_stale(&path);
+                if stale {
+                    match tree::remove_tree(&path) {
+                        Ok(()) => {
+                            tracing::info!(path = %path.display(), "removed an interrupted snapshot write");
+                            removed += 1;
+                        }
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), error = %e, "could not remove a stale temp dir")
+                        }
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    fn is_stale(&self, path: &Path) -> bool {
+        let lock = path.join(LOCK);
+        if lock.exists() {
+            // the writer holds it for as long as it lives
+            return matches!(FileLock::try_exclusive(&lock), Ok(Some(_)));
+        }
+        // no lock yet: only stale once older than the grace period
+        fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= self.stale_grace)
+    }
+
+    /// Garbage-collects: per name, keeps the newest `keep_newest` ready snapshots (and
+    /// as many non-ready records), removes the rest and anything older than `max_age`,
+    /// but never a snapshot a sandbox holds a lease on. Also removes stale temp dirs.
+    ///
+    /// # Errors
+    /// I/O errors; [`Error::Provider`] when a mounted sandbox has no record (run
+    /// `prune` first).
+    pub async fn gc(&self, policy: GcPolicy) -> Result<GcReport> {
+        let store = self.clone();
+        blocking(move || store.gc_blocking(policy)).await
+    }
+
+    fn gc_blocking(&self, policy: GcPolicy) -> Result<GcReport> {
+        let mut report = GcReport {
+            stale_removed: self.cleanup_stale()?,
+            ..GcReport::default()
+        };
+        let _lock = self.lock(true)?;
+        let leases = self.leases()?;
+        let now = OffsetDateTime::now_utc();
+        let all = self.scan(None)?;
+        let mut seen: HashMap<(String, bool), usize> = HashMap::new();
+        let mut doomed = Vec::new();
+        for meta in all {
+            let ready = meta.status == SnapshotStatus::Ready;
+            let rank = seen.entry((meta.name.clone(), ready)).or_insert(0);
+            *rank += 1;
+            let too_many = *rank > policy.keep_newest;
+            let too_old = policy.max_age.is_some_and(|max| {
+                let age = now - meta.created_at;
+                age.is_positive() && age.unsigned_abs() > max
+            });
+            if !(too_many || too_old) {
+                continue;
+            }
+            if leases.contains_key(&meta.id) {
+                report.kept_leased.push(meta.id);
+                continue;
+            }
+            doomed.push(self.root().join(&meta.name).join(meta.id.as_str()));
+            report.removed.push(meta.id);
+        }
+        self.trash(doomed)?;
+        Ok(report)
+    }
+}
+
+fn sort_key(m: &SnapshotMeta) -> (i128, String) {
+    (m.created_at.unix_timestamp_nanos(), m.id.to_string())
+}
+
+fn encode_cursor(m: &SnapshotMeta) -> Cursor {
+    Cursor(format!("{}/{}", m.created_at.unix_timestamp_nanos(), m.id))
+}
+
+fn decode_cursor(c: &Cursor) -> Result<(i128, String)> {
+    let bad = || {
+        Error::InvalidOptions(format!(
+            "invalid snapshot listing cursor `{}`",
+            c.0.escape_debug()
+        ))
+    };
+    let (nanos, id) = c.0.split_once('/').ok_or_else(bad)?;
+    Ok((nanos.parse().map_err(|_| bad())?, id.to_owned()))
+}
+
+#[async_trait]
+impl SnapshotStore for LocalSnapshotStore {
+    async fn list(
+        &self,
+        name: Option<&str>,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page<SnapshotMeta>> {
+        if let Some(n) = name {
+            check_name(n)?;
+        }
+        let after = cursor.map(decode_cursor).transpose()?;
+        let limit = limit.max(1);
+        let store = self.clone();
+        let name = name.map(str::to_owned);
+        let all = blocking(move || store.scan(name.as_deref())).await?;
+        let mut items: Vec<SnapshotMeta> = all
+            .into_iter()
+            .filter(|m| after.as_ref().is_none_or(|a| sort_key(m) < *a))
+            .take(limit + 1)
+            .collect();
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(encode_cursor)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn get(&self, id: &SnapshotId) -> Result<Option<SnapshotMeta>> {
+        let store = self.clone();
+        let id = id.clone();
+        blocking(move || {
+            let Some(dir) = store.locate(&id)? else { return Ok(None) };
+            match Self::read_manifest(&dir) {
+                Ok(meta) => Ok(Some(meta)),
+                Err(e) => Err(Error::provider(
+                    "local",
+                    format!("the manifest of snapshot {id} is unreadable ({e}); delete it with `headstart snapshot rm {id}`"),
+                )),
+            }
+        })
+        .await
+    }
+
+    /// Deletes a snapshot, unless a sandbox holds a lease on it.
+    async fn delete(&self, id: &SnapshotId) -> Result<()> {
+        let store = self.clone();
+        let id = id.clone();
+        blocking(move || {
+            let _lock = store.lock(true)?;
+            let Some(dir) = store.locate(&id)? else {
+                return Err(Error::SnapshotNotFound { id: id.to_string() });
+            };
+            if let Some(holders) = store.leases()?.get(&id) {
+                let names: Vec<String> = holders.iter().map(ToString::to_string).collect();
+                return Err(Error::InvalidOptions(format!(
+                    "snapshot {id} is in use by sandbox {}; remove {} first (`headstart down NAME`)",
+                    names.join(", "),
+                    if names.len() == 1 { "it" } else { "them" }
+                )));
+            }
+            store.trash(vec![dir])
+        })
+        .await
+    }
+
+    fn page_size(&self) -> usize {
+        self.page_size
+    }
+}
