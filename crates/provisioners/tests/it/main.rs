@@ -1,1 +1,3 @@
 //! Integration tests for `provisioners`.
+mod docker;
+mod docker_common;
