@@ -40,7 +40,7 @@ pub enum CloudError {
         var: &'static str,
     },
     /// The API refused the request (422, 403 limits, 400, 404 ...).
-    #[error("{cloud}: the API refused the request ({status} {code}): {message}{}", hint_suffix(*status, code))]
+    #[error("{cloud}: the API refused the request ({status} {code}): {message}{}", hint_suffix(*status, code, message))]
     Rejected {
         /// The cloud.
         cloud: Cloud,
@@ -141,11 +141,11 @@ pub enum CloudError {
     },
 }
 
-fn hint_suffix(status: u16, code: &str) -> &'static str {
-    let code = code.to_ascii_lowercase();
-    if code.contains("limit") || code.contains("quota") {
+fn hint_suffix(status: u16, code: &str, message: &str) -> &'static str {
+    let text = format!("{code} {message}").to_ascii_lowercase();
+    if text.contains("limit") || text.contains("quota") {
         "; raise the limit in the cloud console or delete unused VMs (`headstart vm ls`)"
-    } else if status == 422 || status == 400 || code.contains("invalid") {
+    } else if status == 422 || status == 400 || text.contains("invalid") {
         "; check --size, --region and the image for this cloud"
     } else if status == 404 {
         "; check the project, region/zone and that the resource still exists"

@@ -1,3 +1,5 @@
 //! Integration tests for `provisioners`.
+mod cloud_digitalocean;
+mod cloud_fakes;
 mod docker;
 mod docker_common;
