@@ -126,6 +126,15 @@ impl RepoUrl {
             let abs = std::path::absolute(input).map_err(|e| bad(&e.to_string()))?;
             return Self::local(normalize_local(&abs), "file");
         }
+        // `<transport>::<address>` is git's remote-helper syntax (`ext::` runs a
+        // command in the git CLI): never a repository URL here.
+        if let Some((helper, _)) = input.split_once("::") {
+            if !helper.contains('/') {
+                return Err(bad(&format!(
+                    "the remote-helper syntax `{helper}::...` is refused"
+                )));
+            }
+        }
         // scp-like: [user@]host:path, with the colon before any slash.
         if let Some((left, path)) = input.split_once(':') {
             if !left.contains('/') && !left.is_empty() {

@@ -3,5 +3,8 @@
 //! the tests themselves, and the `RepoUrl` table.
 
 mod common;
+mod git_auth;
 mod git_clone;
+mod git_paths_agree;
 mod git_sync;
+mod repo_url;

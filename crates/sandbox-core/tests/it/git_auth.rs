@@ -1,0 +1,153 @@
+//! A private repository over smart HTTP whose server demands a token: works with it,
+//! fails clearly without it or with a wrong one, and the token shows up nowhere: not in
+//! `.git/`, not in error text, not in TRACE-level tracing output.
+
+use std::path::Path;
+
+use sandbox_core::git::{self, GitOptions};
+use sandbox_core::{Credentials, Error, Source};
+use test_support::{GitHttpServer, Upstream, capture_tracing, random_token};
+
+use crate::common::{assert_clean, source, state};
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str) -> anyhow::Result<Vec<String>> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path)?;
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    hits.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    Ok(hits)
+}
+
+#[test]
+fn private_repository_works_with_the_token_and_never_leaks_it() -> anyhow::Result<()> {
+    let token = random_token();
+    let up = Upstream::new("trunk", 10)?;
+    let server = GitHttpServer::start_with_token(up.root(), &token)?;
+    let url = sandbox_core::RepoUrl::parse(&server.url(up.name()))?;
+    let opts = GitOptions {
+        credentials: Credentials::token(token.clone()),
+        ..GitOptions::default()
+    };
+    let dir = tempfile::tempdir()?;
+    let ws = dir.path().join("ws");
+
+    let (result, log) = capture_tracing(|| git::clone(&Source::new(url.clone()), &ws, &opts));
+    let out = result?;
+    assert_eq!(out.head.commit, up.tip("trunk")?);
+    assert_clean(&ws)?;
+    let reqs = server.requests();
+    assert!(
+        reqs.iter().any(|r| r.status == 401),
+        "the server did demand credentials: {reqs:#?}"
+    );
+    assert!(reqs.iter().any(|r| r.had_authorization && r.status == 200));
+
+    // sync with the token too
+    up.create_branch("feature/x", "trunk")?;
+    let tip = up.advance("feature/x", 2)?;
+    let src = source(&url, Some("feature/x"), None)?;
+    let (result, log2) = capture_tracing(|| git::sync(&src, &ws, &opts));
+    assert_eq!(result?.head.commit, tip);
+    assert_eq!(state(&ws)?.branch, "feature/x");
+
+    let text = format!("{}{}", log.text(), log2.text());
+    assert!(
+        text.contains("cloned") && text.contains("synced"),
+        "tracing was captured: {text}"
+    );
+    assert!(!text.contains(&token), "token in tracing output");
+    assert_eq!(
+        files_containing(&ws.join(".git"), &token)?,
+        Vec::<String>::new(),
+        "token in .git/"
+    );
+    assert!(
+        !format!("{opts:?}").contains(&token),
+        "Debug of GitOptions redacts"
+    );
+    Ok(())
+}
+
+#[test]
+fn private_repository_without_or_with_a_wrong_token_fails_clearly() -> anyhow::Result<()> {
+    let token = random_token();
+    let wrong = random_token();
+    let up = Upstream::new("trunk", 1)?;
+    let server = GitHttpServer::start_with_token(up.root(), &token)?;
+    let url = sandbox_core::RepoUrl::parse(&server.url(up.name()))?;
+    let dir = tempfile::tempdir()?;
+
+    // No token.
+    let ws = dir.path().join("none");
+    let (result, log) =
+        capture_tracing(|| git::clone(&Source::new(url.clone()), &ws, &GitOptions::default()));
+    let err = result.expect_err("no token");
+    assert!(matches!(err, Error::AuthFailed { .. }), "{err:?}");
+    assert!(err.to_string().contains("requires credentials"), "{err}");
+    assert!(!ws.exists());
+    assert!(!log.text().contains(&token));
+
+    // A wrong token: libgit2 would ask again forever; we give up after one try.
+    let ws = dir.path().join("wrong");
+    let opts = GitOptions {
+        credentials: Credentials::token(wrong.clone()),
+        ..GitOptions::default()
+    };
+    let (result, log) = capture_tracing(|| git::clone(&Source::new(url.clone()), &ws, &opts));
+    let err = result.expect_err("wrong token");
+    assert!(matches!(err, Error::AuthFailed { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("refused the token"), "{msg}");
+    for secret in [&token, &wrong] {
+        assert!(!msg.contains(secret.as_str()) && !format!("{err:?}").contains(secret.as_str()));
+        assert!(
+            !log.text().contains(secret.as_str()),
+            "secret in tracing output"
+        );
+    }
+    let tries = server
+        .requests()
+        .iter()
+        .filter(|r| r.had_authorization)
+        .count();
+    assert_eq!(tries, 1, "one attempt with the wrong token, not a loop");
+
+    // remote_default_branch goes through the same callback
+    assert_eq!(
+        git::remote_default_branch(&url, &Credentials::token(token.clone()))?,
+        "trunk"
+    );
+    assert!(matches!(
+        git::remote_default_branch(&url, &Credentials::none()),
+        Err(Error::AuthFailed { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn the_token_is_not_offered_to_a_public_server_that_does_not_ask() -> anyhow::Result<()> {
+    let token = random_token();
+    let up = Upstream::new("trunk", 1)?;
+    let server = GitHttpServer::start(up.root())?;
+    let url = sandbox_core::RepoUrl::parse(&server.url(up.name()))?;
+    let opts = GitOptions {
+        credentials: Credentials::token(token),
+        ..GitOptions::default()
+    };
+    let dir = tempfile::tempdir()?;
+    git::clone(&Source::new(url), &dir.path().join("ws"), &opts)?;
+    assert!(server.requests().iter().all(|r| !r.had_authorization));
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! `RepoUrl`: the accepted forms and the refusals, table-driven; `Display` never shows
+//! a secret.
+
+use sandbox_core::{Error, RepoUrl, Transport};
+
+/// input, transport, host, port, path, user, Display
+type Row = (
+    &'static str,
+    Transport,
+    Option<&'static str>,
+    Option<u16>,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+);
+
+#[test]
+fn accepted_forms_parse_to_the_right_parts() -> anyhow::Result<()> {
+    // input, transport, host, port, path, user, Display
+    let table: &[Row] = &[
+        (
+            "https://github.com/acme/app.git",
+            Transport::Http,
+            Some("github.com"),
+            None,
+            "/acme/app.git",
+            None,
+            "https://github.com/acme/app.git",
+        ),
+        (
+            "HTTPS://GitHub.com/acme/app",
+            Transport::Http,
+            Some("github.com"),
+            None,
+            "/acme/app",
+            None,
+            "https://github.com/acme/app",
+        ),
+        (
+            "http://127.0.0.1:8080/app.git",
+            Transport::Http,
+            Some("127.0.0.1"),
+            Some(8080),
+            "/app.git",
+            None,
+            "http://127.0.0.1:8080/app.git",
+        ),
+        (
+            "http://[::1]:9418/app.git",
+            Transport::Http,
+            Some("[::1]"),
+            Some(9418),
+            "/app.git",
+            None,
+            "http://[::1]:9418/app.git",
+        ),
+        (
+            "ssh://git@example.com:2222/acme/app.git",
+            Transport::Ssh,
+            Some("example.com"),
+            Some(2222),
+            "/acme/app.git",
+            Some("git"),
+            "ssh://git@example.com:2222/acme/app.git",
+        ),
+        (
+            "git@github.com:acme/app.git",
+            Transport::Ssh,
+            Some("github.com"),
+            None,
+            "/acme/app.git",
+            Some("git"),
+            "git@github.com:acme/app.git",
+        ),
+        (
+            "example.com:acme/app",
+            Transport::Ssh,
+            Some("example.com"),
+            None,
+            "/acme/app",
+            None,
+            "example.com:acme/app",
+        ),
+        (
+            "git://127.0.0.1:9418/app.git",
+            Transport::Git,
+            Some("127.0.0.1"),
+            Some(9418),
+            "/app.git",
+            None,
+            "git://127.0.0.1:9418/app.git",
+        ),
+        (
+            "file:///srv/git/app.git",
+            Transport::File,
+            None,
+            None,
+            "/srv/git/app.git",
+            None,
+            "file:///srv/git/app.git",
+        ),
+        (
+            "file:///srv/git/app.git/",
+            Transport::File,
+            None,
+            None,
+            "/srv/git/app.git",
+            None,
+            "file:///srv/git/app.git",
+        ),
+        (
+            "/srv/git/app.git",
+            Transport::File,
+            None,
+            None,
+            "/srv/git/app.git",
+            None,
+            "file:///srv/git/app.git",
+        ),
+    ];
+    for &(input, transport, host, port, path, user, display) in table {
+        let u = RepoUrl::parse(input)?;
+        assert_eq!(u.transport(), transport, "{input}");
+        assert_eq!(u.host(), host, "{input}");
+        assert_eq!(u.port(), port, "{input}");
+        assert_eq!(u.path(), path, "{input}");
+        assert_eq!(u.user(), user, "{input}");
+        assert_eq!(u.to_string(), display, "{input}");
+        assert_eq!(
+            RepoUrl::parse(&u.to_string())?,
+            u,
+            "Display round-trips: {input}"
+        );
+        assert_eq!(u.is_local(), transport == Transport::File);
+    }
+    // Relative local paths become absolute.
+    let rel = RepoUrl::parse("./some/repo")?;
+    assert!(
+        rel.path().starts_with('/') && rel.path().ends_with("/some/repo"),
+        "{rel}"
+    );
+    Ok(())
+}
+
+#[test]
+fn bad_inputs_are_refused_with_what_is_accepted() {
+    let secret = test_support::random_token();
+    let userinfo_https = format!("https://user:{secret}@github.com/acme/app.git");
+    let token_only_https = format!("https://{secret}@github.com/acme/app.git");
+    let userinfo_http = format!("http://x-access-token:{secret}@127.0.0.1:8080/app.git");
+    let ssh_password = format!("ssh://git:{secret}@example.com/acme/app.git");
+    let table: Vec<(&str, &str)> = vec![
+        (&userinfo_https, "credentials in the URL are refused"),
+        (&token_only_https, "credentials in the URL are refused"),
+        (&userinfo_http, "credentials in the URL are refused"),
+        (&ssh_password, "password in an ssh:// URL"),
+        ("-uhttps://github.com/acme/app", "may not start with `-`"),
+        ("--upload-pack=touch /tmp/x", "may not start with `-`"),
+        ("https://github.com/acme/app name", "whitespace or control"),
+        ("https://github.com/acme/app\n", "whitespace or control"),
+        ("https://github.com/acme/\u{7}app", "whitespace or control"),
+        ("\thttps://github.com/acme/app", "whitespace or control"),
+        ("ftp://example.com/app.git", "unknown scheme `ftp`"),
+        ("ext::sh -c touch% /tmp/pwned", "whitespace or control"),
+        ("ext::sh", "remote-helper syntax `ext::...` is refused"),
+        ("fd::17", "remote-helper syntax `fd::...` is refused"),
+        ("https://", "no host"),
+        ("https://github.com", "names no repository path"),
+        ("https://github.com/../etc/passwd", "may not contain `..`"),
+        ("https://-oProxyCommand=x/app", "may not start with `-`"),
+        ("git@-oProxyCommand=x:app", "host may not start with `-`"),
+        (
+            "ssh://-oProxyCommand=x@example.com/app",
+            "ssh user name is empty or starts with `-`",
+        ),
+        ("example.com:-oProxyCommand=x", "may not start with `-`"),
+        ("https://github.com:99999/acme/app", "not a valid port"),
+        ("file://relative/path", "needs an absolute path"),
+        ("", "empty"),
+        ("app", "not a URL or local path"),
+    ];
+    for (input, why) in table {
+        let err = RepoUrl::parse(input).expect_err(input);
+        let Error::InvalidUrl { url, reason } = &err else {
+            panic!("{input}: {err:?}")
+        };
+        assert!(
+            reason.contains(why),
+            "{input:?}: reason {reason:?} lacks {why:?}"
+        );
+        assert!(
+            reason.contains("accepted forms"),
+            "{input:?}: the error lists what is accepted"
+        );
+        let shown = format!("{err} {err:?} {url}");
+        assert!(
+            !shown.contains(&secret),
+            "{input:?}: the secret is echoed: {shown}"
+        );
+    }
+}
