@@ -319,7 +319,11 @@ pub struct Condition {
     #[serde(default)]
     pub variant: Option<String>,
     /// Per-condition aggregation (mixed targeting). Present-but-null is kept apart from absent.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub aggregation_group_type_index: Option<Value>,
 }
 
@@ -514,7 +518,10 @@ fn match_condition_properties(
                 if inconclusive.is_none() {
                     requires_server = true;
                 }
-                inconclusive = Some(pick_reason(inconclusive, Inconclusive::UnsupportedDefinition));
+                inconclusive = Some(pick_reason(
+                    inconclusive,
+                    Inconclusive::UnsupportedDefinition,
+                ));
             }
             Err(EvalError::Inconclusive(r)) => inconclusive = Some(pick_reason(inconclusive, r)),
         }
@@ -609,7 +616,11 @@ fn match_property(filter: &PropertyFilter, properties: &Properties) -> Result<bo
     match operator {
         "exact" | "is_not" => {
             let matched = match_exact(value, actual)?;
-            Ok(if operator == "exact" { matched } else { !matched })
+            Ok(if operator == "exact" {
+                matched
+            } else {
+                !matched
+            })
         }
         "icontains" | "not_icontains" | "starts_with" | "not_starts_with" | "ends_with"
         | "not_ends_with" => {
@@ -622,7 +633,11 @@ fn match_property(filter: &PropertyFilter, properties: &Properties) -> Result<bo
             } else {
                 got.ends_with(&wanted)
             };
-            Ok(if operator.starts_with("not_") { !matched } else { matched })
+            Ok(if operator.starts_with("not_") {
+                !matched
+            } else {
+                matched
+            })
         }
         "regex" | "not_regex" => {
             let got = value_to_string(actual).ok_or(MISSING)?;
@@ -710,7 +725,11 @@ fn json_to_string(v: &Value) -> Option<String> {
             keys.sort();
             let mut parts = Vec::with_capacity(keys.len());
             for k in keys {
-                parts.push(format!("{}:{}", serde_json::to_string(k).ok()?, json_to_string(&map[k])?));
+                parts.push(format!(
+                    "{}:{}",
+                    serde_json::to_string(k).ok()?,
+                    json_to_string(&map[k])?
+                ));
             }
             format!("{{{}}}", parts.join(","))
         }
@@ -753,7 +772,11 @@ fn decimal_fixed(mantissa: &str, exp: i32) -> String {
         format!("0.{}{}", "0".repeat((-point) as usize), digits)
     } else {
         let (a, b) = digits.split_at(point as usize);
-        if b.is_empty() { a.to_owned() } else { format!("{a}.{b}") }
+        if b.is_empty() {
+            a.to_owned()
+        } else {
+            format!("{a}.{b}")
+        }
     };
     format!("{sign}{body}")
 }
@@ -854,7 +877,8 @@ fn is_numeric_literal(s: &str) -> bool {
 type Semver = (u64, u64, u64);
 
 fn semver_part(p: &str) -> Option<u64> {
-    if p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()) || (p.len() > 1 && p.starts_with('0')) {
+    if p.is_empty() || !p.bytes().all(|c| c.is_ascii_digit()) || (p.len() > 1 && p.starts_with('0'))
+    {
         return None;
     }
     p.parse().ok()
@@ -905,7 +929,11 @@ fn semver_bounds(operator: &str, text: &str) -> Option<(Semver, Semver)> {
                     Some(((a, b, 0), (a, b + 1, 0)))
                 }
                 _ => {
-                    let (a, b, c) = (semver_part(parts[0])?, semver_part(parts[1])?, semver_part(parts[2])?);
+                    let (a, b, c) = (
+                        semver_part(parts[0])?,
+                        semver_part(parts[1])?,
+                        semver_part(parts[2])?,
+                    );
                     Some(((a, b, c), (a, b, c + 1)))
                 }
             }
@@ -918,7 +946,10 @@ fn match_semver(operator: &str, value: &Value, actual: &Value) -> Result<bool, E
     let got = python_scalar_str(actual)
         .and_then(|s| parse_semver(&s))
         .ok_or(MISSING);
-    if matches!(operator, "semver_tilde" | "semver_caret" | "semver_wildcard") {
+    if matches!(
+        operator,
+        "semver_tilde" | "semver_caret" | "semver_wildcard"
+    ) {
         let (lo, hi) = semver_bounds(operator, &wanted_text).ok_or(UNSUPPORTED)?;
         let got = got?;
         return Ok(lo <= got && got < hi);
@@ -957,7 +988,10 @@ mod tests {
         assert_eq!(n(json!(1e-7)), "1e-7");
         assert_eq!(n(json!(1e16)), "1e+16");
         assert_eq!(n(json!(3)), "3");
-        assert_eq!(n(json!({"b": 1, "a": [true, null, "x"]})), r#"{"a":[true,null,"x"],"b":1}"#);
+        assert_eq!(
+            n(json!({"b": 1, "a": [true, null, "x"]})),
+            r#"{"a":[true,null,"x"],"b":1}"#
+        );
     }
 
     #[test]
@@ -976,7 +1010,13 @@ mod tests {
         assert_eq!(parse_semver("1.2"), Some((1, 2, 0)));
         assert_eq!(parse_semver("01.2"), None);
         assert_eq!(parse_semver(""), None);
-        assert_eq!(semver_bounds("semver_caret", "0.0.3"), Some(((0, 0, 3), (0, 0, 4))));
-        assert_eq!(semver_bounds("semver_wildcard", "1.*"), Some(((1, 0, 0), (2, 0, 0))));
+        assert_eq!(
+            semver_bounds("semver_caret", "0.0.3"),
+            Some(((0, 0, 3), (0, 0, 4)))
+        );
+        assert_eq!(
+            semver_bounds("semver_wildcard", "1.*"),
+            Some(((1, 0, 0), (2, 0, 0)))
+        );
     }
 }

@@ -27,7 +27,11 @@ pub(crate) fn is_match(pattern: &str, value: &str) -> Result<Option<bool>, Defer
     if scanned.end_anchor && scanned.quantifier_or_alternation && value.ends_with('\n') {
         return Err(Deferred);
     }
-    if !value.is_ascii() && scanned.word_class && value.chars().any(|c| !c.is_ascii() && !is_letter_or_decimal(c))
+    if !value.is_ascii()
+        && scanned.word_class
+        && value
+            .chars()
+            .any(|c| !c.is_ascii() && !is_letter_or_decimal(c))
     {
         return Err(Deferred);
     }
@@ -41,7 +45,8 @@ fn is_letter_or_decimal(c: char) -> bool {
     static RE: OnceLock<Option<Regex>> = OnceLock::new();
     let re = RE.get_or_init(|| Regex::new(r"^[\p{L}\p{Nd}]$").ok());
     let mut buf = [0u8; 4];
-    re.as_ref().is_some_and(|re| re.is_match(c.encode_utf8(&mut buf)))
+    re.as_ref()
+        .is_some_and(|re| re.is_match(c.encode_utf8(&mut buf)))
 }
 
 struct Scanned {
@@ -153,7 +158,12 @@ impl Scanner {
             }
             ']' if self.class_start.is_some() => {
                 let start = self.class_start.unwrap_or(0);
-                let content = start + if self.at(start + 1) == Some('^') { 2 } else { 1 };
+                let content = start
+                    + if self.at(start + 1) == Some('^') {
+                        2
+                    } else {
+                        1
+                    };
                 if self.i == content {
                     return Err(Deferred);
                 }
@@ -189,7 +199,7 @@ impl Scanner {
             return Err(Deferred);
         }
         if !"dDsSwWbfnrt".contains(e) {
-            if !((' '..='~').contains(&e) && !e.is_ascii_alphanumeric()) {
+            if !(' '..='~').contains(&e) || e.is_ascii_alphanumeric() {
                 return Err(Deferred);
             }
             if in_class && !"\\-[]^.$*+?(){}|".contains(e) {
@@ -243,8 +253,10 @@ impl Scanner {
             }
             '{' => self.repetition(),
             '*' | '+' | '?' => {
-                if matches!(self.prev, Prev::Char('^') | Prev::Char('$') | Prev::EmptyGroup)
-                    || matches!(self.at(self.i + 1), Some('+') | Some('{'))
+                if matches!(
+                    self.prev,
+                    Prev::Char('^') | Prev::Char('$') | Prev::EmptyGroup
+                ) || matches!(self.at(self.i + 1), Some('+') | Some('{'))
                 {
                     return Err(Deferred);
                 }
@@ -340,7 +352,10 @@ mod tests {
 
     #[test]
     fn engine_specific_syntax_is_deferred() {
-        for p in [r"(?=a)", r"(?i)abc", r"\bword", r"(a)\1", r"(a+)+", r"[[a]]", r"[]", r"a{", r"\p{L}", r"[a&&b]"] {
+        for p in [
+            r"(?=a)", r"(?i)abc", r"\bword", r"(a)\1", r"(a+)+", r"[[a]]", r"[]", r"a{", r"\p{L}",
+            r"[a&&b]",
+        ] {
             assert_eq!(is_match(p, "a"), Err(Deferred), "{p}");
         }
         // Strict end anchor plus repetition on an input ending in a newline.
