@@ -579,6 +579,7 @@ pub(crate) struct GceBehaviour {
 pub(crate) struct GceState {
     pub(crate) instances: Vec<Value>,
     pub(crate) request_ids: Vec<String>,
+    acted: Vec<String>,
     pub(crate) op_polls: usize,
     pub(crate) deleted: Vec<String>,
 }
@@ -649,18 +650,21 @@ impl FakeGce {
                 let q = query(req);
                 let mut s = st.lock().unwrap();
                 let rid = q.get("requestId").cloned().unwrap_or_default();
-                let repeat = s.request_ids.contains(&rid) && !rid.is_empty();
-                s.request_ids.push(rid);
+                s.request_ids.push(rid.clone());
                 let failure = { let mut f = failures.lock().unwrap(); if f.is_empty() { None } else { Some(f.remove(0)) } };
                 if let Some((status, fbody)) = failure {
                     return json_response(status, fbody);
                 }
                 let name = body["name"].as_str().unwrap().to_owned();
+                // A requestId already acted on returns the original operation, as
+                // Compute Engine documents; only a new request creates.
+                let repeat = !rid.is_empty() && s.acted.contains(&rid);
                 if !repeat && s.instances.iter().any(|i| i["name"] == name.as_str()) {
                     return json_response(409, json!({"error": {"code": 409, "message": format!("The resource 'projects/demo-project/zones/us-central1-a/instances/{name}' already exists"),
                         "errors": [{"message": "already exists", "domain": "global", "reason": "alreadyExists"}]}}));
                 }
                 if !repeat {
+                    s.acted.push(rid);
                     s.instances.push(gce_instance(&body, "PROVISIONING"));
                 }
                 json_response(200, gce_operation("operation-1732550400000-insert", if done_after == 0 { "DONE" } else { "RUNNING" }, &name, false))

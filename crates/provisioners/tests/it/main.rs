@@ -3,3 +3,6 @@ mod cloud_digitalocean;
 mod cloud_fakes;
 mod docker;
 mod docker_common;
+mod cloud_hetzner;
+mod cloud_gcp;
+mod cloud_spec;
