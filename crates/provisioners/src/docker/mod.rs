@@ -29,7 +29,6 @@ mod exec;
 mod image;
 mod snapshot;
 mod tar;
-mod workspace;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -43,10 +42,10 @@ use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
 };
+use futures_util::StreamExt;
 use sandbox_core::{
     ConnectOptions, Connected, Error, ExecOutput, ExecRequest, Result, Sandbox, SandboxInfo,
-    SandboxName, SandboxProvider, SnapshotId, SnapshotMeta, SnapshotRequest, SnapshotStatus,
-    SnapshotStore,
+    SandboxName, SandboxProvider, SnapshotId, SnapshotMeta, SnapshotRequest, SnapshotStore,
 };
 
 pub use engine::{DEFAULT_ENGINE_HOST, EngineHost, connect, connect_from_env};
@@ -59,8 +58,8 @@ pub use snapshot::{
     LABEL_SNAPSHOT_NAME, LABEL_SNAPSHOT_STATUS, SNAPSHOT_IMAGE_REPO, snapshot_image_repo,
 };
 
+use crate::local::{LocalProvider, RestoreMethod};
 use engine::{engine_error, is_not_found};
-use workspace::Workspaces;
 
 pub(crate) const PROVIDER: &str = "docker";
 
@@ -111,6 +110,9 @@ pub struct DockerConfig {
     pub scope_labels: BTreeMap<String, String>,
     /// What the offline base image is made from.
     pub base_image: BaseImageSpec,
+    /// How snapshot workspaces are restored (the local store's methods; `Auto` picks
+    /// the fastest this machine supports).
+    pub restore_method: RestoreMethod,
 }
 
 impl DockerConfig {
@@ -124,6 +126,7 @@ impl DockerConfig {
             keep_alive: vec!["sleep".into(), "infinity".into()],
             scope_labels: BTreeMap::new(),
             base_image: BaseImageSpec::default(),
+            restore_method: RestoreMethod::Auto,
         }
     }
 
@@ -155,6 +158,13 @@ impl DockerConfig {
         self
     }
 
+    /// Forces a restore method for snapshot workspaces.
+    #[must_use]
+    pub fn restore_method(mut self, method: RestoreMethod) -> Self {
+        self.restore_method = method;
+        self
+    }
+
     /// Adds a scope label.
     #[must_use]
     pub fn scope_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -182,21 +192,26 @@ pub fn container_name(name: &SandboxName) -> String {
 pub struct DockerProvider {
     docker: Docker,
     config: Arc<DockerConfig>,
+    local: LocalProvider,
     store: Arc<DockerSnapshotStore>,
 }
 
 impl DockerProvider {
-    /// A provider on an engine connection (see [`connect`]).
+    /// A provider on an engine connection (see [`connect`]). Workspaces and stored
+    /// snapshot workspaces live under `<data_dir>/docker`, managed by the local
+    /// provider's machinery (records, leases, overlay/reflink/copy restores).
     pub fn new(docker: Docker, config: DockerConfig) -> Self {
-        let workspaces = Arc::new(Workspaces::new(config.data_dir.join("docker")));
+        let local = LocalProvider::new(config.data_dir.join("docker"))
+            .with_restore_method(config.restore_method);
         let store = Arc::new(DockerSnapshotStore::new(
             docker.clone(),
-            workspaces,
+            local.store(),
             config.scope_labels.clone(),
         ));
         Self {
             docker,
             config: Arc::new(config),
+            local,
             store,
         }
     }
@@ -234,13 +249,9 @@ impl DockerProvider {
         match self.docker.inspect_container(&cname, None).await {
             Ok(c) => {
                 let labels = c.config.as_ref().and_then(|c| c.labels.as_ref());
-                let ours = labels.and_then(|l| l.get(LABEL_OWNER)).map(String::as_str)
-                    == Some(OWNER)
-                    && labels
-                        .and_then(|l| l.get(LABEL_SANDBOX))
-                        .map(String::as_str)
-                        == Some(name.as_str());
-                if !ours {
+                let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+                if label(LABEL_OWNER) != Some(OWNER) || label(LABEL_SANDBOX) != Some(name.as_str())
+                {
                     return Err(Error::provider(
                         PROVIDER,
                         format!(
@@ -265,30 +276,38 @@ impl DockerProvider {
         let label = |k: &str| labels.get(k).filter(|v| !v.is_empty()).cloned();
         DockerSandbox {
             docker: self.docker.clone(),
+            local: self.local.clone(),
             store: self.store.clone(),
             id: c.id.clone().unwrap_or_default(),
             name: name.clone(),
             workspace: label(LABEL_WORKSPACE)
                 .map(PathBuf::from)
                 .unwrap_or_default(),
-            managed: label(LABEL_WORKSPACE_KIND).as_deref() != Some(KIND_WORKDIR),
+            workdir: label(LABEL_WORKSPACE_KIND).as_deref() == Some(KIND_WORKDIR),
             base: label(LABEL_BASE_SNAPSHOT).and_then(|s| SnapshotId::new(s).ok()),
             image: c.image.clone().unwrap_or_default(),
         }
     }
 
-    /// Reconnects to an existing container, starting it (after re-making the
-    /// workspace's mount) when it is stopped.
+    /// Reconnects to an existing container: re-makes the workspace's mount when it is
+    /// gone (an overlay after a reboot) and starts the container when it is stopped.
+    /// The mount must exist before `start`, which bind-mounts whatever is there.
     async fn reconnect(&self, name: &SandboxName) -> Result<Option<DockerSandbox>> {
         let Some(c) = self.inspect(name).await? else {
             return Ok(None);
         };
         let sandbox = self.sandbox_from(name, &c);
+        if self.local.get(name).await?.is_none() {
+            return Err(Error::provider(
+                PROVIDER,
+                format!(
+                    "sandbox {name} has a container but its workspace record is gone; recreate \
+                     it with --force-create"
+                ),
+            ));
+        }
         let running = c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
         if !running {
-            if sandbox.managed {
-                self.store.workspaces().ensure_mounted(name)?;
-            }
             self.docker
                 .start_container(&sandbox.id, None)
                 .await
@@ -297,52 +316,33 @@ impl DockerProvider {
         Ok(Some(sandbox))
     }
 
-    /// Removes the container (if any) and, for a headstart workspace, the workspace.
-    async fn destroy(
-        &self,
-        name: &SandboxName,
-        container_exists: bool,
-        managed: bool,
-    ) -> Result<()> {
-        if container_exists {
-            let cname = container_name(name);
-            let options = RemoveContainerOptionsBuilder::default()
-                .force(true)
-                .v(true)
-                .build();
-            match self.docker.remove_container(&cname, Some(options)).await {
-                Ok(()) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(engine_error(format!("removing container {cname}"), e)),
-            }
-        }
-        if managed {
-            self.store.workspaces().remove(name)?;
-        }
-        Ok(())
+    /// Removes the container and the workspace (a user's workdir stays: only the
+    /// record pointing at it goes). Returns whether anything existed.
+    async fn destroy(&self, name: &SandboxName) -> Result<bool> {
+        let cname = container_name(name);
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        let container = match self.docker.remove_container(&cname, Some(options)).await {
+            Ok(()) => true,
+            Err(e) if is_not_found(&e) => false,
+            Err(e) => return Err(engine_error(format!("removing container {cname}"), e)),
+        };
+        let workspace = match self.local.remove(name).await {
+            Ok(()) => true,
+            Err(Error::SandboxNotFound { .. }) => false,
+            Err(e) => return Err(e),
+        };
+        Ok(container || workspace)
     }
 
     async fn create(&self, name: &SandboxName, options: &ConnectOptions) -> Result<DockerSandbox> {
-        // The workspace first: a headstart one (empty or restored) or the user's own.
-        let (workspace, managed) = match &options.workdir {
-            Some(dir) => {
-                let dir = std::fs::canonicalize(dir)
-                    .map_err(|e| Error::io(format!("workdir {}", dir.display()), e))?;
-                if !dir.is_dir() {
-                    return Err(Error::InvalidOptions(format!(
-                        "workdir {} is not a directory",
-                        dir.display()
-                    )));
-                }
-                (dir, false)
-            }
-            None => (self.store.workspaces().sandbox_dir(name), true),
-        };
-        let result = self.create_inner(name, options, &workspace, managed).await;
+        let result = self.create_inner(name, options).await;
         if result.is_err() {
             // Nothing half-made stays: the container (if it was created) and a
             // headstart workspace go; a user's workdir is never touched.
-            if let Err(e) = self.destroy(name, true, managed).await {
+            if let Err(e) = self.destroy(name).await {
                 tracing::warn!(%name, %e, "cleanup after a failed create failed");
             }
         }
@@ -353,21 +353,15 @@ impl DockerProvider {
         &self,
         name: &SandboxName,
         options: &ConnectOptions,
-        workspace: &Path,
-        managed: bool,
     ) -> Result<DockerSandbox> {
+        // The image first (cheapest to fail): the snapshot's, pinned by id, or the
+        // requested/default one, or the offline base image.
         let (image, base_key) = match &options.base_snapshot {
             Some(id) => {
                 let (meta, image) = self.store.image_of(id).await?;
-                if managed {
-                    self.store.workspaces().restore(id, name)?;
-                }
                 (image, Some(meta.name))
             }
             None => {
-                if managed {
-                    self.store.workspaces().create_empty(name)?;
-                }
                 let image = match options
                     .image
                     .as_deref()
@@ -381,9 +375,28 @@ impl DockerProvider {
                 (image.id, None)
             }
         };
+
+        // The workspace, through the local provider: empty, restored from the
+        // snapshot's stored workspace (overlay mounts happen here, before the container
+        // starts), or the user's own directory.
+        let mut local_options = ConnectOptions::new().name(name.clone()).force_create(true);
+        local_options.workdir = options.workdir.clone();
+        if options.workdir.is_none() {
+            local_options.base_snapshot = options.base_snapshot.clone();
+        }
+        local_options.ttl = options.ttl;
+        local_options.labels = options.labels.clone();
+        let (ws, _) = self.local.connect(&local_options).await?;
+        let workspace = ws.workspace().to_path_buf();
+        let workdir = options.workdir.is_some();
         let user = self.user();
-        if managed {
-            chown_for(workspace, &user)?;
+        if !workdir {
+            let (ws, user) = (workspace.clone(), user.clone());
+            tokio::task::spawn_blocking(move || chown_for(&ws, &user))
+                .await
+                .map_err(|e| {
+                    Error::provider(PROVIDER, format!("a background task failed: {e}"))
+                })??;
         }
 
         let mut labels: HashMap<String, String> = options
@@ -411,7 +424,7 @@ impl DockerProvider {
         labels.insert(LABEL_WORKSPACE.into(), workspace.display().to_string());
         labels.insert(
             LABEL_WORKSPACE_KIND.into(),
-            if managed { KIND_MANAGED } else { KIND_WORKDIR }.into(),
+            if workdir { KIND_WORKDIR } else { KIND_MANAGED }.into(),
         );
         let expires = options.ttl.map(|ttl| {
             (SystemTime::now() + ttl)
@@ -463,11 +476,17 @@ impl DockerProvider {
             )
             .await
             .map_err(|e| engine_error(format!("creating container {cname}"), e))?;
-        self.docker
-            .start_container(&created.id, None)
-            .await
-            .map_err(|e| engine_error(format!("starting container {cname} (is the keep-alive entrypoint {:?} in the image?)", self.config.keep_alive), e))?;
-        // The keep-alive must still be running: a bad entrypoint may exit at once.
+        self.docker.start_container(&created.id, None).await.map_err(|e| {
+            engine_error(
+                format!(
+                    "starting container {cname} (the keep-alive entrypoint {:?} must exist in the \
+                     image, and the user must be one it knows or a numeric uid:gid)",
+                    self.config.keep_alive
+                ),
+                e,
+            )
+        })?;
+        // A keep-alive that exits at once is caught here when the engine already noticed.
         let c = self
             .docker
             .inspect_container(&created.id, None)
@@ -477,7 +496,8 @@ impl DockerProvider {
             return Err(Error::provider(
                 PROVIDER,
                 format!(
-                    "container {cname} exited right after it started; its keep-alive entrypoint {:?} must run until stopped",
+                    "container {cname} exited right after it started; its keep-alive \
+                     entrypoint {:?} must run until stopped",
                     self.config.keep_alive
                 ),
             ));
@@ -532,16 +552,17 @@ impl SandboxProvider for DockerProvider {
             if let Some(sandbox) = self.reconnect(&name).await? {
                 return Ok((Box::new(sandbox), Connected::Reconnected));
             }
-        } else if let Some(existing) = self.inspect(&name).await? {
-            let managed = self.sandbox_from(&name, &existing).managed;
-            self.destroy(&name, true, managed).await?;
+        } else if self.inspect(&name).await?.is_some() {
+            self.destroy(&name).await?;
         }
         let sandbox = match options.timeout {
             None => self.create(&name, options).await?,
             Some(limit) => match tokio::time::timeout(limit, self.create(&name, options)).await {
                 Ok(r) => r?,
                 Err(_) => {
-                    let _ = self.destroy(&name, true, options.workdir.is_none()).await;
+                    if let Err(e) = self.destroy(&name).await {
+                        tracing::warn!(%name, %e, "cleanup after a timed-out create failed");
+                    }
                     return Err(Error::Timeout {
                         what: format!("creating docker sandbox {name}"),
                         after: limit,
@@ -607,22 +628,14 @@ impl SandboxProvider for DockerProvider {
     }
 
     async fn remove(&self, name: &SandboxName) -> Result<()> {
-        match self.inspect(name).await? {
-            Some(c) => {
-                let managed = self.sandbox_from(name, &c).managed;
-                self.destroy(name, true, managed).await
-            }
-            None => {
-                let dir = self.store.workspaces().sandbox_dir(name);
-                if dir.exists() {
-                    // An orphaned workspace (the container was removed outside headstart).
-                    self.store.workspaces().remove(name)
-                } else {
-                    Err(Error::SandboxNotFound {
-                        name: name.to_string(),
-                    })
-                }
-            }
+        // Refuse someone else's container of that name before touching anything.
+        self.inspect(name).await?;
+        if self.destroy(name).await? {
+            Ok(())
+        } else {
+            Err(Error::SandboxNotFound {
+                name: name.to_string(),
+            })
         }
     }
 
@@ -635,11 +648,12 @@ impl SandboxProvider for DockerProvider {
 #[derive(Debug, Clone)]
 pub struct DockerSandbox {
     docker: Docker,
+    local: LocalProvider,
     store: Arc<DockerSnapshotStore>,
     id: String,
     name: SandboxName,
     workspace: PathBuf,
-    managed: bool,
+    workdir: bool,
     base: Option<SnapshotId>,
     image: String,
 }
@@ -657,7 +671,7 @@ impl DockerSandbox {
 
     /// True when the workspace is the user's own directory (never deleted).
     pub fn is_workdir(&self) -> bool {
-        !self.managed
+        self.workdir
     }
 }
 
@@ -683,42 +697,52 @@ impl Sandbox for DockerSandbox {
         exec::run(&self.docker, &self.id, request).await
     }
 
+    /// Stores the workspace through the local store (written aside, then renamed into
+    /// place), then commits the container to `headstart-snapshot/<key>:<id>` with the
+    /// metadata in labels. The store lists images, so the snapshot appears only once
+    /// both exist; a failed commit removes the stored workspace.
     async fn snapshot(&self, request: &SnapshotRequest) -> Result<SnapshotMeta> {
-        let id = SnapshotId::generate();
+        let ws = self.local.get(&self.name).await?.ok_or_else(|| {
+            Error::provider(
+                PROVIDER,
+                format!(
+                    "the workspace record of sandbox {} is gone; recreate it",
+                    self.name
+                ),
+            )
+        })?;
+        let mut meta = ws.snapshot(request).await?;
+        let id = meta.id.clone();
         let repo = snapshot_image_repo(&request.name);
-        let mut meta = SnapshotMeta {
-            id: id.clone(),
-            name: request.name.clone(),
-            status: SnapshotStatus::Ready,
-            created_at: time::OffsetDateTime::now_utc(),
-            commit: request.commit.clone(),
-            branch: request.branch.clone(),
-            source_url: request.source_url.clone(),
-            recipe_digest: request.recipe_digest.clone(),
-            size_bytes: 0,
-            error: None,
-            provider_data: serde_json::json!({
-                "image": format!("{repo}:{id}"),
-                "base_image_id": self.image,
-                "sandbox": self.name.as_str(),
-            }),
+        let mut data = match meta.provider_data.take() {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
         };
-        // The workspace first (written aside, then published), then the image: the
-        // store lists images, so the snapshot appears only once both exist.
-        meta.size_bytes = self.store.workspaces().save(&self.workspace, &meta)?;
-        let labels = self.store.image_labels(&meta)?;
-        let options = CommitContainerOptionsBuilder::default()
-            .container(&self.id)
-            .repo(&repo)
-            .tag(id.as_str())
-            .comment(&format!("headstart snapshot {id} of {}", request.name))
-            .pause(true)
-            .build();
-        let config = bollard::models::ContainerConfig {
-            labels: Some(labels),
-            ..Default::default()
-        };
-        match self.docker.commit_container(options, config).await {
+        data.insert("image".into(), format!("{repo}:{id}").into());
+        data.insert("base_image_id".into(), self.image.clone().into());
+        meta.provider_data = serde_json::Value::Object(data);
+        let committed = async {
+            let labels = self.store.image_labels(&meta)?;
+            let options = CommitContainerOptionsBuilder::default()
+                .container(&self.id)
+                .repo(&repo)
+                .tag(id.as_str())
+                .comment(&format!("headstart snapshot {id} of {}", request.name))
+                .pause(true)
+                .build();
+            let config = bollard::models::ContainerConfig {
+                labels: Some(labels),
+                ..Default::default()
+            };
+            self.docker
+                .commit_container(options, config)
+                .await
+                .map_err(|e| {
+                    engine_error(format!("committing sandbox {} to an image", self.name), e)
+                })
+        }
+        .await;
+        match committed {
             Ok(committed) => {
                 if let serde_json::Value::Object(m) = &mut meta.provider_data {
                     m.insert("image_id".into(), committed.id.into());
@@ -727,15 +751,15 @@ impl Sandbox for DockerSandbox {
                 Ok(meta)
             }
             Err(e) => {
-                let _ = self.store.workspaces().delete_saved(&id);
-                Err(engine_error(
-                    format!("committing sandbox {} to an image", self.name),
-                    e,
-                ))
+                if let Err(cleanup) = self.store.workspaces().delete(&id).await {
+                    tracing::warn!(snapshot = %id, %cleanup, "could not remove the stored workspace of a failed snapshot");
+                }
+                Err(e)
             }
         }
     }
 
+    /// Stops the container (the workspace stays); `connect` by name starts it again.
     async fn stop(&self) -> Result<()> {
         // The keep-alive ignores SIGTERM as PID 1; there is nothing to shut down
         // gracefully, so kill it.
@@ -749,6 +773,7 @@ impl Sandbox for DockerSandbox {
                     name: self.name.to_string(),
                 });
             }
+            // not running
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 409, ..
             }) => {}
@@ -758,7 +783,6 @@ impl Sandbox for DockerSandbox {
             &self.id,
             None::<bollard::query_parameters::WaitContainerOptions>,
         );
-        use futures_util::StreamExt;
         while let Some(r) = wait.next().await {
             if r.is_err() {
                 break;

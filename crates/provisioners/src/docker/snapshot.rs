@@ -19,8 +19,8 @@ use sandbox_core::{Cursor, Error, Page, Result, SnapshotId, SnapshotMeta, Snapsh
 use time::OffsetDateTime;
 
 use super::engine::{engine_error, is_conflict, is_not_found};
-use super::workspace::Workspaces;
 use super::{LABEL_OWNER, OWNER, PROVIDER};
+use crate::local::LocalSnapshotStore;
 
 /// Label on snapshot images: the snapshot id.
 pub const LABEL_SNAPSHOT_ID: &str = "dev.headstart.snapshot.id";
@@ -75,7 +75,7 @@ pub struct GcPolicy {
 #[derive(Debug, Clone)]
 pub struct DockerSnapshotStore {
     docker: Docker,
-    workspaces: Arc<Workspaces>,
+    local: Arc<LocalSnapshotStore>,
     scope: BTreeMap<String, String>,
     page_size: usize,
 }
@@ -98,12 +98,12 @@ fn order_key(meta: &SnapshotMeta) -> (i128, String) {
 impl DockerSnapshotStore {
     pub(crate) fn new(
         docker: Docker,
-        workspaces: Arc<Workspaces>,
+        local: Arc<LocalSnapshotStore>,
         scope: BTreeMap<String, String>,
     ) -> Self {
         Self {
             docker,
-            workspaces,
+            local,
             scope,
             page_size: sandbox_core::DEFAULT_PAGE_SIZE,
         }
@@ -116,8 +116,9 @@ impl DockerSnapshotStore {
         self
     }
 
-    pub(crate) fn workspaces(&self) -> &Workspaces {
-        &self.workspaces
+    /// The local store holding the snapshots' workspaces.
+    pub fn workspaces(&self) -> &Arc<LocalSnapshotStore> {
+        &self.local
     }
 
     /// The labels a snapshot image carries (scope labels included).
@@ -288,50 +289,49 @@ impl SnapshotStore for DockerSnapshotStore {
         Ok(self.all(None, Some(id)).await?.into_iter().next())
     }
 
+    /// Deletes a snapshot: its stored workspace (refused while a sandbox holds a lease
+    /// on it) and its image (refused while a container uses it).
     async fn delete(&self, id: &SnapshotId) -> Result<()> {
         let found = self.get(id).await?;
-        if found.is_none() && !self.workspaces.has_saved(id) {
-            return Err(Error::SnapshotNotFound { id: id.to_string() });
+        let image = found
+            .as_ref()
+            .and_then(|m| m.provider_data.get("image_id"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_owned();
+        let users = self.containers_using(&image).await?;
+        if !users.is_empty() {
+            return Err(Error::InvalidOptions(format!(
+                "snapshot {id} is in use by container(s) {}; remove those sandboxes first \
+                 (`headstart down NAME`)",
+                users.join(", ")
+            )));
         }
-        if let Some(meta) = found {
-            let image = meta
-                .provider_data
-                .get("image_id")
-                .and_then(|v| v.as_str())
-                .unwrap_or("");
-            let options = RemoveImageOptionsBuilder::default().force(true).build();
-            // Refuse while a container uses it: the engine answers 409 without force
-            // for a running container's image; check ourselves to be explicit.
-            let users = self.containers_using(image).await?;
-            if !users.is_empty() {
-                return Err(Error::provider(
-                    PROVIDER,
-                    format!(
-                        "snapshot {id} is in use by container(s) {}; remove those sandboxes first",
-                        users.join(", ")
-                    ),
-                ));
-            }
-            match self.docker.remove_image(image, Some(options), None).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) if is_conflict(&e) => {
-                    return Err(engine_error(
-                        format!(
-                            "snapshot {id} is still in use; remove the sandboxes made from it first"
-                        ),
-                        e,
-                    ));
-                }
-                Err(e) => {
-                    return Err(engine_error(
-                        format!("removing the image of snapshot {id}"),
-                        e,
-                    ));
-                }
-            }
+        let workspace = match self.local.delete(id).await {
+            Ok(()) => true,
+            Err(Error::SnapshotNotFound { .. }) => false,
+            Err(e) => return Err(e),
+        };
+        if found.is_none() {
+            return if workspace {
+                Ok(())
+            } else {
+                Err(Error::SnapshotNotFound { id: id.to_string() })
+            };
         }
-        self.workspaces.delete_saved(id)
+        let options = RemoveImageOptionsBuilder::default().force(true).build();
+        match self.docker.remove_image(&image, Some(options), None).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) if is_conflict(&e) => Err(engine_error(
+                format!("snapshot {id} is still in use; remove the sandboxes made from it first"),
+                e,
+            )),
+            Err(e) => Err(engine_error(
+                format!("removing the image of snapshot {id}"),
+                e,
+            )),
+        }
     }
 
     fn page_size(&self) -> usize {

@@ -7,6 +7,7 @@ use provisioners::docker::{
     BaseImageSpec, DockerConfig, EngineHost, GcPolicy, LABEL_OWNER, LABEL_SANDBOX,
     LABEL_SNAPSHOT_STATUS, build_base_image, connect, container_name, ensure_image, host_user,
 };
+use provisioners::local::RestoreMethod;
 use sandbox_core::git::{self, GitOptions};
 use sandbox_core::{
     BranchName, ConnectOptions, Connected, Error, ExecRequest, Resources, SandboxProvider,
@@ -400,7 +401,7 @@ async fn failure_after_the_container_exists_removes_it() {
         assert!(
             !f.dir
                 .path()
-                .join("data/docker/workspaces")
+                .join("data/docker/sandboxes")
                 .join(name.as_str())
                 .exists()
         );
@@ -482,7 +483,7 @@ async fn two_sandboxes_of_one_repository_do_not_collide() {
 async fn snapshot_then_warm_start_from_the_image() {
     let f = fixture!("snapshot_then_warm_start_from_the_image");
     let up = Upstream::new("main", 30).unwrap();
-    let key = format!("test/{}/app", f.scope);
+    let key = format!("test-{}-app", f.scope);
     let (builder, _) = f
         .provider
         .connect(&ConnectOptions::new().name(f.name("build")))
@@ -588,7 +589,7 @@ async fn snapshot_then_warm_start_from_the_image() {
 #[tokio::test]
 async fn snapshot_store_pages_newest_first_and_gc_removes_images() {
     let f = fixture!("snapshot_store_pages_newest_first_and_gc_removes_images");
-    let key = format!("test/{}/paged", f.scope);
+    let key = format!("test-{}-paged", f.scope);
     let (sandbox, _) = f
         .provider
         .connect(&ConnectOptions::new().name(f.name("pages")))
@@ -655,4 +656,113 @@ async fn snapshot_store_pages_newest_first_and_gc_removes_images() {
         .collect();
     assert_eq!(left.len(), 2);
     assert!(left.contains(&made[2].id) && left.contains(&other.id));
+}
+
+/// True when something is mounted at `path` (its device differs from its parent's).
+fn is_mount_point(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &std::path::Path| std::fs::metadata(p).unwrap().dev();
+    dev(path) != dev(path.parent().unwrap())
+}
+
+#[tokio::test]
+async fn overlay_workspace_survives_a_container_restart() {
+    let f = fixture!("overlay_workspace_survives_a_container_restart", |c| c
+        .restore_method(RestoreMethod::Overlay));
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIP overlay_workspace_survives_a_container_restart: overlay mounts need root");
+        return;
+    }
+    let up = Upstream::new("main", 10).unwrap();
+    let key = format!("test-{}-overlay", f.scope);
+    let (builder, _) = f
+        .provider
+        .connect(&ConnectOptions::new().name(f.name("obuild")))
+        .await
+        .unwrap();
+    git::clone(
+        &source(&up, None),
+        builder.workspace(),
+        &GitOptions::default(),
+    )
+    .unwrap();
+    let meta = builder
+        .snapshot(&SnapshotRequest::new(key, "d"))
+        .await
+        .unwrap();
+
+    let name = f.name("overlay");
+    let options = ConnectOptions::new()
+        .name(name.clone())
+        .base_snapshot(meta.id.clone());
+    let (sandbox, _) = f.provider.connect(&options).await.unwrap();
+    // The overlay is mounted on the host before the container starts, and the
+    // container sees it (not the empty directory under it).
+    assert!(
+        is_mount_point(sandbox.workspace()),
+        "the workspace is an overlay mount"
+    );
+    assert_eq!(
+        stdout(&*sandbox, &["cat", "README.md"]).await,
+        "# fixture\n"
+    );
+    assert!(
+        run(&*sandbox, &["sh", "-c", "echo before-restart > agent.txt"])
+            .await
+            .success()
+    );
+
+    // A container restart re-binds the host path: the overlay is still there.
+    f.docker
+        .restart_container(sandbox.id(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        stdout(&*sandbox, &["cat", "agent.txt"]).await,
+        "before-restart\n"
+    );
+    assert_eq!(
+        stdout(&*sandbox, &["cat", "README.md"]).await,
+        "# fixture\n"
+    );
+
+    // Stopped and the overlay gone (as after a reboot): reconnecting re-mounts it
+    // before starting the container.
+    sandbox.stop().await.unwrap();
+    let out = std::process::Command::new("umount")
+        .arg(sandbox.workspace())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!is_mount_point(sandbox.workspace()));
+    let (again, how) = f
+        .provider
+        .connect(&ConnectOptions::new().name(name.clone()))
+        .await
+        .unwrap();
+    assert_eq!(how, Connected::Reconnected);
+    assert!(is_mount_point(again.workspace()));
+    assert_eq!(
+        stdout(&*again, &["cat", "agent.txt"]).await,
+        "before-restart\n"
+    );
+    assert_eq!(stdout(&*again, &["cat", "README.md"]).await, "# fixture\n");
+    // The snapshot itself is unchanged by the sandbox's writes.
+    let stored = f
+        .provider
+        .store()
+        .workspaces()
+        .workspace_of(&meta.id)
+        .unwrap();
+    assert!(!stored.join("agent.txt").exists());
+
+    f.provider.remove(&name).await.unwrap();
+    assert!(
+        !again.workspace().exists(),
+        "removing unmounts and deletes the workspace"
+    );
 }
