@@ -47,6 +47,7 @@ pub struct FastStart {
     credentials: Credentials,
     progress: Option<ProgressFn>,
     max_size_bytes: Option<u64>,
+    setup_on_cold: bool,
 }
 
 impl std::fmt::Debug for FastStart {
@@ -73,13 +74,23 @@ impl FastStart {
             credentials: Credentials::none(),
             progress: None,
             max_size_bytes: None,
+            setup_on_cold: false,
         }
     }
 
-    /// Sets the setup recipe (run on cold starts and baked into snapshots).
+    /// Sets the setup recipe (baked into snapshots; see [`setup_on_cold`](Self::setup_on_cold)).
     #[must_use]
     pub fn recipe(mut self, recipe: Recipe) -> Self {
         self.recipe = recipe;
+        self
+    }
+
+    /// Also runs the recipe on cold starts (default: off, so a cold start costs a clone
+    /// and nothing more; the recipe runs in the background build and every warm start
+    /// has its results).
+    #[must_use]
+    pub fn setup_on_cold(mut self, on: bool) -> Self {
+        self.setup_on_cold = on;
         self
     }
 
@@ -219,8 +230,10 @@ impl FastStart {
                         build,
                     });
                 }
-                Err(e) if e.is_user_error() || is_remote_error(&e) => return Err(e),
-                Err(e) => {
+                Err(WarmError::Sync(e)) if e.is_user_error() || is_remote_error(&e) => {
+                    return Err(e);
+                }
+                Err(WarmError::Sync(e) | WarmError::Restore(e)) => {
                     tracing::warn!(snapshot = %meta.id, error = %e, "warm start failed; starting cold");
                     reason_prefix = format!("warm start from snapshot {} failed ({e}); ", meta.id);
                 }
@@ -294,17 +307,13 @@ impl FastStart {
         key: &SnapshotKey,
         meta: &SnapshotMeta,
         clock: &mut PhaseClock,
-    ) -> Result<(
-        Box<dyn Sandbox>,
-        Checkout,
-        Option<KickOutcome>,
-        Option<String>,
-    )> {
+    ) -> std::result::Result<Warm, WarmError> {
         let mut opts = connect.clone();
         opts.base_snapshot = Some(meta.id.clone());
         let (sandbox, connected) = clock
             .time(Phase::Provision, self.provider.connect(&opts))
-            .await?;
+            .await
+            .map_err(|e| WarmError::Restore(e.into()))?;
         let src = source.clone().prebuilt(true);
         let ws = sandbox.workspace().to_path_buf();
         let git_opts = self.git_options();
@@ -318,11 +327,11 @@ impl FastStart {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 self.discard(&*sandbox, connected).await;
-                return Err(e.into());
+                return Err(WarmError::Sync(e.into()));
             }
             Err(e) => {
                 self.discard(&*sandbox, connected).await;
-                return Err(Error::Task(e.to_string()));
+                return Err(WarmError::Sync(Error::Task(e.to_string())));
             }
         };
         let age = (OffsetDateTime::now_utc() - meta.created_at)
@@ -375,7 +384,7 @@ impl FastStart {
                 return Err(Error::Task(e.to_string()));
             }
         };
-        if !self.recipe.commands.is_empty() {
+        if self.setup_on_cold && !self.recipe.commands.is_empty() {
             let t = std::time::Instant::now();
             let setup = self.run_setup(&*sandbox).await;
             clock.record(Phase::Setup, t.elapsed());
@@ -414,6 +423,20 @@ impl FastStart {
             }
         }
     }
+}
+
+type Warm = (
+    Box<dyn Sandbox>,
+    Checkout,
+    Option<KickOutcome>,
+    Option<String>,
+);
+
+/// Where a warm start failed: restoring the snapshot (always falls back to cold) or
+/// syncing it (bad input and remote errors are the caller's; the rest falls back).
+enum WarmError {
+    Restore(Error),
+    Sync(Error),
 }
 
 /// Errors about the remote (unreachable, auth): a cold start would fail the same way.

@@ -1,0 +1,311 @@
+//! Cold then warm starts of real repositories served over smart HTTP.
+
+use sandbox_core::{
+    BranchName, ConnectOptions, Phase, SandboxName, SandboxProvider, SnapshotStatus, Source,
+    StartPath,
+};
+use snapshot_refresh::{Drift, Eligibility, KickOutcome, Recipe, RecipeCommand};
+use test_support::{Change, GitHttpServer, Upstream};
+
+use crate::Rig;
+
+fn named(n: &str) -> ConnectOptions {
+    ConnectOptions::new().name(SandboxName::new(n).unwrap())
+}
+
+fn head_of(ws: &std::path::Path) -> (String, String) {
+    let repo = git2::Repository::open(ws).unwrap();
+    let head = repo.head().unwrap();
+    (
+        head.shorthand().unwrap().to_owned(),
+        head.peel_to_commit().unwrap().id().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn second_start_is_warm_on_the_new_commit_with_one_fetch_of_one_ref() {
+    let up = Upstream::new("trunk", 200).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let source = Source::parse(&server.url(up.name())).unwrap();
+    let rig = Rig::new();
+    let fast = rig.fast();
+
+    let cold = fast.start(&source, &named("cold")).await.unwrap();
+    assert_eq!(cold.report.path, StartPath::Cold, "{}", cold.report.reason);
+    assert!(cold.report.phase(Phase::GitClone).is_some());
+    assert_eq!(cold.build, Some(KickOutcome::Started));
+    let key = cold.key.clone().unwrap();
+    let built = rig.builder.wait(&key).await.unwrap().unwrap();
+    assert!(
+        built.from_seed,
+        "the build reuses the cold clone instead of cloning again"
+    );
+    assert_eq!(built.snapshot.status, SnapshotStatus::Ready);
+    assert_eq!(built.snapshot.branch.as_deref(), Some("trunk"));
+
+    let new_tip = up.advance("trunk", 3).unwrap();
+    server.clear_log();
+    let warm = fast.start(&source, &named("warm")).await.unwrap();
+    assert_eq!(warm.report.path, StartPath::Warm, "{}", warm.report.reason);
+    assert!(warm.report.phase(Phase::GitSync).is_some());
+    assert!(warm.report.phase(Phase::GitClone).is_none());
+    assert_eq!(warm.snapshot.as_ref().unwrap().id, built.snapshot.id);
+    let head = warm.report.head.clone().unwrap();
+    assert_eq!(
+        (head.branch.as_str(), head.commit.as_str()),
+        ("trunk", new_tip.as_str())
+    );
+    assert_eq!(
+        head_of(warm.sandbox.workspace()),
+        ("trunk".to_owned(), new_tip.clone())
+    );
+    assert_eq!(warm.build, None, "no drift, no rebuild");
+
+    // One fetch session (one ref advertisement), every negotiation round asking for
+    // exactly the one new tip at depth 1, and every round carrying the snapshot's
+    // shallow commit or a `have`: a fetch into the restored repository, not a clone.
+    let log = server.requests();
+    let adverts = log.iter().filter(|r| r.method == "GET").count();
+    assert_eq!(adverts, 1, "one ref advertisement: {log:#?}");
+    let posts = server.upload_pack_posts();
+    assert!(!posts.is_empty() && posts.len() <= 2, "{posts:#?}");
+    for p in &posts {
+        let req = p.upload_pack.clone().unwrap();
+        assert_eq!(req.wants, 1, "one ref wanted: {req:?}");
+        assert_eq!(req.deepen, Some(1), "{req:?}");
+        assert!(
+            req.shallows + req.haves > 0,
+            "a clone would send neither: {req:?}"
+        );
+    }
+
+    // The cold sandbox is untouched by the warm one.
+    assert_ne!(head_of(cold.sandbox.workspace()).1, new_tip);
+}
+
+#[tokio::test]
+async fn warm_start_switches_to_another_branch_and_new_branch() {
+    let up = Upstream::new("trunk", 50).unwrap();
+    let feature_tip = up.create_branch("feature/x", "trunk").unwrap();
+    let feature_tip = {
+        let _ = feature_tip;
+        up.commit("feature/x", &[Change::write("feature.txt", "x\n")])
+            .unwrap()
+    };
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let url = server.url(up.name());
+    let rig = Rig::new();
+    let fast = rig.fast();
+    let cold = fast
+        .start(&Source::parse(&url).unwrap(), &named("a"))
+        .await
+        .unwrap();
+    rig.builder
+        .wait(cold.key.as_ref().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+
+    let feature = Source::parse(&url)
+        .unwrap()
+        .with_branch(BranchName::new("feature/x").unwrap())
+        .unwrap();
+    let warm = fast.start(&feature, &named("b")).await.unwrap();
+    assert_eq!(warm.report.path, StartPath::Warm);
+    assert_eq!(
+        head_of(warm.sandbox.workspace()),
+        ("feature/x".to_owned(), feature_tip)
+    );
+    assert!(warm.sandbox.workspace().join("feature.txt").exists());
+
+    let topic = Source::parse(&url)
+        .unwrap()
+        .with_new_branch(BranchName::new("topic").unwrap())
+        .unwrap();
+    let warm2 = fast.start(&topic, &named("c")).await.unwrap();
+    assert_eq!(warm2.report.path, StartPath::Warm);
+    assert_eq!(
+        head_of(warm2.sandbox.workspace()),
+        ("topic".to_owned(), up.tip("trunk").unwrap())
+    );
+}
+
+#[tokio::test]
+async fn missing_branch_fails_clearly_and_leaves_no_sandbox() {
+    let up = Upstream::new("trunk", 10).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let rig = Rig::new();
+    let fast = rig.fast();
+    let src = Source::parse(&server.url(up.name()))
+        .unwrap()
+        .with_branch(BranchName::new("nope").unwrap())
+        .unwrap();
+    let err = fast.start(&src, &named("bad")).await.unwrap_err();
+    assert!(err.is_user_error(), "{err}");
+    assert!(
+        err.to_string().contains("nope") && err.to_string().contains("trunk"),
+        "{err}"
+    );
+    assert!(
+        rig.provider.list().await.unwrap().is_empty(),
+        "the failed start cleaned up"
+    );
+
+    // The same on the warm path.
+    let ok = fast
+        .start(
+            &Source::parse(&server.url(up.name())).unwrap(),
+            &named("ok"),
+        )
+        .await
+        .unwrap();
+    rig.builder
+        .wait(ok.key.as_ref().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let err = fast.start(&src, &named("bad2")).await.unwrap_err();
+    assert!(err.is_user_error(), "{err}");
+    let names: Vec<String> = rig
+        .provider
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name.to_string())
+        .collect();
+    assert_eq!(names, vec!["ok".to_owned()]);
+}
+
+#[tokio::test]
+async fn drift_by_fetched_bytes_kicks_a_refresh() {
+    let up = Upstream::new("main", 20).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let source = Source::parse(&server.url(up.name())).unwrap();
+    let rig = Rig::new();
+    let fast = rig.fast().drift(Drift {
+        max_age: std::time::Duration::from_secs(3600),
+        max_fetch_bytes: 0,
+    });
+    let cold = fast.start(&source, &named("a")).await.unwrap();
+    let key = cold.key.clone().unwrap();
+    let first = rig.builder.wait(&key).await.unwrap().unwrap();
+    up.advance("main", 2).unwrap();
+    let warm = fast.start(&source, &named("b")).await.unwrap();
+    assert_eq!(warm.report.path, StartPath::Warm);
+    assert!(
+        warm.report.reason.contains("refreshing"),
+        "{}",
+        warm.report.reason
+    );
+    assert_eq!(warm.build, Some(KickOutcome::Started));
+    let second = rig.builder.wait(&key).await.unwrap().unwrap();
+    assert_ne!(second.snapshot.id, first.snapshot.id);
+    assert_eq!(
+        second.snapshot.commit.as_deref(),
+        Some(up.tip("main").unwrap().as_str())
+    );
+    let latest = rig
+        .provider
+        .snapshots()
+        .latest_ready(key.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        latest.id, second.snapshot.id,
+        "the newest ready snapshot wins"
+    );
+}
+
+#[tokio::test]
+async fn recipe_runs_on_cold_start_and_is_baked_into_the_snapshot() {
+    let up = Upstream::new("main", 5).unwrap();
+    up.commit("main", &[Change::write(".gitignore", "deps/\n")])
+        .unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let source = Source::parse(&server.url(up.name())).unwrap();
+    let rig = Rig::new();
+    let recipe = Recipe::empty().command(
+        RecipeCommand::new(["sh", "-c", "mkdir -p deps && echo ready > deps/installed"]).unwrap(),
+    );
+    let fast = rig.fast().recipe(recipe).setup_on_cold(true);
+    let cold = fast.start(&source, &named("a")).await.unwrap();
+    assert!(cold.report.phase(Phase::Setup).is_some());
+    assert!(cold.sandbox.workspace().join("deps/installed").exists());
+    let built = rig
+        .builder
+        .wait(cold.key.as_ref().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(built.commands.len(), 1);
+    assert_eq!(built.commands[0].exit_code, Some(0));
+    up.advance("main", 1).unwrap();
+    let warm = fast.start(&source, &named("b")).await.unwrap();
+    assert_eq!(warm.report.path, StartPath::Warm);
+    assert!(
+        warm.report.phase(Phase::Setup).is_none(),
+        "the snapshot already has it"
+    );
+    // Ignored recipe outputs (dependencies, build caches) survive the catch-up sync.
+    assert!(warm.sandbox.workspace().join("deps/installed").exists());
+}
+
+#[tokio::test]
+async fn failing_recipe_fails_the_cold_start_and_cleans_up() {
+    let up = Upstream::new("main", 5).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let source = Source::parse(&server.url(up.name())).unwrap();
+    let rig = Rig::new();
+    let fast = rig
+        .fast()
+        .setup_on_cold(true)
+        .recipe(Recipe::empty().command(RecipeCommand::new(["sh", "-c", "exit 3"]).unwrap()));
+    let err = fast.start(&source, &named("a")).await.unwrap_err();
+    assert!(err.to_string().contains("exit 3"), "{err}");
+    assert!(rig.provider.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn no_snapshot_policy_starts_cold_and_builds_nothing() {
+    let up = Upstream::new("main", 5).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let source = Source::parse(&server.url(up.name())).unwrap();
+    let rig = Rig::new();
+    let fast = rig.fast().eligibility(Eligibility::none());
+    let a = fast.start(&source, &named("a")).await.unwrap();
+    assert_eq!(a.report.path, StartPath::Cold);
+    assert_eq!(a.build, None);
+    assert!(
+        a.report.reason.contains("switched off"),
+        "{}",
+        a.report.reason
+    );
+    let b = fast.start(&source, &named("b")).await.unwrap();
+    assert_eq!(b.report.path, StartPath::Cold);
+}
+
+#[tokio::test]
+async fn reconnect_by_name_returns_the_same_workspace_untouched() {
+    let up = Upstream::new("main", 5).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let source = Source::parse(&server.url(up.name())).unwrap();
+    let rig = Rig::new();
+    let fast = rig.fast();
+    let a = fast.start(&source, &named("same")).await.unwrap();
+    std::fs::write(a.sandbox.workspace().join("work.txt"), "mine").unwrap();
+    let b = fast.start(&source, &named("same")).await.unwrap();
+    assert_eq!(b.report.path, StartPath::Reconnected);
+    assert_eq!(b.sandbox.workspace(), a.sandbox.workspace());
+    assert!(b.sandbox.workspace().join("work.txt").exists());
+    let c = fast
+        .start(&source, &named("same").force_create(true))
+        .await
+        .unwrap();
+    assert_ne!(c.report.path, StartPath::Reconnected);
+    assert!(
+        !c.sandbox.workspace().join("work.txt").exists(),
+        "force_create replaced it"
+    );
+}
