@@ -158,6 +158,16 @@ pub(crate) fn base_rootfs(busybox: &Path) -> Result<Vec<u8>> {
             format!("{} is not an executable (ELF) file", busybox.display()),
         ));
     }
+    if has_interpreter(&data) {
+        return Err(Error::provider(
+            PROVIDER,
+            format!(
+                "{} is dynamically linked; the base image needs a static busybox \
+                 (`apt-get install busybox-static`) or pass one in BaseImageSpec::busybox",
+                busybox.display()
+            ),
+        ));
+    }
     let io = |e| Error::io("writing the base image's root filesystem", e);
     let mut t = TarWriter::new();
     for (dir, mode) in [
@@ -190,6 +200,32 @@ pub(crate) fn base_rootfs(busybox: &Path) -> Result<Vec<u8>> {
     t.file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n")
         .map_err(io)?;
     Ok(t.finish())
+}
+
+/// True when a 64-bit little-endian ELF file names a program interpreter (is
+/// dynamically linked). Other ELF flavours are not inspected.
+fn has_interpreter(elf: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    if elf.get(4) != Some(&2) || elf.get(5) != Some(&1) {
+        return false;
+    }
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    (0..usize::from(phnum)).any(|i| {
+        let at = usize::try_from(phoff)
+            .unwrap_or(usize::MAX)
+            .saturating_add(i * usize::from(phentsize));
+        elf.get(at..at + 4)
+            .is_some_and(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) == PT_INTERP)
+    })
 }
 
 /// Process-wide lock so concurrent callers build the base image once.
@@ -317,6 +353,16 @@ pub async fn ensure_image(docker: &Docker, reference: &str, allow_pull: bool) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn static_and_dynamic_executables_are_told_apart() {
+        // this test binary is dynamically linked; busybox-static is not
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(has_interpreter(&me));
+        if let Ok(bb) = std::fs::read("/bin/busybox") {
+            assert!(!has_interpreter(&bb), "/bin/busybox should be static");
+        }
+    }
 
     #[test]
     fn rootfs_is_deterministic_and_refuses_non_elf() {

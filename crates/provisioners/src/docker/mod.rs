@@ -338,21 +338,46 @@ impl DockerProvider {
     }
 
     async fn create(&self, name: &SandboxName, options: &ConnectOptions) -> Result<DockerSandbox> {
-        let result = self.create_inner(name, options).await;
+        let mut made = Made::default();
+        let result = self.create_inner(name, options, &mut made).await;
         if result.is_err() {
-            // Nothing half-made stays: the container (if it was created) and a
-            // headstart workspace go; a user's workdir is never touched.
-            if let Err(e) = self.destroy(name).await {
-                tracing::warn!(%name, %e, "cleanup after a failed create failed");
-            }
+            // Nothing half-made stays: the container this call created and the
+            // headstart workspace it made go (by id: never someone else's container of
+            // that name); a user's workdir is never touched.
+            self.undo(name, &made).await;
         }
         result
+    }
+
+    async fn undo(&self, name: &SandboxName, made: &Made) {
+        if let Some(id) = &made.container {
+            let options = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            match self.docker.remove_container(id, Some(options)).await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    tracing::warn!(%name, %e, "could not remove the container of a failed create")
+                }
+            }
+        }
+        if made.workspace {
+            match self.local.remove(name).await {
+                Ok(()) | Err(Error::SandboxNotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(%name, %e, "could not remove the workspace of a failed create")
+                }
+            }
+        }
     }
 
     async fn create_inner(
         &self,
         name: &SandboxName,
         options: &ConnectOptions,
+        made: &mut Made,
     ) -> Result<DockerSandbox> {
         // The image first (cheapest to fail): the snapshot's, pinned by id, or the
         // requested/default one, or the offline base image.
@@ -387,6 +412,7 @@ impl DockerProvider {
         local_options.ttl = options.ttl;
         local_options.labels = options.labels.clone();
         let (ws, _) = self.local.connect(&local_options).await?;
+        made.workspace = true;
         let workspace = ws.workspace().to_path_buf();
         let workdir = options.workdir.is_some();
         let user = self.user();
@@ -476,6 +502,7 @@ impl DockerProvider {
             )
             .await
             .map_err(|e| engine_error(format!("creating container {cname}"), e))?;
+        made.container = Some(created.id.clone());
         self.docker.start_container(&created.id, None).await.map_err(|e| {
             engine_error(
                 format!(
@@ -505,6 +532,13 @@ impl DockerProvider {
         tracing::info!(%name, container = %created.id, %image, "docker sandbox created");
         Ok(self.sandbox_from(name, &c))
     }
+}
+
+/// What a create made so far (undone when it fails).
+#[derive(Debug, Default)]
+struct Made {
+    container: Option<String>,
+    workspace: bool,
 }
 
 /// When the container user is a numeric `uid:gid` other than this process's and this

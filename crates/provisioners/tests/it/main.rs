@@ -6,3 +6,4 @@ mod docker_common;
 mod cloud_hetzner;
 mod cloud_gcp;
 mod cloud_spec;
+mod docker_bench;
