@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -35,6 +35,12 @@ pub struct RequestRecord {
     pub status: u16,
     /// For upload-pack POSTs: the parsed pkt-lines.
     pub upload_pack: Option<UploadPackRequest>,
+    /// When the request line arrived, since the server started.
+    pub started_at: Duration,
+    /// When the request was fully read (headers and body), since the server started.
+    pub received_at: Duration,
+    /// How long the server took to answer (mostly `git http-backend`).
+    pub handled_in: Duration,
 }
 
 impl RequestRecord {
@@ -51,6 +57,7 @@ struct Shared {
     log: Mutex<Vec<RequestRecord>>,
     stop: AtomicBool,
     conns: Mutex<Vec<TcpStream>>,
+    started: Instant,
 }
 
 /// Smart HTTP on `127.0.0.1:<free port>` serving the repositories under a root
@@ -93,6 +100,7 @@ impl GitHttpServer {
             log: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
+            started: Instant::now(),
         });
         let s = Arc::clone(&shared);
         let accept = std::thread::Builder::new()
@@ -227,14 +235,18 @@ fn serve_connection(stream: TcpStream, shared: &Shared) -> anyhow::Result<()> {
         if shared.stop.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let Some(req) = read_request(&mut reader)? else {
+        let Some((first_byte, req)) = read_request(&mut reader)? else {
             return Ok(());
         };
         let close = req
             .header("connection")
             .is_some_and(|c| c.eq_ignore_ascii_case("close"))
             || req.version == "HTTP/1.0";
-        let (status, headers, body, record) = handle(&req, shared);
+        let t = Instant::now();
+        let (status, headers, body, mut record) = handle(&req, shared);
+        record.started_at = first_byte.duration_since(shared.started);
+        record.received_at = t.duration_since(shared.started);
+        record.handled_in = t.elapsed();
         shared
             .log
             .lock()
@@ -261,11 +273,12 @@ fn serve_connection(stream: TcpStream, shared: &Shared) -> anyhow::Result<()> {
     }
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> anyhow::Result<Option<Request>> {
+fn read_request(reader: &mut BufReader<TcpStream>) -> anyhow::Result<Option<(Instant, Request)>> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Ok(None);
     }
+    let first_byte = Instant::now();
     let mut parts = line.split_whitespace();
     let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
     else {
@@ -303,14 +316,17 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> anyhow::Result<Option<Requ
     } else {
         Vec::new()
     };
-    Ok(Some(Request {
-        method,
-        path,
-        query,
-        version,
-        headers,
-        body,
-    }))
+    Ok(Some((
+        first_byte,
+        Request {
+            method,
+            path,
+            query,
+            version,
+            headers,
+            body,
+        },
+    )))
 }
 
 fn read_chunked(reader: &mut BufReader<TcpStream>) -> anyhow::Result<Vec<u8>> {
@@ -353,6 +369,9 @@ fn handle(req: &Request, shared: &Shared) -> Response {
         had_authorization: req.header("authorization").is_some(),
         status: 0,
         upload_pack: None,
+        started_at: Duration::ZERO,
+        received_at: Duration::ZERO,
+        handled_in: Duration::ZERO,
     };
     if let Some(token) = &shared.token {
         if !authorized(req.header("authorization"), token) {

@@ -7,4 +7,5 @@ mod git_auth;
 mod git_clone;
 mod git_paths_agree;
 mod git_sync;
+mod measure_transports;
 mod repo_url;
