@@ -101,8 +101,14 @@ impl FeatureFlags {
     /// only created when a request or event needs it.
     pub fn new(config: Config) -> Self {
         let store = Store::new(config.flags_dir());
-        let remote = match (&config.project_key, config.telemetry_off) {
-            (Some(key), None) => Some(Remote::new(&config.host, key)),
+        // No project key, telemetry off or flags disabled: no HTTP client at all, so
+        // no request and no event can happen.
+        let remote = match (
+            &config.project_key,
+            config.telemetry_off,
+            config.flags_disabled,
+        ) {
+            (Some(key), None, false) => Some(Remote::new(&config.host, key)),
             _ => None,
         };
         let telemetry = match &remote {
@@ -140,7 +146,8 @@ impl FeatureFlags {
     }
 
     /// The install id used as distinct id (created on first use, mode 0600), or `None`
-    /// when nothing may be sent (telemetry off or no project key): then no id is created.
+    /// when nothing may be sent (telemetry off, flags disabled or no project key): then
+    /// no id is created.
     pub fn distinct_id(&self) -> Option<String> {
         self.inner.remote.as_ref()?;
         self.inner
@@ -288,7 +295,11 @@ impl FeatureFlags {
             }
         }
 
-        if let Some(u) = self.inner.store.unreachable(&config.host) {
+        if let Some(u) = self
+            .inner
+            .store
+            .unreachable(&config.host, config.cache.unreachable_for)
+        {
             tracing::debug!(error = %u.error, "PostHog host recently unreachable: not asking");
             return FlagResult::error(u.error);
         }
@@ -334,7 +345,11 @@ impl FeatureFlags {
     fn revalidate(&self, remote: Remote, distinct_id: String, flag: String) {
         let inner = Arc::clone(&self.inner);
         let handle = tokio::spawn(async move {
-            if inner.store.unreachable(&inner.config.host).is_some() {
+            if inner
+                .store
+                .unreachable(&inner.config.host, inner.config.cache.unreachable_for)
+                .is_some()
+            {
                 return;
             }
             if let Err(e) = fetch_and_cache(&inner, &remote, &distinct_id, &flag).await {
@@ -472,9 +487,7 @@ async fn fetch_and_cache(
         }
         Err(e) => {
             if e.is_unreachable() {
-                inner
-                    .store
-                    .mark_unreachable(&config.host, &e.code(), config.cache.unreachable_for);
+                inner.store.mark_unreachable(&config.host, &e.code());
             }
             Err(e)
         }

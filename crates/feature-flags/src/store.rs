@@ -134,11 +134,11 @@ impl FlagsCache {
     }
 }
 
-/// The host that timed out or refused, and until when to leave it alone.
+/// The host that timed out or refused, and when.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Unreachable {
     pub(crate) host: String,
-    pub(crate) until_ms: u64,
+    pub(crate) failed_at_ms: u64,
     pub(crate) error: String,
 }
 
@@ -174,16 +174,19 @@ impl Store {
         write_json(&self.dir.join(FLAGS_CACHE_FILE), cache);
     }
 
-    /// The unreachable record for `host` if it has not expired.
-    pub(crate) fn unreachable(&self, host: &str) -> Option<Unreachable> {
+    /// The unreachable record for `host` if it is younger than `remember_for`.
+    pub(crate) fn unreachable(&self, host: &str, remember_for: Duration) -> Option<Unreachable> {
         let u: Unreachable = read_json(&self.dir.join(UNREACHABLE_FILE))?;
-        (u.host == host && u.until_ms > now_ms()).then_some(u)
+        let until = u
+            .failed_at_ms
+            .saturating_add(remember_for.as_millis() as u64);
+        (u.host == host && until > now_ms()).then_some(u)
     }
 
-    pub(crate) fn mark_unreachable(&self, host: &str, error: &str, for_: Duration) {
+    pub(crate) fn mark_unreachable(&self, host: &str, error: &str) {
         let u = Unreachable {
             host: host.to_owned(),
-            until_ms: now_ms().saturating_add(for_.as_millis() as u64),
+            failed_at_ms: now_ms(),
             error: error.to_owned(),
         };
         write_json(&self.dir.join(UNREACHABLE_FILE), &u);
@@ -252,10 +255,12 @@ mod tests {
     fn unreachable_expires() {
         let tmp = tempfile::tempdir().unwrap();
         let s = Store::new(tmp.path().to_owned());
-        s.mark_unreachable("http://h", "timeout", Duration::from_secs(60));
-        assert_eq!(s.unreachable("http://h").unwrap().error, "timeout");
-        assert!(s.unreachable("http://other").is_none());
-        s.mark_unreachable("http://h", "timeout", Duration::ZERO);
-        assert!(s.unreachable("http://h").is_none());
+        let minute = Duration::from_secs(60);
+        s.mark_unreachable("http://h", "timeout");
+        assert_eq!(s.unreachable("http://h", minute).unwrap().error, "timeout");
+        assert!(s.unreachable("http://other", minute).is_none());
+        assert!(s.unreachable("http://h", Duration::ZERO).is_none());
+        s.clear_unreachable();
+        assert!(s.unreachable("http://h", minute).is_none());
     }
 }

@@ -299,7 +299,10 @@ async fn send(remote: &Remote, store: &Store, buffer: &mut Vec<Pending>, policy:
         return;
     }
     let batch: Vec<Pending> = std::mem::take(buffer);
-    if store.unreachable(remote.host()).is_some() {
+    if store
+        .unreachable(remote.host(), policy.unreachable_for)
+        .is_some()
+    {
         tracing::debug!(
             events = batch.len(),
             "PostHog host recently unreachable: dropping events"
@@ -318,7 +321,7 @@ async fn send(remote: &Remote, store: &Store, buffer: &mut Vec<Pending>, policy:
         Err(e) => {
             tracing::debug!(error = %e.code(), events = events.len(), "could not send events");
             if e.is_unreachable() {
-                store.mark_unreachable(remote.host(), &e.code(), policy.unreachable_for);
+                store.mark_unreachable(remote.host(), &e.code());
             }
         }
     }

@@ -1,1 +1,8 @@
 //! Integration tests for `feature-flags`.
+#![allow(clippy::unwrap_used)] // helpers of tests, not only #[test] fns
+
+mod differential;
+mod evaluation;
+mod resolver;
+mod server;
+mod support;

@@ -1,0 +1,287 @@
+//! Differential test against PostHog's own Python evaluator (the `posthog` package,
+//! pinned in `.ci/run`): random flags, ids and properties, evaluated by both; every
+//! answer must agree, including "inconclusive". Skips with a printed reason when
+//! python3 or the package is missing.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use feature_flags::{Definitions, Properties};
+use serde_json::{Value, json};
+
+/// Small deterministic generator (splitmix64), so a failure is reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+    fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())].clone()
+    }
+}
+
+const KEYS: &[&str] = &["email", "plan", "age", "version", "country", "beta"];
+const OPERATORS: &[&str] = &[
+    "exact",
+    "is_not",
+    "icontains",
+    "not_icontains",
+    "regex",
+    "not_regex",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "is_set",
+    "is_not_set",
+    "starts_with",
+    "ends_with",
+    "semver_gte",
+    "semver_caret",
+    "unknown_op",
+];
+const PATTERNS: &[&str] = &[
+    "^a",
+    "com$",
+    "[0-9]+",
+    "(?:ab)+c",
+    "a.c",
+    "^$",
+    "\\d{2,}",
+    "x|y",
+    "(",
+    "(?i)abc",
+    "\\bfoo",
+    "\\w+@",
+    "^[a-z]+@[a-z]+\\.com$",
+    "",
+    "\\.",
+    "é",
+    "a+$",
+    "[^a-z]",
+    "\\s",
+];
+
+fn random_scalar(rng: &mut Rng) -> Value {
+    match rng.below(12) {
+        0 => json!(rng.pick(&["alice@example.com", "Bob@Corp.io", "", "x@y"])),
+        1 => json!(rng.pick(&["pro", "free", "PRO", "enterprise"])),
+        2 => json!(rng.pick(&[0, 5, 18, 42, -3, 100])),
+        3 => json!(rng.pick(&[1.5, 0.25, 42.0, 1e-5, 2.5e-7])),
+        4 => json!(rng.pick(&["12", "3.5", "1e3", " 7", "abc", "+4."])),
+        5 => json!(rng.pick(&[true, false])),
+        6 => json!(rng.pick(&["true", "FALSE", "True"])),
+        7 => json!(rng.pick(&["1.2.3", "v2.0", "0.9.12-beta", "01.2", "10"])),
+        8 => Value::Null,
+        9 => json!(rng.pick(&["ÉCOLE", "a\nb", "abc\n", "ab abc", "foo bar"])),
+        10 => json!(rng.pick(&["FR", "de", "US"])),
+        _ => json!(rng.pick(&["aabc", "xyz", "a_c", "ab1"])),
+    }
+}
+
+fn random_filter(rng: &mut Rng) -> Value {
+    let op = rng.pick(OPERATORS);
+    let value = match op {
+        "regex" | "not_regex" => json!(rng.pick(PATTERNS)),
+        "exact" | "is_not" if rng.chance(30) => {
+            json!(
+                (0..1 + rng.below(3))
+                    .map(|_| random_scalar(rng))
+                    .collect::<Vec<_>>()
+            )
+        }
+        "is_set" | "is_not_set" => json!(op),
+        "semver_gte" | "semver_caret" => json!(rng.pick(&["1.2.0", "0.9", "2", "x.y"])),
+        _ => random_scalar(rng),
+    };
+    let mut f = json!({"key": rng.pick(KEYS), "value": value, "type": "person"});
+    if op != "exact" || rng.chance(50) {
+        f["operator"] = json!(op);
+    }
+    f
+}
+
+fn random_flag(rng: &mut Rng, key: &str) -> Value {
+    let rollouts: &[Option<f64>] = &[
+        None,
+        Some(0.0),
+        Some(10.0),
+        Some(33.3),
+        Some(50.0),
+        Some(55.0),
+        Some(99.9),
+        Some(100.0),
+    ];
+    let mut variants = Vec::new();
+    if rng.chance(50) {
+        let mut left = 100.0_f64;
+        for i in 0..1 + rng.below(4) {
+            let share = if rng.chance(20) {
+                left
+            } else {
+                (rng.below(60) as f64).min(left)
+            };
+            left -= share;
+            variants.push(json!({"key": format!("v{i}"), "rollout_percentage": share}));
+        }
+    }
+    let groups: Vec<Value> = (0..rng.below(4))
+        .map(|_| {
+            let mut g = json!({
+                "properties": (0..rng.below(3)).map(|_| random_filter(rng)).collect::<Vec<_>>(),
+            });
+            if let Some(r) = rng.pick(rollouts) {
+                g["rollout_percentage"] = json!(r);
+            }
+            if rng.chance(20) {
+                g["variant"] = json!(rng.pick(&["v0", "v1", "missing"]));
+            }
+            g
+        })
+        .collect();
+    let mut filters = json!({"groups": groups});
+    if !variants.is_empty() {
+        filters["multivariate"] = json!({"variants": variants});
+    }
+    if rng.chance(15) {
+        filters["early_exit"] = json!(true);
+    }
+    if rng.chance(10) {
+        filters["holdout"] =
+            json!({"id": rng.below(9), "exclusion_percentage": rng.pick(&[10, 50, 100])});
+    }
+    json!({"key": key, "active": rng.chance(90), "filters": filters})
+}
+
+fn random_properties(rng: &mut Rng) -> Properties {
+    let mut p = Properties::new();
+    for k in KEYS {
+        if rng.chance(60) {
+            p.insert((*k).into(), random_scalar(rng));
+        }
+    }
+    p
+}
+
+fn python_has_posthog() -> Result<(), String> {
+    let out = Command::new("python3")
+        .args(["-c", "import posthog; print(posthog.VERSION)"])
+        .output()
+        .map_err(|e| format!("python3 not runnable: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the posthog package is not installed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+#[test]
+fn agrees_with_posthog_python_on_random_flags() {
+    if let Err(reason) = python_has_posthog() {
+        println!(
+            "SKIPPED differential test: {reason} (install with: python3 -m pip install posthog==7.91.1)"
+        );
+        return;
+    }
+    let mut rng = Rng(0x5EED_F1A6);
+    let flags: Vec<Value> = (0..400)
+        .map(|i| random_flag(&mut rng, &format!("flag-{i}")))
+        .collect();
+    let definitions = json!({"flags": flags});
+    let mut cases = Vec::new();
+    for _ in 0..4000 {
+        let flag = format!("flag-{}", rng.below(400));
+        let id = match rng.below(3) {
+            0 => format!("user-{}", rng.below(10_000)),
+            1 => uuid_like(&mut rng),
+            _ => format!("distinct_id_{}", rng.below(100)),
+        };
+        cases.push(
+            json!({"flag": flag, "distinct_id": id, "properties": random_properties(&mut rng)}),
+        );
+    }
+    let request = json!({"definitions": definitions, "cases": cases});
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/posthog_reference.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "reference failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("reference JSON");
+    assert_eq!(
+        answer["version"], "7.91.1",
+        "the pinned posthog release is expected"
+    );
+    let reference = answer["results"].as_array().unwrap();
+
+    let defs: Definitions = serde_json::from_value(request["definitions"].clone()).unwrap();
+    let mut mismatches = Vec::new();
+    let (mut decided, mut inconclusive) = (0, 0);
+    for (case, want) in cases.iter().zip(reference) {
+        let flag = case["flag"].as_str().unwrap();
+        let id = case["distinct_id"].as_str().unwrap();
+        let props = case["properties"].as_object().unwrap();
+        let got = defs.evaluate(flag, id, props).to_json();
+        if got.is_null() {
+            inconclusive += 1
+        } else {
+            decided += 1
+        }
+        if &got != want {
+            mismatches.push(format!(
+                "flag {} id {id} props {} -> ours {got}, posthog {want}",
+                defs.flag(flag)
+                    .map(|f| serde_json::to_string(f).unwrap())
+                    .unwrap_or_default(),
+                Value::Object(props.clone())
+            ));
+        }
+    }
+    println!(
+        "differential: {} cases, {decided} decided, {inconclusive} inconclusive",
+        cases.len()
+    );
+    assert!(
+        decided > 1000 && inconclusive > 100,
+        "the generator should exercise both outcomes"
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches, first ones:\n{}",
+        mismatches.len(),
+        mismatches[..mismatches.len().min(5)].join("\n")
+    );
+}
+
+fn uuid_like(rng: &mut Rng) -> String {
+    format!("{:016x}-{:04x}", rng.next(), rng.next() & 0xffff)
+}
