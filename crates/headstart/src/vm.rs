@@ -1,0 +1,375 @@
+//! `headstart vm`: cloud VM hosts on DigitalOcean, Hetzner Cloud and GCP.
+//!
+//! `vm up` creates a VM (image chosen by the fast paths: `--fast`, `--beta`,
+//! `HEADSTART_BETA`, else the `fast_provision` experiment), waits until it runs, port
+//! 22 answers and an SSH command runs, and prints the phases (`vm_create`,
+//! `vm_active`, `ssh_ready`). `vm ls`, `vm down` and `vm exec -- argv` work on the VMs
+//! carrying your owner tag.
+//!
+//! VMs are hosts, not sandboxes: `headstart up` does not put a repository on a VM.
+//! The logic lives in `provisioners::cloud`; this module parses arguments, reads the
+//! few settings of the command line and renders progress.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+use feature_flags::{BetaRequest, FeatureFlags, Purpose};
+use provisioners::cloud::{
+    self, Cloud, CloudConfig, CloudError, OwnerTag, Readiness, SshPublicKey, VmHost, VmName,
+    VmProvisioner, VmReport, VmSpec,
+};
+use sandbox_core::ExecRequest;
+
+/// Create, list, use and delete cloud VM hosts.
+#[derive(Debug, Args)]
+pub(crate) struct VmArgs {
+    #[command(subcommand)]
+    command: VmCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum VmCommand {
+    /// Create a VM and wait until SSH answers (destroyed again if any step fails).
+    Up(UpArgs),
+    /// List your VMs on a cloud.
+    Ls(LsArgs),
+    /// Delete a VM.
+    Down(DownArgs),
+    /// Run a command (argv, no local shell) on a VM over SSH.
+    Exec(ExecArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CloudArg {
+    Digitalocean,
+    Hetzner,
+    Gcp,
+}
+
+impl From<CloudArg> for Cloud {
+    fn from(c: CloudArg) -> Self {
+        match c {
+            CloudArg::Digitalocean => Cloud::DigitalOcean,
+            CloudArg::Hetzner => Cloud::Hetzner,
+            CloudArg::Gcp => Cloud::Gcp,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// The cloud.
+    #[arg(long, value_enum, env = "HEADSTART_CLOUD")]
+    cloud: CloudArg,
+    /// Owner tag put on (and filtered by) your VMs; default: your user name.
+    #[arg(long)]
+    owner: Option<String>,
+    /// The public key to install (its private key, the same path without `.pub`, is
+    /// used for SSH); default: ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub.
+    #[arg(long, value_name = "PATH")]
+    ssh_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    #[command(flatten)]
+    common: Common,
+    /// VM name (lowercase letters, digits, `-`); default: `headstart-<random>`.
+    #[arg(long)]
+    name: Option<String>,
+    /// Size / server type / machine type (default per cloud: s-1vcpu-1gb, cx22, e2-small).
+    #[arg(long)]
+    size: Option<String>,
+    /// Region / location / zone (default per cloud: nyc3, nbg1, us-central1-a).
+    #[arg(long)]
+    region: Option<String>,
+    /// An explicit image instead of the one the fast paths choose.
+    #[arg(long)]
+    image: Option<String>,
+    /// Your own user data / startup script (not allowed with a prebuilt image).
+    #[arg(long, value_name = "FILE")]
+    user_data: Option<PathBuf>,
+    /// Extra label `key=value` (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Fast paths to use (`images`, `docker`; comma-separated, repeatable).
+    #[arg(long, value_name = "LIST")]
+    beta: Vec<String>,
+    /// Every fast path.
+    #[arg(long, conflicts_with = "no_fast")]
+    fast: bool,
+    /// No fast path: plain OS image plus a boot script installing Docker.
+    #[arg(long)]
+    no_fast: bool,
+    /// Overall deadline in seconds for the VM to be ready.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct LsArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct DownArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The VM name.
+    name: String,
+}
+
+#[derive(Debug, Args)]
+struct ExecArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The VM name.
+    name: String,
+    /// Kill the command after this many seconds.
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// The command and its arguments (after `--`), run without a local shell.
+    #[arg(last = true, required = true, num_args = 1..)]
+    argv: Vec<String>,
+}
+
+/// Runs `headstart vm ...`.
+pub(crate) async fn run(args: VmArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        VmCommand::Up(a) => up(a).await,
+        VmCommand::Ls(a) => ls(a).await,
+        VmCommand::Down(a) => down(a).await,
+        VmCommand::Exec(a) => exec(a).await,
+    }
+}
+
+/// The settings this command reads from the environment (cloud tokens are read by
+/// `CloudConfig::from_env`, in the library).
+struct Env {
+    home: PathBuf,
+    user_home: Option<PathBuf>,
+    user: Option<String>,
+}
+
+impl Env {
+    fn read() -> anyhow::Result<Self> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let user_home = var("HOME").map(PathBuf::from);
+        let home = match var("HEADSTART_HOME") {
+            Some(h) => PathBuf::from(h),
+            None => match var("XDG_DATA_HOME") {
+                Some(x) => PathBuf::from(x).join("headstart"),
+                None => user_home
+                    .as_ref()
+                    .map(|h| h.join(".local/share/headstart"))
+                    .context("no HOME directory: set HEADSTART_HOME to a writable directory")?,
+            },
+        };
+        Ok(Self { home, user_home, user: var("USER").or_else(|| var("LOGNAME")) })
+    }
+
+    fn known_hosts(&self) -> PathBuf {
+        self.home.join("vm").join("known_hosts")
+    }
+
+    fn owner(&self, explicit: Option<&str>) -> anyhow::Result<OwnerTag> {
+        Ok(match explicit {
+            Some(o) => OwnerTag::new(o)?,
+            None => OwnerTag::from_user(self.user.as_deref().unwrap_or("headstart")),
+        })
+    }
+
+    /// The public key path: explicit, else the first default key that exists.
+    fn public_key_path(&self, explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+        if let Some(p) = explicit {
+            return Ok(p.to_path_buf());
+        }
+        let ssh = self.user_home.as_ref().map(|h| h.join(".ssh"));
+        ssh.iter()
+            .flat_map(|d| ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"].map(|f| d.join(f)))
+            .find(|p| p.exists())
+            .context("no SSH key found in ~/.ssh; create one with `ssh-keygen -t ed25519` or pass --ssh-key PATH.pub")
+    }
+}
+
+fn private_key_for(public: &Path) -> Option<PathBuf> {
+    let s = public.to_str()?;
+    let private = PathBuf::from(s.strip_suffix(".pub")?);
+    private.exists().then_some(private)
+}
+
+fn provisioner(cloud: Cloud) -> anyhow::Result<Box<dyn VmProvisioner>> {
+    Ok(cloud::provisioner(CloudConfig::from_env(cloud)?)?)
+}
+
+fn readiness(env: &Env, key: &Path, timeout: Duration) -> Readiness {
+    let mut r = Readiness::new(env.known_hosts());
+    r.deadline = timeout;
+    r.identity_file = private_key_for(key);
+    r
+}
+
+async fn fast_paths(env: &Env, a: &UpArgs) -> anyhow::Result<(feature_flags::FastPaths, Option<FeatureFlags>)> {
+    if a.no_fast {
+        return Ok((feature_flags::FastPaths::default(), None));
+    }
+    let config = feature_flags::Config::from_env(&env.home, |k| std::env::var(k).ok());
+    let flags = FeatureFlags::new(config);
+    let request = BetaRequest { beta: a.beta.clone(), fast: a.fast };
+    let decision = flags.fast_paths(&request, Purpose::Provision).await?;
+    Ok((decision.paths, Some(flags)))
+}
+
+async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
+    let env = Env::read()?;
+    let cloud: Cloud = a.common.cloud.into();
+    let key_path = env.public_key_path(a.common.ssh_key.as_deref())?;
+    let key_text = std::fs::read_to_string(&key_path)
+        .with_context(|| format!("reading the SSH public key {}", key_path.display()))?;
+    let key = SshPublicKey::parse(key_text.trim())?;
+    let owner = env.owner(a.common.owner.as_deref())?;
+    let name = match &a.name {
+        Some(n) => VmName::new(n.clone())?,
+        None => VmName::generate(),
+    };
+    let (paths, flags) = fast_paths(&env, &a).await?;
+    let mut spec = VmSpec::new(name, owner, key, paths);
+    spec.size = a.size.clone();
+    spec.region = a.region.clone();
+    spec.image = a.image.clone();
+    if let Some(file) = &a.user_data {
+        spec.user_data = Some(
+            std::fs::read_to_string(file).with_context(|| format!("reading user data {}", file.display()))?,
+        );
+    }
+    for label in &a.labels {
+        let (k, v) = label.split_once('=').with_context(|| format!("--label `{label}` is not KEY=VALUE"))?;
+        spec.labels.insert(k.to_owned(), v.to_owned());
+    }
+    let provisioner = provisioner(cloud)?;
+    let ready = readiness(&env, &key_path, Duration::from_secs(a.timeout));
+    eprintln!(
+        "creating VM `{}` on {cloud} (size {}, region {}, fast paths: {paths})",
+        spec.name,
+        spec.size_or_default(cloud),
+        spec.region_or_default(cloud)
+    );
+    let result = cloud::up(provisioner.as_ref(), &spec, &ready, |phase, took| {
+        eprintln!("  {:<10} {:>8.1} s", phase.as_str(), took.as_secs_f64());
+    })
+    .await;
+    if let Some(flags) = flags {
+        flags.shutdown(Duration::from_secs(2)).await;
+    }
+    let report = result?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report, &ready);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(report: &VmReport, ready: &Readiness) {
+    let vm = &report.vm;
+    let ip = vm.public_ipv4.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into());
+    println!("VM `{}` is ready on {} ({}), {ip}", vm.name, vm.cloud, vm.region);
+    for p in &report.phases {
+        println!("  {:<10} {:>10.1} ms", p.name.as_str(), p.ms);
+    }
+    println!("  {:<10} {:>10.1} ms", "total", report.total_ms);
+    let user = ready.ssh_user.clone().unwrap_or_else(|| vm.cloud.ssh_user().to_owned());
+    println!(
+        "run commands with: headstart vm exec --cloud {} {} -- docker ps\n\
+         or: ssh -o UserKnownHostsFile={} {user}@{ip}",
+        vm.cloud,
+        vm.name,
+        ready.known_hosts.display()
+    );
+}
+
+async fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
+    let env = Env::read()?;
+    let cloud: Cloud = a.common.cloud.into();
+    let owner = env.owner(a.common.owner.as_deref())?;
+    let vms = provisioner(cloud)?.list(&owner).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&vms)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if vms.is_empty() {
+        println!("no VMs for owner `{owner}` on {cloud}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<28} {:<14} {:<16} {:<14} IMAGE", "NAME", "STATUS", "IPV4", "REGION");
+    for vm in vms {
+        let ip = vm.public_ipv4.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<28} {:<14} {:<16} {:<14} {}",
+            vm.name,
+            vm.raw_status,
+            ip,
+            vm.region,
+            vm.image.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn find(p: &dyn VmProvisioner, owner: &OwnerTag, name: &str) -> anyhow::Result<cloud::Vm> {
+    Ok(p.find(owner, name)
+        .await?
+        .ok_or_else(|| CloudError::NotFound { cloud: p.cloud(), name: name.to_owned() })?)
+}
+
+async fn down(a: DownArgs) -> anyhow::Result<ExitCode> {
+    let env = Env::read()?;
+    let cloud: Cloud = a.common.cloud.into();
+    let owner = env.owner(a.common.owner.as_deref())?;
+    let p = provisioner(cloud)?;
+    let vm = find(p.as_ref(), &owner, &a.name).await?;
+    p.destroy(&vm).await?;
+    // The address goes back to the cloud's pool: forget its pinned host key.
+    if let Some(ip) = vm.public_ipv4 {
+        cloud::ssh::forget_host(&env.known_hosts(), ip, 22)?;
+    }
+    println!("deleted VM `{}` on {cloud}", vm.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn exec(a: ExecArgs) -> anyhow::Result<ExitCode> {
+    let env = Env::read()?;
+    let cloud: Cloud = a.common.cloud.into();
+    let owner = env.owner(a.common.owner.as_deref())?;
+    let key_path = env.public_key_path(a.common.ssh_key.as_deref())?;
+    let p = provisioner(cloud)?;
+    let vm = find(p.as_ref(), &owner, &a.name).await?;
+    let host = VmHost::new(vm, &readiness(&env, &key_path, Duration::from_secs(60)))?;
+    let mut request = ExecRequest::new(a.argv.clone())?;
+    if let Some(t) = a.timeout {
+        request = request.timeout(Duration::from_secs(t));
+    }
+    request = request.sink(std::sync::Arc::new(|stream, bytes: &[u8]| {
+        use std::io::Write as _;
+        let _ = match stream {
+            sandbox_core::Stream::Stdout => std::io::stdout().write_all(bytes),
+            sandbox_core::Stream::Stderr => std::io::stderr().write_all(bytes),
+        };
+    }));
+    let out = host.exec(&request).await?;
+    if out.timed_out {
+        eprintln!("error: the command timed out");
+        return Ok(ExitCode::from(124));
+    }
+    Ok(ExitCode::from(out.exit_code.map_or(1, |c| u8::try_from(c).unwrap_or(1))))
+}
