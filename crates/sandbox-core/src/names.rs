@@ -38,6 +38,10 @@ impl BranchName {
         if name == "HEAD" {
             return Err(bad("`HEAD` is not a branch"));
         }
+        if name == "@" {
+            // libgit2 accepts `refs/heads/@`, but the git CLI reads `@` as HEAD.
+            return Err(bad("`@` is git's shorthand for HEAD, not a branch"));
+        }
         if !git2::Reference::is_valid_name(&format!("refs/heads/{name}")) {
             return Err(bad(
                 "not a valid git ref name (no spaces, `..`, `~`, `^`, `:`, `?`, `*`, `[`, `\\`, \
@@ -55,7 +59,7 @@ impl BranchName {
 
 impl fmt::Display for BranchName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -127,7 +131,7 @@ macro_rules! ident_type {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.pad(&self.0)
             }
         }
 

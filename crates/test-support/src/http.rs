@@ -54,6 +54,7 @@ impl RequestRecord {
 struct Shared {
     root: PathBuf,
     token: Option<String>,
+    redirect_to: Option<String>,
     log: Mutex<Vec<RequestRecord>>,
     stop: AtomicBool,
     conns: Mutex<Vec<TcpStream>>,
@@ -75,7 +76,7 @@ impl GitHttpServer {
     /// # Errors
     /// When binding fails or `git --exec-path` does not list `git-http-backend`.
     pub fn start(root: &Path) -> anyhow::Result<Self> {
-        Self::spawn(root, None)
+        Self::spawn(root, None, None)
     }
 
     /// Serves `root`, demanding HTTP basic auth whose password is `token` (any user
@@ -84,10 +85,27 @@ impl GitHttpServer {
     /// # Errors
     /// As [`start`](Self::start).
     pub fn start_with_token(root: &Path, token: &str) -> anyhow::Result<Self> {
-        Self::spawn(root, Some(token.to_owned()))
+        Self::spawn(root, Some(token.to_owned()), None)
     }
 
-    fn spawn(root: &Path, token: Option<String>) -> anyhow::Result<Self> {
+    /// A server that answers every request with `302 Found` to `base` followed by the
+    /// request's path and query (e.g. to send clients to another host name).
+    ///
+    /// # Errors
+    /// When binding fails.
+    pub fn start_redirect(base: &str) -> anyhow::Result<Self> {
+        Self::spawn(
+            Path::new("/nonexistent"),
+            None,
+            Some(base.trim_end_matches('/').to_owned()),
+        )
+    }
+
+    fn spawn(
+        root: &Path,
+        token: Option<String>,
+        redirect_to: Option<String>,
+    ) -> anyhow::Result<Self> {
         let exec = crate::git(&["--exec-path"])?;
         if !Path::new(&exec).join("git-http-backend").exists() {
             bail!("git-http-backend not found in {exec}");
@@ -97,6 +115,7 @@ impl GitHttpServer {
         let shared = Arc::new(Shared {
             root: root.to_path_buf(),
             token,
+            redirect_to,
             log: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
@@ -373,6 +392,16 @@ fn handle(req: &Request, shared: &Shared) -> Response {
         received_at: Duration::ZERO,
         handled_in: Duration::ZERO,
     };
+    if let Some(base) = &shared.redirect_to {
+        record.status = 302;
+        let q = if req.query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", req.query)
+        };
+        let headers = vec![("Location".to_owned(), format!("{base}{}{q}", req.path))];
+        return (302, headers, Vec::new(), record);
+    }
     if let Some(token) = &shared.token {
         if !authorized(req.header("authorization"), token) {
             record.status = 401;
@@ -554,6 +583,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        302 => "Found",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",

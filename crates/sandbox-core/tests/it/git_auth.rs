@@ -151,3 +151,39 @@ fn the_token_is_not_offered_to_a_public_server_that_does_not_ask() -> anyhow::Re
     assert!(server.requests().iter().all(|r| !r.had_authorization));
     Ok(())
 }
+
+#[test]
+fn the_token_is_refused_to_another_host_after_a_redirect() -> anyhow::Result<()> {
+    let token = random_token();
+    let up = Upstream::new("trunk", 1)?;
+    let private = GitHttpServer::start_with_token(up.root(), &token)?;
+    // The repository URL names 127.0.0.1; it redirects to `localhost`, another host
+    // name, whose server asks for credentials: the token must not be offered there.
+    let other_host = format!("http://localhost:{}", private.addr().port());
+    let redirector = GitHttpServer::start_redirect(&other_host)?;
+    let url = sandbox_core::RepoUrl::parse(&redirector.url(up.name()))?;
+    let opts = GitOptions {
+        credentials: Credentials::token(token.clone()),
+        ..GitOptions::default()
+    };
+    let dir = tempfile::tempdir()?;
+    let (result, log) =
+        capture_tracing(|| git::clone(&Source::new(url), &dir.path().join("ws"), &opts));
+    let err = result.expect_err("token withheld from another host");
+    assert!(
+        redirector.requests().iter().any(|r| r.status == 302),
+        "the redirect happened"
+    );
+    assert!(
+        private.requests().iter().any(|r| r.status == 401),
+        "the other host asked"
+    );
+    assert!(
+        private.requests().iter().all(|r| !r.had_authorization),
+        "and got no token"
+    );
+    assert!(matches!(err, Error::AuthFailed { .. }), "{err:?}");
+    assert!(err.to_string().contains("another host"), "{err}");
+    assert!(!log.text().contains(&token));
+    Ok(())
+}

@@ -8,4 +8,5 @@ mod git_clone;
 mod git_paths_agree;
 mod git_sync;
 mod measure_transports;
+mod names;
 mod repo_url;
