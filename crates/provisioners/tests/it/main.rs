@@ -7,3 +7,4 @@ mod cloud_hetzner;
 mod cloud_gcp;
 mod cloud_spec;
 mod docker_bench;
+mod cloud_ssh;
