@@ -185,6 +185,9 @@ async fn start_sshd() -> Option<Sshd> {
         .args(["-D", "-e", "-p", &port.to_string(), "-f"])
         .arg(d.join("sshd_config"))
         .stdin(Stdio::null())
+        // Readiness probes close without a key exchange, which sshd logs: keep it
+        // out of the test output.
+        .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
         .spawn()
         .unwrap();
     let budget = Duration::from_secs(10);
@@ -339,4 +342,37 @@ fn the_remote_command_is_one_quoted_string() {
     )
     .unwrap();
     assert_eq!(cmd, "echo 'a b' '$(x)'");
+}
+
+#[tokio::test]
+async fn up_waits_for_a_real_ssh_command_then_exec_runs_on_the_host() {
+    let Some(sshd) = start_sshd().await else {
+        return;
+    };
+    let fake = crate::cloud_fakes::FakeDo::start(crate::cloud_fakes::DoBehaviour {
+        active_after: Some(1),
+        ..Default::default()
+    })
+    .await;
+    let p = provisioners::cloud::digitalocean::DigitalOcean::new(fake.config()).unwrap();
+    let mut ready = provisioners::cloud::Readiness::new(sshd.dir.path().join("known_hosts"));
+    ready.ssh_port = sshd.port;
+    ready.identity_file = Some(sshd.dir.path().join("client_key"));
+    ready.ssh_user = Some(sshd.user.clone());
+    ready.deadline = Duration::from_secs(30);
+    ready.retry_interval = Duration::from_millis(100);
+    let spec = crate::cloud_fakes::spec("e2e-1", crate::cloud_fakes::fast(true, false));
+    let report = provisioners::cloud::up(&p, &spec, &ready, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.phases.len(), 3);
+    let host = provisioners::cloud::VmHost::new(report.vm, &ready).unwrap();
+    let out = host
+        .exec(&ExecRequest::new(["echo", "hello; from $(the) vm"]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello; from $(the) vm\n"
+    );
 }
