@@ -10,9 +10,16 @@
 //!   user's `uid:gid` by default so files the agent writes stay the user's.
 //!   `connect` reconnects by name unless `force_create`. Any failure after the
 //!   container exists removes it (and a workspace made for it).
-//! - **Workspaces**: a headstart workspace under the data directory, or with
-//!   [`ConnectOptions::workdir`] the user's own directory, bind-mounted as is and never
-//!   deleted. The git engine works on the host side in-process, as for every provider.
+//! - **Workspaces**: host directories bind-mounted at `/workspace`, managed by the
+//!   [`local`](crate::local) provider's machinery under `<data_dir>/docker` (records,
+//!   snapshot leases, restores by overlay mount, reflink or copy; an overlay is mounted
+//!   on the host *before* the container starts, and re-made on reconnect). Two kinds:
+//!   a **headstart workspace** (the default: `headstart up <repo> --provider docker`
+//!   clones or restores into it, and `headstart down` deletes it), or, with
+//!   [`ConnectOptions::workdir`], **the user's own directory** (`headstart up
+//!   --workdir .` and the `sandbox` fast path for a local coding agent), bind-mounted
+//!   as is and never deleted. The git engine works on the host side in-process, as for
+//!   every provider.
 //! - **Images**: local first, pulled only when missing and allowed
 //!   ([`DockerConfig::allow_pull`]); without an image the offline base image is built
 //!   from a static busybox on this machine ([`build_base_image`]).

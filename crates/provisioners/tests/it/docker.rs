@@ -1,5 +1,6 @@
 //! The Docker provider against the real engine (skipped with a reason where none runs,
 //! failing instead when `HEADSTART_REQUIRE_DOCKER=1`).
+#![allow(clippy::unwrap_used, clippy::print_stderr, clippy::print_stdout)] // test helpers may panic and print
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! Measurements for the Docker provider (ignored by default: speed is measured, never
 //! asserted). Run with
 //! `cargo test -p provisioners --test it docker_bench -- --ignored --nocapture`.
+#![allow(clippy::unwrap_used, clippy::print_stderr, clippy::print_stdout)] // test helpers may panic and print
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,5 @@
 //! Helpers for the Docker tests: the engine (or a skip), per-test scopes, cleanup.
+#![allow(clippy::unwrap_used, clippy::print_stderr, clippy::print_stdout)] // test helpers may panic and print
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -191,8 +192,11 @@ pub(crate) async fn stdout(sandbox: &dyn Sandbox, argv: &[&str]) -> String {
 }
 
 /// A sink collecting what it is sent.
-pub(crate) fn collecting_sink() -> (OutputSink, Arc<Mutex<Vec<(Stream, Vec<u8>)>>>) {
-    let seen: Arc<Mutex<Vec<(Stream, Vec<u8>)>>> = Arc::default();
+/// What a collecting sink saw.
+pub(crate) type Seen = Arc<Mutex<Vec<(Stream, Vec<u8>)>>>;
+
+pub(crate) fn collecting_sink() -> (OutputSink, Seen) {
+    let seen: Seen = Arc::default();
     let s = seen.clone();
     (
         Arc::new(move |stream, bytes: &[u8]| s.lock().unwrap().push((stream, bytes.to_vec()))),
