@@ -140,7 +140,7 @@ impl SnapshotKey {
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || c == '.' {
-                    c
+                    c.to_ascii_lowercase()
                 } else {
                     '-'
                 }
@@ -175,7 +175,7 @@ impl SnapshotKey {
 
 impl fmt::Display for SnapshotKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
+        f.pad(&self.name)
     }
 }
 
@@ -267,6 +267,7 @@ mod tests {
             long.as_str(),
             "https://example.com/we.ird__name/-dash-",
             "file:///tmp/a b",
+            "file:///tmp/.Tmp1n2hKs/Upstream",
         ]
         .iter()
         .filter_map(|u| RepoUrl::parse(u).ok())

@@ -1,1 +1,37 @@
-//! Integration tests for `headstart`.
+//! Integration tests for the `headstart` binary: run as a user would, against real git
+//! servers on loopback, with a private `HEADSTART_HOME` per test.
+
+mod cli;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `headstart` with `home` as its data directory.
+pub(crate) fn headstart(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_headstart"))
+        .args(args)
+        .env("HEADSTART_HOME", home)
+        .env_remove("HEADSTART_GIT_TOKEN")
+        .env_remove("GITHUB_TOKEN")
+        .env("HEADSTART_FEATURE_FLAGS_DISABLED", "1")
+        .output()
+        .expect("run headstart")
+}
+
+pub(crate) fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub(crate) fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub(crate) fn json(o: &Output) -> serde_json::Value {
+    assert!(
+        o.status.success(),
+        "headstart failed: {}{}",
+        stdout(o),
+        stderr(o)
+    );
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
+}

@@ -1,0 +1,655 @@
+//! The subcommands: argument types and what each one does.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use provisioners::local::LocalProvider;
+use sandbox_core::{
+    BranchName, ConnectOptions, ExecRequest, SandboxName, SandboxProvider, SnapshotId,
+    SnapshotMeta, Source, Stream,
+};
+use snapshot_refresh::{Builder, Eligibility, FastStart, KickOutcome, Recipe, Spawn};
+
+use crate::{Command, config, render};
+
+/// Which provider runs the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProviderKind {
+    /// Workspace directories on this machine (no isolation, no daemon).
+    Local,
+    /// Docker containers with the workspace at /workspace.
+    Docker,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Repository: https://, ssh://, git@host:owner/repo, git://, file:// or a local path.
+    repo: String,
+    /// Branch to check out (default: the remote's default branch).
+    #[arg(long, short)]
+    branch: Option<String>,
+    /// Create and check out a new branch (from --branch, else the default branch).
+    #[arg(long)]
+    new_branch: Option<String>,
+    /// Sandbox name (default: generated). An existing sandbox of that name is reused.
+    #[arg(long)]
+    name: Option<String>,
+    /// Replace an existing sandbox of the same name.
+    #[arg(long)]
+    force_create: bool,
+    /// Provider (default: local).
+    #[arg(long, value_enum)]
+    provider: Option<ProviderKind>,
+    /// Use this directory as the workspace (no clone, nothing deleted on `down`).
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<PathBuf>,
+    /// Start cold and build no snapshot.
+    #[arg(long)]
+    no_snapshot: bool,
+    /// Setup recipe (JSON: {"commands":[{"argv":[...],"timeout":secs}],"base_image":..}).
+    #[arg(long, value_name = "FILE")]
+    recipe: Option<PathBuf>,
+    /// Build a missing snapshot in this process and wait for it before exiting.
+    #[arg(long)]
+    wait_snapshot: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    /// The sandbox.
+    name: String,
+    /// Provider (default: wherever the sandbox is).
+    #[arg(long, value_enum)]
+    provider: Option<ProviderKind>,
+    /// Kill the command after this many seconds.
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// The program and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    argv: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DownArgs {
+    /// The sandbox.
+    name: String,
+    /// Provider (default: wherever the sandbox is).
+    #[arg(long, value_enum)]
+    provider: Option<ProviderKind>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SnapshotCommand {
+    /// Build a base snapshot of a repository now (and wait for it).
+    Build {
+        /// The repository.
+        repo: String,
+        /// Branch (default: the remote's default branch).
+        #[arg(long, short)]
+        branch: Option<String>,
+        /// Setup recipe file (JSON).
+        #[arg(long, value_name = "FILE")]
+        recipe: Option<PathBuf>,
+        /// Forget recent failures of this repository first.
+        #[arg(long)]
+        force: bool,
+        /// Provider (default: local).
+        #[arg(long, value_enum)]
+        provider: Option<ProviderKind>,
+    },
+    /// List snapshots and recent build failures.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Provider (default: local).
+        #[arg(long, value_enum)]
+        provider: Option<ProviderKind>,
+    },
+    /// Remove a snapshot.
+    Rm {
+        /// The snapshot id.
+        id: String,
+        /// Provider (default: local).
+        #[arg(long, value_enum)]
+        provider: Option<ProviderKind>,
+    },
+    /// Garbage-collect snapshots.
+    Gc {
+        /// Keep this many newest ready snapshots per repository.
+        #[arg(long, default_value_t = 2)]
+        keep: usize,
+        /// Remove snapshots older than this many days.
+        #[arg(long, default_value_t = 14)]
+        max_age_days: u64,
+    },
+    /// Run a build job file (what detached build processes do).
+    #[command(hide = true)]
+    RunJob {
+        /// The job file.
+        file: PathBuf,
+        /// Provider.
+        #[arg(long, value_enum, default_value = "local")]
+        provider: ProviderKind,
+    },
+}
+
+/// An error that is the user's input: exit status 2.
+#[derive(Debug)]
+pub(crate) struct UserError(pub(crate) String);
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+/// True when the error (or a cause) is bad input.
+pub(crate) fn is_user_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<UserError>().is_some()
+            || c.downcast_ref::<sandbox_core::Error>()
+                .is_some_and(sandbox_core::Error::is_user_error)
+            || c.downcast_ref::<snapshot_refresh::Error>()
+                .is_some_and(snapshot_refresh::Error::is_user_error)
+            || c.downcast_ref::<clap::Error>().is_some()
+    })
+}
+
+pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let local = provisioners::local::LocalConfig::from_env()?;
+    let home = local.home.clone();
+    match command {
+        Command::Up(args) => up(&home, args).await,
+        Command::Exec(args) => exec(&home, args).await,
+        Command::Down(args) => down(&home, args).await,
+        Command::Ls(args) => ls(&home, args).await,
+        Command::Snapshot(cmd) => snapshot(&home, cmd).await,
+        Command::Prune(args) => prune(&home, args).await,
+    }
+}
+
+async fn make_provider(
+    home: &Path,
+    kind: ProviderKind,
+) -> anyhow::Result<Arc<dyn SandboxProvider>> {
+    Ok(match kind {
+        ProviderKind::Local => Arc::new(local_provider(home)?),
+        ProviderKind::Docker => Arc::new(
+            provisioners::docker::DockerProvider::from_env(
+                provisioners::docker::DockerConfig::new(home.join("docker")),
+            )
+            .await?,
+        ),
+    })
+}
+
+/// The local provider over `home`, with the restore method the environment forces.
+fn local_provider(home: &Path) -> anyhow::Result<LocalProvider> {
+    let config = provisioners::local::LocalConfig::from_env()?;
+    Ok(LocalProvider::new(home).with_restore_method(config.restore_method))
+}
+
+/// The provider that has sandbox `name`: the one asked for, else local, else Docker.
+async fn find_sandbox(
+    home: &Path,
+    name: &SandboxName,
+    kind: Option<ProviderKind>,
+) -> anyhow::Result<(Arc<dyn SandboxProvider>, Box<dyn sandbox_core::Sandbox>)> {
+    let kinds = match kind {
+        Some(k) => vec![k],
+        None => vec![ProviderKind::Local, ProviderKind::Docker],
+    };
+    for k in kinds {
+        let provider = match make_provider(home, k).await {
+            Ok(p) => p,
+            Err(e) if kind.is_none() => {
+                tracing::debug!(error = %e, "provider unavailable");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(sb) = provider.get(name).await? {
+            return Ok((provider, sb));
+        }
+    }
+    Err(sandbox_core::Error::SandboxNotFound {
+        name: name.to_string(),
+    }
+    .into())
+}
+
+fn sandbox_name(s: &str) -> anyhow::Result<SandboxName> {
+    Ok(SandboxName::new(s)?)
+}
+
+fn read_recipe(path: Option<&Path>) -> anyhow::Result<Recipe> {
+    let Some(path) = path else {
+        return Ok(Recipe::empty());
+    };
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading recipe {}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        UserError(format!(
+            "recipe {} is not valid: {e}; expected {{\"commands\":[{{\"argv\":[\"make\",\"deps\"]}}]}}",
+            path.display()
+        ))
+        .into()
+    })
+}
+
+fn source_from(
+    repo: &str,
+    branch: Option<&str>,
+    new_branch: Option<&str>,
+) -> anyhow::Result<Source> {
+    let mut source = Source::parse(repo)?;
+    if let Some(b) = branch {
+        source = source.with_branch(BranchName::new(b)?)?;
+    }
+    if let Some(n) = new_branch {
+        source = source.with_new_branch(BranchName::new(n)?)?;
+    }
+    Ok(source)
+}
+
+fn builder_for(
+    home: &Path,
+    provider: Arc<dyn SandboxProvider>,
+    kind: ProviderKind,
+    detach: bool,
+) -> Builder {
+    let builder = Builder::new(provider, home.join("state"));
+    if !detach {
+        return builder;
+    }
+    let log_dir = home.join("state").join("logs");
+    let spawner: snapshot_refresh::DetachedSpawner = Arc::new(move |job: &Path| {
+        use std::os::unix::process::CommandExt;
+        std::fs::create_dir_all(&log_dir)?;
+        let log = std::fs::File::create(log_dir.join("last-build.log"))?;
+        let exe = std::env::current_exe()?;
+        let provider = match kind {
+            ProviderKind::Local => "local",
+            ProviderKind::Docker => "docker",
+        };
+        let child = std::process::Command::new(exe)
+            .args(["snapshot", "run-job", "--provider", provider])
+            .arg(job)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()?;
+        Ok(child.id())
+    });
+    builder.with_spawn(Spawn::Detached(spawner))
+}
+
+async fn up(home: &Path, args: UpArgs) -> anyhow::Result<ExitCode> {
+    if args.branch.is_some() && args.new_branch.is_some() {
+        // Allowed by the library (new branch from that branch); say what happens.
+        tracing::info!("creating the new branch from --branch");
+    }
+    let source = source_from(
+        &args.repo,
+        args.branch.as_deref(),
+        args.new_branch.as_deref(),
+    )?;
+    let recipe = read_recipe(args.recipe.as_deref())?;
+    let kind = args.provider.unwrap_or(ProviderKind::Local);
+    let mut connect = ConnectOptions::new().force_create(args.force_create);
+    if let Some(n) = &args.name {
+        connect = connect.name(sandbox_name(n)?);
+    }
+    if let Some(dir) = &args.workdir {
+        let dir =
+            std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
+        if !dir.is_dir() {
+            return Err(
+                UserError(format!("--workdir {} is not a directory", dir.display())).into(),
+            );
+        }
+        connect = connect.workdir(dir);
+    }
+    let provider = make_provider(home, kind).await?;
+    let detach = config::detach_builds() && !args.wait_snapshot;
+    let builder = Arc::new(builder_for(home, provider.clone(), kind, detach));
+    let eligibility = if args.no_snapshot {
+        Eligibility::none()
+    } else {
+        Eligibility::all()
+    };
+    let mut fast = FastStart::new(provider.clone(), builder.clone())
+        .recipe(recipe)
+        .eligibility(eligibility)
+        .credentials(config::git_credentials());
+    let bar = render::progress_bar(args.json);
+    if let Some((_, f)) = &bar {
+        fast = fast.progress(f.clone());
+    }
+    let started = fast.start(&source, &connect).await;
+    if let Some((b, _)) = &bar {
+        b.finish_and_clear();
+    }
+    let started = started?;
+    if args.wait_snapshot {
+        if let Some(key) = &started.key {
+            if let Some(res) = builder.wait(key).await {
+                match res {
+                    Ok(b) => eprintln!("snapshot {} ready", b.snapshot.id),
+                    Err(e) => eprintln!("snapshot build failed: {e}"),
+                }
+            }
+        }
+    }
+    if args.json {
+        let sb = &started.sandbox;
+        let v = serde_json::json!({
+            "sandbox": {"id": sb.id(), "name": sb.name(), "workspace": sb.workspace()},
+            "provider": provider.kind(),
+            "path": started.report.path,
+            "reason": started.report.reason,
+            "snapshot": started.snapshot.as_ref().zip(started.key.as_ref()).map(|(m, k)| serde_json::json!({"id": m.id, "key": k.as_str()})),
+            "head": started.report.head,
+            "phases": started.report.phases,
+            "total_ms": (started.report.total.as_secs_f64() * 1e6).round() / 1e3,
+            "received_bytes": started.report.received_bytes,
+            "build": started.build,
+        });
+        println!("{v}");
+    } else {
+        print!("{}", render::report_text(&started.report));
+        println!(
+            "  sandbox: {} ({})",
+            started.sandbox.name(),
+            started.sandbox.workspace().display()
+        );
+        match &started.build {
+            Some(KickOutcome::BackingOff {
+                last_error,
+                retry_after,
+                ..
+            }) => {
+                println!(
+                    "  snapshot: not rebuilding until {retry_after}: last build failed: {last_error}"
+                )
+            }
+            Some(KickOutcome::Started | KickOutcome::Detached { .. }) => {
+                println!("  snapshot: building in the background for next time")
+            }
+            _ => {}
+        }
+    }
+    builder.shutdown(Duration::from_secs(600)).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn exec(home: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let name = sandbox_name(&args.name)?;
+    let (_, sandbox) = find_sandbox(home, &name, args.provider).await?;
+    let mut req = ExecRequest::new(args.argv.clone())?;
+    if let Some(t) = args.timeout {
+        req = req.timeout(Duration::from_secs(t));
+    }
+    req = req.sink(Arc::new(|stream, bytes: &[u8]| {
+        use std::io::Write;
+        let _ = match stream {
+            Stream::Stdout => std::io::stdout().write_all(bytes),
+            Stream::Stderr => std::io::stderr().write_all(bytes),
+        };
+    }));
+    let out = sandbox.exec(&req).await?;
+    if out.timed_out {
+        eprintln!("headstart: `{}` timed out", args.argv.join(" "));
+        return Ok(ExitCode::from(124));
+    }
+    Ok(ExitCode::from(
+        out.exit_code
+            .map_or(1, |c| u8::try_from(c & 0xff).unwrap_or(1)),
+    ))
+}
+
+async fn down(home: &Path, args: DownArgs) -> anyhow::Result<ExitCode> {
+    let name = sandbox_name(&args.name)?;
+    let (provider, _) = find_sandbox(home, &name, args.provider).await?;
+    provider.remove(&name).await?;
+    println!("removed {name}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ls(home: &Path, args: LsArgs) -> anyhow::Result<ExitCode> {
+    let mut all = Vec::new();
+    for kind in [ProviderKind::Local, ProviderKind::Docker] {
+        match make_provider(home, kind).await {
+            Ok(p) => all.extend(p.list().await?),
+            Err(e) if kind == ProviderKind::Docker => {
+                tracing::debug!(error = %e, "docker unavailable")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&all)?);
+    } else if all.is_empty() {
+        println!("no sandboxes");
+    } else {
+        println!(
+            "{:<24} {:<8} {:<8} {:<28} WORKSPACE",
+            "NAME", "PROVIDER", "RUNNING", "SNAPSHOT"
+        );
+        for s in all {
+            println!(
+                "{:<24} {:<8} {:<8} {:<28} {}",
+                s.name,
+                s.provider,
+                s.running,
+                s.base_snapshot
+                    .as_ref()
+                    .map_or("-".to_owned(), ToString::to_string),
+                s.workspace.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn all_snapshots(provider: &dyn SandboxProvider) -> anyhow::Result<Vec<SnapshotMeta>> {
+    let store = provider.snapshots();
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.list(None, cursor.as_ref(), 100).await?;
+        out.extend(page.items);
+        match page.next {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
+async fn snapshot(home: &Path, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        SnapshotCommand::Build {
+            repo,
+            branch,
+            recipe,
+            force,
+            provider,
+        } => {
+            let kind = provider.unwrap_or(ProviderKind::Local);
+            let source = source_from(&repo, branch.as_deref(), None)?;
+            let recipe = read_recipe(recipe.as_deref())?;
+            let p = make_provider(home, kind).await?;
+            let builder = builder_for(home, p.clone(), kind, false);
+            let fast = FastStart::new(p, Arc::new(builder)).recipe(recipe.clone());
+            let key = fast.key_for(&source).map_err(UserError)?;
+            if force {
+                fast.builder().failures().clear(key.as_str());
+            }
+            let mut options = snapshot_refresh::RefreshOptions::new(source, key.clone(), recipe);
+            options.credentials = config::git_credentials();
+            match fast.builder().kick(options, None)? {
+                KickOutcome::Started => {}
+                KickOutcome::AlreadyBuilding => bail!("a build of {key} is already running"),
+                KickOutcome::BackingOff {
+                    last_error,
+                    retry_after,
+                    failures,
+                } => bail!(
+                    "{key} failed {failures} time(s) recently ({last_error}); next try after {retry_after}, or pass --force"
+                ),
+                KickOutcome::Detached { .. } => {}
+            }
+            match fast.builder().wait(&key).await {
+                Some(Ok(r)) => {
+                    println!(
+                        "snapshot {} of {key} ready in {:.1} s",
+                        r.snapshot.id,
+                        r.duration.as_secs_f64()
+                    );
+                    for c in &r.commands {
+                        println!("  {:?} -> {:?} ({} ms)", c.argv, c.exit_code, c.ms);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(Err(e)) => bail!("snapshot build failed: {e}"),
+                None => bail!("the build did not start"),
+            }
+        }
+        SnapshotCommand::Ls { json, provider } => {
+            let p = make_provider(home, provider.unwrap_or(ProviderKind::Local)).await?;
+            let snaps = all_snapshots(p.as_ref()).await?;
+            let failures = snapshot_refresh::FailureCache::new(&home.join("state")).all();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"snapshots": snaps, "failures": failures})
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            if snaps.is_empty() {
+                println!("no snapshots");
+            } else {
+                println!(
+                    "{:<28} {:<9} {:<26} {:>10} NAME",
+                    "ID", "STATUS", "CREATED", "SIZE"
+                );
+                for s in &snaps {
+                    println!(
+                        "{:<28} {:<9} {:<26} {:>10} {}{}",
+                        s.id,
+                        format!("{:?}", s.status).to_lowercase(),
+                        s.created_at
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .unwrap_or_default(),
+                        s.size_bytes,
+                        s.name,
+                        s.error
+                            .as_ref()
+                            .map(|e| format!(" ({e})"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            for f in &failures {
+                println!(
+                    "build of {} failed {} time(s), last: {}; next try after {}",
+                    f.key, f.failures, f.last_error, f.retry_after
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SnapshotCommand::Rm { id, provider } => {
+            let p = make_provider(home, provider.unwrap_or(ProviderKind::Local)).await?;
+            let id = SnapshotId::new(id)?;
+            if p.snapshots().get(&id).await?.is_none() {
+                return Err(sandbox_core::Error::SnapshotNotFound { id: id.to_string() }.into());
+            }
+            p.snapshots().delete(&id).await?;
+            println!("removed snapshot {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        SnapshotCommand::Gc { keep, max_age_days } => {
+            let p = local_provider(home)?;
+            let report = p
+                .store()
+                .gc(provisioners::local::GcPolicy {
+                    keep_newest: keep,
+                    max_age: Some(Duration::from_secs(max_age_days * 86_400)),
+                })
+                .await?;
+            for id in &report.removed {
+                println!("removed snapshot {id}");
+            }
+            for id in &report.kept_leased {
+                println!("kept snapshot {id}: a sandbox still uses it");
+            }
+            println!(
+                "removed {} snapshot(s) and {} interrupted write(s)",
+                report.removed.len(),
+                report.stale_removed
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SnapshotCommand::RunJob { file, provider } => {
+            let p = make_provider(home, provider).await?;
+            let builder = Builder::new(p, home.join("state"));
+            match builder.run_job_file(&file, config::git_credentials()).await {
+                Ok(Some(r)) => {
+                    println!(
+                        "snapshot {} ready in {:.1} s",
+                        r.snapshot.id,
+                        r.duration.as_secs_f64()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(None) => {
+                    println!("another process is building this snapshot");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+async fn prune(home: &Path, _args: PruneArgs) -> anyhow::Result<ExitCode> {
+    let p = local_provider(home)?;
+    let report = p.prune().await?;
+    for name in &report.expired {
+        println!("removed {name}: its TTL passed");
+    }
+    for dir in &report.orphans {
+        println!("removed orphaned workspace {}", dir.display());
+    }
+    if report.stale_snapshots > 0 {
+        println!(
+            "removed {} interrupted snapshot write(s)",
+            report.stale_snapshots
+        );
+    }
+    if report.expired.is_empty() && report.orphans.is_empty() && report.stale_snapshots == 0 {
+        println!("nothing to prune");
+    }
+    Ok(ExitCode::SUCCESS)
+}
