@@ -79,7 +79,10 @@ pub(crate) struct BetaArgs {
 impl BetaArgs {
     /// The request handed to [`FeatureFlags::fast_paths`].
     pub(crate) fn request(&self) -> BetaRequest {
-        BetaRequest { beta: self.beta.clone(), fast: self.fast }
+        BetaRequest {
+            beta: self.beta.clone(),
+            fast: self.fast,
+        }
     }
 }
 
@@ -88,7 +91,9 @@ fn parse_property(text: &str) -> Result<(String, Value), String> {
         .split_once('=')
         .ok_or_else(|| format!("{text:?} is not KEY=VALUE (e.g. --property plan=pro)"))?;
     if k.trim().is_empty() {
-        return Err(format!("{text:?} has an empty KEY (e.g. --property plan=pro)"));
+        return Err(format!(
+            "{text:?} has an empty KEY (e.g. --property plan=pro)"
+        ));
     }
     let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned()));
     Ok((k.trim().to_owned(), value))
@@ -116,8 +121,12 @@ pub(crate) async fn run(args: FlagsArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn eval(args: EvalArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.definitions)
-        .with_context(|| format!("cannot read the definitions file {}", args.definitions.display()))?;
+    let text = std::fs::read_to_string(&args.definitions).with_context(|| {
+        format!(
+            "cannot read the definitions file {}",
+            args.definitions.display()
+        )
+    })?;
     let defs = Definitions::from_json(&text).with_context(|| {
         format!(
             "{} is not PostHog flag definitions (expected {{\"flags\": [...]}} as served by /flags/definitions)",
@@ -130,7 +139,11 @@ fn eval(args: EvalArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             "flag {:?} is not in {} (flags there: {})",
             args.flag,
             args.definitions.display(),
-            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
         );
     }
     let properties: Properties = args.properties.into_iter().collect();
@@ -143,7 +156,9 @@ fn eval(args: EvalArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
 
 async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let flags = client()?;
-    let decision = flags.fast_paths(&args.beta.request(), Purpose::Inspect).await;
+    let decision = flags
+        .fast_paths(&args.beta.request(), Purpose::Inspect)
+        .await;
     let distinct_id = flags.distinct_id();
     flags.shutdown(FLUSH_ON_EXIT).await;
     let decision: Decision = decision?;
@@ -171,14 +186,28 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     println!("HEADSTART_BETA: {}", decision.beta_env());
     println!(
         "distinct id:    {}",
-        distinct_id.as_deref().unwrap_or("none (nothing is sent: see why)")
+        distinct_id
+            .as_deref()
+            .unwrap_or("none (nothing is sent: see why)")
     );
     println!(
         "posthog:        {} (project key {}, telemetry {}{})",
         config.host(),
-        if config.has_project_key() { "set" } else { "not set" },
-        if config.telemetry_off().is_none() { "on" } else { "off" },
-        if config.flags_disabled() { ", flags disabled" } else { "" }
+        if config.has_project_key() {
+            "set"
+        } else {
+            "not set"
+        },
+        if config.telemetry_off().is_none() {
+            "on"
+        } else {
+            "off"
+        },
+        if config.flags_disabled() {
+            ", flags disabled"
+        } else {
+            ""
+        }
     );
     println!("evaluation:     matches {REFERENCE_SDK}");
     Ok(ExitCode::SUCCESS)
@@ -188,7 +217,12 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::*;
 
-    fn run_eval(defs: &str, flag: &str, ids: &[&str], props: &[&str]) -> anyhow::Result<Vec<Value>> {
+    fn run_eval(
+        defs: &str,
+        flag: &str,
+        ids: &[&str],
+        props: &[&str],
+    ) -> anyhow::Result<Vec<Value>> {
         let dir = tempfile::tempdir()?;
         let file = dir.path().join("defs.json");
         std::fs::write(&file, defs)?;
@@ -200,7 +234,10 @@ mod tests {
         };
         let mut out = Vec::new();
         eval(args, &mut out)?;
-        Ok(String::from_utf8(out)?.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
+        Ok(String::from_utf8(out)?
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect())
     }
 
     const DEFS: &str = r#"{"flags": [
@@ -219,9 +256,13 @@ mod tests {
 
     #[test]
     fn eval_prints_one_json_line_per_id() {
-        let lines =
-            run_eval(DEFS, "multivariate-flag", &["distinct_id_0", "distinct_id_1", "distinct_id_2"], &[])
-                .unwrap();
+        let lines = run_eval(
+            DEFS,
+            "multivariate-flag",
+            &["distinct_id_0", "distinct_id_1", "distinct_id_2"],
+            &[],
+        )
+        .unwrap();
         assert_eq!(
             lines,
             vec![
@@ -246,15 +287,23 @@ mod tests {
     fn eval_errors_name_the_problem() {
         let e = run_eval(DEFS, "nope", &["a"], &[]).unwrap_err().to_string();
         assert!(e.contains("multivariate-flag, pro"), "{e}");
-        let e = run_eval("[1, 2]", "x", &["a"], &[]).unwrap_err().to_string();
+        let e = run_eval("[1, 2]", "x", &["a"], &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is not PostHog flag definitions"), "{e}");
     }
 
     #[test]
     fn properties_parse_as_json_or_text() {
         assert_eq!(parse_property("age=30").unwrap(), ("age".into(), json!(30)));
-        assert_eq!(parse_property("plan=pro").unwrap(), ("plan".into(), json!("pro")));
-        assert_eq!(parse_property("email=a=b").unwrap(), ("email".into(), json!("a=b")));
+        assert_eq!(
+            parse_property("plan=pro").unwrap(),
+            ("plan".into(), json!("pro"))
+        );
+        assert_eq!(
+            parse_property("email=a=b").unwrap(),
+            ("email".into(), json!("a=b"))
+        );
         assert_eq!(parse_property("x=").unwrap(), ("x".into(), json!("")));
         assert!(parse_property("novalue").is_err());
         assert!(parse_property("=v").is_err());
