@@ -1,13 +1,22 @@
 //! Sandbox providers for headstart.
 //!
-//! Will own: `local` (the embedded default, workspace directories), `docker`
-//! (bollard) and `cloud` (VM hosts on DigitalOcean, Hetzner and GCP). Providers
-//! implement the traits of `sandbox-core`; this crate is not where snapshots are
-//! keyed or scheduled (that is `snapshot-refresh`).
+//! - [`local`]: the embedded default; sandboxes are workspace directories under the
+//!   data directory, snapshots are stored workspaces restored by overlay, reflink or
+//!   hardlink+copy. No isolation.
+//! - [`docker`]: a container per sandbox (bollard) with the workspace bind-mounted at
+//!   `/workspace`; snapshots are committed images plus stored workspaces.
+//! - [`cloud`]: VM hosts on DigitalOcean, Hetzner and GCP over their REST APIs (their
+//!   own `VmProvisioner` trait: hosts, not sandboxes).
+//! - [`choice`]: which provider a start uses (explicit flag, else the fast paths).
+//!
+//! Providers implement the traits of `sandbox-core`. This crate is not where snapshots
+//! are keyed, scheduled or looked up: that is `snapshot-refresh`.
 
+pub mod choice;
 /// Cloud VM hosts (DigitalOcean, Hetzner, GCP) over their REST APIs; not sandboxes.
 pub mod cloud;
 pub mod docker;
 pub mod local;
 
+pub use choice::{ProviderChoice, ProviderKind, choose_provider};
 pub use local::{LocalProvider, LocalSandbox, LocalSnapshotStore, RestoreMethod};
