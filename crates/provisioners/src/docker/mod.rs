@@ -11,7 +11,7 @@
 //!   `connect` reconnects by name unless `force_create`. Any failure after the
 //!   container exists removes it (and a workspace made for it).
 //! - **Workspaces**: host directories bind-mounted at `/workspace`, managed by the
-//!   [`local`](crate::local) provider's machinery under `<data_dir>/docker` (records,
+//!   [`local`](crate::local) provider's machinery under [`DockerConfig::data_dir`] (records,
 //!   snapshot leases, restores by overlay mount, reflink or copy; an overlay is mounted
 //!   on the host *before* the container starts, and re-made on reconnect). Two kinds:
 //!   a **headstart workspace** (the default: `headstart up <repo> --provider docker`
@@ -61,7 +61,7 @@ pub use image::{
     local_image,
 };
 pub use snapshot::{
-    DockerSnapshotStore, GcPolicy, LABEL_SNAPSHOT_CREATED, LABEL_SNAPSHOT_ID, LABEL_SNAPSHOT_META,
+    DockerSnapshotStore, LABEL_SNAPSHOT_CREATED, LABEL_SNAPSHOT_ID, LABEL_SNAPSHOT_META,
     LABEL_SNAPSHOT_NAME, LABEL_SNAPSHOT_STATUS, SNAPSHOT_IMAGE_REPO, snapshot_image_repo,
 };
 
@@ -98,8 +98,9 @@ const KIND_WORKDIR: &str = "workdir";
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DockerConfig {
-    /// Where headstart workspaces and stored snapshot workspaces live
-    /// (`<data_dir>/docker/...`).
+    /// This provider's own directory: headstart workspaces and stored snapshot
+    /// workspaces live here, in the local provider's layout (`sandboxes/`,
+    /// `snapshots/`). [`DockerConfig::from_env`] uses `<headstart data dir>/docker`.
     pub data_dir: PathBuf,
     /// The image for sandboxes that name none and have no snapshot (`None`: the offline
     /// base image, built on first use).
@@ -123,6 +124,15 @@ pub struct DockerConfig {
 }
 
 impl DockerConfig {
+    /// Defaults with workspaces under `<headstart data dir>/docker` (`HEADSTART_HOME`,
+    /// else the XDG data directory).
+    ///
+    /// # Errors
+    /// As [`crate::local::default_home`].
+    pub fn from_env() -> Result<Self> {
+        Ok(Self::new(crate::local::default_home()?.join(PROVIDER)))
+    }
+
     /// Defaults with workspaces under `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -205,11 +215,11 @@ pub struct DockerProvider {
 
 impl DockerProvider {
     /// A provider on an engine connection (see [`connect`]). Workspaces and stored
-    /// snapshot workspaces live under `<data_dir>/docker`, managed by the local
+    /// snapshot workspaces live under [`DockerConfig::data_dir`], managed by the local
     /// provider's machinery (records, leases, overlay/reflink/copy restores).
     pub fn new(docker: Docker, config: DockerConfig) -> Self {
-        let local = LocalProvider::new(config.data_dir.join("docker"))
-            .with_restore_method(config.restore_method);
+        let local =
+            LocalProvider::new(config.data_dir.clone()).with_restore_method(config.restore_method);
         let store = Arc::new(DockerSnapshotStore::new(
             docker.clone(),
             local.store(),
@@ -614,11 +624,13 @@ impl SandboxProvider for DockerProvider {
         Ok((Box::new(sandbox), Connected::Created))
     }
 
+    /// The named sandbox, ready to use: like a reconnect, its workspace mount is
+    /// re-made and a stopped container started.
     async fn get(&self, name: &SandboxName) -> Result<Option<Box<dyn Sandbox>>> {
         Ok(self
-            .inspect(name)
+            .reconnect(name)
             .await?
-            .map(|c| Box::new(self.sandbox_from(name, &c)) as Box<dyn Sandbox>))
+            .map(|s| Box::new(s) as Box<dyn Sandbox>))
     }
 
     async fn list(&self) -> Result<Vec<SandboxInfo>> {

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
@@ -20,7 +19,7 @@ use time::OffsetDateTime;
 
 use super::engine::{engine_error, is_conflict, is_not_found};
 use super::{LABEL_OWNER, OWNER, PROVIDER};
-use crate::local::LocalSnapshotStore;
+use crate::local::{GcPolicy, LocalSnapshotStore};
 
 /// Label on snapshot images: the snapshot id.
 pub const LABEL_SNAPSHOT_ID: &str = "dev.headstart.snapshot.id";
@@ -59,15 +58,6 @@ pub fn snapshot_image_repo(name: &str) -> String {
         out.push_str("snapshot");
     }
     format!("{SNAPSHOT_IMAGE_REPO}/{out}")
-}
-
-/// What [`DockerSnapshotStore::gc`] keeps.
-#[derive(Debug, Clone, Copy)]
-pub struct GcPolicy {
-    /// Keep this many newest snapshots per name.
-    pub keep_newest: usize,
-    /// Remove snapshots older than this.
-    pub max_age: Option<Duration>,
 }
 
 /// Snapshots of Docker sandboxes: images listed by label, newest first, and their

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use provisioners::docker::{
-    BaseImageSpec, DockerConfig, EngineHost, GcPolicy, LABEL_OWNER, LABEL_SANDBOX,
-    LABEL_SNAPSHOT_STATUS, build_base_image, connect, container_name, ensure_image, host_user,
+    BaseImageSpec, DockerConfig, EngineHost, LABEL_OWNER, LABEL_SANDBOX, LABEL_SNAPSHOT_STATUS,
+    build_base_image, connect, container_name, ensure_image, host_user,
 };
-use provisioners::local::RestoreMethod;
+use provisioners::local::{GcPolicy, RestoreMethod};
 use sandbox_core::git::{self, GitOptions};
 use sandbox_core::{
     BranchName, ConnectOptions, Connected, Error, ExecRequest, Resources, SandboxProvider,
@@ -402,7 +402,7 @@ async fn failure_after_the_container_exists_removes_it() {
         assert!(
             !f.dir
                 .path()
-                .join("data/docker/sandboxes")
+                .join("data/sandboxes")
                 .join(name.as_str())
                 .exists()
         );
