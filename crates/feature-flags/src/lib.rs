@@ -15,6 +15,9 @@
 //! - [`FeatureFlags`]: the per-process client. [`FeatureFlags::fast_paths`] resolves
 //!   `--beta`/`--fast`/`HEADSTART_BETA` > `HEADSTART_FLAG_OVERRIDES` > opt-outs > the
 //!   `fast_provision` experiment > nothing, and says why ([`DecisionSource`]).
+//! - [`pick_provider`]: an explicit `--provider` beats the fast paths; `sandbox` uses
+//!   Docker only when an engine answers.
+//! - [`FeatureFlags::start_completed`]: the experiment's goal event.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), feature_flags::Error> {
@@ -32,6 +35,7 @@ mod client;
 mod config;
 mod eval;
 mod experiment;
+mod provider;
 mod regex_compat;
 mod remote;
 mod store;
@@ -49,6 +53,7 @@ pub use experiment::{
     BetaRequest, Decision, DecisionSource, DisabledReason, FAST_PROVISION, Purpose, TEST_VARIANT,
     ValueOrigin, fast_paths_for,
 };
+pub use provider::{ProviderPick, pick_provider};
 pub use telemetry::StartCompleted;
 
 /// Errors a user can fix (the network never produces one: it falls back instead).

@@ -161,7 +161,27 @@ fn random_flag(rng: &mut Rng, key: &str) -> Value {
         filters["holdout"] =
             json!({"id": rng.below(9), "exclusion_percentage": rng.pick(&[10, 50, 100])});
     }
-    json!({"key": key, "active": rng.chance(90), "filters": filters})
+    let mut flag = json!({"key": key, "active": rng.chance(90), "filters": filters});
+    // Rarer shapes: group flags (mapped or not), experience continuity, early-access
+    // enrollment, device-id bucketing, cohorts, per-condition aggregation.
+    match rng.below(40) {
+        0 => flag["filters"]["aggregation_group_type_index"] = json!(rng.pick(&[0, 7])),
+        1 => flag["ensure_experience_continuity"] = json!(true),
+        2 => flag["filters"]["feature_enrollment"] = json!(true),
+        3 => flag["bucketing_identifier"] = json!("device_id"),
+        4 => {
+            if let Some(groups) = flag["filters"]["groups"].as_array_mut() {
+                groups.push(json!({"properties": [{"key": "id", "type": "cohort", "value": 3}], "rollout_percentage": 100}));
+            }
+        }
+        5 => {
+            if let Some(groups) = flag["filters"]["groups"].as_array_mut() {
+                groups.insert(0, json!({"properties": [], "rollout_percentage": 100, "aggregation_group_type_index": 0}));
+            }
+        }
+        _ => {}
+    }
+    flag
 }
 
 fn random_properties(rng: &mut Rng) -> Properties {
@@ -201,7 +221,7 @@ fn agrees_with_posthog_python_on_random_flags() {
     let flags: Vec<Value> = (0..400)
         .map(|i| random_flag(&mut rng, &format!("flag-{i}")))
         .collect();
-    let definitions = json!({"flags": flags});
+    let definitions = json!({"flags": flags, "group_type_mapping": {"0": "company"}});
     let mut cases = Vec::new();
     for _ in 0..4000 {
         let flag = format!("flag-{}", rng.below(400));
@@ -210,9 +230,12 @@ fn agrees_with_posthog_python_on_random_flags() {
             1 => uuid_like(&mut rng),
             _ => format!("distinct_id_{}", rng.below(100)),
         };
-        cases.push(
-            json!({"flag": flag, "distinct_id": id, "properties": random_properties(&mut rng)}),
-        );
+        let mut properties = random_properties(&mut rng);
+        if rng.chance(30) {
+            let enrolled = rng.pick(&[json!(true), json!("true"), json!(false)]);
+            properties.insert(format!("$feature_enrollment/{flag}"), enrolled);
+        }
+        cases.push(json!({"flag": flag, "distinct_id": id, "properties": properties}));
     }
     let request = json!({"definitions": definitions, "cases": cases});
 
