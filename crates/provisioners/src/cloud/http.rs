@@ -18,6 +18,9 @@ use super::spec::Cloud;
 pub(crate) struct ApiClient {
     pub(crate) config: CloudConfig,
     http: reqwest::Client,
+    /// Set when the API said the rate-limit budget is spent (`RateLimit-Remaining: 0`):
+    /// the next request waits until then instead of provoking a 429.
+    not_before: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl ApiClient {
@@ -31,7 +34,11 @@ impl ApiClient {
                 cloud: config.cloud,
                 message: format!("cannot build the HTTP client: {e}"),
             })?;
-        Ok(Self { config, http })
+        Ok(Self {
+            config,
+            http,
+            not_before: std::sync::Mutex::new(None),
+        })
     }
 
     pub(crate) fn cloud(&self) -> Cloud {
@@ -92,6 +99,18 @@ impl ApiClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            let wait_until = *self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(at) = wait_until.filter(|at| *at > tokio::time::Instant::now()) {
+                tracing::info!(
+                    cloud = cloud.as_str(),
+                    path,
+                    wait_ms = at
+                        .saturating_duration_since(tokio::time::Instant::now())
+                        .as_millis() as u64,
+                    "rate-limit budget spent; waiting for its reset"
+                );
+                tokio::time::sleep_until(at).await;
+            }
             let mut req = self
                 .http
                 .request(method.clone(), &url)
@@ -110,6 +129,7 @@ impl ApiClient {
             })?;
             let status = resp.status();
             let headers = resp.headers().clone();
+            self.note_budget(&headers, attempt);
             let text = resp.text().await.map_err(|e| CloudError::Transport {
                 cloud,
                 message: self.redact(&format!(
@@ -155,6 +175,22 @@ impl ApiClient {
             }
             return Err(self.error_for(status, &body));
         }
+    }
+
+    /// Remembers to pause before the next request when the budget is spent.
+    fn note_budget(&self, headers: &HeaderMap, attempt: u32) {
+        let remaining = headers
+            .get("ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let mut slot = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = match remaining {
+            Some(0) if headers.contains_key("ratelimit-reset") => Some(
+                tokio::time::Instant::now()
+                    + retry_wait(headers, attempt).min(self.config.max_retry_wait),
+            ),
+            _ => None,
+        };
     }
 
     fn error_for(&self, status: StatusCode, body: &Value) -> CloudError {

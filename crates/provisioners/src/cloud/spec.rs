@@ -510,3 +510,96 @@ impl Vm {
             .is_some_and(|o| o == owner.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGs7Zp2v0Q8cM4n3k6mXbq1s9t2u3v4w5x6y7z8A9B0C me@host";
+
+    fn spec(fast: FastPaths) -> VmSpec {
+        VmSpec::new(
+            VmName::new("vm-1").unwrap(),
+            OwnerTag::new("alice").unwrap(),
+            SshPublicKey::parse(KEY).unwrap(),
+            fast,
+        )
+    }
+
+    #[test]
+    fn names_follow_the_strictest_cloud() {
+        assert!(VmName::new("web-1").is_ok());
+        for bad in [
+            "",
+            "Web",
+            "1web",
+            "web-",
+            "web_1",
+            "-web",
+            &"a".repeat(64),
+            "we b",
+        ] {
+            assert!(VmName::new(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(VmName::new(VmName::generate().as_str()).is_ok());
+    }
+
+    #[test]
+    fn owner_from_any_user_name() {
+        assert_eq!(OwnerTag::from_user("Alice.Smith").as_str(), "alice-smith");
+        assert_eq!(OwnerTag::from_user("42").as_str(), "u-42");
+        assert!(OwnerTag::new(OwnerTag::from_user("x_-").as_str()).is_ok());
+    }
+
+    #[test]
+    fn public_keys_compare_without_comments() {
+        let k = SshPublicKey::parse(KEY).unwrap();
+        assert!(k.same_key(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGs7Zp2v0Q8cM4n3k6mXbq1s9t2u3v4w5x6y7z8A9B0C other"
+        ));
+        assert!(!k.same_key("ssh-rsa AAAAB3NzaC1yc2E"));
+        assert!(SshPublicKey::parse("-----BEGIN OPENSSH PRIVATE KEY-----").is_err());
+        assert!(SshPublicKey::parse("ssh-ed25519 not$base64").is_err());
+        assert!(k.cloud_name().starts_with("headstart-") && k.cloud_name().len() == 22);
+        assert!(!format!("{k:?}").contains("AAAAC3"));
+    }
+
+    #[test]
+    fn the_fast_path_picks_the_prebuilt_image_and_refuses_competing_user_data() {
+        let on = FastPaths {
+            docker: true,
+            ..FastPaths::default()
+        };
+        let choice = ImageChoice::resolve(&spec(on), true, "docker-ce", "ubuntu").unwrap();
+        assert_eq!(
+            choice,
+            ImageChoice::Prebuilt {
+                image: "docker-ce".into()
+            }
+        );
+        assert_eq!(choice.user_data(), None);
+        let off = ImageChoice::resolve(&spec(FastPaths::default()), false, "docker-ce", "ubuntu")
+            .unwrap();
+        assert_eq!(off.image(), "ubuntu");
+        assert_eq!(off.user_data(), Some(DEFAULT_USER_DATA));
+        let mut s = spec(on);
+        s.user_data = Some("#!/bin/sh\n".into());
+        assert!(ImageChoice::resolve(&s, true, "docker-ce", "ubuntu").is_err());
+        // An explicit image with user data is the caller's choice.
+        s.image = Some("debian-12".into());
+        let explicit = ImageChoice::resolve(&s, true, "docker-ce", "ubuntu").unwrap();
+        assert_eq!(explicit.user_data(), Some("#!/bin/sh\n"));
+    }
+
+    #[test]
+    fn labels_always_carry_owner_and_managed() {
+        let mut s = spec(FastPaths::default());
+        s.labels.insert("team".into(), "infra".into());
+        let l = s.all_labels().unwrap();
+        assert_eq!(l.get(OWNER_LABEL).map(String::as_str), Some("alice"));
+        assert_eq!(l.get("headstart-managed").map(String::as_str), Some("true"));
+        s.labels.insert("Bad Key".into(), "x".into());
+        assert!(s.all_labels().is_err());
+    }
+}

@@ -1,5 +1,7 @@
 //! DigitalOcean provisioner against a fake v2 API.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // test helpers: a failed unwrap is a failed test
+
 use std::time::{Duration, Instant};
 
 use provisioners::cloud::digitalocean::{DigitalOcean, MARKETPLACE_IMAGE, PLAIN_IMAGE};
@@ -343,4 +345,43 @@ async fn list_filters_by_the_owner_tag() {
     p.destroy(&mine[0]).await.unwrap();
     p.destroy(&mine[0]).await.unwrap();
     assert!(p.list(&owner()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_spent_rate_limit_budget_delays_the_next_request_instead_of_provoking_429() {
+    let fake = FakeDo::start(DoBehaviour::default()).await;
+    let reset = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path("/v2/droplets"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(json!({"droplets": [], "links": {}, "meta": {"total": 0}}))
+                .insert_header("ratelimit-limit", "5000")
+                .insert_header("ratelimit-remaining", "0")
+                .insert_header("ratelimit-reset", reset.to_string().as_str()),
+        )
+        .with_priority(1)
+        .mount(&fake.server)
+        .await;
+    let t = Instant::now();
+    provisioner(&fake)
+        .create(&spec("web-13", fast(true, false)))
+        .await
+        .unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "the next request waited for the reset: {:?}",
+        t.elapsed()
+    );
+    let reqs = requests(&fake.server).await;
+    assert_eq!(
+        reqs.iter()
+            .filter(|(m, p, _)| m == "POST" && p == "/v2/droplets")
+            .count(),
+        1
+    );
 }

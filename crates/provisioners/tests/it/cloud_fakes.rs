@@ -3,6 +3,8 @@
 //! cloud tests share. `cloud_spec` checks these shapes against the specs shipped in
 //! pydo, hcloud and google-api-python-client.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // test helpers: a failed unwrap is a failed test
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -174,13 +176,16 @@ fn query(req: &Request) -> BTreeMap<String, String> {
 
 // ------------------------------------------------------------------ DigitalOcean
 
+/// A canned failure answer: status, JSON body, extra headers.
+pub(crate) type Failure = (u16, Value, Vec<(&'static str, String)>);
+
 /// How the fake DigitalOcean behaves.
 #[derive(Clone, Default)]
 pub(crate) struct DoBehaviour {
     /// GET polls of a droplet before it turns `active` (`None`: never).
     pub(crate) active_after: Option<usize>,
     /// Answer the first N droplet creates with this (status, body, headers).
-    pub(crate) create_failures: Vec<(u16, Value, Vec<(&'static str, String)>)>,
+    pub(crate) create_failures: Vec<Failure>,
     /// Store the droplet even when answering a create with a failure (the server
     /// acted, then the answer was lost).
     pub(crate) store_on_failure: bool,
@@ -370,7 +375,7 @@ pub(crate) struct HzBehaviour {
     /// Action polls before `success` (`None`: the action ends in `error`).
     pub(crate) action_success_after: Option<usize>,
     /// Answer the first N server creates with this (status, body, headers).
-    pub(crate) create_failures: Vec<(u16, Value, Vec<(&'static str, String)>)>,
+    pub(crate) create_failures: Vec<Failure>,
 }
 
 #[derive(Default)]

@@ -1,5 +1,7 @@
 //! Compute Engine provisioner against a fake Compute v1 API.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // test helpers: a failed unwrap is a failed test
+
 use std::time::Duration;
 
 use provisioners::cloud::gcp::{COS_IMAGE, Gcp, PLAIN_IMAGE, SSH_USER};

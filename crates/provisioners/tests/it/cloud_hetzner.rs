@@ -1,5 +1,7 @@
 //! Hetzner Cloud provisioner against a fake v1 API.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // test helpers: a failed unwrap is a failed test
+
 use std::time::{Duration, Instant};
 
 use provisioners::cloud::hetzner::{DOCKER_IMAGE, Hetzner, PLAIN_IMAGE};

@@ -5,6 +5,8 @@
 //! vendored in `tests/fixtures/cloud-specs/` (package versions inside each file;
 //! `regenerate.py` there rebuilds them from the wheels).
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // test helpers: a failed unwrap is a failed test
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 

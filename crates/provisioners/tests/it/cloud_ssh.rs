@@ -3,6 +3,8 @@
 //! `.ci/run`) for argument quoting, environment, host-key pinning and exit codes.
 //! The sshd tests skip with a printed reason when `sshd` is not installed.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // test helpers: a failed unwrap is a failed test
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
