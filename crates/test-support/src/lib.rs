@@ -28,6 +28,7 @@ pub use daemon::GitDaemon;
 pub use git_cli::{git, git_command, git_in};
 pub use http::{GitHttpServer, RequestRecord};
 pub use pktline::{UploadPackRequest, parse_upload_pack};
+pub use process::ChildGuard;
 pub use tracing_capture::{CapturedLog, capture_tracing};
 pub use upstream::{Change, Upstream};
 

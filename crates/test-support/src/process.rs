@@ -4,13 +4,16 @@ use std::process::{Child, Command};
 
 /// Owns a child started in its own process group; dropping it kills the group.
 #[derive(Debug)]
-pub(crate) struct ChildGuard {
+pub struct ChildGuard {
     child: Child,
 }
 
 impl ChildGuard {
     /// Spawns `cmd` as the leader of a new process group.
-    pub(crate) fn spawn(cmd: &mut Command) -> std::io::Result<Self> {
+    ///
+    /// # Errors
+    /// When the command cannot start.
+    pub fn spawn(cmd: &mut Command) -> std::io::Result<Self> {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
         Ok(Self {
@@ -19,7 +22,7 @@ impl ChildGuard {
     }
 
     /// True while the child runs.
-    pub(crate) fn is_running(&mut self) -> bool {
+    pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 }

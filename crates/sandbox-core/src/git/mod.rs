@@ -35,6 +35,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod checkout;
+mod nodelay;
 mod transfer;
 
 use git2::Repository;
@@ -127,6 +128,7 @@ pub struct Checkout {
 #[tracing::instrument(level = "debug", skip_all, fields(repository = %source.url()))]
 pub fn clone(source: &Source, dest: &Path, options: &GitOptions) -> Result<Checkout> {
     refuse_unsupported_transport(source.url())?;
+    nodelay::install();
     let created = prepare_dest(dest)?;
     let result = clone_into(source, dest, options);
     if result.is_err() {
@@ -205,6 +207,7 @@ pub fn sync(source: &Source, workspace: &Path, options: &GitOptions) -> Result<C
     let started = std::time::Instant::now();
     let url = source.url();
     refuse_unsupported_transport(url)?;
+    nodelay::install();
     let repo = Repository::open(workspace).map_err(|e| Error::Git {
         op: "sync",
         message: format!(
@@ -270,6 +273,7 @@ pub fn sync(source: &Source, workspace: &Path, options: &GitOptions) -> Result<C
 #[tracing::instrument(level = "debug", skip_all, fields(repository = %url))]
 pub fn remote_default_branch(url: &RepoUrl, credentials: &Credentials) -> Result<String> {
     refuse_unsupported_transport(url)?;
+    nodelay::install();
     let options = GitOptions {
         credentials: credentials.clone(),
         ..GitOptions::default()

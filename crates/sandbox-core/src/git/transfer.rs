@@ -342,6 +342,15 @@ pub(crate) fn map_error(
         || lower.contains("timed out")
         || lower.contains("early eof")
         || lower.contains("unexpected eof");
+    if e.code() == git2::ErrorCode::Certificate || lower.contains("certificate") {
+        return Error::Network {
+            url: url_s,
+            message: format!(
+                "{message}: the server's TLS certificate is not trusted here (behind a \
+                 TLS-intercepting proxy, install its CA certificate)"
+            ),
+        };
+    }
     if network {
         return Error::Network {
             url: url_s,

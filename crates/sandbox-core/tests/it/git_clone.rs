@@ -474,3 +474,72 @@ fn head_reports_branch_and_refuses_detached() -> anyhow::Result<()> {
     assert!(git::head(dir.path()).is_err(), "not a repository");
     Ok(())
 }
+
+/// https goes through libgit2's OpenSSL stream wrapped around the engine's own TCP
+/// stream: against a TLS server with a self-signed certificate the handshake happens
+/// and the certificate is refused (no way around verification is offered).
+#[test]
+fn https_handshakes_over_the_engine_stream_and_verifies_certificates() -> anyhow::Result<()> {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir()?;
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "openssl req failed");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "s_server",
+        "-quiet",
+        "-www",
+        "-accept",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .arg("-cert")
+    .arg(&cert)
+    .arg("-key")
+    .arg(&key)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut server = test_support::ChildGuard::spawn(&mut cmd)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(
+            server.is_running() && std::time::Instant::now() < deadline,
+            "s_server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let url = format!("https://127.0.0.1:{port}/app.git");
+    let err = git::clone(
+        &Source::parse(&url)?,
+        &dir.path().join("ws"),
+        &GitOptions::default(),
+    )
+    .expect_err("self-signed certificate refused");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    Ok(())
+}
