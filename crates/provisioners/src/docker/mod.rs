@@ -61,7 +61,7 @@ pub use image::{
     local_image,
 };
 pub use snapshot::{
-    DockerSnapshotStore, LABEL_SNAPSHOT_CREATED, LABEL_SNAPSHOT_ID, LABEL_SNAPSHOT_META,
+    DockerSnapshotStore, IMAGE_PIN, LABEL_SNAPSHOT_CREATED, LABEL_SNAPSHOT_ID, LABEL_SNAPSHOT_META,
     LABEL_SNAPSHOT_NAME, LABEL_SNAPSHOT_STATUS, SNAPSHOT_IMAGE_REPO, snapshot_image_repo,
 };
 
@@ -799,6 +799,10 @@ impl Sandbox for DockerSandbox {
             Ok(committed) => {
                 if let serde_json::Value::Object(m) = &mut meta.provider_data {
                     m.insert("image_id".into(), committed.id.into());
+                }
+                // Pin the image next to the stored workspace's manifest too.
+                if let Err(e) = self.store.write_image_pin(&meta) {
+                    tracing::warn!(snapshot = %id, %e, "could not write the image pin beside the manifest");
                 }
                 tracing::info!(snapshot = %id, name = %request.name, "docker snapshot ready");
                 Ok(meta)

@@ -32,6 +32,9 @@ pub const LABEL_SNAPSHOT_CREATED: &str = "dev.headstart.snapshot.created-at";
 /// Label on snapshot images: the whole [`SnapshotMeta`] as JSON.
 pub const LABEL_SNAPSHOT_META: &str = "dev.headstart.snapshot.meta";
 
+/// The file beside a stored workspace's manifest that pins the snapshot's image.
+pub const IMAGE_PIN: &str = "image.json";
+
 /// The repository snapshot images are tagged into: `headstart-snapshot/<key>:<id>`.
 pub const SNAPSHOT_IMAGE_REPO: &str = "headstart-snapshot";
 
@@ -194,6 +197,26 @@ impl DockerSnapshotStore {
         metas.sort_by_key(|m| std::cmp::Reverse(order_key(m)));
         metas.dedup_by(|a, b| a.id == b.id);
         Ok(metas)
+    }
+
+    /// Writes `image.json` (image id, tag, base image id) beside the stored
+    /// workspace's manifest, atomically.
+    pub(crate) fn write_image_pin(&self, meta: &SnapshotMeta) -> Result<()> {
+        let workspace = self.local.workspace_of(&meta.id)?;
+        let Some(dir) = workspace.parent() else {
+            return Ok(());
+        };
+        let pin = serde_json::json!({
+            "image_id": meta.provider_data.get("image_id"),
+            "image": meta.provider_data.get("image"),
+            "base_image_id": meta.provider_data.get("base_image_id"),
+        });
+        let tmp = dir.join(".image.json.tmp");
+        let bytes = serde_json::to_vec_pretty(&pin)
+            .map_err(|e| Error::provider(PROVIDER, format!("encoding the image pin: {e}")))?;
+        std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::rename(&tmp, dir.join(IMAGE_PIN)))
+            .map_err(|e| Error::io(format!("writing {}", dir.join(IMAGE_PIN).display()), e))
     }
 
     /// The image id of snapshot `id`, pinned (not a tag).

@@ -523,6 +523,20 @@ async fn snapshot_then_warm_start_from_the_image() {
         Some("ready")
     );
 
+    // The stored workspace's directory pins the image by id next to its manifest.
+    let stored = f
+        .provider
+        .store()
+        .workspaces()
+        .workspace_of(&meta.id)
+        .unwrap();
+    let pin: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(stored.parent().unwrap().join("image.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(pin["image_id"], image_id.as_str());
+    assert!(stored.join("README.md").is_file());
+
     let store = f.provider.snapshots();
     let found = store
         .latest_ready(&key)
