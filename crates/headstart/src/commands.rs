@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
+use feature_flags::{Purpose, StartCompleted};
 use provisioners::local::LocalProvider;
+use provisioners::{ProviderKind, choose_provider};
 use sandbox_core::{
     BranchName, ConnectOptions, ExecRequest, SandboxName, SandboxProvider, SnapshotId,
     SnapshotMeta, Source, Stream,
@@ -15,15 +17,6 @@ use sandbox_core::{
 use snapshot_refresh::{Builder, Eligibility, FastStart, KickOutcome, Recipe, Spawn};
 
 use crate::{Command, config, render};
-
-/// Which provider runs the sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum ProviderKind {
-    /// Workspace directories on this machine (no isolation, no daemon).
-    Local,
-    /// Docker containers with the workspace at /workspace.
-    Docker,
-}
 
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
@@ -42,7 +35,7 @@ pub(crate) struct UpArgs {
     #[arg(long)]
     force_create: bool,
     /// Provider (default: local).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = parse_provider)]
     provider: Option<ProviderKind>,
     /// Use this directory as the workspace (no clone, nothing deleted on `down`).
     #[arg(long, value_name = "DIR")]
@@ -59,6 +52,8 @@ pub(crate) struct UpArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    beta: crate::flags::BetaArgs,
 }
 
 #[derive(Debug, Args)]
@@ -66,7 +61,7 @@ pub(crate) struct ExecArgs {
     /// The sandbox.
     name: String,
     /// Provider (default: wherever the sandbox is).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = parse_provider)]
     provider: Option<ProviderKind>,
     /// Kill the command after this many seconds.
     #[arg(long)]
@@ -81,7 +76,7 @@ pub(crate) struct DownArgs {
     /// The sandbox.
     name: String,
     /// Provider (default: wherever the sandbox is).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = parse_provider)]
     provider: Option<ProviderKind>,
 }
 
@@ -111,7 +106,7 @@ pub(crate) enum SnapshotCommand {
         #[arg(long)]
         force: bool,
         /// Provider (default: local).
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = parse_provider)]
         provider: Option<ProviderKind>,
     },
     /// List snapshots and recent build failures.
@@ -120,7 +115,7 @@ pub(crate) enum SnapshotCommand {
         #[arg(long)]
         json: bool,
         /// Provider (default: local).
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = parse_provider)]
         provider: Option<ProviderKind>,
     },
     /// Remove a snapshot.
@@ -128,7 +123,7 @@ pub(crate) enum SnapshotCommand {
         /// The snapshot id.
         id: String,
         /// Provider (default: local).
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = parse_provider)]
         provider: Option<ProviderKind>,
     },
     /// Garbage-collect snapshots.
@@ -146,7 +141,7 @@ pub(crate) enum SnapshotCommand {
         /// The job file.
         file: PathBuf,
         /// Provider.
-        #[arg(long, value_enum, default_value = "local")]
+        #[arg(long, value_parser = parse_provider, default_value = "local")]
         provider: ProviderKind,
     },
 }
@@ -185,6 +180,26 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Ls(args) => ls(&home, args).await,
         Command::Snapshot(cmd) => snapshot(&home, cmd).await,
         Command::Prune(args) => prune(&home, args).await,
+        Command::Flags(args) => crate::flags::run(args).await,
+        Command::Vm(args) => crate::vm::run(args).await,
+    }
+}
+
+fn parse_provider(s: &str) -> Result<ProviderKind, String> {
+    match s {
+        "local" => Ok(ProviderKind::Local),
+        "docker" => Ok(ProviderKind::Docker),
+        other => Err(format!("unknown provider `{other}`; use local or docker")),
+    }
+}
+
+/// True when a Docker engine answers (what the `sandbox` fast path needs).
+async fn docker_answers() -> bool {
+    match provisioners::docker::connect_from_env().await {
+        Ok(docker) => tokio::time::timeout(Duration::from_secs(2), docker.ping())
+            .await
+            .is_ok_and(|r| r.is_ok()),
+        Err(_) => false,
     }
 }
 
@@ -316,8 +331,37 @@ async fn up(home: &Path, args: UpArgs) -> anyhow::Result<ExitCode> {
         args.new_branch.as_deref(),
     )?;
     let recipe = read_recipe(args.recipe.as_deref())?;
-    let kind = args.provider.unwrap_or(ProviderKind::Local);
+
+    // Fast paths: an explicit --provider lets the decision run alongside the start;
+    // otherwise the provider depends on it (the `sandbox` fast path).
+    feature_flags::FastPaths::parse_list(&args.beta.beta, "--beta")
+        .map_err(|e| UserError(e.to_string()))?;
+    let flags = crate::flags::client()?;
+    let pending = flags.spawn_fast_paths(args.beta.request(), Purpose::Provision);
+    let (decision, pending) = match args.provider {
+        Some(_) => (None, Some(pending)),
+        None => (Some(decided(pending.await)?), None),
+    };
+    let docker_ok = match (&args.provider, &decision) {
+        (None, Some(d)) if d.paths.sandbox => docker_answers().await,
+        _ => false,
+    };
+    let choice = choose_provider(
+        args.provider,
+        decision.as_ref().map(|d| d.paths).unwrap_or_default(),
+        || docker_ok,
+    );
+    if args.provider.is_none()
+        && choice.kind == ProviderKind::Local
+        && decision.as_ref().is_some_and(|d| d.paths.sandbox)
+    {
+        eprintln!("headstart: {}", choice.reason);
+    }
+    let kind = choice.kind;
     let mut connect = ConnectOptions::new().force_create(args.force_create);
+    if let Some(d) = &decision {
+        connect = connect.env("HEADSTART_BETA", d.beta_env());
+    }
     if let Some(n) = &args.name {
         connect = connect.name(sandbox_name(n)?);
     }
@@ -351,6 +395,35 @@ async fn up(home: &Path, args: UpArgs) -> anyhow::Result<ExitCode> {
     if let Some((b, _)) = &bar {
         b.finish_and_clear();
     }
+    let decision = match (decision, pending) {
+        (Some(d), _) => Some(d),
+        (None, Some(p)) => Some(decided(p.await)?),
+        (None, None) => None,
+    };
+    let event = StartCompleted {
+        path: started.as_ref().map_or("failed".to_owned(), |s| {
+            serde_json::to_value(s.report.path)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        }),
+        total: started.as_ref().map(|s| s.report.total).unwrap_or_default(),
+        phases: started.as_ref().map_or_else(
+            |_| Vec::new(),
+            |s| {
+                s.report
+                    .phases
+                    .iter()
+                    .map(|p| (p.name.as_str().to_owned(), p.duration))
+                    .collect()
+            },
+        ),
+        fast_paths: decision.as_ref().map(|d| d.paths).unwrap_or_default(),
+        provider: kind.as_str().to_owned(),
+        error: started.as_ref().err().map(error_kind),
+    };
+    flags.start_completed(&event, decision.as_ref());
+    flags.shutdown(crate::flags::FLUSH_ON_EXIT).await;
     let started = started?;
     if args.wait_snapshot {
         if let Some(key) = &started.key {
@@ -367,6 +440,8 @@ async fn up(home: &Path, args: UpArgs) -> anyhow::Result<ExitCode> {
         let v = serde_json::json!({
             "sandbox": {"id": sb.id(), "name": sb.name(), "workspace": sb.workspace()},
             "provider": provider.kind(),
+            "provider_reason": choice.reason,
+            "fast_paths": decision.as_ref().map(|d| d.paths.names()),
             "path": started.report.path,
             "reason": started.report.reason,
             "snapshot": started.snapshot.as_ref().zip(started.key.as_ref()).map(|(m, k)| serde_json::json!({"id": m.id, "key": k.as_str()})),
@@ -402,6 +477,27 @@ async fn up(home: &Path, args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     builder.shutdown(Duration::from_secs(600)).await;
     Ok(ExitCode::SUCCESS)
+}
+
+type PendingDecision =
+    Result<Result<feature_flags::Decision, feature_flags::Error>, tokio::task::JoinError>;
+
+/// The decision of a spawned evaluation; a bad `--beta` or `HEADSTART_BETA` is bad input.
+fn decided(r: PendingDecision) -> anyhow::Result<feature_flags::Decision> {
+    match r {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(UserError(e.to_string()).into()),
+        Err(e) => Err(anyhow::anyhow!("flag evaluation failed: {e}")),
+    }
+}
+
+/// A short, data-free name for what went wrong (for the goal event).
+fn error_kind(e: &snapshot_refresh::Error) -> String {
+    let s = format!("{e:?}");
+    s.split(|c: char| !c.is_alphanumeric())
+        .find(|w| !w.is_empty() && *w != "Core")
+        .unwrap_or("error")
+        .to_owned()
 }
 
 async fn exec(home: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {

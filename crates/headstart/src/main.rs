@@ -7,7 +7,9 @@
 
 mod commands;
 mod config;
+mod flags;
 mod render;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -39,6 +41,10 @@ enum Command {
     Snapshot(commands::SnapshotCommand),
     /// Remove sandboxes past their TTL and orphaned workspaces and mounts.
     Prune(commands::PruneArgs),
+    /// Evaluate feature flags offline and show the fast-provisioning decision.
+    Flags(flags::FlagsArgs),
+    /// Create, list, use and delete cloud VM hosts (DigitalOcean, Hetzner, GCP).
+    Vm(vm::VmArgs),
 }
 
 #[tokio::main]
