@@ -217,6 +217,7 @@ impl Definitions {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FlagDefinition {
     /// The flag key.
+    #[serde(default)]
     pub key: String,
     /// Inactive flags evaluate to `false` (a missing or null field counts as inactive).
     #[serde(default, deserialize_with = "truthy")]
