@@ -1,5 +1,43 @@
-//! Project automation for headstart, run as `cargo xtask <command>`.
+//! Project automation for headstart, run as `cargo xtask <command>` (the alias in
+//! `.cargo/config.toml` builds this crate in release mode, so benchmarks measure
+//! optimised code).
+//!
+//! - `bench-startup`: headstart's cold and warm starts next to the git CLI, on
+//!   generated fixtures served over smart HTTP and `git daemon` on loopback; a markdown
+//!   table, JSON results and an SVG chart under `target/bench-startup/`.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod bench;
+
+use clap::{Parser, Subcommand};
+
+/// headstart project automation.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Cold vs warm starts vs the git CLI, measured side by side (see docs/benchmarks.md).
+    BenchStartup(bench::BenchArgs),
+}
 
 fn main() -> anyhow::Result<()> {
-    Ok(())
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("XTASK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::BenchStartup(args) => runtime.block_on(bench::run(args)),
+    }
 }

@@ -1,0 +1,416 @@
+//! The results file, the ratios with their targets, the markdown table and the
+//! comparison with a baseline run.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::fixture::{FixtureInfo, Preset};
+use super::measure::{CaseResult, git_cmd};
+
+/// Everything one run measured (the JSON under `target/bench-startup/`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Results {
+    pub(crate) schema: u32,
+    pub(crate) timestamp: String,
+    pub(crate) command: String,
+    pub(crate) headstart_commit: Option<String>,
+    pub(crate) machine: Machine,
+    pub(crate) fixture: FixtureInfo,
+    /// Time to have the fixture ready (generation on a cold cache), ms.
+    pub(crate) fixture_ready_ms: f64,
+    pub(crate) reps: usize,
+    pub(crate) cases: Vec<CaseResult>,
+    pub(crate) ratios: Vec<Ratio>,
+    /// Wall time of the whole run up to the report, seconds.
+    pub(crate) wall_s: f64,
+}
+
+/// Where the numbers come from.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Machine {
+    pub(crate) cores: usize,
+    pub(crate) kernel: String,
+    pub(crate) git: String,
+    pub(crate) restore_method: String,
+    pub(crate) build_profile: String,
+}
+
+impl Machine {
+    pub(crate) fn probe(restore_method: String) -> Self {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        let git = git_cmd()
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        Self {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel,
+            git,
+            restore_method,
+            build_profile: if cfg!(debug_assertions) {
+                "debug (numbers not representative: run through `cargo xtask`, which builds in release)".into()
+            } else {
+                "release".into()
+            },
+        }
+    }
+}
+
+/// The commit of the headstart checkout the bench was built from.
+pub(crate) fn git_head_of_workspace() -> Option<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    let out = git_cmd()
+        .arg("-C")
+        .arg(root)
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// One ratio of two case medians, with its target when one is set.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Ratio {
+    pub(crate) id: String,
+    pub(crate) label: String,
+    pub(crate) numerator: String,
+    pub(crate) denominator: String,
+    pub(crate) value: Option<f64>,
+    /// The ratio must be at most this.
+    pub(crate) target_max: Option<f64>,
+    /// `Some(true)` PASS, `Some(false)` MISS, `None` not measured.
+    pub(crate) pass: Option<bool>,
+    pub(crate) note: Option<String>,
+}
+
+fn median_of(cases: &[CaseResult], id: &str) -> Option<f64> {
+    cases
+        .iter()
+        .find(|c| c.id == id && c.skipped.is_none())
+        .and_then(CaseResult::median)
+}
+
+/// The ratios that matter, with the issue's targets.
+pub(crate) fn ratios(
+    cases: &[CaseResult],
+    fixture: &FixtureInfo,
+    preset: &Preset,
+    real_repo: bool,
+    scaling_skipped: bool,
+) -> Vec<Ratio> {
+    let targets_apply = !real_repo && preset.name == "medium";
+    let scope_note = (!targets_apply).then(|| {
+        format!(
+            "targets are defined for the medium fixture over loopback HTTP; this run used {}",
+            fixture.name
+        )
+    });
+    let mk = |id: &str, label: &str, num: &str, den: &str, target: f64| {
+        let value = match (median_of(cases, num), median_of(cases, den)) {
+            (Some(n), Some(d)) if d > 0.0 => Some(n / d),
+            _ => None,
+        };
+        Ratio {
+            id: id.to_owned(),
+            label: label.to_owned(),
+            numerator: num.to_owned(),
+            denominator: den.to_owned(),
+            value,
+            target_max: Some(target),
+            pass: value.map(|v| v <= target),
+            note: if value.is_none() {
+                Some("not measured (a case is missing or failed)".into())
+            } else {
+                scope_note.clone()
+            },
+        }
+    };
+    let mut out = vec![
+        mk(
+            "warm_vs_depth1",
+            "warm / git clone --depth=1",
+            "hs_warm_1",
+            "git_clone_depth1",
+            0.1,
+        ),
+        mk(
+            "warm_vs_full",
+            "warm / git clone (full)",
+            "hs_warm_1",
+            "git_clone_full",
+            1.0 / 30.0,
+        ),
+        mk(
+            "cold_vs_depth1",
+            "cold / git clone --depth=1",
+            "hs_cold",
+            "git_clone_depth1",
+            1.1,
+        ),
+        mk(
+            "warm100_vs_warm1",
+            "warm(100 ahead) / warm(1 ahead)",
+            "hs_warm_100",
+            "hs_warm_1",
+            2.0,
+        ),
+    ];
+    // History size: the large fixture's warm start over the small one's.
+    let (large, small) = match preset.name {
+        "large" => ("hs_warm_1", "hs_warm_1_small"),
+        "small" => ("hs_warm_1_large", "hs_warm_1"),
+        _ => ("hs_warm_1_large", "hs_warm_1_small"),
+    };
+    let mut size = mk(
+        "warm_large_vs_small",
+        "warm(large) / warm(small)",
+        large,
+        small,
+        3.0,
+    );
+    if real_repo || scaling_skipped {
+        size.value = None;
+        size.pass = None;
+        size.note = Some(
+            "not measured in this run (--quick, --repo or --no-scaling: it needs the small and \
+             the large fixture)"
+                .into(),
+        );
+    } else {
+        // This target is about history size, not the medium fixture.
+        size.note = None;
+    }
+    out.push(size);
+    out
+}
+
+fn ms(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.2} s", v / 1e3)
+    } else if v >= 100.0 {
+        format!("{v:.0} ms")
+    } else {
+        format!("{v:.1} ms")
+    }
+}
+
+fn bytes(b: u64) -> String {
+    if b >= 1 << 20 {
+        format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20))
+    } else if b >= 1 << 10 {
+        format!("{:.1} KiB", b as f64 / 1024.0)
+    } else {
+        format!("{b} B")
+    }
+}
+
+/// The ratios block (printed first) and the table, as markdown.
+pub(crate) fn render(r: &Results) -> String {
+    let mut s = String::new();
+    let f = &r.fixture;
+    let _ = writeln!(s, "## headstart startup bench\n");
+    let _ = writeln!(
+        s,
+        "Fixture `{}`: {} files ({:.1} MB) at the tip, {} commits, pack {:.1} MB; \
+         served on loopback by `git http-backend` (smart HTTP) and `git daemon`. \
+         {} repetitions per case, medians. Machine: {} cores, Linux {}, {}, restore method \
+         `{}`, {} build. headstart commit {}.\n",
+        f.name,
+        f.files_at_tip,
+        f.bytes_at_tip as f64 / 1e6,
+        f.commits,
+        f.pack_bytes as f64 / 1e6,
+        r.reps,
+        r.machine.cores,
+        r.machine.kernel,
+        r.machine.git,
+        r.machine.restore_method,
+        r.machine.build_profile,
+        r.headstart_commit.as_deref().unwrap_or("unknown"),
+    );
+    let _ = writeln!(
+        s,
+        "### Ratios (targets on the medium fixture, loopback HTTP)\n"
+    );
+    let _ = writeln!(s, "| ratio | value | target | result |\n|---|---|---|---|");
+    for q in &r.ratios {
+        let value = q
+            .value
+            .map_or_else(|| "—".to_owned(), |v| format!("{v:.3}"));
+        let target = q
+            .target_max
+            .map_or_else(String::new, |t| format!("≤ {}", fmt_target(t)));
+        let result = match q.pass {
+            Some(true) => "PASS",
+            Some(false) => "MISS",
+            None => "not measured",
+        };
+        let note = q
+            .note
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
+        let _ = writeln!(s, "| {} | {value} | {target} | {result}{note} |", q.label);
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "### Cases\n\n| case | median | min | max | `git status` after | received | phases (median) |\n|---|---|---|---|---|---|---|"
+    );
+    for c in &r.cases {
+        if let Some(why) = &c.skipped {
+            let _ = writeln!(s, "| {} | — | — | — | — | — | skipped: {why} |", c.label);
+            continue;
+        }
+        let Some(t) = c.total else { continue };
+        let status = c.status.map_or_else(|| "—".to_owned(), |x| ms(x.median));
+        let received = c.received_bytes.map_or_else(|| "—".to_owned(), bytes);
+        let mut phases: Vec<String> = c
+            .phases
+            .iter()
+            .map(|(n, v)| format!("{n} {}", ms(*v)))
+            .collect();
+        if let Some(n) = &c.note {
+            phases.push(format!("({n})"));
+        }
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {status} | {received} | {} |",
+            c.label,
+            ms(t.median),
+            ms(t.min),
+            ms(t.max),
+            phases.join(", ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nheadstart runs in-process (library `FastStart`, release build); each repetition \
+         starts a fresh sandbox, checks HEAD, the index tree and a clean `git status` \
+         against upstream; `git status` is timed right after the start (for the cold start \
+         it runs while the background snapshot build does). Fixture ready in {:.1} s{}.",
+        r.fixture_ready_ms / 1e3,
+        if r.fixture.generated_ms > 0.0 {
+            " (generated on a cold cache)"
+        } else {
+            " (cached)"
+        }
+    );
+    s
+}
+
+fn fmt_target(t: f64) -> String {
+    if (t - 1.0 / 30.0).abs() < 1e-9 {
+        "1/30".into()
+    } else if (t - 0.1).abs() < 1e-9 {
+        "1/10".into()
+    } else {
+        format!("{t}")
+    }
+}
+
+/// The change per case against a baseline results file.
+pub(crate) fn compare(r: &Results, baseline: &Path) -> anyhow::Result<String> {
+    let bytes =
+        std::fs::read(baseline).with_context(|| format!("reading {}", baseline.display()))?;
+    let base: Results = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a bench results file", baseline.display()))?;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "### Change against {} ({}, commit {})\n\n| case | baseline | now | change |\n|---|---|---|---|",
+        baseline.display(),
+        base.timestamp,
+        base.headstart_commit.as_deref().unwrap_or("?")
+    );
+    for c in &r.cases {
+        let now = c.median();
+        let before = base
+            .cases
+            .iter()
+            .find(|b| b.id == c.id && b.skipped.is_none())
+            .and_then(CaseResult::median);
+        let change = match (before, now) {
+            (Some(b), Some(n)) if b > 0.0 => format!("{:+.1} %", (n / b - 1.0) * 100.0),
+            _ => "—".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {change} |",
+            c.label,
+            before.map_or_else(|| "—".into(), ms),
+            now.map_or_else(|| "—".into(), ms)
+        );
+    }
+    if base.fixture.name != r.fixture.name {
+        let _ = writeln!(
+            s,
+            "\n(the baseline used the {} fixture, this run {}: not comparable)",
+            base.fixture.name, r.fixture.name
+        );
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::measure::Sample;
+
+    fn case(id: &str, ms: &[f64]) -> CaseResult {
+        let mut c = CaseResult::new(id, id, "g", "http", "medium");
+        c.samples = ms.iter().map(|m| Sample::single("x", *m)).collect();
+        c.finish()
+    }
+
+    fn fixture() -> FixtureInfo {
+        FixtureInfo {
+            name: "medium".into(),
+            generator_version: Some(1),
+            path: "/x".into(),
+            default_branch: "main".into(),
+            other_branch: None,
+            files_at_tip: 1,
+            bytes_at_tip: 1,
+            commits: 1,
+            pack_bytes: 1,
+            generated_ms: 0.0,
+        }
+    }
+
+    #[test]
+    fn ratios_pass_and_miss_against_their_targets() {
+        let cases = vec![
+            case("hs_warm_1", &[50.0, 60.0, 70.0]),
+            case("git_clone_depth1", &[400.0, 500.0, 600.0]),
+            case("git_clone_full", &[3000.0]),
+            case("hs_cold", &[560.0]),
+            case("hs_warm_100", &[130.0]),
+            case("hs_warm_1_small", &[40.0]),
+            case("hs_warm_1_large", &[100.0]),
+        ];
+        let r = ratios(&cases, &fixture(), &Preset::MEDIUM, false, false);
+        let get = |id: &str| r.iter().find(|q| q.id == id).unwrap();
+        assert_eq!(get("warm_vs_depth1").value, Some(60.0 / 500.0));
+        assert_eq!(get("warm_vs_depth1").pass, Some(false));
+        assert_eq!(get("warm_vs_full").pass, Some(true));
+        assert_eq!(get("cold_vs_depth1").pass, Some(false));
+        assert_eq!(get("warm100_vs_warm1").pass, Some(false));
+        assert_eq!(get("warm_large_vs_small").value, Some(2.5));
+        assert_eq!(get("warm_large_vs_small").pass, Some(true));
+    }
+
+    #[test]
+    fn a_missing_case_is_not_measured_rather_than_a_pass() {
+        let cases = vec![case("git_clone_depth1", &[400.0])];
+        let r = ratios(&cases, &fixture(), &Preset::MEDIUM, false, true);
+        assert!(r.iter().all(|q| q.pass.is_none() && q.value.is_none()));
+    }
+}
