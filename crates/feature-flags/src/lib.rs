@@ -5,7 +5,8 @@
 //! This crate is **not** sandbox code: it knows nothing about git, providers or
 //! snapshots. It decides which fast paths are on and tells PostHog what it decided.
 //! Nothing is ever installed because of an experiment: a decision only says which
-//! fast paths a start *may* use.
+//! fast paths a start *may* use (choosing a provider from them is
+//! `provisioners::choose_provider`, where an explicit `--provider` always wins).
 //!
 //! # Overview
 //!
@@ -15,8 +16,6 @@
 //! - [`FeatureFlags`]: the per-process client. [`FeatureFlags::fast_paths`] resolves
 //!   `--beta`/`--fast`/`HEADSTART_BETA` > `HEADSTART_FLAG_OVERRIDES` > opt-outs > the
 //!   `fast_provision` experiment > nothing, and says why ([`DecisionSource`]).
-//! - [`pick_provider`]: an explicit `--provider` beats the fast paths; `sandbox` uses
-//!   Docker only when an engine answers.
 //! - [`FeatureFlags::start_completed`]: the experiment's goal event.
 //!
 //! ```no_run
@@ -35,7 +34,6 @@ mod client;
 mod config;
 mod eval;
 mod experiment;
-mod provider;
 mod regex_compat;
 mod remote;
 mod store;
@@ -53,7 +51,6 @@ pub use experiment::{
     BetaRequest, Decision, DecisionSource, DisabledReason, FAST_PROVISION, Purpose, TEST_VARIANT,
     ValueOrigin, fast_paths_for,
 };
-pub use provider::{ProviderPick, pick_provider};
 pub use telemetry::StartCompleted;
 
 /// Errors a user can fix (the network never produces one: it falls back instead).
