@@ -7,6 +7,7 @@
 //! so building it twice reuses the first. This module does not build images from
 //! Dockerfiles and does not push.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bollard::Docker;
@@ -16,6 +17,7 @@ use sandbox_core::{Error, Result};
 use sha2::{Digest, Sha256};
 
 use super::engine::{engine_error, is_not_found};
+use super::hostfs;
 use super::tar::TarWriter;
 use super::{LABEL_OWNER, OWNER, PROVIDER};
 
@@ -107,8 +109,43 @@ pub struct BaseImageSpec {
     /// A statically linked busybox (`None`: look in the usual places; on Debian and
     /// Ubuntu `apt-get install busybox-static` provides `/bin/busybox`).
     pub busybox: Option<PathBuf>,
+    /// Build from this machine's own (dynamically linked) programs and their shared
+    /// libraries instead of busybox. Also the fallback when no busybox is found.
+    pub from_host_binaries: bool,
+    /// The programs taken from this machine in that case (empty: a default set of
+    /// shell utilities; `sh` and `sleep` must exist).
+    pub host_tools: Vec<String>,
     /// Extra labels on the image.
-    pub labels: std::collections::BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl BaseImageSpec {
+    /// The root filesystem tarball and what it was made from.
+    fn rootfs(&self) -> Result<(Vec<u8>, String)> {
+        if !self.from_host_binaries {
+            match find_busybox(self) {
+                Ok(busybox) => {
+                    return Ok((
+                        base_rootfs(&busybox)?,
+                        format!("busybox {}", busybox.display()),
+                    ));
+                }
+                Err(e) if self.busybox.is_some() => return Err(e),
+                Err(e) => {
+                    tracing::info!(%e, "no busybox: building the base image from this machine's programs")
+                }
+            }
+        }
+        let tools: Vec<String> = if self.host_tools.is_empty() {
+            hostfs::DEFAULT_HOST_TOOLS
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect()
+        } else {
+            self.host_tools.clone()
+        };
+        Ok((host_rootfs(&tools)?, "this machine's programs".to_owned()))
+    }
 }
 
 /// An image pinned by id.
@@ -170,7 +207,18 @@ pub(crate) fn base_rootfs(busybox: &Path) -> Result<Vec<u8>> {
     }
     let io = |e| Error::io("writing the base image's root filesystem", e);
     let mut t = TarWriter::new();
-    for (dir, mode) in [
+    skeleton(&mut t, &[]).map_err(io)?;
+    t.file("bin/busybox", 0o755, &data).map_err(io)?;
+    for applet in APPLETS {
+        t.symlink(&format!("bin/{applet}"), "busybox").map_err(io)?;
+    }
+    t.symlink("usr/bin/env", "/bin/busybox").map_err(io)?;
+    Ok(t.finish())
+}
+
+/// The directories and `/etc` files every base image has (plus `extra_dirs`).
+fn skeleton(t: &mut TarWriter, extra_dirs: &[String]) -> std::io::Result<()> {
+    let mut dirs: BTreeMap<String, u32> = [
         ("bin", 0o755),
         ("etc", 0o755),
         ("home", 0o755),
@@ -183,22 +231,40 @@ pub(crate) fn base_rootfs(busybox: &Path) -> Result<Vec<u8>> {
         ("var", 0o755),
         ("var/tmp", 0o1777),
         ("workspace", 0o755),
-    ] {
-        t.dir(dir, mode).map_err(io)?;
+    ]
+    .into_iter()
+    .map(|(d, m)| (d.to_owned(), m))
+    .collect();
+    for d in extra_dirs {
+        dirs.entry(d.clone()).or_insert(0o755);
     }
-    t.file("bin/busybox", 0o755, &data).map_err(io)?;
-    for applet in APPLETS {
-        t.symlink(&format!("bin/{applet}"), "busybox").map_err(io)?;
+    // BTreeMap order puts parents before children.
+    for (dir, mode) in &dirs {
+        t.dir(dir, *mode)?;
     }
-    t.symlink("usr/bin/env", "/bin/busybox").map_err(io)?;
     t.file(
         "etc/passwd",
         0o644,
         b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-    )
-    .map_err(io)?;
+    )?;
     t.file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n")
-        .map_err(io)?;
+}
+
+/// A root filesystem of this machine's own programs and their shared libraries
+/// (the fallback when no static busybox is installed).
+pub(crate) fn host_rootfs(tools: &[String]) -> Result<Vec<u8>> {
+    let files = hostfs::host_files(tools)?;
+    let io = |e| Error::io("writing the base image's root filesystem", e);
+    let mut t = TarWriter::new();
+    skeleton(&mut t, &hostfs::parent_dirs(files.keys())).map_err(io)?;
+    for (rel, (host, mode)) in &files {
+        let data =
+            std::fs::read(host).map_err(|e| Error::io(format!("reading {}", host.display()), e))?;
+        t.file(rel, *mode, &data).map_err(io)?;
+    }
+    if files.contains_key("bin/env") && !files.contains_key("usr/bin/env") {
+        t.symlink("usr/bin/env", "/bin/env").map_err(io)?;
+    }
     Ok(t.finish())
 }
 
@@ -239,8 +305,7 @@ static BASE_BUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// [`Error::Provider`] when no busybox is found (saying how to install one) or the
 /// engine refuses the import.
 pub async fn build_base_image(docker: &Docker, spec: &BaseImageSpec) -> Result<ImageRef> {
-    let busybox = find_busybox(spec)?;
-    let rootfs = base_rootfs(&busybox)?;
+    let (rootfs, made_from) = spec.rootfs()?;
     let mut hasher = Sha256::new();
     hasher.update(&rootfs);
     for (k, v) in &spec.labels {
@@ -255,7 +320,7 @@ pub async fn build_base_image(docker: &Docker, spec: &BaseImageSpec) -> Result<I
         tracing::debug!(%reference, "base image present");
         return Ok(found);
     }
-    tracing::info!(%reference, busybox = %busybox.display(), "building the offline base image");
+    tracing::info!(%reference, %made_from, "building the offline base image");
     let mut changes = vec![
         format!("LABEL {LABEL_OWNER}={OWNER} {LABEL_BASE_DIGEST}={digest}"),
         "ENV PATH=/usr/local/bin:/usr/bin:/bin".to_owned(),

@@ -33,6 +33,7 @@
 
 mod engine;
 mod exec;
+mod hostfs;
 mod image;
 mod snapshot;
 mod tar;

@@ -16,7 +16,7 @@ use sandbox_core::{
 };
 use test_support::{Change, Upstream};
 
-use crate::docker_common::{Fixture, collecting_sink, owner, run, stdout};
+use crate::docker_common::{Fixture, TEST_SCOPE_LABEL, collecting_sink, owner, run, stdout};
 
 macro_rules! fixture {
     ($test:expr) => {
@@ -780,4 +780,45 @@ async fn overlay_workspace_survives_a_container_restart() {
         !again.workspace().exists(),
         "removing unmounts and deletes the workspace"
     );
+}
+
+#[tokio::test]
+async fn base_image_from_host_programs_runs_a_sandbox() {
+    let Some(probe) = Fixture::new("base_image_from_host_programs_runs_a_sandbox").await else {
+        return;
+    };
+    // Without busybox: this machine's own programs and their shared libraries. The
+    // scope label makes the image this test's own (and removed with it).
+    let spec = BaseImageSpec {
+        from_host_binaries: true,
+        labels: [(TEST_SCOPE_LABEL.to_owned(), probe.scope.clone())].into(),
+        ..BaseImageSpec::default()
+    };
+    let image = build_base_image(&probe.docker, &spec).await.unwrap();
+    let again = build_base_image(&probe.docker, &spec).await.unwrap();
+    assert_eq!(image.id, again.id);
+    let reference = image.reference.clone();
+    let f = fixture!("base_image_from_host_programs_runs_a_sandbox", |c| c
+        .default_image(reference));
+    let (sandbox, _) = f
+        .provider
+        .connect(&ConnectOptions::new().name(f.name("hostbin")))
+        .await
+        .unwrap();
+    assert_eq!(sandbox.base_snapshot(), None);
+    std::fs::write(sandbox.workspace().join("hello.txt"), "from the host\n").unwrap();
+    assert_eq!(
+        stdout(&*sandbox, &["cat", "hello.txt"]).await,
+        "from the host\n"
+    );
+    assert_eq!(
+        stdout(&*sandbox, &["sh", "-c", "echo $((6 * 7)); pwd"]).await,
+        "42\n/workspace\n"
+    );
+    assert_eq!(
+        stdout(&*sandbox, &["id", "-u"]).await.trim(),
+        host_user().split(':').next().unwrap()
+    );
+    drop(f);
+    drop(probe);
 }
