@@ -43,6 +43,9 @@ pub(crate) struct UpArgs {
     /// Start cold and build no snapshot.
     #[arg(long)]
     no_snapshot: bool,
+    /// Remove the sandbox after this long (`headstart prune`), e.g. `90m`, `2h`, `1d`.
+    #[arg(long, value_parser = parse_duration)]
+    ttl: Option<Duration>,
     /// Setup recipe (JSON: {"commands":[{"argv":[...],"timeout":secs}],"base_image":..}).
     #[arg(long, value_name = "FILE")]
     recipe: Option<PathBuf>,
@@ -183,6 +186,23 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Flags(args) => crate::flags::run(args).await,
         Command::Vm(args) => crate::vm::run(args).await,
     }
+}
+
+/// `90s`, `30m`, `2h`, `1d`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 90m, 2h, 1d)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{s}` is not a duration (e.g. 90m, 2h, 1d)")),
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 fn parse_provider(s: &str) -> Result<ProviderKind, String> {
@@ -365,6 +385,9 @@ async fn up(home: &Path, args: UpArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = &args.name {
         connect = connect.name(sandbox_name(n)?);
     }
+    if let Some(ttl) = args.ttl {
+        connect = connect.ttl(ttl);
+    }
     if let Some(dir) = &args.workdir {
         let dir =
             std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
@@ -381,7 +404,7 @@ async fn up(home: &Path, args: UpArgs) -> anyhow::Result<ExitCode> {
     let eligibility = if args.no_snapshot {
         Eligibility::none()
     } else {
-        Eligibility::all()
+        config::eligibility()?
     };
     let mut fast = FastStart::new(provider.clone(), builder.clone())
         .recipe(recipe)

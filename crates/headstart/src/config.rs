@@ -21,3 +21,34 @@ pub(crate) fn git_credentials() -> Credentials {
 pub(crate) fn detach_builds() -> bool {
     std::env::var("HEADSTART_DETACH_BUILDS").map_or(true, |v| v != "0")
 }
+
+/// Which repositories get snapshots: `HEADSTART_SNAPSHOT_ALLOW` and
+/// `HEADSTART_SNAPSHOT_DENY` (comma-separated patterns over `host/owner/repo`, `*`
+/// matches anything) and `HEADSTART_SNAPSHOT_MAX_BYTES` (largest workspace to keep).
+pub(crate) fn eligibility() -> anyhow::Result<snapshot_refresh::Eligibility> {
+    let list = |var: &str| -> Vec<String> {
+        std::env::var(var)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let max_size_bytes = match std::env::var("HEADSTART_SNAPSHOT_MAX_BYTES") {
+        Ok(v) if !v.trim().is_empty() => Some(v.trim().parse::<u64>().map_err(|_| {
+            crate::commands::UserError(format!(
+                "HEADSTART_SNAPSHOT_MAX_BYTES={v:?} is not a number of bytes"
+            ))
+        })?),
+        _ => None,
+    };
+    Ok(snapshot_refresh::Eligibility {
+        allow: list("HEADSTART_SNAPSHOT_ALLOW"),
+        deny: list("HEADSTART_SNAPSHOT_DENY"),
+        max_size_bytes,
+        disabled: false,
+    })
+}

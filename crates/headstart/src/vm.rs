@@ -175,7 +175,11 @@ impl Env {
                     .context("no HOME directory: set HEADSTART_HOME to a writable directory")?,
             },
         };
-        Ok(Self { home, user_home, user: var("USER").or_else(|| var("LOGNAME")) })
+        Ok(Self {
+            home,
+            user_home,
+            user: var("USER").or_else(|| var("LOGNAME")),
+        })
     }
 
     fn known_hosts(&self) -> PathBuf {
@@ -219,13 +223,19 @@ fn readiness(env: &Env, key: &Path, timeout: Duration) -> Readiness {
     r
 }
 
-async fn fast_paths(env: &Env, a: &UpArgs) -> anyhow::Result<(feature_flags::FastPaths, Option<FeatureFlags>)> {
+async fn fast_paths(
+    env: &Env,
+    a: &UpArgs,
+) -> anyhow::Result<(feature_flags::FastPaths, Option<FeatureFlags>)> {
     if a.no_fast {
         return Ok((feature_flags::FastPaths::default(), None));
     }
     let config = feature_flags::Config::from_env(&env.home, |k| std::env::var(k).ok());
     let flags = FeatureFlags::new(config);
-    let request = BetaRequest { beta: a.beta.clone(), fast: a.fast };
+    let request = BetaRequest {
+        beta: a.beta.clone(),
+        fast: a.fast,
+    };
     let decision = flags.fast_paths(&request, Purpose::Provision).await?;
     Ok((decision.paths, Some(flags)))
 }
@@ -249,11 +259,14 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
     spec.image = a.image.clone();
     if let Some(file) = &a.user_data {
         spec.user_data = Some(
-            std::fs::read_to_string(file).with_context(|| format!("reading user data {}", file.display()))?,
+            std::fs::read_to_string(file)
+                .with_context(|| format!("reading user data {}", file.display()))?,
         );
     }
     for label in &a.labels {
-        let (k, v) = label.split_once('=').with_context(|| format!("--label `{label}` is not KEY=VALUE"))?;
+        let (k, v) = label
+            .split_once('=')
+            .with_context(|| format!("--label `{label}` is not KEY=VALUE"))?;
         spec.labels.insert(k.to_owned(), v.to_owned());
     }
     let provisioner = provisioner(cloud)?;
@@ -264,10 +277,25 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         spec.size_or_default(cloud),
         spec.region_or_default(cloud)
     );
-    let result = cloud::up(provisioner.as_ref(), &spec, &ready, |phase, took| {
+    let started = cloud::up(provisioner.as_ref(), &spec, &ready, |phase, took| {
         eprintln!("  {:<10} {:>8.1} s", phase.as_str(), took.as_secs_f64());
-    })
-    .await;
+    });
+    let result = tokio::select! {
+        r = started => r,
+        _ = tokio::signal::ctrl_c() => {
+            // Leave nothing behind: remove the VM if the create went through.
+            eprintln!("interrupted: deleting VM `{}` if it was created", spec.name);
+            if let Ok(Some(vm)) = provisioner.find(&spec.owner, spec.name.as_str()).await
+                && let Err(e) = provisioner.destroy(&vm).await
+            {
+                eprintln!("error: {e}; delete it with `headstart vm down {} --cloud {cloud}`", vm.name);
+            }
+            if let Some(flags) = flags {
+                flags.shutdown(Duration::from_secs(2)).await;
+            }
+            return Ok(ExitCode::from(130));
+        }
+    };
     if let Some(flags) = flags {
         flags.shutdown(Duration::from_secs(2)).await;
     }
@@ -282,13 +310,22 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
 
 fn print_report(report: &VmReport, ready: &Readiness) {
     let vm = &report.vm;
-    let ip = vm.public_ipv4.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into());
-    println!("VM `{}` is ready on {} ({}), {ip}", vm.name, vm.cloud, vm.region);
+    let ip = vm
+        .public_ipv4
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "-".into());
+    println!(
+        "VM `{}` is ready on {} ({}), {ip}",
+        vm.name, vm.cloud, vm.region
+    );
     for p in &report.phases {
         println!("  {:<10} {:>10.1} ms", p.name.as_str(), p.ms);
     }
     println!("  {:<10} {:>10.1} ms", "total", report.total_ms);
-    let user = ready.ssh_user.clone().unwrap_or_else(|| vm.cloud.ssh_user().to_owned());
+    let user = ready
+        .ssh_user
+        .clone()
+        .unwrap_or_else(|| vm.cloud.ssh_user().to_owned());
     println!(
         "run commands with: headstart vm exec --cloud {} {} -- docker ps\n\
          or: ssh -o UserKnownHostsFile={} {user}@{ip}",
@@ -311,9 +348,15 @@ async fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
         println!("no VMs for owner `{owner}` on {cloud}");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<28} {:<14} {:<16} {:<14} IMAGE", "NAME", "STATUS", "IPV4", "REGION");
+    println!(
+        "{:<28} {:<14} {:<16} {:<14} IMAGE",
+        "NAME", "STATUS", "IPV4", "REGION"
+    );
     for vm in vms {
-        let ip = vm.public_ipv4.map(|ip| ip.to_string()).unwrap_or_else(|| "-".into());
+        let ip = vm
+            .public_ipv4
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|| "-".into());
         println!(
             "{:<28} {:<14} {:<16} {:<14} {}",
             vm.name,
@@ -329,7 +372,10 @@ async fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
 async fn find(p: &dyn VmProvisioner, owner: &OwnerTag, name: &str) -> anyhow::Result<cloud::Vm> {
     Ok(p.find(owner, name)
         .await?
-        .ok_or_else(|| CloudError::NotFound { cloud: p.cloud(), name: name.to_owned() })?)
+        .ok_or_else(|| CloudError::NotFound {
+            cloud: p.cloud(),
+            name: name.to_owned(),
+        })?)
 }
 
 async fn down(a: DownArgs) -> anyhow::Result<ExitCode> {
@@ -371,5 +417,7 @@ async fn exec(a: ExecArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: the command timed out");
         return Ok(ExitCode::from(124));
     }
-    Ok(ExitCode::from(out.exit_code.map_or(1, |c| u8::try_from(c).unwrap_or(1))))
+    Ok(ExitCode::from(
+        out.exit_code.map_or(1, |c| u8::try_from(c).unwrap_or(1)),
+    ))
 }
