@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::error::{CloudError, Result};
 use super::http::ApiClient;
 use super::spec::{Cloud, ImageChoice, OWNER_LABEL, OwnerTag, SshPublicKey, Vm, VmSpec, VmStatus};
-use super::{CloudConfig, Deadline, VmProvisioner, parse_ipv4};
+use super::{Backoff, CloudConfig, Deadline, VmProvisioner, parse_ipv4};
 
 /// The Docker 1-click marketplace image slug (Docker preinstalled).
 pub const MARKETPLACE_IMAGE: &str = "docker-20-04";
@@ -322,7 +322,7 @@ impl VmProvisioner for DigitalOcean {
     }
 
     async fn wait_active(&self, vm: &Vm, deadline: Deadline) -> Result<Vm> {
-        let interval = self.api.config.poll_interval;
+        let mut poll = Backoff::new(self.api.config.poll_interval);
         loop {
             let now = self.get(vm).await?;
             if now.is_active() {
@@ -330,7 +330,7 @@ impl VmProvisioner for DigitalOcean {
             }
             tracing::debug!(vm = %now.name, status = %now.raw_status, "droplet not active yet");
             deadline
-                .pause(interval, || {
+                .pause(poll.next_wait(), || {
                     format!(
                         "waiting for droplet `{}` to become active (status `{}`)",
                         vm.name, now.raw_status

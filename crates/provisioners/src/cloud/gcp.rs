@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::error::{CloudError, Result};
 use super::http::ApiClient;
 use super::spec::{Cloud, ImageChoice, OWNER_LABEL, OwnerTag, Vm, VmSpec, VmStatus};
-use super::{CloudConfig, Deadline, VmProvisioner, parse_ipv4};
+use super::{Backoff, CloudConfig, Deadline, VmProvisioner, parse_ipv4};
 
 /// Container-Optimized OS, stable channel (Docker preinstalled).
 pub const COS_IMAGE: &str = "projects/cos-cloud/global/images/family/cos-stable";
@@ -99,7 +99,7 @@ impl Gcp {
         vm: &Vm,
         deadline: Deadline,
     ) -> Result<()> {
-        let interval = self.api.config.poll_interval;
+        let mut poll = Backoff::new(self.api.config.poll_interval);
         loop {
             let body = self
                 .api
@@ -129,7 +129,7 @@ impl Gcp {
                 return Ok(());
             }
             deadline
-                .pause(interval, || {
+                .pause(poll.next_wait(), || {
                     format!("waiting for the insert operation of instance `{}`", vm.name)
                 })
                 .await?;
@@ -303,14 +303,14 @@ impl VmProvisioner for Gcp {
         if let Some(op) = &vm.pending_operation {
             self.wait_operation(&vm.region, op, vm, deadline).await?;
         }
-        let interval = self.api.config.poll_interval;
+        let mut poll = Backoff::new(self.api.config.poll_interval);
         loop {
             let now = self.get(vm).await?;
             if now.is_active() {
                 return Ok(now);
             }
             deadline
-                .pause(interval, || {
+                .pause(poll.next_wait(), || {
                     format!(
                         "waiting for instance `{}` to run (status `{}`)",
                         vm.name, now.raw_status

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::error::{CloudError, Result};
 use super::http::ApiClient;
 use super::spec::{Cloud, ImageChoice, OWNER_LABEL, OwnerTag, SshPublicKey, Vm, VmSpec, VmStatus};
-use super::{CloudConfig, Deadline, VmProvisioner, parse_ipv4};
+use super::{Backoff, CloudConfig, Deadline, VmProvisioner, parse_ipv4};
 
 /// The Docker CE app image (Docker preinstalled).
 pub const DOCKER_IMAGE: &str = "docker-ce";
@@ -137,7 +137,7 @@ impl Hetzner {
     }
 
     async fn follow_action(&self, id: &str, vm: &Vm, deadline: Deadline) -> Result<()> {
-        let interval = self.api.config.poll_interval;
+        let mut poll = Backoff::new(self.api.config.poll_interval);
         loop {
             let body = self.api.get(&format!("/actions/{id}"), &[]).await?;
             let action = body
@@ -168,7 +168,7 @@ impl Hetzner {
                 }
             }
             deadline
-                .pause(interval, || {
+                .pause(poll.next_wait(), || {
                     format!("waiting for the create action of server `{}`", vm.name)
                 })
                 .await?;
@@ -321,14 +321,14 @@ impl VmProvisioner for Hetzner {
         if let Some(action) = &vm.pending_operation {
             self.follow_action(action, vm, deadline).await?;
         }
-        let interval = self.api.config.poll_interval;
+        let mut poll = Backoff::new(self.api.config.poll_interval);
         loop {
             let now = self.get(vm).await?;
             if now.is_active() {
                 return Ok(now);
             }
             deadline
-                .pause(interval, || {
+                .pause(poll.next_wait(), || {
                     format!(
                         "waiting for server `{}` to run (status `{}`)",
                         vm.name, now.raw_status

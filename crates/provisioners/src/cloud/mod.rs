@@ -96,6 +96,26 @@ impl Deadline {
     }
 }
 
+/// Poll intervals that start at a third of `max` and grow by half up to `max`: quick
+/// answers for fast clouds, few requests for slow ones.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(max: Duration) -> Self {
+        Self { next: max / 3, max }
+    }
+
+    pub(crate) fn next_wait(&mut self) -> Duration {
+        let now = self.next;
+        self.next = (self.next * 3 / 2).min(self.max);
+        now
+    }
+}
+
 /// Creates, waits for, lists and destroys VMs on one cloud.
 #[async_trait]
 pub trait VmProvisioner: Send + Sync + fmt::Debug {
@@ -340,6 +360,18 @@ impl VmHost {
     /// [`CloudError::Ssh`] when the client cannot run.
     pub async fn exec(&self, request: &ExecRequest) -> Result<ExecOutput> {
         self.target.exec(request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_backoff_grows_to_its_bound() {
+        let mut b = Backoff::new(Duration::from_secs(3));
+        let waits: Vec<u64> = (0..6).map(|_| b.next_wait().as_millis() as u64).collect();
+        assert_eq!(waits, [1000, 1500, 2250, 3000, 3000, 3000]);
     }
 }
 
