@@ -363,6 +363,12 @@ impl VmHost {
     }
 }
 
+/// Parses an IPv4 address from the API, ignoring junk.
+pub(crate) fn parse_ipv4(s: Option<&str>) -> Option<std::net::IpAddr> {
+    s.and_then(|s| s.parse::<std::net::Ipv4Addr>().ok())
+        .map(std::net::IpAddr::V4)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,10 +379,4 @@ mod tests {
         let waits: Vec<u64> = (0..6).map(|_| b.next_wait().as_millis() as u64).collect();
         assert_eq!(waits, [1000, 1500, 2250, 3000, 3000, 3000]);
     }
-}
-
-/// Parses an IPv4 address from the API, ignoring junk.
-pub(crate) fn parse_ipv4(s: Option<&str>) -> Option<std::net::IpAddr> {
-    s.and_then(|s| s.parse::<std::net::Ipv4Addr>().ok())
-        .map(std::net::IpAddr::V4)
 }
