@@ -229,12 +229,11 @@ async fn make_provider(
 ) -> anyhow::Result<Arc<dyn SandboxProvider>> {
     Ok(match kind {
         ProviderKind::Local => Arc::new(local_provider(home)?),
-        ProviderKind::Docker => Arc::new(
-            provisioners::docker::DockerProvider::from_env(
-                provisioners::docker::DockerConfig::new(home.join("docker")),
-            )
-            .await?,
-        ),
+        ProviderKind::Docker => {
+            let mut config = provisioners::docker::DockerConfig::new(home.join("docker"));
+            config.restore_method = provisioners::local::LocalConfig::from_env()?.restore_method;
+            Arc::new(provisioners::docker::DockerProvider::from_env(config).await?)
+        }
     })
 }
 
