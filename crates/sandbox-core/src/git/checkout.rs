@@ -128,8 +128,13 @@ pub(crate) fn checkout_branch(
     if remove_untracked {
         cb.remove_untracked(true);
     }
+    let t = std::time::Instant::now();
     repo.checkout_tree(commit.as_object(), Some(&mut cb))
         .map_err(git_err(op))?;
+    tracing::debug!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "checked out the tree"
+    );
     repo.reference(
         &refname,
         tip,

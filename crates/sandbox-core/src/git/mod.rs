@@ -164,7 +164,12 @@ fn clone_into(source: &Source, dest: &Path, options: &GitOptions) -> Result<Chec
         .find_commit(fetched.tip)
         .and_then(|c| c.tree())
         .map_err(git_err("clone"))?;
+    let t = std::time::Instant::now();
     checkout::refuse_incomplete(&repo, &tree, url)?;
+    tracing::debug!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "checked for submodules and LFS"
+    );
     let head = match new_branch {
         Some(nb) => checkout::checkout_branch(&repo, nb, fetched.tip, None, false)?,
         None => checkout::checkout_branch(
@@ -243,7 +248,12 @@ pub fn sync(source: &Source, workspace: &Path, options: &GitOptions) -> Result<C
         .find_commit(fetched.tip)
         .and_then(|c| c.tree())
         .map_err(git_err("sync"))?;
+    let t = std::time::Instant::now();
     checkout::refuse_incomplete(&repo, &tree, url)?;
+    tracing::debug!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "checked for submodules and LFS"
+    );
     let head = match new_branch {
         Some(nb) => checkout::checkout_branch(&repo, nb, fetched.tip, None, true)?,
         None => {

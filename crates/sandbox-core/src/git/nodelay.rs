@@ -12,15 +12,38 @@
 //! over `std::net::TcpStream` with `TCP_NODELAY`, honouring libgit2's connect and
 //! read timeouts.
 //!
+//! It also bounds how long one read or write may wait (5 minutes by default, when
+//! libgit2 sets no timeout of its own), so a server that stops answering fails the
+//! clone or sync with a network error instead of blocking a start forever.
+//!
 //! Not here: TLS (libgit2's OpenSSL stream wraps this one), proxies (libgit2's HTTP
 //! client connects to the proxy itself), anything about git.
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
 use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Once;
 use std::time::Duration;
+
+/// The longest one read or write may wait when libgit2 asks for no timeout.
+pub(crate) const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(300);
+
+thread_local! {
+    /// Per-thread override of [`DEFAULT_IO_TIMEOUT`] (libgit2 creates and uses a
+    /// stream on the thread that runs the fetch), for tests.
+    static IO_TIMEOUT: Cell<Duration> = const { Cell::new(DEFAULT_IO_TIMEOUT) };
+}
+
+/// Runs `f` with another I/O timeout for streams created on this thread.
+#[cfg(test)]
+pub(crate) fn with_io_timeout<T>(timeout: Duration, f: impl FnOnce() -> T) -> T {
+    let old = IO_TIMEOUT.with(|t| t.replace(timeout));
+    let out = f();
+    IO_TIMEOUT.with(|t| t.set(old));
+    out
+}
 
 /// `git_stream` from `git2/sys/stream.h` (version 1). The two one-bit fields
 /// `encrypted` and `proxy_support` share one `unsigned int`.
@@ -62,6 +85,8 @@ struct Stream {
     host: String,
     port: String,
     tcp: Option<TcpStream>,
+    /// The I/O timeout when libgit2 sets none.
+    io_timeout: Duration,
 }
 
 /// Registers the stream once per process. Falls back to libgit2's own stream (with
@@ -151,6 +176,7 @@ unsafe extern "C" fn stream_init(
         host,
         port,
         tcp: None,
+        io_timeout: IO_TIMEOUT.with(Cell::get),
     });
     // SAFETY: `out` is non-null and points to writable storage for one pointer.
     unsafe { *out = Box::into_raw(stream).cast::<RawStream>() };
@@ -159,6 +185,13 @@ unsafe extern "C" fn stream_init(
 
 fn millis(ms: c_int) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms as u64))
+}
+
+impl Stream {
+    /// libgit2's timeout if it set one, else ours.
+    fn io_timeout(&self) -> Duration {
+        millis(self.raw.timeout).unwrap_or(self.io_timeout)
+    }
 }
 
 unsafe extern "C" fn stream_connect(raw: *mut RawStream) -> c_int {
@@ -180,10 +213,8 @@ unsafe extern "C" fn stream_connect(raw: *mut RawStream) -> c_int {
         };
         let mut last = None;
         for addr in &addrs {
-            let attempt = match millis(s.raw.connect_timeout) {
-                Some(t) => TcpStream::connect_timeout(addr, t),
-                None => TcpStream::connect(addr),
-            };
+            let timeout = millis(s.raw.connect_timeout).unwrap_or(s.io_timeout);
+            let attempt = TcpStream::connect_timeout(addr, timeout);
             match attempt {
                 Ok(tcp) => {
                     if let Err(e) = tcp.set_nodelay(true) {
@@ -217,12 +248,12 @@ unsafe extern "C" fn stream_read(raw: *mut RawStream, data: *mut c_void, len: us
         return -1;
     }
     with_stream(raw, -1, |s| {
-        let timeout = millis(s.raw.timeout);
+        let timeout = s.io_timeout();
         let Some(tcp) = s.tcp.as_mut() else {
             set_error("read on an unconnected stream");
             return -1;
         };
-        if tcp.set_read_timeout(timeout).is_err() {
+        if tcp.set_read_timeout(Some(timeout)).is_err() {
             set_error("could not set the read timeout");
             return -1;
         }
@@ -238,7 +269,10 @@ unsafe extern "C" fn stream_read(raw: *mut RawStream, data: *mut c_void, len: us
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    set_error("read timed out");
+                    set_error(&format!(
+                        "the server sent nothing for {:?}: read timed out",
+                        timeout
+                    ));
                     return -1;
                 }
                 Err(e) => {
@@ -261,12 +295,12 @@ unsafe extern "C" fn stream_write(
         return -1;
     }
     with_stream(raw, -1, |s| {
-        let timeout = millis(s.raw.timeout);
+        let timeout = s.io_timeout();
         let Some(tcp) = s.tcp.as_mut() else {
             set_error("write on an unconnected stream");
             return -1;
         };
-        if tcp.set_write_timeout(timeout).is_err() {
+        if tcp.set_write_timeout(Some(timeout)).is_err() {
             set_error("could not set the write timeout");
             return -1;
         }
@@ -282,7 +316,10 @@ unsafe extern "C" fn stream_write(
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    set_error("write timed out");
+                    set_error(&format!(
+                        "the server accepted nothing for {:?}: write timed out",
+                        timeout
+                    ));
                     return -1;
                 }
                 Err(e) => {
@@ -310,4 +347,36 @@ unsafe extern "C" fn stream_free(raw: *mut RawStream) {
     // SAFETY: `raw` came from `Box::into_raw` in `stream_init` and libgit2 frees each
     // stream exactly once.
     drop(unsafe { Box::from_raw(raw.cast::<Stream>()) });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RepoUrl;
+    use crate::credentials::Credentials;
+    use crate::error::Error;
+
+    #[test]
+    fn a_server_that_stops_answering_fails_with_a_network_error()
+    -> Result<(), Box<dyn std::error::Error>> {
+        // Accepts connections and never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let holder = std::thread::spawn(move || {
+            let conns: Vec<_> = listener.incoming().take(1).collect();
+            std::thread::sleep(Duration::from_millis(1500));
+            drop(conns);
+        });
+        let url = RepoUrl::parse(&format!("http://127.0.0.1:{port}/app.git"))?;
+        let err = with_io_timeout(Duration::from_millis(300), || {
+            crate::git::remote_default_branch(&url, &Credentials::none())
+        })
+        .expect_err("must time out");
+        assert!(
+            matches!(&err, Error::Network { message, .. } if message.contains("timed out")),
+            "{err:?}"
+        );
+        holder.join().map_err(|_| "holder thread panicked")?;
+        Ok(())
+    }
 }

@@ -268,3 +268,52 @@ fn sync_over_the_local_transport_works_without_depth() -> anyhow::Result<()> {
     assert_clean(&ws)?;
     Ok(())
 }
+
+#[test]
+fn sync_refuses_a_new_branch_the_remote_has() -> anyhow::Result<()> {
+    let up = Upstream::new("trunk", 1)?;
+    up.create_branch("taken", "trunk")?;
+    let (_server, url) = serve(&up, Via::Http)?;
+    let dir = tempfile::tempdir()?;
+    let ws = snapshot(&url, dir.path())?;
+    let err = git::sync(
+        &source(&url, None, Some("taken"))?,
+        &ws,
+        &GitOptions::default(),
+    )
+    .expect_err("taken upstream");
+    assert!(
+        matches!(&err, Error::NewBranchExists { branch, .. } if branch == "taken"),
+        "{err:?}"
+    );
+    assert_eq!(state(&ws)?.branch, "trunk");
+    Ok(())
+}
+
+#[test]
+fn sync_of_a_full_history_snapshot_fetches_one_commit_of_another_branch() -> anyhow::Result<()> {
+    let up = Upstream::new("trunk", 5)?;
+    up.advance("trunk", 5)?;
+    let (_server, url) = serve(&up, Via::Daemon)?;
+    let dir = tempfile::tempdir()?;
+    let ws = dir.path().join("ws");
+    let full = GitOptions {
+        depth: git::Depth::Full,
+        ..GitOptions::default()
+    };
+    git::clone(&source(&url, None, None)?, &ws, &full)?;
+    assert_eq!(commit_count(&ws)?, 6);
+    up.create_branch("feature/x", "trunk")?;
+    let tip = up.advance("feature/x", 3)?;
+    let out = git::sync(
+        &source(&url, Some("feature/x"), None)?,
+        &ws,
+        &GitOptions::default(),
+    )?;
+    assert_eq!(out.head.commit, tip);
+    assert_eq!(state(&ws)?.tree, up.tree("feature/x")?);
+    assert_clean(&ws)?;
+    // trunk's full history is still there
+    assert_eq!(git_in(&ws, &["rev-list", "--count", "origin/trunk"])?, "6");
+    Ok(())
+}

@@ -114,8 +114,14 @@ fn measure_http_request_timeline() -> anyhow::Result<()> {
     let src = Source::new(url.clone());
     let dir = tempfile::tempdir()?;
     let t = Instant::now();
-    git::clone(&src, &dir.path().join("engine"), &GitOptions::default())?;
+    let (r, log) = test_support::capture_tracing(|| {
+        git::clone(&src, &dir.path().join("engine"), &GitOptions::default())
+    });
+    r?;
     eprintln!("engine clone {:?}", t.elapsed());
+    for line in log.text().lines().filter(|l| l.contains("elapsed_ms")) {
+        eprintln!("  {line}");
+    }
     for r in server.http().requests() {
         eprintln!(
             "  {:>8.1?} {:>8.1?} {:>8.1?} {} {}",
