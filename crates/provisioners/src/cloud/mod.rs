@@ -269,7 +269,23 @@ pub async fn up(
     };
     let deadline = Deadline::after(readiness.deadline);
     let t = Instant::now();
-    let vm = provisioner.create(spec).await?;
+    let vm = match tokio::time::timeout(deadline.left(), provisioner.create(spec)).await {
+        Ok(created) => created?,
+        Err(_) => {
+            // The request may have gone through before the deadline cut it off.
+            let error = deadline.timeout(format!("creating VM `{}`", spec.name));
+            return match provisioner.find(&spec.owner, spec.name.as_str()).await {
+                Ok(Some(vm)) => Err(destroy_after_failure(provisioner, &vm, error).await),
+                Ok(None) => Err(error),
+                Err(lookup) => Err(CloudError::CleanupFailed {
+                    cloud: provisioner.cloud(),
+                    vm: spec.name.to_string(),
+                    error: Box::new(error),
+                    cleanup: Box::new(lookup),
+                }),
+            };
+        }
+    };
     record(VmPhase::VmCreate, t.elapsed(), &mut phases);
     tracing::info!(cloud = %vm.cloud, vm = %vm.name, id = %vm.id, "VM created");
 

@@ -385,3 +385,30 @@ async fn a_spent_rate_limit_budget_delays_the_next_request_instead_of_provoking_
         1
     );
 }
+
+#[tokio::test]
+async fn a_create_cut_off_by_the_deadline_is_found_and_destroyed() {
+    let fake = FakeDo::start(DoBehaviour {
+        create_delay: Some(Duration::from_secs(3)),
+        ..Default::default()
+    })
+    .await;
+    let p = provisioner(&fake);
+    let err = up(
+        &p,
+        &spec("web-14", fast(true, false)),
+        &banner_readiness(closed_port(), Duration::from_millis(700)),
+        |_, _| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, CloudError::Timeout { .. }), "{err}");
+    assert!(err.to_string().contains("creating VM `web-14`"), "{err}");
+    let s = fake.state.lock().unwrap();
+    assert_eq!(s.creates, 1);
+    assert_eq!(
+        s.deleted.len(),
+        1,
+        "the droplet the late answer would have named was destroyed"
+    );
+}

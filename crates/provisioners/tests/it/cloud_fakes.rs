@@ -189,6 +189,8 @@ pub(crate) struct DoBehaviour {
     /// Store the droplet even when answering a create with a failure (the server
     /// acted, then the answer was lost).
     pub(crate) store_on_failure: bool,
+    /// Answer creates only after this long (the droplet exists at once).
+    pub(crate) create_delay: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -301,6 +303,7 @@ impl FakeDo {
         let st = state.clone();
         let failures = Arc::new(Mutex::new(behaviour.create_failures.clone()));
         let store_on_failure = behaviour.store_on_failure;
+        let create_delay = behaviour.create_delay;
         Mock::given(method("POST")).and(path("/v2/droplets")).and(auth())
             .respond_with(move |req: &Request| {
                 let body: Value = serde_json::from_slice(&req.body).unwrap();
@@ -322,8 +325,9 @@ impl FakeDo {
                 let id = s.next_id;
                 let droplet = do_droplet(id, &body, "new", None);
                 s.droplets.push(droplet.clone());
-                json_response(202, json!({"droplet": droplet, "links": {"actions": [
-                    {"id": 7515, "rel": "create", "href": format!("https://api.digitalocean.com/v2/actions/{}", 7515)}]}}))
+let r = json_response(202, json!({"droplet": droplet, "links": {"actions": [
+                    {"id": 7515, "rel": "create", "href": format!("https://api.digitalocean.com/v2/actions/{}", 7515)}]}}));
+                match create_delay { Some(d) => r.set_delay(d), None => r }
             })
             .mount(&server).await;
         let st = state.clone();
