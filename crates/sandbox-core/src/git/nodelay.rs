@@ -24,6 +24,7 @@ use std::cell::Cell;
 use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::sync::Once;
 use std::time::Duration;
 
@@ -77,11 +78,17 @@ unsafe extern "C" {
     fn git_stream_register(kind: c_int, registration: *mut Registration) -> c_int;
 }
 
-/// Our stream: the libgit2 header first (libgit2 only sees a `*mut RawStream`), then
-/// the Rust state.
+/// Our stream. Layout-compatible with libgit2's private `git_socket_stream`
+/// (`git_stream parent; char *host; char *port; GIT_SOCKET s;`): libgit2's ssh
+/// transport takes the socket out of *any* standard stream by casting it to that
+/// struct (`ssh_libssh2.c`), and hands the fd to libssh2. So the first fields mirror
+/// it, `fd` holds the connected socket, and the Rust state follows.
 #[repr(C)]
 struct Stream {
     raw: RawStream,
+    host_c: *mut c_char,
+    port_c: *mut c_char,
+    fd: c_int,
     host: String,
     port: String,
     tcp: Option<TcpStream>,
@@ -159,6 +166,8 @@ unsafe extern "C" fn stream_init(
             CStr::from_ptr(port).to_string_lossy().into_owned(),
         )
     };
+    let host_c = CString::new(host.as_str()).unwrap_or_default().into_raw();
+    let port_c = CString::new(port.as_str()).unwrap_or_default().into_raw();
     let stream = Box::new(Stream {
         raw: RawStream {
             version: 1,
@@ -173,6 +182,9 @@ unsafe extern "C" fn stream_init(
             close: stream_close,
             free: stream_free,
         },
+        host_c,
+        port_c,
+        fd: -1,
         host,
         port,
         tcp: None,
@@ -220,6 +232,7 @@ unsafe extern "C" fn stream_connect(raw: *mut RawStream) -> c_int {
                     if let Err(e) = tcp.set_nodelay(true) {
                         tracing::debug!(error = %e, "TCP_NODELAY not set");
                     }
+                    s.fd = tcp.as_raw_fd();
                     s.tcp = Some(tcp);
                     return 0;
                 }
@@ -336,6 +349,7 @@ unsafe extern "C" fn stream_close(raw: *mut RawStream) -> c_int {
         if let Some(tcp) = s.tcp.take() {
             let _ = tcp.shutdown(std::net::Shutdown::Both);
         }
+        s.fd = -1;
         0
     })
 }
@@ -345,8 +359,16 @@ unsafe extern "C" fn stream_free(raw: *mut RawStream) {
         return;
     }
     // SAFETY: `raw` came from `Box::into_raw` in `stream_init` and libgit2 frees each
-    // stream exactly once.
-    drop(unsafe { Box::from_raw(raw.cast::<Stream>()) });
+    // stream exactly once; `host_c`/`port_c` came from `CString::into_raw` there.
+    unsafe {
+        let stream = Box::from_raw(raw.cast::<Stream>());
+        if !stream.host_c.is_null() {
+            drop(CString::from_raw(stream.host_c));
+        }
+        if !stream.port_c.is_null() {
+            drop(CString::from_raw(stream.port_c));
+        }
+    }
 }
 
 #[cfg(test)]
