@@ -9,6 +9,15 @@
 //! the index entries are patched in place and the checksum recomputed: no file is read
 //! again and the index's extensions (cache tree, untracked cache) survive.
 //!
+//! Racy git: an entry whose mtime is not older than the index file itself may describe a
+//! file changed within the same second after the index was written, so its stat data
+//! proves nothing. Only entries whose recorded mtime and size equal the file's, and that
+//! are older than the index, are patched. With `verify`, racily clean entries are
+//! checked by hashing the file as a blob (what git itself would do) and patched when
+//! equal; the index is then written in a later second than every patched mtime so they
+//! are no longer racy. Snapshot capture verifies (off the warm path); restores do not
+//! need to, because a captured snapshot has no racy entries left.
+//!
 //! This is not a general index writer: unknown versions, split indexes and SHA-256
 //! repositories are left alone (git then re-hashes, which is slower but correct).
 
@@ -42,9 +51,28 @@ fn put32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_be_bytes());
 }
 
+/// The git blob id of a worktree file (or a symlink's target).
+fn blob_id(path: &Path, is_link: bool) -> io::Result<[u8; HASH_LEN]> {
+    let data = if is_link {
+        use std::os::unix::ffi::OsStrExt;
+        fs::read_link(path)?.as_os_str().as_bytes().to_vec()
+    } else {
+        fs::read(path)?
+    };
+    let mut h = Sha1::new();
+    h.update(format!("blob {}\0", data.len()).as_bytes());
+    h.update(&data);
+    Ok(h.finalize().into())
+}
+
 /// Patches `<workspace>/.git/index` with the stat data in `stats` for every stage-0
-/// entry whose path is in it and whose size and file type still match.
-pub(crate) fn refresh_index(workspace: &Path, stats: &StatMap) -> io::Result<Refresh> {
+/// entry whose recorded mtime, size and file type match its file and that is not
+/// racily clean; with `verify`, racily clean entries are checked by content first.
+pub(crate) fn refresh_index(
+    workspace: &Path,
+    stats: &StatMap,
+    verify: bool,
+) -> io::Result<Refresh> {
     let git = workspace.join(".git");
     let path = git.join("index");
     let mut buf = match fs::read(&path) {
@@ -52,12 +80,33 @@ pub(crate) fn refresh_index(workspace: &Path, stats: &StatMap) -> io::Result<Ref
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Refresh::NoIndex),
         Err(e) => return Err(e),
     };
-    let (entries, updated) = match patch(&mut buf, stats) {
+    let index_mtime = {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(&path)?.mtime()
+    };
+    let check = |rel: &[u8], oid: &[u8], is_link: bool| -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let p = workspace.join(std::ffi::OsStr::from_bytes(rel));
+        blob_id(&p, is_link).is_ok_and(|id| id.as_slice() == oid)
+    };
+    let verifier: Verify<'_> = if verify { Some(&check) } else { None };
+    let (entries, updated, newest) = match patch(&mut buf, stats, index_mtime, verifier) {
         Ok(r) => r,
         Err(why) => return Ok(Refresh::Skipped(why)),
     };
     if updated == 0 {
         return Ok(Refresh::Updated { entries, updated });
+    }
+    // the new index must be newer (in whole seconds) than every entry it vouches for;
+    // file times come from the kernel's coarse clock, which lags the real-time clock
+    // by up to a tick, hence the margin and the check after writing
+    let secs =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let not_before = std::time::Duration::from_secs(newest.max(0) as u64 + 1)
+        + std::time::Duration::from_millis(50);
+    let now = secs(std::time::SystemTime::now());
+    if now < not_before {
+        std::thread::sleep(not_before - now);
     }
     // git's own lock protocol: whoever holds index.lock owns the index.
     let lock = git.join("index.lock");
@@ -77,11 +126,34 @@ pub(crate) fn refresh_index(workspace: &Path, stats: &StatMap) -> io::Result<Ref
         let _ = fs::remove_file(&lock);
     }
     written?;
+    if newest >= index_mtime {
+        // entries were verified by content: make sure the index really is newer
+        use std::os::unix::fs::MetadataExt;
+        for _ in 0..40 {
+            if fs::metadata(&path)?.mtime() > newest {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            fs::File::options()
+                .write(true)
+                .open(&path)?
+                .set_modified(std::time::SystemTime::now())?;
+        }
+    }
     Ok(Refresh::Updated { entries, updated })
 }
 
-/// Patches the index bytes; returns (entries, updated) or why it cannot.
-fn patch(buf: &mut [u8], stats: &StatMap) -> Result<(usize, usize), &'static str> {
+/// A content check for racily clean entries: (path, recorded blob id, is a symlink).
+type Verify<'a> = Option<&'a dyn Fn(&[u8], &[u8], bool) -> bool>;
+
+/// Patches the index bytes; returns (entries, updated, newest patched mtime in seconds)
+/// or why it cannot.
+fn patch(
+    buf: &mut [u8],
+    stats: &StatMap,
+    index_mtime: i64,
+    verify: Verify<'_>,
+) -> Result<(usize, usize, i64), &'static str> {
     if buf.len() < 12 + HASH_LEN || &buf[..4] != b"DIRC" {
         return Err("not an index file");
     }
@@ -98,6 +170,7 @@ fn patch(buf: &mut [u8], stats: &StatMap) -> Result<(usize, usize), &'static str
     let mut at = 12usize;
     let mut prev_path: Vec<u8> = Vec::new();
     let mut updated = 0;
+    let mut newest = 0i64;
     // fixed part: 10 u32 stat fields, the hash, 16-bit flags
     const FIXED: usize = 40 + HASH_LEN + 2;
     for _ in 0..count {
@@ -155,9 +228,28 @@ fn patch(buf: &mut [u8], stats: &StatMap) -> Result<(usize, usize), &'static str
             if let Some(st) = stats.get(&path) {
                 let mode = be32(buf, start + 24).ok_or("truncated")?;
                 let size = be32(buf, start + 36).ok_or("truncated")?;
-                // same file type (regular/symlink) and size: the copy is the same file
-                let same_type = (mode & 0o170000) == (st.mode & 0o170000);
-                if same_type && size == st.size as u32 {
+                let mtime = (
+                    be32(buf, start + 8).ok_or("truncated")?,
+                    be32(buf, start + 12).ok_or("truncated")?,
+                );
+                // the entry describes this file: same type, size and mtime (copies keep
+                // mtimes)...
+                let same = (mode & 0o170000) == (st.mode & 0o170000)
+                    && size == st.size as u32
+                    && mtime == (st.mtime.0 as u32, st.mtime.1 as u32);
+                // ...and is not racily clean, or its content proves it clean
+                let racy = i64::from(mtime.0) >= index_mtime;
+                let ok = same
+                    && (!racy
+                        || verify.is_some_and(|v| {
+                            v(
+                                &path,
+                                &buf[start + 40..start + 40 + HASH_LEN],
+                                mode & 0o170000 == 0o120000,
+                            )
+                        }));
+                if ok {
+                    newest = newest.max(i64::from(mtime.0));
                     put32(buf, start, st.ctime.0 as u32);
                     put32(buf, start + 4, st.ctime.1 as u32);
                     put32(buf, start + 8, st.mtime.0 as u32);
@@ -185,7 +277,7 @@ fn patch(buf: &mut [u8], stats: &StatMap) -> Result<(usize, usize), &'static str
         let sum = Sha1::digest(&buf[..end]);
         buf[end..].copy_from_slice(&sum);
     }
-    Ok((count, updated))
+    Ok((count, updated, newest))
 }
 
 #[cfg(test)]
@@ -199,7 +291,7 @@ mod tests {
         b.extend_from_slice(&2u32.to_be_bytes());
         b.extend_from_slice(&1u32.to_be_bytes());
         let start = b.len();
-        for v in [1u32, 2, 3, 4, 5, 6, 0o100644, 7, 8, size] {
+        for v in [1u32, 2, 300, 4, 5, 6, 0o100644, 7, 8, size] {
             b.extend_from_slice(&v.to_be_bytes());
         }
         b.extend_from_slice(&[0xab; 20]);
@@ -214,11 +306,10 @@ mod tests {
 
     #[test]
     fn patches_matching_entries_and_rehashes() {
-        let mut buf = index_v2(b"src/a.rs", 10);
         let mut stats = StatMap::new();
         let st = StatData {
             ctime: (100, 11),
-            mtime: (200, 22),
+            mtime: (300, 4),
             dev: 9,
             ino: 4242,
             mode: 0o100644,
@@ -227,18 +318,50 @@ mod tests {
             size: 10,
         };
         stats.insert(b"src/a.rs".to_vec(), st);
-        assert_eq!(patch(&mut buf, &stats), Ok((1, 1)));
+        let mut buf = index_v2(b"src/a.rs", 10);
+        assert_eq!(patch(&mut buf, &stats, 1000, None), Ok((1, 1, 300)));
         assert_eq!(be32(&buf, 12), Some(100));
         assert_eq!(be32(&buf, 12 + 20), Some(4242));
         let end = buf.len() - 20;
         assert_eq!(Sha1::digest(&buf[..end]).as_slice(), &buf[end..]);
 
-        // a size mismatch leaves the entry alone
+        // a size or mtime mismatch leaves the entry alone
         let mut buf = index_v2(b"src/a.rs", 11);
-        assert_eq!(patch(&mut buf, &stats), Ok((1, 0)));
+        assert_eq!(patch(&mut buf, &stats, 1000, None), Ok((1, 0, 0)));
+        let mut other = stats.clone();
+        other.get_mut(&b"src/a.rs"[..]).unwrap().mtime = (300, 5);
+        let mut buf = index_v2(b"src/a.rs", 10);
+        assert_eq!(patch(&mut buf, &other, 1000, None), Ok((1, 0, 0)));
+        // a racily clean entry (mtime not older than the index) needs proof by content
+        let mut buf = index_v2(b"src/a.rs", 10);
+        assert_eq!(patch(&mut buf, &stats, 300, None), Ok((1, 0, 0)));
+        assert_eq!(
+            patch(&mut buf, &stats, 300, Some(&|_, _, _| false)),
+            Ok((1, 0, 0))
+        );
+        assert_eq!(
+            patch(
+                &mut buf,
+                &stats,
+                300,
+                Some(&|p, id, _| p == b"src/a.rs" && id == [0xab; 20])
+            ),
+            Ok((1, 1, 300))
+        );
         // corruption is refused, not patched
         let mut buf = index_v2(b"src/a.rs", 10);
         buf[13] ^= 1;
-        assert!(patch(&mut buf, &stats).is_err());
+        assert!(patch(&mut buf, &stats, 1000, None).is_err());
+    }
+
+    #[test]
+    fn blob_ids_match_git() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("f"), b"hello\n").unwrap();
+        // `echo hello | git hash-object --stdin`
+        assert_eq!(
+            hex::encode(blob_id(&dir.path().join("f"), false).unwrap()),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
     }
 }

@@ -527,8 +527,14 @@ impl SandboxProvider for LocalProvider {
         let this = self.clone();
         let name = name.clone();
         let rec = blocking(move || {
-            let rec = record::read_record(&this.sandbox_dir(&name))
-                .map_err(io_err(format!("reading sandbox {name}")))?;
+            let rec = match record::read_record(&this.sandbox_dir(&name)) {
+                Ok(rec) => rec,
+                Err(e) => {
+                    // a crashed creation; `connect` replaces it, `prune` removes it
+                    tracing::warn!(sandbox = %name, error = %e, "ignoring a sandbox with an unreadable record");
+                    None
+                }
+            };
             match rec {
                 Some(r) if r.state == RecordState::Ready => {
                     this.ensure_ready(&r)?;

@@ -248,7 +248,7 @@ pub(crate) fn restore(
                 threads,
             };
             let (stats, map) = tree::copy_tree(lower, &dirs.merged, &plan)?;
-            let refresh = gitindex::refresh_index(&dirs.merged, &map)?;
+            let refresh = gitindex::refresh_index(&dirs.merged, &map, false)?;
             (stats, Some(refresh))
         }
     };
@@ -262,7 +262,8 @@ pub(crate) fn restore(
 
 /// Copies a sandbox workspace into a new snapshot workspace at `dest`: every file
 /// copied (or cloned, when `reflink`), git objects made read-only, the copy's index
-/// refreshed so restores (overlay ones especially) match it exactly.
+/// refreshed (racily clean entries verified by content) so restores, overlay ones
+/// especially, match it exactly and need no re-hash.
 pub(crate) fn capture(
     workspace: &Path,
     dest: &Path,
@@ -281,7 +282,7 @@ pub(crate) fn capture(
         threads,
     };
     let (stats, map) = tree::copy_tree(workspace, dest, &plan)?;
-    let refresh = gitindex::refresh_index(dest, &map)?;
+    let refresh = gitindex::refresh_index(dest, &map, true)?;
     tracing::debug!(?refresh, "refreshed the snapshot's index");
     Ok(stats)
 }

@@ -262,7 +262,7 @@ impl LocalSnapshotStore {
                 }
             }
         }
-        out.sort_by(|a, b| sort_key(b).cmp(&sort_key(a)));
+        out.sort_by_key(|m| std::cmp::Reverse(sort_key(m)));
         Ok(out)
     }
 

@@ -1,10 +1,14 @@
 //! Integration tests for `provisioners`.
 mod cloud_digitalocean;
 mod cloud_fakes;
-mod docker;
-mod docker_common;
-mod cloud_hetzner;
 mod cloud_gcp;
+mod cloud_hetzner;
 mod cloud_spec;
-mod docker_bench;
 mod cloud_ssh;
+mod docker;
+mod docker_bench;
+mod docker_common;
+mod local_provider;
+mod local_restore;
+mod local_store;
+mod local_support;

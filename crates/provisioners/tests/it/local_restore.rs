@@ -1,0 +1,409 @@
+//! Restoring snapshots by every method: content and git state intact, the index's stat
+//! data matching (no re-hash on the first `git status`), and isolation: writes in one
+//! sandbox (worktree and `.git`: a commit, a gc) change neither the snapshot nor a
+//! second sandbox made from it. One run on an XFS `reflink=1` loop image.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use provisioners::LocalProvider;
+use provisioners::local::RestoreMethod;
+use sandbox_core::{
+    ConnectOptions, Connected, SandboxName, SandboxProvider, SnapshotMeta, SnapshotRequest,
+};
+
+use crate::local_support::{
+    TestHome, assert_same_tree, files_of, fingerprint, git, is_root, make_repo, mounts_under,
+    same_inode, status_rewrote_index,
+};
+
+fn name(s: &str) -> SandboxName {
+    SandboxName::new(s).unwrap()
+}
+
+/// A snapshot of a fixture repository built in a sandbox.
+async fn repo_snapshot(p: &LocalProvider, files: usize) -> (SnapshotMeta, PathBuf) {
+    let (b, _) = p
+        .connect(&ConnectOptions::new().name(name("build")))
+        .await
+        .unwrap();
+    make_repo(b.workspace(), files);
+    fs::write(
+        b.workspace().join("untracked-build-output.bin"),
+        vec![1u8; 5000],
+    )
+    .unwrap();
+    let meta = b.snapshot(&SnapshotRequest::new("k", "d")).await.unwrap();
+    p.remove(&name("build")).await.unwrap();
+    let ws = p.store().workspace_of(&meta.id).unwrap();
+    (meta, ws)
+}
+
+/// Which methods this machine can run; the rest are skipped with a printed reason.
+fn runnable(p: &LocalProvider, m: RestoreMethod) -> bool {
+    let caps = p.capabilities().unwrap();
+    if caps.supports(m) {
+        true
+    } else {
+        eprintln!(
+            "skipping restore method {m}: not supported here ({caps:?}); run as root for overlay, on XFS/btrfs for reflink"
+        );
+        false
+    }
+}
+
+/// Restores by `method`, checks the result, then proves isolation.
+async fn restore_and_isolate(p: &LocalProvider, method: RestoreMethod) {
+    let p = p.clone().with_restore_method(method);
+    assert_eq!(p.effective_restore_method().unwrap(), method);
+    let (meta, snap_ws) = repo_snapshot(&p, 60).await;
+    let snap_before = fingerprint(&snap_ws);
+    let snap_index = fs::read(snap_ws.join(".git/index")).unwrap();
+
+    let opts = |n: &str| {
+        ConnectOptions::new()
+            .name(name(n))
+            .base_snapshot(meta.id.clone())
+    };
+    let (a, how) = p.connect(&opts("a")).await.unwrap();
+    assert_eq!(how, Connected::Created);
+    assert_eq!(a.base_snapshot(), Some(&meta.id));
+    let (b, _) = p.connect(&opts("b")).await.unwrap();
+    assert_same_tree(
+        &fingerprint(a.workspace()),
+        &snap_before,
+        &format!("{method}: the restore is exact"),
+    );
+
+    // the index matches the restored files: git status is clean and need not re-hash
+    let (status, rewrote) = status_rewrote_index(a.workspace());
+    assert_eq!(status, "?? untracked-build-output.bin\n", "{method}");
+    assert!(
+        !rewrote,
+        "{method}: git status had to refresh the index (stat data did not match)"
+    );
+
+    // how files are shared with the snapshot
+    for rel in files_of(a.workspace()) {
+        let shared = same_inode(&snap_ws.join(&rel), &a.workspace().join(&rel));
+        let pack_data = rel.starts_with(".git/objects/pack")
+            && rel
+                .extension()
+                .is_some_and(|e| ["pack", "idx", "rev", "bitmap"].iter().any(|x| e == *x));
+        let loose = rel.starts_with(".git/objects")
+            && rel
+                .parent()
+                .and_then(|d| d.file_name())
+                .is_some_and(|d| d.len() == 2);
+        let object = pack_data || loose;
+        match method {
+            RestoreMethod::HardlinkCopy if object => {
+                assert!(shared, "{}: objects are hardlinked", rel.display());
+                let mode = fs::metadata(a.workspace().join(&rel)).unwrap().mode();
+                assert_eq!(
+                    mode & 0o222,
+                    0,
+                    "{}: a shared file is read-only",
+                    rel.display()
+                );
+            }
+            _ => assert!(!shared, "{method}: {} must not be shared", rel.display()),
+        }
+    }
+
+    // write everywhere in `a`: worktree, index, refs, config, objects (commit + gc)
+    let ws = a.workspace();
+    fs::write(ws.join("README.md"), "changed in a\n").unwrap();
+    fs::write(ws.join("src/d00/file00000.txt"), "also changed\n").unwrap();
+    fs::write(ws.join("new-file"), "new\n").unwrap();
+    fs::remove_file(ws.join("src/d01/file00001.txt")).unwrap();
+    git(ws, &["add", "-A"]);
+    git(ws, &["commit", "-qm", "in a"]);
+    git(ws, &["config", "core.sandboxmark", "a"]);
+    git(ws, &["gc", "-q", "--prune=now", "--aggressive"]);
+    git(ws, &["fsck", "--no-progress"]);
+    // truncating-and-rewriting every file in a (what a careless tool might do) still
+    // only touches a's files (hardlinked objects are read-only, so skip them there)
+    for rel in files_of(ws) {
+        let p = ws.join(&rel);
+        if p.symlink_metadata().unwrap().is_file() && fs::metadata(&p).unwrap().mode() & 0o200 != 0
+        {
+            fs::write(&p, b"clobbered").unwrap();
+        }
+    }
+
+    assert_same_tree(
+        &fingerprint(&snap_ws),
+        &snap_before,
+        &format!("{method}: the snapshot is unchanged"),
+    );
+    assert_eq!(fs::read(snap_ws.join(".git/index")).unwrap(), snap_index);
+    assert_same_tree(
+        &fingerprint(b.workspace()),
+        &snap_before,
+        &format!("{method}: the second sandbox is unchanged"),
+    );
+    git(b.workspace(), &["fsck", "--no-progress"]);
+    assert_eq!(
+        git(b.workspace(), &["log", "--format=%s"]),
+        "second\nfirst\n"
+    );
+
+    p.remove(&name("a")).await.unwrap();
+    p.remove(&name("b")).await.unwrap();
+    assert_same_tree(
+        &fingerprint(&snap_ws),
+        &snap_before,
+        &format!("{method}: removing sandboxes leaves the snapshot"),
+    );
+    assert!(
+        mounts_under(p.home()).is_empty(),
+        "{method}: no mounts left"
+    );
+}
+
+#[tokio::test]
+async fn restore_by_copy() {
+    let home = TestHome::new();
+    restore_and_isolate(&home.provider(), RestoreMethod::Copy).await;
+}
+
+#[tokio::test]
+async fn restore_by_hardlinked_objects_and_copies() {
+    let home = TestHome::new();
+    restore_and_isolate(&home.provider(), RestoreMethod::HardlinkCopy).await;
+}
+
+#[tokio::test]
+async fn restore_by_overlay() {
+    let home = TestHome::new();
+    let p = home.provider();
+    if runnable(&p, RestoreMethod::Overlay) {
+        restore_and_isolate(&p, RestoreMethod::Overlay).await;
+    }
+}
+
+#[tokio::test]
+async fn restore_by_reflink_where_the_data_dir_supports_it() {
+    let home = TestHome::new();
+    let p = home.provider();
+    if runnable(&p, RestoreMethod::Reflink) {
+        restore_and_isolate(&p, RestoreMethod::Reflink).await;
+    }
+}
+
+#[tokio::test]
+async fn a_forced_method_that_cannot_work_is_a_clear_error() {
+    let home = TestHome::new();
+    let p = home.provider();
+    let caps = p.capabilities().unwrap();
+    for m in [RestoreMethod::Overlay, RestoreMethod::Reflink] {
+        if !caps.supports(m) {
+            let err = p
+                .clone()
+                .with_restore_method(m)
+                .effective_restore_method()
+                .unwrap_err();
+            assert!(err.to_string().contains(m.as_str()), "{err}");
+        }
+    }
+    // auto picks the best supported one
+    let auto = p.effective_restore_method().unwrap();
+    assert_eq!(auto, caps.best());
+    if is_root() {
+        assert_eq!(
+            auto,
+            RestoreMethod::Overlay,
+            "root on ext4 can mount overlays"
+        );
+    }
+}
+
+#[tokio::test]
+async fn overlay_is_remounted_on_reconnect_and_unmounted_on_remove() {
+    let home = TestHome::new();
+    let p = home.provider().with_restore_method(RestoreMethod::Overlay);
+    if !runnable(&p, RestoreMethod::Overlay) {
+        return;
+    }
+    let (meta, _) = repo_snapshot(&p, 5).await;
+    let (s, _) = p
+        .connect(
+            &ConnectOptions::new()
+                .name(name("ov"))
+                .base_snapshot(meta.id.clone()),
+        )
+        .await
+        .unwrap();
+    let ws = s.workspace().to_path_buf();
+    fs::write(ws.join("mine.txt"), "upper layer").unwrap();
+    assert_eq!(mounts_under(p.home()), vec![ws.clone()]);
+
+    // what a reboot does: the mount is gone, the directories stay
+    rustix::mount::unmount(&ws, rustix::mount::UnmountFlags::empty()).unwrap();
+    assert!(!ws.join("mine.txt").exists());
+    assert!(!ws.join("README.md").exists());
+    let (again, how) = p
+        .connect(&ConnectOptions::new().name(name("ov")))
+        .await
+        .unwrap();
+    assert_eq!(how, Connected::Reconnected);
+    assert_eq!(again.id(), s.id());
+    assert_eq!(
+        fs::read_to_string(ws.join("mine.txt")).unwrap(),
+        "upper layer",
+        "writes survive"
+    );
+    assert_eq!(
+        fs::read_to_string(ws.join("README.md")).unwrap(),
+        "second commit\n"
+    );
+
+    // get() and exec on an old handle re-mount too
+    rustix::mount::unmount(&ws, rustix::mount::UnmountFlags::empty()).unwrap();
+    let out = s
+        .exec(&sandbox_core::ExecRequest::new(["cat", "mine.txt"]).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"upper layer");
+    rustix::mount::unmount(&ws, rustix::mount::UnmountFlags::empty()).unwrap();
+    assert!(p.get(&name("ov")).await.unwrap().is_some());
+    assert!(ws.join("mine.txt").exists());
+
+    // force_create replaces a mounted sandbox cleanly
+    let (fresh, _) = p
+        .connect(
+            &ConnectOptions::new()
+                .name(name("ov"))
+                .base_snapshot(meta.id.clone())
+                .force_create(true),
+        )
+        .await
+        .unwrap();
+    assert!(!fresh.workspace().join("mine.txt").exists());
+    assert_eq!(mounts_under(p.home()).len(), 1);
+
+    p.remove(&name("ov")).await.unwrap();
+    assert!(mounts_under(p.home()).is_empty());
+    assert!(!p.home().join("sandboxes/ov").exists());
+}
+
+/// An XFS image with reflink, loop-mounted in a temp dir; `None` (with the reason
+/// printed) when this machine cannot make one.
+struct XfsImage {
+    mnt: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl XfsImage {
+    fn make() -> Option<Self> {
+        if !is_root() {
+            eprintln!("skipping the XFS reflink test: needs root for loop mounts");
+            return None;
+        }
+        let mkfs = ["/usr/sbin/mkfs.xfs", "/sbin/mkfs.xfs"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        let Some(mkfs) = mkfs else {
+            eprintln!(
+                "skipping the XFS reflink test: mkfs.xfs not installed (apt-get install xfsprogs)"
+            );
+            return None;
+        };
+        if !Path::new("/dev/loop-control").exists() {
+            eprintln!("skipping the XFS reflink test: no loop devices (/dev/loop-control)");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("hs-xfs-")
+            .tempdir()
+            .unwrap();
+        let img = dir.path().join("fs.img");
+        let mnt = dir.path().join("mnt");
+        fs::create_dir(&mnt).unwrap();
+        fs::File::create(&img).unwrap().set_len(512 << 20).unwrap();
+        let ok = Command::new(mkfs)
+            .args(["-q", "-m", "reflink=1"])
+            .arg(&img)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipping the XFS reflink test: mkfs.xfs -m reflink=1 failed");
+            return None;
+        }
+        let ok = Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(&mnt)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipping the XFS reflink test: mount -o loop failed (no free loop device?)");
+            return None;
+        }
+        Some(Self { mnt, _dir: dir })
+    }
+}
+
+impl Drop for XfsImage {
+    fn drop(&mut self) {
+        for m in mounts_under(&self.mnt) {
+            let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
+        }
+        let _ = Command::new("umount").arg(&self.mnt).status();
+    }
+}
+
+fn used_bytes(dir: &Path) -> u64 {
+    let s = rustix::fs::statvfs(dir).unwrap();
+    (s.f_blocks - s.f_bfree) * s.f_frsize
+}
+
+#[tokio::test]
+async fn reflink_on_an_xfs_loop_image() {
+    let Some(xfs) = XfsImage::make() else { return };
+    let p = LocalProvider::new(xfs.mnt.join("home"));
+    let caps = p.capabilities().unwrap();
+    assert!(
+        caps.reflink,
+        "XFS with reflink=1 supports FICLONE: {caps:?}"
+    );
+    restore_and_isolate(&p, RestoreMethod::Reflink).await;
+
+    // clones share blocks: restoring a 64 MiB file costs (almost) no space
+    let p = p.with_restore_method(RestoreMethod::Reflink);
+    let (b, _) = p
+        .connect(&ConnectOptions::new().name(name("big")))
+        .await
+        .unwrap();
+    make_repo(b.workspace(), 3);
+    fs::write(b.workspace().join("big.bin"), vec![0x5au8; 64 << 20]).unwrap();
+    let meta = b.snapshot(&SnapshotRequest::new("big", "d")).await.unwrap();
+    let before = used_bytes(&xfs.mnt);
+    let (c, _) = p
+        .connect(
+            &ConnectOptions::new()
+                .name(name("big2"))
+                .base_snapshot(meta.id.clone()),
+        )
+        .await
+        .unwrap();
+    let grew = used_bytes(&xfs.mnt).saturating_sub(before);
+    assert!(
+        grew < 16 << 20,
+        "a reflinked restore of 64 MiB used {grew} bytes"
+    );
+    assert_eq!(
+        fs::metadata(c.workspace().join("big.bin")).unwrap().len(),
+        64 << 20
+    );
+    // writing the clone leaves the snapshot alone
+    fs::write(c.workspace().join("big.bin"), b"small now").unwrap();
+    let snap = p.store().workspace_of(&meta.id).unwrap();
+    assert_eq!(fs::metadata(snap.join("big.bin")).unwrap().len(), 64 << 20);
+    p.remove(&name("big")).await.unwrap();
+    p.remove(&name("big2")).await.unwrap();
+}
