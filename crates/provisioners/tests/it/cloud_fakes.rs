@@ -129,11 +129,19 @@ impl LogCapture {
         BUF.get_or_init(|| {
             let buf = Arc::new(Mutex::new(Vec::new()));
             let writer = buf.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::TRACE)
-                .with_ansi(false)
-                .with_writer(move || CaptureWriter(writer.clone()))
-                .finish();
+            // Everything from this crate and its HTTP stack; other crates' warnings.
+            let targets = tracing_subscriber::filter::Targets::new()
+                .with_target("provisioners", tracing::Level::TRACE)
+                .with_target("reqwest", tracing::Level::TRACE)
+                .with_target("hyper", tracing::Level::TRACE)
+                .with_target("hyper_util", tracing::Level::TRACE)
+                .with_default(tracing::Level::WARN);
+            use tracing_subscriber::layer::SubscriberExt as _;
+            let subscriber = tracing_subscriber::registry().with(targets).with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(move || CaptureWriter(writer.clone())),
+            );
             tracing::subscriber::set_global_default(subscriber)
                 .ok()
                 .map(|()| buf)
@@ -151,7 +159,11 @@ struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
 
 impl Write for CaptureWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        let mut kept = self.0.lock().unwrap();
+        // Bounded: the tests share one process-wide capture.
+        if kept.len() < 16 << 20 {
+            kept.extend_from_slice(buf);
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
