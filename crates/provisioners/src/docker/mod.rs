@@ -257,6 +257,15 @@ impl DockerProvider {
         &self.store
     }
 
+    /// The restore method warm starts use for workspaces here (the forced one, or
+    /// what `Auto` picks on this machine).
+    ///
+    /// # Errors
+    /// As [`LocalProvider::effective_restore_method`].
+    pub fn effective_restore_method(&self) -> Result<RestoreMethod> {
+        self.local.effective_restore_method()
+    }
+
     /// The user containers run as.
     fn user(&self) -> String {
         self.config.user.clone().unwrap_or_else(host_user)

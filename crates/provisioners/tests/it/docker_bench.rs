@@ -99,6 +99,16 @@ async fn docker_bench() {
         .await
         .unwrap();
     let snapshot_took = t.elapsed();
+    let mut exec = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        assert!(
+            crate::docker_common::run(&*builder, &["true"])
+                .await
+                .success()
+        );
+        exec.push(t.elapsed());
+    }
     let mut warm = Vec::new();
     for i in 0..runs {
         let name = f.name(&format!("warm{i}"));
@@ -120,7 +130,9 @@ async fn docker_bench() {
     println!("  git clone into it (file://)     {}", ms(median(clone)));
     println!("  snapshot (workspace + commit)   {}", ms(snapshot_took));
     println!(
-        "  provider warm start (restore + container) {}",
+        "  provider warm start (restore by {} + container) {}",
+        f.provider.effective_restore_method().unwrap(),
         ms(median(warm))
     );
+    println!("  exec of `true`                  {}", ms(median(exec)));
 }
