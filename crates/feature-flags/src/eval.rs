@@ -6,10 +6,12 @@
 //!
 //! What it is not: a full PostHog engine. Anything the reference SDK itself cannot decide
 //! locally (static cohorts, missing properties, unknown operators) is inconclusive here
-//! too, and so is the little we chose not to implement (date operators, flag
-//! dependencies, cohort definitions, group flags, `device_id` bucketing): every such case
-//! is reported as inconclusive so the caller asks the server, never as a silent `false`.
+//! too, and so is the little we chose not to implement (date operators, group flags
+//! with groups, `device_id` bucketing): every such case is reported as inconclusive so
+//! the caller asks the server, never as a silent `false`. Cohorts sent with the
+//! definitions and flag dependencies are evaluated as the reference does.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -153,6 +155,10 @@ pub struct Definitions {
     /// Group type index → group type name (only used to tell group flags apart).
     #[serde(default)]
     pub group_type_mapping: HashMap<String, String>,
+    /// Cohort id → property group (`{"type": "AND"|"OR", "values": [...]}`), sent with
+    /// `send_cohorts`; cohorts not listed here (static cohorts) need the server.
+    #[serde(default)]
+    pub cohorts: HashMap<String, Value>,
 }
 
 impl Definitions {
@@ -161,9 +167,9 @@ impl Definitions {
         serde_json::from_str(text)
     }
 
-    /// The definition of `key`, if present.
+    /// The definition of `key`, if present (the last one, when a key repeats).
     pub fn flag(&self, key: &str) -> Option<&FlagDefinition> {
-        self.flags.iter().find(|f| f.key == key)
+        self.flags.iter().rev().find(|f| f.key == key)
     }
 
     /// Evaluates flag `key` for `distinct_id` with person `properties`.
@@ -187,29 +193,29 @@ impl Definitions {
             return Ok(FlagValue::Bool(false));
         }
         if flag.ensure_experience_continuity {
-            return Err(EvalError::Inconclusive(Inconclusive::UnsupportedDefinition));
+            return Err(UNSUPPORTED);
         }
-        let filters = flag.filters.as_ref();
-        if let Some(index) = filters.and_then(|f| f.aggregation_group_type_index.as_ref()) {
-            if index.is_null() {
-                // null means a person flag; fall through.
-            } else if self.group_type_mapping.contains_key(&python_str(index)) {
+        if let Some(index) = flag.aggregation() {
+            return if self.group_type_mapping.contains_key(&python_str(index)) {
                 // A group flag evaluated without groups: the reference returns false
                 // without asking the server (the answer would be the same).
-                return Ok(FlagValue::Bool(false));
+                Ok(FlagValue::Bool(false))
             } else {
-                return Err(EvalError::Inconclusive(Inconclusive::UnsupportedDefinition));
-            }
+                Err(UNSUPPORTED)
+            };
         }
-        let bucketing = flag
-            .bucketing_identifier
-            .as_deref()
-            .or_else(|| filters.and_then(|f| f.bucketing_identifier.as_deref()));
-        if bucketing == Some("device_id") {
+        if flag.buckets_by_device_id() {
             // We evaluate for a distinct id only; the reference needs a device id here.
-            return Err(EvalError::Inconclusive(Inconclusive::MissingProperty));
+            return Err(MISSING);
         }
-        match_flag(flag, distinct_id, properties)
+        let ctx = Ctx {
+            defs: self,
+            distinct_id,
+            properties,
+            cache: RefCell::new(HashMap::new()),
+            depth: Cell::new(0),
+        };
+        ctx.match_flag(flag)
     }
 }
 
@@ -343,18 +349,14 @@ pub struct PropertyFilter {
     /// `person` (default), `cohort` or `flag`.
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
+    /// For flag dependencies: the flags to evaluate first, ending with `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency_chain: Option<Value>,
 }
 
 /// Python truthiness of a JSON value (`null`, `false`, `0`, `""`, `[]`, `{}` are false).
 fn truthy<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Null => false,
-        Value::Bool(b) => b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    })
+    Ok(python_truthy(&Value::deserialize(d)?))
 }
 
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
@@ -388,65 +390,364 @@ enum ConditionMatch {
     OutOfRollout,
 }
 
-fn match_flag(
-    flag: &FlagDefinition,
-    distinct_id: &str,
-    properties: &Properties,
-) -> Result<FlagValue, EvalError> {
-    let default_filters = Filters::default();
-    let filters = flag.filters.as_ref().unwrap_or(&default_filters);
+impl FlagDefinition {
+    /// The flag-level aggregation group type index, when it is a group flag.
+    fn aggregation(&self) -> Option<&Value> {
+        self.filters
+            .as_ref()
+            .and_then(|f| f.aggregation_group_type_index.as_ref())
+            .filter(|v| !v.is_null())
+    }
 
-    if filters.feature_enrollment == Some(Value::Bool(true)) {
-        let key = format!("$feature_enrollment/{}", flag.key);
-        return match properties.get(&key) {
-            None => Err(MISSING),
-            Some(v) => Ok(FlagValue::Bool(
-                *v == Value::Bool(true) || v.as_str() == Some("true"),
-            )),
+    fn buckets_by_device_id(&self) -> bool {
+        let filters = self.filters.as_ref();
+        self.bucketing_identifier
+            .as_deref()
+            .or_else(|| filters.and_then(|f| f.bucketing_identifier.as_deref()))
+            == Some("device_id")
+    }
+}
+
+/// Guards against cohorts or dependencies that refer to each other.
+const MAX_DEPTH: u32 = 64;
+
+/// One top-level evaluation: the definitions (for cohorts and flag dependencies), who
+/// is evaluated, and the values of dependencies evaluated so far.
+struct Ctx<'a> {
+    defs: &'a Definitions,
+    distinct_id: &'a str,
+    properties: &'a Properties,
+    /// Dependency values: `None` = evaluated and inconclusive.
+    cache: RefCell<HashMap<String, Option<FlagValue>>>,
+    depth: Cell<u32>,
+}
+
+impl Ctx<'_> {
+    fn deeper<T>(&self, f: impl FnOnce() -> Result<T, EvalError>) -> Result<T, EvalError> {
+        let d = self.depth.get();
+        if d >= MAX_DEPTH {
+            return Err(EvalError::RequiresServer);
+        }
+        self.depth.set(d + 1);
+        let r = f();
+        self.depth.set(d);
+        r
+    }
+
+    /// Enrollment, holdout, then the conditions in list order.
+    fn match_flag(&self, flag: &FlagDefinition) -> Result<FlagValue, EvalError> {
+        let default_filters = Filters::default();
+        let filters = flag.filters.as_ref().unwrap_or(&default_filters);
+
+        if filters.feature_enrollment == Some(Value::Bool(true)) {
+            if flag.aggregation().is_some() {
+                return Err(UNSUPPORTED);
+            }
+            let key = format!("$feature_enrollment/{}", flag.key);
+            return match self.properties.get(&key) {
+                None => Err(MISSING),
+                Some(v) => Ok(FlagValue::Bool(
+                    *v == Value::Bool(true) || v.as_str() == Some("true"),
+                )),
+            };
+        }
+
+        if let Some(holdout) = &filters.holdout
+            && let (Some(pct), Some(id)) = (holdout.exclusion_percentage, &holdout.id)
+            && !id.is_null()
+        {
+            let pct = pct.clamp(0.0, 100.0);
+            if pct == 100.0
+                || hash_with_separator("holdout", "-", self.distinct_id, "") <= pct / 100.0
+            {
+                return Ok(FlagValue::Variant(format!("holdout-{}", python_str(id))));
+            }
+        }
+
+        let early_exit = filters.early_exit == Some(true);
+        let variants: &[Variant] = filters
+            .multivariate
+            .as_ref()
+            .and_then(|m| m.variants.as_deref())
+            .unwrap_or(&[]);
+        let mut inconclusive: Option<Inconclusive> = None;
+        for condition in filters.groups.as_deref().unwrap_or(&[]) {
+            match self.match_condition(flag, condition) {
+                Err(EvalError::RequiresServer) => return Err(EvalError::RequiresServer),
+                Err(EvalError::Inconclusive(r)) => {
+                    inconclusive = Some(pick_reason(inconclusive, r));
+                }
+                Ok(ConditionMatch::Match) => {
+                    let overridden = condition
+                        .variant
+                        .as_deref()
+                        .filter(|v| !v.is_empty() && variants.iter().any(|x| x.key == *v));
+                    let variant = match overridden {
+                        Some(v) => Some(v.to_owned()),
+                        None => matching_variant(&flag.key, self.distinct_id, variants),
+                    };
+                    return Ok(variant.map_or(FlagValue::Bool(true), FlagValue::Variant));
+                }
+                Ok(ConditionMatch::OutOfRollout) if early_exit => break,
+                Ok(_) => {}
+            }
+        }
+        match inconclusive {
+            Some(r) => Err(EvalError::Inconclusive(r)),
+            None => Ok(FlagValue::Bool(false)),
+        }
+    }
+
+    fn match_condition(
+        &self,
+        flag: &FlagDefinition,
+        condition: &Condition,
+    ) -> Result<ConditionMatch, EvalError> {
+        // Mixed targeting: a condition aggregated differently from its flag targets a
+        // group, and we never pass groups, so it cannot match.
+        let flag_aggregation = flag.aggregation();
+        let condition_aggregation = match &condition.aggregation_group_type_index {
+            Some(v) => Some(v).filter(|v| !v.is_null()),
+            None => flag_aggregation,
         };
+        if condition_aggregation != flag_aggregation && condition_aggregation.is_some() {
+            return Ok(ConditionMatch::NoMatch);
+        }
+        let filters = condition.properties.as_deref().unwrap_or(&[]);
+        if !filters.is_empty() {
+            if !self.match_condition_properties(filters)? {
+                return Ok(ConditionMatch::NoMatch);
+            }
+            if condition.rollout_percentage.is_none() {
+                return Ok(ConditionMatch::Match);
+            }
+        }
+        if let Some(pct) = condition.rollout_percentage
+            && hash(&flag.key, self.distinct_id, "") > pct / 100.0
+        {
+            return Ok(ConditionMatch::OutOfRollout);
+        }
+        Ok(ConditionMatch::Match)
     }
 
-    if let Some(holdout) = &filters.holdout
-        && let (Some(pct), Some(id)) = (holdout.exclusion_percentage, &holdout.id)
-        && !id.is_null()
-    {
-        let pct = pct.clamp(0.0, 100.0);
-        if pct == 100.0 || hash_with_separator("holdout", "-", distinct_id, "") <= pct / 100.0 {
-            return Ok(FlagValue::Variant(format!("holdout-{}", python_str(id))));
+    /// All filters of a condition. A definite `false` anywhere wins over an inconclusive
+    /// filter (filters have no order); otherwise the first server-only filter, then any
+    /// inconclusive one, makes the condition inconclusive.
+    fn match_condition_properties(&self, filters: &[PropertyFilter]) -> Result<bool, EvalError> {
+        let mut inconclusive: Option<Inconclusive> = None;
+        let mut requires_server = false;
+        for filter in filters {
+            match self.match_filter(filter) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(EvalError::RequiresServer) => {
+                    if inconclusive.is_none() {
+                        requires_server = true;
+                    }
+                    inconclusive = Some(pick_reason(
+                        inconclusive,
+                        Inconclusive::UnsupportedDefinition,
+                    ));
+                }
+                Err(EvalError::Inconclusive(r)) => {
+                    inconclusive = Some(pick_reason(inconclusive, r));
+                }
+            }
+        }
+        if requires_server {
+            return Err(EvalError::RequiresServer);
+        }
+        match inconclusive {
+            Some(r) => Err(EvalError::Inconclusive(r)),
+            None => Ok(true),
         }
     }
 
-    let early_exit = filters.early_exit == Some(true);
-    let variants: &[Variant] = filters
-        .multivariate
-        .as_ref()
-        .and_then(|m| m.variants.as_deref())
-        .unwrap_or(&[]);
-    let mut inconclusive: Option<Inconclusive> = None;
-    for condition in filters.groups.as_deref().unwrap_or(&[]) {
-        match match_condition(flag, distinct_id, condition, properties) {
-            Err(EvalError::RequiresServer) => return Err(EvalError::RequiresServer),
+    fn match_filter(&self, filter: &PropertyFilter) -> Result<bool, EvalError> {
+        match filter.kind.as_deref() {
+            Some("cohort") => self.match_cohort(filter),
+            Some("flag") => self.match_dependency(filter),
+            _ => match_property(filter, self.properties),
+        }
+    }
+
+    /// A cohort filter, from the cohorts sent with the definitions. A cohort that was
+    /// not sent (a static cohort) needs the server.
+    fn match_cohort(&self, filter: &PropertyFilter) -> Result<bool, EvalError> {
+        let id = python_str(&filter.value);
+        let Some(group) = self.defs.cohorts.get(&id) else {
+            return Err(EvalError::RequiresServer);
+        };
+        let operator = match filter.operator.as_deref() {
+            None | Some("") => "exact",
+            Some(op) => op,
+        };
+        if !matches!(operator, "exact" | "in" | "not_in") {
+            return Err(UNSUPPORTED);
+        }
+        let matched = self.deeper(|| self.match_group(group))?;
+        Ok(if operator == "not_in" {
+            !matched
+        } else {
+            matched
+        })
+    }
+
+    /// An AND/OR property group. Every entry is checked (a later server-only entry
+    /// still sends the flag to the server); a decisive entry wins over inconclusive ones.
+    fn match_group(&self, group: &Value) -> Result<bool, EvalError> {
+        let Value::Object(obj) = group else {
+            return Err(EvalError::RequiresServer);
+        };
+        if obj.is_empty() {
+            return Ok(true);
+        }
+        let is_and = match obj.get("type").and_then(Value::as_str) {
+            Some("AND") => true,
+            Some("OR") => false,
+            _ => return Err(EvalError::RequiresServer),
+        };
+        let Some(Value::Array(entries)) = obj.get("values") else {
+            return Err(EvalError::RequiresServer);
+        };
+        if entries.is_empty() {
+            return Ok(true); // an empty group matches, AND or OR
+        }
+        let mut decisive = None;
+        let mut inconclusive = None;
+        for entry in entries {
+            match self.match_group_entry(entry) {
+                Ok(m) => {
+                    if m != is_and {
+                        decisive = Some(m);
+                    }
+                }
+                Err(EvalError::RequiresServer) => return Err(EvalError::RequiresServer),
+                Err(EvalError::Inconclusive(r)) => {
+                    inconclusive = Some(pick_reason(inconclusive, r))
+                }
+            }
+        }
+        if let Some(d) = decisive {
+            return Ok(d);
+        }
+        match inconclusive {
+            Some(r) => Err(EvalError::Inconclusive(r)),
+            None => Ok(is_and),
+        }
+    }
+
+    fn match_group_entry(&self, entry: &Value) -> Result<bool, EvalError> {
+        let Value::Object(obj) = entry else {
+            return Err(EvalError::RequiresServer);
+        };
+        let nested = obj.is_empty()
+            || obj.contains_key("values")
+            || matches!(obj.get("type").and_then(Value::as_str), Some("AND" | "OR"));
+        if nested {
+            return self.deeper(|| self.match_group(entry));
+        }
+        let filter: PropertyFilter =
+            serde_json::from_value(entry.clone()).map_err(|_| UNSUPPORTED)?;
+        let negation = obj.get("negation").is_some_and(python_truthy);
+        Ok(self.match_filter(&filter)? != negation)
+    }
+
+    /// A flag dependency (`"type": "flag"`, operator `flag_evaluates_to`): evaluates the
+    /// flags of `dependency_chain` in order, then compares the referenced flag's value.
+    fn match_dependency(&self, filter: &PropertyFilter) -> Result<bool, EvalError> {
+        let operator = filter
+            .operator
+            .as_deref()
+            .filter(|o| !o.is_empty())
+            .unwrap_or("exact");
+        // A malformed condition is a definite no-match, as on the server.
+        if operator != "flag_evaluates_to" || !python_truthy(&filter.key) || filter.value.is_null()
+        {
+            return Ok(false);
+        }
+        let Some(Value::Array(chain)) = &filter.dependency_chain else {
+            return Err(UNSUPPORTED);
+        };
+        if chain.is_empty() {
+            return Err(UNSUPPORTED); // an empty chain marks a circular dependency
+        }
+        let chain: Vec<&str> = chain
+            .iter()
+            .map(|k| k.as_str().unwrap_or("\u{0}"))
+            .collect();
+        {
+            let mut cache = self.cache.borrow_mut();
+            if let Some(missing) = chain
+                .iter()
+                .find(|k| !cache.contains_key(**k) && self.defs.flag(k).is_none())
+            {
+                cache.insert((*missing).to_owned(), None);
+                return Err(UNSUPPORTED);
+            }
+        }
+        for key in &chain {
+            if self.cache.borrow().contains_key(*key) {
+                continue;
+            }
+            self.deeper(|| self.evaluate_dependency(key))?;
+        }
+        let key = filter.key.as_str().unwrap_or("\u{0}");
+        let actual = self.cache.borrow().get(key).cloned().flatten();
+        let Some(actual) = actual else {
+            return Err(EvalError::Inconclusive(Inconclusive::UnsupportedDefinition));
+        };
+        Ok(match (&actual, &filter.value) {
+            (FlagValue::Variant(v), Value::Bool(b)) if !v.is_empty() => *b,
+            (FlagValue::Variant(v), Value::String(want)) if !v.is_empty() => v == want,
+            (FlagValue::Bool(a), Value::Bool(b)) => a == b,
+            _ => false,
+        })
+    }
+
+    fn evaluate_dependency(&self, key: &str) -> Result<(), EvalError> {
+        let Some(dep) = self.defs.flag(key) else {
+            return Err(UNSUPPORTED);
+        };
+        if !dep.active {
+            self.cache
+                .borrow_mut()
+                .insert(key.to_owned(), Some(FlagValue::Bool(false)));
+            return Ok(());
+        }
+        if dep.ensure_experience_continuity {
+            self.cache.borrow_mut().insert(key.to_owned(), None);
+            return Err(UNSUPPORTED);
+        }
+        let result = if dep.aggregation().is_none() && dep.buckets_by_device_id() {
+            Err(MISSING)
+        } else {
+            self.match_flag(dep)
+        };
+        match result {
+            Ok(v) => {
+                self.cache.borrow_mut().insert(key.to_owned(), Some(v));
+                Ok(())
+            }
+            // Nothing cached: another filter on this dependency needs the server too.
+            Err(EvalError::RequiresServer) => Err(EvalError::RequiresServer),
             Err(EvalError::Inconclusive(r)) => {
-                inconclusive = Some(pick_reason(inconclusive, r));
+                self.cache.borrow_mut().insert(key.to_owned(), None);
+                Err(EvalError::Inconclusive(r))
             }
-            Ok(ConditionMatch::Match) => {
-                let overridden = condition
-                    .variant
-                    .as_deref()
-                    .filter(|v| !v.is_empty() && variants.iter().any(|x| x.key == *v));
-                let variant = match overridden {
-                    Some(v) => Some(v.to_owned()),
-                    None => matching_variant(&flag.key, distinct_id, variants),
-                };
-                return Ok(variant.map_or(FlagValue::Bool(true), FlagValue::Variant));
-            }
-            Ok(ConditionMatch::OutOfRollout) if early_exit => break,
-            Ok(_) => {}
         }
     }
-    match inconclusive {
-        Some(r) => Err(EvalError::Inconclusive(r)),
-        None => Ok(FlagValue::Bool(false)),
+}
+
+/// Python truthiness of a JSON value.
+fn python_truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
     }
 }
 
@@ -471,80 +772,6 @@ fn matching_variant(key: &str, distinct_id: &str, variants: &[Variant]) -> Optio
         min = max;
     }
     None
-}
-
-fn match_condition(
-    flag: &FlagDefinition,
-    distinct_id: &str,
-    condition: &Condition,
-    properties: &Properties,
-) -> Result<ConditionMatch, EvalError> {
-    if let Some(index) = &condition.aggregation_group_type_index
-        && !index.is_null()
-    {
-        // A group condition on a person flag: we never pass groups, so it cannot match.
-        return Ok(ConditionMatch::NoMatch);
-    }
-    let filters = condition.properties.as_deref().unwrap_or(&[]);
-    if !filters.is_empty() {
-        if !match_condition_properties(filters, properties)? {
-            return Ok(ConditionMatch::NoMatch);
-        }
-        if condition.rollout_percentage.is_none() {
-            return Ok(ConditionMatch::Match);
-        }
-    }
-    if let Some(pct) = condition.rollout_percentage
-        && hash(&flag.key, distinct_id, "") > pct / 100.0
-    {
-        return Ok(ConditionMatch::OutOfRollout);
-    }
-    Ok(ConditionMatch::Match)
-}
-
-/// All filters of a condition. A definite `false` anywhere wins over an inconclusive
-/// filter (filters have no order); otherwise the first server-only filter, then any
-/// inconclusive one, makes the condition inconclusive.
-fn match_condition_properties(
-    filters: &[PropertyFilter],
-    properties: &Properties,
-) -> Result<bool, EvalError> {
-    let mut inconclusive: Option<Inconclusive> = None;
-    let mut requires_server = false;
-    for filter in filters {
-        match match_filter(filter, properties) {
-            Ok(true) => {}
-            Ok(false) => return Ok(false),
-            Err(EvalError::RequiresServer) => {
-                if inconclusive.is_none() {
-                    requires_server = true;
-                }
-                inconclusive = Some(pick_reason(
-                    inconclusive,
-                    Inconclusive::UnsupportedDefinition,
-                ));
-            }
-            Err(EvalError::Inconclusive(r)) => inconclusive = Some(pick_reason(inconclusive, r)),
-        }
-    }
-    if requires_server {
-        return Err(EvalError::RequiresServer);
-    }
-    match inconclusive {
-        Some(r) => Err(EvalError::Inconclusive(r)),
-        None => Ok(true),
-    }
-}
-
-fn match_filter(filter: &PropertyFilter, properties: &Properties) -> Result<bool, EvalError> {
-    match filter.kind.as_deref() {
-        // Cohorts are not evaluated locally: the reference needs the server for any
-        // cohort it was not given, and we never take cohort definitions.
-        Some("cohort") => Err(EvalError::RequiresServer),
-        // Flag dependencies are not evaluated locally (documented deviation).
-        Some("flag") => Err(UNSUPPORTED),
-        _ => match_property(filter, properties),
-    }
 }
 
 const OPERATORS: &[&str] = &[

@@ -112,7 +112,81 @@ fn random_filter(rng: &mut Rng) -> Value {
     f
 }
 
-fn random_flag(rng: &mut Rng, key: &str) -> Value {
+/// A cohort filter: known cohorts (1..=4), a static one (9), odd operators.
+fn random_cohort_filter(rng: &mut Rng, below: usize) -> Value {
+    let id = if rng.chance(15) {
+        9
+    } else {
+        1 + rng.below(below.max(1))
+    };
+    let mut f = json!({"key": "id", "type": "cohort", "value": id});
+    match rng.below(6) {
+        0 => f["operator"] = json!("in"),
+        1 => f["operator"] = json!("not_in"),
+        2 => f["operator"] = json!("bogus"),
+        _ => {}
+    }
+    if rng.chance(20) {
+        f["negation"] = json!(true);
+    }
+    f
+}
+
+/// Cohort property groups; cohort n may refer to cohorts below n (no cycles).
+fn random_cohorts(rng: &mut Rng) -> Value {
+    let mut cohorts = serde_json::Map::new();
+    for id in 1..=4usize {
+        let entries: Vec<Value> = (0..rng.below(4))
+            .map(|_| match rng.below(5) {
+                0 if id > 1 => random_cohort_filter(rng, id - 1),
+                1 => json!({"type": rng.pick(&["AND", "OR"]), "values": (0..rng.below(3)).map(|_| {
+                    let mut f = random_filter(rng);
+                    if rng.chance(25) { f["negation"] = json!(true); }
+                    f
+                }).collect::<Vec<_>>()}),
+                _ => {
+                    let mut f = random_filter(rng);
+                    if rng.chance(25) {
+                        f["negation"] = json!(true);
+                    }
+                    f
+                }
+            })
+            .collect();
+        let group = if rng.chance(5) {
+            json!({})
+        } else {
+            json!({"type": rng.pick(&["AND", "OR"]), "values": entries})
+        };
+        cohorts.insert(id.to_string(), group);
+    }
+    Value::Object(cohorts)
+}
+
+/// A dependency on an earlier flag (so no cycles), sometimes malformed.
+fn random_dependency(rng: &mut Rng, index: usize) -> Value {
+    let target = format!("flag-{}", rng.below(index.max(1)));
+    let before = format!("flag-{}", rng.below(index.max(1)));
+    let chain = match rng.below(8) {
+        0 => json!([]),
+        1 => json!(["flag-missing", target]),
+        2 => Value::Null,
+        3 | 4 => json!([before, target]),
+        _ => json!([target]),
+    };
+    let mut f = json!({
+        "key": target,
+        "type": "flag",
+        "operator": if rng.chance(90) { "flag_evaluates_to" } else { "exact" },
+        "value": rng.pick(&[json!(true), json!(false), json!("v0"), json!("v1"), Value::Null]),
+    });
+    if !chain.is_null() {
+        f["dependency_chain"] = chain;
+    }
+    f
+}
+
+fn random_flag(rng: &mut Rng, key: &str, index: usize) -> Value {
     let rollouts: &[Option<f64>] = &[
         None,
         Some(0.0),
@@ -138,9 +212,14 @@ fn random_flag(rng: &mut Rng, key: &str) -> Value {
     }
     let groups: Vec<Value> = (0..rng.below(4))
         .map(|_| {
-            let mut g = json!({
-                "properties": (0..rng.below(3)).map(|_| random_filter(rng)).collect::<Vec<_>>(),
-            });
+            let properties: Vec<Value> = (0..rng.below(3))
+                .map(|_| match rng.below(10) {
+                    0 => random_cohort_filter(rng, 4),
+                    1 if index > 0 => random_dependency(rng, index),
+                    _ => random_filter(rng),
+                })
+                .collect();
+            let mut g = json!({"properties": properties});
             if let Some(r) = rng.pick(rollouts) {
                 g["rollout_percentage"] = json!(r);
             }
@@ -219,9 +298,11 @@ fn agrees_with_posthog_python_on_random_flags() {
     }
     let mut rng = Rng(0x5EED_F1A6);
     let flags: Vec<Value> = (0..400)
-        .map(|i| random_flag(&mut rng, &format!("flag-{i}")))
+        .map(|i| random_flag(&mut rng, &format!("flag-{i}"), i))
         .collect();
-    let definitions = json!({"flags": flags, "group_type_mapping": {"0": "company"}});
+    let cohorts = random_cohorts(&mut rng);
+    let definitions =
+        json!({"flags": flags, "group_type_mapping": {"0": "company"}, "cohorts": cohorts});
     let mut cases = Vec::new();
     for _ in 0..4000 {
         let flag = format!("flag-{}", rng.below(400));

@@ -407,3 +407,88 @@ fn inconclusive_paths() {
         Evaluation::Inconclusive(_)
     ));
 }
+
+#[test]
+fn cohorts_sent_with_the_definitions_are_evaluated() {
+    let cohort_filter =
+        |op: &str, id: u32| json!({"key": "id", "type": "cohort", "operator": op, "value": id});
+    let flag = |key: &str, filter: Value| json!({"key": key, "active": true, "filters": {"groups": [{"properties": [filter], "rollout_percentage": 100}]}});
+    let d = defs(json!({
+        "flags": [
+            flag("in", cohort_filter("in", 5)),
+            flag("not-in", cohort_filter("not_in", 5)),
+            flag("static", cohort_filter("in", 6)),
+        ],
+        "cohorts": {"5": {"type": "OR", "values": [
+            {"type": "AND", "values": [{"key": "plan", "operator": "exact", "value": "pro", "type": "person"}]},
+            {"type": "AND", "values": [{"key": "email", "operator": "icontains", "value": "@corp", "type": "person", "negation": true}]}
+        ]}}
+    }));
+    let pro = props(json!({"plan": "pro"}));
+    let free_corp = props(json!({"plan": "free", "email": "a@corp.com"}));
+    assert_eq!(d.evaluate("in", "id", &pro), boolean(true));
+    assert_eq!(d.evaluate("not-in", "id", &pro), boolean(false));
+    // plan is not pro, and the negated filter fails: not in the cohort.
+    assert_eq!(d.evaluate("in", "id", &free_corp), boolean(false));
+    assert_eq!(d.evaluate("not-in", "id", &free_corp), boolean(true));
+    // Only `email` missing and plan not pro: the OR cannot be decided locally.
+    assert!(matches!(
+        d.evaluate("in", "id", &props(json!({"plan": "free"}))),
+        Evaluation::Inconclusive(_)
+    ));
+    // A cohort that was not sent (static) needs the server.
+    assert!(matches!(
+        d.evaluate("static", "id", &pro),
+        Evaluation::Inconclusive(_)
+    ));
+}
+
+#[test]
+fn flag_dependencies_follow_their_chain() {
+    let dep = |value: Value, chain: Value, op: &str| {
+        json!({"key": "dependent", "active": true, "filters": {"groups": [{"properties": [
+            {"key": "base", "type": "flag", "operator": op, "value": value, "dependency_chain": chain}
+        ], "rollout_percentage": 100}]}})
+    };
+    let base = |active: bool| {
+        json!({"key": "base", "active": active, "filters": {
+            "groups": [{"properties": [], "rollout_percentage": 100}],
+            "multivariate": {"variants": [{"key": "blue", "rollout_percentage": 100}]}}})
+    };
+    let none = Properties::new();
+    let eval = |dependent: Value, active: bool| {
+        defs(json!({"flags": [base(active), dependent]})).evaluate("dependent", "id", &none)
+    };
+    let ok = "flag_evaluates_to";
+    assert_eq!(
+        eval(dep(json!(true), json!(["base"]), ok), true),
+        boolean(true)
+    );
+    assert_eq!(
+        eval(dep(json!("blue"), json!(["base"]), ok), true),
+        boolean(true)
+    );
+    assert_eq!(
+        eval(dep(json!("red"), json!(["base"]), ok), true),
+        boolean(false)
+    );
+    // An inactive dependency is false, which a `false` expectation matches.
+    assert_eq!(
+        eval(dep(json!(false), json!(["base"]), ok), false),
+        boolean(true)
+    );
+    // A malformed condition is a definite no; an empty chain (a cycle) or a missing
+    // flag in the chain is inconclusive.
+    assert_eq!(
+        eval(dep(json!(true), json!(["base"]), "exact"), true),
+        boolean(false)
+    );
+    assert!(matches!(
+        eval(dep(json!(true), json!([]), ok), true),
+        Evaluation::Inconclusive(_)
+    ));
+    assert!(matches!(
+        eval(dep(json!(true), json!(["gone", "base"]), ok), true),
+        Evaluation::Inconclusive(_)
+    ));
+}

@@ -21,6 +21,7 @@ client = Client("phc_differential_test", send=False, sync_mode=True, enable_loca
 definitions = request["definitions"]
 client.feature_flags = definitions.get("flags", [])
 client.group_type_mapping = definitions.get("group_type_mapping", {})
+client.cohorts = definitions.get("cohorts", {})
 results = []
 for case in request["cases"]:
     flag = client.feature_flags_by_key[case["flag"]]
