@@ -326,7 +326,10 @@ async fn list_filters_by_the_owner_tag() {
     let fake = FakeDo::start(DoBehaviour::default()).await;
     let p = provisioner(&fake);
     let debug = format!("{p:?} {:?}", fake.config());
-    assert!(!debug.contains(TOKEN) && debug.contains("redacted"), "{debug}");
+    assert!(
+        !debug.contains(TOKEN) && debug.contains("redacted"),
+        "{debug}"
+    );
     p.create(&spec("mine-1", fast(true, false))).await.unwrap();
     let mut theirs = spec("theirs-1", fast(true, false));
     theirs.owner = provisioners::cloud::OwnerTag::new("bob").unwrap();
