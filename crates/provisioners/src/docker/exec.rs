@@ -15,7 +15,7 @@ use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use futures_util::StreamExt;
 use sandbox_core::{Error, ExecOutput, ExecRequest, Result, Stream};
 
-use super::engine::engine_error;
+use super::engine::{engine_error, is_conflict};
 use super::{PROVIDER, WORKSPACE_MOUNT};
 
 /// The working directory in the container for a request's `cwd` (relative to the
@@ -90,10 +90,20 @@ pub(crate) async fn run(
         ..Default::default()
     };
     let program = request.argv().first().cloned().unwrap_or_default();
-    let exec = docker
-        .create_exec(container, create)
-        .await
-        .map_err(|e| engine_error(format!("starting `{program}` in container {container}"), e))?;
+    let exec = docker.create_exec(container, create).await.map_err(|e| {
+        if is_conflict(&e) {
+            Error::Provider {
+                provider: PROVIDER,
+                message: format!(
+                    "cannot run `{program}`: container {container} is not running (the sandbox \
+                     was stopped); connect to it by name again to start it"
+                ),
+                source: Some(Box::new(e)),
+            }
+        } else {
+            engine_error(format!("starting `{program}` in container {container}"), e)
+        }
+    })?;
     let start = StartExecOptions {
         detach: false,
         tty: request.tty,

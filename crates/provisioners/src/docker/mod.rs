@@ -205,6 +205,15 @@ pub fn container_name(name: &SandboxName) -> String {
     format!("{CONTAINER_PREFIX}{name}")
 }
 
+/// What [`DockerProvider::prune`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DockerPruneReport {
+    /// Sandboxes removed because their TTL passed.
+    pub expired: Vec<SandboxName>,
+    /// Workspaces removed because no container was left for them.
+    pub orphans: Vec<SandboxName>,
+}
+
 /// Sandboxes as Docker containers. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct DockerProvider {
@@ -264,6 +273,60 @@ impl DockerProvider {
     /// As [`LocalProvider::effective_restore_method`].
     pub fn effective_restore_method(&self) -> Result<RestoreMethod> {
         self.local.effective_restore_method()
+    }
+
+    /// Removes sandboxes whose TTL passed (container and workspace) and workspaces
+    /// left without a container for over a minute (a creation killed midway), then
+    /// runs the local machinery's own prune (crashed creations, stale snapshot
+    /// writes). The user's own workdirs are never deleted.
+    ///
+    /// # Errors
+    /// [`Error::Provider`] when the engine fails; I/O errors.
+    pub async fn prune(&self) -> Result<DockerPruneReport> {
+        let mut report = DockerPruneReport::default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        for info in self.list().await? {
+            let Some(c) = self.inspect(&info.name).await? else {
+                continue;
+            };
+            let expires = c
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(LABEL_EXPIRES))
+                .and_then(|v| v.parse::<u64>().ok());
+            if expires.is_some_and(|t| t <= now) {
+                self.destroy(&info.name).await?;
+                report.expired.push(info.name);
+            }
+        }
+        let grace = Duration::from_secs(60);
+        for info in self.local.list().await? {
+            if self.inspect(&info.name).await?.is_some() {
+                continue;
+            }
+            let record = self
+                .config
+                .data_dir
+                .join("sandboxes")
+                .join(info.name.as_str());
+            let age = std::fs::metadata(&record)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .unwrap_or(Duration::ZERO);
+            if age >= grace {
+                match self.local.remove(&info.name).await {
+                    Ok(()) | Err(Error::SandboxNotFound { .. }) => report.orphans.push(info.name),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.local.prune().await?;
+        Ok(report)
     }
 
     /// The user containers run as.

@@ -344,6 +344,15 @@ async fn reconnect_by_name_and_force_create() {
     first.stop().await.unwrap();
     let listed = f.provider.list().await.unwrap();
     assert!(!listed[0].running, "{listed:?}");
+    let err = first
+        .exec(&ExecRequest::new(["true"]).unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not running") && err.contains("connect"),
+        "{err}"
+    );
     let (third, how) = f.provider.connect(&options).await.unwrap();
     assert_eq!(how, Connected::Reconnected);
     assert_eq!(stdout(&*third, &["cat", "kept.txt"]).await, "kept");
@@ -821,4 +830,57 @@ async fn base_image_from_host_programs_runs_a_sandbox() {
     );
     drop(f);
     drop(probe);
+}
+
+#[tokio::test]
+async fn timeouts_and_ttl_leave_nothing_behind() {
+    let f = fixture!("timeouts_and_ttl_leave_nothing_behind");
+    // A creation deadline that cannot be met: a timeout error, nothing half-made.
+    let name = f.name("late");
+    let options = ConnectOptions::new()
+        .name(name.clone())
+        .timeout(Duration::from_nanos(1));
+    let err = f.provider.connect(&options).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert!(f.scoped_containers().await.is_empty());
+    assert!(
+        !f.dir
+            .path()
+            .join("data/sandboxes")
+            .join(name.as_str())
+            .exists()
+    );
+
+    // A sandbox past its TTL goes on prune; one within it stays.
+    let (old, _) = f
+        .provider
+        .connect(
+            &ConnectOptions::new()
+                .name(f.name("old"))
+                .ttl(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
+    let (young, _) = f
+        .provider
+        .connect(
+            &ConnectOptions::new()
+                .name(f.name("young"))
+                .ttl(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let report = f.provider.prune().await.unwrap();
+    assert_eq!(report.expired, vec![old.name().clone()]);
+    assert!(!old.workspace().exists());
+    let left: Vec<_> = f
+        .provider
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(left, vec![young.name().clone()]);
 }
