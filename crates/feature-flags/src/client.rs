@@ -19,7 +19,7 @@ use crate::experiment::{
     ValueOrigin,
 };
 use crate::remote::{DefinitionsFetch, Remote, RemoteError, RemoteFlag, RemoteFlags};
-use crate::store::{self, CachedDefinitions, FlagsCache, Store};
+use crate::store::{self, CachedDefinitions, CachedFlag, FlagsCache, Store};
 use crate::telemetry::{Exposure, SendPolicy, StartCompleted, Telemetry};
 
 /// A flag's value with where it came from, or the error code that stood in for it.
@@ -270,27 +270,21 @@ impl FeatureFlags {
             return result;
         }
 
-        let key = config.project_key.clone().unwrap_or_default();
-        if let Some(cache) = self.inner.store.flags_cache()
-            && cache.host == config.host
-            && cache.project_key == key
-            && cache.distinct_id == distinct_id
-            && let Some(cached) = cache.flags.get(flag)
-        {
-            let age = cache.age();
+        if let Some(cached) = cached_flag(&self.inner, &distinct_id, flag) {
+            let age = cached.age();
             if age < config.cache.ttl {
                 return FlagResult::from_remote(
-                    cached,
+                    &cached.flag,
                     ValueOrigin::Cache { stale: false },
-                    cache.request_id.clone(),
+                    cached.request_id,
                 );
             }
             if age < config.cache.ttl + config.cache.stale_while_revalidate {
                 self.revalidate(remote, distinct_id, flag.to_owned());
                 return FlagResult::from_remote(
-                    cached,
+                    &cached.flag,
                     ValueOrigin::Cache { stale: true },
-                    cache.request_id.clone(),
+                    cached.request_id,
                 );
             }
         }
@@ -455,6 +449,56 @@ impl FeatureFlags {
     }
 }
 
+/// The cached answer for `flag`, if the cache is for this host, project, id and
+/// person properties.
+fn cached_flag(inner: &Inner, distinct_id: &str, flag: &str) -> Option<CachedFlag> {
+    let cache = inner.store.flags_cache()?;
+    let config = &inner.config;
+    let same = cache.host == config.host
+        && Some(&cache.project_key) == config.project_key.as_ref()
+        && cache.distinct_id == distinct_id
+        && cache.properties == config.person_properties;
+    if same {
+        cache.flags.get(flag).cloned()
+    } else {
+        None
+    }
+}
+
+/// Adds (or replaces) the answered flags in the cache, keeping the others.
+fn save_flags(inner: &Inner, distinct_id: &str, flags: &RemoteFlags) {
+    let config = &inner.config;
+    let project_key = config.project_key.clone().unwrap_or_default();
+    let mut cache = inner
+        .store
+        .flags_cache()
+        .filter(|c| {
+            c.host == config.host
+                && c.project_key == project_key
+                && c.distinct_id == distinct_id
+                && c.properties == config.person_properties
+        })
+        .unwrap_or_else(|| FlagsCache {
+            host: config.host.clone(),
+            project_key,
+            distinct_id: distinct_id.to_owned(),
+            properties: config.person_properties.clone(),
+            flags: Default::default(),
+        });
+    let now = store::now_ms();
+    for (key, flag) in &flags.flags {
+        cache.flags.insert(
+            key.clone(),
+            CachedFlag {
+                fetched_at_ms: now,
+                request_id: flags.request_id.clone(),
+                flag: flag.clone(),
+            },
+        );
+    }
+    inner.store.save_flags_cache(&cache);
+}
+
 async fn fetch_and_cache(
     inner: &Inner,
     remote: &Remote,
@@ -474,14 +518,7 @@ async fn fetch_and_cache(
         Ok(flags) => {
             inner.store.clear_unreachable();
             if !flags.flags.is_empty() {
-                inner.store.save_flags_cache(&FlagsCache {
-                    host: config.host.clone(),
-                    project_key: config.project_key.clone().unwrap_or_default(),
-                    distinct_id: distinct_id.to_owned(),
-                    fetched_at_ms: store::now_ms(),
-                    request_id: flags.request_id.clone(),
-                    flags: flags.flags.clone(),
-                });
+                save_flags(inner, distinct_id, &flags);
             }
             Ok(flags)
         }

@@ -117,18 +117,25 @@ fn read_install_id(path: &Path) -> Option<String> {
     uuid::Uuid::parse_str(id).ok().map(|_| id.to_owned())
 }
 
-/// A cached `/flags` answer for one (host, project, distinct id).
+/// Cached `/flags` answers for one (host, project, distinct id, person properties).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct FlagsCache {
     pub(crate) host: String,
     pub(crate) project_key: String,
     pub(crate) distinct_id: String,
-    pub(crate) fetched_at_ms: u64,
-    pub(crate) request_id: Option<String>,
-    pub(crate) flags: HashMap<String, RemoteFlag>,
+    pub(crate) properties: crate::eval::Properties,
+    pub(crate) flags: HashMap<String, CachedFlag>,
 }
 
-impl FlagsCache {
+/// One flag's cached answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CachedFlag {
+    pub(crate) fetched_at_ms: u64,
+    pub(crate) request_id: Option<String>,
+    pub(crate) flag: RemoteFlag,
+}
+
+impl CachedFlag {
     pub(crate) fn age(&self) -> Duration {
         Duration::from_millis(now_ms().saturating_sub(self.fetched_at_ms))
     }

@@ -546,3 +546,58 @@ async fn inconclusive_local_evaluation_falls_back_to_the_server() {
     assert_eq!(r.origin, ValueOrigin::Remote);
     flags.shutdown(Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn the_cache_keeps_each_flag_and_follows_person_properties() {
+    let server = MockServer::start().await;
+    let answer = |key: &str, variant: &str| json!({"flags": {key: {"key": key, "enabled": true, "variant": variant}}, "requestId": "r"});
+    Mock::given(method("POST"))
+        .and(path("/flags/"))
+        .and(wiremock::matchers::body_partial_json(
+            json!({"flag_keys_to_evaluate": ["a"]}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer("a", "x")))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/flags/"))
+        .and(wiremock::matchers::body_partial_json(
+            json!({"flag_keys_to_evaluate": ["b"]}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer("b", "y")))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let props = |os: &str| {
+        let mut p = feature_flags::Properties::new();
+        p.insert("os".into(), json!(os));
+        p
+    };
+    let client = |os: &str| {
+        FeatureFlags::new(config(dir.path(), &server.uri(), &[]).with_person_properties(props(os)))
+    };
+    let flags = client("linux");
+    assert_eq!(flags.evaluate("a").await.origin, ValueOrigin::Remote);
+    assert_eq!(flags.evaluate("b").await.origin, ValueOrigin::Remote);
+    let a = flags.evaluate("a").await;
+    assert_eq!(
+        (a.value, a.origin),
+        (
+            Ok(FlagValue::Variant("x".into())),
+            ValueOrigin::Cache { stale: false }
+        )
+    );
+    assert_eq!(
+        flags.evaluate("b").await.origin,
+        ValueOrigin::Cache { stale: false }
+    );
+    flags.shutdown(Duration::from_secs(2)).await;
+    assert_eq!(requests_to(&server, "/flags/").await.len(), 2);
+    // Different person properties: the cached answers do not apply.
+    let flags = client("macos");
+    assert_eq!(flags.evaluate("a").await.origin, ValueOrigin::Remote);
+    let body: Value =
+        serde_json::from_slice(&requests_to(&server, "/flags/").await[2].body).unwrap();
+    assert_eq!(body["person_properties"], json!({"os": "macos"}));
+    flags.shutdown(Duration::from_secs(2)).await;
+}
