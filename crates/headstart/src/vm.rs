@@ -145,12 +145,24 @@ struct ExecArgs {
 
 /// Runs `headstart vm ...`.
 pub(crate) async fn run(args: VmArgs) -> anyhow::Result<ExitCode> {
-    match args.command {
+    let result = match args.command {
         VmCommand::Up(a) => up(a).await,
         VmCommand::Ls(a) => ls(a).await,
         VmCommand::Down(a) => down(a).await,
         VmCommand::Exec(a) => exec(a).await,
-    }
+    };
+    // Input the user can fix (a token, a name, a size) exits with status 2.
+    result.map_err(|e| {
+        let user = e.chain().any(|c| {
+            c.downcast_ref::<CloudError>()
+                .is_some_and(CloudError::is_user_error)
+        });
+        if user {
+            anyhow::Error::new(crate::commands::UserError(format!("{e:#}")))
+        } else {
+            e
+        }
+    })
 }
 
 /// The settings this command reads from the environment (cloud tokens are read by

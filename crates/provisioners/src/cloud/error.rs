@@ -168,6 +168,28 @@ impl CloudError {
         matches!(self, Self::Server { .. } | Self::Transport { .. })
     }
 
+    /// True when the user can fix it by changing input or settings (a spec, a missing
+    /// or refused token, a name, a size or region the API refused, a quota), as
+    /// opposed to the cloud or the network failing. The CLI exits with status 2.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Self::MissingConfig { .. }
+            | Self::InvalidSpec(_)
+            | Self::Unauthorized { .. }
+            | Self::NameInUse { .. }
+            | Self::NotFound { .. }
+            | Self::Rejected { .. } => true,
+            Self::CleanupFailed { .. }
+            | Self::RateLimited { .. }
+            | Self::Server { .. }
+            | Self::Transport { .. }
+            | Self::Failed { .. }
+            | Self::Timeout { .. }
+            | Self::Ssh(_)
+            | Self::Io { .. } => false,
+        }
+    }
+
     /// True for 404 answers (the resource is gone).
     pub fn is_not_found(&self) -> bool {
         matches!(
