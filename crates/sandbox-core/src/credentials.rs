@@ -1,6 +1,7 @@
 //! Credentials for private repositories.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -13,6 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 pub struct Credentials {
     username: Option<String>,
     token: Option<SecretString>,
+    ssh_key: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
 }
 
 impl Credentials {
@@ -28,8 +31,8 @@ impl Credentials {
             return Self::none();
         }
         Self {
-            username: None,
             token: Some(SecretString::from(token)),
+            ..Self::default()
         }
     }
 
@@ -39,6 +42,43 @@ impl Credentials {
     pub fn with_username(mut self, username: impl Into<String>) -> Self {
         self.username = Some(username.into());
         self
+    }
+
+    /// An ssh private key file (without passphrase) for `ssh://` and `user@host:path`
+    /// URLs. The git engine offers it only to the repository's own host, after
+    /// verifying the host key against a `known_hosts` file (see
+    /// [`with_known_hosts`](Self::with_known_hosts)).
+    pub fn ssh_key(private_key: impl Into<PathBuf>) -> Self {
+        Self {
+            ssh_key: Some(private_key.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the ssh private key file (see [`ssh_key`](Self::ssh_key)).
+    #[must_use]
+    pub fn with_ssh_key(mut self, private_key: impl Into<PathBuf>) -> Self {
+        self.ssh_key = Some(private_key.into());
+        self
+    }
+
+    /// Sets the `known_hosts` file ssh host keys are verified against (default:
+    /// `~/.ssh/known_hosts`). An unknown or changed host key is an error, never a
+    /// prompt or a silent accept.
+    #[must_use]
+    pub fn with_known_hosts(mut self, known_hosts: impl Into<PathBuf>) -> Self {
+        self.known_hosts = Some(known_hosts.into());
+        self
+    }
+
+    /// The ssh private key file, if any.
+    pub fn ssh_key_path(&self) -> Option<&Path> {
+        self.ssh_key.as_deref()
+    }
+
+    /// The `known_hosts` file set with [`with_known_hosts`](Self::with_known_hosts).
+    pub fn known_hosts_path(&self) -> Option<&Path> {
+        self.known_hosts.as_deref()
     }
 
     /// True when there is no token.
@@ -61,6 +101,8 @@ impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
             .field("username", &self.username)
+            .field("ssh_key", &self.ssh_key)
+            .field("known_hosts", &self.known_hosts)
             .field(
                 "token",
                 &if self.token.is_some() {
