@@ -10,6 +10,8 @@
 //!   (CGI), with an optional required token (HTTP basic auth) and a [`RequestRecord`]
 //!   log that parses upload-pack pkt-lines (wants, haves, deepen).
 //! - [`GitDaemon`]: `git daemon` on a free loopback port.
+//! - [`SshServer`]: `sshd` on a free loopback port with key authentication and a
+//!   matching `known_hosts`.
 //! - [`capture_tracing`] and [`random_token`] for secret-leak assertions.
 //!
 //! Everything stops or is removed on drop. This crate is **not** for production code:
@@ -21,6 +23,7 @@ mod git_cli;
 mod http;
 mod pktline;
 mod process;
+mod ssh;
 mod tracing_capture;
 mod upstream;
 
@@ -29,6 +32,7 @@ pub use git_cli::{git, git_command, git_in};
 pub use http::{GitHttpServer, RequestRecord};
 pub use pktline::{UploadPackRequest, parse_upload_pack};
 pub use process::ChildGuard;
+pub use ssh::{SshServer, ssh_unavailable};
 pub use tracing_capture::{CapturedLog, capture_tracing};
 pub use upstream::{Change, Upstream};
 

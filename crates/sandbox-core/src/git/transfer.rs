@@ -9,20 +9,22 @@ use std::rc::Rc;
 
 use git2::{AutotagOption, CredentialType, Direction, FetchOptions, Oid, RemoteCallbacks};
 
-use super::{Depth, GitOptions, Progress};
+use super::{Depth, GitOptions, Progress, known_hosts};
 use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::url::{RepoUrl, Transport};
 
-/// How often libgit2 asked for credentials, and whether we refused.
+/// What happened in the credential and certificate callbacks, for error mapping.
 #[derive(Debug, Default)]
 pub(crate) struct AuthState {
-    /// Calls of the credential callback.
-    calls: Cell<u32>,
-    /// The callback handed out the token at least once.
+    /// A secret (token or ssh key) was offered; libgit2 asking again means refused.
     offered: Cell<bool>,
+    /// The credential callback declined (nothing to offer, or already refused).
+    declined: Cell<bool>,
     /// The callback was asked for a host other than the repository's.
     foreign_host: Cell<bool>,
+    /// Why the ssh host key was rejected, if it was.
+    host_key: std::cell::RefCell<Option<String>>,
 }
 
 /// The branches a remote advertises and its default branch.
@@ -73,14 +75,7 @@ pub(crate) fn callbacks<'a>(
     let mut cbs = RemoteCallbacks::new();
     let state = Rc::clone(auth);
     let creds: &Credentials = &options.credentials;
-    cbs.credentials(move |cb_url, _user_from_url, allowed| {
-        let calls = state.calls.get() + 1;
-        state.calls.set(calls);
-        let Some(token) = creds.expose_token() else {
-            return Err(git2::Error::from_str(
-                "the server asked for credentials and none were given",
-            ));
-        };
+    cbs.credentials(move |cb_url, user_from_url, allowed| {
         let cb_host = RepoUrl::parse(cb_url)
             .ok()
             .and_then(|u| u.host().map(str::to_owned));
@@ -91,11 +86,34 @@ pub(crate) fn callbacks<'a>(
                 "credentials refused for a host other than the repository's",
             ));
         }
-        if calls > 1 {
-            // libgit2 asks again, forever, when the server refuses the token.
+        let ssh_user = user_from_url.or(url.user()).unwrap_or("git");
+        if allowed.contains(CredentialType::USERNAME) {
+            return git2::Cred::username(ssh_user);
+        }
+        if state.offered.get() {
+            // libgit2 asks again, forever, when the server refuses what we offered.
+            state.declined.set(true);
             return Err(git2::Error::from_str("the server refused the credentials"));
         }
+        if allowed.contains(CredentialType::SSH_KEY) {
+            let Some(key) = creds.ssh_key_path() else {
+                state.declined.set(true);
+                return Err(git2::Error::from_str(
+                    "the server asked for an ssh key and none was given",
+                ));
+            };
+            state.offered.set(true);
+            tracing::debug!(repository = %url, "offering the ssh key to the server");
+            return git2::Cred::ssh_key(ssh_user, None, key, None);
+        }
+        let Some(token) = creds.expose_token() else {
+            state.declined.set(true);
+            return Err(git2::Error::from_str(
+                "the server asked for credentials and none were given",
+            ));
+        };
         if !allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            state.declined.set(true);
             return Err(git2::Error::from_str(
                 "the server wants a credential type other than a token",
             ));
@@ -103,6 +121,21 @@ pub(crate) fn callbacks<'a>(
         state.offered.set(true);
         tracing::debug!(repository = %url, "offering the token to the server");
         git2::Cred::userpass_plaintext(creds.username(), token)
+    });
+    let state = Rc::clone(auth);
+    cbs.certificate_check(move |cert, _host| {
+        let Some(hostkey) = cert.as_hostkey() else {
+            // TLS: libgit2 verifies against the system's CA store.
+            return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
+        };
+        match check_host_key(url, creds, hostkey.hostkey()) {
+            Ok(()) => Ok(git2::CertificateCheckStatus::CertificateOk),
+            Err(why) => {
+                tracing::warn!(repository = %url, reason = %why, "ssh host key rejected");
+                *state.host_key.borrow_mut() = Some(why.clone());
+                Err(git2::Error::from_str(&why))
+            }
+        }
     });
     // Always installed: libgit2 counts received bytes only when a transfer progress
     // callback is set.
@@ -294,6 +327,12 @@ pub(crate) fn map_error(
     let lower = message.to_ascii_lowercase();
     tracing::debug!(repository = %url, op, class = ?e.class(), code = ?e.code(), %message, "git failure");
     let url_s = url.to_string();
+    if let Some(why) = auth.host_key.borrow().clone() {
+        return Error::AuthFailed {
+            url: url_s,
+            hint: why,
+        };
+    }
     if auth.foreign_host.get() {
         return Error::AuthFailed {
             url: url_s,
@@ -303,13 +342,19 @@ pub(crate) fn map_error(
                     .into(),
         };
     }
-    let auth_like = e.code() == git2::ErrorCode::Auth
+    let auth_like = auth.declined.get()
+        || e.code() == git2::ErrorCode::Auth
         || lower.contains("401")
         || lower.contains("403")
         || lower.contains("authentication")
         || lower.contains("credentials");
     if auth_like {
-        let hint = if options.credentials.is_empty() {
+        let ssh = url.transport() == Transport::Ssh;
+        let hint = if ssh && options.credentials.ssh_key_path().is_none() {
+            "the server requires an ssh key; pass one (Credentials::ssh_key) or use the https URL with a token"
+        } else if ssh {
+            "the server refused the ssh key; check that its public key is authorized for this repository"
+        } else if options.credentials.is_empty() {
             "the server requires credentials; pass a token with read access (HEADSTART_GIT_TOKEN)"
         } else if lower.contains("403") {
             "the server refused access with this token; check that it has read access to the repository"
@@ -358,4 +403,50 @@ pub(crate) fn map_error(
         };
     }
     Error::Git { op, message }
+}
+
+/// Checks the ssh host key the server presented against `known_hosts` (the one in
+/// the credentials, else `~/.ssh/known_hosts`). Anything but a listed key is refused,
+/// with what to do.
+fn check_host_key(url: &RepoUrl, creds: &Credentials, key: Option<&[u8]>) -> Result<(), String> {
+    let host = url.host().unwrap_or_default();
+    let name = known_hosts::host_entry_name(host, url.port());
+    let Some(key) = key else {
+        return Err(format!(
+            "the ssh server {name} presented no raw host key to verify"
+        ));
+    };
+    let path = creds
+        .known_hosts_path()
+        .map(std::path::Path::to_path_buf)
+        .or_else(known_hosts::default_path)
+        .ok_or_else(|| "no known_hosts file to verify the ssh host key against".to_owned())?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "cannot read {} to verify the ssh host key of {name}: {e}",
+            path.display()
+        )
+    })?;
+    let scan = match url.port() {
+        Some(p) if p != 22 => format!("ssh-keyscan -p {p} {host}"),
+        _ => format!("ssh-keyscan {host}"),
+    };
+    match known_hosts::verify(&text, &name, key) {
+        known_hosts::Verdict::Known => Ok(()),
+        known_hosts::Verdict::Unknown => Err(format!(
+            "the ssh host key of {name} is not in {}; verify the server's fingerprint, then add \
+             it (`{scan} >> {}`)",
+            path.display(),
+            path.display()
+        )),
+        known_hosts::Verdict::Changed => Err(format!(
+            "the ssh host key of {name} does not match the one in {} (it changed, or someone is \
+             intercepting the connection); refusing to connect",
+            path.display()
+        )),
+        known_hosts::Verdict::Revoked => Err(format!(
+            "the ssh host key of {name} is marked @revoked in {}",
+            path.display()
+        )),
+    }
 }

@@ -418,26 +418,6 @@ fn submodules_and_lfs_are_refused_naming_the_paths() -> anyhow::Result<()> {
 }
 
 #[test]
-fn ssh_urls_are_refused_with_a_clear_message() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    for url in [
-        "git@example.com:acme/app.git",
-        "ssh://git@example.com/acme/app.git",
-    ] {
-        let err = git::clone(
-            &Source::parse(url)?,
-            &dir.path().join("ws"),
-            &GitOptions::default(),
-        )
-        .expect_err("ssh refused");
-        assert!(matches!(err, Error::InvalidUrl { .. }), "{err:?}");
-        assert!(err.to_string().contains("https URL"), "{err}");
-        assert!(!dir.path().join("ws").exists());
-    }
-    Ok(())
-}
-
-#[test]
 fn progress_is_reported_through_the_callback() -> anyhow::Result<()> {
     let up = Upstream::new("trunk", 200)?;
     let (_server, url) = serve(&up, Via::Http)?;

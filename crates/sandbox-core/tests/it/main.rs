@@ -6,6 +6,7 @@ mod common;
 mod git_auth;
 mod git_clone;
 mod git_paths_agree;
+mod git_ssh;
 mod git_sync;
 mod measure_transports;
 mod names;
