@@ -243,6 +243,9 @@ impl Remote {
     }
 
     /// `GET /flags/definitions` with the secret key; `If-None-Match` when `etag` is known.
+    /// The project key (`phc_`, public by design) is a query parameter as PostHog
+    /// documents it; the secret key travels only in the `Authorization` header, and
+    /// URLs are never logged (errors are stripped of them).
     pub(crate) async fn definitions(
         &self,
         secret_key: &SecretString,

@@ -601,3 +601,26 @@ async fn the_cache_keeps_each_flag_and_follows_person_properties() {
     assert_eq!(body["person_properties"], json!({"os": "macos"}));
     flags.shutdown(Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn the_default_timeout_is_one_and_a_half_seconds() {
+    let server = MockServer::start().await;
+    flags_mock(
+        ResponseTemplate::new(200)
+            .set_body_json(flags_answer("test"))
+            .set_delay(Duration::from_secs(4)),
+    )
+    .mount(&server)
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = FeatureFlags::new(config(dir.path(), &server.uri(), &[]));
+    let started = Instant::now();
+    let r = flags.evaluate("fast_provision").await;
+    let took = started.elapsed();
+    assert_eq!(r.value, Err("timeout".into()));
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_millis(3500),
+        "{took:?}"
+    );
+    flags.shutdown(Duration::from_secs(1)).await;
+}
