@@ -143,13 +143,21 @@ pub(crate) fn checkout_branch(
     )
     .map_err(git_err(op))?;
     repo.set_head(&refname).map_err(git_err(op))?;
-    let mut cfg = repo.config().map_err(git_err(op))?;
+    // The repository's own config file only; writes are skipped when the value is
+    // already right (each write rewrites .git/config through a lock file).
+    let mut cfg = repo
+        .config()
+        .and_then(|c| c.open_level(git2::ConfigLevel::Local))
+        .map_err(git_err(op))?;
     match upstream {
         Some(b) => {
-            cfg.set_str(&format!("branch.{local}.remote"), "origin")
-                .map_err(git_err(op))?;
-            cfg.set_str(&format!("branch.{local}.merge"), &format!("refs/heads/{b}"))
-                .map_err(git_err(op))?;
+            let merge = format!("refs/heads/{b}");
+            for (key, value) in [("remote", "origin"), ("merge", merge.as_str())] {
+                let key = format!("branch.{local}.{key}");
+                if cfg.get_string(&key).ok().as_deref() != Some(value) {
+                    cfg.set_str(&key, value).map_err(git_err(op))?;
+                }
+            }
         }
         None => {
             for key in ["remote", "merge"] {

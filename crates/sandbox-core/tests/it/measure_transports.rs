@@ -154,3 +154,41 @@ fn measure_http_request_timeline() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Whether a sync's untracked-file removal walks into ignored directories (a
+/// snapshot's `node_modules` can hold 100k files).
+#[test]
+#[ignore = "measurement; run with --ignored --nocapture"]
+#[allow(clippy::print_stderr)]
+fn measure_sync_with_a_large_ignored_directory() -> anyhow::Result<()> {
+    use test_support::Change;
+    let up = Upstream::new("trunk", 1000)?;
+    up.commit("trunk", &[Change::write(".gitignore", "node_modules/\n")])?;
+    let (_server, url) = serve(&up, Via::File)?;
+    let src = Source::new(url);
+    for ignored_files in [0usize, 20_000] {
+        let dir = tempfile::tempdir()?;
+        let ws = dir.path().join("ws");
+        git::clone(&src, &ws, &GitOptions::default())?;
+        for i in 0..ignored_files {
+            let d = ws.join(format!("node_modules/pkg{}", i / 100));
+            if i % 100 == 0 {
+                std::fs::create_dir_all(&d)?;
+            }
+            std::fs::write(d.join(format!("f{i}.js")), "x")?;
+        }
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            up.advance("trunk", 1)?;
+            let t = Instant::now();
+            git::sync(&src, &ws, &GitOptions::default())?;
+            times.push(t.elapsed());
+        }
+        anyhow::ensure!(ignored_files == 0 || ws.join("node_modules/pkg0/f0.js").exists());
+        eprintln!(
+            "{ignored_files} ignored files: sync median {:?}",
+            median(times)
+        );
+    }
+    Ok(())
+}
