@@ -27,7 +27,8 @@ pub enum CloudError {
     InvalidSpec(String),
     /// The API refused the token (401, or 403 for a token without write scope).
     #[error(
-        "{cloud}: the API refused the token ({status}: {message}); check that {var} holds a valid token with write access"
+        "{cloud}: the API refused the token ({status}: {message}); check that {var} holds a valid token with write access{}",
+        token_hint(*cloud)
     )]
     Unauthorized {
         /// The cloud.
@@ -139,6 +140,15 @@ pub enum CloudError {
         /// Why destroying it failed.
         cleanup: Box<CloudError>,
     },
+}
+
+fn token_hint(cloud: Cloud) -> &'static str {
+    match cloud {
+        Cloud::Gcp => {
+            " (access tokens expire after about an hour: set it again from `gcloud auth print-access-token`)"
+        }
+        Cloud::DigitalOcean | Cloud::Hetzner => "",
+    }
 }
 
 fn hint_suffix(status: u16, code: &str, message: &str) -> &'static str {

@@ -417,3 +417,25 @@ async fn a_create_cut_off_by_the_deadline_is_found_and_destroyed() {
         "the droplet the late answer would have named was destroyed"
     );
 }
+
+#[tokio::test]
+async fn a_key_registered_concurrently_422_in_use_is_found_and_used() {
+    let fake = FakeDo::start(DoBehaviour {
+        key_race: true,
+        ..Default::default()
+    })
+    .await;
+    provisioner(&fake)
+        .create(&spec("web-15", fast(true, false)))
+        .await
+        .unwrap();
+    assert_eq!(
+        bodies(&fake.server, "POST", "/v2/account/keys").await.len(),
+        1
+    );
+    let key_id = fake.state.lock().unwrap().keys[0]["id"].clone();
+    assert_eq!(
+        bodies(&fake.server, "POST", "/v2/droplets").await[0]["ssh_keys"],
+        json!([key_id])
+    );
+}

@@ -203,6 +203,9 @@ pub(crate) struct DoBehaviour {
     pub(crate) store_on_failure: bool,
     /// Answer creates only after this long (the droplet exists at once).
     pub(crate) create_delay: Option<Duration>,
+    /// The first key registration races another client: the key is stored, but the
+    /// answer is 422 "SSH Key is already in use on your account".
+    pub(crate) key_race: bool,
 }
 
 #[derive(Default)]
@@ -273,6 +276,7 @@ impl FakeDo {
             .mount(&server)
             .await;
         let st = state.clone();
+        let key_race = behaviour.key_race;
         Mock::given(method("POST")).and(path("/v2/account/keys")).and(auth())
             .respond_with(move |req: &Request| {
                 let body: Value = serde_json::from_slice(&req.body).unwrap();
@@ -280,6 +284,9 @@ impl FakeDo {
                 let key = json!({"id": 512189 + s.keys.len(), "fingerprint": "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa",
                     "public_key": body["public_key"], "name": body["name"]});
                 s.keys.push(key.clone());
+                if key_race && s.keys.len() == 1 {
+                    return json_response(422, json!({"id": "unprocessable_entity", "message": "SSH Key is already in use on your account"}));
+                }
                 json_response(201, json!({"ssh_key": key}))
             })
             .mount(&server).await;
