@@ -340,12 +340,32 @@ impl VmProvisioner for Gcp {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         let path = format!("/projects/{}/aggregated/instances", self.project);
+        // The label filter saves pages; the owner is checked here as well, so when the
+        // API refuses the filter expression (400) the listing goes on without it.
+        let mut filter = Some(format!("labels.{OWNER_LABEL} = \"{owner}\""));
         loop {
-            let mut query = vec![("filter", format!("labels.{OWNER_LABEL} = \"{owner}\""))];
+            let mut query = Vec::new();
+            if let Some(f) = &filter {
+                query.push(("filter", f.clone()));
+            }
             if let Some(t) = &token {
                 query.push(("pageToken", t.clone()));
             }
-            let body = self.api.get(&path, &query).await?;
+            let body = match self.api.get(&path, &query).await {
+                Ok(body) => body,
+                Err(CloudError::Rejected {
+                    status: 400,
+                    message,
+                    ..
+                }) if filter.is_some() => {
+                    tracing::warn!(%message, "instance filter refused; listing without it");
+                    filter = None;
+                    token = None;
+                    out.clear();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(items) = body.get("items").and_then(Value::as_object) {
                 for scoped in items.values() {
                     for i in scoped

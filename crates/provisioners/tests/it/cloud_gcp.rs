@@ -225,3 +225,43 @@ async fn list_filters_by_owner_label_across_zones() {
     p.destroy(&mine[0]).await.unwrap();
     assert_eq!(fake.state.lock().unwrap().deleted, ["mine-3"]);
 }
+
+#[tokio::test]
+async fn a_refused_filter_falls_back_to_filtering_here() {
+    let fake = FakeGce::start(GceBehaviour::default()).await;
+    let p = provisioner(&fake);
+    p.create(&spec("mine-4", fast(false, true))).await.unwrap();
+    let mut theirs = spec("theirs-4", fast(false, true));
+    theirs.owner = provisioners::cloud::OwnerTag::new("bob").unwrap();
+    p.create(&theirs).await.unwrap();
+    // This API refuses any filter expression; without one it lists everything.
+    let all: Vec<Value> = fake.state.lock().unwrap().instances.clone();
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path(
+            "/compute/v1/projects/demo-project/aggregated/instances",
+        ))
+        .and(wiremock::matchers::query_param_is_missing("filter"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(json!({"items": {"zones/us-central1-a": {"instances": all}}})),
+        )
+        .with_priority(1)
+        .mount(&fake.server)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path(
+            "/compute/v1/projects/demo-project/aggregated/instances",
+        ))
+        .and(wiremock::matchers::query_param_contains("filter", "labels."))
+        .respond_with(wiremock::ResponseTemplate::new(400).set_body_json(json!({"error": {
+            "code": 400, "message": "Invalid value for field 'filter'",
+            "errors": [{"message": "Invalid value for field 'filter'", "domain": "global", "reason": "invalid"}]}})))
+        .with_priority(1)
+        .mount(&fake.server)
+        .await;
+    let mine = p.list(&owner()).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+        ["mine-4"]
+    );
+}
