@@ -6,8 +6,8 @@
 //!
 //! What it is not: a full PostHog engine. Anything the reference SDK itself cannot decide
 //! locally (static cohorts, missing properties, unknown operators) is inconclusive here
-//! too, and so is the little we chose not to implement (date operators, group flags
-//! with groups, `device_id` bucketing): every such case is reported as inconclusive so
+//! too, and so is the little we chose not to implement (group flags with groups,
+//! `device_id` bucketing, date formats other than the common ISO shapes): every such case is reported as inconclusive so
 //! the caller asks the server, never as a silent `false`. Cohorts sent with the
 //! definitions and flag dependencies are evaluated as the reference does.
 
@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
 
-use crate::regex_compat;
+use crate::{dates, regex_compat};
 
 /// The posthog-python release whose local evaluation this module reproduces.
 pub const REFERENCE_SDK: &str = "posthog-python 7.91.1";
@@ -878,7 +878,21 @@ fn match_property(filter: &PropertyFilter, properties: &Properties) -> Result<bo
             }
         }
         op if op.starts_with("semver_") => match_semver(op, value, actual),
-        // Date operators: not evaluated locally (documented deviation).
+        "is_date_before" | "is_date_after" => {
+            let now = time::OffsetDateTime::now_utc();
+            let wanted = python_scalar_str(value)
+                .and_then(|text| dates::parse_filter(&text, now).ok())
+                .ok_or(UNSUPPORTED)?;
+            let got = match actual {
+                Value::String(text) => dates::parse_absolute(text, now).map_err(|_| MISSING)?,
+                _ => return Err(MISSING),
+            };
+            Ok(if operator == "is_date_before" {
+                got < wanted
+            } else {
+                got > wanted
+            })
+        }
         _ => Err(UNSUPPORTED),
     }
 }

@@ -32,6 +32,7 @@
 
 mod client;
 mod config;
+mod dates;
 mod eval;
 mod experiment;
 mod regex_compat;

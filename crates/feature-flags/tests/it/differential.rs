@@ -49,6 +49,8 @@ const OPERATORS: &[&str] = &[
     "ends_with",
     "semver_gte",
     "semver_caret",
+    "is_date_before",
+    "is_date_after",
     "unknown_op",
 ];
 const PATTERNS: &[&str] = &[
@@ -73,8 +75,27 @@ const PATTERNS: &[&str] = &[
     "\\s",
 ];
 
+/// Date filter values: absolute, relative, a bare year, invalid ones. All far from the
+/// dates in `random_scalar`, so "now" moving during the test changes nothing.
+const DATE_FILTERS: &[&str] = &[
+    "2024-01-01",
+    "2024-06-15T12:30:00Z",
+    "-30d",
+    "-2m",
+    "-1y",
+    "-12h",
+    "-3w",
+    "2023",
+    "not a date",
+    "2024-13-01",
+    "-10000d",
+    "2024-01-01T10:00:00+02:00",
+    "2024-01-01 10:00:00 UTC",
+    "-5x",
+];
+
 fn random_scalar(rng: &mut Rng) -> Value {
-    match rng.below(12) {
+    match rng.below(13) {
         0 => json!(rng.pick(&["alice@example.com", "Bob@Corp.io", "", "x@y"])),
         1 => json!(rng.pick(&["pro", "free", "PRO", "enterprise"])),
         2 => json!(rng.pick(&[0, 5, 18, 42, -3, 100])),
@@ -86,6 +107,15 @@ fn random_scalar(rng: &mut Rng) -> Value {
         8 => Value::Null,
         9 => json!(rng.pick(&["ÉCOLE", "a\nb", "abc\n", "ab abc", "foo bar"])),
         10 => json!(rng.pick(&["FR", "de", "US"])),
+        11 => json!(rng.pick(&[
+            "2020-01-01",
+            "2030-05-05T00:00:00Z",
+            "2024-03-01 08:00:00+01:00",
+            "2019",
+            "2023-12-31T23:59:59.5",
+            "2024-02-30",
+            "2024-01-01 10:00:00 utc",
+        ])),
         _ => json!(rng.pick(&["aabc", "xyz", "a_c", "ab1"])),
     }
 }
@@ -103,6 +133,7 @@ fn random_filter(rng: &mut Rng) -> Value {
         }
         "is_set" | "is_not_set" => json!(op),
         "semver_gte" | "semver_caret" => json!(rng.pick(&["1.2.0", "0.9", "2", "x.y"])),
+        "is_date_before" | "is_date_after" => json!(rng.pick(DATE_FILTERS)),
         _ => random_scalar(rng),
     };
     let mut f = json!({"key": rng.pick(KEYS), "value": value, "type": "person"});
