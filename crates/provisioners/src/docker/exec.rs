@@ -219,6 +219,130 @@ async fn kill_exec(docker: &Docker, exec_id: &str, container: &str) {
     }
 }
 
+/// Runs `request` with its standard input fed from `stdin` and its output (both
+/// streams; with a terminal they are one) written to `output`, for interactive agents.
+/// With `request.tty` the program gets a terminal of `size` (columns, rows). Returns
+/// the exit code (`None` when killed or timed out).
+pub(crate) async fn run_interactive<R, W>(
+    docker: &Docker,
+    container: &str,
+    request: &ExecRequest,
+    size: Option<(u16, u16)>,
+    mut stdin: R,
+    mut output_to: W,
+) -> Result<Option<i32>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send,
+{
+    use tokio::io::AsyncWriteExt;
+
+    let env: Vec<String> = request
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let create = CreateExecOptions::<String> {
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(request.tty),
+        env: if env.is_empty() { None } else { Some(env) },
+        cmd: Some(request.argv().to_vec()),
+        working_dir: Some(container_cwd(request.cwd.as_deref())?),
+        ..Default::default()
+    };
+    let program = request.argv().first().cloned().unwrap_or_default();
+    let exec = docker
+        .create_exec(container, create)
+        .await
+        .map_err(|e| engine_error(format!("starting `{program}` in container {container}"), e))?;
+    let start = StartExecOptions {
+        detach: false,
+        tty: request.tty,
+        output_capacity: None,
+    };
+    let StartExecResults::Attached {
+        mut output,
+        mut input,
+    } = docker
+        .start_exec(&exec.id, Some(start))
+        .await
+        .map_err(|e| engine_error(format!("starting `{program}` in container {container}"), e))?
+    else {
+        return Err(Error::provider(
+            PROVIDER,
+            "the engine detached an exec that asked to attach",
+        ));
+    };
+    if let (true, Some((columns, rows))) = (request.tty, size) {
+        let resize = bollard::exec::ResizeExecOptions {
+            width: columns,
+            height: rows,
+        };
+        if let Err(e) = docker.resize_exec(&exec.id, resize).await {
+            tracing::debug!(%e, "could not size the terminal");
+        }
+    }
+    // Input until it ends. Without a terminal, then half-close so the program sees
+    // end of file; with one, keep the connection open (the engine ends a terminal
+    // session's output when its input closes; a user ends input with ^D instead).
+    let tty = request.tty;
+    let feeder = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut stdin, &mut input).await;
+        if tty {
+            let _ = input.flush().await;
+            std::future::pending::<()>().await;
+        }
+        let _ = input.shutdown().await;
+    });
+    let pump = async {
+        while let Some(item) = output.next().await {
+            let bytes = match item {
+                Ok(LogOutput::StdOut { message } | LogOutput::Console { message })
+                | Ok(LogOutput::StdErr { message }) => message,
+                Ok(LogOutput::StdIn { .. }) => continue,
+                Err(e) => {
+                    return Err(engine_error(
+                        format!("reading the output of `{program}`"),
+                        e,
+                    ));
+                }
+            };
+            if let Some(sink) = &request.sink {
+                sink(Stream::Stdout, &bytes);
+            }
+            output_to
+                .write_all(&bytes)
+                .await
+                .map_err(|e| Error::io(format!("writing the output of `{program}`"), e))?;
+        }
+        output_to
+            .flush()
+            .await
+            .map_err(|e| Error::io("flushing output", e))
+    };
+    let timed_out = match request.timeout {
+        Some(limit) => match tokio::time::timeout(limit, pump).await {
+            Ok(r) => {
+                r?;
+                false
+            }
+            Err(_) => true,
+        },
+        None => {
+            pump.await?;
+            false
+        }
+    };
+    feeder.abort();
+    if timed_out {
+        kill_exec(docker, &exec.id, container).await;
+        return Ok(None);
+    }
+    exit_code(docker, &exec.id).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,6 +85,7 @@ const APPLETS: &[&str] = &[
     "sleep",
     "sort",
     "stat",
+    "stty",
     "tail",
     "tar",
     "tee",

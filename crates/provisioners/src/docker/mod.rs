@@ -275,6 +275,41 @@ impl DockerProvider {
         self.local.effective_restore_method()
     }
 
+    /// [`SandboxProvider::connect`], typed: the [`DockerSandbox`] itself (for
+    /// [`DockerSandbox::exec_interactive`] and the container's name and image).
+    ///
+    /// # Errors
+    /// As [`SandboxProvider::connect`].
+    pub async fn connect_sandbox(
+        &self,
+        options: &ConnectOptions,
+    ) -> Result<(DockerSandbox, Connected)> {
+        let name = options.name.clone().unwrap_or_else(SandboxName::generate);
+        if !options.force_create {
+            if let Some(sandbox) = self.reconnect(&name).await? {
+                return Ok((sandbox, Connected::Reconnected));
+            }
+        } else if self.inspect(&name).await?.is_some() {
+            self.destroy(&name).await?;
+        }
+        let sandbox = match options.timeout {
+            None => self.create(&name, options).await?,
+            Some(limit) => match tokio::time::timeout(limit, self.create(&name, options)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    if let Err(e) = self.destroy(&name).await {
+                        tracing::warn!(%name, %e, "cleanup after a timed-out create failed");
+                    }
+                    return Err(Error::Timeout {
+                        what: format!("creating docker sandbox {name}"),
+                        after: limit,
+                    });
+                }
+            },
+        };
+        Ok((sandbox, Connected::Created))
+    }
+
     /// Removes sandboxes whose TTL passed (container and workspace) and workspaces
     /// left without a container for over a minute (a creation killed midway), then
     /// runs the local machinery's own prune (crashed creations, stale snapshot
@@ -671,30 +706,8 @@ impl SandboxProvider for DockerProvider {
     }
 
     async fn connect(&self, options: &ConnectOptions) -> Result<(Box<dyn Sandbox>, Connected)> {
-        let name = options.name.clone().unwrap_or_else(SandboxName::generate);
-        if !options.force_create {
-            if let Some(sandbox) = self.reconnect(&name).await? {
-                return Ok((Box::new(sandbox), Connected::Reconnected));
-            }
-        } else if self.inspect(&name).await?.is_some() {
-            self.destroy(&name).await?;
-        }
-        let sandbox = match options.timeout {
-            None => self.create(&name, options).await?,
-            Some(limit) => match tokio::time::timeout(limit, self.create(&name, options)).await {
-                Ok(r) => r?,
-                Err(_) => {
-                    if let Err(e) = self.destroy(&name).await {
-                        tracing::warn!(%name, %e, "cleanup after a timed-out create failed");
-                    }
-                    return Err(Error::Timeout {
-                        what: format!("creating docker sandbox {name}"),
-                        after: limit,
-                    });
-                }
-            },
-        };
-        Ok((Box::new(sandbox), Connected::Created))
+        let (sandbox, how) = self.connect_sandbox(options).await?;
+        Ok((Box::new(sandbox), how))
     }
 
     /// The named sandbox, ready to use: like a reconnect, its workspace mount is
@@ -793,6 +806,28 @@ impl DockerSandbox {
     /// The image id the container was created from.
     pub fn image_id(&self) -> &str {
         &self.image
+    }
+
+    /// Runs `request` interactively: standard input from `stdin`, output (both
+    /// streams) to `output`, a terminal of `size` (columns, rows) when `request.tty`
+    /// is set; for coding agents a user talks to. Returns the exit code (`None` when
+    /// killed or timed out). Still an argv, never a shell string.
+    ///
+    /// # Errors
+    /// [`Error::Provider`] when the engine fails; [`Error::InvalidOptions`] for a
+    /// `cwd` outside the workspace.
+    pub async fn exec_interactive<R, W>(
+        &self,
+        request: &ExecRequest,
+        size: Option<(u16, u16)>,
+        stdin: R,
+        output: W,
+    ) -> Result<Option<i32>>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send,
+    {
+        exec::run_interactive(&self.docker, &self.id, request, size, stdin, output).await
     }
 
     /// True when the workspace is the user's own directory (never deleted).

@@ -884,3 +884,42 @@ async fn timeouts_and_ttl_leave_nothing_behind() {
         .collect();
     assert_eq!(left, vec![young.name().clone()]);
 }
+
+#[tokio::test]
+async fn interactive_exec_feeds_stdin_and_gives_a_terminal() {
+    let f = fixture!("interactive_exec_feeds_stdin_and_gives_a_terminal");
+    let (sandbox, _) = f
+        .provider
+        .connect_sandbox(&ConnectOptions::new().name(f.name("chat")))
+        .await
+        .unwrap();
+    // Without a terminal: input reaches the program, end of input ends it.
+    let mut out = Vec::new();
+    let code = sandbox
+        .exec_interactive(
+            &ExecRequest::new(["sh", "-c", "cat; echo done"]).unwrap(),
+            None,
+            &b"hello agent\n"[..],
+            &mut out,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+    assert_eq!(String::from_utf8_lossy(&out), "hello agent\ndone\n");
+
+    // With a terminal of a given size: the program reads a line typed at it.
+    let script = "test -t 0 && read line && echo \"got $line\" && stty size; exit 7";
+    let mut req = ExecRequest::new(["sh", "-c", script])
+        .unwrap()
+        .timeout(Duration::from_secs(60));
+    req.tty = true;
+    let mut out = Vec::new();
+    let code = sandbox
+        .exec_interactive(&req, Some((91, 17)), &b"hello\n"[..], &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(code, Some(7), "{text}");
+    assert!(text.contains("got hello"), "{text}");
+    assert!(text.contains("17 91"), "{text}");
+}
