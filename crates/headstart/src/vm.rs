@@ -175,7 +175,7 @@ struct Env {
 
 impl Env {
     fn read() -> anyhow::Result<Self> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let var = |k: &str| Self::var(k).filter(|v| !v.trim().is_empty());
         let user_home = var("HOME").map(PathBuf::from);
         let home = match var("HEADSTART_HOME") {
             Some(h) => PathBuf::from(h),
@@ -192,6 +192,11 @@ impl Env {
             user_home,
             user: var("USER").or_else(|| var("LOGNAME")),
         })
+    }
+
+    /// The one place this command reads the environment.
+    fn var(key: &str) -> Option<String> {
+        std::env::var(key).ok()
     }
 
     fn known_hosts(&self) -> PathBuf {
@@ -242,7 +247,7 @@ async fn fast_paths(
     if a.no_fast {
         return Ok((feature_flags::FastPaths::default(), None));
     }
-    let config = feature_flags::Config::from_env(&env.home, |k| std::env::var(k).ok());
+    let config = feature_flags::Config::from_env(&env.home, Env::var);
     let flags = FeatureFlags::new(config);
     let request = BetaRequest {
         beta: a.beta.clone(),
