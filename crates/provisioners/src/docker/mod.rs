@@ -22,11 +22,34 @@
 //!   every provider.
 //! - **Images**: local first, pulled only when missing and allowed
 //!   ([`DockerConfig::allow_pull`]); without an image the offline base image is built
-//!   from a static busybox on this machine ([`build_base_image`]).
+//!   from a static busybox on this machine, or else from this machine's own programs
+//!   and their shared libraries ([`build_base_image`]), and reused once built.
+//! - **Exec**: an argv through the engine's exec API, output streamed to the sink,
+//!   exit status, timeout (the process is killed), optional terminal;
+//!   [`DockerSandbox::exec_interactive`] also feeds standard input.
+//! - **Lifecycle**: [`Sandbox::stop`] stops the container (the workspace stays);
+//!   [`SandboxProvider::remove`] removes both; [`DockerProvider::prune`] removes
+//!   sandboxes past their TTL and workspaces left without a container.
 //! - **Snapshots**: [`Sandbox::snapshot`] stores the workspace, then commits the
 //!   container to `headstart-snapshot/<key>:<id>` with the metadata in labels; a warm
 //!   start creates the container from that image (pinned by id) and restores the
 //!   workspace. [`DockerSnapshotStore`] lists by label, newest first, in pages.
+//!
+//! ```no_run
+//! use provisioners::docker::{DockerConfig, DockerProvider};
+//! use sandbox_core::{ConnectOptions, ExecRequest, SandboxName, SandboxProvider};
+//!
+//! # async fn demo() -> sandbox_core::Result<()> {
+//! let provider = DockerProvider::from_env(DockerConfig::from_env()?).await?;
+//! let options = ConnectOptions::new().name(SandboxName::new("demo")?);
+//! let (sandbox, _) = provider.connect(&options).await?;
+//! // the git engine writes `sandbox.workspace()` on the host; the container sees it
+//! let out = sandbox.exec(&ExecRequest::new(["ls", "-a"])?).await?;
+//! assert!(out.success());
+//! provider.remove(sandbox.name()).await?;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! Not here: deciding when to snapshot or which snapshot to use (`snapshot-refresh`),
 //! cloning or syncing (`sandbox_core::git`), registries and pushing, or Dockerfile builds.
