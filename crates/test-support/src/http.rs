@@ -31,6 +31,10 @@ pub struct RequestRecord {
     pub git_protocol: Option<String>,
     /// Whether the request carried an `Authorization` header.
     pub had_authorization: bool,
+    /// The request's `Content-Encoding` (`gzip` when the client compressed the body).
+    pub content_encoding: Option<String>,
+    /// Whether the body came with `Transfer-Encoding: chunked`.
+    pub chunked: bool,
     /// The status the server answered.
     pub status: u16,
     /// For upload-pack POSTs: the parsed pkt-lines.
@@ -57,7 +61,8 @@ struct Shared {
     redirect_to: Option<String>,
     log: Mutex<Vec<RequestRecord>>,
     stop: AtomicBool,
-    conns: Mutex<Vec<TcpStream>>,
+    /// Open connections by id (a clone of each, to shut them down on drop).
+    conns: Mutex<HashMap<u64, TcpStream>>,
     started: Instant,
 }
 
@@ -118,7 +123,7 @@ impl GitHttpServer {
             redirect_to,
             log: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
-            conns: Mutex::new(Vec::new()),
+            conns: Mutex::new(HashMap::new()),
             started: Instant::now(),
         });
         let s = Arc::clone(&shared);
@@ -178,9 +183,9 @@ impl Drop for GitHttpServer {
             .conns
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
+            .drain()
         {
-            let _ = c.shutdown(Shutdown::Both);
+            let _ = c.1.shutdown(Shutdown::Both);
         }
         if let Some(h) = self.accept.take() {
             let _ = h.join();
@@ -190,17 +195,20 @@ impl Drop for GitHttpServer {
 
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    let mut next_id = 0u64;
     for stream in listener.incoming() {
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
         let Ok(stream) = stream else { continue };
+        next_id += 1;
+        let id = next_id;
         if let Ok(clone) = stream.try_clone() {
             shared
                 .conns
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push(clone);
+                .insert(id, clone);
         }
         let s = Arc::clone(shared);
         if let Ok(h) = std::thread::Builder::new()
@@ -209,6 +217,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                 if let Err(e) = serve_connection(stream, &s) {
                     tracing::debug!(error = %e, "git http connection ended");
                 }
+                // Long benchmark runs open thousands of connections: release each fd.
+                s.conns
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
             })
         {
             workers.push(h);
@@ -219,9 +232,9 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         .conns
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .drain(..)
+        .drain()
     {
-        let _ = c.shutdown(Shutdown::Both);
+        let _ = c.1.shutdown(Shutdown::Both);
     }
     for h in workers {
         let _ = h.join();
@@ -386,6 +399,10 @@ fn handle(req: &Request, shared: &Shared) -> Response {
         service: service.clone(),
         git_protocol: req.header("git-protocol").map(str::to_owned),
         had_authorization: req.header("authorization").is_some(),
+        content_encoding: req.header("content-encoding").map(str::to_owned),
+        chunked: req
+            .header("transfer-encoding")
+            .is_some_and(|t| t.to_ascii_lowercase().contains("chunked")),
         status: 0,
         upload_pack: None,
         started_at: Duration::ZERO,

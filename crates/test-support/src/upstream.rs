@@ -235,6 +235,22 @@ impl Upstream {
         self.tip(branch)
     }
 
+    /// Creates `n` branches `<prefix>0000`, `<prefix>0001`, ... each with one commit of
+    /// its own on top of `from` (one `git fast-import`, so thousands take a moment).
+    ///
+    /// # Errors
+    /// When `from` does not exist or git fails.
+    pub fn add_branches(&self, prefix: &str, n: usize, from: &str) -> anyhow::Result<()> {
+        let base = self.tip(from)?;
+        let mut stream = Vec::new();
+        for i in 0..n {
+            let name = format!("{prefix}{i:04}");
+            let change = Change::write(&format!("branches/{name}.txt"), &format!("{name}\n"));
+            self.commit_stream(&mut stream, &name, Some(&base), &[change], "branch commit")?;
+        }
+        self.fast_import(&stream, false)
+    }
+
     /// Rewrites `branch` like a force-push: replaces its tip with a different commit on
     /// the same parent (or a new root commit), so the old tip is no longer reachable.
     /// Returns the new tip.
