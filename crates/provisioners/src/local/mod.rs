@@ -132,9 +132,10 @@ impl LocalProvider {
     }
 
     fn build(home: PathBuf, method: RestoreMethod, page_size: usize) -> Self {
+        // copies wait on metadata I/O more than on the CPU: more threads than cores help
         let threads = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(2, 8);
+            .map_or(4, |n| n.get() * 2)
+            .clamp(4, 16);
         let store = Arc::new(LocalSnapshotStore::new(home.clone()).with_page_size(page_size));
         Self {
             inner: Arc::new(Inner {
@@ -178,7 +179,7 @@ impl LocalProvider {
         })
     }
 
-    /// Sets the number of threads copies use (default: the cores, at least 2).
+    /// Sets the number of threads copies use (default: twice the cores, at least 4).
     #[must_use]
     pub fn with_copy_threads(self, threads: usize) -> Self {
         self.rebuild(|i| i.threads = threads.max(1))
@@ -207,8 +208,9 @@ impl LocalProvider {
         self.sandboxes_dir().join(name.as_str())
     }
 
-    /// What the data directory's filesystem supports (probed once per provider, in a
-    /// scratch directory under the data directory).
+    /// What the data directory's filesystem supports: probed once in a scratch
+    /// directory under the data directory, then cached there (`.restore-probe.json`,
+    /// re-probed when the directory moves to another device or user).
     ///
     /// # Errors
     /// I/O errors creating the data directory.
@@ -218,7 +220,8 @@ impl LocalProvider {
         }
         let home = &self.inner.home;
         fs::create_dir_all(home).map_err(io_err(format!("creating {}", home.display())))?;
-        let caps = restore::probe(home).map_err(io_err(format!("probing {}", home.display())))?;
+        let caps =
+            restore::probe_cached(home).map_err(io_err(format!("probing {}", home.display())))?;
         Ok(*self.inner.caps.get_or_init(|| caps))
     }
 
@@ -464,10 +467,34 @@ impl LocalProvider {
             if cancelled.load(Ordering::SeqCst) {
                 return Err(Error::provider(KIND, "creation was cancelled"));
             }
-            let restored =
-                restore::restore(method, &lower, dir, self.inner.threads).map_err(io_err(
-                    format!("restoring snapshot {id} by {method} into {}", dir.display()),
-                ))?;
+            let mut attempt = restore::restore(method, &lower, dir, self.inner.threads);
+            if let Err(e) = &attempt {
+                if method == RestoreMethod::Overlay && self.inner.method == RestoreMethod::Auto {
+                    // the cached probe said overlay works; it does not (any more): copy
+                    let fallback = if self.capabilities()?.reflink {
+                        RestoreMethod::Reflink
+                    } else {
+                        RestoreMethod::HardlinkCopy
+                    };
+                    tracing::warn!(error = %e, %fallback, "overlay mount failed; restoring by copy instead");
+                    let _ = fs::remove_file(self.inner.home.join(".restore-probe.json"));
+                    let merged = dir.join("workspace");
+                    if !restore::is_mounted(&merged) {
+                        for d in ["upper", "work", "workspace"] {
+                            let _ = tree::remove_tree(&dir.join(d));
+                        }
+                    }
+                    rec.restore_method = Some(fallback);
+                    rec.lower = None;
+                    write(&rec)?;
+                    attempt = restore::restore(fallback, &lower, dir, self.inner.threads);
+                }
+            }
+            let method = rec.restore_method.unwrap_or(method);
+            let restored = attempt.map_err(io_err(format!(
+                "restoring snapshot {id} by {method} into {}",
+                dir.display()
+            )))?;
             tracing::debug!(
                 sandbox = %name, snapshot = %id, method = %restored.method,
                 files = restored.stats.files, hardlinks = restored.stats.hardlinks,

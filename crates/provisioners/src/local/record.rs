@@ -57,14 +57,15 @@ pub(crate) struct SandboxRecord {
     pub(crate) labels: BTreeMap<String, String>,
 }
 
-/// Writes `value` as JSON to `path` atomically (temp file, fsync, rename).
+/// Writes `value` as JSON to `path` atomically (temp file, rename). Not fsynced: after
+/// a power loss a record may be empty, which readers treat as a crashed creation (the
+/// sandbox is replaced) or a corrupt manifest (skipped), never as valid data.
 pub(crate) fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
     let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(&json)?;
-        f.sync_data()?;
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

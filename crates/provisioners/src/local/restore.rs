@@ -50,6 +50,42 @@ impl Capabilities {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedProbe {
+    version: u32,
+    dev: u64,
+    euid: u32,
+    caps: Capabilities,
+}
+
+const PROBE_FILE: &str = ".restore-probe.json";
+
+/// The capabilities of `dir`, probed once and cached in `dir/.restore-probe.json` for
+/// as long as `dir` is on the same device and the user is the same.
+pub(crate) fn probe_cached(dir: &Path) -> io::Result<Capabilities> {
+    let dev = fs::metadata(dir)?.dev();
+    let euid = rustix::process::geteuid().as_raw();
+    let path = dir.join(PROBE_FILE);
+    if let Ok(bytes) = fs::read(&path) {
+        if let Ok(c) = serde_json::from_slice::<CachedProbe>(&bytes) {
+            if c.version == 1 && c.dev == dev && c.euid == euid {
+                return Ok(c.caps);
+            }
+        }
+    }
+    let caps = probe(dir)?;
+    let cached = CachedProbe {
+        version: 1,
+        dev,
+        euid,
+        caps,
+    };
+    if let Err(e) = super::record::write_json_atomic(&path, &cached) {
+        tracing::debug!(error = %e, "could not cache the restore probe");
+    }
+    Ok(caps)
+}
+
 /// Probes `dir` (which must exist) for overlay and `FICLONE` support, in a scratch
 /// directory it removes again.
 pub(crate) fn probe(dir: &Path) -> io::Result<Capabilities> {
@@ -83,7 +119,8 @@ fn probe_overlay(scratch: &Path) -> bool {
     }
     let ok = fs::write(merged.join("f"), b"y").is_ok()
         && fs::read(lower.join("f")).is_ok_and(|b| b == b"x");
-    let unmounted = unmount(&merged).is_ok();
+    // lazily: a plain unmount syncs the upper filesystem (~0.2 s here)
+    let unmounted = rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::DETACH).is_ok();
     ok && unmounted
 }
 

@@ -446,3 +446,28 @@ async fn stop_kills_running_commands_and_keeps_the_workspace() {
     assert!(s.workspace().join("f").exists());
     assert!(p.get(&name("st")).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn concurrent_connects_to_one_name_make_one_sandbox() {
+    let home = TestHome::new();
+    let p = home.provider();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let p = p.clone();
+            tokio::spawn(async move {
+                p.connect(&ConnectOptions::new().name(name("shared")))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        let (s, how) = t.await.unwrap();
+        created += usize::from(how == Connected::Created);
+        ids.insert(s.id().to_owned());
+    }
+    assert_eq!(created, 1, "exactly one connect creates");
+    assert_eq!(ids.len(), 1, "everyone got the same sandbox");
+}

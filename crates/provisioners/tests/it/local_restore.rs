@@ -407,3 +407,65 @@ async fn reflink_on_an_xfs_loop_image() {
     p.remove(&name("big")).await.unwrap();
     p.remove(&name("big2")).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_probe_is_cached_and_auto_falls_back_when_overlay_fails() {
+    let home = TestHome::new();
+    // overlay mount options cannot carry a `,` in a path: mounts here always fail
+    let data = home.path().join("da,ta");
+    fs::create_dir_all(&data).unwrap();
+    let probe = data.join(".restore-probe.json");
+    let fresh = LocalProvider::new(&data).capabilities().unwrap();
+    assert!(
+        !fresh.overlay,
+        "the probe itself finds overlay unusable here"
+    );
+    assert!(probe.is_file(), "the probe result is cached");
+
+    // a stale cache that still claims overlay works
+    let mut cached: serde_json::Value = serde_json::from_slice(&fs::read(&probe).unwrap()).unwrap();
+    cached["caps"]["overlay"] = true.into();
+    fs::write(&probe, serde_json::to_vec(&cached).unwrap()).unwrap();
+    let p = LocalProvider::new(&data);
+    assert!(
+        p.capabilities().unwrap().overlay,
+        "a new provider reads the cache instead of probing"
+    );
+    assert_eq!(
+        p.effective_restore_method().unwrap(),
+        RestoreMethod::Overlay
+    );
+
+    let (meta, snap_ws) = repo_snapshot(&p, 5).await;
+    let (s, _) = p
+        .connect(
+            &ConnectOptions::new()
+                .name(name("fb"))
+                .base_snapshot(meta.id.clone()),
+        )
+        .await
+        .expect("auto falls back to a copy when the overlay mount fails");
+    assert!(mounts_under(home.path()).is_empty());
+    assert_same_tree(
+        &fingerprint(s.workspace()),
+        &fingerprint(&snap_ws),
+        "the fallback restore is exact",
+    );
+    assert!(
+        !probe.exists(),
+        "the stale cache is dropped so the next process probes again"
+    );
+
+    // a forced overlay does not fall back: it fails and leaves nothing
+    let forced = LocalProvider::new(&data).with_restore_method(RestoreMethod::Overlay);
+    let err = forced
+        .connect(
+            &ConnectOptions::new()
+                .name(name("forced"))
+                .base_snapshot(meta.id.clone()),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("overlay"), "{err}");
+    assert!(!data.join("sandboxes/forced").exists());
+}
