@@ -68,7 +68,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, ContainerInspectResponse, HostConfig};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType,
+};
 use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -612,7 +614,14 @@ impl DockerProvider {
         );
 
         let host_config = HostConfig {
-            binds: Some(vec![format!("{}:{WORKSPACE_MOUNT}", workspace.display())]),
+            // A mount, not a `src:dst` bind string: any path works (`:` and `,` too).
+            mounts: Some(vec![Mount {
+                target: Some(WORKSPACE_MOUNT.into()),
+                source: Some(workspace.to_string_lossy().into_owned()),
+                typ: Some(MountType::BIND),
+                read_only: Some(false),
+                ..Default::default()
+            }]),
             nano_cpus: options.resources.cpus.map(|c| (c * 1e9) as i64),
             memory: options
                 .resources

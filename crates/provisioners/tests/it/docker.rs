@@ -192,10 +192,14 @@ async fn cold_start_sees_the_repository_at_workspace() {
     );
     assert_eq!(config.working_dir.as_deref(), Some("/workspace"));
     let host = c.host_config.unwrap();
+    let mounts = c.mounts.unwrap();
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    assert_eq!(mounts[0].destination.as_deref(), Some("/workspace"));
     assert_eq!(
-        host.binds.unwrap(),
-        vec![format!("{}:/workspace", sandbox.workspace().display())]
+        mounts[0].source.as_deref(),
+        Some(sandbox.workspace().to_str().unwrap())
     );
+    assert_eq!(mounts[0].rw, Some(true));
     assert_eq!(host.nano_cpus, Some(1_000_000_000));
     assert_eq!(host.memory, Some(256 << 20));
 
@@ -434,7 +438,7 @@ async fn two_sandboxes_of_one_repository_do_not_collide() {
         .await
         .unwrap();
     // The user's own checkout, bind-mounted as is.
-    let mine = f.path("users-checkout");
+    let mine = f.path("user's checkout: a,b");
     git::clone(&source(&up, None), &mine, &GitOptions::default()).unwrap();
     std::fs::write(mine.join("uncommitted.txt"), "my work").unwrap();
     let (w, _) = f
