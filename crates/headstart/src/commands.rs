@@ -173,9 +173,26 @@ pub(crate) fn is_user_error(e: &anyhow::Error) -> bool {
     })
 }
 
+/// The local configuration, read once from the environment: the data directory and
+/// the restore method. Derefs to the data directory.
+pub(crate) struct Ctx {
+    home: std::path::PathBuf,
+    restore: provisioners::local::RestoreMethod,
+}
+
+impl std::ops::Deref for Ctx {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.home
+    }
+}
+
 pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
     let local = provisioners::local::LocalConfig::from_env()?;
-    let home = local.home.clone();
+    let home = Ctx {
+        home: local.home,
+        restore: local.restore_method,
+    };
     match command {
         Command::Up(args) => up(&home, args).await,
         Command::Exec(args) => exec(&home, args).await,
@@ -223,29 +240,26 @@ async fn docker_answers() -> bool {
     }
 }
 
-async fn make_provider(
-    home: &Path,
-    kind: ProviderKind,
-) -> anyhow::Result<Arc<dyn SandboxProvider>> {
+async fn make_provider(home: &Ctx, kind: ProviderKind) -> anyhow::Result<Arc<dyn SandboxProvider>> {
     Ok(match kind {
         ProviderKind::Local => Arc::new(local_provider(home)?),
         ProviderKind::Docker => {
             let mut config = provisioners::docker::DockerConfig::new(home.join("docker"));
-            config.restore_method = provisioners::local::LocalConfig::from_env()?.restore_method;
+            config.restore_method = home.restore;
             Arc::new(provisioners::docker::DockerProvider::from_env(config).await?)
         }
     })
 }
 
-/// The local provider over `home`, with the restore method the environment forces.
-fn local_provider(home: &Path) -> anyhow::Result<LocalProvider> {
-    let config = provisioners::local::LocalConfig::from_env()?;
-    Ok(LocalProvider::new(home).with_restore_method(config.restore_method))
+/// The local provider over the data directory, with the restore method the
+/// environment forces.
+fn local_provider(home: &Ctx) -> anyhow::Result<LocalProvider> {
+    Ok(LocalProvider::new(&home.home).with_restore_method(home.restore))
 }
 
 /// The provider that has sandbox `name`: the one asked for, else local, else Docker.
 async fn find_sandbox(
-    home: &Path,
+    home: &Ctx,
     name: &SandboxName,
     kind: Option<ProviderKind>,
 ) -> anyhow::Result<(Arc<dyn SandboxProvider>, Box<dyn sandbox_core::Sandbox>)> {
@@ -307,7 +321,7 @@ fn source_from(
 }
 
 fn builder_for(
-    home: &Path,
+    home: &Ctx,
     provider: Arc<dyn SandboxProvider>,
     kind: ProviderKind,
     detach: bool,
@@ -339,7 +353,7 @@ fn builder_for(
     builder.with_spawn(Spawn::Detached(spawner))
 }
 
-async fn up(home: &Path, args: UpArgs) -> anyhow::Result<ExitCode> {
+async fn up(home: &Ctx, args: UpArgs) -> anyhow::Result<ExitCode> {
     if args.branch.is_some() && args.new_branch.is_some() {
         // Allowed by the library (new branch from that branch); say what happens.
         tracing::info!("creating the new branch from --branch");
@@ -522,7 +536,7 @@ fn error_kind(e: &snapshot_refresh::Error) -> String {
         .to_owned()
 }
 
-async fn exec(home: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
+async fn exec(home: &Ctx, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let name = sandbox_name(&args.name)?;
     let (_, sandbox) = find_sandbox(home, &name, args.provider).await?;
     let mut req = ExecRequest::new(args.argv.clone())?;
@@ -547,7 +561,7 @@ async fn exec(home: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
     ))
 }
 
-async fn down(home: &Path, args: DownArgs) -> anyhow::Result<ExitCode> {
+async fn down(home: &Ctx, args: DownArgs) -> anyhow::Result<ExitCode> {
     let name = sandbox_name(&args.name)?;
     let (provider, _) = find_sandbox(home, &name, args.provider).await?;
     provider.remove(&name).await?;
@@ -555,7 +569,7 @@ async fn down(home: &Path, args: DownArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn ls(home: &Path, args: LsArgs) -> anyhow::Result<ExitCode> {
+async fn ls(home: &Ctx, args: LsArgs) -> anyhow::Result<ExitCode> {
     let mut all = Vec::new();
     for kind in [ProviderKind::Local, ProviderKind::Docker] {
         match make_provider(home, kind).await {
@@ -605,7 +619,7 @@ async fn all_snapshots(provider: &dyn SandboxProvider) -> anyhow::Result<Vec<Sna
     }
 }
 
-async fn snapshot(home: &Path, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> {
+async fn snapshot(home: &Ctx, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SnapshotCommand::Build {
             repo,
@@ -751,7 +765,7 @@ async fn snapshot(home: &Path, cmd: SnapshotCommand) -> anyhow::Result<ExitCode>
     }
 }
 
-async fn prune(home: &Path, _args: PruneArgs) -> anyhow::Result<ExitCode> {
+async fn prune(home: &Ctx, _args: PruneArgs) -> anyhow::Result<ExitCode> {
     let p = local_provider(home)?;
     let report = p.prune().await?;
     for name in &report.expired {

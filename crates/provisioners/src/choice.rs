@@ -45,7 +45,10 @@ pub fn choose_provider(
     docker_answers: impl FnOnce() -> bool,
 ) -> ProviderChoice {
     if let Some(kind) = explicit {
-        return ProviderChoice { kind, reason: format!("--provider {}", kind.as_str()) };
+        return ProviderChoice {
+            kind,
+            reason: format!("--provider {}", kind.as_str()),
+        };
     }
     if fast.sandbox {
         if docker_answers() {
@@ -61,7 +64,10 @@ pub fn choose_provider(
                 .into(),
         };
     }
-    ProviderChoice { kind: ProviderKind::Local, reason: "default provider".into() }
+    ProviderChoice {
+        kind: ProviderKind::Local,
+        reason: "default provider".into(),
+    }
 }
 
 #[cfg(test)]
@@ -69,20 +75,28 @@ mod tests {
     use super::*;
 
     fn sandbox() -> FastPaths {
-        FastPaths { sandbox: true, ..FastPaths::default() }
+        FastPaths {
+            sandbox: true,
+            ..FastPaths::default()
+        }
     }
 
     #[test]
     fn explicit_always_wins_and_skips_the_probe() {
         let c = choose_provider(Some(ProviderKind::Local), sandbox(), || panic!("no probe"));
         assert_eq!(c.kind, ProviderKind::Local);
-        let c = choose_provider(Some(ProviderKind::Docker), FastPaths::default(), || panic!("no probe"));
+        let c = choose_provider(Some(ProviderKind::Docker), FastPaths::default(), || {
+            panic!("no probe")
+        });
         assert_eq!(c.kind, ProviderKind::Docker);
     }
 
     #[test]
     fn sandbox_fast_path_uses_docker_only_when_it_answers() {
-        assert_eq!(choose_provider(None, sandbox(), || true).kind, ProviderKind::Docker);
+        assert_eq!(
+            choose_provider(None, sandbox(), || true).kind,
+            ProviderKind::Docker
+        );
         let c = choose_provider(None, sandbox(), || false);
         assert_eq!(c.kind, ProviderKind::Local);
         assert!(c.reason.contains("no Docker engine"), "{}", c.reason);
@@ -90,8 +104,15 @@ mod tests {
 
     #[test]
     fn other_fast_paths_do_not_change_the_provider() {
-        let fp = FastPaths { images: true, docker: true, sandbox: false };
-        assert_eq!(choose_provider(None, fp, || panic!("no probe")).kind, ProviderKind::Local);
+        let fp = FastPaths {
+            images: true,
+            docker: true,
+            sandbox: false,
+        };
+        assert_eq!(
+            choose_provider(None, fp, || panic!("no probe")).kind,
+            ProviderKind::Local
+        );
         assert_eq!(
             choose_provider(None, FastPaths::default(), || panic!("no probe")).kind,
             ProviderKind::Local
