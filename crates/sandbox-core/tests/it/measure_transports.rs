@@ -192,3 +192,16 @@ fn measure_sync_with_a_large_ignored_directory() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// One clone of a 1,000-file fixture over `file://`, for `strace`/`perf`.
+#[test]
+#[ignore = "measurement; run with --ignored --nocapture"]
+#[allow(clippy::print_stderr)]
+fn measure_one_local_clone() -> anyhow::Result<()> {
+    let up = Upstream::new("trunk", 1000)?;
+    let dir = tempfile::tempdir()?;
+    let t = Instant::now();
+    git::clone(&Source::new(sandbox_core::RepoUrl::parse(&up.file_url())?), &dir.path().join("ws"), &GitOptions::default())?;
+    eprintln!("clone {:?}", t.elapsed());
+    Ok(())
+}
