@@ -11,10 +11,11 @@
 //!
 //! Racy git: an entry whose mtime is not older than the index file itself may describe a
 //! file changed within the same second after the index was written, so its stat data
-//! proves nothing. Only entries whose recorded mtime and size equal the file's, and that
-//! are older than the index, are patched. With `verify`, racily clean entries are
-//! checked by hashing the file as a blob (what git itself would do) and patched when
-//! equal; the index is then written in a later second than every patched mtime so they
+//! proves nothing. Only entries whose recorded mtime (to the nanosecond) and size equal
+//! the file's, and that are older than the index, are patched. With `verify`, racily
+//! clean entries and entries that match only to the second (git built without
+//! `USE_NSEC` leaves stale nanoseconds) are checked by hashing the file as a blob (what
+//! git itself would do) and patched when equal; the index is then written in a later second than every patched mtime so they
 //! are no longer racy. Snapshot capture verifies (off the warm path); restores do not
 //! need to, because a captured snapshot has no racy entries left.
 //!
@@ -232,15 +233,17 @@ fn patch(
                     be32(buf, start + 8).ok_or("truncated")?,
                     be32(buf, start + 12).ok_or("truncated")?,
                 );
-                // the entry describes this file: same type, size and mtime (copies keep
-                // mtimes)...
+                // the entry describes this file: same type, size and mtime seconds
+                // (copies keep mtimes; git built without USE_NSEC leaves stale
+                // nanoseconds in entries it considers up to date)...
                 let same = (mode & 0o170000) == (st.mode & 0o170000)
                     && size == st.size as u32
-                    && mtime == (st.mtime.0 as u32, st.mtime.1 as u32);
-                // ...and is not racily clean, or its content proves it clean
+                    && mtime.0 == st.mtime.0 as u32;
+                let exact = mtime.1 == st.mtime.1 as u32;
+                // ...exactly and not racily clean, or its content proves it clean
                 let racy = i64::from(mtime.0) >= index_mtime;
                 let ok = same
-                    && (!racy
+                    && ((exact && !racy)
                         || verify.is_some_and(|v| {
                             v(
                                 &path,
@@ -363,5 +366,79 @@ mod tests {
             hex::encode(blob_id(&dir.path().join("f"), false).unwrap()),
             "ce013625030ba8dba906f756967f9e9ca394464a"
         );
+    }
+
+    fn git(dir: &Path, args: &[&str]) {
+        let ok = std::process::Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@e",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir)
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+    }
+
+    /// Real indexes written by git, versions 2 to 4: every entry parses and the ones
+    /// whose files match are patched; a skip-worktree entry (not refreshed by git) is not.
+    #[test]
+    fn parses_real_indexes_of_every_version() {
+        use std::os::unix::fs::MetadataExt;
+        for version in ["2", "3", "4"] {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            git(d, &["init", "-q"]);
+            for i in 0..40 {
+                let p = d.join(format!("src/dir{}/a-long-common-prefix-{i:03}.txt", i % 3));
+                fs::create_dir_all(p.parent().unwrap()).unwrap();
+                fs::write(&p, format!("{i}")).unwrap();
+            }
+            fs::write(d.join("skipped"), "s").unwrap();
+            git(d, &["add", "-A"]);
+            git(d, &["commit", "-qm", "x"]);
+            let past = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+            let mut stats = StatMap::new();
+            for i in 0..40 {
+                let rel = format!("src/dir{}/a-long-common-prefix-{i:03}.txt", i % 3);
+                fs::File::options()
+                    .write(true)
+                    .open(d.join(&rel))
+                    .unwrap()
+                    .set_modified(past)
+                    .unwrap();
+            }
+            git(d, &["update-index", "-q", "--refresh"]);
+            git(d, &["update-index", "--index-version", version]);
+            if version != "2" {
+                git(d, &["update-index", "--skip-worktree", "skipped"]);
+            }
+            for i in 0..40 {
+                let rel = format!("src/dir{}/a-long-common-prefix-{i:03}.txt", i % 3);
+                let mut st = StatData::from_meta(&fs::metadata(d.join(&rel)).unwrap());
+                st.ino += 1_000_000; // as if copied
+                stats.insert(rel.into_bytes(), st);
+            }
+            let mut skipped = StatData::from_meta(&fs::metadata(d.join("skipped")).unwrap());
+            skipped.mtime.0 -= 1; // git did not refresh it: its entry is stale
+            stats.insert(b"skipped".to_vec(), skipped);
+            let mut buf = fs::read(d.join(".git/index")).unwrap();
+            assert_eq!(be32(&buf, 4), Some(version.parse().unwrap()));
+            let index_mtime = fs::metadata(d.join(".git/index")).unwrap().mtime();
+            let (count, updated, _) = patch(&mut buf, &stats, index_mtime, None).unwrap();
+            assert_eq!(count, 41, "v{version}");
+            assert_eq!(updated, 40, "v{version}");
+        }
     }
 }

@@ -469,3 +469,73 @@ async fn the_probe_is_cached_and_auto_falls_back_when_overlay_fails() {
     assert!(err.to_string().contains("overlay"), "{err}");
     assert!(!data.join("sandboxes/forced").exists());
 }
+
+#[tokio::test]
+async fn index_versions_3_and_4_are_refreshed_and_sha256_repositories_stay_correct() {
+    let home = TestHome::new();
+    let p = home.provider().with_restore_method(RestoreMethod::Copy);
+    // (variant, git commands after the fixture, refresh expected)
+    let variants: [(&str, &[&[&str]], bool); 3] = [
+        (
+            "v3",
+            &[&["update-index", "--skip-worktree", "run.sh"]],
+            true,
+        ),
+        ("v4", &[&["update-index", "--index-version", "4"]], true),
+        ("split", &[&["update-index", "--split-index"]], false),
+    ];
+    for (i, (variant, commands, refreshed)) in variants.into_iter().enumerate() {
+        let build = name(&format!("b{i}"));
+        let (b, _) = p
+            .connect(&ConnectOptions::new().name(build.clone()))
+            .await
+            .unwrap();
+        make_repo(b.workspace(), 30);
+        for c in commands {
+            git(b.workspace(), c);
+        }
+        crate::local_support::age_worktree(b.workspace());
+        let expected = git(b.workspace(), &["status", "--porcelain"]);
+        let meta = b
+            .snapshot(&SnapshotRequest::new(format!("k{i}"), "d"))
+            .await
+            .unwrap();
+        let (s, _) = p
+            .connect(
+                &ConnectOptions::new()
+                    .name(name(&format!("r{i}")))
+                    .base_snapshot(meta.id.clone()),
+            )
+            .await
+            .unwrap();
+        let (status, rewrote) = status_rewrote_index(s.workspace());
+        assert_eq!(status, expected, "{variant}: git sees the same state");
+        if refreshed {
+            assert!(!rewrote, "{variant}: the index was refreshed");
+        }
+    }
+
+    // a SHA-256 repository: the index is left alone (git re-hashes), still correct
+    let (b, _) = p
+        .connect(&ConnectOptions::new().name(name("sha256")))
+        .await
+        .unwrap();
+    git(b.workspace(), &["init", "-q", "--object-format=sha256"]);
+    fs::write(b.workspace().join("a.txt"), "a\n").unwrap();
+    git(b.workspace(), &["add", "-A"]);
+    git(b.workspace(), &["commit", "-qm", "one"]);
+    let meta = b
+        .snapshot(&SnapshotRequest::new("k256", "d"))
+        .await
+        .unwrap();
+    let (s, _) = p
+        .connect(
+            &ConnectOptions::new()
+                .name(name("r256"))
+                .base_snapshot(meta.id.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(git(s.workspace(), &["status", "--porcelain"]), "");
+    git(s.workspace(), &["fsck", "--no-progress"]);
+}
