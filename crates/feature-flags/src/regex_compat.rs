@@ -21,6 +21,9 @@ pub(crate) fn is_match(pattern: &str, value: &str) -> Result<Option<bool>, Defer
         return Ok(Some(true));
     }
     let scanned = Scanner::new(pattern).run()?;
+    if scanned.invalid {
+        return Ok(None);
+    }
     let Ok(regex) = Regex::new(&scanned.translated) else {
         return Ok(None);
     };
@@ -51,6 +54,8 @@ fn is_letter_or_decimal(c: char) -> bool {
 
 struct Scanned {
     translated: String,
+    /// Python's `re` rejects it (e.g. a repeated repeat) although the Rust engine may not.
+    invalid: bool,
     word_class: bool,
     space_class: bool,
     end_anchor: bool,
@@ -75,6 +80,9 @@ struct Scanner {
     /// For each open group: does it contain a quantifier?
     groups: Vec<bool>,
     closed_group_quantified: bool,
+    /// The last quantifier already took its lazy `?`.
+    lazy_taken: bool,
+    invalid: bool,
     word_class: bool,
     space_class: bool,
     end_anchor: bool,
@@ -91,6 +99,8 @@ impl Scanner {
             prev: Prev::Start,
             groups: Vec::new(),
             closed_group_quantified: false,
+            lazy_taken: false,
+            invalid: false,
             word_class: false,
             space_class: false,
             end_anchor: false,
@@ -113,6 +123,7 @@ impl Scanner {
         }
         Ok(Scanned {
             translated: self.out,
+            invalid: self.invalid,
             word_class: self.word_class,
             space_class: self.space_class,
             end_anchor: self.end_anchor,
@@ -260,6 +271,15 @@ impl Scanner {
                 {
                     return Err(Deferred);
                 }
+                match self.prev {
+                    // The lazy modifier of the quantifier before.
+                    Prev::Quantifier if c == '?' && !self.lazy_taken => self.lazy_taken = true,
+                    // Python refuses a quantifier on a quantifier, or on nothing.
+                    Prev::Quantifier | Prev::Start | Prev::Char('|') | Prev::Char('(') => {
+                        self.invalid = true;
+                    }
+                    _ => self.lazy_taken = false,
+                }
                 self.prev = Prev::Quantifier;
                 self.out.push(c);
                 Ok(())
@@ -323,6 +343,7 @@ impl Scanner {
         if matches!(self.at(self.i + 1), Some('+') | Some('{')) {
             return Err(Deferred);
         }
+        self.lazy_taken = false;
         self.prev = Prev::Quantifier;
         Ok(())
     }
@@ -347,6 +368,11 @@ mod tests {
     #[test]
     fn invalid_patterns_match_nothing() {
         assert_eq!(is_match("(abc", "abc"), Ok(None));
+        assert_eq!(is_match("a**", "true"), Ok(None));
+        assert_eq!(is_match("a*?*", "a"), Ok(None));
+        assert_eq!(is_match("x|*", "a"), Ok(None));
+        assert_eq!(is_match("a*?", "aa"), Ok(Some(true)));
+        assert_eq!(is_match("a{2}?", "aa"), Ok(Some(true)));
         assert_eq!(is_match("*abc", "abc"), Ok(None));
     }
 
