@@ -274,7 +274,14 @@ unsafe extern "C" fn stream_read(raw: *mut RawStream, data: *mut c_void, len: us
         let buf = unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), len) };
         loop {
             match tcp.read(buf) {
-                Ok(n) => return n as isize,
+                Ok(n) => {
+                    // Acknowledge at once (Linux re-arms delayed ACKs after reads): a
+                    // server that writes a response in pieces without TCP_NODELAY
+                    // (git daemon, upload-pack) would otherwise wait for our delayed
+                    // ACK before sending its next piece.
+                    let _ = rustix::net::sockopt::set_tcp_quickack(&*tcp, true);
+                    return n as isize;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e)
                     if matches!(
