@@ -32,9 +32,10 @@
 //!   [`Error::AuthFailed`] (libgit2 would otherwise ask again forever). No error or log
 //!   line contains the token.
 //! - **Sockets**: the engine registers its own TCP stream with libgit2 (`nodelay.rs`,
-//!   the only `unsafe` here) so requests are not held back by Nagle's algorithm
-//!   (~40 ms per smart-HTTP POST otherwise), and a silent server fails after 5 minutes
-//!   instead of blocking forever.
+//!   the only `unsafe` here): `TCP_NODELAY` so requests are not held back by Nagle's
+//!   algorithm (~40 ms per smart-HTTP POST otherwise), `TCP_QUICKACK` so servers that
+//!   write in pieces (git daemon) are not held back by our delayed ACKs, and a silent
+//!   server fails after 5 minutes instead of blocking forever.
 //!
 //! Not here: deciding between clone and sync, snapshots, or running anything in a
 //! sandbox (`snapshot-refresh` and `provisioners` do that).

@@ -12,6 +12,11 @@
 //! over `std::net::TcpStream` with `TCP_NODELAY`, honouring libgit2's connect and
 //! read timeouts.
 //!
+//! After every read it re-arms `TCP_QUICKACK`: servers that write a response in
+//! several pieces without `TCP_NODELAY` (git daemon, upload-pack) otherwise wait for
+//! our delayed ACK between pieces (measured: a warm sync over git daemon went from
+//! ~65 ms to ~19 ms).
+//!
 //! It also bounds how long one read or write may wait (5 minutes by default, when
 //! libgit2 sets no timeout of its own), so a server that stops answering fails the
 //! clone or sync with a network error instead of blocking a start forever.
