@@ -306,7 +306,19 @@ static BASE_BUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// [`Error::Provider`] when no busybox is found (saying how to install one) or the
 /// engine refuses the import.
 pub async fn build_base_image(docker: &Docker, spec: &BaseImageSpec) -> Result<ImageRef> {
-    let (rootfs, made_from) = spec.rootfs()?;
+    // Once known in this process, a present image is reused without re-reading the
+    // files it was made from.
+    let key = format!("{spec:?}");
+    let cached = BASE_CACHE.lock().ok().and_then(|c| c.get(&key).cloned());
+    if let Some(reference) = cached
+        && let Some(found) = local_image(docker, &reference).await?
+    {
+        return Ok(found);
+    }
+    let owned = spec.clone();
+    let (rootfs, made_from) = tokio::task::spawn_blocking(move || owned.rootfs())
+        .await
+        .map_err(|e| Error::provider(PROVIDER, format!("a background task failed: {e}")))??;
     let mut hasher = Sha256::new();
     hasher.update(&rootfs);
     for (k, v) in &spec.labels {
@@ -319,6 +331,7 @@ pub async fn build_base_image(docker: &Docker, spec: &BaseImageSpec) -> Result<I
     let _guard = BASE_BUILD.lock().await;
     if let Some(found) = local_image(docker, &reference).await? {
         tracing::debug!(%reference, "base image present");
+        remember(key, &reference);
         return Ok(found);
     }
     tracing::info!(%reference, %made_from, "building the offline base image");
@@ -342,12 +355,24 @@ pub async fn build_base_image(docker: &Docker, spec: &BaseImageSpec) -> Result<I
     while let Some(item) = stream.next().await {
         item.map_err(|e| engine_error(format!("importing the base image {reference}"), e))?;
     }
-    local_image(docker, &reference).await?.ok_or_else(|| {
+    let built = local_image(docker, &reference).await?.ok_or_else(|| {
         Error::provider(
             PROVIDER,
             format!("the engine imported {reference} but does not list it"),
         )
-    })
+    })?;
+    remember(key, &reference);
+    Ok(built)
+}
+
+/// Base image references this process built or found, by spec.
+static BASE_CACHE: std::sync::Mutex<BTreeMap<String, String>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+fn remember(key: String, reference: &str) {
+    if let Ok(mut cache) = BASE_CACHE.lock() {
+        cache.insert(key, reference.to_owned());
+    }
 }
 
 fn quote(s: &str) -> String {
