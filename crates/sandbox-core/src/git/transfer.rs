@@ -346,10 +346,23 @@ pub(crate) fn map_error(
         || e.code() == git2::ErrorCode::Auth
         || lower.contains("401")
         || lower.contains("403")
-        || lower.contains("authentication")
+        || lower.contains("authenticat")
         || lower.contains("credentials");
     if auth_like {
         let ssh = url.transport() == Transport::Ssh;
+        if let Some(key) = options
+            .credentials
+            .ssh_key_path()
+            .filter(|k| ssh && !k.is_file())
+        {
+            return Error::AuthFailed {
+                url: url_s,
+                hint: format!(
+                    "the ssh key file {} does not exist or is not a file",
+                    key.display()
+                ),
+            };
+        }
         let hint = if ssh && options.credentials.ssh_key_path().is_none() {
             "the server requires an ssh key; pass one (Credentials::ssh_key) or use the https URL with a token"
         } else if ssh {

@@ -113,6 +113,16 @@ fn a_wrong_or_missing_key_is_refused_once() -> anyhow::Result<()> {
     assert!(matches!(err, Error::AuthFailed { .. }), "{err:?}");
     assert!(err.to_string().contains("refused the ssh key"), "{err}");
 
+    let missing = dir.path().join("no-such-key");
+    let opts = GitOptions {
+        credentials: Credentials::ssh_key(&missing).with_known_hosts(ssh.known_hosts()),
+        ..GitOptions::default()
+    };
+    let err = git::clone(&Source::new(url.clone()), &dir.path().join("m"), &opts)
+        .expect_err("missing key file");
+    assert!(matches!(err, Error::AuthFailed { .. }), "{err:?}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+
     let none = Credentials::none().with_known_hosts(ssh.known_hosts());
     let opts = GitOptions {
         credentials: none,

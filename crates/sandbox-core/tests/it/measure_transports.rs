@@ -201,7 +201,11 @@ fn measure_one_local_clone() -> anyhow::Result<()> {
     let up = Upstream::new("trunk", 1000)?;
     let dir = tempfile::tempdir()?;
     let t = Instant::now();
-    git::clone(&Source::new(sandbox_core::RepoUrl::parse(&up.file_url())?), &dir.path().join("ws"), &GitOptions::default())?;
+    git::clone(
+        &Source::new(sandbox_core::RepoUrl::parse(&up.file_url())?),
+        &dir.path().join("ws"),
+        &GitOptions::default(),
+    )?;
     eprintln!("clone {:?}", t.elapsed());
     Ok(())
 }
