@@ -244,7 +244,10 @@ async fn make_provider(home: &Ctx, kind: ProviderKind) -> anyhow::Result<Arc<dyn
     Ok(match kind {
         ProviderKind::Local => Arc::new(local_provider(home)?),
         ProviderKind::Docker => {
-            let mut config = provisioners::docker::DockerConfig::new(home.join("docker"));
+            // Containers of another data directory (another user, a test) are not ours
+            // to list or reconnect to: scope them by the data directory.
+            let mut config = provisioners::docker::DockerConfig::new(home.join("docker"))
+                .scope_label("dev.headstart.home", home.display().to_string());
             config.restore_method = home.restore;
             Arc::new(provisioners::docker::DockerProvider::from_env(config).await?)
         }

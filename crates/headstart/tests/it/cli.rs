@@ -193,15 +193,18 @@ fn a_killed_build_leaves_no_ready_snapshot_and_the_next_start_recovers() {
     ));
     let pid = first["build"]["pid"]
         .as_i64()
-        .expect("a detached build process") as i32;
+        .expect("a detached build process");
+    assert!(pid > 1, "{first}");
     std::thread::sleep(Duration::from_millis(800));
-    // Kill the build process (and its recipe command) mid-way.
-    let _ = std::process::Command::new("kill")
-        .args(["-9", &format!("-{pid}")])
-        .status();
-    let _ = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status();
+    // Kill the build process mid-way (its own process group: it was started detached).
+    let killed = std::process::Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{pid}")])
+        .status()
+        .unwrap();
+    assert!(
+        killed.success(),
+        "the build process group {pid} was still running"
+    );
     std::thread::sleep(Duration::from_millis(300));
     let v = json(&headstart(home.path(), &["snapshot", "ls", "--json"]));
     assert!(
