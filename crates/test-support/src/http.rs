@@ -335,6 +335,15 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> anyhow::Result<Option<(Ins
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
         }
     }
+    if headers
+        .get("expect")
+        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+    {
+        // The client waits for this before sending the body (libgit2 with
+        // GIT_OPT_ENABLE_HTTP_EXPECT_CONTINUE, curl for large bodies).
+        let mut stream: &TcpStream = reader.get_ref();
+        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
     let chunked = headers
         .get("transfer-encoding")
         .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));

@@ -172,3 +172,26 @@ fn http_server_stops_on_drop() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn http_server_answers_expect_100_continue() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let up = Upstream::new("trunk", 1)?;
+    let server = GitHttpServer::start(up.root())?;
+    let mut conn = std::net::TcpStream::connect(server.addr())?;
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let body = "0000";
+    write!(
+        conn,
+        "POST /app.git/git-upload-pack HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-git-upload-pack-request\r\nExpect: 100-continue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    let mut first = [0u8; 25];
+    conn.read_exact(&mut first)?;
+    assert_eq!(&first, b"HTTP/1.1 100 Continue\r\n\r\n");
+    conn.write_all(body.as_bytes())?;
+    let mut rest = String::new();
+    conn.read_to_string(&mut rest)?;
+    assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
+    Ok(())
+}
