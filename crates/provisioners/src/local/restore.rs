@@ -6,6 +6,26 @@
 //! refreshed with the copies' stat data (see [`super::gitindex`]), so the first
 //! `git status` does not re-hash the tree. This module does not decide which snapshot
 //! to restore; the provider does.
+//!
+//! Measured on the 2-core development VM (root filesystem ext4 on virtio, and an XFS
+//! `reflink=1` loop image; medians of 5, page cache warm, other builds running, so
+//! ranges over two runs; `cargo test -p provisioners --test it local_measure --
+//! --ignored --nocapture`):
+//!
+//! | restore of a repository with | 1,000 files | 10,000 files |
+//! |---|---|---|
+//! | overlay (ext4 or XFS) | 0.5–1.8 ms | 0.7 ms |
+//! | copy, ext4 (1–4 threads) | 290–750 ms | 150 ms–3.2 s (journal-bound, very noisy) |
+//! | hardlinked objects + copy, ext4 | 250–510 ms | 140 ms–2.1 s |
+//! | reflink, XFS | 21–35 ms | 250–390 ms |
+//! | copy, XFS | 20–58 ms | 250–450 ms |
+//! | hardlinked objects + copy, XFS | 27–50 ms | 230–300 ms |
+//!
+//! The first `git status` after a copy-based restore of 10,000 files takes 18–50 ms
+//! with the refreshed index against 120–870 ms with the index as copied (every file
+//! re-hashed); after an overlay restore 40–45 ms (lstat through overlayfs is slower,
+//! but there is nothing to refresh). Hence `Auto`: overlay, else reflink, else
+//! hardlink-copy; and always the index refresh for copies.
 
 use std::fs;
 use std::io;

@@ -353,7 +353,6 @@ impl Drop for XfsImage {
         for m in mounts_under(&self.mnt) {
             let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
         }
-        let _ = Command::new("umount").arg(&self.mnt).status();
     }
 }
 
