@@ -417,3 +417,72 @@ async fn snapshot_git_objects_are_read_only() {
         "worktree files stay writable"
     );
 }
+
+#[tokio::test]
+async fn gc_racing_restores_never_removes_a_snapshot_under_a_sandbox() {
+    let home = TestHome::new();
+    let p = home.provider().with_restore_method(RestoreMethod::Copy);
+    let snap = snapshot_of(&p, "b", "k").await;
+    let store = p.store();
+    let restores: Vec<_> = (0..6)
+        .map(|i| {
+            let p = p.clone();
+            let id = snap.id.clone();
+            tokio::spawn(async move {
+                p.connect(
+                    &ConnectOptions::new()
+                        .name(name(&format!("r{i}")))
+                        .base_snapshot(id),
+                )
+                .await
+            })
+        })
+        .collect();
+    let gcs: Vec<_> = (0..3)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .gc(GcPolicy {
+                        keep_newest: 0,
+                        max_age: None,
+                    })
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut made = Vec::new();
+    for r in restores {
+        match r.await.unwrap() {
+            Ok((s, _)) => made.push(s),
+            // GC got there first: a clean refusal, nothing half-made
+            Err(Error::SnapshotNotFound { .. }) => {}
+            Err(e) => panic!("a restore failed otherwise: {e}"),
+        }
+    }
+    for g in gcs {
+        g.await.unwrap();
+    }
+    for s in &made {
+        assert_eq!(
+            fs::read_to_string(s.workspace().join("who")).unwrap(),
+            "b",
+            "complete restore"
+        );
+    }
+    let still_there = store.get(&snap.id).await.unwrap().is_some();
+    assert_eq!(still_there, !made.is_empty(), "kept exactly while leased");
+    let names: Vec<_> = p
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(
+        names.len(),
+        made.len() + 1,
+        "no half-created sandboxes (plus the builder)"
+    );
+}
