@@ -1,5 +1,7 @@
 //! Running an argv in a local workspace: no shell, its own process group, streamed and
-//! capped output, a timeout that kills the whole group.
+//! capped output, a timeout that kills the whole group. A command is done when it
+//! exits: background processes it leaves behind keep running and their later output
+//! is not captured.
 //!
 //! This is not isolation: the command runs as the calling user, on the host, with the
 //! host's environment plus the sandbox's and the request's variables.
@@ -12,6 +14,10 @@ use std::time::Instant;
 
 use sandbox_core::{Error, ExecOutput, ExecRequest, OutputSink, Result, Stream};
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// How long output is still read after the command exited (background processes it
+/// started may hold the pipes open indefinitely).
+const AFTER_EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Captured output of one stream, cut at a limit.
 struct Capture {
@@ -144,12 +150,32 @@ pub(crate) async fn run(
     let sink = request.sink.as_ref();
     let finished = {
         let all = async {
-            let (a, b, status) = tokio::join!(
-                pump(stdout, &mut out, Stream::Stdout, sink),
-                pump(stderr, &mut err, Stream::Stderr, sink),
-                child.wait()
-            );
-            a.and(b).and(status)
+            let pumps = async {
+                let (a, b) = tokio::join!(
+                    pump(stdout, &mut out, Stream::Stdout, sink),
+                    pump(stderr, &mut err, Stream::Stderr, sink)
+                );
+                a.and(b)
+            };
+            tokio::pin!(pumps);
+            let wait = child.wait();
+            tokio::pin!(wait);
+            tokio::select! {
+                pumped = &mut pumps => {
+                    pumped?;
+                    wait.await
+                }
+                status = &mut wait => {
+                    // what is still in the pipes arrives at once; a background process
+                    // that keeps them open does not hold the command's result hostage
+                    if let Ok(pumped) = tokio::time::timeout(AFTER_EXIT_GRACE, &mut pumps).await {
+                        pumped?;
+                    } else {
+                        tracing::debug!("output pipes still open after the command exited (background processes); not waiting for them");
+                    }
+                    status
+                }
+            }
         };
         match request.timeout {
             Some(t) => tokio::time::timeout(t, all).await.ok(),

@@ -471,3 +471,39 @@ async fn concurrent_connects_to_one_name_make_one_sandbox() {
     assert_eq!(created, 1, "exactly one connect creates");
     assert_eq!(ids.len(), 1, "everyone got the same sandbox");
 }
+
+#[tokio::test]
+async fn a_background_process_holding_the_pipes_does_not_hold_exec() {
+    let home = TestHome::new();
+    let (s, _) = home
+        .provider()
+        .connect(&ConnectOptions::new())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let out = s
+        .exec(&ExecRequest::new(["sh", "-c", "sleep 60 & echo $!; echo done"]).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "returned when sh exited"
+    );
+    assert_eq!(out.exit_code, Some(0));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let pid: i32 = lines.next().unwrap().parse().unwrap();
+    assert_eq!(
+        lines.next(),
+        Some("done"),
+        "output written before the exit is all there"
+    );
+    assert!(
+        alive(pid),
+        "the background process is left running (not an isolation boundary)"
+    );
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    );
+}
