@@ -123,9 +123,22 @@ fn sync_catches_up_after_1_10_and_100_upstream_commits() -> anyhow::Result<()> {
         let (_server, url) = serve(&up, via)?;
         let dir = tempfile::tempdir()?;
         let ws = snapshot(&url, dir.path())?;
+        let full_clone_bytes = git::clone(
+            &Source::new(url.clone()),
+            &dir.path().join("cold"),
+            &GitOptions::default(),
+        )?
+        .received_bytes;
         for n in [1, 10, 100] {
             let tip = up.advance("trunk", n)?;
             let out = git::sync(&Source::new(url.clone()), &ws, &GitOptions::default())?;
+            // The catch-up fetch is small next to a clone (snapshot drift is judged on it).
+            // (+100 commits add 100 files to this small fixture, so only n <= 10.)
+            assert!(
+                out.received_bytes > 0 && (n > 10 || out.received_bytes * 4 < full_clone_bytes),
+                "{via:?} +{n}: {} bytes vs {full_clone_bytes} for a clone",
+                out.received_bytes
+            );
             assert_eq!(out.head.commit, tip, "{via:?} +{n}");
             assert_eq!(out.head.branch, "trunk");
             assert_eq!(state(&ws)?.tree, up.tree("trunk")?, "{via:?} +{n}");
