@@ -335,26 +335,34 @@ fn random_properties(rng: &mut Rng) -> Properties {
     p
 }
 
+/// The posthog-python release the evaluator is pinned to (also in `.ci/run`).
+const PINNED: &str = "7.91.1";
+
 fn python_has_posthog() -> Result<(), String> {
     let out = Command::new("python3")
         .args(["-c", "import posthog; print(posthog.VERSION)"])
         .output()
         .map_err(|e| format!("python3 not runnable: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
+    if !out.status.success() {
+        return Err(format!(
             "the posthog package is not installed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        ));
     }
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if version != PINNED {
+        return Err(format!(
+            "posthog {version} is installed, but the reference is {PINNED}"
+        ));
+    }
+    Ok(())
 }
 
 #[test]
 fn agrees_with_posthog_python_on_random_flags() {
     if let Err(reason) = python_has_posthog() {
         println!(
-            "SKIPPED differential test: {reason} (install with: python3 -m pip install posthog==7.91.1)"
+            "SKIPPED differential test: {reason} (install with: python3 -m pip install posthog=={PINNED})"
         );
         return;
     }
@@ -404,7 +412,7 @@ fn agrees_with_posthog_python_on_random_flags() {
     );
     let answer: Value = serde_json::from_slice(&out.stdout).expect("reference JSON");
     assert_eq!(
-        answer["version"], "7.91.1",
+        answer["version"], PINNED,
         "the pinned posthog release is expected"
     );
     let reference = answer["results"].as_array().unwrap();
