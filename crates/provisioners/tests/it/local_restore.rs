@@ -538,3 +538,77 @@ async fn index_versions_3_and_4_are_refreshed_and_sha256_repositories_stay_corre
     assert_eq!(git(s.workspace(), &["status", "--porcelain"]), "");
     git(s.workspace(), &["fsck", "--no-progress"]);
 }
+
+/// The warm path end to end on each method: a snapshot of a clone made by the git
+/// engine, upstream moves on, a restored sandbox is synced by the git engine (libgit2,
+/// which compares inodes: a stale index would show every file modified).
+#[tokio::test]
+async fn the_git_engine_syncs_a_restored_workspace_for_every_method() {
+    use sandbox_core::git::{self, GitOptions};
+    use sandbox_core::{BranchName, Source};
+
+    let home = TestHome::new();
+    let upstream = home.path().join("upstream");
+    make_repo(&upstream, 20);
+    let source = Source::parse(&format!("file://{}", upstream.display()))
+        .unwrap()
+        .with_branch(BranchName::new("main").unwrap())
+        .unwrap();
+    let p = home.provider();
+    let (b, _) = p
+        .connect(&ConnectOptions::new().name(name("build")))
+        .await
+        .unwrap();
+    let (ws, src) = (b.workspace().to_path_buf(), source.clone());
+    let head = tokio::task::spawn_blocking(move || git::clone(&src, &ws, &GitOptions::default()))
+        .await
+        .unwrap()
+        .unwrap()
+        .head;
+    let meta = b
+        .snapshot(&SnapshotRequest::new("k", "d").at(&head.branch, &head.commit))
+        .await
+        .unwrap();
+    p.remove(&name("build")).await.unwrap();
+
+    fs::write(upstream.join("README.md"), "third commit\n").unwrap();
+    git(&upstream, &["commit", "-qam", "third"]);
+    let new_head = git(&upstream, &["rev-parse", "HEAD"]).trim().to_owned();
+    assert_ne!(new_head, head.commit);
+
+    let caps = p.capabilities().unwrap();
+    for method in RestoreMethod::CONCRETE
+        .into_iter()
+        .filter(|m| caps.supports(*m))
+    {
+        let pm = p.clone().with_restore_method(method);
+        let n = name(&format!("warm-{method}"));
+        let (s, _) = pm
+            .connect(
+                &ConnectOptions::new()
+                    .name(n.clone())
+                    .base_snapshot(meta.id.clone()),
+            )
+            .await
+            .unwrap();
+        let (ws, src) = (s.workspace().to_path_buf(), source.clone());
+        let synced =
+            tokio::task::spawn_blocking(move || git::sync(&src, &ws, &GitOptions::default()))
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{method}: sync failed: {e}"));
+        assert_eq!(synced.head.commit, new_head, "{method}");
+        assert_eq!(synced.head.branch, "main", "{method}");
+        assert_eq!(
+            fs::read_to_string(s.workspace().join("README.md")).unwrap(),
+            "third commit\n"
+        );
+        assert_eq!(
+            git(s.workspace(), &["status", "--porcelain"]),
+            "",
+            "{method}: clean after sync"
+        );
+        pm.remove(&n).await.unwrap();
+    }
+    assert!(mounts_under(home.path()).is_empty());
+}
