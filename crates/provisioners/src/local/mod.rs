@@ -29,6 +29,31 @@
 //! share a writable file; after a copy the repository's index is refreshed with the
 //! new stat data so the first `git status` does not re-hash the tree.
 //!
+//! Hardlinked objects are safe because git and libgit2 never write an existing object
+//! file: they write a temporary file and rename it into place, and at most "freshen"
+//! an existing object's mtime. The shared files are read-only, but permission bits do
+//! not stop root: a tool that opens `.git/objects` files for writing in place would
+//! reach the snapshot. Force `copy` (or use overlay/reflink) if you run such tools.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use provisioners::local::LocalProvider;
+//! use sandbox_core::{ConnectOptions, ExecRequest, SandboxName, SandboxProvider, SnapshotRequest};
+//!
+//! # async fn run() -> sandbox_core::Result<()> {
+//! let provider = LocalProvider::from_env()?; // HEADSTART_HOME or ~/.local/share/headstart
+//! let name = SandboxName::new("demo")?;
+//! let (sandbox, _) = provider.connect(&ConnectOptions::new().name(name)).await?;
+//! let out = sandbox.exec(&ExecRequest::new(["git", "init", "-q"])?).await?;
+//! assert!(out.success());
+//! let snap = sandbox.snapshot(&SnapshotRequest::new("demo-key", "recipe-digest")).await?;
+//! let (copy, _) = provider.connect(&ConnectOptions::new().base_snapshot(snap.id)).await?;
+//! assert!(copy.workspace().join(".git").is_dir());
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! What this module is not: it does not choose snapshots, keys or when to build them
 //! (`snapshot-refresh` does), and it never runs git (restores touch `.git/index` as
 //! bytes only).
