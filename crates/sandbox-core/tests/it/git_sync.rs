@@ -330,3 +330,22 @@ fn sync_of_a_full_history_snapshot_fetches_one_commit_of_another_branch() -> any
     assert_eq!(git_in(&ws, &["rev-list", "--count", "origin/trunk"])?, "6");
     Ok(())
 }
+
+#[test]
+fn sync_follows_a_changed_remote_default_branch() -> anyhow::Result<()> {
+    let up = Upstream::new("trunk", 3)?;
+    let (_server, url) = serve(&up, Via::Http)?;
+    let dir = tempfile::tempdir()?;
+    let ws = snapshot(&url, dir.path())?;
+    up.create_branch("develop", "trunk")?;
+    let tip = up.advance("develop", 2)?;
+    up.set_default_branch("develop")?;
+    let out = git::sync(&Source::new(url.clone()), &ws, &GitOptions::default())?;
+    assert_eq!(
+        (out.head.branch.as_str(), out.head.commit.as_str()),
+        ("develop", tip.as_str())
+    );
+    assert_eq!(state(&ws)?.tree, up.tree("develop")?);
+    assert_clean(&ws)?;
+    Ok(())
+}
