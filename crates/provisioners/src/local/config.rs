@@ -4,6 +4,7 @@
 //! method) are read here and nowhere else; everything else takes explicit values so
 //! tests never touch process environment variables.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -100,16 +101,27 @@ impl LocalConfig {
     /// [`Error::InvalidOptions`] when `HEADSTART_RESTORE_METHOD` names no method or no
     /// data directory can be found (no `HEADSTART_HOME` and no home directory).
     pub fn from_env() -> Result<Self> {
-        let home = default_home()?;
-        let restore_method = match std::env::var(RESTORE_METHOD_ENV) {
-            Ok(value) => value.parse()?,
-            Err(std::env::VarError::NotPresent) => RestoreMethod::Auto,
-            Err(std::env::VarError::NotUnicode(_)) => {
-                return Err(Error::InvalidOptions(format!(
-                    "{RESTORE_METHOD_ENV} is not valid UTF-8; use auto, overlay, reflink, \
-                     hardlink or copy"
-                )));
-            }
+        Self::from_vars(|name| std::env::var_os(name))
+    }
+
+    /// As [`from_env`](Self::from_env), with the variables looked up by `var` (tests
+    /// and embedders pass their own instead of touching the process environment).
+    ///
+    /// # Errors
+    /// As [`from_env`](Self::from_env).
+    pub fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> Result<Self> {
+        let home = home_from(var(HOME_ENV))?;
+        let restore_method = match var(RESTORE_METHOD_ENV) {
+            None => RestoreMethod::Auto,
+            Some(value) => value
+                .to_str()
+                .ok_or_else(|| {
+                    Error::InvalidOptions(format!(
+                        "{RESTORE_METHOD_ENV} is not valid UTF-8; use auto, overlay, reflink, \
+                         hardlink or copy"
+                    ))
+                })?
+                .parse()?,
         };
         Ok(Self {
             home,
@@ -124,7 +136,11 @@ impl LocalConfig {
 /// # Errors
 /// [`Error::InvalidOptions`] when neither exists (no home directory).
 pub fn default_home() -> Result<PathBuf> {
-    match std::env::var_os(HOME_ENV) {
+    home_from(std::env::var_os(HOME_ENV))
+}
+
+fn home_from(value: Option<OsString>) -> Result<PathBuf> {
+    match value {
         Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir)),
         _ => directories::ProjectDirs::from("", "", "headstart")
             .map(|dirs| dirs.data_dir().to_path_buf())
@@ -155,5 +171,29 @@ mod tests {
         );
         let err = "zfs".parse::<RestoreMethod>().unwrap_err().to_string();
         assert!(err.contains("reflink"), "{err}");
+    }
+
+    #[test]
+    fn configuration_comes_from_the_variables_given() {
+        let vars = |home: Option<&str>, method: Option<&str>| {
+            let (home, method) = (home.map(OsString::from), method.map(OsString::from));
+            LocalConfig::from_vars(move |name| match name {
+                HOME_ENV => home.clone(),
+                RESTORE_METHOD_ENV => method.clone(),
+                _ => None,
+            })
+        };
+        let c = vars(Some("/srv/hs"), Some("hardlink")).unwrap();
+        assert_eq!(c.home, PathBuf::from("/srv/hs"));
+        assert_eq!(c.restore_method, RestoreMethod::HardlinkCopy);
+        assert_eq!(
+            vars(Some("/srv/hs"), None).unwrap().restore_method,
+            RestoreMethod::Auto
+        );
+        assert!(vars(Some("/srv/hs"), Some("tmpfs")).is_err());
+        // an empty HEADSTART_HOME means the XDG default, which ends in `headstart`
+        if let Ok(c) = vars(Some(""), None) {
+            assert!(c.home.ends_with("headstart"), "{}", c.home.display());
+        }
     }
 }
