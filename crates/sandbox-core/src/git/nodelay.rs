@@ -393,12 +393,13 @@ mod tests {
     #[test]
     fn a_server_that_stops_answering_fails_with_a_network_error()
     -> Result<(), Box<dyn std::error::Error>> {
-        // Accepts connections and never answers.
+        // Accepts connections and never answers, until the test is done.
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let holder = std::thread::spawn(move || {
             let conns: Vec<_> = listener.incoming().take(1).collect();
-            std::thread::sleep(Duration::from_millis(1500));
+            let _ = done_rx.recv_timeout(Duration::from_secs(60));
             drop(conns);
         });
         let url = RepoUrl::parse(&format!("http://127.0.0.1:{port}/app.git"))?;
@@ -406,6 +407,7 @@ mod tests {
             crate::git::remote_default_branch(&url, &Credentials::none())
         })
         .expect_err("must time out");
+        let _ = done_tx.send(());
         assert!(
             matches!(&err, Error::Network { message, .. } if message.contains("timed out")),
             "{err:?}"
