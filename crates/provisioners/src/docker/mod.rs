@@ -311,7 +311,10 @@ impl DockerProvider {
     ) -> Result<(DockerSandbox, Connected)> {
         let name = options.name.clone().unwrap_or_else(SandboxName::generate);
         if !options.force_create {
-            if let Some(sandbox) = self.reconnect(&name).await? {
+            if let Some(mut sandbox) = self.reconnect(&name).await? {
+                // The container keeps the env it was created with; what this connect
+                // asks for applies to every command run through this handle.
+                sandbox.env = options.env.clone();
                 return Ok((sandbox, Connected::Reconnected));
             }
         } else if self.inspect(&name).await?.is_some() {
@@ -436,6 +439,7 @@ impl DockerProvider {
             workdir: label(LABEL_WORKSPACE_KIND).as_deref() == Some(KIND_WORKDIR),
             base: label(LABEL_BASE_SNAPSHOT).and_then(|s| SnapshotId::new(s).ok()),
             image: c.image.clone().unwrap_or_default(),
+            env: BTreeMap::new(),
         }
     }
 
@@ -827,6 +831,22 @@ pub struct DockerSandbox {
     workdir: bool,
     base: Option<SnapshotId>,
     image: String,
+    /// Env from the `connect` that returned this handle (on top of the container's).
+    env: BTreeMap<String, String>,
+}
+
+impl DockerSandbox {
+    /// `request` with this handle's env under its own.
+    fn with_env<'a>(&self, request: &'a ExecRequest) -> std::borrow::Cow<'a, ExecRequest> {
+        if self.env.is_empty() {
+            return std::borrow::Cow::Borrowed(request);
+        }
+        let mut request = request.clone();
+        for (k, v) in &self.env {
+            request.env.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        std::borrow::Cow::Owned(request)
+    }
 }
 
 impl DockerSandbox {
@@ -859,7 +879,15 @@ impl DockerSandbox {
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
         W: tokio::io::AsyncWrite + Unpin + Send,
     {
-        exec::run_interactive(&self.docker, &self.id, request, size, stdin, output).await
+        exec::run_interactive(
+            &self.docker,
+            &self.id,
+            &self.with_env(request),
+            size,
+            stdin,
+            output,
+        )
+        .await
     }
 
     /// True when the workspace is the user's own directory (never deleted).
@@ -887,7 +915,7 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn exec(&self, request: &ExecRequest) -> Result<ExecOutput> {
-        exec::run(&self.docker, &self.id, request).await
+        exec::run(&self.docker, &self.id, &self.with_env(request)).await
     }
 
     /// Stores the workspace through the local store (written aside, then renamed into

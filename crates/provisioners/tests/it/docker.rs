@@ -340,9 +340,16 @@ async fn reconnect_by_name_and_force_create() {
     assert_eq!(how, Connected::Created);
     std::fs::write(first.workspace().join("kept.txt"), "kept").unwrap();
 
-    let (second, how) = f.provider.connect(&options).await.unwrap();
+    let (second, how) = f
+        .provider
+        .connect(&options.clone().env("HS_AGAIN", "second connect"))
+        .await
+        .unwrap();
     assert_eq!(how, Connected::Reconnected);
     assert_eq!(second.id(), first.id());
+    // The env of this connect reaches commands run through its handle.
+    let env = stdout(&*second, &["env"]).await;
+    assert!(env.lines().any(|l| l == "HS_AGAIN=second connect"), "{env}");
 
     // Stopped, then revived by connect.
     first.stop().await.unwrap();
