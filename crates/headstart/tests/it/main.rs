@@ -1,5 +1,6 @@
 //! Integration tests for the `headstart` binary: run as a user would, against real git
 //! servers on loopback, with a private `HEADSTART_HOME` per test.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
 mod cli;
 

@@ -1,5 +1,6 @@
 //! Integration tests for `snapshot-refresh`: FastStart, the builder and refreshes on the
 //! local provider, against real git servers on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
 mod builder;
 mod fast_start;
