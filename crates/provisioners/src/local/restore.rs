@@ -174,31 +174,41 @@ fn overlay_path(p: &Path) -> io::Result<&str> {
     Ok(s)
 }
 
-/// Mounts an overlay at `target`: `lower` read-only, writes to `upper`.
+/// Mounts an overlay at `target`: `lower` read-only, writes to `upper`. With
+/// `redirect_dir=on` where the kernel has it, so renaming a directory that came from the
+/// snapshot works (without it, `rename(2)` of a lower directory fails with `EXDEV`
+/// and `git mv dir other` breaks).
 pub(crate) fn mount_overlay(
     lower: &Path,
     upper: &Path,
     work: &Path,
     target: &Path,
 ) -> io::Result<()> {
-    let data = format!(
+    let base = format!(
         "lowerdir={},upperdir={},workdir={}",
         overlay_path(lower)?,
         overlay_path(upper)?,
         overlay_path(work)?
     );
-    let data = std::ffi::CString::new(data)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))?;
-    rustix::mount::mount(
-        "overlay",
-        target,
-        "overlay",
-        rustix::mount::MountFlags::empty(),
-        data.as_c_str(),
-    )
-    .map_err(|e| {
+    let mount = |data: String| {
+        let data = std::ffi::CString::new(data)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))?;
+        rustix::mount::mount(
+            "overlay",
+            target,
+            "overlay",
+            rustix::mount::MountFlags::empty(),
+            data.as_c_str(),
+        )
+        .map_err(io::Error::from)
+    };
+    let result = match mount(format!("{base},redirect_dir=on")) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => mount(base),
+        other => other,
+    };
+    result.map_err(|e| {
         io::Error::new(
-            io::Error::from(e).kind(),
+            e.kind(),
             format!("mounting an overlay at {}: {e}", target.display()),
         )
     })

@@ -120,6 +120,8 @@ async fn restore_and_isolate(p: &LocalProvider, method: RestoreMethod) {
     fs::write(ws.join("src/d00/file00000.txt"), "also changed\n").unwrap();
     fs::write(ws.join("new-file"), "new\n").unwrap();
     fs::remove_file(ws.join("src/d01/file00001.txt")).unwrap();
+    // renaming a directory from the snapshot (EXDEV on an overlay without redirect_dir)
+    git(ws, &["mv", "src/d02", "src/moved"]);
     git(ws, &["add", "-A"]);
     git(ws, &["commit", "-qm", "in a"]);
     git(ws, &["config", "core.sandboxmark", "a"]);
