@@ -216,7 +216,7 @@ async fn a_timeout_falls_back_and_the_host_is_remembered() {
         .await
         .unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_millis(2500),
         "{:?}",
         started.elapsed()
     );
@@ -608,7 +608,7 @@ async fn the_default_timeout_is_one_and_a_half_seconds() {
     flags_mock(
         ResponseTemplate::new(200)
             .set_body_json(flags_answer("test"))
-            .set_delay(Duration::from_secs(4)),
+            .set_delay(Duration::from_secs(6)),
     )
     .mount(&server)
     .await;
@@ -619,7 +619,7 @@ async fn the_default_timeout_is_one_and_a_half_seconds() {
     let took = started.elapsed();
     assert_eq!(r.value, Err("timeout".into()));
     assert!(
-        took >= Duration::from_millis(1400) && took < Duration::from_millis(3500),
+        took >= Duration::from_millis(1400) && took < Duration::from_millis(5000),
         "{took:?}"
     );
     flags.shutdown(Duration::from_secs(1)).await;
