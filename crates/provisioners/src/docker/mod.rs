@@ -151,12 +151,14 @@ pub struct DockerConfig {
 
 impl DockerConfig {
     /// Defaults with workspaces under `<headstart data dir>/docker` (`HEADSTART_HOME`,
-    /// else the XDG data directory).
+    /// else the XDG data directory) and the restore method `HEADSTART_RESTORE_METHOD`
+    /// forces (as the local provider reads them).
     ///
     /// # Errors
-    /// As [`crate::local::default_home`].
+    /// As [`crate::local::LocalConfig::from_env`].
     pub fn from_env() -> Result<Self> {
-        Ok(Self::new(crate::local::default_home()?.join(PROVIDER)))
+        let local = crate::local::LocalConfig::from_env()?;
+        Ok(Self::new(local.home.join(PROVIDER)).restore_method(local.restore_method))
     }
 
     /// Defaults with workspaces under `data_dir`.
