@@ -614,3 +614,51 @@ async fn the_git_engine_syncs_a_restored_workspace_for_every_method() {
     }
     assert!(mounts_under(home.path()).is_empty());
 }
+
+#[tokio::test]
+async fn prune_unmounts_an_orphaned_overlay_and_gc_waits_for_it() {
+    let home = TestHome::new();
+    let p = home.provider().with_restore_method(RestoreMethod::Overlay);
+    if !runnable(&p, RestoreMethod::Overlay) {
+        return;
+    }
+    let (meta, snap_ws) = repo_snapshot(&p, 5).await;
+    let (s, _) = p
+        .connect(
+            &ConnectOptions::new()
+                .name(name("orphan"))
+                .base_snapshot(meta.id.clone()),
+        )
+        .await
+        .unwrap();
+    let ws = s.workspace().to_path_buf();
+    // a crash lost the record, the mount is still there
+    fs::remove_file(p.home().join("sandboxes/orphan/sandbox.json")).unwrap();
+    assert_eq!(mounts_under(p.home()), vec![ws.clone()]);
+    let err = p
+        .store()
+        .gc(provisioners::local::GcPolicy {
+            keep_newest: 0,
+            max_age: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("prune"),
+        "GC refuses while a mount has no record: {err}"
+    );
+    assert!(snap_ws.is_dir());
+
+    let report = p.prune().await.unwrap();
+    assert_eq!(report.orphans, vec![p.home().join("sandboxes/orphan")]);
+    assert!(mounts_under(p.home()).is_empty());
+    let gc = p
+        .store()
+        .gc(provisioners::local::GcPolicy {
+            keep_newest: 0,
+            max_age: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(gc.removed, vec![meta.id.clone()]);
+}
