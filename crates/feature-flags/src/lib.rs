@@ -54,7 +54,9 @@ pub use experiment::{
 };
 pub use telemetry::StartCompleted;
 
-/// Errors a user can fix (the network never produces one: it falls back instead).
+/// Errors a user can fix. Deciding fast paths never fails because of the network (it
+/// falls back to no fast paths); only [`FeatureFlags::poll_definitions`] reports a
+/// PostHog failure, as [`Error::Remote`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
