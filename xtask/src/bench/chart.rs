@@ -64,13 +64,15 @@ fn panel(area: &Area<'_>, cases: &[&CaseResult], title: &str) -> anyhow::Result<
         .iter()
         .map(|c| segments(c).last().map_or(0.0, |s| s.2))
         .fold(1.0_f64, f64::max);
+    // Segment 0 is at the bottom: reverse so the first case is drawn at the top.
+    let cases: Vec<&CaseResult> = cases.iter().rev().copied().collect();
     let labels: Vec<String> = cases.iter().map(|c| short(&c.label)).collect();
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(400)
-        .build_cartesian_2d(0f64..max * 1.18, (0..n).into_segmented())
+        .build_cartesian_2d(0f64..max * 1.45, (0..n).into_segmented())
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -87,7 +89,7 @@ fn panel(area: &Area<'_>, cases: &[&CaseResult], title: &str) -> anyhow::Result<
         .draw()
         .map_err(err)?;
     let mut names: Vec<String> = Vec::new();
-    for c in cases {
+    for c in &cases {
         for (name, _, _) in segments(c) {
             if !names.contains(&name) {
                 names.push(name);
@@ -121,11 +123,14 @@ fn panel(area: &Area<'_>, cases: &[&CaseResult], title: &str) -> anyhow::Result<
     for (i, c) in cases.iter().enumerate() {
         let end = segments(c).last().map_or(0.0, |s| s.2);
         let total = c.total.map_or(0.0, |t| t.median);
-        let text = if total >= 1000.0 {
+        let mut text = if total >= 1000.0 {
             format!(" {:.2} s", total / 1e3)
         } else {
             format!(" {total:.1} ms")
         };
+        if let Some(s) = c.status {
+            text.push_str(&format!(" (+ status {:.1} ms)", s.median));
+        }
         chart
             .draw_series(std::iter::once(Text::new(
                 text,
@@ -136,7 +141,7 @@ fn panel(area: &Area<'_>, cases: &[&CaseResult], title: &str) -> anyhow::Result<
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::MiddleRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .label_font(("sans-serif", 12))

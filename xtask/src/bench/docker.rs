@@ -144,7 +144,13 @@ pub(super) async fn cases(ctx: &mut Ctx, served: &Served, stamp: &str) {
     match primed {
         Ok(()) => {
             let seed = ctx.next_seed();
-            match fixture::advance(&served.repo, &served.fixture.default_branch, 1, seed) {
+            match fixture::advance(
+                &served.repo,
+                &served.fixture.default_branch,
+                1,
+                seed,
+                ctx.repack,
+            ) {
                 Ok(_) => warm_case(ctx, &rig, served, &url, None, warm).await,
                 Err(e) => ctx.push(warm.skipped(format!("FAILED: {e:#}"))),
             }

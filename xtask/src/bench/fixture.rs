@@ -656,7 +656,13 @@ pub(crate) fn serve_copy(info: &FixtureInfo, dest: &Path) -> anyhow::Result<()> 
 
 /// Advances `branch` of the bare repository by `n` commits, each editing one to three
 /// existing files the way the generator's history does. Returns the new tip.
-pub(crate) fn advance(repo: &Path, branch: &str, n: usize, seed: u64) -> anyhow::Result<String> {
+pub(crate) fn advance(
+    repo: &Path,
+    branch: &str,
+    n: usize,
+    seed: u64,
+    repack: bool,
+) -> anyhow::Result<String> {
     if n == 0 {
         return git(repo, &["rev-parse", &format!("refs/heads/{branch}")]);
     }
@@ -720,6 +726,11 @@ pub(crate) fn advance(repo: &Path, branch: &str, n: usize, seed: u64) -> anyhow:
             "git fast-import failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+    if repack {
+        // Like a hosting service after a push: one pack again, existing deltas reused,
+        // new objects delta-compressed, a fresh bitmap.
+        git(repo, &["repack", "-a", "-d", "-b", "-q"])?;
     }
     git(repo, &["rev-parse", &format!("refs/heads/{branch}")])
 }

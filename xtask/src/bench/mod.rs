@@ -12,6 +12,7 @@
 pub(crate) mod chart;
 mod docker;
 pub(crate) mod fixture;
+pub(crate) mod gitsplit;
 pub(crate) mod measure;
 pub(crate) mod report;
 
@@ -60,6 +61,18 @@ pub(crate) struct BenchArgs {
     /// The local provider's restore method: auto, overlay, reflink, hardlink, copy.
     #[arg(long, default_value = "auto")]
     pub(crate) restore_method: String,
+    /// Also time the `headstart up --json` CLI (a release build of the `headstart`
+    /// binary, made first) on the warm path. On by default except with --quick.
+    #[arg(long)]
+    pub(crate) cli: bool,
+    /// Skip the CLI case.
+    #[arg(long, conflicts_with = "cli")]
+    pub(crate) no_cli: bool,
+    /// Leave the commits the bench adds upstream in the packs `git fast-import` wrote
+    /// (by default the served repository is repacked after each advance, as a hosting
+    /// service does after a push, so fetches do not pay for poorly deltified packs).
+    #[arg(long)]
+    pub(crate) no_repack: bool,
     /// Keep the scratch directory (sandboxes, homes, served copies) after the run.
     #[arg(long)]
     pub(crate) keep: bool,
@@ -83,6 +96,8 @@ struct Ctx {
     reps: usize,
     work: PathBuf,
     restore: RestoreMethod,
+    /// Repack the served repository after advancing it (as a host does after a push).
+    repack: bool,
     cases: Vec<CaseResult>,
     seq: u64,
 }
@@ -115,6 +130,8 @@ impl Ctx {
 
 /// A provider, a builder and a FastStart over one home.
 struct Rig {
+    /// The local provider's data directory (`None` for other providers).
+    home: Option<PathBuf>,
     provider: Arc<dyn SandboxProvider>,
     builder: Arc<Builder>,
     fast: FastStart,
@@ -145,6 +162,7 @@ impl Rig {
             .map(|m| format!("restore: {m}"));
         let mut rig = Self::with_provider(Arc::new(local), home.join("state"));
         rig.restore_note = note;
+        rig.home = Some(home);
         rig
     }
 
@@ -152,6 +170,7 @@ impl Rig {
         let builder = Arc::new(Builder::new(provider.clone(), state_dir));
         let fast = FastStart::new(provider.clone(), builder.clone()).drift(no_drift());
         Self {
+            home: None,
             provider,
             builder,
             fast,
@@ -217,6 +236,7 @@ async fn timed_start(
     source: &Source,
     name: &SandboxName,
 ) -> anyhow::Result<(Started, f64)> {
+    gitsplit::reset();
     let t = Instant::now();
     let started = fast
         .start(
@@ -273,6 +293,7 @@ async fn warm_case(
                 bail!("a warm start kicked a rebuild ({:?})", started.build);
             }
             let mut sample = Sample::from_report(wall, &started.report);
+            gitsplit::split(&mut sample.phases);
             sample.status_ms = Some(check_workspace(
                 started.sandbox.workspace(),
                 &expect_branch,
@@ -355,6 +376,7 @@ async fn cold_reps(
                 bail!("the cold start did not start a build: {:?}", started.build);
             }
             let mut sample = Sample::from_report(wall, &started.report);
+            gitsplit::split(&mut sample.phases);
             // Timed while the background build runs, as a user would see it.
             sample.status_ms = Some(check_workspace(
                 started.sandbox.workspace(),
@@ -393,6 +415,138 @@ async fn cold_reps(
     }
     ctx.push(cold);
     ctx.push(build);
+}
+
+const CLI_LABEL: &str = "`headstart up --json` (CLI process), warm, 1 ahead";
+
+/// Builds the release `headstart` binary; `Err` says why the CLI case cannot run.
+fn build_headstart() -> Result<PathBuf, String> {
+    eprintln!("building the release headstart binary for the CLI case ...");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "headstart",
+            "--bin",
+            "headstart",
+        ])
+        .current_dir(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap_or(Path::new(".")),
+        )
+        .output()
+        .map_err(|e| format!("running cargo build: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .take(2)
+            .collect();
+        return Err(format!(
+            "the headstart binary does not build: {}",
+            first.join("; ")
+        ));
+    }
+    let bin = target_dir().join("release").join("headstart");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!("no binary at {}", bin.display()))
+    }
+}
+
+/// `headstart up <url> --json --provider local` on the rig's home (its snapshot is
+/// there), timed from process start to exit; the phases come from its JSON.
+async fn cli_case(ctx: &mut Ctx, rig: &Rig, served: &Served, bin: &Path) {
+    let mut case = CaseResult::new(
+        "cli_warm_1",
+        CLI_LABEL,
+        "headstart",
+        "http",
+        &served.fixture.name,
+    );
+    let result: anyhow::Result<()> = async {
+        let home = rig
+            .home
+            .clone()
+            .context("the CLI case needs the local provider")?;
+        let branch = served.fixture.default_branch.clone();
+        let expect = fixture::tip(&served.repo, &branch)?;
+        for rep in 0..ctx.reps {
+            let name = format!("cli-{rep}");
+            let t = Instant::now();
+            let out = tokio::process::Command::new(bin)
+                .args([
+                    "up",
+                    &served.http_url,
+                    "--json",
+                    "--provider",
+                    "local",
+                    "--force-create",
+                    "--name",
+                    &name,
+                ])
+                .env("HEADSTART_HOME", &home)
+                .env("HEADSTART_FEATURE_FLAGS_DISABLED", "1")
+                .env("HEADSTART_TELEMETRY", "0")
+                .env("DO_NOT_TRACK", "1")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await?;
+            let wall = t.elapsed().as_secs_f64() * 1e3;
+            if !out.status.success() {
+                bail!(
+                    "headstart up failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+                format!(
+                    "headstart up --json printed: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                )
+            })?;
+            if v["path"] != "warm" {
+                bail!("expected a warm start, got {} ({})", v["path"], v["reason"]);
+            }
+            let ws = v["sandbox"]["workspace"]
+                .as_str()
+                .context("no workspace in the JSON")?
+                .to_owned();
+            let mut phases: Vec<(String, f64)> = v["phases"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| Some((p["name"].as_str()?.to_owned(), p["ms"].as_f64()?)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let accounted: f64 = phases.iter().map(|(_, v)| v).sum();
+            phases.push(("process".to_owned(), (wall - accounted).max(0.0)));
+            let mut sample = Sample {
+                total_ms: wall,
+                status_ms: None,
+                phases,
+                received_bytes: v["received_bytes"].as_u64(),
+            };
+            sample.status_ms = Some(check_workspace(Path::new(&ws), &branch, &expect)?);
+            case.samples.push(sample);
+            rig.provider.remove(&SandboxName::new(name)?).await?;
+        }
+        case.note =
+            Some("process start to exit; `process` = time outside the reported phases".into());
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        case = case.skipped(format!("FAILED: {e:#}"));
+    }
+    ctx.push(case);
 }
 
 fn label_suffix(transport: &str) -> String {
@@ -553,6 +707,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         reps,
         work: work.clone(),
         restore,
+        repack: !args.no_repack,
         cases: Vec::new(),
         seq: 0,
     };
@@ -567,6 +722,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         served.http_url,
         served.daemon_url.as_deref().unwrap_or("(no git daemon)")
     );
+
+    let want_cli = !args.no_cli && (args.cli || !args.quick);
+    let headstart_bin = want_cli.then(build_headstart);
 
     // 3. The git CLI, at the fixture's tip.
     eprintln!("git CLI:");
@@ -617,11 +775,20 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let mut ahead = 0;
             for n in [1usize, 10, 100] {
                 let seed = ctx.next_seed();
-                fixture::advance(&repo, &fixture.default_branch, n - ahead, seed)?;
+                fixture::advance(&repo, &fixture.default_branch, n - ahead, seed, ctx.repack)?;
                 ahead = n;
                 let id = format!("hs_warm_{n}");
                 let label = format!("headstart warm start, upstream {n} ahead");
                 warm_case(&mut ctx, &rig, &served, &http_url, None, mk(&id, &label)).await;
+                if n == 1 {
+                    match &headstart_bin {
+                        Some(Ok(bin)) => cli_case(&mut ctx, &rig, &served, bin).await,
+                        Some(Err(why)) => {
+                            ctx.push(mk("cli_warm_1", CLI_LABEL).skipped(why.clone()))
+                        }
+                        None => {}
+                    }
+                }
             }
         }
         Err(e) => {
@@ -661,7 +828,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         match drig.prime(&served.source(&durl, None)?).await {
             Ok(()) => {
                 let seed = ctx.next_seed();
-                fixture::advance(&repo, &fixture.default_branch, 1, seed)?;
+                fixture::advance(&repo, &fixture.default_branch, 1, seed, ctx.repack)?;
                 warm_case(&mut ctx, &drig, &served, &durl, None, case).await;
             }
             Err(e) => {
@@ -704,7 +871,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 let rig_o = Rig::new(work.join(format!("home-{}", other.name)), restore);
                 rig_o.prime(&served_o.source(&url, None)?).await?;
                 let seed = ctx.next_seed();
-                fixture::advance(&repo_o, &info.default_branch, 1, seed)?;
+                fixture::advance(&repo_o, &info.default_branch, 1, seed, ctx.repack)?;
                 let case = CaseResult::new(
                     &format!("hs_warm_1_{}", other.name),
                     &format!(
@@ -747,7 +914,10 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let results = report::Results {
         schema: 1,
         timestamp: stamp_str.clone(),
-        command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        command: format!(
+            "cargo xtask {}",
+            std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+        ),
         headstart_commit: report::git_head_of_workspace(),
         machine: report::Machine::probe(restore_effective),
         fixture: fixture.clone(),
