@@ -171,6 +171,7 @@ fn clone_into(source: &Source, dest: &Path, options: &GitOptions) -> Result<Chec
     drop(remote);
     repo.remote_add_fetch("origin", &transfer::tracking_refspec(&fetched.base))
         .map_err(git_err("clone"))?;
+    set_origin_head(&repo, fetched.default_branch.as_deref())?;
     let tree = repo
         .find_commit(fetched.tip)
         .and_then(|c| c.tree())
@@ -254,6 +255,7 @@ pub fn sync(source: &Source, workspace: &Path, options: &GitOptions) -> Result<C
         transfer::connect_and_fetch("sync", &mut remote, url, branch, new_branch, depth, options)?;
     drop(remote);
     ensure_fetch_refspec(&repo, &fetched.base)?;
+    set_origin_head(&repo, fetched.default_branch.as_deref())?;
     let tree = repo
         .find_commit(fetched.tip)
         .and_then(|c| c.tree())
@@ -369,6 +371,35 @@ fn ensure_fetch_refspec(repo: &Repository, branch: &str) -> Result<()> {
     }
     repo.remote_add_fetch("origin", &spec)
         .map_err(git_err("sync"))
+}
+
+/// Points `refs/remotes/origin/HEAD` at `origin/<default branch>` (as `git clone`
+/// does) when that remote-tracking branch exists here, so tools in the sandbox that
+/// ask git for the default branch (`git symbolic-ref refs/remotes/origin/HEAD`) get the
+/// real one instead of guessing `main`. Never leaves a dangling symref.
+fn set_origin_head(repo: &Repository, default_branch: Option<&str>) -> Result<()> {
+    let Some(default) = default_branch else {
+        return Ok(());
+    };
+    let target = format!("refs/remotes/origin/{default}");
+    if repo.find_reference(&target).is_err() {
+        return Ok(());
+    }
+    let current = repo
+        .find_reference("refs/remotes/origin/HEAD")
+        .ok()
+        .and_then(|r| r.symbolic_target().ok().flatten().map(str::to_owned));
+    if current.as_deref() == Some(target.as_str()) {
+        return Ok(());
+    }
+    repo.reference_symbolic(
+        "refs/remotes/origin/HEAD",
+        &target,
+        true,
+        "headstart: origin HEAD",
+    )
+    .map(drop)
+    .map_err(git_err("clone"))
 }
 
 /// Checks `dest` is absent or an empty directory; returns whether clone creates it.

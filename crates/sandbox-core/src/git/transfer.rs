@@ -160,6 +160,8 @@ pub(crate) fn callbacks<'a>(
 pub(crate) struct Fetched {
     /// The branch fetched (`Source.branch`, else the remote's default branch).
     pub(crate) base: String,
+    /// The remote's default branch, if it names one.
+    pub(crate) default_branch: Option<String>,
     /// Its tip.
     pub(crate) tip: Oid,
     /// Bytes received.
@@ -245,6 +247,7 @@ pub(crate) fn connect_and_fetch(
         .map_err(|e| map_error(op, url, options, &auth, &e))?;
     let stats = remote.stats();
     let fetched = Fetched {
+        default_branch: advertisement.default_branch.clone(),
         base,
         tip,
         received_bytes: stats.received_bytes() as u64,

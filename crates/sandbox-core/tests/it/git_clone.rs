@@ -56,6 +56,11 @@ fn clone_checks_out_the_remote_default_branch_trunk_not_main() -> anyhow::Result
             up.tip("trunk")?
         );
         assert!(git_in(&ws, &["tag"])?.is_empty());
+        assert_eq!(
+            git_in(&ws, &["symbolic-ref", "refs/remotes/origin/HEAD"])?,
+            "refs/remotes/origin/trunk",
+            "tools asking git for the default branch get trunk"
+        );
     }
     Ok(())
 }
@@ -192,6 +197,19 @@ fn clone_of_a_named_branch() -> anyhow::Result<()> {
             ("feature/x", tip.as_str())
         );
         assert!(ws.join("only-on-x.txt").is_file());
+        // origin/trunk was not fetched: no dangling origin/HEAD
+        assert!(
+            git_in(
+                &ws,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    "refs/remotes/origin/HEAD"
+                ]
+            )
+            .is_err()
+        );
         assert_eq!(state(&ws)?.tree, up.tree("feature/x")?);
         assert_clean(&ws)?;
     }
@@ -223,6 +241,10 @@ fn new_branch_without_branch_starts_from_the_default_branch_with_no_upstream() -
     assert!(
         git_in(&ws, &["config", "branch.hs/task-1.remote"]).is_err(),
         "no upstream"
+    );
+    assert_eq!(
+        git_in(&ws, &["rev-parse", "origin/HEAD"])?,
+        up.tip("trunk")?
     );
     // the base is available as origin/trunk
     assert_eq!(

@@ -345,6 +345,10 @@ fn sync_follows_a_changed_remote_default_branch() -> anyhow::Result<()> {
         (out.head.branch.as_str(), out.head.commit.as_str()),
         ("develop", tip.as_str())
     );
+    assert_eq!(
+        git_in(&ws, &["symbolic-ref", "refs/remotes/origin/HEAD"])?,
+        "refs/remotes/origin/develop"
+    );
     assert_eq!(state(&ws)?.tree, up.tree("develop")?);
     assert_clean(&ws)?;
     Ok(())
