@@ -9,7 +9,8 @@
 //! Decisions (each tested in `tests/it/git_*.rs` against real loopback servers):
 //! - **Branch**: `Source.branch`, else the remote's default branch read from the ref
 //!   advertisement (the `HEAD` symref), never an assumed `main`. One connection serves
-//!   both the advertisement and the fetch.
+//!   both the advertisement and the fetch. `refs/remotes/origin/HEAD` names that
+//!   default branch when its remote-tracking branch is present (never dangling).
 //! - **Fetch**: exactly `+refs/heads/B:refs/remotes/origin/B`, no tags. Clones are
 //!   shallow by default ([`Depth`]); [`sync`] always fetches depth 1, so it works on a
 //!   single-branch snapshot for any other branch and after force-pushes.
