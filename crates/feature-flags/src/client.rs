@@ -449,42 +449,33 @@ impl FeatureFlags {
     }
 }
 
-/// The cached answer for `flag`, if the cache is for this host, project, id and
-/// person properties.
-fn cached_flag(inner: &Inner, distinct_id: &str, flag: &str) -> Option<CachedFlag> {
-    let cache = inner.store.flags_cache()?;
+/// This process's cache scope (host, project, distinct id, person properties), with the
+/// flags cached for it so far.
+fn scope(inner: &Inner, distinct_id: &str) -> FlagsCache {
     let config = &inner.config;
-    let same = cache.host == config.host
-        && Some(&cache.project_key) == config.project_key.as_ref()
-        && cache.distinct_id == distinct_id
-        && cache.properties == config.person_properties;
-    if same {
-        cache.flags.get(flag).cloned()
-    } else {
-        None
-    }
-}
-
-/// Adds (or replaces) the answered flags in the cache, keeping the others.
-fn save_flags(inner: &Inner, distinct_id: &str, flags: &RemoteFlags) {
-    let config = &inner.config;
-    let project_key = config.project_key.clone().unwrap_or_default();
-    let mut cache = inner
+    let wanted = FlagsCache {
+        host: config.host.clone(),
+        project_key: config.project_key.clone().unwrap_or_default(),
+        distinct_id: distinct_id.to_owned(),
+        properties: config.person_properties.clone(),
+        flags: Default::default(),
+    };
+    inner
         .store
         .flags_cache()
-        .filter(|c| {
-            c.host == config.host
-                && c.project_key == project_key
-                && c.distinct_id == distinct_id
-                && c.properties == config.person_properties
-        })
-        .unwrap_or_else(|| FlagsCache {
-            host: config.host.clone(),
-            project_key,
-            distinct_id: distinct_id.to_owned(),
-            properties: config.person_properties.clone(),
-            flags: Default::default(),
-        });
+        .into_iter()
+        .find(|c| c.same_scope(&wanted))
+        .unwrap_or(wanted)
+}
+
+/// The cached answer for `flag` in this process's scope.
+fn cached_flag(inner: &Inner, distinct_id: &str, flag: &str) -> Option<CachedFlag> {
+    scope(inner, distinct_id).flags.remove(flag)
+}
+
+/// Adds (or replaces) the answered flags in this scope, keeping the other flags.
+fn save_flags(inner: &Inner, distinct_id: &str, flags: &RemoteFlags) {
+    let mut cache = scope(inner, distinct_id);
     let now = store::now_ms();
     for (key, flag) in &flags.flags {
         cache.flags.insert(
@@ -496,7 +487,7 @@ fn save_flags(inner: &Inner, distinct_id: &str, flags: &RemoteFlags) {
             },
         );
     }
-    inner.store.save_flags_cache(&cache);
+    inner.store.save_flags_scope(cache);
 }
 
 async fn fetch_and_cache(

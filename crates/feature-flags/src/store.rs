@@ -135,6 +135,19 @@ pub(crate) struct CachedFlag {
     pub(crate) flag: RemoteFlag,
 }
 
+/// How many (host, project, id, properties) scopes the cache keeps, so commands that
+/// send different person properties do not evict each other.
+pub(crate) const MAX_SCOPES: usize = 4;
+
+impl FlagsCache {
+    pub(crate) fn same_scope(&self, other: &FlagsCache) -> bool {
+        self.host == other.host
+            && self.project_key == other.project_key
+            && self.distinct_id == other.distinct_id
+            && self.properties == other.properties
+    }
+}
+
 impl CachedFlag {
     pub(crate) fn age(&self) -> Duration {
         Duration::from_millis(now_ms().saturating_sub(self.fetched_at_ms))
@@ -173,12 +186,18 @@ impl Store {
         &self.dir
     }
 
-    pub(crate) fn flags_cache(&self) -> Option<FlagsCache> {
-        read_json(&self.dir.join(FLAGS_CACHE_FILE))
+    /// The cached scopes, most recently written first.
+    pub(crate) fn flags_cache(&self) -> Vec<FlagsCache> {
+        read_json(&self.dir.join(FLAGS_CACHE_FILE)).unwrap_or_default()
     }
 
-    pub(crate) fn save_flags_cache(&self, cache: &FlagsCache) {
-        write_json(&self.dir.join(FLAGS_CACHE_FILE), cache);
+    /// Writes `scope` first, keeping up to [`MAX_SCOPES`] others.
+    pub(crate) fn save_flags_scope(&self, scope: FlagsCache) {
+        let mut all = self.flags_cache();
+        all.retain(|c| !c.same_scope(&scope));
+        all.insert(0, scope);
+        all.truncate(MAX_SCOPES);
+        write_json(&self.dir.join(FLAGS_CACHE_FILE), &all);
     }
 
     /// The unreachable record for `host` if it is younger than `remember_for`.

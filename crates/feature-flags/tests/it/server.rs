@@ -600,6 +600,14 @@ async fn the_cache_keeps_each_flag_and_follows_person_properties() {
         serde_json::from_slice(&requests_to(&server, "/flags/").await[2].body).unwrap();
     assert_eq!(body["person_properties"], json!({"os": "macos"}));
     flags.shutdown(Duration::from_secs(2)).await;
+    // ... and they did not evict the first scope: back on linux, no request.
+    let flags = client("linux");
+    assert_eq!(
+        flags.evaluate("b").await.origin,
+        ValueOrigin::Cache { stale: false }
+    );
+    flags.shutdown(Duration::from_secs(2)).await;
+    assert_eq!(requests_to(&server, "/flags/").await.len(), 3);
 }
 
 #[tokio::test]
