@@ -170,6 +170,13 @@ pub(crate) fn is_user_error(e: &anyhow::Error) -> bool {
             || c.downcast_ref::<snapshot_refresh::Error>()
                 .is_some_and(snapshot_refresh::Error::is_user_error)
             || c.downcast_ref::<clap::Error>().is_some()
+            || c.downcast_ref::<feature_flags::Error>().is_some_and(|e| {
+                matches!(
+                    e,
+                    feature_flags::Error::UnknownFastPath { .. }
+                        | feature_flags::Error::BadOverride { .. }
+                )
+            })
     })
 }
 
