@@ -177,16 +177,8 @@ impl Env {
     fn read() -> anyhow::Result<Self> {
         let var = |k: &str| Self::var(k).filter(|v| !v.trim().is_empty());
         let user_home = var("HOME").map(PathBuf::from);
-        let home = match var("HEADSTART_HOME") {
-            Some(h) => PathBuf::from(h),
-            None => match var("XDG_DATA_HOME") {
-                Some(x) => PathBuf::from(x).join("headstart"),
-                None => user_home
-                    .as_ref()
-                    .map(|h| h.join(".local/share/headstart"))
-                    .context("no HOME directory: set HEADSTART_HOME to a writable directory")?,
-            },
-        };
+        // The data directory is resolved where every command resolves it.
+        let home = provisioners::local::default_home()?;
         Ok(Self {
             home,
             user_home,
@@ -241,14 +233,12 @@ fn readiness(env: &Env, key: &Path, timeout: Duration) -> Readiness {
 }
 
 async fn fast_paths(
-    env: &Env,
     a: &UpArgs,
 ) -> anyhow::Result<(feature_flags::FastPaths, Option<FeatureFlags>)> {
     if a.no_fast {
         return Ok((feature_flags::FastPaths::default(), None));
     }
-    let config = feature_flags::Config::from_env(&env.home, Env::var);
-    let flags = FeatureFlags::new(config);
+    let flags = crate::flags::client()?;
     let request = BetaRequest {
         beta: a.beta.clone(),
         fast: a.fast,
@@ -269,7 +259,7 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         Some(n) => VmName::new(n.clone())?,
         None => VmName::generate(),
     };
-    let (paths, flags) = fast_paths(&env, &a).await?;
+    let (paths, flags) = fast_paths(&a).await?;
     let mut spec = VmSpec::new(name, owner, key, paths);
     spec.size = a.size.clone();
     spec.region = a.region.clone();
