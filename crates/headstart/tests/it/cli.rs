@@ -196,15 +196,11 @@ fn a_killed_build_leaves_no_ready_snapshot_and_the_next_start_recovers() {
         .expect("a detached build process");
     assert!(pid > 1, "{first}");
     std::thread::sleep(Duration::from_millis(800));
-    // Kill the build process mid-way (its own process group: it was started detached).
-    let killed = std::process::Command::new("kill")
-        .args(["-s", "KILL", "--", &format!("-{pid}")])
-        .status()
-        .unwrap();
-    assert!(
-        killed.success(),
-        "the build process group {pid} was still running"
-    );
+    // Kill the build process mid-way: its own process group (it was started detached).
+    // Through the syscall, never `kill -9 -PID`: procps-ng's kill reads that as -1.
+    let group = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+    rustix::process::kill_process_group(group, rustix::process::Signal::KILL)
+        .expect("the build process group was still running");
     std::thread::sleep(Duration::from_millis(300));
     let v = json(&headstart(home.path(), &["snapshot", "ls", "--json"]));
     assert!(
