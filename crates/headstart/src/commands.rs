@@ -137,6 +137,9 @@ pub(crate) enum SnapshotCommand {
         /// Remove snapshots older than this many days.
         #[arg(long, default_value_t = 14)]
         max_age_days: u64,
+        /// Provider (default: local).
+        #[arg(long, value_parser = parse_provider)]
+        provider: Option<ProviderKind>,
     },
     /// Run a build job file (what detached build processes do).
     #[command(hide = true)]
@@ -250,15 +253,17 @@ async fn docker_answers() -> bool {
 async fn make_provider(home: &Ctx, kind: ProviderKind) -> anyhow::Result<Arc<dyn SandboxProvider>> {
     Ok(match kind {
         ProviderKind::Local => Arc::new(local_provider(home)?),
-        ProviderKind::Docker => {
-            // Containers of another data directory (another user, a test) are not ours
-            // to list or reconnect to: scope them by the data directory.
-            let mut config = provisioners::docker::DockerConfig::new(home.join("docker"))
-                .scope_label("dev.headstart.home", home.display().to_string());
-            config.restore_method = home.restore;
-            Arc::new(provisioners::docker::DockerProvider::from_env(config).await?)
-        }
+        ProviderKind::Docker => Arc::new(docker_provider(home).await?),
     })
+}
+
+/// The Docker provider for this data directory. Containers of another data directory
+/// (another user, a test) are not ours to list or reconnect to: a label scopes them.
+async fn docker_provider(home: &Ctx) -> anyhow::Result<provisioners::docker::DockerProvider> {
+    let mut config = provisioners::docker::DockerConfig::new(home.join("docker"))
+        .scope_label("dev.headstart.home", home.display().to_string());
+    config.restore_method = home.restore;
+    Ok(provisioners::docker::DockerProvider::from_env(config).await?)
 }
 
 /// The local provider over the data directory, with the restore method the
@@ -731,15 +736,25 @@ async fn snapshot(home: &Ctx, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> 
             println!("removed snapshot {id}");
             Ok(ExitCode::SUCCESS)
         }
-        SnapshotCommand::Gc { keep, max_age_days } => {
+        SnapshotCommand::Gc {
+            keep,
+            max_age_days,
+            provider,
+        } => {
+            let policy = provisioners::local::GcPolicy {
+                keep_newest: keep,
+                max_age: Some(Duration::from_secs(max_age_days * 86_400)),
+            };
+            if provider == Some(ProviderKind::Docker) {
+                let removed = docker_provider(home).await?.store().gc(policy).await?;
+                for id in &removed {
+                    println!("removed snapshot {id} (and its image)");
+                }
+                println!("removed {} snapshot(s)", removed.len());
+                return Ok(ExitCode::SUCCESS);
+            }
             let p = local_provider(home)?;
-            let report = p
-                .store()
-                .gc(provisioners::local::GcPolicy {
-                    keep_newest: keep,
-                    max_age: Some(Duration::from_secs(max_age_days * 86_400)),
-                })
-                .await?;
+            let report = p.store().gc(policy).await?;
             for id in &report.removed {
                 println!("removed snapshot {id}");
             }
