@@ -21,7 +21,9 @@ use crate::{Command, config, render};
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
     /// Repository: https://, ssh://, git@host:owner/repo, git://, file:// or a local path.
-    repo: String,
+    /// Not needed with --workdir.
+    #[arg(required_unless_present = "workdir")]
+    repo: Option<String>,
     /// Branch to check out (default: the remote's default branch).
     #[arg(long, short)]
     branch: Option<String>,
@@ -373,11 +375,13 @@ async fn up(home: &Ctx, args: UpArgs) -> anyhow::Result<ExitCode> {
         // Allowed by the library (new branch from that branch); say what happens.
         tracing::info!("creating the new branch from --branch");
     }
-    let source = source_from(
-        &args.repo,
-        args.branch.as_deref(),
-        args.new_branch.as_deref(),
-    )?;
+    // With --workdir the user's directory is the workspace: nothing is cloned, and the
+    // source only names it (its path) when no repository is given.
+    let source = match (&args.repo, &args.workdir) {
+        (Some(repo), _) => source_from(repo, args.branch.as_deref(), args.new_branch.as_deref())?,
+        (None, Some(dir)) => Source::new(sandbox_core::RepoUrl::from_path(dir)?),
+        (None, None) => return Err(UserError("give a repository or --workdir DIR".into()).into()),
+    };
     let recipe = read_recipe(args.recipe.as_deref())?;
 
     // Fast paths: an explicit --provider lets the decision run alongside the start;

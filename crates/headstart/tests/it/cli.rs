@@ -235,3 +235,34 @@ fn a_killed_build_leaves_no_ready_snapshot_and_the_next_start_recovers() {
         .collect();
     assert!(names.iter().all(|n| !n.starts_with("build-")), "{names:?}");
 }
+
+#[test]
+fn up_workdir_uses_the_users_directory_and_down_keeps_it() {
+    let home = tempfile::tempdir().unwrap();
+    let mine = tempfile::tempdir().unwrap();
+    std::fs::write(mine.path().join("notes.txt"), "my work").unwrap();
+    let dir = mine.path().to_str().unwrap();
+    let v = json(&headstart(
+        home.path(),
+        &[
+            "up",
+            "--workdir",
+            dir,
+            "--name",
+            "w",
+            "--provider",
+            "local",
+            "--json",
+        ],
+    ));
+    assert_eq!(v["path"], "workdir");
+    assert_eq!(v["sandbox"]["workspace"], dir);
+    let o = headstart(home.path(), &["exec", "w", "--", "cat", "notes.txt"]);
+    assert_eq!(stdout(&o), "my work");
+    assert!(headstart(home.path(), &["down", "w"]).status.success());
+    assert_eq!(
+        std::fs::read_to_string(mine.path().join("notes.txt")).unwrap(),
+        "my work",
+        "down never deletes the user's directory"
+    );
+}
