@@ -797,6 +797,7 @@ async fn snapshot(home: &Ctx, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> 
 async fn prune(home: &Ctx, _args: PruneArgs) -> anyhow::Result<ExitCode> {
     let p = local_provider(home)?;
     let report = p.prune().await?;
+    let mut removed = 0;
     for name in &report.expired {
         println!("removed {name}: its TTL passed");
     }
@@ -809,7 +810,22 @@ async fn prune(home: &Ctx, _args: PruneArgs) -> anyhow::Result<ExitCode> {
             report.stale_snapshots
         );
     }
-    if report.expired.is_empty() && report.orphans.is_empty() && report.stale_snapshots == 0 {
+    removed += report.expired.len() + report.orphans.len() + report.stale_snapshots;
+    // Docker sandboxes too, when an engine answers (nothing to do otherwise).
+    match docker_provider(home).await {
+        Ok(docker) => {
+            let report = docker.prune().await?;
+            for name in &report.expired {
+                println!("removed {name} (docker): its TTL passed");
+            }
+            for name in &report.orphans {
+                println!("removed orphaned workspace of {name} (docker): its container is gone");
+            }
+            removed += report.expired.len() + report.orphans.len();
+        }
+        Err(e) => tracing::debug!(error = %e, "no Docker engine: nothing to prune there"),
+    }
+    if removed == 0 {
         println!("nothing to prune");
     }
     Ok(ExitCode::SUCCESS)
