@@ -315,25 +315,16 @@ impl FastStart {
             .await
             .map_err(|e| WarmError::Restore(e.into()))?;
         let src = source.clone().prebuilt(true);
-        let ws = sandbox.workspace().to_path_buf();
-        let git_opts = self.git_options();
-        let synced = clock
-            .time(
+        let checkout = self
+            .git_step(
+                clock,
                 Phase::GitSync,
-                tokio::task::spawn_blocking(move || git::sync(&src, &ws, &git_opts)),
+                &*sandbox,
+                connected,
+                move |ws, opts| git::sync(&src, ws, opts),
             )
-            .await;
-        let checkout = match synced {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                self.discard(&*sandbox, connected).await;
-                return Err(WarmError::Sync(e.into()));
-            }
-            Err(e) => {
-                self.discard(&*sandbox, connected).await;
-                return Err(WarmError::Sync(Error::Task(e.to_string())));
-            }
-        };
+            .await
+            .map_err(WarmError::Sync)?;
         let age = (OffsetDateTime::now_utc() - meta.created_at)
             .try_into()
             .unwrap_or(Duration::ZERO);
@@ -365,25 +356,15 @@ impl FastStart {
             .time(Phase::Provision, self.provider.connect(&opts))
             .await?;
         let src = source.clone().prebuilt(false);
-        let ws = sandbox.workspace().to_path_buf();
-        let git_opts = self.git_options();
-        let cloned = clock
-            .time(
+        let checkout = self
+            .git_step(
+                clock,
                 Phase::GitClone,
-                tokio::task::spawn_blocking(move || git::clone(&src, &ws, &git_opts)),
+                &*sandbox,
+                connected,
+                move |ws, opts| git::clone(&src, ws, opts),
             )
-            .await;
-        let checkout = match cloned {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                self.discard(&*sandbox, connected).await;
-                return Err(e.into());
-            }
-            Err(e) => {
-                self.discard(&*sandbox, connected).await;
-                return Err(Error::Task(e.to_string()));
-            }
-        };
+            .await?;
         if self.setup_on_cold && !self.recipe.commands.is_empty() {
             let t = std::time::Instant::now();
             let setup = self.run_setup(&*sandbox).await;
@@ -394,6 +375,35 @@ impl FastStart {
             }
         }
         Ok((sandbox, checkout))
+    }
+
+    /// Runs a blocking git operation on the sandbox's workspace as `phase`; on failure
+    /// the sandbox this start created is removed.
+    async fn git_step(
+        &self,
+        clock: &mut PhaseClock,
+        phase: Phase,
+        sandbox: &dyn Sandbox,
+        connected: Connected,
+        op: impl FnOnce(&std::path::Path, &GitOptions) -> sandbox_core::Result<Checkout>
+        + Send
+        + 'static,
+    ) -> Result<Checkout> {
+        let ws = sandbox.workspace().to_path_buf();
+        let git_opts = self.git_options();
+        let done = clock
+            .time(
+                phase,
+                tokio::task::spawn_blocking(move || op(&ws, &git_opts)),
+            )
+            .await;
+        let err = match done {
+            Ok(Ok(checkout)) => return Ok(checkout),
+            Ok(Err(e)) => e.into(),
+            Err(e) => Error::Task(e.to_string()),
+        };
+        self.discard(sandbox, connected).await;
+        Err(err)
     }
 
     async fn run_setup(&self, sandbox: &dyn Sandbox) -> Result<()> {
