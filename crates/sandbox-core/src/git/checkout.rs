@@ -106,10 +106,66 @@ fn list(items: &[String]) -> String {
     s
 }
 
+/// `git clean -fd`: removes untracked files that are not ignored (by the worktree's
+/// current `.gitignore` files), then directories they leave empty. Returns how many
+/// files went.
+fn clean_untracked(repo: &Repository) -> Result<usize, Error> {
+    let op = "clean";
+    let Some(workdir) = repo.workdir().map(std::path::Path::to_path_buf) else {
+        return Ok(0);
+    };
+    let mut opts = git2::StatusOptions::new();
+    opts.show(git2::StatusShow::Workdir)
+        .include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false)
+        .exclude_submodules(true);
+    let statuses = repo.statuses(Some(&mut opts)).map_err(git_err(op))?;
+    let mut removed = 0;
+    let mut dirs = std::collections::BTreeSet::new();
+    for entry in statuses
+        .iter()
+        .filter(|e| e.status().contains(git2::Status::WT_NEW))
+    {
+        let Ok(rel) = entry.path() else { continue };
+        let path = workdir.join(rel);
+        if path.join(".git").exists() {
+            // A nested repository: `git clean -fd` keeps those too (it needs -ff).
+            continue;
+        }
+        let result = if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match result {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::io(
+                    format!("removing untracked {}", path.display()),
+                    e,
+                ));
+            }
+        }
+        let mut parent = path.parent();
+        while let Some(p) = parent.filter(|p| *p != workdir.as_path()) {
+            dirs.insert(p.to_path_buf());
+            parent = p.parent();
+        }
+    }
+    // Deepest first; a directory that still holds anything (ignored files) stays.
+    for dir in dirs.iter().rev() {
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(removed)
+}
+
 /// `git checkout -B <local> <tip>`: points `refs/heads/<local>` at `tip` (even if it is
-/// the current branch), makes index and worktree equal the tip's tree, removes
-/// untracked files (ignored files stay: they are the build outputs and dependency
-/// caches a snapshot recipe produced), and points HEAD at the branch.
+/// the current branch), makes index and worktree equal the tip's tree, with
+/// `remove_untracked` also removes untracked files as `git clean -fd` would after the
+/// checkout (ignored files stay: they are the build outputs and dependency caches a
+/// snapshot recipe produced), and points HEAD at the branch.
 ///
 /// `upstream`: the remote branch to track (`Some(B)` for `checkout -B B origin/B`),
 /// or `None` for a new branch, which gets no upstream until pushed.
@@ -125,9 +181,6 @@ pub(crate) fn checkout_branch(
     let refname = format!("refs/heads/{local}");
     let mut cb = CheckoutBuilder::new();
     cb.force();
-    if remove_untracked {
-        cb.remove_untracked(true);
-    }
     let t = std::time::Instant::now();
     repo.checkout_tree(commit.as_object(), Some(&mut cb))
         .map_err(git_err(op))?;
@@ -135,6 +188,17 @@ pub(crate) fn checkout_branch(
         elapsed_ms = t.elapsed().as_millis() as u64,
         "checked out the tree"
     );
+    if remove_untracked {
+        // After the checkout, so the *new* tree's .gitignore files decide what is
+        // ignored (libgit2's remove_untracked judges by the old ones): `git clean -fd`.
+        let t = std::time::Instant::now();
+        let removed = clean_untracked(repo)?;
+        tracing::debug!(
+            removed,
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            "removed untracked files"
+        );
+    }
     repo.reference(
         &refname,
         tip,

@@ -17,8 +17,11 @@
 //! - **Local repositories** (`file://`, paths): libgit2's local transport refuses
 //!   shallow fetches, so they are fetched in full (no network is involved).
 //! - **Checkout** is `git checkout -B B origin/B`: HEAD names the branch, index and
-//!   worktree equal the fetched tree, untracked files are removed; **ignored** files
-//!   are kept (they are what a snapshot's setup recipe built: dependencies, caches).
+//!   worktree equal the fetched tree; [`sync`] then removes untracked files like
+//!   `git clean -fd` (judged by the *new* tree's `.gitignore` files; nested
+//!   repositories stay). Files the older tree tracked are gone even if now ignored;
+//!   **ignored** files nobody tracked are kept (they are what a snapshot's setup
+//!   recipe built: dependencies, caches).
 //!   The local branch tracks `origin/B`; a `new_branch` tracks nothing until pushed.
 //! - **Submodules and Git LFS** are refused with [`Error::UnsupportedRepository`]
 //!   naming the paths: the engine fetches neither, and a sandbox silently missing

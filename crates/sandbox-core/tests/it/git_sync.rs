@@ -353,3 +353,53 @@ fn sync_follows_a_changed_remote_default_branch() -> anyhow::Result<()> {
     assert_clean(&ws)?;
     Ok(())
 }
+
+/// A file the snapshot's tree tracked, which the new tree deletes and ignores, is a
+/// leftover of the older tree: removed. Ignored files nobody tracked (what a setup
+/// recipe built) stay.
+#[test]
+fn files_tracked_in_the_older_tree_go_even_if_now_ignored() -> anyhow::Result<()> {
+    let up = Upstream::new("trunk", 2)?;
+    up.commit(
+        "trunk",
+        &[Change::write("gen/generated.txt", "old output\n")],
+    )?;
+    let (_server, url) = serve(&up, Via::File)?;
+    let dir = tempfile::tempdir()?;
+    let ws = snapshot(&url, dir.path())?;
+    std::fs::write(ws.join("gen/recipe-output.bin"), "built by the recipe")?;
+    std::fs::create_dir_all(ws.join("stray/deep"))?;
+    std::fs::write(ws.join("stray/deep/file.txt"), "untracked")?;
+    test_support::git(&[
+        "init",
+        "--quiet",
+        &ws.join("nested-repo").display().to_string(),
+    ])?;
+    up.commit(
+        "trunk",
+        &[
+            Change::Delete("gen/generated.txt".into()),
+            Change::write(".gitignore", "gen/\n"),
+        ],
+    )?;
+    git::sync(&Source::new(url), &ws, &GitOptions::default())?;
+    assert!(
+        !ws.join("gen/generated.txt").exists(),
+        "tracked before, so a leftover"
+    );
+    assert!(
+        ws.join("gen/recipe-output.bin").exists(),
+        "never tracked and now ignored: kept"
+    );
+    assert!(
+        !ws.join("stray").exists(),
+        "untracked files and the directories they leave go"
+    );
+    assert!(
+        ws.join("nested-repo/.git").is_dir(),
+        "a nested repository stays (as with git clean -fd)"
+    );
+    let status = git_in(&ws, &["status", "--porcelain", "--untracked-files=all"])?;
+    assert_eq!(status, "?? nested-repo/", "otherwise clean");
+    Ok(())
+}
