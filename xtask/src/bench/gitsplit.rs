@@ -73,8 +73,9 @@ pub(crate) fn reset() {
     }
 }
 
-/// Replaces `git_clone` or `git_sync` in `phases` by `<prefix>connect`, `<prefix>fetch`,
-/// `<prefix>checkout` and `<prefix>rest`, from the first events since [`reset`].
+/// Replaces `git_clone` or `git_sync` in `phases` by `connect`, `fetch`, `checkout`
+/// and `git_other` (the case says whether it was a clone or a sync), from the first
+/// events since [`reset`].
 pub(crate) fn split(phases: &mut Vec<(String, f64)>) {
     let events = match EVENTS.lock() {
         Ok(mut v) => std::mem::take(&mut *v),
@@ -94,17 +95,16 @@ pub(crate) fn split(phases: &mut Vec<(String, f64)>) {
     else {
         return;
     };
-    let (name, total) = phases[i].clone();
-    let prefix = if name == "git_sync" { "sync" } else { "clone" };
+    let total = phases[i].1;
     let fetch = (fetched - connected).max(0.0);
     let rest = (total - connected - fetch - checkout).max(0.0);
     phases.splice(
         i..=i,
         [
-            (format!("{prefix}_connect"), connected),
-            (format!("{prefix}_fetch"), fetch),
-            (format!("{prefix}_checkout"), checkout),
-            (format!("{prefix}_rest"), rest),
+            ("connect".to_owned(), connected),
+            ("fetch".to_owned(), fetch),
+            ("checkout".to_owned(), checkout),
+            ("git_other".to_owned(), rest),
         ],
     );
 }

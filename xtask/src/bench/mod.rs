@@ -639,6 +639,9 @@ fn git_cli_cases(ctx: &mut Ctx, served: &Served, mirror: &Path) {
 /// Runs the whole bench.
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let run_started = Instant::now();
+    let load_at_start = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
     let preset = match (&args.preset, args.quick) {
         (Some(p), _) => Preset::by_name(p)?,
         (None, true) => Preset::SMALL,
@@ -919,7 +922,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             std::env::args().skip(1).collect::<Vec<_>>().join(" ")
         ),
         headstart_commit: report::git_head_of_workspace(),
-        machine: report::Machine::probe(restore_effective),
+        machine: report::Machine::probe(restore_effective, load_at_start),
         fixture: fixture.clone(),
         fixture_ready_ms: fixture_ms,
         reps,

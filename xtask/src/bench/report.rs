@@ -35,10 +35,13 @@ pub(crate) struct Machine {
     pub(crate) git: String,
     pub(crate) restore_method: String,
     pub(crate) build_profile: String,
+    /// `/proc/loadavg` when the run started: other work on the machine skews numbers.
+    #[serde(default)]
+    pub(crate) load_at_start: String,
 }
 
 impl Machine {
-    pub(crate) fn probe(restore_method: String) -> Self {
+    pub(crate) fn probe(restore_method: String, load_at_start: String) -> Self {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
             .unwrap_or_default();
@@ -57,6 +60,7 @@ impl Machine {
             } else {
                 "release".into()
             },
+            load_at_start,
         }
     }
 }
@@ -220,8 +224,8 @@ pub(crate) fn render(r: &Results) -> String {
         s,
         "Fixture `{}`: {} files ({:.1} MB) at the tip, {} commits, pack {:.1} MB; \
          served on loopback by `git http-backend` (smart HTTP) and `git daemon`. \
-         {} repetitions per case, medians. Machine: {} cores, Linux {}, {}, restore method \
-         `{}`, {} build. headstart commit {}.\n",
+         {} repetitions per case, medians. Machine: {} cores (load average {} at the start), \
+         Linux {}, {}, restore method `{}`, {} build. headstart commit {}.\n",
         f.name,
         f.files_at_tip,
         f.bytes_at_tip as f64 / 1e6,
@@ -229,6 +233,7 @@ pub(crate) fn render(r: &Results) -> String {
         f.pack_bytes as f64 / 1e6,
         r.reps,
         r.machine.cores,
+        r.machine.load_at_start,
         r.machine.kernel,
         r.machine.git,
         r.machine.restore_method,
@@ -295,7 +300,10 @@ pub(crate) fn render(r: &Results) -> String {
         "\nheadstart runs in-process (library `FastStart`, release build); each repetition \
          starts a fresh sandbox, checks HEAD, the index tree and a clean `git status` \
          against upstream; `git status` is timed right after the start (for the cold start \
-         it runs while the background snapshot build does). Fixture ready in {:.1} s{}.",
+         it runs while the background snapshot build does). Phases: `connect`, `fetch` and \
+         `checkout` split the engine's clone or sync (from its debug events), `git_other` is \
+         the rest of it (opening the repository, submodule/LFS check, refs); `other` is time \
+         outside every reported phase. Fixture ready in {:.1} s{}.",
         r.fixture_ready_ms / 1e3,
         if r.fixture.generated_ms > 0.0 {
             " (generated on a cold cache)"
