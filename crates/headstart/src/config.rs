@@ -2,18 +2,35 @@
 
 use sandbox_core::Credentials;
 
-/// The token for private repositories (`HEADSTART_GIT_TOKEN`, else `GITHUB_TOKEN`).
-/// Handed to git only through credential callbacks; empty means none.
+/// Credentials for private repositories:
+/// - a token from `HEADSTART_GIT_TOKEN`, else `GITHUB_TOKEN` (https; empty means none);
+/// - an ssh private key from `HEADSTART_SSH_KEY`, else the first of `~/.ssh/id_ed25519`,
+///   `id_ecdsa`, `id_rsa` that exists (ssh URLs), checked against
+///   `HEADSTART_KNOWN_HOSTS`, else `~/.ssh/known_hosts`.
+///
+/// Handed to git only through credential callbacks for the repository's own host.
 pub(crate) fn git_credentials() -> Credentials {
-    for var in ["HEADSTART_GIT_TOKEN", "GITHUB_TOKEN"] {
-        if let Ok(token) = std::env::var(var) {
-            let c = Credentials::token(token);
-            if !c.is_empty() {
-                return c;
-            }
-        }
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let mut creds = ["HEADSTART_GIT_TOKEN", "GITHUB_TOKEN"]
+        .iter()
+        .find_map(|k| var(k))
+        .map_or_else(Credentials::none, Credentials::token);
+    let key = var("HEADSTART_SSH_KEY")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let ssh = std::path::PathBuf::from(var("HOME")?).join(".ssh");
+            ["id_ed25519", "id_ecdsa", "id_rsa"]
+                .iter()
+                .map(|f| ssh.join(f))
+                .find(|p| p.exists())
+        });
+    if let Some(key) = key {
+        creds = creds.with_ssh_key(key);
     }
-    Credentials::none()
+    if let Some(known) = var("HEADSTART_KNOWN_HOSTS") {
+        creds = creds.with_known_hosts(known);
+    }
+    creds
 }
 
 /// True when `HEADSTART_DETACH_BUILDS=0` asks `up` to build snapshots in-process and
