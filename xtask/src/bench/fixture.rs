@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+
+use super::measure::git_cmd;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -422,7 +424,7 @@ pub(crate) fn ensure(cache_dir: &Path, preset: &Preset) -> anyhow::Result<Fixtur
 }
 
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("git")
+    let out = git_cmd()
         .arg("-C")
         .arg(dir)
         .args(args)
@@ -452,7 +454,7 @@ pub(crate) fn configure_for_serving(repo: &Path) -> anyhow::Result<()> {
 }
 
 fn generate(dir: &Path, preset: &Preset) -> anyhow::Result<()> {
-    let out = Command::new("git")
+    let out = git_cmd()
         .args(["init", "--bare", "--quiet", "--initial-branch", MAIN])
         .arg(dir)
         .output()?;
@@ -460,7 +462,7 @@ fn generate(dir: &Path, preset: &Preset) -> anyhow::Result<()> {
         bail!("git init failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     configure_for_serving(dir)?;
-    let mut child = Command::new("git")
+    let mut child = git_cmd()
         .arg("-C")
         .arg(dir)
         .args(["fast-import", "--quiet", "--done", "--depth=50"])
@@ -616,7 +618,7 @@ pub(crate) fn mirror(cache_dir: &Path, repo: &str) -> anyhow::Result<FixtureInfo
         git(&path, &["remote", "update", "--prune"])?;
     } else {
         eprintln!("mirroring {repo} (once; later runs update the mirror) ...");
-        let out = Command::new("git")
+        let out = git_cmd()
             .args(["clone", "--mirror", "--quiet", "--", repo])
             .arg(&path)
             .output()?;
@@ -637,7 +639,7 @@ pub(crate) fn mirror(cache_dir: &Path, repo: &str) -> anyhow::Result<FixtureInfo
 /// Copies a cached fixture to `dest` for serving (objects hard-linked by git's local
 /// clone), so the bench can advance its branches without touching the cache.
 pub(crate) fn serve_copy(info: &FixtureInfo, dest: &Path) -> anyhow::Result<()> {
-    let out = Command::new("git")
+    let out = git_cmd()
         .args(["clone", "--mirror", "--quiet", "--local"])
         .arg(&info.path)
         .arg(dest)
@@ -677,7 +679,7 @@ pub(crate) fn advance(
     }
     let mut rng = Rng::new(seed);
     let mut edited: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut child = Command::new("git")
+    let mut child = git_cmd()
         .arg("-C")
         .arg(repo)
         .args(["fast-import", "--quiet", "--done"])
@@ -760,6 +762,56 @@ mod tests {
             assert_eq!(ma.edit(&mut a, p.files), mb.edit(&mut b, p.files));
         }
         assert_eq!(ma.files, mb.files);
+    }
+
+    const TINY: Preset = Preset {
+        name: "tiny",
+        files: 60,
+        commits: 80,
+        mean_file_bytes: 400,
+    };
+
+    #[test]
+    fn the_same_preset_gives_the_same_commits_and_a_feature_branch() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.git");
+        let b = dir.path().join("b.git");
+        generate(&a, &TINY).unwrap();
+        generate(&b, &TINY).unwrap();
+        assert_eq!(tip(&a, MAIN).unwrap(), tip(&b, MAIN).unwrap());
+        assert_eq!(tip(&a, FEATURE).unwrap(), tip(&b, FEATURE).unwrap());
+        let info = describe(&a, "tiny", Some(GENERATOR_VERSION)).unwrap();
+        assert_eq!(info.default_branch, MAIN);
+        assert_eq!(info.other_branch.as_deref(), Some(FEATURE));
+        assert_eq!(info.commits, TINY.commits);
+        assert!(info.files_at_tip > TINY.files, "{info:?}");
+        assert!(info.pack_bytes > 0);
+        // The feature branch forks from main and carries its own commits.
+        let base = git(&a, &["merge-base", MAIN, FEATURE]).unwrap();
+        assert_ne!(base, tip(&a, MAIN).unwrap());
+        assert_ne!(base, tip(&a, FEATURE).unwrap());
+    }
+
+    #[test]
+    fn advance_adds_exactly_n_commits_that_edit_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("up.git");
+        generate(&repo, &TINY).unwrap();
+        let before = tip(&repo, MAIN).unwrap();
+        for repack in [false, true] {
+            let start = tip(&repo, MAIN).unwrap();
+            let new = advance(&repo, MAIN, 7, 42, repack).unwrap();
+            assert_ne!(new, start);
+            let n = git(&repo, &["rev-list", "--count", &format!("{start}..{new}")]).unwrap();
+            assert_eq!(n, "7");
+            let changed = git(&repo, &["diff", "--name-only", &start, &new]).unwrap();
+            assert!(!changed.is_empty());
+        }
+        assert_eq!(
+            advance(&repo, MAIN, 0, 1, false).unwrap(),
+            tip(&repo, MAIN).unwrap()
+        );
+        assert_ne!(tip(&repo, MAIN).unwrap(), before);
     }
 
     #[test]
