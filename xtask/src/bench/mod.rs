@@ -666,6 +666,12 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     let work = out.join("work").join(&stamp_str);
     std::fs::create_dir_all(&work)?;
+    // Removes the scratch directory (and unmounts what is left under it) however the run
+    // ends, declared first so it is dropped last.
+    let _scratch = ScratchGuard {
+        path: work.clone(),
+        keep: args.keep,
+    };
 
     // 1. Fixture.
     let fixture_started = Instant::now();
@@ -959,10 +965,24 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         svg.display(),
         run_started.elapsed().as_secs_f64()
     );
-    if !args.keep {
-        cleanup_work(&work);
+    if args.keep {
+        println!("scratch directory kept: {}", work.display());
     }
     Ok(())
+}
+
+/// Cleans the scratch directory up on drop unless asked to keep it.
+struct ScratchGuard {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for ScratchGuard {
+    fn drop(&mut self) {
+        if !self.keep {
+            cleanup_work(&self.path);
+        }
+    }
 }
 
 /// Removes the scratch directory, unmounting any overlay left under it first.
