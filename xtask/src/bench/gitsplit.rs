@@ -108,3 +108,46 @@ pub(crate) fn split(phases: &mut Vec<(String, f64)>) {
         ],
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_is_split_into_connect_fetch_checkout_and_the_rest() {
+        reset();
+        if let Ok(mut v) = EVENTS.lock() {
+            v.extend([
+                ("connected".to_owned(), 5.0),
+                ("fetched".to_owned(), 25.0),
+                ("checked out the tree".to_owned(), 12.0),
+                ("checked out the tree".to_owned(), 99.0),
+            ]);
+        }
+        let mut phases = vec![
+            ("provision".to_owned(), 1.0),
+            ("git_sync".to_owned(), 40.0),
+            ("other".to_owned(), 0.5),
+        ];
+        split(&mut phases);
+        let names: Vec<&str> = phases.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "provision",
+                "connect",
+                "fetch",
+                "checkout",
+                "git_other",
+                "other"
+            ]
+        );
+        assert_eq!(phases[2].1, 20.0);
+        assert_eq!(phases[3].1, 12.0, "the first checkout event counts");
+        assert_eq!(phases[4].1, 3.0);
+        // Without the events the phase stays whole.
+        let mut whole = vec![("git_sync".to_owned(), 40.0)];
+        split(&mut whole);
+        assert_eq!(whole, vec![("git_sync".to_owned(), 40.0)]);
+    }
+}

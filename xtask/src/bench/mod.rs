@@ -266,7 +266,6 @@ impl Served {
 }
 
 /// headstart warm starts: `reps` fresh sandboxes from the rig's snapshot, each checked.
-#[allow(clippy::too_many_arguments)]
 async fn warm_case(
     ctx: &mut Ctx,
     rig: &Rig,
@@ -385,7 +384,6 @@ async fn cold_reps(
             )?);
             cold.samples.push(sample);
             let key = started.key.clone().context("no snapshot key")?;
-            let t = Instant::now();
             match rig.builder.wait(&key).await {
                 Some(Ok(report)) => {
                     let mut s = Sample::single("build", report.duration.as_secs_f64() * 1e3);
@@ -398,7 +396,6 @@ async fn cold_reps(
                 Some(Err(e)) => bail!("the snapshot build failed: {e}"),
                 None => bail!("no build to wait for"),
             }
-            let _waited = t.elapsed();
             drop(started);
             rig.dispose().await;
         }
