@@ -241,6 +241,9 @@ pub struct DockerPruneReport {
     pub orphans: Vec<SandboxName>,
 }
 
+/// How long a timed-out creation may still run before its leftovers are removed.
+const CREATE_SETTLE: Duration = Duration::from_secs(60);
+
 /// Sandboxes as Docker containers. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct DockerProvider {
@@ -324,18 +327,26 @@ impl DockerProvider {
         }
         let sandbox = match options.timeout {
             None => self.create(&name, options).await?,
-            Some(limit) => match tokio::time::timeout(limit, self.create(&name, options)).await {
-                Ok(r) => r?,
-                Err(_) => {
-                    if let Err(e) = self.destroy(&name).await {
-                        tracing::warn!(%name, %e, "cleanup after a timed-out create failed");
+            Some(limit) => {
+                let create = self.create(&name, options);
+                tokio::pin!(create);
+                match tokio::time::timeout(limit, &mut create).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        // Parts of a creation run on blocking threads that a dropped
+                        // future cannot stop: let it finish (bounded), then remove
+                        // whatever it made, so a timed-out start leaves nothing behind.
+                        let _ = tokio::time::timeout(CREATE_SETTLE, &mut create).await;
+                        if let Err(e) = self.destroy(&name).await {
+                            tracing::warn!(%name, %e, "cleanup after a timed-out create failed");
+                        }
+                        return Err(Error::Timeout {
+                            what: format!("creating docker sandbox {name}"),
+                            after: limit,
+                        });
                     }
-                    return Err(Error::Timeout {
-                        what: format!("creating docker sandbox {name}"),
-                        after: limit,
-                    });
                 }
-            },
+            }
         };
         Ok((sandbox, Connected::Created))
     }
