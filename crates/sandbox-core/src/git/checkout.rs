@@ -161,6 +161,157 @@ fn clean_untracked(repo: &Repository) -> Result<usize, Error> {
     Ok(removed)
 }
 
+/// A forced checkout of the whole tree: libgit2 compares every worktree file (an
+/// `lstat` each, a `readdir` per directory) with the target.
+fn full_checkout(repo: &Repository, commit: &git2::Commit<'_>) -> Result<(), Error> {
+    let mut cb = CheckoutBuilder::new();
+    cb.force();
+    let t = std::time::Instant::now();
+    repo.checkout_tree(commit.as_object(), Some(&mut cb))
+        .map_err(git_err("checkout"))?;
+    tracing::debug!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        route = "full",
+        "checked out the tree"
+    );
+    Ok(())
+}
+
+/// How [`sync_worktree`] brings the worktree to the new tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SyncPlan {
+    /// The worktree and index equal HEAD's tree, no untracked file is there and the
+    /// ignore rules do not change: checking out these paths (those that differ
+    /// between HEAD's tree and the new one) is the whole job.
+    Paths(Vec<Vec<u8>>),
+    /// Anything else: a forced checkout of the whole tree, then `git clean -fd`.
+    Full(&'static str),
+}
+
+/// Files whose change alters how other, unchanged paths are treated (what is
+/// ignored, how files are filtered on checkout): a diff touching one of them takes
+/// the full path.
+const RULE_FILES: [&[u8]; 2] = [b".gitignore", b".gitattributes"];
+
+fn is_rule_file(path: &[u8]) -> bool {
+    let name = path.rsplit(|b| *b == b'/').next().unwrap_or(path);
+    RULE_FILES.contains(&name)
+}
+
+/// Decides between the path-limited and the full checkout. Errors while planning
+/// choose the full path (which reports its own errors).
+///
+/// The path-limited checkout is equivalent to `checkout -B` + `clean -fd` only when
+/// the worktree holds nothing but HEAD's tree and ignored files: then the only paths
+/// that can differ from the new tree are those in the tree-to-tree diff, and with the
+/// `.gitignore` files unchanged no ignored file becomes untracked. That is proved by a
+/// status of the worktree against the index and of the index against HEAD (untracked
+/// directories are not recursed into, ignored ones not entered): one walk of the
+/// worktree instead of the two of the full path (the checkout's and the clean's).
+fn plan_sync(repo: &Repository, new_tree: &git2::Tree<'_>) -> SyncPlan {
+    let Some(old_tree) = repo.head().ok().and_then(|h| h.peel_to_tree().ok()) else {
+        return SyncPlan::Full("HEAD names no tree");
+    };
+    let mut paths: Vec<Vec<u8>> = Vec::new();
+    if old_tree.id() != new_tree.id() {
+        let Ok(diff) = repo.diff_tree_to_tree(Some(&old_tree), Some(new_tree), None) else {
+            return SyncPlan::Full("the tree diff failed");
+        };
+        for delta in diff.deltas() {
+            for file in [delta.old_file(), delta.new_file()] {
+                if let Some(p) = file.path_bytes()
+                    && paths.last().map(Vec::as_slice) != Some(p)
+                {
+                    paths.push(p.to_vec());
+                }
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        if paths.iter().any(|p| is_rule_file(p)) {
+            return SyncPlan::Full("the diff changes a .gitignore or .gitattributes");
+        }
+        let entries = repo.index().map(|i| i.len()).unwrap_or(0);
+        if paths.len() * 2 > entries {
+            return SyncPlan::Full("the diff touches most of the tree");
+        }
+    }
+    let mut opts = git2::StatusOptions::new();
+    opts.show(git2::StatusShow::IndexAndWorkdir)
+        .include_untracked(true)
+        .recurse_untracked_dirs(false)
+        .include_ignored(false)
+        .include_unmodified(false)
+        .exclude_submodules(true)
+        .renames_head_to_index(false)
+        .renames_index_to_workdir(false);
+    let t = std::time::Instant::now();
+    let dirty = match repo.statuses(Some(&mut opts)) {
+        Ok(s) => s.len(),
+        Err(_) => return SyncPlan::Full("the status of the worktree failed"),
+    };
+    tracing::debug!(
+        dirty,
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "checked the worktree against HEAD"
+    );
+    if dirty > 0 {
+        return SyncPlan::Full("the worktree has local changes or untracked files");
+    }
+    SyncPlan::Paths(paths)
+}
+
+/// The worktree part of a sync: index and worktree become `commit`'s tree and
+/// untracked files go, as `git checkout -f` + `git clean -fd` would do. Takes the
+/// path-limited route when [`plan_sync`] proves it equivalent, else the full one.
+fn sync_worktree(repo: &Repository, commit: &git2::Commit<'_>) -> Result<(), Error> {
+    let op = "checkout";
+    let tree = commit.tree().map_err(git_err(op))?;
+    let t = std::time::Instant::now();
+    match plan_sync(repo, &tree) {
+        SyncPlan::Paths(paths) => {
+            let changed = paths.len();
+            if !paths.is_empty() {
+                let mut cb = CheckoutBuilder::new();
+                cb.force().disable_pathspec_match(true);
+                for p in paths {
+                    cb.path(p);
+                }
+                repo.checkout_tree(commit.as_object(), Some(&mut cb))
+                    .map_err(git_err(op))?;
+            }
+            // The same message as the full checkout (the startup bench reads it); the
+            // time includes the status that replaced the checkout's own walk.
+            tracing::debug!(
+                elapsed_ms = t.elapsed().as_millis() as u64,
+                route = "paths",
+                changed,
+                "checked out the tree"
+            );
+        }
+        SyncPlan::Full(reason) => {
+            tracing::debug!(reason, "checking out the whole tree");
+            full_checkout(repo, commit)?;
+            // A forced checkout leaves the index entry of a path the two trees agree on
+            // alone even when it holds a staged change: read the tree into the index
+            // (entries whose blob did not change keep their stat data).
+            let mut index = repo.index().map_err(git_err(op))?;
+            index.read_tree(&tree).map_err(git_err(op))?;
+            index.write().map_err(git_err(op))?;
+            // After the checkout, so the *new* tree's .gitignore files decide what is
+            // ignored (libgit2's remove_untracked judges by the old ones): `git clean -fd`.
+            let t = std::time::Instant::now();
+            let removed = clean_untracked(repo)?;
+            tracing::debug!(
+                removed,
+                elapsed_ms = t.elapsed().as_millis() as u64,
+                "removed untracked files"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `git checkout -B <local> <tip>`: points `refs/heads/<local>` at `tip` (even if it is
 /// the current branch), makes index and worktree equal the tip's tree, with
 /// `remove_untracked` also removes untracked files as `git clean -fd` would after the
@@ -179,25 +330,10 @@ pub(crate) fn checkout_branch(
     let op = "checkout";
     let commit = repo.find_commit(tip).map_err(git_err(op))?;
     let refname = format!("refs/heads/{local}");
-    let mut cb = CheckoutBuilder::new();
-    cb.force();
-    let t = std::time::Instant::now();
-    repo.checkout_tree(commit.as_object(), Some(&mut cb))
-        .map_err(git_err(op))?;
-    tracing::debug!(
-        elapsed_ms = t.elapsed().as_millis() as u64,
-        "checked out the tree"
-    );
     if remove_untracked {
-        // After the checkout, so the *new* tree's .gitignore files decide what is
-        // ignored (libgit2's remove_untracked judges by the old ones): `git clean -fd`.
-        let t = std::time::Instant::now();
-        let removed = clean_untracked(repo)?;
-        tracing::debug!(
-            removed,
-            elapsed_ms = t.elapsed().as_millis() as u64,
-            "removed untracked files"
-        );
+        sync_worktree(repo, &commit)?;
+    } else {
+        full_checkout(repo, &commit)?;
     }
     repo.reference(
         &refname,
