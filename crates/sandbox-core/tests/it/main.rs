@@ -9,6 +9,7 @@ mod git_paths_agree;
 mod git_ssh;
 mod git_sync;
 mod git_sync_paths;
+mod measure_status;
 mod measure_transports;
 mod names;
 mod repo_url;
