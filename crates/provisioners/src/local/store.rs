@@ -411,7 +411,8 @@ impl LocalSnapshotStore {
     }
 
     /// Removes temp dirs of interrupted writes (whose writer no longer holds the lock)
-    /// and leftover trash. Returns how many it removed.
+    /// and leftover trash. Returns how many interrupted writes it removed (trash is
+    /// emptied silently).
     ///
     /// # Errors
     /// I/O errors listing the store.
@@ -429,6 +430,9 @@ impl LocalSnapshotStore {
                 let stale = always || self.is_stale(&path);
                 if stale {
                     match tree::remove_tree(&path) {
+                        Ok(()) if always => {
+                            tracing::debug!(path = %path.display(), "emptied the trash");
+                        }
                         Ok(()) => {
                             tracing::info!(path = %path.display(), "removed an interrupted snapshot write");
                             removed += 1;
