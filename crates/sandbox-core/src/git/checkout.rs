@@ -1,7 +1,8 @@
 //! Putting a fetched commit into the worktree: the equivalent of
 //! `git checkout -B <branch> <commit>` (force, untracked files removed), branch
 //! upstream configuration, and the refusal of trees the checkout cannot fill
-//! (submodules, Git LFS).
+//! (submodules, Git LFS). A sync of a clean worktree checks out only the paths the
+//! two trees differ in (see `plan_sync`).
 //!
 //! Not here: talking to a remote (see `transfer`).
 
@@ -219,9 +220,7 @@ fn plan_sync(repo: &Repository, new_tree: &git2::Tree<'_>) -> SyncPlan {
         };
         for delta in diff.deltas() {
             for file in [delta.old_file(), delta.new_file()] {
-                if let Some(p) = file.path_bytes()
-                    && paths.last().map(Vec::as_slice) != Some(p)
-                {
+                if let Some(p) = file.path_bytes() {
                     paths.push(p.to_vec());
                 }
             }

@@ -23,6 +23,11 @@
 //!   **ignored** files nobody tracked are kept (they are what a snapshot's setup
 //!   recipe built: dependencies, caches).
 //!   The local branch tracks `origin/B`; a `new_branch` tracks nothing until pushed.
+//!   **Warm path**: when a status proves the snapshot's worktree and index equal its
+//!   HEAD (no local change, no untracked file), [`sync`] checks out only the paths of
+//!   the tree-to-tree diff and skips the clean (unless the diff changes a `.gitignore`
+//!   or `.gitattributes`): one walk of the worktree instead of two. Anything else takes
+//!   the full checkout and clean, with the same result.
 //! - **Submodules and Git LFS** are refused with [`Error::UnsupportedRepository`]
 //!   naming the paths: the engine fetches neither, and a sandbox silently missing
 //!   those files is worse than a clear error.
