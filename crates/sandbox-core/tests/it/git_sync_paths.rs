@@ -75,7 +75,15 @@ fn snapshot(url: &RepoUrl, dir: &Path) -> anyhow::Result<PathBuf> {
 
 fn upstream() -> anyhow::Result<Upstream> {
     let up = Upstream::new("trunk", 1000)?;
-    up.commit("trunk", &[Change::write(".gitignore", "build/\n")])?;
+    up.commit(
+        "trunk",
+        &[
+            Change::write(".gitignore", "build/\n"),
+            Change::write("small/a.txt", "a\n"),
+            Change::write("small/b/c.txt", "c\n"),
+            Change::write("becomes-file/x.txt", "x\n"),
+        ],
+    )?;
     Ok(up)
 }
 
@@ -90,19 +98,22 @@ fn a_clean_snapshot_gets_only_the_changed_paths_and_equals_a_cold_clone() -> any
         let dir = tempfile::tempdir()?;
         let ws = snapshot(&url, dir.path())?;
 
-        let mut changes = vec![
-            Change::write(&Upstream::file_path(1), "rewritten\n"),
-            Change::Delete(Upstream::file_path(2)),
-            Change::write("new/deep/dir/added.txt", "added\n"),
-            // f00003.txt becomes a directory, src/d001 a file.
-            Change::Delete(Upstream::file_path(3)),
-            Change::write(&format!("{}/inner.txt", Upstream::file_path(3)), "inner\n"),
-            Change::Delete("src/d001".into()),
-            Change::write("src/d001", "now a file\n"),
-        ];
-        // Every file of src/d002 goes: the directory goes with them.
-        changes.extend((200..300).map(|i| Change::Delete(Upstream::file_path(i))));
-        up.commit("trunk", &changes)?;
+        up.commit(
+            "trunk",
+            &[
+                Change::write(&Upstream::file_path(1), "rewritten\n"),
+                Change::Delete(Upstream::file_path(2)),
+                Change::write("new/deep/dir/added.txt", "added\n"),
+                // f00003.txt becomes a directory, becomes-file/ a file.
+                Change::Delete(Upstream::file_path(3)),
+                Change::write(&format!("{}/inner.txt", Upstream::file_path(3)), "inner\n"),
+                Change::Delete("becomes-file".into()),
+                Change::write("becomes-file", "now a file\n"),
+                // Every file of small/ goes: the directories go with them.
+                Change::Delete("small/a.txt".into()),
+                Change::Delete("small/b/c.txt".into()),
+            ],
+        )?;
         let tip = up.advance("trunk", 1)?;
 
         let route = sync_route(&Source::new(url.clone()), &ws)?;
@@ -115,8 +126,8 @@ fn a_clean_snapshot_gets_only_the_changed_paths_and_equals_a_cold_clone() -> any
         );
         assert_clean(&ws)?;
         assert!(
-            !ws.join("src/d002").exists(),
-            "{via:?}: emptied directory removed"
+            !ws.join("small").exists(),
+            "{via:?}: emptied directories removed"
         );
         assert_eq!(
             std::fs::read_to_string(ws.join(Upstream::file_path(1)))?,
@@ -284,5 +295,37 @@ fn the_warm_path_agrees_with_a_cold_clone_for_branches() -> anyhow::Result<()> {
         assert_eq!(files(&ws, &["build"])?, files(&cold, &[])?);
         assert!(ws.join("build/cache.bin").is_file());
     }
+    Ok(())
+}
+
+/// A clean snapshot and a diff too large for the path-limited checkout: the whole tree
+/// is checked out and nothing cleaned (nothing can be untracked), with the same result.
+#[test]
+fn a_clean_snapshot_with_a_large_diff_gets_the_whole_tree_without_a_clean() -> anyhow::Result<()> {
+    let up = Upstream::new("trunk", 300)?;
+    up.commit("trunk", &[Change::write(".gitignore", "build/\n")])?;
+    let url = RepoUrl::parse(&up.file_url())?;
+    let dir = tempfile::tempdir()?;
+    let ws = snapshot(&url, dir.path())?;
+    up.commit(
+        "trunk",
+        &(0..100)
+            .map(|i| Change::Delete(Upstream::file_path(i)))
+            .collect::<Vec<_>>(),
+    )?;
+    up.advance("trunk", 20)?;
+    let (result, log) =
+        capture_tracing(|| git::sync(&Source::new(url.clone()), &ws, &GitOptions::default()));
+    result?;
+    let text = log.text();
+    assert!(text.contains(FULL_ROUTE), "{text}");
+    assert!(!text.contains("removed untracked files"), "{text}");
+    assert_eq!(state(&ws)?.tree, up.tree("trunk")?);
+    assert_clean(&ws)?;
+    assert!(!ws.join("src/d000").exists(), "emptied directory removed");
+    assert!(ws.join("build/cache.bin").is_file(), "ignored output kept");
+    let cold = dir.path().join("cold");
+    git::clone(&Source::new(url), &cold, &GitOptions::default())?;
+    assert_eq!(files(&ws, &["build"])?, files(&cold, &[])?);
     Ok(())
 }
