@@ -21,6 +21,7 @@
 mod daemon;
 mod git_cli;
 mod http;
+mod mounts;
 mod pktline;
 mod process;
 mod ssh;
@@ -30,6 +31,7 @@ mod upstream;
 pub use daemon::GitDaemon;
 pub use git_cli::{git, git_command, git_in};
 pub use http::{GitHttpServer, RequestRecord};
+pub use mounts::unmount_all_under;
 pub use pktline::{UploadPackRequest, parse_upload_pack};
 pub use process::ChildGuard;
 pub use ssh::{SshServer, ssh_unavailable};

@@ -28,7 +28,7 @@ fn up_json_cold_then_warm_with_a_detached_build() {
     let up = Upstream::new("trunk", 100).unwrap();
     let server = GitHttpServer::start(up.root()).unwrap();
     let url = server.url(up.name());
-    let home = tempfile::tempdir().unwrap();
+    let home = crate::TestHome::new();
 
     let cold = json(&headstart(
         home.path(),
@@ -93,7 +93,7 @@ fn bad_input_exits_2_and_leaves_nothing_half_created() {
     let up = Upstream::new("main", 3).unwrap();
     let server = GitHttpServer::start(up.root()).unwrap();
     let url = server.url(up.name());
-    let home = tempfile::tempdir().unwrap();
+    let home = crate::TestHome::new();
     let secretish = format!(
         "https://user:{}@example.com/a/b",
         test_support::random_token()
@@ -142,7 +142,7 @@ fn bad_input_exits_2_and_leaves_nothing_half_created() {
 fn exec_passes_argv_literally_and_returns_the_exit_status() {
     let up = Upstream::new("main", 3).unwrap();
     let server = GitHttpServer::start(up.root()).unwrap();
-    let home = tempfile::tempdir().unwrap();
+    let home = crate::TestHome::new();
     let o = headstart(
         home.path(),
         &[
@@ -182,7 +182,7 @@ fn a_killed_build_leaves_no_ready_snapshot_and_the_next_start_recovers() {
     let up = Upstream::new("main", 20).unwrap();
     let server = GitHttpServer::start(up.root()).unwrap();
     let url = server.url(up.name());
-    let home = tempfile::tempdir().unwrap();
+    let home = crate::TestHome::new();
     let recipe = home.path().join("recipe.json");
     std::fs::write(&recipe, r#"{"commands":[{"argv":["sleep","4"]}]}"#).unwrap();
     let recipe = recipe.to_str().unwrap();
@@ -238,7 +238,7 @@ fn a_killed_build_leaves_no_ready_snapshot_and_the_next_start_recovers() {
 
 #[test]
 fn up_workdir_uses_the_users_directory_and_down_keeps_it() {
-    let home = tempfile::tempdir().unwrap();
+    let home = crate::TestHome::new();
     let mine = tempfile::tempdir().unwrap();
     std::fs::write(mine.path().join("notes.txt"), "my work").unwrap();
     let dir = mine.path().to_str().unwrap();

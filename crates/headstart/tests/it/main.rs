@@ -7,6 +7,26 @@ mod cli;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// A temporary data directory whose overlay mounts (warm sandboxes) are undone on drop,
+/// so nothing outlives the test.
+pub(crate) struct TestHome(tempfile::TempDir);
+
+impl TestHome {
+    pub(crate) fn new() -> Self {
+        Self(tempfile::tempdir().unwrap())
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for TestHome {
+    fn drop(&mut self) {
+        test_support::unmount_all_under(self.0.path());
+    }
+}
+
 /// Runs `headstart` with `home` as its data directory.
 pub(crate) fn headstart(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_headstart"))

@@ -52,6 +52,14 @@ impl Rig {
     }
 }
 
+impl Drop for Rig {
+    /// Warm sandboxes are overlay mounts under the home: undo them so the temporary
+    /// directory goes away and no mount outlives the test.
+    fn drop(&mut self) {
+        test_support::unmount_all_under(self.home.path());
+    }
+}
+
 pub(crate) fn state_dir(home: &Path) -> PathBuf {
     home.join("state")
 }
