@@ -369,7 +369,7 @@ mod tests {
     }
 
     fn git(dir: &Path, args: &[&str]) {
-        let ok = std::process::Command::new("git")
+        let ok = test_support::git_command()
             .args([
                 "-c",
                 "user.name=t",
