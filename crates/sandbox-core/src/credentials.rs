@@ -30,6 +30,7 @@ impl Credentials {
         if token.trim().is_empty() {
             return Self::none();
         }
+        crate::scrub::register_secret(&token);
         Self {
             token: Some(SecretString::from(token)),
             ..Self::default()

@@ -114,6 +114,22 @@ pub enum Error {
         /// The deadline that passed.
         after: Duration,
     },
+    /// The operation was cancelled (Ctrl-C, SIGTERM, or a [`CancelToken`](crate::CancelToken)).
+    #[error("{what} was interrupted")]
+    Cancelled {
+        /// What was running.
+        what: String,
+    },
+    /// A filesystem ran out of space.
+    #[error(
+        "no space left on {path} while {context}; free some space (e.g. `headstart snapshot gc`, `headstart prune`) and retry"
+    )]
+    NoSpace {
+        /// The directory being written.
+        path: PathBuf,
+        /// What was being done.
+        context: String,
+    },
     /// A filesystem or process error, with what was being done.
     #[error("{context}: {source}")]
     Io {

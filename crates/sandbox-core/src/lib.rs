@@ -26,25 +26,30 @@
 //! ```
 #![deny(missing_docs)]
 
+mod cancel;
 mod credentials;
 mod error;
 pub mod git;
 mod names;
 mod options;
 mod report;
+pub mod scrub;
 mod snapshot;
 mod source;
 mod traits;
 mod url;
 
+pub use cancel::{CancelToken, LowSpeed, TransferLimits};
 pub use credentials::Credentials;
 pub use error::{Error, Result};
 pub use names::{BranchName, SandboxName, SnapshotId};
 pub use options::{ConnectOptions, ExecOutput, ExecRequest, OutputSink, Resources, Stream};
 pub use report::{HeadInfo, Phase, PhaseClock, PhaseTiming, StartPath, StartupReport};
+pub use scrub::{register_secret, scrub};
 pub use snapshot::{Cursor, Page, SnapshotMeta, SnapshotRequest, SnapshotStatus};
 pub use source::Source;
 pub use traits::{
-    Connected, DEFAULT_PAGE_SIZE, Sandbox, SandboxInfo, SandboxProvider, SnapshotStore,
+    Connected, DEFAULT_PAGE_SIZE, Sandbox, SandboxInfo, SandboxProvider, SandboxState,
+    SnapshotStore,
 };
 pub use url::{RepoUrl, Transport};

@@ -49,12 +49,35 @@ pub struct ConnectOptions {
     /// Use this host directory as the workspace instead of a fresh one (the user's own
     /// checkout, e.g. `headstart up --workdir .`). Never deleted by headstart.
     pub workdir: Option<PathBuf>,
+    /// Leave a newly created sandbox `creating` until [`Sandbox::mark_ready`]
+    /// (crate::Sandbox::mark_ready) is called: until then `get` and `list` do not offer
+    /// it, the handle holds the name's lock (a concurrent `connect` of the name waits),
+    /// and a crash leaves a record that the next `connect` or `prune` repairs. Orchestrators
+    /// that fill the workspace after creating it (a clone) set this, so that a sandbox is
+    /// never reported ready before its checkout is complete.
+    pub defer_ready: bool,
+    /// Stops a long creation (a restore, an image build) when cancelled.
+    pub cancel: Option<crate::CancelToken>,
 }
 
 impl ConnectOptions {
     /// Default options: generated name, reconnect-first, no snapshot.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps a new sandbox `creating` until [`Sandbox::mark_ready`](crate::Sandbox::mark_ready).
+    #[must_use]
+    pub fn defer_ready(mut self, defer: bool) -> Self {
+        self.defer_ready = defer;
+        self
+    }
+
+    /// Sets a token that stops the creation when cancelled.
+    #[must_use]
+    pub fn cancel(mut self, token: crate::CancelToken) -> Self {
+        self.cancel = Some(token);
+        self
     }
 
     /// Sets the sandbox name.

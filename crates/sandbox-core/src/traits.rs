@@ -32,6 +32,34 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
     async fn snapshot(&self, request: &SnapshotRequest) -> Result<SnapshotMeta>;
     /// Stops running processes; the workspace stays. `connect` by name revives it.
     async fn stop(&self) -> Result<()>;
+    /// Declares a sandbox created with
+    /// [`ConnectOptions::defer_ready`](crate::ConnectOptions::defer_ready) complete: its
+    /// record becomes `ready` (atomically) and the name's lock is released. A no-op for
+    /// a sandbox that is already ready.
+    async fn mark_ready(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Stops and deletes this sandbox and its workspace (a user's own `workdir` is
+    /// never deleted). Works on a `creating` sandbox whose lock this handle holds.
+    async fn remove(&self) -> Result<()> {
+        Err(crate::Error::provider(
+            "sandbox",
+            "this provider cannot remove a sandbox through its handle; use SandboxProvider::remove",
+        ))
+    }
+}
+
+/// Where a sandbox is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxState {
+    /// Being created, or a creation that was interrupted (`prune` or the next `up` of
+    /// the name repairs it).
+    Creating,
+    /// Complete and usable.
+    Ready,
+    /// Complete, its processes stopped (the workspace is kept).
+    Stopped,
 }
 
 /// A summary of a sandbox for listings.
@@ -49,6 +77,8 @@ pub struct SandboxInfo {
     pub base_snapshot: Option<SnapshotId>,
     /// Whether it is running (providers without processes say `true`).
     pub running: bool,
+    /// Where it is in its life (listings show `ready` ones unless asked for all).
+    pub state: SandboxState,
 }
 
 /// Whether `connect` made a new sandbox or found one.

@@ -297,6 +297,7 @@ impl FastStart {
             credentials: self.credentials.clone(),
             depth: Depth::default(),
             progress: self.progress.clone(),
+            ..GitOptions::default()
         }
     }
 

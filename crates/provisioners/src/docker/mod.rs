@@ -809,6 +809,7 @@ impl SandboxProvider for DockerProvider {
                     .filter(|s| !s.is_empty())
                     .and_then(|s| SnapshotId::new(s.clone()).ok()),
                 running: c.state.map(|s| s.to_string()).as_deref() == Some("running"),
+                state: sandbox_core::SandboxState::Ready,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -616,6 +616,7 @@ impl SandboxProvider for LocalProvider {
                 workspace: r.workspace,
                 base_snapshot: r.base_snapshot,
                 running: true,
+                state: sandbox_core::SandboxState::Ready,
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));

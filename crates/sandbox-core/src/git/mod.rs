@@ -110,6 +110,10 @@ pub struct GitOptions {
     pub depth: Depth,
     /// Progress callback.
     pub progress: Option<ProgressFn>,
+    /// Deadline and low-speed limit for the whole operation.
+    pub limits: crate::TransferLimits,
+    /// Stops the operation when cancelled ([`Error::Cancelled`]).
+    pub cancel: Option<crate::CancelToken>,
 }
 
 impl fmt::Debug for GitOptions {
@@ -118,6 +122,8 @@ impl fmt::Debug for GitOptions {
             .field("credentials", &self.credentials)
             .field("depth", &self.depth)
             .field("progress", &self.progress.is_some())
+            .field("limits", &self.limits)
+            .field("cancel", &self.cancel)
             .finish()
     }
 }

@@ -1,0 +1,97 @@
+//! Stopping long operations from outside: [`CancelToken`] and [`TransferLimits`].
+//!
+//! A start can be interrupted (Ctrl-C, SIGTERM, a caller dropping interest) or run out
+//! of time. Blocking work (a git transfer on a blocking thread) cannot be dropped like
+//! a future, so it polls a token instead: the git engine checks it in its progress
+//! callbacks and while waiting on a socket, and fails with [`Error::Cancelled`] or
+//! [`Error::Timeout`](crate::Error::Timeout).
+//!
+//! This module is not a runtime: it holds no threads and sends no signals.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// A shared flag that asks running work to stop. Cloning shares the flag.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken {
+    flag: Arc<AtomicBool>,
+}
+
+impl CancelToken {
+    /// A token nobody has cancelled yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every holder of this token (and its clones) to stop.
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+    }
+
+    /// True once [`cancel`](Self::cancel) was called on this token or a clone.
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
+
+/// Bounds on a network transfer, like git's `http.lowSpeedLimit`/`http.lowSpeedTime`
+/// plus an overall deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TransferLimits {
+    /// When the whole operation must be done (`None`: no deadline).
+    pub deadline: Option<Instant>,
+    /// The deadline's length as the user gave it, for error messages.
+    pub deadline_len: Option<Duration>,
+    /// Fail when fewer than `low_speed_bytes` per second arrive for `low_speed_time`
+    /// (`None`: no low-speed limit).
+    pub low_speed: Option<LowSpeed>,
+}
+
+/// A minimum transfer rate sustained over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LowSpeed {
+    /// Bytes per second below which the transfer counts as stalled.
+    pub bytes_per_sec: u64,
+    /// How long it may stay below that rate before it fails.
+    pub time: Duration,
+}
+
+impl Default for LowSpeed {
+    /// git's spirit with a cap for loopback-fast machines: 1 KiB/s for 30 s.
+    fn default() -> Self {
+        Self {
+            bytes_per_sec: 1024,
+            time: Duration::from_secs(30),
+        }
+    }
+}
+
+impl TransferLimits {
+    /// No deadline, no low-speed limit.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// An overall deadline `len` from now, plus the default low-speed limit.
+    pub fn within(len: Duration) -> Self {
+        Self {
+            deadline: Instant::now().checked_add(len),
+            deadline_len: Some(len),
+            low_speed: Some(LowSpeed::default()),
+        }
+    }
+
+    /// Sets the low-speed limit.
+    #[must_use]
+    pub fn low_speed(mut self, low_speed: Option<LowSpeed>) -> Self {
+        self.low_speed = low_speed;
+        self
+    }
+
+    /// Time left before the deadline (`None`: no deadline; zero: passed).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+}
