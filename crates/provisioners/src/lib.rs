@@ -13,7 +13,6 @@
 //! are keyed, scheduled or looked up: that is `snapshot-refresh`.
 
 pub mod choice;
-/// Cloud VM hosts (DigitalOcean, Hetzner, GCP) over their REST APIs; not sandboxes.
 pub mod cloud;
 pub mod docker;
 pub mod local;

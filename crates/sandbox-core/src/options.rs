@@ -49,8 +49,8 @@ pub struct ConnectOptions {
     /// Use this host directory as the workspace instead of a fresh one (the user's own
     /// checkout, e.g. `headstart up --workdir .`). Never deleted by headstart.
     pub workdir: Option<PathBuf>,
-    /// Leave a newly created sandbox `creating` until [`Sandbox::mark_ready`]
-    /// (crate::Sandbox::mark_ready) is called: until then `get` and `list` do not offer
+    /// Leave a newly created sandbox `creating` until
+    /// [`Sandbox::mark_ready`](crate::Sandbox::mark_ready) is called: until then `get` and `list` do not offer
     /// it, the handle holds the name's lock (a concurrent `connect` of the name waits),
     /// and a crash leaves a record that the next `connect` or `prune` repairs. Orchestrators
     /// that fill the workspace after creating it (a clone) set this, so that a sandbox is
@@ -232,6 +232,27 @@ impl ExecRequest {
     #[must_use]
     pub fn sink(mut self, sink: OutputSink) -> Self {
         self.sink = Some(sink);
+        self
+    }
+
+    /// Sets the working directory, relative to the workspace (it must stay inside it).
+    #[must_use]
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Keeps at most `bytes` of each output stream (default 1 MiB).
+    #[must_use]
+    pub fn output_limit(mut self, bytes: usize) -> Self {
+        self.output_limit = bytes;
+        self
+    }
+
+    /// Asks for a terminal (providers that support one; the local provider ignores it).
+    #[must_use]
+    pub fn tty(mut self, tty: bool) -> Self {
+        self.tty = tty;
         self
     }
 }

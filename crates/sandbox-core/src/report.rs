@@ -102,6 +102,50 @@ impl StartupReport {
     }
 }
 
+impl std::fmt::Display for StartPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Warm => "warm",
+            Self::Cold => "cold",
+            Self::Reconnected => "reconnected",
+            Self::Workdir => "workdir",
+        })
+    }
+}
+
+/// One line: path, total, head and phases, e.g.
+/// `warm in 64.1 ms on main@1a2b3c4d (provision 2.0 ms, git_sync 60.3 ms): snapshot … is ready`.
+impl std::fmt::Display for StartupReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} in {:.1} ms",
+            self.path,
+            self.total.as_secs_f64() * 1e3
+        )?;
+        if let Some(h) = &self.head {
+            let short = h.commit.get(..8).unwrap_or(&h.commit);
+            write!(f, " on {}@{short}", h.branch)?;
+        }
+        if !self.phases.is_empty() {
+            f.write_str(" (")?;
+            for (i, p) in self.phases.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(
+                    f,
+                    "{} {:.1} ms",
+                    p.name.as_str(),
+                    p.duration.as_secs_f64() * 1e3
+                )?;
+            }
+            f.write_str(")")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
 /// Collects phase timings while a start runs.
 #[derive(Debug)]
 pub struct PhaseClock {
@@ -163,5 +207,32 @@ impl PhaseClock {
             head,
             received_bytes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_displays_on_one_line() {
+        let report = StartupReport {
+            path: StartPath::Warm,
+            reason: "snapshot s1 is ready".into(),
+            phases: vec![PhaseTiming {
+                name: Phase::GitSync,
+                duration: Duration::from_millis(12),
+            }],
+            total: Duration::from_millis(20),
+            head: Some(HeadInfo {
+                branch: "main".into(),
+                commit: "0123456789abcdef".into(),
+            }),
+            received_bytes: 0,
+        };
+        assert_eq!(
+            report.to_string(),
+            "warm in 20.0 ms on main@01234567 (git_sync 12.0 ms): snapshot s1 is ready"
+        );
     }
 }

@@ -76,7 +76,7 @@ pub(crate) struct BenchArgs {
     /// Keep the scratch directory (sandboxes, homes, served copies) after the run.
     #[arg(long)]
     pub(crate) keep: bool,
-    /// Where results go (default: <target>/bench-startup).
+    /// Where results go (default: `<target>/bench-startup`).
     #[arg(long, value_name = "DIR")]
     pub(crate) out: Option<PathBuf>,
 }
