@@ -624,20 +624,6 @@ async fn ls(home: &Ctx, args: LsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn all_snapshots(provider: &dyn SandboxProvider) -> anyhow::Result<Vec<SnapshotMeta>> {
-    let store = provider.snapshots();
-    let mut out = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = store.list(None, cursor.as_ref(), 100).await?;
-        out.extend(page.items);
-        match page.next {
-            Some(c) => cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
-}
-
 async fn snapshot(home: &Ctx, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SnapshotCommand::Build {
@@ -689,7 +675,7 @@ async fn snapshot(home: &Ctx, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> 
         }
         SnapshotCommand::Ls { json, provider } => {
             let p = make_provider(home, provider.unwrap_or(ProviderKind::Local)).await?;
-            let snaps = all_snapshots(p.as_ref()).await?;
+            let snaps = p.snapshots().list_all(None).await?;
             let failures = snapshot_refresh::FailureCache::new(&home.join("state")).all();
             if json {
                 println!(

@@ -134,6 +134,22 @@ pub trait SnapshotStore: Send + Sync {
     fn page_size(&self) -> usize {
         DEFAULT_PAGE_SIZE
     }
+    /// Every snapshot called `name` (all names when `None`), newest first, following
+    /// every page.
+    async fn list_all(&self, name: Option<&str>) -> Result<Vec<SnapshotMeta>> {
+        let mut out = Vec::new();
+        let mut cursor: Option<Cursor> = None;
+        loop {
+            let page = self
+                .list(name, cursor.as_ref(), self.page_size().max(1))
+                .await?;
+            out.extend(page.items);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
     /// The newest [`Ready`](SnapshotStatus::Ready) snapshot called `name`, following
     /// **every** page (a ready snapshot behind pages of failed ones is still found).
     async fn latest_ready(&self, name: &str) -> Result<Option<SnapshotMeta>> {
