@@ -11,8 +11,8 @@ use feature_flags::{Purpose, StartCompleted};
 use provisioners::local::LocalProvider;
 use provisioners::{ProviderKind, choose_provider};
 use sandbox_core::{
-    BranchName, ConnectOptions, ExecRequest, SandboxName, SandboxProvider, SnapshotId,
-    SnapshotMeta, Source, Stream,
+    BranchName, ConnectOptions, ExecRequest, SandboxName, SandboxProvider, SnapshotId, Source,
+    Stream,
 };
 use snapshot_refresh::{Builder, Eligibility, FastStart, KickOutcome, Recipe, Spawn};
 
