@@ -11,7 +11,8 @@ use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use provisioners::docker::{DockerConfig, DockerProvider, LABEL_DATA_DIR};
 use sandbox_core::{
-    ConnectOptions, Connected, Error, Sandbox, SandboxName, SandboxProvider, SandboxState,
+    CancelToken, ConnectOptions, Connected, Error, Sandbox, SandboxName, SandboxProvider,
+    SandboxState,
 };
 use tokio::io::AsyncBufReadExt;
 
@@ -279,6 +280,43 @@ async fn an_interrupted_start_is_repaired_and_pruned() {
     )
     .await
     .unwrap()
+    .unwrap();
+    assert_eq!(how, Connected::Created);
+}
+
+#[tokio::test]
+async fn a_cancelled_start_leaves_nothing_and_frees_the_name() {
+    let f = fixture!("a_cancelled_start_leaves_nothing_and_frees_the_name");
+    let name = f.name("cancelled");
+    let token = CancelToken::new();
+    token.cancel();
+    let err = f
+        .provider
+        .connect(
+            &ConnectOptions::new()
+                .name(name.clone())
+                .defer_ready(true)
+                .cancel(token),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+    assert!(f.scoped_containers().await.is_empty());
+    let data = f.dir.path().join("data");
+    assert!(!data.join("sandboxes").join(name.as_str()).exists());
+    assert!(
+        !data
+            .join("containers")
+            .join(format!("{name}.json"))
+            .exists()
+    );
+    let (_sandbox, how) = tokio::time::timeout(
+        Duration::from_secs(60),
+        f.provider
+            .connect(&ConnectOptions::new().name(name.clone())),
+    )
+    .await
+    .expect("the name's lock is free")
     .unwrap();
     assert_eq!(how, Connected::Created);
 }
