@@ -478,10 +478,10 @@ impl DockerProvider {
         Ok((sandbox, Connected::Created))
     }
 
-    /// Removes what this data directory has under `name` and a pass of `prune` finds
-    /// stale: sandboxes whose TTL passed (container and workspace), interrupted starts
-    /// (a `creating` record whose lock is free: the process that made it is gone),
-    /// workspaces whose container is gone (an older version's after a minute), then
+    /// Removes this data directory's stale sandboxes: those whose TTL passed (container
+    /// and workspace), interrupted starts (a `creating` record whose lock is free: the
+    /// process that made it is gone), workspaces whose container is gone (an older
+    /// version's after a minute), then
     /// runs the local machinery's own prune (crashed workspace creations, stale
     /// snapshot writes). Names another process is starting or removing are skipped.
     /// The user's own workdirs are never deleted.
@@ -582,13 +582,14 @@ impl DockerProvider {
                 let w = Path::new(w);
                 w.starts_with(self.config.data_dir.join("sandboxes"))
                     || w.starts_with(self.data_dir.join("sandboxes"))
-                    || label(LABEL_WORKSPACE_KIND) == Some(KIND_WORKDIR)
+                    // an older workdir sandbox: ours when our workspace record exists
+                    || (label(LABEL_WORKSPACE_KIND) == Some(KIND_WORKDIR)
                         && self
                             .config
                             .data_dir
                             .join("sandboxes")
                             .join(label(LABEL_SANDBOX).unwrap_or_default())
-                            .exists()
+                            .exists())
             }),
         }
     }
