@@ -4,12 +4,24 @@
 //! - **Engine**: the one named by `DOCKER_HOST` or the default socket
 //!   ([`EngineHost::from_env`], [`connect`]); when none answers, the error says how to
 //!   start one.
-//! - **Sandboxes**: container `headstart-<name>`, labelled with the sandbox name, the
-//!   base snapshot and key, the workspace and [`LABEL_OWNER`]` = `[`OWNER`]; a
-//!   keep-alive entrypoint; env and resource limits from [`ConnectOptions`]; the host
-//!   user's `uid:gid` by default so files the agent writes stay the user's.
-//!   `connect` reconnects by name unless `force_create`. Any failure after the
-//!   container exists removes it (and a workspace made for it).
+//! - **Sandboxes**: container `headstart-<name>-<tag>` ([`container_name`]: the tag
+//!   names the data directory, so two data directories never share a container name),
+//!   labelled with the sandbox name, the canonical data directory ([`LABEL_DATA_DIR`]),
+//!   the start that made it ([`LABEL_START`]), the base snapshot and key, the workspace
+//!   and [`LABEL_OWNER`]` = `[`OWNER`]; a keep-alive entrypoint; env and resource
+//!   limits from [`ConnectOptions`]; the host user's `uid:gid` by default so files the
+//!   agent writes stay the user's. Every lookup (reconnect, `get`, `list`, `remove`,
+//!   `prune`, `force_create`'s replacement) matches the data directory and scope
+//!   labels: another data directory's containers are never touched.
+//! - **States**: one start per name at a time (a `flock` per name under the data
+//!   directory, see `state.rs`), and a start record `containers/<name>.json` saying
+//!   `creating` or `ready`. Only `ready` sandboxes are reconnected to or returned by
+//!   `get`; with [`ConnectOptions::defer_ready`] a new sandbox stays `creating`, its
+//!   handle holding the name's lock, until [`Sandbox::mark_ready`]. A `creating` record
+//!   whose lock is free is an interrupted start (a crash, Ctrl-C during the clone): the
+//!   next `connect` of the name replaces it and [`DockerProvider::prune`] removes it.
+//!   A failed start removes only what it made itself (its container by id, the
+//!   workspace it made).
 //! - **Workspaces**: host directories bind-mounted at `/workspace`, managed by the
 //!   [`local`](crate::local) provider's machinery under [`DockerConfig::data_dir`] (records,
 //!   snapshot leases, restores by overlay mount, reflink or copy; an overlay is mounted
@@ -28,8 +40,11 @@
 //!   exit status, timeout (the process is killed), optional terminal;
 //!   [`DockerSandbox::exec_interactive`] also feeds standard input.
 //! - **Lifecycle**: [`Sandbox::stop`] stops the container (the workspace stays);
-//!   [`SandboxProvider::remove`] removes both; [`DockerProvider::prune`] removes
-//!   sandboxes past their TTL and workspaces left without a container.
+//!   [`SandboxProvider::remove`] and [`Sandbox::remove`] remove both;
+//!   [`DockerProvider::prune`] removes sandboxes past their TTL, interrupted starts
+//!   and workspaces left without a container.
+//! - **Snapshot images** carry the data directory label too: a data directory sees
+//!   only its own (their stored workspaces live in it).
 //! - **Snapshots**: [`Sandbox::snapshot`] stores the workspace, then commits the
 //!   container to `headstart-snapshot/<key>:<id>` with the metadata in labels; a warm
 //!   start creates the container from that image (pinned by id) and restores the
@@ -59,17 +74,19 @@ mod exec;
 mod hostfs;
 mod image;
 mod snapshot;
+mod state;
 mod tar;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType,
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummaryStateEnum, HostConfig, Mount,
+    MountType,
 };
 use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
@@ -77,8 +94,9 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use sandbox_core::{
-    ConnectOptions, Connected, Error, ExecOutput, ExecRequest, Result, Sandbox, SandboxInfo,
-    SandboxName, SandboxProvider, SnapshotId, SnapshotMeta, SnapshotRequest, SnapshotStore,
+    CancelToken, ConnectOptions, Connected, Error, ExecOutput, ExecRequest, Result, Sandbox,
+    SandboxInfo, SandboxName, SandboxProvider, SandboxState, SnapshotId, SnapshotMeta,
+    SnapshotRequest, SnapshotStore,
 };
 
 pub use engine::{DEFAULT_ENGINE_HOST, EngineHost, connect, connect_from_env};
@@ -93,12 +111,14 @@ pub use snapshot::{
 
 use crate::local::{LocalProvider, RestoreMethod};
 use engine::{engine_error, is_not_found};
+use state::{StartLock, StartRecord, StateDir};
 
 pub(crate) const PROVIDER: &str = "docker";
 
 /// Where the workspace is mounted in every container (and the working directory).
 pub const WORKSPACE_MOUNT: &str = "/workspace";
-/// Container names are this prefix plus the sandbox name.
+/// Container names are this prefix, the sandbox name and the data directory's tag
+/// ([`container_name`]).
 pub const CONTAINER_PREFIX: &str = "headstart-";
 /// Ownership label on everything this provider creates.
 pub const LABEL_OWNER: &str = "dev.headstart.owner";
@@ -116,6 +136,11 @@ pub const LABEL_WORKSPACE: &str = "dev.headstart.workspace";
 pub const LABEL_WORKSPACE_KIND: &str = "dev.headstart.workspace-kind";
 /// Label: when the sandbox expires (unix seconds), if it has a TTL.
 pub const LABEL_EXPIRES: &str = "dev.headstart.expires-at";
+/// Label on every container and snapshot image: the canonical data directory of the
+/// provider that made it. A provider touches only objects carrying its own.
+pub const LABEL_DATA_DIR: &str = "dev.headstart.data-dir";
+/// Label: the id of the start that made the container (its start record names it too).
+pub const LABEL_START: &str = "dev.headstart.start";
 
 const KIND_MANAGED: &str = "managed";
 const KIND_WORKDIR: &str = "workdir";
@@ -227,9 +252,40 @@ pub fn host_user() -> String {
     )
 }
 
-/// The container name for a sandbox.
-pub fn container_name(name: &SandboxName) -> String {
-    format!("{CONTAINER_PREFIX}{name}")
+/// The container name of sandbox `name` of the data directory `data_dir`:
+/// `headstart-<name>-<tag>`, the tag being [`data_dir_tag`]. Pass the canonical data
+/// directory ([`DockerProvider::data_dir`]; [`DockerProvider::container_name`] does):
+/// the same name in two data directories gives two container names.
+pub fn container_name(name: &SandboxName, data_dir: &Path) -> String {
+    format!("{CONTAINER_PREFIX}{name}-{}", data_dir_tag(data_dir))
+}
+
+/// Eight hex digits of the SHA-256 of a data directory's path: what tells two data
+/// directories' container names apart.
+pub fn data_dir_tag(data_dir: &Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    hex::encode(&digest[..4])
+}
+
+/// `path` made absolute with symlinks resolved, also before it exists: the longest
+/// existing ancestor is canonicalised and the rest appended.
+fn canonical_dir(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut base = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(canonical) = std::fs::canonicalize(base) {
+            return rest.iter().rev().fold(canonical, |p, c| p.join(c));
+        }
+        match (base.parent(), base.file_name()) {
+            (Some(parent), Some(last)) => {
+                rest.push(last.to_os_string());
+                base = parent;
+            }
+            _ => return absolute,
+        }
+    }
 }
 
 /// What [`DockerProvider::prune`] removed.
@@ -239,6 +295,39 @@ pub struct DockerPruneReport {
     pub expired: Vec<SandboxName>,
     /// Workspaces removed because no container was left for them.
     pub orphans: Vec<SandboxName>,
+    /// Interrupted starts removed (container and workspace): left `creating` by a
+    /// process that is gone.
+    pub interrupted: Vec<SandboxName>,
+}
+
+/// One of this data directory's containers, from a listing.
+#[derive(Debug, Clone)]
+struct Found {
+    id: String,
+    name: SandboxName,
+    labels: HashMap<String, String>,
+    running: bool,
+    /// Made before containers carried [`LABEL_DATA_DIR`] (its workspace is ours).
+    legacy: bool,
+}
+
+impl Found {
+    fn start(&self) -> Option<&str> {
+        self.labels.get(LABEL_START).map(String::as_str)
+    }
+}
+
+/// The container a start record says is the ready sandbox: the record's container, or
+/// with no record an older version's container (which had none).
+fn ready_container<'a>(record: Option<&StartRecord>, found: &'a [Found]) -> Option<&'a Found> {
+    match record {
+        Some(r) if r.state == SandboxState::Ready => found.iter().find(|c| {
+            r.container.as_deref() == Some(c.id.as_str())
+                || (!r.start.is_empty() && c.start() == Some(r.start.as_str()))
+        }),
+        Some(_) => None,
+        None => found.iter().find(|c| c.legacy),
+    }
 }
 
 /// How long a timed-out creation may still run before its leftovers are removed.
@@ -251,25 +340,39 @@ pub struct DockerProvider {
     config: Arc<DockerConfig>,
     local: LocalProvider,
     store: Arc<DockerSnapshotStore>,
+    /// The canonical data directory (labels, container names).
+    data_dir: Arc<PathBuf>,
+    /// The scope labels plus [`LABEL_DATA_DIR`]: on everything made, required of
+    /// everything touched.
+    scope: Arc<BTreeMap<String, String>>,
+    states: StateDir,
 }
 
 impl DockerProvider {
     /// A provider on an engine connection (see [`connect`]). Workspaces and stored
     /// snapshot workspaces live under [`DockerConfig::data_dir`], managed by the local
     /// provider's machinery (records, leases, overlay/reflink/copy restores).
+    /// Everything it creates is labelled with the canonical data directory
+    /// ([`LABEL_DATA_DIR`]) besides the configured scope labels.
     pub fn new(docker: Docker, config: DockerConfig) -> Self {
         let local =
             LocalProvider::new(config.data_dir.clone()).with_restore_method(config.restore_method);
+        let data_dir = canonical_dir(&config.data_dir);
+        let mut scope = config.scope_labels.clone();
+        scope.insert(LABEL_DATA_DIR.into(), data_dir.display().to_string());
         let store = Arc::new(DockerSnapshotStore::new(
             docker.clone(),
             local.store(),
-            config.scope_labels.clone(),
+            scope.clone(),
         ));
         Self {
             docker,
+            states: StateDir::new(&config.data_dir),
             config: Arc::new(config),
             local,
             store,
+            data_dir: Arc::new(data_dir),
+            scope: Arc::new(scope),
         }
     }
 
@@ -291,6 +394,18 @@ impl DockerProvider {
         &self.config
     }
 
+    /// The canonical data directory: the value of [`LABEL_DATA_DIR`] on everything
+    /// this provider makes.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The container name sandbox `name` gets here ([`container_name`] with this
+    /// provider's canonical data directory).
+    pub fn container_name(&self, name: &SandboxName) -> String {
+        container_name(name, &self.data_dir)
+    }
+
     /// The snapshot store, typed (for [`DockerSnapshotStore::gc`]).
     pub fn store(&self) -> &Arc<DockerSnapshotStore> {
         &self.store
@@ -308,53 +423,68 @@ impl DockerProvider {
     /// [`SandboxProvider::connect`], typed: the [`DockerSandbox`] itself (for
     /// [`DockerSandbox::exec_interactive`] and the container's name and image).
     ///
+    /// Takes the name's lock first (waiting for another start of the name, within
+    /// `options.timeout`), so that the loser of a race reconnects to the winner's
+    /// sandbox once it is ready. Under the lock: a `ready` sandbox is reconnected to
+    /// (unless `force_create`); anything else of this data directory under the name
+    /// (an interrupted start, or what `force_create` replaces) is removed, then a new
+    /// one is created. With `defer_ready` the new one stays `creating` and the handle
+    /// keeps the lock until [`Sandbox::mark_ready`] or [`Sandbox::remove`].
+    ///
     /// # Errors
-    /// As [`SandboxProvider::connect`].
+    /// As [`SandboxProvider::connect`]; [`Error::Timeout`] or [`Error::Cancelled`]
+    /// (`options.cancel`) while waiting or creating, with nothing of this start left.
     pub async fn connect_sandbox(
         &self,
         options: &ConnectOptions,
     ) -> Result<(DockerSandbox, Connected)> {
         let name = options.name.clone().unwrap_or_else(SandboxName::generate);
+        let deadline = options.timeout.and_then(|t| Instant::now().checked_add(t));
+        let lock = self
+            .states
+            .lock(&name, deadline, options.cancel.as_ref())
+            .await?;
+        let record = self.states.read(&name)?;
+        let found = self.ours(Some(&name)).await?;
         if !options.force_create {
-            if let Some(mut sandbox) = self.reconnect(&name).await? {
+            if let Some(c) = ready_container(record.as_ref(), &found) {
+                if record.is_none() {
+                    // An older version's sandbox: adopt it.
+                    let mut adopted = StartRecord::begin(&name);
+                    adopted.state = SandboxState::Ready;
+                    adopted.start = c.start().unwrap_or_default().to_owned();
+                    adopted.container = Some(c.id.clone());
+                    self.states.write(&adopted)?;
+                }
+                let mut sandbox = self.open(&name, &c.id).await?;
                 // The container keeps the env it was created with; what this connect
                 // asks for applies to every command run through this handle.
                 sandbox.env = options.env.clone();
                 return Ok((sandbox, Connected::Reconnected));
             }
-        } else if self.inspect(&name).await?.is_some() {
-            self.destroy(&name).await?;
         }
-        let sandbox = match options.timeout {
-            None => self.create(&name, options).await?,
-            Some(limit) => {
-                let create = self.create(&name, options);
-                tokio::pin!(create);
-                match tokio::time::timeout(limit, &mut create).await {
-                    Ok(r) => r?,
-                    Err(_) => {
-                        // Parts of a creation run on blocking threads that a dropped
-                        // future cannot stop: let it finish (bounded), then remove
-                        // whatever it made, so a timed-out start leaves nothing behind.
-                        let _ = tokio::time::timeout(CREATE_SETTLE, &mut create).await;
-                        if let Err(e) = self.destroy(&name).await {
-                            tracing::warn!(%name, %e, "cleanup after a timed-out create failed");
-                        }
-                        return Err(Error::Timeout {
-                            what: format!("creating docker sandbox {name}"),
-                            after: limit,
-                        });
-                    }
-                }
-            }
-        };
+        if let Some(r) = record
+            .as_ref()
+            .filter(|r| r.state == SandboxState::Creating)
+        {
+            tracing::warn!(%name, pid = r.pid, "replacing a docker sandbox whose start was interrupted");
+        }
+        self.clear(&name, &found).await?;
+        self.refuse_foreign(&name).await?;
+        let sandbox = self.create(&name, options, deadline).await?;
+        if options.defer_ready {
+            *sandbox.held() = Some(lock);
+        }
         Ok((sandbox, Connected::Created))
     }
 
-    /// Removes sandboxes whose TTL passed (container and workspace) and workspaces
-    /// left without a container for over a minute (a creation killed midway), then
-    /// runs the local machinery's own prune (crashed creations, stale snapshot
-    /// writes). The user's own workdirs are never deleted.
+    /// Removes this data directory's stale sandboxes: those whose TTL passed (container
+    /// and workspace), interrupted starts (a `creating` record whose lock is free: the
+    /// process that made it is gone), workspaces whose container is gone (an older
+    /// version's after a minute), then
+    /// runs the local machinery's own prune (crashed workspace creations, stale
+    /// snapshot writes). Names another process is starting or removing are skipped.
+    /// The user's own workdirs are never deleted.
     ///
     /// # Errors
     /// [`Error::Provider`] when the engine fails; I/O errors.
@@ -364,40 +494,56 @@ impl DockerProvider {
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
             .as_secs();
-        for info in self.list().await? {
-            let Some(c) = self.inspect(&info.name).await? else {
+        let mut names: Vec<SandboxName> = self.states.names()?;
+        names.extend(self.ours(None).await?.into_iter().map(|c| c.name));
+        names.extend(self.local.list().await?.into_iter().map(|i| i.name));
+        names.sort();
+        names.dedup();
+        let grace = Duration::from_secs(60);
+        for name in names {
+            let Some(_lock) = self.states.try_lock(&name)? else {
+                tracing::debug!(%name, "prune skips a sandbox being started or removed");
                 continue;
             };
-            let expires = c
-                .config
-                .as_ref()
-                .and_then(|c| c.labels.as_ref())
-                .and_then(|l| l.get(LABEL_EXPIRES))
-                .and_then(|v| v.parse::<u64>().ok());
-            if expires.is_some_and(|t| t <= now) {
-                self.destroy(&info.name).await?;
-                report.expired.push(info.name);
-            }
-        }
-        let grace = Duration::from_secs(60);
-        for info in self.local.list().await? {
-            if self.inspect(&info.name).await?.is_some() {
+            let record = self.states.read(&name)?;
+            let found = self.ours(Some(&name)).await?;
+            if let Some(c) = ready_container(record.as_ref(), &found) {
+                let expires = c
+                    .labels
+                    .get(LABEL_EXPIRES)
+                    .and_then(|v| v.parse::<u64>().ok());
+                if expires.is_some_and(|t| t <= now) {
+                    self.clear(&name, &found).await?;
+                    report.expired.push(name);
+                }
                 continue;
             }
-            let record = self
-                .config
-                .data_dir
-                .join("sandboxes")
-                .join(info.name.as_str());
-            let age = std::fs::metadata(&record)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .unwrap_or(Duration::ZERO);
-            if age >= grace {
-                match self.local.remove(&info.name).await {
-                    Ok(()) | Err(Error::SandboxNotFound { .. }) => report.orphans.push(info.name),
-                    Err(e) => return Err(e),
+            if record
+                .as_ref()
+                .is_some_and(|r| r.state == SandboxState::Creating)
+                || (record.is_none() && !found.is_empty())
+            {
+                tracing::info!(%name, "removing an interrupted docker start");
+                self.clear(&name, &found).await?;
+                report.interrupted.push(name);
+            } else if record.is_some() {
+                // Ready, but its container is gone (removed by hand).
+                self.clear(&name, &found).await?;
+                report.orphans.push(name);
+            } else {
+                // A workspace alone, without a record: an older version's.
+                let age =
+                    std::fs::metadata(self.config.data_dir.join("sandboxes").join(name.as_str()))
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .unwrap_or(Duration::ZERO);
+                if age >= grace {
+                    match self.local.remove(&name).await {
+                        Ok(()) => report.orphans.push(name),
+                        Err(Error::SandboxNotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
@@ -410,25 +556,121 @@ impl DockerProvider {
         self.config.user.clone().unwrap_or_else(host_user)
     }
 
-    async fn inspect(&self, name: &SandboxName) -> Result<Option<ContainerInspectResponse>> {
-        let cname = container_name(name);
+    /// True when a container with these labels is this data directory's sandbox
+    /// (`name`, if given): made by headstart, carrying every scope label and this data
+    /// directory, or made by an older version without the data-directory label whose
+    /// workspace is one of ours.
+    fn is_ours(&self, labels: &HashMap<String, String>, name: Option<&SandboxName>) -> bool {
+        let label = |k: &str| labels.get(k).map(String::as_str);
+        if label(LABEL_OWNER) != Some(OWNER)
+            || label(LABEL_SANDBOX).is_none()
+            || name.is_some_and(|n| label(LABEL_SANDBOX) != Some(n.as_str()))
+        {
+            return false;
+        }
+        if !self
+            .config
+            .scope_labels
+            .iter()
+            .all(|(k, v)| label(k) == Some(v.as_str()))
+        {
+            return false;
+        }
+        match label(LABEL_DATA_DIR) {
+            Some(dir) => Path::new(dir) == self.data_dir.as_path(),
+            None => label(LABEL_WORKSPACE).is_some_and(|w| {
+                let w = Path::new(w);
+                w.starts_with(self.config.data_dir.join("sandboxes"))
+                    || w.starts_with(self.data_dir.join("sandboxes"))
+                    // an older workdir sandbox: ours when our workspace record exists
+                    || (label(LABEL_WORKSPACE_KIND) == Some(KIND_WORKDIR)
+                        && self
+                            .config
+                            .data_dir
+                            .join("sandboxes")
+                            .join(label(LABEL_SANDBOX).unwrap_or_default())
+                            .exists())
+            }),
+        }
+    }
+
+    /// This data directory's containers (of sandbox `name`, if given), found by label.
+    async fn ours(&self, name: Option<&SandboxName>) -> Result<Vec<Found>> {
+        let mut label_filters = vec![
+            format!("{LABEL_OWNER}={OWNER}"),
+            match name {
+                Some(n) => format!("{LABEL_SANDBOX}={n}"),
+                None => LABEL_SANDBOX.to_owned(),
+            },
+        ];
+        label_filters.extend(
+            self.config
+                .scope_labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}")),
+        );
+        let filters = HashMap::from([("label".to_owned(), label_filters)]);
+        let list = self
+            .docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(|e| engine_error("listing containers", e))?;
+        let mut out = Vec::new();
+        for c in list {
+            let labels = c.labels.unwrap_or_default();
+            if !self.is_ours(&labels, name) {
+                continue;
+            }
+            let (Some(id), Some(sandbox)) = (
+                c.id,
+                labels
+                    .get(LABEL_SANDBOX)
+                    .and_then(|n| SandboxName::new(n.clone()).ok()),
+            ) else {
+                continue;
+            };
+            out.push(Found {
+                id,
+                name: sandbox,
+                legacy: !labels.contains_key(LABEL_DATA_DIR),
+                labels,
+                running: c.state == Some(ContainerSummaryStateEnum::RUNNING),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Refuses to create when a container already has the name this sandbox's would
+    /// get (it is not ours: ours were removed just before).
+    async fn refuse_foreign(&self, name: &SandboxName) -> Result<()> {
+        let cname = self.container_name(name);
         match self.docker.inspect_container(&cname, None).await {
             Ok(c) => {
-                let labels = c.config.as_ref().and_then(|c| c.labels.as_ref());
-                let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
-                if label(LABEL_OWNER) != Some(OWNER) || label(LABEL_SANDBOX) != Some(name.as_str())
-                {
-                    return Err(Error::provider(
-                        PROVIDER,
+                let labels = c.config.and_then(|c| c.labels).unwrap_or_default();
+                let whose = match labels.get(LABEL_DATA_DIR) {
+                    Some(dir) if labels.get(LABEL_OWNER).map(String::as_str) == Some(OWNER) => {
                         format!(
-                            "a container named {cname} exists but headstart did not create it; \
-                             remove it (`docker rm -f {cname}`) or pick another sandbox name"
-                        ),
-                    ));
-                }
-                Ok(Some(c))
+                            "it belongs to the headstart data directory {dir} (or another scope)"
+                        )
+                    }
+                    _ => "headstart did not create it".to_owned(),
+                };
+                Err(Error::provider(
+                    PROVIDER,
+                    format!(
+                        "a container named {cname} exists but is not sandbox {name} of the data \
+                         directory {}: {whose}; pick another sandbox name, or remove that \
+                         container if you know it is unused (`docker rm -f {cname}`)",
+                        self.data_dir.display()
+                    ),
+                ))
             }
-            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(engine_error(format!("inspecting container {cname}"), e)),
         }
     }
@@ -441,10 +683,14 @@ impl DockerProvider {
             .unwrap_or_default();
         let label = |k: &str| labels.get(k).filter(|v| !v.is_empty()).cloned();
         DockerSandbox {
-            docker: self.docker.clone(),
-            local: self.local.clone(),
-            store: self.store.clone(),
+            provider: self.clone(),
             id: c.id.clone().unwrap_or_default(),
+            container: c
+                .name
+                .as_deref()
+                .map(|n| n.trim_start_matches('/').to_owned())
+                .unwrap_or_else(|| self.container_name(name)),
+            start: label(LABEL_START),
             name: name.clone(),
             workspace: label(LABEL_WORKSPACE)
                 .map(PathBuf::from)
@@ -453,16 +699,19 @@ impl DockerProvider {
             base: label(LABEL_BASE_SNAPSHOT).and_then(|s| SnapshotId::new(s).ok()),
             image: c.image.clone().unwrap_or_default(),
             env: BTreeMap::new(),
+            held: Arc::default(),
         }
     }
 
-    /// Reconnects to an existing container: re-makes the workspace's mount when it is
-    /// gone (an overlay after a reboot) and starts the container when it is stopped.
-    /// The mount must exist before `start`, which bind-mounts whatever is there.
-    async fn reconnect(&self, name: &SandboxName) -> Result<Option<DockerSandbox>> {
-        let Some(c) = self.inspect(name).await? else {
-            return Ok(None);
-        };
+    /// Opens the ready container `id` of sandbox `name`: re-makes the workspace's
+    /// mount when it is gone (an overlay after a reboot) and starts the container when
+    /// it is stopped. The mount must exist before `start`, which bind-mounts whatever
+    /// is there.
+    async fn open(&self, name: &SandboxName, id: &str) -> Result<DockerSandbox> {
+        let c =
+            self.docker.inspect_container(id, None).await.map_err(|e| {
+                engine_error(format!("inspecting the container of sandbox {name}"), e)
+            })?;
         let sandbox = self.sandbox_from(name, &c);
         if self.local.get(name).await?.is_none() {
             return Err(Error::provider(
@@ -480,54 +729,101 @@ impl DockerProvider {
                 .await
                 .map_err(|e| engine_error(format!("restarting sandbox {name}"), e))?;
         }
-        Ok(Some(sandbox))
+        Ok(sandbox)
     }
 
-    /// Removes the container and the workspace (a user's workdir stays: only the
-    /// record pointing at it goes). Returns whether anything existed.
-    async fn destroy(&self, name: &SandboxName) -> Result<bool> {
-        let cname = container_name(name);
+    /// Removes one container by id; `false` when it was already gone.
+    async fn remove_container(&self, id: &str) -> Result<bool> {
         let options = RemoveContainerOptionsBuilder::default()
             .force(true)
             .v(true)
             .build();
-        let container = match self.docker.remove_container(&cname, Some(options)).await {
-            Ok(()) => true,
-            Err(e) if is_not_found(&e) => false,
-            Err(e) => return Err(engine_error(format!("removing container {cname}"), e)),
-        };
-        let workspace = match self.local.remove(name).await {
-            Ok(()) => true,
-            Err(Error::SandboxNotFound { .. }) => false,
-            Err(e) => return Err(e),
-        };
-        Ok(container || workspace)
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(engine_error(format!("removing container {id}"), e)),
+        }
     }
 
-    async fn create(&self, name: &SandboxName, options: &ConnectOptions) -> Result<DockerSandbox> {
-        let mut made = Made::default();
-        let result = self.create_inner(name, options, &mut made).await;
-        if result.is_err() {
-            // Nothing half-made stays: the container this call created and the
-            // headstart workspace it made go (by id: never someone else's container of
-            // that name); a user's workdir is never touched.
-            self.undo(name, &made).await;
+    /// Removes everything of this data directory under `name`: the containers found
+    /// (by id), the workspace (a user's workdir stays: only the record pointing at it
+    /// goes) and the start record. Call with the name's lock held. Returns whether
+    /// anything existed.
+    async fn clear(&self, name: &SandboxName, found: &[Found]) -> Result<bool> {
+        let mut any = false;
+        for c in found {
+            any |= self.remove_container(&c.id).await?;
         }
-        result
+        match self.local.remove(name).await {
+            Ok(()) => any = true,
+            Err(Error::SandboxNotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        any |= self.states.read(name)?.is_some();
+        self.states.delete(name)?;
+        Ok(any)
+    }
+
+    /// Takes the name's lock for an operation that should not wait long (a removal):
+    /// a clear error when a start holds it.
+    async fn lock_briefly(&self, name: &SandboxName, doing: &str) -> Result<StartLock> {
+        let deadline = Instant::now().checked_add(Duration::from_secs(10));
+        match self.states.lock(name, deadline, None).await {
+            Err(Error::Timeout { .. }) => Err(self.states.busy(name, doing)),
+            other => other,
+        }
+    }
+
+    /// Creates sandbox `name` under its lock: the start record first (`creating`), then
+    /// the container and workspace, bounded by `deadline` and `options.cancel`. A
+    /// failure removes what this start made (by id) and its record.
+    async fn create(
+        &self,
+        name: &SandboxName,
+        options: &ConnectOptions,
+        deadline: Option<Instant>,
+    ) -> Result<DockerSandbox> {
+        let mut record = StartRecord::begin(name);
+        self.states.write(&record)?;
+        let mut made = Made::default();
+        let outcome = {
+            let create = self.create_inner(name, options, &record.start, &mut made);
+            bounded(
+                create,
+                deadline,
+                options.timeout,
+                options.cancel.as_ref(),
+                name,
+            )
+            .await
+        };
+        let outcome = match outcome {
+            Ok(mut sandbox) => {
+                record.container = Some(sandbox.id.clone());
+                if !options.defer_ready {
+                    record.state = SandboxState::Ready;
+                }
+                sandbox.start = Some(record.start.clone());
+                self.states.write(&record).map(|()| sandbox)
+            }
+            Err(e) => Err(e),
+        };
+        if outcome.is_err() {
+            // Nothing half-made stays: the container this call created and the
+            // headstart workspace it made go (by id: never someone else's container);
+            // a user's workdir is never touched.
+            self.undo(name, &made).await;
+            if let Err(e) = self.states.delete(name) {
+                tracing::warn!(%name, %e, "could not remove the start record of a failed create");
+            }
+        }
+        outcome
     }
 
     async fn undo(&self, name: &SandboxName, made: &Made) {
         if let Some(id) = &made.container {
-            let options = RemoveContainerOptionsBuilder::default()
-                .force(true)
-                .v(true)
-                .build();
-            match self.docker.remove_container(id, Some(options)).await {
-                Ok(()) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    tracing::warn!(%name, %e, "could not remove the container of a failed create")
-                }
+            if let Err(e) = self.remove_container(id).await {
+                tracing::warn!(%name, %e, "could not remove the container of a failed create");
             }
         }
         if made.workspace {
@@ -544,6 +840,7 @@ impl DockerProvider {
         &self,
         name: &SandboxName,
         options: &ConnectOptions,
+        start: &str,
         made: &mut Made,
     ) -> Result<DockerSandbox> {
         // The image first (cheapest to fail): the snapshot's, pinned by id, or the
@@ -597,14 +894,10 @@ impl DockerProvider {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        labels.extend(
-            self.config
-                .scope_labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        labels.extend(self.scope.iter().map(|(k, v)| (k.clone(), v.clone())));
         labels.insert(LABEL_OWNER.into(), OWNER.into());
         labels.insert(LABEL_SANDBOX.into(), name.to_string());
+        labels.insert(LABEL_START.into(), start.to_owned());
         labels.insert(
             LABEL_BASE_SNAPSHOT.into(),
             options
@@ -663,7 +956,7 @@ impl DockerProvider {
             host_config: Some(host_config),
             ..Default::default()
         };
-        let cname = container_name(name);
+        let cname = self.container_name(name);
         let created = self
             .docker
             .create_container(
@@ -705,6 +998,52 @@ impl DockerProvider {
         }
         tracing::info!(%name, container = %created.id, %image, "docker sandbox created");
         Ok(self.sandbox_from(name, &c))
+    }
+}
+
+/// Runs a creation until it finishes, `deadline` passes or `cancel` is cancelled. Parts
+/// of a creation run on blocking threads that a dropped future cannot stop: on a stop
+/// it is let finish (bounded by [`CREATE_SETTLE`]) before the error returns, so the
+/// caller's undo sees everything it made.
+async fn bounded<T>(
+    create: impl std::future::Future<Output = Result<T>>,
+    deadline: Option<Instant>,
+    limit: Option<Duration>,
+    cancel: Option<&CancelToken>,
+    name: &SandboxName,
+) -> Result<T> {
+    if deadline.is_none() && cancel.is_none() {
+        return create.await;
+    }
+    tokio::pin!(create);
+    let stop = async {
+        loop {
+            if cancel.is_some_and(CancelToken::is_cancelled) {
+                return Error::Cancelled {
+                    what: format!("creating docker sandbox {name}"),
+                };
+            }
+            let mut pause = Duration::from_millis(50);
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Error::Timeout {
+                        what: format!("creating docker sandbox {name}"),
+                        after: limit.unwrap_or_default(),
+                    };
+                }
+                pause = pause.min(left);
+            }
+            tokio::time::sleep(pause).await;
+        }
+    };
+    tokio::select! {
+        biased;
+        r = &mut create => r,
+        e = stop => {
+            let _ = tokio::time::timeout(CREATE_SETTLE, &mut create).await;
+            Err(e)
+        }
     }
 }
 
@@ -759,67 +1098,68 @@ impl SandboxProvider for DockerProvider {
         Ok((Box::new(sandbox), how))
     }
 
-    /// The named sandbox, ready to use: like a reconnect, its workspace mount is
-    /// re-made and a stopped container started.
+    /// The named sandbox if it is ready, ready to use: like a reconnect, its workspace
+    /// mount is re-made and a stopped container started. A sandbox still `creating`
+    /// (or interrupted) is not returned.
     async fn get(&self, name: &SandboxName) -> Result<Option<Box<dyn Sandbox>>> {
-        Ok(self
-            .reconnect(name)
-            .await?
-            .map(|s| Box::new(s) as Box<dyn Sandbox>))
+        let record = self.states.read(name)?;
+        let found = self.ours(Some(name)).await?;
+        let Some(c) = ready_container(record.as_ref(), &found) else {
+            return Ok(None);
+        };
+        Ok(Some(Box::new(self.open(name, &c.id).await?)))
     }
 
+    /// This data directory's containers (matching the scope labels), with their state:
+    /// `ready` (or `stopped` when not running) for a completed start, `creating` for one
+    /// in progress or interrupted.
     async fn list(&self) -> Result<Vec<SandboxInfo>> {
-        let mut label_filters = vec![format!("{LABEL_OWNER}={OWNER}"), LABEL_SANDBOX.to_owned()];
-        label_filters.extend(
-            self.config
-                .scope_labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}")),
-        );
-        let filters = HashMap::from([("label".to_owned(), label_filters)]);
-        let list = self
-            .docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(|e| engine_error("listing containers", e))?;
+        let found = self.ours(None).await?;
+        let mut records: HashMap<SandboxName, Option<StartRecord>> = HashMap::new();
+        for c in &found {
+            if !records.contains_key(&c.name) {
+                records.insert(c.name.clone(), self.states.read(&c.name)?);
+            }
+        }
         let mut out = Vec::new();
-        for c in list {
-            let labels = c.labels.unwrap_or_default();
-            let Some(name) = labels
-                .get(LABEL_SANDBOX)
-                .and_then(|n| SandboxName::new(n.clone()).ok())
-            else {
-                continue;
-            };
+        for c in &found {
+            let same: Vec<Found> = found.iter().filter(|o| o.name == c.name).cloned().collect();
+            let record = records.get(&c.name).and_then(Option::as_ref);
+            let ready = ready_container(record, &same).is_some_and(|r| r.id == c.id);
             out.push(SandboxInfo {
-                name,
-                id: c.id.unwrap_or_default(),
+                name: c.name.clone(),
+                id: c.id.clone(),
                 provider: PROVIDER.into(),
-                workspace: labels
+                workspace: c
+                    .labels
                     .get(LABEL_WORKSPACE)
                     .map(PathBuf::from)
                     .unwrap_or_default(),
-                base_snapshot: labels
+                base_snapshot: c
+                    .labels
                     .get(LABEL_BASE_SNAPSHOT)
                     .filter(|s| !s.is_empty())
                     .and_then(|s| SnapshotId::new(s.clone()).ok()),
-                running: c.state.map(|s| s.to_string()).as_deref() == Some("running"),
-                state: sandbox_core::SandboxState::Ready,
+                running: c.running,
+                state: match (ready, c.running) {
+                    (false, _) => SandboxState::Creating,
+                    (true, true) => SandboxState::Ready,
+                    (true, false) => SandboxState::Stopped,
+                },
             });
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
     }
 
+    /// Removes this data directory's sandbox `name` (every container of it, its
+    /// workspace and record), whatever its state. Waits briefly for a start of the name
+    /// in progress, then fails saying so. Another data directory's container of the
+    /// same name is never touched.
     async fn remove(&self, name: &SandboxName) -> Result<()> {
-        // Refuse someone else's container of that name before touching anything.
-        self.inspect(name).await?;
-        if self.destroy(name).await? {
+        let _lock = self.lock_briefly(name, "remove").await?;
+        let found = self.ours(Some(name)).await?;
+        if self.clear(name, &found).await? {
             Ok(())
         } else {
             Err(Error::SandboxNotFound {
@@ -834,12 +1174,18 @@ impl SandboxProvider for DockerProvider {
 }
 
 /// One Docker sandbox: a container and its host workspace.
+///
+/// Cloning shares the name's lock when this handle holds it (a start with
+/// [`ConnectOptions::defer_ready`]): [`Sandbox::mark_ready`] and [`Sandbox::remove`]
+/// through any clone release it.
 #[derive(Debug, Clone)]
 pub struct DockerSandbox {
-    docker: Docker,
-    local: LocalProvider,
-    store: Arc<DockerSnapshotStore>,
+    provider: DockerProvider,
     id: String,
+    /// The container's name.
+    container: String,
+    /// The start that made it ([`LABEL_START`]; `None` for an older version's).
+    start: Option<String>,
     name: SandboxName,
     workspace: PathBuf,
     workdir: bool,
@@ -847,6 +1193,8 @@ pub struct DockerSandbox {
     image: String,
     /// Env from the `connect` that returned this handle (on top of the container's).
     env: BTreeMap<String, String>,
+    /// The name's lock, while this handle's start is `creating`.
+    held: Arc<std::sync::Mutex<Option<StartLock>>>,
 }
 
 impl DockerSandbox {
@@ -861,12 +1209,25 @@ impl DockerSandbox {
         }
         std::borrow::Cow::Owned(request)
     }
+
+    /// The held lock slot (a poisoned mutex still holds a valid lock).
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<StartLock>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl DockerSandbox {
     /// The container name.
-    pub fn container_name(&self) -> String {
-        container_name(&self.name)
+    pub fn container_name(&self) -> &str {
+        &self.container
+    }
+
+    /// True while this handle holds the name's lock (created with
+    /// [`ConnectOptions::defer_ready`] and not yet marked ready or removed).
+    pub fn holds_start_lock(&self) -> bool {
+        self.held().is_some()
     }
 
     /// The image id the container was created from.
@@ -894,7 +1255,7 @@ impl DockerSandbox {
         W: tokio::io::AsyncWrite + Unpin + Send,
     {
         exec::run_interactive(
-            &self.docker,
+            &self.provider.docker,
             &self.id,
             &self.with_env(request),
             size,
@@ -929,7 +1290,7 @@ impl Sandbox for DockerSandbox {
     }
 
     async fn exec(&self, request: &ExecRequest) -> Result<ExecOutput> {
-        exec::run(&self.docker, &self.id, &self.with_env(request)).await
+        exec::run(&self.provider.docker, &self.id, &self.with_env(request)).await
     }
 
     /// Stores the workspace through the local store (written aside, then renamed into
@@ -937,7 +1298,7 @@ impl Sandbox for DockerSandbox {
     /// metadata in labels. The store lists images, so the snapshot appears only once
     /// both exist; a failed commit removes the stored workspace.
     async fn snapshot(&self, request: &SnapshotRequest) -> Result<SnapshotMeta> {
-        let ws = self.local.get(&self.name).await?.ok_or_else(|| {
+        let ws = self.provider.local.get(&self.name).await?.ok_or_else(|| {
             Error::provider(
                 PROVIDER,
                 format!(
@@ -957,7 +1318,7 @@ impl Sandbox for DockerSandbox {
         data.insert("base_image_id".into(), self.image.clone().into());
         meta.provider_data = serde_json::Value::Object(data);
         let committed = async {
-            let labels = self.store.image_labels(&meta)?;
+            let labels = self.provider.store.image_labels(&meta)?;
             let options = CommitContainerOptionsBuilder::default()
                 .container(&self.id)
                 .repo(&repo)
@@ -969,7 +1330,8 @@ impl Sandbox for DockerSandbox {
                 labels: Some(labels),
                 ..Default::default()
             };
-            self.docker
+            self.provider
+                .docker
                 .commit_container(options, config)
                 .await
                 .map_err(|e| {
@@ -983,14 +1345,14 @@ impl Sandbox for DockerSandbox {
                     m.insert("image_id".into(), committed.id.into());
                 }
                 // Pin the image next to the stored workspace's manifest too.
-                if let Err(e) = self.store.write_image_pin(&meta) {
+                if let Err(e) = self.provider.store.write_image_pin(&meta) {
                     tracing::warn!(snapshot = %id, %e, "could not write the image pin beside the manifest");
                 }
                 tracing::info!(snapshot = %id, name = %request.name, "docker snapshot ready");
                 Ok(meta)
             }
             Err(e) => {
-                if let Err(cleanup) = self.store.workspaces().delete(&id).await {
+                if let Err(cleanup) = self.provider.store.workspaces().delete(&id).await {
                     tracing::warn!(snapshot = %id, %cleanup, "could not remove the stored workspace of a failed snapshot");
                 }
                 Err(e)
@@ -1005,7 +1367,12 @@ impl Sandbox for DockerSandbox {
         let options = KillContainerOptionsBuilder::default()
             .signal("KILL")
             .build();
-        match self.docker.kill_container(&self.id, Some(options)).await {
+        match self
+            .provider
+            .docker
+            .kill_container(&self.id, Some(options))
+            .await
+        {
             Ok(()) => {}
             Err(e) if is_not_found(&e) => {
                 return Err(Error::SandboxNotFound {
@@ -1018,7 +1385,7 @@ impl Sandbox for DockerSandbox {
             }) => {}
             Err(e) => return Err(engine_error(format!("stopping sandbox {}", self.name), e)),
         }
-        let mut wait = self.docker.wait_container(
+        let mut wait = self.provider.docker.wait_container(
             &self.id,
             None::<bollard::query_parameters::WaitContainerOptions>,
         );
@@ -1026,6 +1393,61 @@ impl Sandbox for DockerSandbox {
             if r.is_err() {
                 break;
             }
+        }
+        Ok(())
+    }
+
+    /// Writes the start record `ready` and releases the name's lock (a waiting
+    /// `connect` of the name then reconnects to this sandbox). A no-op for a handle
+    /// that holds no lock (reconnected, or already ready).
+    async fn mark_ready(&self) -> Result<()> {
+        let mut held = self.held();
+        let Some(lock) = held.as_ref() else {
+            return Ok(());
+        };
+        let states = &self.provider.states;
+        let mut record = states
+            .read(lock.name())?
+            .filter(|r| Some(&r.start) == self.start.as_ref())
+            .unwrap_or_else(|| StartRecord::begin(&self.name));
+        record.state = SandboxState::Ready;
+        record.container = Some(self.id.clone());
+        if let Some(start) = &self.start {
+            record.start.clone_from(start);
+        }
+        states.write(&record)?;
+        *held = None;
+        tracing::info!(name = %self.name, container = %self.id, "docker sandbox ready");
+        Ok(())
+    }
+
+    /// Removes this sandbox: its container (by id) and, when it is still the name's
+    /// current sandbox, its workspace (a user's workdir stays) and start record. Uses
+    /// the name's lock this handle holds (a `creating` sandbox), else takes it (waiting
+    /// briefly). Another data directory's sandbox of the same name is never touched,
+    /// nor a newer sandbox that replaced this one.
+    async fn remove(&self) -> Result<()> {
+        let held = self.held().take();
+        let _lock = match held {
+            Some(lock) => lock,
+            None => self.provider.lock_briefly(&self.name, "remove").await?,
+        };
+        let states = &self.provider.states;
+        let record = states.read(&self.name)?;
+        let current = match &record {
+            Some(r) => {
+                r.container.as_deref() == Some(self.id.as_str())
+                    || (self.start.as_ref() == Some(&r.start) && !r.start.is_empty())
+            }
+            None => self.start.is_none(),
+        };
+        self.provider.remove_container(&self.id).await?;
+        if current {
+            match self.provider.local.remove(&self.name).await {
+                Ok(()) | Err(Error::SandboxNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            states.delete(&self.name)?;
         }
         Ok(())
     }

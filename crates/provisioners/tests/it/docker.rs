@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use provisioners::docker::{
     BaseImageSpec, DockerConfig, EngineHost, LABEL_OWNER, LABEL_SANDBOX, LABEL_SNAPSHOT_STATUS,
-    build_base_image, connect, container_name, ensure_image, host_user,
+    build_base_image, connect, ensure_image, host_user,
 };
 use provisioners::local::{GcPolicy, RestoreMethod};
 use sandbox_core::git::{self, GitOptions};
@@ -180,7 +180,7 @@ async fn cold_start_sees_the_repository_at_workspace() {
     // The container: name, labels, bind mount, working dir, limits.
     let c = f
         .docker
-        .inspect_container(&container_name(&name), None)
+        .inspect_container(&f.provider.container_name(&name), None)
         .await
         .unwrap();
     let config = c.config.unwrap();
