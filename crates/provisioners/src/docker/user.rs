@@ -138,10 +138,10 @@ pub(crate) async fn prepare(docker: &Docker, container: &str, user: &str) -> Res
     if let Some(home) = &add.home {
         t.dir_owned(home, 0o755, (uid, gid)).map_err(io)?;
     }
-    let options = UploadToContainerOptionsBuilder::default()
-        .path("/")
-        .copy_uidgid("1")
-        .build();
+    // Without `copyUIDGID` the engine keeps the owners the archive names (root for
+    // the databases, the user for the home); with it, it would give every file to the
+    // container user, and look that user up in the very database being written.
+    let options = UploadToContainerOptionsBuilder::default().path("/").build();
     docker
         .upload_to_container(
             container,
