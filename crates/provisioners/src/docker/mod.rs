@@ -21,9 +21,11 @@
 //!   as is and never deleted. The git engine works on the host side in-process, as for
 //!   every provider.
 //! - **Images**: local first, pulled only when missing and allowed
-//!   ([`DockerConfig::allow_pull`]); without an image the offline base image is built
-//!   from a static busybox on this machine, or else from this machine's own programs
-//!   and their shared libraries ([`build_base_image`]), and reused once built.
+//!   ([`DockerConfig::allow_pull`]); without an image ([`default_image`]) the pinned
+//!   [`PUBLIC_BASE_IMAGE`] when pulls are allowed, else the offline base image with
+//!   git: a Debian made with `mmdebstrap` (run as an argv subprocess), or else this
+//!   machine's own programs and their shared libraries ([`build_base_image`]), reused
+//!   once built. Any numeric container user gets a passwd entry and a home.
 //! - **Exec**: an argv through the engine's exec API, output streamed to the sink,
 //!   exit status, timeout (the process is killed), optional terminal;
 //!   [`DockerSandbox::exec_interactive`] also feeds standard input.

@@ -421,3 +421,56 @@ async fn the_debian_recipe_reports_a_failing_mirror() {
         assert!(err.contains("apt-get install mmdebstrap"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn without_a_working_mmdebstrap_the_default_uses_host_programs() {
+    let Some(f) = Fixture::new("without_a_working_mmdebstrap_the_default_uses_host_programs").await
+    else {
+        return;
+    };
+    // As on a machine without mmdebstrap (or where it fails): the default recipe still
+    // gives an image with git, made from this machine's programs.
+    let spec = BaseImageSpec {
+        debian: DebianSpec {
+            mmdebstrap: Some("/nonexistent/headstart-test/mmdebstrap".into()),
+            ..DebianSpec::default()
+        },
+        labels: [(TEST_SCOPE_LABEL.to_owned(), f.scope.clone())].into(),
+        ..BaseImageSpec::default()
+    };
+    let image = build_base_image(&f.docker, &spec).await.unwrap();
+    assert_eq!(recipe_of(&f, &image).await, "host-programs");
+    let reference = image.reference.clone();
+    let Some(g) = Fixture::with(
+        "without_a_working_mmdebstrap_the_default_uses_host_programs",
+        |c| c.default_image(reference),
+    )
+    .await
+    else {
+        return;
+    };
+    let (sandbox, _) = g
+        .provider
+        .connect_sandbox(&ConnectOptions::new().name(g.name("fallback")))
+        .await
+        .unwrap();
+    assert!(
+        stdout(&sandbox, &["git", "--version"])
+            .await
+            .starts_with("git version ")
+    );
+    assert_eq!(
+        stdout(&sandbox, &["whoami"]).await.trim(),
+        whoami_expected()
+    );
+}
+
+/// `whoami` for the host user inside a sandbox: `root` for uid 0, else the name the
+/// provider gives an unknown uid.
+fn whoami_expected() -> &'static str {
+    if host_user().starts_with("0:") {
+        "root"
+    } else {
+        SANDBOX_USER
+    }
+}
