@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use provisioners::docker::{
     BaseImageSpec, BaseRecipe, DebianSpec, DockerSandbox, ImageRef, LABEL_BASE_RECIPE, LABEL_OWNER,
-    SANDBOX_USER, build_base_image, host_user,
+    PUBLIC_BASE_IMAGE, SANDBOX_USER, build_base_image, default_image, host_user,
 };
 use sandbox_core::git::{self, GitOptions};
 use sandbox_core::{ConnectOptions, ExecRequest, Sandbox, Source};
@@ -472,5 +472,44 @@ fn whoami_expected() -> &'static str {
         "root"
     } else {
         SANDBOX_USER
+    }
+}
+
+#[tokio::test]
+async fn with_pulls_allowed_the_pinned_public_image_or_else_the_offline_one() {
+    let Some(f) =
+        Fixture::new("with_pulls_allowed_the_pinned_public_image_or_else_the_offline_one").await
+    else {
+        return;
+    };
+    assert!(
+        PUBLIC_BASE_IMAGE.contains("@sha256:") && PUBLIC_BASE_IMAGE.len() > 64,
+        "pinned by digest: {PUBLIC_BASE_IMAGE}"
+    );
+    let started = Instant::now();
+    let image = tokio::time::timeout(
+        Duration::from_secs(900),
+        default_image(&f.docker, &BaseImageSpec::default(), true),
+    )
+    .await
+    .expect("resolving the default image returns")
+    .unwrap();
+    eprintln!(
+        "default image with pulls allowed: {} in {:?}",
+        image.reference,
+        started.elapsed()
+    );
+    if image.reference == PUBLIC_BASE_IMAGE {
+        // a registry answered: the pinned image itself
+        assert!(image.repo_digest.is_some());
+    } else {
+        // no registry here: the offline base image, not an error
+        assert!(
+            image.reference.starts_with("headstart/base:"),
+            "{}",
+            image.reference
+        );
+        let recipe = recipe_of(&f, &image).await;
+        assert!(recipe == "debian" || recipe == "host-programs", "{recipe}");
     }
 }
