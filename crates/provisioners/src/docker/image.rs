@@ -1,13 +1,25 @@
-//! Images: local-first resolution, optional pulls, and the offline base image.
+//! Images: local-first resolution, optional pulls, and the base image sandboxes get.
 //!
 //! An image that is present locally is used as is; a missing one is pulled only when
-//! the caller allows it (the engine may have no registry access at all). The base
-//! image is built **offline** by importing a minimal root filesystem made from files on
-//! this machine (a statically linked busybox), tagged by the digest of that filesystem,
-//! so building it twice reuses the first. This module does not build images from
-//! Dockerfiles and does not push.
+//! the caller allows it (the engine may have no registry access at all). The image a
+//! sandbox gets when it names none ([`default_image`]) has git (with https), a shell,
+//! coreutils with `stty`, and the CA certificates, in order of preference:
+//!
+//! 1. with pulls allowed, [`PUBLIC_BASE_IMAGE`] (Docker's official
+//!    `buildpack-deps:bookworm-scm`, pinned by digest);
+//! 2. offline, a Debian made with `mmdebstrap` ([`DebianSpec`]), tagged by the digest
+//!    of its inputs and built once per machine;
+//! 3. offline without `mmdebstrap`, this machine's own programs and their shared
+//!    libraries (`hostfs`), tagged by the digest of the files;
+//! 4. a static busybox (no git), when even that fails or when asked for.
+//!
+//! Offline images are imported (`docker import`) from a root filesystem tarball with
+//! `safe.directory = /workspace` in `/etc/gitconfig`. A process-wide mutex and a lock
+//! file per image keep concurrent builders (threads or processes) from racing. The
+//! container user is made known to the image per container (`user`). This module does
+//! not build images from Dockerfiles and does not push.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use bollard::Docker;
@@ -16,16 +28,30 @@ use futures_util::StreamExt;
 use sandbox_core::{Error, Result};
 use sha2::{Digest, Sha256};
 
+use super::debian::{self, DebianPlan, DebianSpec};
 use super::engine::{engine_error, is_not_found};
-use super::hostfs;
+use super::hostfs::{self, HostEntry};
 use super::tar::TarWriter;
 use super::{LABEL_OWNER, OWNER, PROVIDER};
 
 /// The repository the offline base image is tagged into (`headstart/base:<digest>`).
 pub const BASE_IMAGE_REPO: &str = "headstart/base";
 
-/// Label on the base image carrying the digest of its root filesystem.
+/// Label on the base image carrying the digest it is tagged by (of its root
+/// filesystem, or of the Debian recipe's inputs).
 pub const LABEL_BASE_DIGEST: &str = "dev.headstart.base-digest";
+
+/// Label on the base image naming its recipe: `debian`, `host-programs` or `busybox`.
+pub const LABEL_BASE_RECIPE: &str = "dev.headstart.base-recipe";
+
+/// The image used when pulls are allowed and nothing else is asked for: Docker's
+/// official `buildpack-deps:bookworm-scm` (Debian 12 with git, curl, ssh, the CA
+/// certificates), pinned by its multi-arch index digest.
+pub const PUBLIC_BASE_IMAGE: &str = "docker.io/library/buildpack-deps@sha256:b42f74a50a22540b839042134919504ff7c51e7cf8d751b79d0f94c56566cb92";
+
+/// The environment variable naming the image for sandboxes that name none
+/// ([`DockerConfig::from_env`](super::DockerConfig::from_env) reads it).
+pub const IMAGE_ENV: &str = "HEADSTART_IMAGE";
 
 /// Where a statically linked busybox is looked for, in order.
 const BUSYBOX_CANDIDATES: &[&str] = &["/bin/busybox", "/usr/bin/busybox", "/usr/local/bin/busybox"];
@@ -104,39 +130,55 @@ const APPLETS: &[&str] = &[
     "yes",
 ];
 
+/// Which recipe makes the offline base image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BaseRecipe {
+    /// The best available: [`BaseRecipe::Debian`] when `mmdebstrap` is installed (and
+    /// works), else [`BaseRecipe::HostPrograms`], else [`BaseRecipe::Busybox`].
+    #[default]
+    Auto,
+    /// A minimal Debian (or Ubuntu) made with `mmdebstrap` from the distribution's
+    /// packages, with git and the CA certificates (see [`DebianSpec`]).
+    Debian,
+    /// This machine's own programs (git and its helpers, a shell, coreutils, the CA
+    /// bundle) with their shared libraries.
+    HostPrograms,
+    /// A statically linked busybox from this machine (no git).
+    Busybox,
+}
+
 /// What the offline base image is made from.
 #[derive(Debug, Clone, Default)]
 pub struct BaseImageSpec {
-    /// A statically linked busybox (`None`: look in the usual places; on Debian and
-    /// Ubuntu `apt-get install busybox-static` provides `/bin/busybox`).
+    /// The recipe (default: the best available).
+    pub recipe: BaseRecipe,
+    /// Settings of the Debian recipe.
+    pub debian: DebianSpec,
+    /// A statically linked busybox for [`BaseRecipe::Busybox`] (`None`: look in the
+    /// usual places). Setting it with [`BaseRecipe::Auto`] picks that recipe.
     pub busybox: Option<PathBuf>,
-    /// Build from this machine's own (dynamically linked) programs and their shared
-    /// libraries instead of busybox. Also the fallback when no busybox is found.
+    /// The same as `recipe: BaseRecipe::HostPrograms` (kept for existing callers).
     pub from_host_binaries: bool,
-    /// The programs taken from this machine in that case (empty: a default set of
-    /// shell utilities; `sh` and `sleep` must exist).
+    /// The programs taken from this machine by [`BaseRecipe::HostPrograms`] besides git
+    /// (empty: a default set of shell utilities, coreutils and `stty`; `sh` and
+    /// `sleep` must exist).
     pub host_tools: Vec<String>,
-    /// Extra labels on the image.
+    /// Extra labels on the image (they are part of its tag).
     pub labels: BTreeMap<String, String>,
 }
 
 impl BaseImageSpec {
-    /// The root filesystem tarball and what it was made from.
-    fn rootfs(&self) -> Result<(Vec<u8>, String)> {
-        if !self.from_host_binaries {
-            match find_busybox(self) {
-                Ok(busybox) => {
-                    return Ok((
-                        base_rootfs(&busybox)?,
-                        format!("busybox {}", busybox.display()),
-                    ));
-                }
-                Err(e) if self.busybox.is_some() => return Err(e),
-                Err(e) => {
-                    tracing::info!(%e, "no busybox: building the base image from this machine's programs")
-                }
-            }
+    /// The recipe asked for, with the compatibility fields applied.
+    fn effective_recipe(&self) -> BaseRecipe {
+        match self.recipe {
+            BaseRecipe::Auto if self.from_host_binaries => BaseRecipe::HostPrograms,
+            BaseRecipe::Auto if self.busybox.is_some() => BaseRecipe::Busybox,
+            r => r,
         }
+    }
+
+    /// The root filesystem tarball of the host-programs recipe.
+    fn host_rootfs(&self) -> Result<Vec<u8>> {
         let tools: Vec<String> = if self.host_tools.is_empty() {
             hostfs::DEFAULT_HOST_TOOLS
                 .iter()
@@ -145,7 +187,12 @@ impl BaseImageSpec {
         } else {
             self.host_tools.clone()
         };
-        Ok((host_rootfs(&tools)?, "this machine's programs".to_owned()))
+        host_rootfs(&tools)
+    }
+
+    /// The root filesystem tarball of the busybox recipe.
+    fn busybox_rootfs(&self) -> Result<Vec<u8>> {
+        base_rootfs(&find_busybox(self)?)
     }
 }
 
@@ -217,7 +264,8 @@ pub(crate) fn base_rootfs(busybox: &Path) -> Result<Vec<u8>> {
     Ok(t.finish())
 }
 
-/// The directories and `/etc` files every base image has (plus `extra_dirs`).
+/// The directories and `/etc` files every imported base image has (plus
+/// `extra_dirs`).
 fn skeleton(t: &mut TarWriter, extra_dirs: &[String]) -> std::io::Result<()> {
     let mut dirs: BTreeMap<String, u32> = [
         ("bin", 0o755),
@@ -248,24 +296,41 @@ fn skeleton(t: &mut TarWriter, extra_dirs: &[String]) -> std::io::Result<()> {
         0o644,
         b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
     )?;
-    t.file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n")
+    t.file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\n")?;
+    t.file("etc/gitconfig", 0o644, debian::GITCONFIG.as_bytes())
 }
 
-/// A root filesystem of this machine's own programs and their shared libraries
-/// (the fallback when no static busybox is installed).
+/// A root filesystem of this machine's own programs (git and its helpers included)
+/// and their shared libraries. Files the host has hard-linked (git's builtins, the
+/// remote helpers) are stored once.
 pub(crate) fn host_rootfs(tools: &[String]) -> Result<Vec<u8>> {
-    let files = hostfs::host_files(tools)?;
+    let files = hostfs::host_files(tools, true)?;
     let io = |e| Error::io("writing the base image's root filesystem", e);
     let mut t = TarWriter::new();
     skeleton(&mut t, &hostfs::parent_dirs(files.keys())).map_err(io)?;
-    for (rel, (host, mode)) in &files {
-        let data =
-            std::fs::read(host).map_err(|e| Error::io(format!("reading {}", host.display()), e))?;
-        t.file(rel, *mode, &data).map_err(io)?;
+    let mut written: BTreeMap<PathBuf, String> = BTreeMap::new();
+    for (rel, entry) in &files {
+        match entry {
+            HostEntry::Symlink(target) => t.symlink(rel, target).map_err(io)?,
+            HostEntry::Copy(host, _) if written.contains_key(host) => {
+                t.hardlink(rel, &written[host]).map_err(io)?;
+            }
+            HostEntry::Copy(host, mode) => {
+                let data = std::fs::read(host)
+                    .map_err(|e| Error::io(format!("reading {}", host.display()), e))?;
+                t.file(rel, *mode, &data).map_err(io)?;
+                written.insert(host.clone(), rel.clone());
+            }
+        }
     }
     if files.contains_key("bin/env") && !files.contains_key("usr/bin/env") {
         t.symlink("usr/bin/env", "/bin/env").map_err(io)?;
     }
+    tracing::debug!(
+        bytes = t.len(),
+        files = files.len(),
+        "host-programs root filesystem"
+    );
     Ok(t.finish())
 }
 
@@ -295,16 +360,59 @@ fn has_interpreter(elf: &[u8]) -> bool {
     })
 }
 
-/// Process-wide lock so concurrent callers build the base image once.
+/// Process-wide lock so concurrent callers build the base image once (across
+/// processes: a lock file per image, see [`BuildLock`]).
 static BASE_BUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Builds the offline base image (`headstart/base:<digest>`) from a statically linked
-/// busybox on this machine, or reuses it when an image with that tag already exists.
-/// Needs no registry. Idempotent and safe to call concurrently in one process.
+/// Specs whose Debian build failed in this process (not retried until it restarts).
+static DEBIAN_FAILED: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+
+/// An exclusive `flock` on `<tmp>/headstart-base-<tag>.lock`, held until dropped, so
+/// two processes on one machine never build the same base image at once.
+struct BuildLock {
+    _file: std::fs::File,
+}
+
+impl BuildLock {
+    async fn acquire(tag: &str) -> Result<Self> {
+        let path = std::env::temp_dir().join(format!("headstart-base-{tag}.lock"));
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                // someone else's lock file: a read-only handle locks as well
+                .or_else(|_| std::fs::File::open(&path))
+                .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+                .map_err(|e| Error::io(format!("locking {}", path.display()), e.into()))?;
+            Ok(Self { _file: file })
+        })
+        .await
+        .map_err(|e| Error::provider(PROVIDER, format!("a background task failed: {e}")))?
+    }
+}
+
+/// A root filesystem to import and what it was made from.
+enum Rootfs {
+    /// In memory (host programs, busybox).
+    Bytes(Vec<u8>),
+    /// A tarball on disk (mmdebstrap), removed with its directory afterwards.
+    File(PathBuf, PathBuf),
+}
+
+/// Builds the offline base image (`headstart/base:<tag>`), or reuses it when an image
+/// with that tag already exists. Needs no registry. The recipe is
+/// [`BaseImageSpec::recipe`]; by default `mmdebstrap` (a Debian with git, tagged by
+/// the digest of its inputs, built once per machine), else this machine's own
+/// programs (tagged by the digest of the files), else a static busybox. Idempotent and
+/// safe to call concurrently, in one process and across processes.
 ///
 /// # Errors
-/// [`Error::Provider`] when no busybox is found (saying how to install one) or the
-/// engine refuses the import.
+/// [`Error::Provider`] when no recipe works here (saying what to install) or the
+/// engine refuses the import; [`Error::Timeout`] when `mmdebstrap` hangs.
 pub async fn build_base_image(docker: &Docker, spec: &BaseImageSpec) -> Result<ImageRef> {
     // Once known in this process, a present image is reused without re-reading the
     // files it was made from.
@@ -315,29 +423,149 @@ pub async fn build_base_image(docker: &Docker, spec: &BaseImageSpec) -> Result<I
     {
         return Ok(found);
     }
-    let owned = spec.clone();
-    let (rootfs, made_from) = tokio::task::spawn_blocking(move || owned.rootfs())
-        .await
-        .map_err(|e| Error::provider(PROVIDER, format!("a background task failed: {e}")))??;
+    let _guard = BASE_BUILD.lock().await;
+    let recipe = spec.effective_recipe();
+    if matches!(recipe, BaseRecipe::Auto | BaseRecipe::Debian) {
+        let failed = DEBIAN_FAILED.lock().is_ok_and(|f| f.contains(&key));
+        let plan = if failed && recipe == BaseRecipe::Auto {
+            None
+        } else {
+            DebianPlan::resolve(&spec.debian)?
+        };
+        match plan {
+            Some(plan) => match build_debian(docker, spec, &plan).await {
+                Ok(image) => {
+                    remember(key, &image.reference);
+                    return Ok(image);
+                }
+                Err(e) if recipe == BaseRecipe::Auto => {
+                    tracing::warn!(%e, "building the Debian base image failed; using this machine's programs instead");
+                    if let Ok(mut f) = DEBIAN_FAILED.lock() {
+                        f.insert(key.clone());
+                    }
+                }
+                Err(e) => return Err(e),
+            },
+            None if recipe == BaseRecipe::Debian => {
+                return Err(Error::provider(
+                    PROVIDER,
+                    "cannot build the Debian base image: mmdebstrap is not installed \
+                     (`apt-get install mmdebstrap`)",
+                ));
+            }
+            None => tracing::info!(
+                "mmdebstrap is not installed: building the base image from this machine's programs"
+            ),
+        }
+    }
+    let (rootfs, made_from, recipe_label) = match recipe {
+        BaseRecipe::Busybox => {
+            let owned = spec.clone();
+            let bytes = blocking(move || owned.busybox_rootfs()).await?;
+            (bytes, "a static busybox".to_owned(), "busybox")
+        }
+        _ => {
+            let owned = spec.clone();
+            match blocking(move || owned.host_rootfs()).await {
+                Ok(bytes) => (bytes, "this machine's programs".to_owned(), "host-programs"),
+                Err(e) if recipe == BaseRecipe::Auto => {
+                    tracing::warn!(%e, "cannot build the base image from this machine's programs; trying busybox");
+                    let owned = spec.clone();
+                    let bytes = blocking(move || owned.busybox_rootfs()).await?;
+                    (bytes, "a static busybox".to_owned(), "busybox")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
     let mut hasher = Sha256::new();
     hasher.update(&rootfs);
     for (k, v) in &spec.labels {
         hasher.update(format!("\n{k}={v}").as_bytes());
     }
     let digest = hex::encode(hasher.finalize());
+    let image = import(docker, spec, &digest, recipe_label, &made_from, || async {
+        Ok(Rootfs::Bytes(rootfs))
+    })
+    .await?;
+    remember(key, &image.reference);
+    Ok(image)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::provider(PROVIDER, format!("a background task failed: {e}")))?
+}
+
+/// The Debian recipe: tag from the inputs' digest, built only when missing.
+async fn build_debian(
+    docker: &Docker,
+    spec: &BaseImageSpec,
+    plan: &DebianPlan,
+) -> Result<ImageRef> {
+    let mut hasher = Sha256::new();
+    hasher.update(plan.digest().as_bytes());
+    for (k, v) in &spec.labels {
+        hasher.update(format!("\n{k}={v}").as_bytes());
+    }
+    let digest = hex::encode(hasher.finalize());
+    let made_from = plan.describe();
+    import(docker, spec, &digest, "debian", &made_from, || async {
+        let dir = std::env::temp_dir().join(format!(
+            "headstart-base-{}-{}",
+            &digest[..16],
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        match plan.build(&dir).await {
+            Ok(tar) => Ok(Rootfs::File(tar, dir)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        }
+    })
+    .await
+}
+
+/// Imports the root filesystem `make` produces as `headstart/base:<digest[..16]>`,
+/// unless that image exists (checked again under the cross-process lock).
+async fn import<F, Fut>(
+    docker: &Docker,
+    spec: &BaseImageSpec,
+    digest: &str,
+    recipe: &str,
+    made_from: &str,
+    make: F,
+) -> Result<ImageRef>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Rootfs>>,
+{
     let tag = &digest[..16];
     let reference = format!("{BASE_IMAGE_REPO}:{tag}");
-
-    let _guard = BASE_BUILD.lock().await;
     if let Some(found) = local_image(docker, &reference).await? {
         tracing::debug!(%reference, "base image present");
-        remember(key, &reference);
+        return Ok(found);
+    }
+    let _lock = BuildLock::acquire(tag).await?;
+    if let Some(found) = local_image(docker, &reference).await? {
+        tracing::debug!(%reference, "base image built by another process");
         return Ok(found);
     }
     tracing::info!(%reference, %made_from, "building the offline base image");
+    let started = std::time::Instant::now();
+    let rootfs = make().await?;
     let mut changes = vec![
-        format!("LABEL {LABEL_OWNER}={OWNER} {LABEL_BASE_DIGEST}={digest}"),
-        "ENV PATH=/usr/local/bin:/usr/bin:/bin".to_owned(),
+        format!(
+            "LABEL {LABEL_OWNER}={OWNER} {LABEL_BASE_DIGEST}={digest} {LABEL_BASE_RECIPE}={recipe}"
+        ),
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+        // git built elsewhere (a host's /usr/local one) reads this system config too
+        "ENV GIT_CONFIG_SYSTEM=/etc/gitconfig".to_owned(),
         "WORKDIR /workspace".to_owned(),
         "CMD [\"sh\"]".to_owned(),
     ];
@@ -350,18 +578,49 @@ pub async fn build_base_image(docker: &Docker, spec: &BaseImageSpec) -> Result<I
         .tag(tag)
         .changes(changes)
         .build();
-    let mut stream =
-        docker.create_image(Some(options), Some(bollard::body_full(rootfs.into())), None);
+    let (body, cleanup) = match rootfs {
+        Rootfs::Bytes(bytes) => (bollard::body_full(bytes.into()), None),
+        Rootfs::File(tar, dir) => {
+            let file = tokio::fs::File::open(&tar)
+                .await
+                .map_err(|e| Error::io(format!("opening {}", tar.display()), e))?;
+            let chunks = futures_util::stream::unfold(file, |mut file| async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = vec![0u8; 1 << 20];
+                match file.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok(buf.into()), file))
+                    }
+                    Err(e) => Some((Err(e), file)),
+                }
+            });
+            (bollard::body_try_stream(chunks), Some(dir))
+        }
+    };
+    let mut stream = docker.create_image(Some(options), Some(body), None);
+    let mut result = Ok(());
     while let Some(item) = stream.next().await {
-        item.map_err(|e| engine_error(format!("importing the base image {reference}"), e))?;
+        if let Err(e) = item {
+            result = Err(engine_error(
+                format!("importing the base image {reference}"),
+                e,
+            ));
+            break;
+        }
     }
+    if let Some(dir) = cleanup {
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
+    result?;
     let built = local_image(docker, &reference).await?.ok_or_else(|| {
         Error::provider(
             PROVIDER,
             format!("the engine imported {reference} but does not list it"),
         )
     })?;
-    remember(key, &reference);
+    tracing::info!(%reference, elapsed = ?started.elapsed(), "base image built");
     Ok(built)
 }
 
@@ -377,6 +636,28 @@ fn remember(key: String, reference: &str) {
 
 fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+/// The image sandboxes get when they name none: with `allow_pull`,
+/// [`PUBLIC_BASE_IMAGE`] (pulled when missing; if the pull fails, the offline base
+/// image instead); without, the offline base image ([`build_base_image`]).
+///
+/// # Errors
+/// As [`build_base_image`].
+pub async fn default_image(
+    docker: &Docker,
+    spec: &BaseImageSpec,
+    allow_pull: bool,
+) -> Result<ImageRef> {
+    if allow_pull {
+        match ensure_image(docker, PUBLIC_BASE_IMAGE, true).await {
+            Ok(image) => return Ok(image),
+            Err(e) => {
+                tracing::warn!(%e, image = PUBLIC_BASE_IMAGE, "pulling the public base image failed; building the offline one");
+            }
+        }
+    }
+    build_base_image(docker, spec).await
 }
 
 /// The image `reference` if the engine has it locally.

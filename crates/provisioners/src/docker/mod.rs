@@ -33,9 +33,11 @@
 //!   as is and never deleted. The git engine works on the host side in-process, as for
 //!   every provider.
 //! - **Images**: local first, pulled only when missing and allowed
-//!   ([`DockerConfig::allow_pull`]); without an image the offline base image is built
-//!   from a static busybox on this machine, or else from this machine's own programs
-//!   and their shared libraries ([`build_base_image`]), and reused once built.
+//!   ([`DockerConfig::allow_pull`]); without an image ([`default_image`]) the pinned
+//!   [`PUBLIC_BASE_IMAGE`] when pulls are allowed, else the offline base image with
+//!   git: a Debian made with `mmdebstrap` (run as an argv subprocess), or else this
+//!   machine's own programs and their shared libraries ([`build_base_image`]), reused
+//!   once built. Any numeric container user gets a passwd entry and a home.
 //! - **Exec**: an argv through the engine's exec API, output streamed to the sink,
 //!   exit status, timeout (the process is killed), optional terminal;
 //!   [`DockerSandbox::exec_interactive`] also feeds standard input.
@@ -69,6 +71,7 @@
 //! Not here: deciding when to snapshot or which snapshot to use (`snapshot-refresh`),
 //! cloning or syncing (`sandbox_core::git`), registries and pushing, or Dockerfile builds.
 
+mod debian;
 mod engine;
 mod exec;
 mod hostfs;
@@ -76,6 +79,7 @@ mod image;
 mod snapshot;
 mod state;
 mod tar;
+mod user;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -99,15 +103,18 @@ use sandbox_core::{
     SnapshotRequest, SnapshotStore,
 };
 
+pub use debian::{DEBIAN_PACKAGES, DEFAULT_MIRROR, DEFAULT_SUITE, DebianSpec};
 pub use engine::{DEFAULT_ENGINE_HOST, EngineHost, connect, connect_from_env};
 pub use image::{
-    BASE_IMAGE_REPO, BaseImageSpec, ImageRef, LABEL_BASE_DIGEST, build_base_image, ensure_image,
+    BASE_IMAGE_REPO, BaseImageSpec, BaseRecipe, IMAGE_ENV, ImageRef, LABEL_BASE_DIGEST,
+    LABEL_BASE_RECIPE, PUBLIC_BASE_IMAGE, build_base_image, default_image, ensure_image,
     local_image,
 };
 pub use snapshot::{
     DockerSnapshotStore, IMAGE_PIN, LABEL_SNAPSHOT_CREATED, LABEL_SNAPSHOT_ID, LABEL_SNAPSHOT_META,
     LABEL_SNAPSHOT_NAME, LABEL_SNAPSHOT_STATUS, SNAPSHOT_IMAGE_REPO, snapshot_image_repo,
 };
+pub use user::SANDBOX_USER;
 
 use crate::local::{LocalProvider, RestoreMethod};
 use engine::{engine_error, is_not_found};
@@ -172,18 +179,26 @@ pub struct DockerConfig {
     /// How snapshot workspaces are restored (the local store's methods; `Auto` picks
     /// the fastest this machine supports).
     pub restore_method: RestoreMethod,
+    /// The containers' network (`None`: the engine's default bridge; `"host"` shares
+    /// the host's network, loopback included; `"none"` cuts it off).
+    pub network_mode: Option<String>,
 }
 
 impl DockerConfig {
     /// Defaults with workspaces under `<headstart data dir>/docker` (`HEADSTART_HOME`,
-    /// else the XDG data directory) and the restore method `HEADSTART_RESTORE_METHOD`
-    /// forces (as the local provider reads them).
+    /// else the XDG data directory), the restore method `HEADSTART_RESTORE_METHOD`
+    /// forces (as the local provider reads them) and the default image
+    /// `HEADSTART_IMAGE` names ([`IMAGE_ENV`]; unset or empty: [`default_image`]).
     ///
     /// # Errors
     /// As [`crate::local::LocalConfig::from_env`].
     pub fn from_env() -> Result<Self> {
         let local = crate::local::LocalConfig::from_env()?;
-        Ok(Self::new(local.home.join(PROVIDER)).restore_method(local.restore_method))
+        let config = Self::new(local.home.join(PROVIDER)).restore_method(local.restore_method);
+        Ok(match std::env::var(IMAGE_ENV) {
+            Ok(image) if !image.trim().is_empty() => config.default_image(image.trim()),
+            _ => config,
+        })
     }
 
     /// Defaults with workspaces under `data_dir`.
@@ -197,7 +212,15 @@ impl DockerConfig {
             scope_labels: BTreeMap::new(),
             base_image: BaseImageSpec::default(),
             restore_method: RestoreMethod::Auto,
+            network_mode: None,
         }
+    }
+
+    /// Sets the containers' network (`"host"`, `"none"`, a network name).
+    #[must_use]
+    pub fn network_mode(mut self, mode: impl Into<String>) -> Self {
+        self.network_mode = Some(mode.into());
+        self
     }
 
     /// Sets the user commands run as (`"1000:1000"`).
@@ -859,7 +882,14 @@ impl DockerProvider {
                     Some(reference) => {
                         ensure_image(&self.docker, reference, self.config.allow_pull).await?
                     }
-                    None => build_base_image(&self.docker, &self.config.base_image).await?,
+                    None => {
+                        default_image(
+                            &self.docker,
+                            &self.config.base_image,
+                            self.config.allow_pull,
+                        )
+                        .await?
+                    }
                 };
                 (image.id, None)
             }
@@ -937,6 +967,7 @@ impl DockerProvider {
                 .resources
                 .memory_bytes
                 .and_then(|m| i64::try_from(m).ok()),
+            network_mode: self.config.network_mode.clone(),
             ..Default::default()
         };
         let body = ContainerCreateBody {
@@ -952,7 +983,7 @@ impl DockerProvider {
             ),
             labels: Some(labels),
             working_dir: Some(WORKSPACE_MOUNT.into()),
-            user: Some(user),
+            user: Some(user.clone()),
             host_config: Some(host_config),
             ..Default::default()
         };
@@ -970,6 +1001,7 @@ impl DockerProvider {
             .await
             .map_err(|e| engine_error(format!("creating container {cname}"), e))?;
         made.container = Some(created.id.clone());
+        user::prepare(&self.docker, &created.id, &user).await?;
         self.docker.start_container(&created.id, None).await.map_err(|e| {
             engine_error(
                 format!(

@@ -8,6 +8,7 @@ mod cloud_ssh;
 mod docker;
 mod docker_bench;
 mod docker_common;
+mod docker_image;
 mod docker_lifecycle;
 mod local_measure;
 mod local_provider;
