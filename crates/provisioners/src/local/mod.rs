@@ -294,6 +294,22 @@ impl LocalProvider {
         }
     }
 
+    /// Where sandbox `name` is in its life, whatever its state (`get` offers only
+    /// ready ones): `None` when nothing of it exists; a directory without a readable
+    /// record counts as `Creating` (an interrupted creation).
+    ///
+    /// # Errors
+    /// I/O errors other than a missing or unreadable record.
+    pub fn state(&self, name: &SandboxName) -> Result<Option<sandbox_core::SandboxState>> {
+        let dir = self.sandbox_dir(name);
+        match record::read_record(&dir) {
+            Ok(Some(r)) => Ok(Some(r.state.into())),
+            Ok(None) | Err(_) if dir.exists() => Ok(Some(sandbox_core::SandboxState::Creating)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(Error::io(format!("reading the record of {name}"), e)),
+        }
+    }
+
     /// Removes sandboxes whose TTL passed and sandbox directories without a usable
     /// record (a creation that crashed), unmounting their overlays; and removes stale
     /// snapshot temp dirs.
