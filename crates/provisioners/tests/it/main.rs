@@ -8,6 +8,7 @@ mod cloud_ssh;
 mod docker;
 mod docker_bench;
 mod docker_common;
+mod local_lifecycle;
 mod local_measure;
 mod local_provider;
 mod local_restore;
