@@ -57,6 +57,10 @@ pub(crate) struct UpArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Give up when the whole start (provisioning, clone or sync, setup) takes longer,
+    /// e.g. `90s`, `10m`; `0` waits forever. What it made is removed.
+    #[arg(long, value_parser = parse_duration, default_value = "10m", value_name = "DURATION")]
+    timeout: Duration,
     #[command(flatten)]
     beta: crate::flags::BetaArgs,
 }
@@ -371,6 +375,9 @@ fn builder_for(
 }
 
 async fn up(home: &Ctx, args: UpArgs) -> anyhow::Result<ExitCode> {
+    // From here on Ctrl-C and SIGTERM stop the start cleanly instead of killing it.
+    let mut signals =
+        crate::interrupt::Signals::install().context("catching SIGINT and SIGTERM")?;
     if args.branch.is_some() && args.new_branch.is_some() {
         // Allowed by the library (new branch from that branch); say what happens.
         tracing::info!("creating the new branch from --branch");
@@ -414,9 +421,12 @@ async fn up(home: &Ctx, args: UpArgs) -> anyhow::Result<ExitCode> {
     if let Some(d) = &decision {
         connect = connect.env("HEADSTART_BETA", d.beta_env());
     }
-    if let Some(n) = &args.name {
-        connect = connect.name(sandbox_name(n)?);
-    }
+    // Named here (not by the provider) so an interrupted start can say which it removed.
+    let name = match &args.name {
+        Some(n) => sandbox_name(n)?,
+        None => SandboxName::generate(),
+    };
+    connect = connect.name(name.clone());
     if let Some(ttl) = args.ttl {
         connect = connect.ttl(ttl);
     }
@@ -446,7 +456,22 @@ async fn up(home: &Ctx, args: UpArgs) -> anyhow::Result<ExitCode> {
     if let Some((_, f)) = &bar {
         fast = fast.progress(f.clone());
     }
-    let started = fast.start(&source, &connect).await;
+    let cancel = sandbox_core::CancelToken::new();
+    let timeout = (!args.timeout.is_zero()).then_some(args.timeout);
+    if let Some(t) = timeout {
+        fast = fast.limits(sandbox_core::TransferLimits::within(t));
+    }
+    fast = fast.cancel_token(cancel.clone());
+    let (started, stopped) = settle(
+        crate::interrupt::guard(
+            fast.start(&source, &connect),
+            &mut signals,
+            &cancel,
+            timeout,
+        )
+        .await,
+        timeout,
+    );
     if let Some((b, _)) = &bar {
         b.finish_and_clear();
     }
@@ -479,10 +504,18 @@ async fn up(home: &Ctx, args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     flags.start_completed(&event, decision.as_ref());
     flags.shutdown(crate::flags::FLUSH_ON_EXIT).await;
+    if let Some((why, returned)) = stopped {
+        return stopped_exit(home, provider.as_ref(), &name, why, returned).await;
+    }
     let started = started?;
     if args.wait_snapshot {
         if let Some(key) = &started.key {
-            if let Some(res) = builder.wait(key).await {
+            let waited = crate::interrupt::or_signal(builder.wait(key), &mut signals).await;
+            let waited = match waited {
+                Ok(w) => w,
+                Err(why) => return Ok(kept_exit(why, &name)),
+            };
+            if let Some(res) = waited {
                 match res {
                     Ok(b) => eprintln!("snapshot {} ready", b.snapshot.id),
                     Err(e) => eprintln!("snapshot build failed: {e}"),
@@ -530,8 +563,113 @@ async fn up(home: &Ctx, args: UpArgs) -> anyhow::Result<ExitCode> {
             _ => {}
         }
     }
-    builder.shutdown(Duration::from_secs(600)).await;
+    let shutdown = builder.shutdown(Duration::from_secs(600));
+    if let Err(why) = crate::interrupt::or_signal(shutdown, &mut signals).await {
+        return Ok(kept_exit(why, &name));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+type StartResult = Result<snapshot_refresh::Started, snapshot_refresh::Error>;
+
+/// The start's result, and why and whether it returned when it was stopped. A start
+/// that completed despite the stop counts as finished; one that failed on its own
+/// deadline (inside git) counts as stopped by `--timeout`.
+fn settle(
+    outcome: crate::interrupt::Outcome<StartResult>,
+    timeout: Option<Duration>,
+) -> (StartResult, Option<(crate::interrupt::Stop, bool)>) {
+    use crate::interrupt::{Outcome, Stop};
+    match outcome {
+        Outcome::Finished(Err(e)) => match (&e, timeout) {
+            (snapshot_refresh::Error::Core(sandbox_core::Error::Timeout { .. }), Some(t)) => {
+                (Err(e), Some((Stop::Deadline(t), true)))
+            }
+            _ => (Err(e), None),
+        },
+        Outcome::Finished(r)
+        | Outcome::Stopped {
+            result: Some(r @ Ok(_)),
+            ..
+        } => (r, None),
+        Outcome::Stopped {
+            why,
+            result: Some(r),
+        } => (r, Some((why, true))),
+        Outcome::Stopped { why, result: None } => (
+            Err(sandbox_core::Error::Cancelled {
+                what: "starting a sandbox".into(),
+            }
+            .into()),
+            Some((why, false)),
+        ),
+    }
+}
+
+/// Says what an interrupted or timed-out start left, and exits: 130 (SIGINT), 143
+/// (SIGTERM), 1 (`--timeout`). When the start did not return in time, the process
+/// exits at once (a git transfer may still hold a thread the runtime would wait for).
+async fn stopped_exit(
+    home: &Ctx,
+    provider: &dyn SandboxProvider,
+    name: &SandboxName,
+    why: crate::interrupt::Stop,
+    returned: bool,
+) -> anyhow::Result<ExitCode> {
+    let left = match provider.kind() {
+        "local" => local_provider(home)
+            .and_then(|p| Ok(p.state(name)?))
+            .unwrap_or(Some(sandbox_core::SandboxState::Creating)),
+        _ => match provider.get(name).await {
+            Ok(Some(_)) => Some(sandbox_core::SandboxState::Ready),
+            Ok(None) => None,
+            Err(_) => Some(sandbox_core::SandboxState::Creating),
+        },
+    };
+    let what = match left {
+        None => format!("removed sandbox {name}"),
+        Some(sandbox_core::SandboxState::Ready) => {
+            format!("sandbox {name} was ready before and is kept")
+        }
+        Some(_) => format!(
+            "sandbox {name} is left half-created (cleanup did not finish{}); `headstart up --name {name}` or `headstart prune` removes it",
+            if returned {
+                String::new()
+            } else {
+                format!(
+                    " within {}",
+                    crate::interrupt::human(crate::interrupt::CLEANUP_GRACE)
+                )
+            }
+        ),
+    };
+    let (code, message) = match why.exit_code() {
+        Some(code) => (code, format!("headstart: interrupted; {what}")),
+        None => {
+            let t = match why {
+                crate::interrupt::Stop::Deadline(t) => crate::interrupt::human(t),
+                _ => String::new(),
+            };
+            (
+                1,
+                format!(
+                    "error: headstart up did not finish within {t} (--timeout); {what}; nothing was left ready (raise --timeout, or 0 for none)"
+                ),
+            )
+        }
+    };
+    eprintln!("{message}");
+    if !returned {
+        std::process::exit(i32::from(code));
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// A signal after the sandbox was ready (while waiting for a snapshot build): it is
+/// kept.
+fn kept_exit(why: crate::interrupt::Stop, name: &SandboxName) -> ExitCode {
+    eprintln!("headstart: interrupted; sandbox {name} is ready and kept");
+    ExitCode::from(why.exit_code().unwrap_or(1))
 }
 
 type PendingDecision =
@@ -790,13 +928,29 @@ async fn prune(home: &Ctx, _args: PruneArgs) -> anyhow::Result<ExitCode> {
     for dir in &report.orphans {
         println!("removed orphaned workspace {}", dir.display());
     }
+    for name in &report.interrupted {
+        println!("removed {name}: its start was interrupted (the process creating it died)");
+    }
+    for name in &report.busy {
+        println!("left {name} alone: a start or removal of it is in progress");
+    }
+    if report.stale_locks > 0 {
+        println!(
+            "removed {} lock file(s) of sandboxes that no longer exist",
+            report.stale_locks
+        );
+    }
     if report.stale_snapshots > 0 {
         println!(
             "removed {} interrupted snapshot write(s)",
             report.stale_snapshots
         );
     }
-    removed += report.expired.len() + report.orphans.len() + report.stale_snapshots;
+    removed += report.expired.len()
+        + report.orphans.len()
+        + report.interrupted.len()
+        + report.stale_locks
+        + report.stale_snapshots;
     // Docker sandboxes too, when an engine answers (nothing to do otherwise).
     match docker_provider(home).await {
         Ok(docker) => {

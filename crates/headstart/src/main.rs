@@ -2,12 +2,15 @@
 //! together and renders progress and reports; no logic a library user needs lives here.
 //!
 //! Exit status: 0 on success, 2 for bad input (unknown sandbox, malformed URL, missing
-//! branch, bad flags), 1 for everything else; `exec` exits with the command's status.
+//! branch, bad flags), 1 for everything else (a `up --timeout` that passed too); `exec`
+//! exits with the command's status; an `up` stopped by SIGINT or SIGTERM exits 130 or
+//! 143 after removing what it created.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod commands;
 mod config;
 mod flags;
+mod interrupt;
 mod render;
 mod vm;
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use sandbox_core::git::{self, Checkout, Depth, GitOptions, ProgressFn};
 use sandbox_core::{
-    ConnectOptions, Connected, Credentials, ExecRequest, Phase, PhaseClock, Sandbox,
-    SandboxProvider, SnapshotMeta, Source, StartPath, StartupReport,
+    CancelToken, ConnectOptions, Connected, Credentials, ExecRequest, Phase, PhaseClock, Sandbox,
+    SandboxName, SandboxProvider, SnapshotMeta, Source, StartPath, StartupReport, TransferLimits,
 };
 use time::OffsetDateTime;
 
@@ -38,6 +38,22 @@ pub struct Started {
 ///
 /// A store error or a corrupt snapshot never fails a start: it falls back to the cold
 /// path and says why in the report. A failed start removes the sandbox it created.
+///
+/// # One start per name, and no lies
+///
+/// A new sandbox is created `creating` ([`ConnectOptions::defer_ready`]) and marked
+/// ready only after its clone or sync (and setup, when it runs) succeeded, so a start
+/// that dies half-way never leaves a sandbox that reconnects as ready. The provider's
+/// per-name lock is held meanwhile: a concurrent start of the same name waits, then
+/// finds the finished sandbox and reconnects to it (no git, nothing deleted). A start
+/// only ever removes what it created itself.
+///
+/// # Stopping
+///
+/// [`cancel_token`](Self::cancel_token) and [`limits`](Self::limits) reach the provider
+/// and the git engine; a cancelled or timed-out start fails with
+/// [`Cancelled`](sandbox_core::Error::Cancelled) or
+/// [`Timeout`](sandbox_core::Error::Timeout) after removing what it created.
 pub struct FastStart {
     provider: Arc<dyn SandboxProvider>,
     builder: Arc<Builder>,
@@ -48,6 +64,8 @@ pub struct FastStart {
     progress: Option<ProgressFn>,
     max_size_bytes: Option<u64>,
     setup_on_cold: bool,
+    cancel: Option<CancelToken>,
+    limits: TransferLimits,
 }
 
 impl std::fmt::Debug for FastStart {
@@ -75,7 +93,26 @@ impl FastStart {
             progress: None,
             max_size_bytes: None,
             setup_on_cold: false,
+            cancel: None,
+            limits: TransferLimits::none(),
         }
+    }
+
+    /// Stops starts when `token` is cancelled: the provider's creation and the git
+    /// transfer see it; the start removes what it created and fails with
+    /// [`Cancelled`](sandbox_core::Error::Cancelled).
+    #[must_use]
+    pub fn cancel_token(mut self, token: CancelToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+
+    /// Sets the deadline and low-speed limit of git transfers (the deadline is also
+    /// checked between the steps of a start).
+    #[must_use]
+    pub fn limits(mut self, limits: TransferLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Sets the setup recipe (baked into snapshots; see [`setup_on_cold`](Self::setup_on_cold)).
@@ -142,33 +179,24 @@ impl FastStart {
     /// failures and clone failures; the sandbox this call created is removed first.
     pub async fn start(&self, source: &Source, connect: &ConnectOptions) -> Result<Started> {
         let mut clock = PhaseClock::start();
+        self.check("starting a sandbox")?;
 
+        // A quick look without the lock; `connect` decides again under it.
         if let Some(name) = &connect.name {
             if !connect.force_create {
                 if let Some(sandbox) = self.provider.get(name).await? {
-                    let head = git::head(sandbox.workspace()).ok();
-                    let report = clock.finish(
-                        StartPath::Reconnected,
-                        format!(
-                            "sandbox `{name}` exists; reconnected and left its workspace as it is"
-                        ),
-                        head,
-                        0,
-                    );
-                    return Ok(Started {
-                        sandbox,
-                        report,
-                        key: None,
-                        snapshot: None,
-                        build: None,
-                    });
+                    return Ok(reconnected(sandbox, clock, name));
                 }
             }
         }
 
         if connect.workdir.is_some() {
+            let mut opts = connect.clone();
+            if opts.cancel.is_none() {
+                opts.cancel.clone_from(&self.cancel);
+            }
             let (sandbox, _) = clock
-                .time(Phase::Provision, self.provider.connect(connect))
+                .time(Phase::Provision, self.provider.connect(&opts))
                 .await?;
             let head = git::head(sandbox.workspace()).ok();
             let report = clock.finish(
@@ -211,7 +239,11 @@ impl FastStart {
 
         if let (Some(meta), Ok(k)) = (hit, &key) {
             match self.warm(source, connect, k, &meta, &mut clock).await {
-                Ok((sandbox, checkout, build, drift_reason)) => {
+                Ok(Warm::Reconnected(sandbox)) => {
+                    let name = sandbox.name().clone();
+                    return Ok(reconnected(sandbox, clock, &name));
+                }
+                Ok(Warm::Synced(sandbox, checkout, build, drift_reason)) => {
                     let mut reason = format!("snapshot {} is ready", meta.id);
                     if let Some(d) = drift_reason {
                         reason.push_str(&format!("; refreshing it in the background: {d}"));
@@ -233,6 +265,9 @@ impl FastStart {
                 Err(WarmError::Sync(e)) if e.is_user_error() || is_remote_error(&e) => {
                     return Err(e);
                 }
+                Err(WarmError::Sync(e) | WarmError::Restore(e)) if is_interrupt(&e) => {
+                    return Err(e);
+                }
                 Err(WarmError::Sync(e) | WarmError::Restore(e)) => {
                     tracing::warn!(snapshot = %meta.id, error = %e, "warm start failed; starting cold");
                     reason_prefix = format!("warm start from snapshot {} failed ({e}); ", meta.id);
@@ -240,7 +275,13 @@ impl FastStart {
             }
         }
 
-        let (sandbox, checkout) = self.cold(source, connect, &mut clock).await?;
+        let (sandbox, checkout) = match self.cold(source, connect, &mut clock).await? {
+            Made::Created(sandbox, checkout) => (sandbox, checkout),
+            Made::Reconnected(sandbox) => {
+                let name = sandbox.name().clone();
+                return Ok(reconnected(sandbox, clock, &name));
+            }
+        };
         let build = match &key {
             Ok(k) => match self
                 .builder
@@ -297,8 +338,47 @@ impl FastStart {
             credentials: self.credentials.clone(),
             depth: Depth::default(),
             progress: self.progress.clone(),
-            ..GitOptions::default()
+            limits: self.limits,
+            cancel: self.cancel.clone(),
         }
+    }
+
+    /// The options a start connects with: the new sandbox stays `creating` (and the
+    /// name locked) until [`finish`](Self::finish) marks it ready.
+    fn connect_options(&self, connect: &ConnectOptions) -> ConnectOptions {
+        let mut opts = connect.clone().defer_ready(true);
+        if opts.cancel.is_none() {
+            opts.cancel.clone_from(&self.cancel);
+        }
+        opts
+    }
+
+    /// Fails when the start was cancelled or its deadline passed.
+    fn check(&self, what: &str) -> Result<()> {
+        if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+            return Err(sandbox_core::Error::Cancelled { what: what.into() }.into());
+        }
+        if self.limits.remaining() == Some(Duration::ZERO) {
+            return Err(sandbox_core::Error::Timeout {
+                what: what.into(),
+                after: self.limits.deadline_len.unwrap_or_default(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Declares a created sandbox complete (unless the start was stopped meanwhile);
+    /// on failure it is removed.
+    async fn finish(&self, sandbox: &dyn Sandbox) -> Result<()> {
+        let done = match self.check("starting a sandbox") {
+            Ok(()) => sandbox.mark_ready().await.map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        if done.is_err() {
+            self.discard(sandbox).await;
+        }
+        done
     }
 
     async fn warm(
@@ -309,23 +389,24 @@ impl FastStart {
         meta: &SnapshotMeta,
         clock: &mut PhaseClock,
     ) -> std::result::Result<Warm, WarmError> {
-        let mut opts = connect.clone();
+        let mut opts = self.connect_options(connect);
         opts.base_snapshot = Some(meta.id.clone());
         let (sandbox, connected) = clock
             .time(Phase::Provision, self.provider.connect(&opts))
             .await
             .map_err(|e| WarmError::Restore(e.into()))?;
+        if connected == Connected::Reconnected {
+            // another start of this name finished while we waited for its lock
+            return Ok(Warm::Reconnected(sandbox));
+        }
         let src = source.clone().prebuilt(true);
         let checkout = self
-            .git_step(
-                clock,
-                Phase::GitSync,
-                &*sandbox,
-                connected,
-                move |ws, opts| git::sync(&src, ws, opts),
-            )
+            .git_step(clock, Phase::GitSync, &*sandbox, move |ws, opts| {
+                git::sync(&src, ws, opts)
+            })
             .await
             .map_err(WarmError::Sync)?;
+        self.finish(&*sandbox).await.map_err(WarmError::Sync)?;
         let age = (OffsetDateTime::now_utc() - meta.created_at)
             .try_into()
             .unwrap_or(Duration::ZERO);
@@ -339,7 +420,7 @@ impl FastStart {
             }
             None => None,
         };
-        Ok((sandbox, checkout, build, drift))
+        Ok(Warm::Synced(sandbox, checkout, build, drift))
     }
 
     async fn cold(
@@ -347,8 +428,8 @@ impl FastStart {
         source: &Source,
         connect: &ConnectOptions,
         clock: &mut PhaseClock,
-    ) -> Result<(Box<dyn Sandbox>, Checkout)> {
-        let mut opts = connect.clone();
+    ) -> Result<Made> {
+        let mut opts = self.connect_options(connect);
         opts.base_snapshot = None;
         if opts.image.is_none() {
             opts.image = self.recipe.base_image.clone();
@@ -356,54 +437,72 @@ impl FastStart {
         let (sandbox, connected) = clock
             .time(Phase::Provision, self.provider.connect(&opts))
             .await?;
+        if connected == Connected::Reconnected {
+            // another start of this name finished while we waited for its lock
+            return Ok(Made::Reconnected(sandbox));
+        }
         let src = source.clone().prebuilt(false);
         let checkout = self
-            .git_step(
-                clock,
-                Phase::GitClone,
-                &*sandbox,
-                connected,
-                move |ws, opts| git::clone(&src, ws, opts),
-            )
+            .git_step(clock, Phase::GitClone, &*sandbox, move |ws, opts| {
+                git::clone(&src, ws, opts)
+            })
             .await?;
         if self.setup_on_cold && !self.recipe.commands.is_empty() {
             let t = std::time::Instant::now();
-            let setup = self.run_setup(&*sandbox).await;
+            let setup = match self.check("running the setup recipe") {
+                Ok(()) => self.run_setup(&*sandbox).await,
+                Err(e) => Err(e),
+            };
             clock.record(Phase::Setup, t.elapsed());
             if let Err(e) = setup {
-                self.discard(&*sandbox, connected).await;
+                self.discard(&*sandbox).await;
                 return Err(e);
             }
         }
-        Ok((sandbox, checkout))
+        self.finish(&*sandbox).await?;
+        Ok(Made::Created(sandbox, checkout))
     }
 
-    /// Runs a blocking git operation on the sandbox's workspace as `phase`; on failure
-    /// the sandbox this start created is removed.
+    /// Runs a blocking git operation on the workspace of a sandbox this start created,
+    /// as `phase`; on failure (or when the start was stopped meanwhile) the sandbox is
+    /// removed.
+    ///
+    /// It waits for the operation to end: removing a workspace git is still writing
+    /// could leave half of it behind. The engine sees the cancel token and the limits.
     async fn git_step(
         &self,
         clock: &mut PhaseClock,
         phase: Phase,
         sandbox: &dyn Sandbox,
-        connected: Connected,
         op: impl FnOnce(&std::path::Path, &GitOptions) -> sandbox_core::Result<Checkout>
         + Send
         + 'static,
     ) -> Result<Checkout> {
-        let ws = sandbox.workspace().to_path_buf();
-        let git_opts = self.git_options();
-        let done = clock
-            .time(
-                phase,
-                tokio::task::spawn_blocking(move || op(&ws, &git_opts)),
-            )
-            .await;
-        let err = match done {
-            Ok(Ok(checkout)) => return Ok(checkout),
-            Ok(Err(e)) => e.into(),
-            Err(e) => Error::Task(e.to_string()),
+        let what = match phase {
+            Phase::GitSync => "syncing the workspace",
+            _ => "cloning the repository",
         };
-        self.discard(sandbox, connected).await;
+        let err = match self.check(what) {
+            Err(e) => e,
+            Ok(()) => {
+                let ws = sandbox.workspace().to_path_buf();
+                let git_opts = self.git_options();
+                let done = clock
+                    .time(
+                        phase,
+                        tokio::task::spawn_blocking(move || op(&ws, &git_opts)),
+                    )
+                    .await;
+                // an interrupt wins over whatever git made of it
+                match (done, self.check(what)) {
+                    (Ok(Ok(checkout)), Ok(())) => return Ok(checkout),
+                    (_, Err(e)) => e,
+                    (Ok(Err(e)), Ok(())) => e.into(),
+                    (Err(e), Ok(())) => Error::Task(e.to_string()),
+                }
+            }
+        };
+        self.discard(sandbox).await;
         Err(err)
     }
 
@@ -426,22 +525,70 @@ impl FastStart {
         Ok(())
     }
 
-    /// Removes a sandbox this start created (never one it reconnected to).
-    async fn discard(&self, sandbox: &dyn Sandbox, connected: Connected) {
-        if connected == Connected::Created {
-            if let Err(e) = self.provider.remove(sandbox.name()).await {
-                tracing::warn!(sandbox = %sandbox.name(), error = %e, "could not remove a failed sandbox");
+    /// Removes a sandbox this start created (callers never pass one it reconnected
+    /// to), through its handle: the handle holds the name's lock while the sandbox is
+    /// `creating`, and taking it again would wait on ourselves.
+    async fn discard(&self, sandbox: &dyn Sandbox) {
+        let name = sandbox.name();
+        match sandbox.remove().await {
+            Ok(()) => tracing::info!(sandbox = %name, "removed the sandbox of a failed start"),
+            Err(e) => {
+                // a provider that cannot remove through a handle takes no lock in it
+                tracing::debug!(sandbox = %name, error = %e, "removing through the handle failed; asking the provider");
+                if let Err(e) = self.provider.remove(name).await {
+                    tracing::warn!(sandbox = %name, error = %e, "could not remove a failed sandbox; `headstart prune` will");
+                }
             }
         }
     }
 }
 
-type Warm = (
-    Box<dyn Sandbox>,
-    Checkout,
-    Option<KickOutcome>,
-    Option<String>,
-);
+/// The result of a start that found the named sandbox ready.
+fn reconnected(sandbox: Box<dyn Sandbox>, clock: PhaseClock, name: &SandboxName) -> Started {
+    let head = git::head(sandbox.workspace()).ok();
+    let report = clock.finish(
+        StartPath::Reconnected,
+        format!("sandbox `{name}` exists; reconnected and left its workspace as it is"),
+        head,
+        0,
+    );
+    Started {
+        sandbox,
+        report,
+        key: None,
+        snapshot: None,
+        build: None,
+    }
+}
+
+/// What a warm start made.
+enum Warm {
+    /// A new sandbox from the snapshot, synced and ready.
+    Synced(
+        Box<dyn Sandbox>,
+        Checkout,
+        Option<KickOutcome>,
+        Option<String>,
+    ),
+    /// Another start of the name finished first; this is its sandbox.
+    Reconnected(Box<dyn Sandbox>),
+}
+
+/// What a cold start made.
+enum Made {
+    /// A new sandbox, cloned and ready.
+    Created(Box<dyn Sandbox>, Checkout),
+    /// Another start of the name finished first; this is its sandbox.
+    Reconnected(Box<dyn Sandbox>),
+}
+
+/// A start that was cancelled or ran out of time: never retried another way.
+fn is_interrupt(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Core(sandbox_core::Error::Cancelled { .. } | sandbox_core::Error::Timeout { .. })
+    )
+}
 
 /// Where a warm start failed: restoring the snapshot (always falls back to cold) or
 /// syncing it (bad input and remote errors are the caller's; the rest falls back).

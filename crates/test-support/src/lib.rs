@@ -12,6 +12,8 @@
 //! - [`GitDaemon`]: `git daemon` on a free loopback port.
 //! - [`SshServer`]: `sshd` on a free loopback port with key authentication and a
 //!   matching `known_hosts`.
+//! - [`StallProxy`]: a TCP proxy that stops forwarding a connection after N bytes from
+//!   the server and closes it a bounded time later (interrupt and deadline tests).
 //! - [`capture_tracing`] and [`random_token`] for secret-leak assertions.
 //!
 //! Everything stops or is removed on drop. This crate is **not** for production code:
@@ -25,6 +27,7 @@ mod mounts;
 mod pktline;
 mod process;
 mod ssh;
+mod stall;
 mod tracing_capture;
 mod upstream;
 
@@ -35,6 +38,7 @@ pub use mounts::unmount_all_under;
 pub use pktline::{UploadPackRequest, parse_upload_pack};
 pub use process::ChildGuard;
 pub use ssh::{SshServer, ssh_unavailable};
+pub use stall::StallProxy;
 pub use tracing_capture::{CapturedLog, capture_tracing};
 pub use upstream::{Change, Upstream};
 

@@ -16,8 +16,22 @@
 //!   snapshots/<key>/<id>/manifest.json     a snapshot's metadata
 //!   snapshots/<key>/<id>/workspace/        its captured workspace
 //!   snapshots/.tmp/<id>/                   snapshots being written (invisible)
-//!   locks/                                 per-sandbox-name locks
+//!   locks/<name>.lock                      per-sandbox-name locks
 //! ```
+//!
+//! # States and locks
+//!
+//! A record is `creating` until the sandbox is complete, then `ready` (each write is
+//! atomic: written aside, renamed). Only `ready` sandboxes are offered by `get`, `list`
+//! and reconnecting `connect`s. One creation per name at a time, across processes:
+//! `connect` holds `locks/<name>.lock` (a `flock`) while it looks and creates. With
+//! [`ConnectOptions::defer_ready`] the returned handle keeps holding it until
+//! [`Sandbox::mark_ready`] or [`Sandbox::remove`], so a concurrent `connect` of the name
+//! waits and then finds the finished sandbox. A `creating` record whose lock is free
+//! was left by a process that died: the next `connect` of the name replaces it, and
+//! [`LocalProvider::prune`] removes it. Lock files of names that no longer exist are
+//! unlinked by whoever holds them (removal, prune); lockers re-check after locking
+//! that the path still names the file they locked.
 //!
 //! # Restoring snapshots
 //!
@@ -123,6 +137,14 @@ pub struct PruneReport {
     pub expired: Vec<SandboxName>,
     /// Sandbox directories removed that had no usable record (crashed creations).
     pub orphans: Vec<PathBuf>,
+    /// Sandboxes removed whose creation was interrupted (a `creating` record whose
+    /// lock was free: the process creating it died).
+    pub interrupted: Vec<SandboxName>,
+    /// Sandboxes left alone because another process holds their lock (a start in
+    /// progress).
+    pub busy: Vec<SandboxName>,
+    /// Lock files removed of names that no longer have a sandbox.
+    pub stale_locks: usize,
     /// Stale snapshot temp dirs removed.
     pub stale_snapshots: usize,
 }
@@ -272,6 +294,22 @@ impl LocalProvider {
         }
     }
 
+    /// Where sandbox `name` is in its life, whatever its state (`get` offers only
+    /// ready ones): `None` when nothing of it exists; a directory without a readable
+    /// record counts as `Creating` (an interrupted creation).
+    ///
+    /// # Errors
+    /// I/O errors other than a missing or unreadable record.
+    pub fn state(&self, name: &SandboxName) -> Result<Option<sandbox_core::SandboxState>> {
+        let dir = self.sandbox_dir(name);
+        match record::read_record(&dir) {
+            Ok(Some(r)) => Ok(Some(r.state.into())),
+            Ok(None) | Err(_) if dir.exists() => Ok(Some(sandbox_core::SandboxState::Creating)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(Error::io(format!("reading the record of {name}"), e)),
+        }
+    }
+
     /// Removes sandboxes whose TTL passed and sandbox directories without a usable
     /// record (a creation that crashed), unmounting their overlays; and removes stale
     /// snapshot temp dirs.
@@ -287,7 +325,7 @@ impl LocalProvider {
         let mut report = PruneReport::default();
         let now = OffsetDateTime::now_utc();
         let dir = self.sandboxes_dir();
-        for (path, rec) in
+        for (path, _) in
             record::all_records(&dir).map_err(io_err(format!("listing {}", dir.display())))?
         {
             let Some(name) = path
@@ -297,34 +335,129 @@ impl LocalProvider {
             else {
                 continue;
             };
-            let _lock = self.name_lock(&name)?;
-            // re-read under the lock: a concurrent connect may have finished meanwhile
+            // a held lock is a start (or removal) in progress: not ours to judge
+            let Some(lock) = self.try_name_lock(&name, true)? else {
+                report.busy.push(name);
+                continue;
+            };
+            // read under the lock: a concurrent connect may have finished meanwhile
             let rec = match record::read_record(&path) {
                 Ok(r) => r,
-                Err(_) => rec,
+                Err(e) => {
+                    tracing::warn!(sandbox = %name, error = %e, "removing a sandbox with an unreadable record");
+                    None
+                }
             };
             match rec {
                 Some(r) if r.state == RecordState::Ready => {
                     if r.expires_at.is_some_and(|t| t <= now) {
-                        self.remove_files(&path, Some(&r))?;
+                        self.remove_locked(&name, Some(&r), &lock)?;
                         report.expired.push(name);
                     }
                 }
-                other => {
-                    self.remove_files(&path, other.as_ref())?;
+                Some(r) => {
+                    tracing::info!(sandbox = %name, "removing a sandbox whose creation was interrupted");
+                    self.remove_locked(&name, Some(&r), &lock)?;
+                    report.interrupted.push(name);
+                }
+                None if !path.exists() => {}
+                None => {
+                    self.remove_locked(&name, None, &lock)?;
                     report.orphans.push(path);
                 }
             }
         }
+        report.stale_locks = self.prune_locks()?;
         report.stale_snapshots = self.inner.store.cleanup_stale()?;
         Ok(report)
     }
 
-    fn name_lock(&self, name: &SandboxName) -> Result<FileLock> {
-        let locks = self.inner.home.join("locks");
+    /// Unlinks the lock files of names without a sandbox directory, each while holding
+    /// it (a busy one is skipped).
+    fn prune_locks(&self) -> Result<usize> {
+        let locks = self.locks_dir();
+        let entries = match fs::read_dir(&locks) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io(format!("listing {}", locks.display()), e)),
+        };
+        let mut removed = 0;
+        for ent in entries {
+            let ent = ent.map_err(io_err(format!("listing {}", locks.display())))?;
+            let file_name = ent.file_name();
+            let Some(name) = file_name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".lock"))
+                .and_then(|n| SandboxName::new(n).ok())
+            else {
+                continue;
+            };
+            if self.sandbox_dir(&name).exists() {
+                continue;
+            }
+            let Some(lock) = self.try_name_lock(&name, false)? else {
+                continue;
+            };
+            // under the lock nobody can be creating it: check again, then unlink
+            if self.sandbox_dir(&name).exists() {
+                continue;
+            }
+            let path = self.lock_path(&name);
+            lock.unlink_held(&path)
+                .map_err(io_err(format!("removing {}", path.display())))?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    fn locks_dir(&self) -> PathBuf {
+        self.inner.home.join("locks")
+    }
+
+    fn lock_path(&self, name: &SandboxName) -> PathBuf {
+        self.locks_dir().join(format!("{name}.lock"))
+    }
+
+    /// The lock of `name`, waiting while another process (or handle) holds it;
+    /// `Ok(None)` once `stop` says so.
+    fn name_lock(&self, name: &SandboxName, stop: &dyn Fn() -> bool) -> Result<Option<FileLock>> {
+        let locks = self.locks_dir();
         fs::create_dir_all(&locks).map_err(io_err(format!("creating {}", locks.display())))?;
-        let path = locks.join(format!("{name}.lock"));
-        FileLock::acquire(&path, true).map_err(io_err(format!("locking {}", path.display())))
+        let path = self.lock_path(name);
+        FileLock::acquire_named(&path, stop).map_err(io_err(format!("locking {}", path.display())))
+    }
+
+    /// The lock of `name` if it is free (`create`: make the lock file when missing).
+    fn try_name_lock(&self, name: &SandboxName, create: bool) -> Result<Option<FileLock>> {
+        let locks = self.locks_dir();
+        if create {
+            fs::create_dir_all(&locks).map_err(io_err(format!("creating {}", locks.display())))?;
+        }
+        let path = self.lock_path(name);
+        match FileLock::try_named(&path, create) {
+            Ok(l) => Ok(l),
+            Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("locking {}", path.display()), e)),
+        }
+    }
+
+    /// Removes sandbox `name` (its directory, mounts and lock file) while `lock`, its
+    /// name lock, is held.
+    fn remove_locked(
+        &self,
+        name: &SandboxName,
+        rec: Option<&SandboxRecord>,
+        lock: &FileLock,
+    ) -> Result<()> {
+        let dir = self.sandbox_dir(name);
+        if dir.exists() {
+            self.remove_files(&dir, rec)?;
+        }
+        let path = self.lock_path(name);
+        if let Err(e) = lock.unlink_held(&path) {
+            tracing::debug!(error = %e, path = %path.display(), "could not remove a lock file; prune will");
+        }
+        Ok(())
     }
 
     /// Unmounts and deletes a sandbox directory. The user's own workdir lives outside
@@ -356,6 +489,7 @@ impl LocalProvider {
             record: rec,
             env,
             running: exec::Running::default(),
+            lock: std::sync::Mutex::new(None),
         }
     }
 
@@ -377,19 +511,33 @@ impl LocalProvider {
         Ok(())
     }
 
+    /// Looks up and creates under the name's lock. Returns the lock too when the
+    /// new sandbox stays `creating` (`defer_ready`): the handle holds it.
     fn connect_blocking(
         &self,
         options: &ConnectOptions,
         name: SandboxName,
         cancelled: &AtomicBool,
-    ) -> Result<(SandboxRecord, Connected)> {
-        let _lock = self.name_lock(&name)?;
+    ) -> Result<(SandboxRecord, Connected, Option<FileLock>)> {
+        let stop = || {
+            cancelled.load(Ordering::SeqCst)
+                || options.cancel.as_ref().is_some_and(|c| c.is_cancelled())
+        };
+        let cancel_err = || Error::Cancelled {
+            what: format!("creating local sandbox {name}"),
+        };
+        let Some(lock) = self.name_lock(&name, &stop)? else {
+            return Err(cancel_err());
+        };
+        if stop() {
+            return Err(cancel_err());
+        }
         let dir = self.sandbox_dir(&name);
         let existing = record::read_record(&dir);
         match existing {
             Ok(Some(rec)) if rec.state == RecordState::Ready && !options.force_create => {
                 self.ensure_ready(&rec)?;
-                return Ok((rec, Connected::Reconnected));
+                return Ok((rec, Connected::Reconnected, None));
             }
             Ok(rec) => {
                 if rec.is_some() || dir.exists() {
@@ -397,7 +545,7 @@ impl LocalProvider {
                         .as_ref()
                         .is_some_and(|r| r.state == RecordState::Creating)
                     {
-                        tracing::warn!(sandbox = %name, "replacing a sandbox whose creation was interrupted");
+                        tracing::warn!(sandbox = %name, "repairing sandbox {name}: its creation was interrupted (the process creating it died); removing it and creating it again");
                     }
                     self.remove_files(&dir, rec.as_ref())?;
                 }
@@ -407,16 +555,18 @@ impl LocalProvider {
                 self.remove_files(&dir, None)?;
             }
         }
-        let result = self.create(options, &name, &dir, cancelled);
-        if result.is_err() || cancelled.load(Ordering::SeqCst) {
-            if let Err(e) = self.remove_files(&dir, None) {
+        let result = self.create(options, &name, &dir, &stop);
+        if result.is_err() || stop() {
+            if let Err(e) = self.remove_locked(&name, None, &lock) {
                 tracing::warn!(sandbox = %name, error = %e, "could not clean up a failed creation; `headstart prune` will");
             }
         }
-        if cancelled.load(Ordering::SeqCst) {
-            return Err(Error::provider(KIND, "creation was cancelled"));
+        if stop() {
+            return Err(cancel_err());
         }
-        result.map(|rec| (rec, Connected::Created))
+        let rec = result?;
+        let lock = (rec.state == RecordState::Creating).then_some(lock);
+        Ok((rec, Connected::Created, lock))
     }
 
     fn create(
@@ -424,7 +574,7 @@ impl LocalProvider {
         options: &ConnectOptions,
         name: &SandboxName,
         dir: &Path,
-        cancelled: &AtomicBool,
+        stop: &dyn Fn() -> bool,
     ) -> Result<SandboxRecord> {
         fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
         let now = OffsetDateTime::now_utc();
@@ -451,6 +601,8 @@ impl LocalProvider {
             record::write_json_atomic(&record_path, rec)
                 .map_err(io_err(format!("writing {}", record_path.display())))
         };
+        // `creating` from the start: a crash from here on leaves a record that says so
+        write(&rec)?;
         if let Some(workdir) = &options.workdir {
             fs::create_dir_all(workdir)
                 .map_err(io_err(format!("creating {}", workdir.display())))?;
@@ -489,8 +641,10 @@ impl LocalProvider {
                 write(&rec)?;
                 lower
             };
-            if cancelled.load(Ordering::SeqCst) {
-                return Err(Error::provider(KIND, "creation was cancelled"));
+            if stop() {
+                return Err(Error::Cancelled {
+                    what: format!("restoring snapshot {id} into local sandbox {name}"),
+                });
             }
             let mut attempt = restore::restore(method, &lower, dir, self.inner.threads);
             if let Err(e) = &attempt {
@@ -530,7 +684,9 @@ impl LocalProvider {
             fs::create_dir(&rec.workspace)
                 .map_err(io_err(format!("creating {}", rec.workspace.display())))?;
         }
-        rec.state = RecordState::Ready;
+        if !options.defer_ready {
+            rec.state = RecordState::Ready;
+        }
         write(&rec)?;
         Ok(rec)
     }
@@ -570,9 +726,11 @@ impl SandboxProvider for LocalProvider {
             },
             None => task.await,
         };
-        let (rec, connected) = joined
+        let (rec, connected, lock) = joined
             .map_err(|e| Error::provider(KIND, format!("a background task failed: {e}")))??;
-        Ok((Box::new(self.open(rec, options.env.clone())), connected))
+        let mut sandbox = self.open(rec, options.env.clone());
+        sandbox.lock = std::sync::Mutex::new(lock);
+        Ok((Box::new(sandbox), connected))
     }
 
     async fn get(&self, name: &SandboxName) -> Result<Option<Box<dyn Sandbox>>> {
@@ -610,13 +768,13 @@ impl SandboxProvider for LocalProvider {
             .filter_map(|(_, r)| r)
             .filter(|r| r.state == RecordState::Ready)
             .map(|r| SandboxInfo {
+                state: r.state.into(),
                 name: r.name,
                 id: r.id,
                 provider: KIND.into(),
                 workspace: r.workspace,
                 base_snapshot: r.base_snapshot,
                 running: true,
-                state: sandbox_core::SandboxState::Ready,
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -627,7 +785,9 @@ impl SandboxProvider for LocalProvider {
         let this = self.clone();
         let name = name.clone();
         blocking(move || {
-            let _lock = this.name_lock(&name)?;
+            let lock = this
+                .name_lock(&name, &|| false)?
+                .ok_or_else(|| Error::provider(KIND, "waiting for the name lock stopped"))?;
             let dir = this.sandbox_dir(&name);
             let rec = record::read_record(&dir).unwrap_or(None);
             if rec.is_none() && !dir.exists() {
@@ -635,7 +795,7 @@ impl SandboxProvider for LocalProvider {
                     name: name.to_string(),
                 });
             }
-            this.remove_files(&dir, rec.as_ref())
+            this.remove_locked(&name, rec.as_ref(), &lock)
         })
         .await
     }
@@ -652,6 +812,9 @@ pub struct LocalSandbox {
     record: SandboxRecord,
     env: BTreeMap<String, String>,
     running: exec::Running,
+    /// The name's lock while the sandbox is `creating` (`defer_ready`): held until
+    /// [`Sandbox::mark_ready`] or [`Sandbox::remove`].
+    lock: std::sync::Mutex<Option<FileLock>>,
 }
 
 impl LocalSandbox {
@@ -758,6 +921,7 @@ impl Sandbox for LocalSandbox {
             record: self.record.clone(),
             env: BTreeMap::new(),
             running: exec::Running::default(),
+            lock: std::sync::Mutex::new(None),
         };
         let request = request.clone();
         blocking(move || this.capture(&request)).await
@@ -767,5 +931,62 @@ impl Sandbox for LocalSandbox {
     async fn stop(&self) -> Result<()> {
         exec::kill_all(&self.running);
         Ok(())
+    }
+
+    /// Writes the record `ready` (atomically) and releases the name's lock. A no-op
+    /// for a sandbox that was not created `creating` by this handle.
+    async fn mark_ready(&self) -> Result<()> {
+        let Some(lock) = self.take_lock() else {
+            return Ok(());
+        };
+        let provider = self.provider.clone();
+        let name = self.record.name.clone();
+        blocking(move || {
+            let dir = provider.sandbox_dir(&name);
+            let mut rec = record::read_record(&dir)
+                .map_err(io_err(format!("reading the record of {name}")))?
+                .ok_or_else(|| {
+                    Error::provider(
+                        KIND,
+                        format!("sandbox {name} was removed while it was being created"),
+                    )
+                })?;
+            rec.state = RecordState::Ready;
+            let path = dir.join(record::RECORD_FILE);
+            record::write_json_atomic(&path, &rec)
+                .map_err(io_err(format!("writing {}", path.display())))?;
+            drop(lock);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes the sandbox and its workspace under the name's lock: the one this
+    /// handle holds while `creating` (taking it again would wait on ourselves), else
+    /// a fresh one.
+    async fn remove(&self) -> Result<()> {
+        let held = self.take_lock();
+        let provider = self.provider.clone();
+        let name = self.record.name.clone();
+        blocking(move || {
+            let lock = match held {
+                Some(l) => l,
+                None => provider
+                    .name_lock(&name, &|| false)?
+                    .ok_or_else(|| Error::provider(KIND, "waiting for the name lock stopped"))?,
+            };
+            let rec = record::read_record(&provider.sandbox_dir(&name)).unwrap_or(None);
+            provider.remove_locked(&name, rec.as_ref(), &lock)
+        })
+        .await
+    }
+}
+
+impl LocalSandbox {
+    fn take_lock(&self) -> Option<FileLock> {
+        self.lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 }

@@ -29,6 +29,15 @@ pub(crate) enum RecordState {
     Ready,
 }
 
+impl From<RecordState> for sandbox_core::SandboxState {
+    fn from(s: RecordState) -> Self {
+        match s {
+            RecordState::Creating => Self::Creating,
+            RecordState::Ready => Self::Ready,
+        }
+    }
+}
+
 /// What is stored about a sandbox.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SandboxRecord {
@@ -118,8 +127,11 @@ pub(crate) fn all_records(
 /// An exclusive or shared `flock` held until dropped.
 #[derive(Debug)]
 pub(crate) struct FileLock {
-    _file: fs::File,
+    file: fs::File,
 }
+
+/// How long [`FileLock::acquire_named`] sleeps between attempts, at most.
+const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl FileLock {
     /// Blocks until the lock on `path` (created if missing) is held.
@@ -136,7 +148,7 @@ impl FileLock {
             rustix::fs::FlockOperation::LockShared
         };
         rustix::fs::flock(&file, op)?;
-        Ok(Self { _file: file })
+        Ok(Self { file })
     }
 
     /// Takes the exclusive lock on an existing `path` if nobody holds it.
@@ -144,7 +156,7 @@ impl FileLock {
     pub(crate) fn try_exclusive(path: &Path) -> io::Result<Option<Self>> {
         let file = fs::OpenOptions::new().read(true).write(true).open(path)?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Some(Self { _file: file })),
+            Ok(()) => Ok(Some(Self { file })),
             Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -153,6 +165,82 @@ impl FileLock {
     /// Locks an already open file exclusively (non-blocking; it is new, so it is free).
     pub(crate) fn hold(file: fs::File) -> io::Result<Self> {
         rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
-        Ok(Self { _file: file })
+        Ok(Self { file })
+    }
+
+    /// The exclusive lock of a lock file that may be **unlinked** by whoever holds it
+    /// (a per-name lock whose name no longer exists): waits while another holds it,
+    /// asking `stop` between attempts (`Ok(None)` once it says stop).
+    ///
+    /// Unlinking a held lock file races with a waiter that opened the old file: it
+    /// would lock an inode nobody else can see, while a newcomer creates and locks a
+    /// new file at the path. So after locking, the path must still name the locked
+    /// inode; when it does not, the lock is dropped and taken again.
+    pub(crate) fn acquire_named(path: &Path, stop: &dyn Fn() -> bool) -> io::Result<Option<Self>> {
+        let mut pause = std::time::Duration::from_millis(2);
+        loop {
+            if let Some(lock) = Self::try_named(path, true)? {
+                return Ok(Some(lock));
+            }
+            if stop() {
+                return Ok(None);
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(POLL_MAX);
+        }
+    }
+
+    /// [`acquire_named`](Self::acquire_named) without waiting: `Ok(None)` when another
+    /// holds it (or, with `create` false, when the file does not exist).
+    pub(crate) fn try_named(path: &Path, create: bool) -> io::Result<Option<Self>> {
+        loop {
+            let file = match fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(create)
+                .truncate(false)
+                .open(path)
+            {
+                Ok(f) => f,
+                Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+            let lock = Self { file };
+            if lock.is_at(path)? {
+                return Ok(Some(lock));
+            }
+            if !create {
+                return Ok(None);
+            }
+            // unlinked (or replaced) while we waited: lock what the path names now
+        }
+    }
+
+    /// True when `path` names the locked file.
+    fn is_at(&self, path: &Path) -> io::Result<bool> {
+        let held = rustix::fs::fstat(&self.file)?;
+        match rustix::fs::stat(path) {
+            Ok(now) => Ok(now.st_dev == held.st_dev && now.st_ino == held.st_ino),
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Unlinks `path` while this lock is held, when it still names the locked file
+    /// (lockers of named locks check that after locking, so nobody else holds it).
+    pub(crate) fn unlink_held(&self, path: &Path) -> io::Result<()> {
+        if self.is_at(path)? {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }

@@ -10,6 +10,7 @@ mod docker_bench;
 mod docker_common;
 mod docker_image;
 mod docker_lifecycle;
+mod local_lifecycle;
 mod local_measure;
 mod local_provider;
 mod local_restore;

@@ -309,3 +309,139 @@ async fn reconnect_by_name_returns_the_same_workspace_untouched() {
         "force_create replaced it"
     );
 }
+
+/// Deterministic incompressible bytes (xorshift): a pack big enough to stall in.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn concurrent_starts_of_one_name_clone_once_and_the_others_reconnect() {
+    let up = Upstream::new("main", 200).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let source = Source::parse(&server.url(up.name())).unwrap();
+    let rig = Rig::new();
+    let fast = std::sync::Arc::new(rig.fast().eligibility(Eligibility::none()));
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let fast = fast.clone();
+            let source = source.clone();
+            tokio::spawn(async move { fast.start(&source, &named("same")).await.unwrap() })
+        })
+        .collect();
+    let mut paths = Vec::new();
+    let mut workspaces = std::collections::BTreeSet::new();
+    for t in tasks {
+        let s = t.await.unwrap();
+        paths.push(s.report.path);
+        workspaces.insert(s.sandbox.workspace().to_path_buf());
+    }
+    let cold = paths.iter().filter(|p| **p == StartPath::Cold).count();
+    let again = paths
+        .iter()
+        .filter(|p| **p == StartPath::Reconnected)
+        .count();
+    assert_eq!((cold, again), (1, 5), "{paths:?}");
+    assert_eq!(workspaces.len(), 1);
+    let ws = workspaces.into_iter().next().unwrap();
+    assert_eq!(head_of(&ws).1, up.tip("main").unwrap());
+    let status = test_support::git_in(&ws, &["status", "--porcelain"]).unwrap();
+    assert!(status.trim().is_empty(), "{status}");
+}
+
+#[tokio::test]
+async fn a_cancelled_start_is_never_ready_and_removes_what_it_created() {
+    let up = Upstream::new("main", 5).unwrap();
+    up.commit("main", &[Change::Write("blob.bin".into(), noise(2 << 20))])
+        .unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let proxy = test_support::StallProxy::start(
+        server.addr(),
+        Some(96 * 1024),
+        std::time::Duration::from_secs(3),
+    )
+    .unwrap();
+    let source = Source::parse(&proxy.url(up.name())).unwrap();
+    let rig = Rig::new();
+    let token = sandbox_core::CancelToken::new();
+    let fast = std::sync::Arc::new(
+        rig.fast()
+            .eligibility(Eligibility::none())
+            .cancel_token(token.clone()),
+    );
+    let task = {
+        let fast = fast.clone();
+        let source = source.clone();
+        tokio::spawn(async move { fast.start(&source, &named("c")).await })
+    };
+    let stalled = tokio::task::spawn_blocking(move || {
+        let ok = proxy.wait_for_stall(0, std::time::Duration::from_secs(60));
+        (ok, proxy)
+    })
+    .await
+    .unwrap();
+    assert!(stalled.0, "the clone reached the stall");
+    // mid-clone: the sandbox exists but is not offered
+    let name = SandboxName::new("c").unwrap();
+    assert_eq!(
+        rig.provider.state(&name).unwrap(),
+        Some(sandbox_core::SandboxState::Creating)
+    );
+    assert!(rig.provider.get(&name).await.unwrap().is_none());
+    token.cancel();
+    let err = tokio::time::timeout(std::time::Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            snapshot_refresh::Error::Core(sandbox_core::Error::Cancelled { .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(rig.provider.state(&name).unwrap(), None, "removed");
+    assert!(rig.provider.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_start_past_its_deadline_fails_with_timeout_and_leaves_nothing() {
+    let up = Upstream::new("main", 5).unwrap();
+    up.commit("main", &[Change::Write("blob.bin".into(), noise(2 << 20))])
+        .unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let proxy = test_support::StallProxy::start(
+        server.addr(),
+        Some(96 * 1024),
+        std::time::Duration::from_secs(3),
+    )
+    .unwrap();
+    let source = Source::parse(&proxy.url(up.name())).unwrap();
+    let rig = Rig::new();
+    let fast =
+        rig.fast()
+            .eligibility(Eligibility::none())
+            .limits(sandbox_core::TransferLimits::within(
+                std::time::Duration::from_secs(1),
+            ));
+    let err = fast.start(&source, &named("late")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            snapshot_refresh::Error::Core(sandbox_core::Error::Timeout { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(proxy.stalls() > 0);
+    let name = SandboxName::new("late").unwrap();
+    assert_eq!(rig.provider.state(&name).unwrap(), None);
+}

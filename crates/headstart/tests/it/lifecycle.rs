@@ -1,0 +1,436 @@
+//! A start that cannot lie: interrupted (SIGINT, SIGTERM), killed (SIGKILL) and
+//! timed-out `up`s leave no sandbox that reconnects as ready; the next `up` of the
+//! name or `prune` repairs what a killed one left; concurrent `up`s of one name clone
+//! once; `prune` removes the lock files of names that are gone.
+//!
+//! Each runs the real `headstart` binary as a child process against loopback git
+//! servers. A [`StallProxy`] in front of `git http-backend` lets a clone or sync start
+//! and then hang (it closes the stalled connection a few seconds later, so even a git
+//! engine that only notices cancellation when its transfer ends keeps these bounded).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+use test_support::{Change, GitHttpServer, StallProxy, Upstream};
+
+use crate::{headstart, json, stderr, stdout};
+
+/// Bytes the proxy forwards per connection before it stalls: the ref advertisement
+/// and the first part of the pack.
+const BUDGET: u64 = 96 * 1024;
+/// How long a stalled connection stays open.
+const STALL: Duration = Duration::from_secs(4);
+
+/// A running `headstart`, killed (SIGKILL) if the test ends before it does.
+struct Running {
+    child: Option<Child>,
+}
+
+impl Running {
+    fn spawn(home: &Path, args: &[&str]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_headstart"))
+            .args(args)
+            .env("HEADSTART_HOME", home)
+            .env_remove("HEADSTART_GIT_TOKEN")
+            .env_remove("GITHUB_TOKEN")
+            .env("HEADSTART_FEATURE_FLAGS_DISABLED", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start headstart");
+        Self { child: Some(child) }
+    }
+
+    fn pid(&self) -> Pid {
+        let id = self.child.as_ref().unwrap().id();
+        Pid::from_raw(i32::try_from(id).unwrap()).unwrap()
+    }
+
+    /// Sends `sig` to this process only (never a group, never through `kill(1)`).
+    fn signal(&self, sig: Signal) {
+        rustix::process::kill_process(self.pid(), sig).expect("headstart still runs");
+    }
+
+    /// Waits for it to exit (at most `within`) and returns its output.
+    fn finish(mut self, within: Duration) -> Output {
+        let mut child = self.child.take().unwrap();
+        let t = Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return child.wait_with_output().unwrap();
+            }
+            if t.elapsed() > within {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "headstart did not exit within {within:?}: {}{}",
+                    stdout(&out),
+                    stderr(&out)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Deterministic incompressible bytes (xorshift), so the pack is big enough to stall in.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// An upstream whose default branch `main` holds 2 MiB of noise.
+fn big_upstream() -> Upstream {
+    let up = Upstream::new("main", 20).unwrap();
+    up.commit(
+        "main",
+        &[Change::Write("blob.bin".into(), noise(2 << 20, 7))],
+    )
+    .unwrap();
+    up
+}
+
+fn sandbox_dir(home: &Path, name: &str) -> PathBuf {
+    home.join("sandboxes").join(name)
+}
+
+fn ls_names(home: &Path) -> Vec<String> {
+    json(&headstart(home, &["ls", "--json"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `git status --porcelain` is empty and HEAD is `commit`.
+fn assert_clean_checkout(ws: &Path, commit: &str) {
+    let repo = git2::Repository::open(ws).unwrap();
+    let head = repo
+        .head()
+        .unwrap()
+        .peel_to_commit()
+        .unwrap()
+        .id()
+        .to_string();
+    assert_eq!(head, commit, "HEAD of {}", ws.display());
+    let status = test_support::git_in(ws, &["status", "--porcelain"]).unwrap();
+    assert!(status.trim().is_empty(), "{}: {status}", ws.display());
+}
+
+/// Starts `up` through a stalling proxy and waits until its transfer stalled.
+fn up_until_stalled(home: &Path, proxy: &StallProxy, args: &[&str]) -> Running {
+    let seen = proxy.stalls();
+    let running = Running::spawn(home, args);
+    assert!(
+        proxy.wait_for_stall(seen, Duration::from_secs(60)),
+        "the transfer never reached the stall"
+    );
+    running
+}
+
+fn interrupted_cold_start_removes_its_sandbox(sig: Signal, code: i32) {
+    let up = big_upstream();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let proxy = StallProxy::start(server.addr(), Some(BUDGET), STALL).unwrap();
+    let url = proxy.url(up.name());
+    let home = crate::TestHome::new();
+
+    let running = up_until_stalled(
+        home.path(),
+        &proxy,
+        &["up", &url, "--name", "same", "--no-snapshot"],
+    );
+    running.signal(sig);
+    let out = running.finish(Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("interrupted; removed sandbox same"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(ls_names(home.path()).is_empty());
+    assert!(!sandbox_dir(home.path(), "same").exists(), "nothing left");
+
+    // The next start of the name is a real cold start, at the upstream commit.
+    proxy.set_budget(None);
+    let v = json(&headstart(
+        home.path(),
+        &["up", &url, "--name", "same", "--no-snapshot", "--json"],
+    ));
+    assert_eq!(v["path"], "cold", "{v}");
+    assert_eq!(v["head"]["commit"], up.tip("main").unwrap().as_str());
+    assert_clean_checkout(
+        Path::new(v["sandbox"]["workspace"].as_str().unwrap()),
+        &up.tip("main").unwrap(),
+    );
+}
+
+#[test]
+fn sigint_mid_clone_exits_130_and_removes_the_sandbox() {
+    interrupted_cold_start_removes_its_sandbox(Signal::INT, 130);
+}
+
+#[test]
+fn sigterm_mid_clone_exits_143_and_removes_the_sandbox() {
+    interrupted_cold_start_removes_its_sandbox(Signal::TERM, 143);
+}
+
+#[test]
+fn sigkill_mid_clone_is_repaired_by_the_next_up_of_the_name() {
+    let up = big_upstream();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let proxy = StallProxy::start(server.addr(), Some(BUDGET), STALL).unwrap();
+    let url = proxy.url(up.name());
+    let home = crate::TestHome::new();
+
+    let running = up_until_stalled(
+        home.path(),
+        &proxy,
+        &["up", &url, "--name", "same", "--no-snapshot"],
+    );
+    running.signal(Signal::KILL);
+    let _ = running.finish(Duration::from_secs(10));
+    assert!(
+        ls_names(home.path()).is_empty(),
+        "a killed start is not listed as ready"
+    );
+
+    proxy.set_budget(None);
+    let o = headstart(
+        home.path(),
+        &["up", &url, "--name", "same", "--no-snapshot", "--json"],
+    );
+    let v = json(&o);
+    assert_eq!(v["path"], "cold", "repaired, not reconnected: {v}");
+    assert!(
+        stderr(&o).contains("repairing sandbox same"),
+        "{}",
+        stderr(&o)
+    );
+    let tip = up.tip("main").unwrap();
+    assert_eq!(v["head"]["commit"], tip.as_str());
+    assert_clean_checkout(Path::new(v["sandbox"]["workspace"].as_str().unwrap()), &tip);
+    assert_eq!(ls_names(home.path()), ["same"]);
+}
+
+#[test]
+fn sigkill_mid_clone_then_prune_removes_it_and_says_so() {
+    let up = big_upstream();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let proxy = StallProxy::start(server.addr(), Some(BUDGET), STALL).unwrap();
+    let url = proxy.url(up.name());
+    let home = crate::TestHome::new();
+
+    let running = up_until_stalled(
+        home.path(),
+        &proxy,
+        &["up", &url, "--name", "same", "--no-snapshot"],
+    );
+    running.signal(Signal::KILL);
+    let _ = running.finish(Duration::from_secs(10));
+    assert!(
+        sandbox_dir(home.path(), "same").exists(),
+        "what the kill left"
+    );
+
+    let o = headstart(home.path(), &["prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("removed same: its start was interrupted"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!sandbox_dir(home.path(), "same").exists());
+    assert!(!home.path().join("locks/same.lock").exists());
+    let again = headstart(home.path(), &["prune"]);
+    assert!(
+        stdout(&again).contains("nothing to prune"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+#[test]
+fn sigkill_during_a_warm_sync_is_never_reconnected_as_ready() {
+    let up = Upstream::new("main", 20).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let proxy = StallProxy::start(server.addr(), None, STALL).unwrap();
+    let url = proxy.url(up.name());
+    let home = crate::TestHome::new();
+
+    // A snapshot of the small repository, built in this process.
+    let first = json(&headstart(
+        home.path(),
+        &["up", &url, "--name", "first", "--wait-snapshot", "--json"],
+    ));
+    assert_eq!(first["path"], "cold", "{first}");
+    // Upstream moves on by 2 MiB: the warm sync has a big pack to stall in.
+    let tip = up
+        .commit(
+            "main",
+            &[Change::Write("blob.bin".into(), noise(2 << 20, 11))],
+        )
+        .unwrap();
+
+    proxy.set_budget(Some(BUDGET));
+    let running = up_until_stalled(home.path(), &proxy, &["up", &url, "--name", "warm"]);
+    running.signal(Signal::KILL);
+    let _ = running.finish(Duration::from_secs(10));
+    assert_eq!(
+        ls_names(home.path()),
+        ["first"],
+        "the killed one is not ready"
+    );
+    let o = headstart(home.path(), &["exec", "warm", "--", "true"]);
+    assert_eq!(o.status.code(), Some(2), "not offered: {}", stderr(&o));
+
+    proxy.set_budget(None);
+    let v = json(&headstart(
+        home.path(),
+        &["up", &url, "--name", "warm", "--json"],
+    ));
+    assert_eq!(
+        v["path"], "warm",
+        "repaired and synced, not reconnected: {v}"
+    );
+    assert_eq!(v["head"]["commit"], tip.as_str());
+    assert_clean_checkout(Path::new(v["sandbox"]["workspace"].as_str().unwrap()), &tip);
+}
+
+#[test]
+fn eight_concurrent_ups_of_one_name_clone_once_and_the_rest_reconnect() {
+    let up = Upstream::new("main", 300).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let url = server.url(up.name());
+    let home = crate::TestHome::new();
+    let tip = up.tip("main").unwrap();
+
+    for round in 0..3 {
+        let name = format!("same{round}");
+        let runs: Vec<Running> = (0..8)
+            .map(|_| Running::spawn(home.path(), &["up", &url, "--name", &name, "--json"]))
+            .collect();
+        let outs: Vec<Output> = runs
+            .into_iter()
+            .map(|r| r.finish(Duration::from_secs(120)))
+            .collect();
+        let mut made = 0;
+        let mut workspaces = std::collections::BTreeSet::new();
+        for o in &outs {
+            let v = json(o);
+            match v["path"].as_str().unwrap() {
+                "reconnected" => {}
+                "cold" | "warm" => made += 1,
+                other => panic!("round {round}: unexpected path {other}: {v}"),
+            }
+            workspaces.insert(v["sandbox"]["workspace"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(made, 1, "round {round}: exactly one start clones or syncs");
+        assert_eq!(workspaces.len(), 1, "round {round}: {workspaces:?}");
+        let ws = workspaces.into_iter().next().unwrap();
+        assert_clean_checkout(Path::new(&ws), &tip);
+    }
+    let names = ls_names(home.path());
+    assert!(
+        ["same0", "same1", "same2"]
+            .iter()
+            .all(|n| names.iter().any(|m| m == n)),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn prune_removes_the_lock_files_of_names_that_are_gone() {
+    let up = Upstream::new("main", 3).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let url = server.url(up.name());
+    let home = crate::TestHome::new();
+    for n in ["a", "b"] {
+        json(&headstart(
+            home.path(),
+            &["up", &url, "--name", n, "--no-snapshot", "--json"],
+        ));
+    }
+    let failed = headstart(
+        home.path(),
+        &[
+            "up",
+            &url,
+            "--name",
+            "c",
+            "--branch",
+            "nope",
+            "--no-snapshot",
+        ],
+    );
+    assert_eq!(failed.status.code(), Some(2), "{}", stderr(&failed));
+    assert!(headstart(home.path(), &["down", "a"]).status.success());
+    // what older versions left behind: a lock per name ever tried
+    let locks = home.path().join("locks");
+    std::fs::write(locks.join("ghost.lock"), "").unwrap();
+
+    let o = headstart(home.path(), &["prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut left: Vec<String> = std::fs::read_dir(&locks)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["b.lock"], "only the lock of the sandbox that exists");
+    assert_eq!(ls_names(home.path()), ["b"]);
+}
+
+#[test]
+fn up_timeout_against_a_stalling_server_fails_naming_the_deadline() {
+    let up = big_upstream();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let proxy = StallProxy::start(server.addr(), Some(BUDGET), STALL).unwrap();
+    let url = proxy.url(up.name());
+    let home = crate::TestHome::new();
+
+    let t = Instant::now();
+    let out = Running::spawn(
+        home.path(),
+        &[
+            "up",
+            &url,
+            "--name",
+            "slow",
+            "--no-snapshot",
+            "--timeout",
+            "3s",
+        ],
+    )
+    .finish(Duration::from_secs(30));
+    let took = t.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("headstart up did not finish within 3s (--timeout)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(proxy.stalls() > 0, "it stalled rather than failed early");
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert!(ls_names(home.path()).is_empty());
+    assert!(!sandbox_dir(home.path(), "slow").exists(), "nothing left");
+}
