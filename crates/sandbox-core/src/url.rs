@@ -238,9 +238,105 @@ impl RepoUrl {
         self.is_local().then(|| Path::new(&self.path))
     }
 
+    /// Scheme, host and port (default ports filled in); `None` for local
+    /// repositories. Credentials are only ever sent to this origin.
+    pub fn origin(&self) -> Option<Origin> {
+        let host = self.host.clone()?;
+        let scheme = match self.transport {
+            Transport::Http => self.scheme,
+            Transport::Ssh => "ssh",
+            Transport::Git => "git",
+            Transport::File => return None,
+        };
+        Some(Origin {
+            scheme,
+            host,
+            port: self.port.unwrap_or_else(|| default_port(scheme)),
+        })
+    }
+
     /// The string handed to git (identical to `Display`).
     pub fn as_git_url(&self) -> String {
         self.to_string()
+    }
+}
+
+/// Where credentials may go: scheme, host and port of a URL, default ports filled in
+/// (`https` 443, `http` 80, `ssh` 22, `git` 9418) and the host lower-cased.
+///
+/// The git engine binds a token to the [`RepoUrl::origin`] of the repository the user
+/// named and refuses to hand it to any other origin (a redirect to another port, host
+/// or scheme).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    scheme: &'static str,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// The origin of a URL string as libgit2 hands it to callbacks (`scheme://[user@]host[:port]/...`
+    /// or scp-like `[user@]host:path`); `None` when it names no network origin.
+    pub fn of(url: &str) -> Option<Self> {
+        if let Some((scheme, rest)) = url.split_once("://") {
+            let scheme = match scheme.to_ascii_lowercase().as_str() {
+                "https" => "https",
+                "http" => "http",
+                "ssh" | "git+ssh" | "ssh+git" => "ssh",
+                "git" => "git",
+                _ => return None,
+            };
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let authority = &rest[..end];
+            let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            let (host, port) = split_host_port(hostport).ok()?;
+            return Some(Self {
+                scheme,
+                host,
+                port: port.unwrap_or_else(|| default_port(scheme)),
+            });
+        }
+        let (left, _) = url.split_once(':')?;
+        if left.is_empty() || left.contains('/') {
+            return None;
+        }
+        let host = left.rsplit_once('@').map_or(left, |(_, h)| h);
+        check_host(host).ok()?;
+        Some(Self {
+            scheme: "ssh",
+            host: host.to_ascii_lowercase(),
+            port: default_port("ssh"),
+        })
+    }
+
+    /// `https`, `http`, `ssh` or `git`.
+    pub fn scheme(&self) -> &str {
+        self.scheme
+    }
+
+    /// The host, lower-cased.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port, the scheme's default when the URL names none.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+fn default_port(scheme: &str) -> u16 {
+    match scheme {
+        "https" => 443,
+        "http" => 80,
+        "ssh" => 22,
+        _ => 9418,
     }
 }
 

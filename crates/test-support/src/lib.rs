@@ -10,6 +10,8 @@
 //!   (CGI), with an optional required token (HTTP basic auth) and a [`RequestRecord`]
 //!   log that parses upload-pack pkt-lines (wants, haves, deepen).
 //! - [`GitDaemon`]: `git daemon` on a free loopback port.
+//! - [`RedirectServer`]: answers everything with `302` to another base URL
+//!   (optionally only after a `401` challenge), logging `Authorization` headers.
 //! - [`SshServer`]: `sshd` on a free loopback port with key authentication and a
 //!   matching `known_hosts`.
 //! - [`capture_tracing`] and [`random_token`] for secret-leak assertions.
@@ -24,6 +26,7 @@ mod http;
 mod mounts;
 mod pktline;
 mod process;
+mod redirect;
 mod ssh;
 mod tracing_capture;
 mod upstream;
@@ -34,6 +37,7 @@ pub use http::{GitHttpServer, RequestRecord};
 pub use mounts::unmount_all_under;
 pub use pktline::{UploadPackRequest, parse_upload_pack};
 pub use process::ChildGuard;
+pub use redirect::{RedirectRecord, RedirectServer};
 pub use ssh::{SshServer, ssh_unavailable};
 pub use tracing_capture::{CapturedLog, capture_tracing};
 pub use upstream::{Change, Upstream};

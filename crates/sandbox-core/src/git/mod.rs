@@ -2,7 +2,7 @@
 //!
 //! No `git` subprocess and no shell: URLs and branch names are validated types and go
 //! to libgit2 as data. Credentials reach libgit2 only through a credential callback,
-//! only for the repository's own host, and are never written to `.git/config`.
+//! only for the repository's own origin (scheme, host, port), and are never written to `.git/config`.
 //!
 //! All functions here **block**; async callers use `tokio::task::spawn_blocking`.
 //!
@@ -37,7 +37,8 @@
 //!   unknown, changed or revoked key is [`Error::AuthFailed`] saying what to do, never
 //!   a prompt or a silent accept. Tested against a loopback OpenSSH `sshd`.
 //! - **Credentials** (token as user/password over HTTP, key over ssh) are offered once,
-//!   only when libgit2 asks for the repository's own host; a refused one is
+//!   only when libgit2 asks for the repository's own origin (scheme, host and port,
+//!   default ports normalised; a redirect elsewhere gets nothing); a refused one is
 //!   [`Error::AuthFailed`] (libgit2 would otherwise ask again forever). No error or log
 //!   line contains the token.
 //! - **Sockets**: the engine registers its own TCP stream with libgit2 (`nodelay.rs`,

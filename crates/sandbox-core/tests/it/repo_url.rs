@@ -199,3 +199,41 @@ fn bad_inputs_are_refused_with_what_is_accepted() {
         );
     }
 }
+
+#[test]
+fn origins_fill_in_default_ports_and_tell_ports_schemes_and_hosts_apart() -> anyhow::Result<()> {
+    use sandbox_core::Origin;
+    let o = |s: &str| Origin::of(s).map(|o| o.to_string());
+    assert_eq!(
+        o("https://GitHub.com/a/b.git").as_deref(),
+        Some("https://github.com:443")
+    );
+    assert_eq!(
+        o("https://github.com:443/a/b").as_deref(),
+        Some("https://github.com:443")
+    );
+    assert_eq!(
+        o("http://x-access-token@127.0.0.1:8080/a?b=1").as_deref(),
+        Some("http://127.0.0.1:8080")
+    );
+    assert_eq!(
+        o("git@github.com:a/b.git").as_deref(),
+        Some("ssh://github.com:22")
+    );
+    assert_eq!(
+        o("ssh://git@[::1]:2222/a").as_deref(),
+        Some("ssh://[::1]:2222")
+    );
+    assert_eq!(o("git://h/a").as_deref(), Some("git://h:9418"));
+    assert_eq!(o("file:///srv/a"), None);
+    assert_eq!(o("/srv/a"), None);
+    assert_ne!(Origin::of("http://h:1/a"), Origin::of("http://h:2/a"));
+    assert_ne!(Origin::of("http://h/a"), Origin::of("https://h/a"));
+    let url = RepoUrl::parse("https://github.com/acme/app")?;
+    assert_eq!(
+        url.origin(),
+        Origin::of("https://github.com:443/acme/app.git/info/refs")
+    );
+    assert_eq!(RepoUrl::parse("file:///srv/a")?.origin(), None);
+    Ok(())
+}
