@@ -28,7 +28,8 @@ pub enum Transport {
 ///
 /// Accepted: `https://`, `http://`, `ssh://`, scp-like `user@host:owner/repo(.git)`,
 /// `git://`, `file://` and local paths (`/abs`, `./rel`, `../rel`, made absolute).
-/// Refused: userinfo in `http(s)://` URLs (pass a token through
+/// Refused: userinfo in `http(s)://` URLs and token-like query parameters
+/// (`?token=`, `?access_token=`, `?private_token=`, …) (pass a token through
 /// [`Credentials`](crate::Credentials) instead, so it never lands in a URL, a log or
 /// `.git/config`), passwords in `ssh://` URLs, a leading `-` (option injection),
 /// whitespace and control characters, and unknown schemes.
@@ -54,7 +55,7 @@ impl RepoUrl {
     /// error never repeats userinfo it refused.
     pub fn parse(input: &str) -> Result<Self, Error> {
         let bad = |reason: &str| Error::InvalidUrl {
-            url: redact_userinfo(input),
+            url: crate::scrub::scrub(&redact_userinfo(input)).into_owned(),
             reason: format!("{reason}; {ACCEPTED}"),
         };
         if input.is_empty() {
@@ -67,6 +68,13 @@ impl RepoUrl {
         }
         if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad("the URL contains whitespace or control characters"));
+        }
+        if let Some(name) = token_query_param(input) {
+            return Err(bad(&format!(
+                "a credential in the URL's query (`{name}=`) is refused (it would end up in \
+                 logs and .git/config); pass the token through HEADSTART_GIT_TOKEN or \
+                 `Credentials` instead"
+            )));
         }
         if let Some((scheme, rest)) = input.split_once("://") {
             let scheme_lc = scheme.to_ascii_lowercase();
@@ -403,6 +411,21 @@ pub(crate) fn redact_userinfo(input: &str) -> String {
         }
     }
     cleaned
+}
+
+/// The name of the first token-like query parameter of a URL (`?token=…`,
+/// `&access_token=…`; see [`crate::scrub`]), if any. Local paths have no query.
+fn token_query_param(input: &str) -> Option<String> {
+    if input.starts_with('/') || input.starts_with('.') || input.starts_with("file:") {
+        return None;
+    }
+    let (_, query) = input.split_once('?')?;
+    let query = query.split('#').next().unwrap_or(query);
+    query
+        .split(['&', ';'])
+        .map(|kv| kv.split_once('=').map_or(kv, |(k, _)| k))
+        .find(|k| crate::scrub::is_token_param(k))
+        .map(|k| k.escape_debug().to_string())
 }
 
 fn normalize_local(p: &Path) -> PathBuf {

@@ -16,7 +16,7 @@ use crate::url::RepoUrl;
 fn git_err(op: &'static str) -> impl Fn(git2::Error) -> Error {
     move |e| Error::Git {
         op,
-        message: e.message().to_owned(),
+        message: crate::scrub::scrub(e.message()).into_owned(),
     }
 }
 

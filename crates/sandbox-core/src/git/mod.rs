@@ -245,7 +245,7 @@ pub fn sync(source: &Source, workspace: &Path, options: &GitOptions) -> Result<C
         message: format!(
             "{} is not a git workspace: {}",
             workspace.display(),
-            e.message()
+            crate::scrub::scrub(e.message())
         ),
     })?;
     let mut remote = repo.find_remote("origin").map_err(|e| Error::Git {
@@ -253,7 +253,7 @@ pub fn sync(source: &Source, workspace: &Path, options: &GitOptions) -> Result<C
         message: format!(
             "the workspace at {} has no `origin` remote: {}",
             workspace.display(),
-            e.message()
+            crate::scrub::scrub(e.message())
         ),
     })?;
     let actual = remote.url().unwrap_or("").to_owned();
@@ -333,7 +333,7 @@ pub fn head(workspace: &Path) -> Result<HeadInfo> {
         message: format!(
             "{} is not a git workspace: {}",
             workspace.display(),
-            e.message()
+            crate::scrub::scrub(e.message())
         ),
     })?;
     if repo.head_detached().map_err(git_err(op))? {
@@ -347,7 +347,7 @@ pub fn head(workspace: &Path) -> Result<HeadInfo> {
         message: format!(
             "HEAD of {} names no commit: {}",
             workspace.display(),
-            e.message()
+            crate::scrub::scrub(e.message())
         ),
     })?;
     let branch = head.shorthand().unwrap_or_default().to_owned();
@@ -358,7 +358,7 @@ pub fn head(workspace: &Path) -> Result<HeadInfo> {
 fn git_err(op: &'static str) -> impl Fn(git2::Error) -> Error {
     move |e| Error::Git {
         op,
-        message: e.message().to_owned(),
+        message: crate::scrub::scrub(e.message()).into_owned(),
     }
 }
 

@@ -315,11 +315,14 @@ pub(crate) fn tracking_refspec(branch: &str) -> String {
     format!("+refs/heads/{branch}:refs/remotes/origin/{branch}")
 }
 
-/// Removes anything token-like from a message: the token itself if present.
+/// Removes anything secret from a message: every registered secret, URL userinfo and
+/// token-like query parameters ([`crate::scrub`]), and this operation's token even if
+/// it is too short to have been registered.
 pub(crate) fn scrub(message: &str, credentials: &Credentials) -> String {
+    let out = crate::scrub::scrub(message).into_owned();
     match credentials.expose_token() {
-        Some(t) if !t.is_empty() && message.contains(t) => message.replace(t, "***"),
-        _ => message.to_owned(),
+        Some(t) if !t.is_empty() && out.contains(t) => out.replace(t, crate::scrub::REDACTED),
+        _ => out,
     }
 }
 

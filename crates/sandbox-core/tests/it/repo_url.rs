@@ -237,3 +237,39 @@ fn origins_fill_in_default_ports_and_tell_ports_schemes_and_hosts_apart() -> any
     assert_eq!(RepoUrl::parse("file:///srv/a")?.origin(), None);
     Ok(())
 }
+
+#[test]
+fn token_like_query_parameters_are_refused_without_echoing_the_value() {
+    let secret = test_support::random_token();
+    for (input, name) in [
+        (format!("https://host/o/r.git?token={secret}"), "token"),
+        (
+            format!("https://host/o/r.git?a=1&access_token={secret}"),
+            "access_token",
+        ),
+        (
+            format!("http://127.0.0.1:8080/r.git?PRIVATE_TOKEN={secret}"),
+            "PRIVATE_TOKEN",
+        ),
+        (format!("git://host/r.git?password={secret}#x"), "password"),
+        (format!("ssh://git@host/r.git?api_key={secret}"), "api_key"),
+        (
+            format!("git@host:o/r.git?oauth_token={secret}"),
+            "oauth_token",
+        ),
+    ] {
+        let err = RepoUrl::parse(&input).expect_err(&input);
+        let Error::InvalidUrl { reason, .. } = &err else {
+            panic!("{input}: {err:?}")
+        };
+        assert!(
+            reason.contains(&format!("`{name}=`")) && reason.contains("HEADSTART_GIT_TOKEN"),
+            "{reason}"
+        );
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(&secret), "the value is echoed: {shown}");
+    }
+    // Other query parameters, and local paths with a `?`, are not credentials.
+    assert!(RepoUrl::parse("https://host/o/r.git?ref=main").is_ok());
+    assert!(RepoUrl::parse("/srv/repos/odd?token=name").is_ok());
+}
