@@ -12,6 +12,8 @@
 //! - [`GitDaemon`]: `git daemon` on a free loopback port.
 //! - [`RedirectServer`]: answers everything with `302` to another base URL
 //!   (optionally only after a `401` challenge), logging `Authorization` headers.
+//! - [`TrickleProxy`]: a TCP proxy passing a server's answer on a few bytes at a
+//!   time, or never (a stalled server).
 //! - [`SshServer`]: `sshd` on a free loopback port with key authentication and a
 //!   matching `known_hosts`.
 //! - [`capture_tracing`] and [`random_token`] for secret-leak assertions.
@@ -29,6 +31,7 @@ mod process;
 mod redirect;
 mod ssh;
 mod tracing_capture;
+mod trickle;
 mod upstream;
 
 pub use daemon::GitDaemon;
@@ -40,6 +43,7 @@ pub use process::ChildGuard;
 pub use redirect::{RedirectRecord, RedirectServer};
 pub use ssh::{SshServer, ssh_unavailable};
 pub use tracing_capture::{CapturedLog, capture_tracing};
+pub use trickle::TrickleProxy;
 pub use upstream::{Change, Upstream};
 
 /// A fresh random token-like secret, generated at run time (tests must not carry

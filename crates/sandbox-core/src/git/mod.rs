@@ -46,6 +46,13 @@
 //!   algorithm (~40 ms per smart-HTTP POST otherwise), `TCP_QUICKACK` so servers that
 //!   write in pieces (git daemon) are not held back by our delayed ACKs, and a silent
 //!   server fails after 5 minutes instead of blocking forever.
+//! - **Limits** ([`GitOptions::limits`], [`GitOptions::cancel`]): clone, sync and
+//!   ls-remote stop when the token is cancelled, the deadline passes, or the server
+//!   sends less than the low-speed limit for its window: progress callbacks and
+//!   checkout notifications return "stop", and the socket reads in 250 ms slices so
+//!   a stalled or trickling server is noticed too (`watch.rs`). The errors are
+//!   [`Error::Cancelled`], [`Error::Timeout`] and [`Error::TooSlow`], never a guessed
+//!   network error. A full disk is [`Error::NoSpace`].
 //!
 //! Not here: deciding between clone and sync, snapshots, or running anything in a
 //! sandbox (`snapshot-refresh` and `provisioners` do that).
@@ -59,6 +66,7 @@ mod checkout;
 mod known_hosts;
 mod nodelay;
 mod transfer;
+mod watch;
 
 use git2::Repository;
 
@@ -146,18 +154,21 @@ pub struct Checkout {
 ///
 /// `origin` is `source.url()` as given (no credentials), fetching only the branch
 /// checked out (like `git clone --single-branch`). On failure, whatever the clone
-/// created in `dest` is removed.
+/// created in `dest` is removed (also when cancelled or out of time).
 ///
 /// # Errors
 /// [`Error::BranchNotFound`], [`Error::NewBranchExists`], [`Error::AuthFailed`],
 /// [`Error::RepoNotFound`], [`Error::Network`], [`Error::UnsupportedRepository`],
-/// [`Error::InvalidOptions`] (`dest` not empty),
-/// [`Error::Git`].
+/// [`Error::InvalidOptions`] (`dest` not empty), [`Error::Cancelled`] (the
+/// [`GitOptions::cancel`] token), [`Error::Timeout`] (the deadline of
+/// [`GitOptions::limits`]), [`Error::TooSlow`] (its low-speed limit),
+/// [`Error::NoSpace`] (the disk under `dest` is full), [`Error::Git`].
 #[tracing::instrument(level = "debug", skip_all, fields(repository = %source.url()))]
 pub fn clone(source: &Source, dest: &Path, options: &GitOptions) -> Result<Checkout> {
     nodelay::install();
-    let created = prepare_dest(dest)?;
-    let result = clone_into(source, dest, options);
+    let scope = watch::Scope::enter(operation("clone", source.url(), Some(dest), options));
+    let created = scope.run(|| prepare_dest(dest))?;
+    let result = scope.run(|| clone_into(source, dest, options));
     if result.is_err() {
         cleanup_dest(dest, created);
     }
@@ -237,9 +248,29 @@ fn clone_into(source: &Source, dest: &Path, options: &GitOptions) -> Result<Chec
 /// the errors of [`clone`].
 #[tracing::instrument(level = "debug", skip_all, fields(repository = %source.url()))]
 pub fn sync(source: &Source, workspace: &Path, options: &GitOptions) -> Result<Checkout> {
+    nodelay::install();
+    let scope = watch::Scope::enter(operation("sync", source.url(), Some(workspace), options));
+    scope.run(|| sync_in(source, workspace, options))
+}
+
+/// The limits of one operation (`op` of `url`) for [`watch`].
+fn operation(
+    op: &str,
+    url: &RepoUrl,
+    dir: Option<&Path>,
+    options: &GitOptions,
+) -> watch::Operation {
+    watch::Operation::new(
+        format!("git {op} of {url}"),
+        dir.map(Path::to_path_buf),
+        options.cancel.clone(),
+        options.limits,
+    )
+}
+
+fn sync_in(source: &Source, workspace: &Path, options: &GitOptions) -> Result<Checkout> {
     let started = std::time::Instant::now();
     let url = source.url();
-    nodelay::install();
     let repo = Repository::open(workspace).map_err(|e| Error::Git {
         op: "sync",
         message: format!(
@@ -310,12 +341,24 @@ pub fn sync(source: &Source, workspace: &Path, options: &GitOptions) -> Result<C
 /// repository).
 #[tracing::instrument(level = "debug", skip_all, fields(repository = %url))]
 pub fn remote_default_branch(url: &RepoUrl, credentials: &Credentials) -> Result<String> {
-    nodelay::install();
     let options = GitOptions {
         credentials: credentials.clone(),
         ..GitOptions::default()
     };
-    let adv = transfer::ls_remote(url, &options)?;
+    remote_default_branch_with(url, &options)
+}
+
+/// [`remote_default_branch`] with the credentials, limits and cancel token of
+/// `options` (`depth` and `progress` do not apply).
+///
+/// # Errors
+/// As [`remote_default_branch`]; [`Error::Cancelled`], [`Error::Timeout`],
+/// [`Error::TooSlow`] when the limits stop it.
+#[tracing::instrument(level = "debug", skip_all, fields(repository = %url))]
+pub fn remote_default_branch_with(url: &RepoUrl, options: &GitOptions) -> Result<String> {
+    nodelay::install();
+    let scope = watch::Scope::enter(operation("ls-remote", url, None, options));
+    let adv = scope.run(|| transfer::ls_remote(url, options))?;
     adv.default_branch.ok_or_else(|| Error::Git {
         op: "ls-remote",
         message: format!("{url} does not name a default branch (HEAD); it may be empty"),

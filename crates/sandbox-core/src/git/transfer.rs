@@ -142,6 +142,9 @@ pub(crate) fn callbacks<'a>(
             }
         }
     });
+    // Both stop the transfer (libgit2 then fails with "user cancelled", which the
+    // engine maps to the stop) once the operation is cancelled or out of time.
+    cbs.sideband_progress(|_| super::watch::proceed());
     // Always installed: libgit2 counts received bytes only when a transfer progress
     // callback is set.
     let progress = options.progress.clone();
@@ -155,7 +158,7 @@ pub(crate) fn callbacks<'a>(
                 received_bytes: p.received_bytes(),
             });
         }
-        true
+        super::watch::proceed()
     });
     cbs
 }

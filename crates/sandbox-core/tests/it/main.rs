@@ -5,6 +5,7 @@
 mod common;
 mod git_auth;
 mod git_clone;
+mod git_limits;
 mod git_paths_agree;
 mod git_ssh;
 mod git_sync;
