@@ -14,6 +14,7 @@
 //!   (optionally only after a `401` challenge), logging `Authorization` headers.
 //! - [`TrickleProxy`]: a TCP proxy passing a server's answer on a few bytes at a
 //!   time, or never (a stalled server).
+//! - [`SmallTmpfs`]: a tmpfs of a few MiB under a test's temp dir, to fill on purpose.
 //! - [`SshServer`]: `sshd` on a free loopback port with key authentication and a
 //!   matching `known_hosts`.
 //! - [`capture_tracing`] and [`random_token`] for secret-leak assertions.
@@ -30,6 +31,7 @@ mod pktline;
 mod process;
 mod redirect;
 mod ssh;
+mod tmpfs;
 mod tracing_capture;
 mod trickle;
 mod upstream;
@@ -42,6 +44,7 @@ pub use pktline::{UploadPackRequest, parse_upload_pack};
 pub use process::ChildGuard;
 pub use redirect::{RedirectRecord, RedirectServer};
 pub use ssh::{SshServer, ssh_unavailable};
+pub use tmpfs::SmallTmpfs;
 pub use tracing_capture::{CapturedLog, capture_tracing};
 pub use trickle::TrickleProxy;
 pub use upstream::{Change, Upstream};

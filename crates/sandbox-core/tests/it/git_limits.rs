@@ -177,3 +177,40 @@ fn ls_remote_and_sync_honour_the_limits() -> anyhow::Result<()> {
     assert_eq!(state(&ws)?, before);
     Ok(())
 }
+
+/// A clone into a 2 MiB tmpfs of a tree holding an 8 MiB file (its pack is small, so
+/// the checkout fills the disk): [`Error::NoSpace`] naming the destination, not a
+/// network error, and the clone removes what it wrote.
+#[test]
+fn a_full_disk_is_no_space_not_a_network_error() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let tmpfs = match test_support::SmallTmpfs::mount(&dir.path().join("small"), 2 << 20) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("skipped: cannot mount a tmpfs here ({e:#})");
+            return Ok(());
+        }
+    };
+    let up = Upstream::new("trunk", 3)?;
+    let big: Vec<u8> = b"a line of a big, very compressible file\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(8 << 20)
+        .collect();
+    up.commit(
+        "trunk",
+        &[test_support::Change::Write("big.txt".into(), big)],
+    )?;
+    let http = GitHttpServer::start(up.root())?;
+    let url = RepoUrl::parse(&http.url(up.name()))?;
+    let ws = tmpfs.path().join("ws");
+    let err = git::clone(&Source::new(url), &ws, &GitOptions::default()).expect_err("full");
+    assert!(
+        matches!(&err, Error::NoSpace { path, .. } if *path == ws),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("no space left on"), "{err}");
+    assert!(!ws.exists(), "the failed clone removed what it wrote");
+    Ok(())
+}
