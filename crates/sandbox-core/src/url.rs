@@ -263,6 +263,22 @@ impl RepoUrl {
         })
     }
 
+    /// True when `other` names the same repository, in any URL form: the same host
+    /// (case-insensitive; scheme, port and ssh user ignored) and the same path,
+    /// ignoring a trailing `/` and `.git`. So `https://host/o/app.git`,
+    /// `git://host/o/app`, `git@host:o/app.git` and `ssh://host:2222/o/app/` are one
+    /// repository. Local repositories compare canonical paths (a repository's `.git`
+    /// directory is the repository); a local and a remote URL never match.
+    pub fn same_repository(&self, other: &RepoUrl) -> bool {
+        match (self.local_path(), other.local_path()) {
+            (Some(a), Some(b)) => local_key(a) == local_key(b),
+            (None, None) => {
+                self.host == other.host && repo_path_key(&self.path) == repo_path_key(&other.path)
+            }
+            _ => false,
+        }
+    }
+
     /// The string handed to git (identical to `Display`).
     pub fn as_git_url(&self) -> String {
         self.to_string()
@@ -396,6 +412,24 @@ impl<'de> serde::Deserialize<'de> for RepoUrl {
         let s = String::deserialize(d)?;
         Self::parse(&s).map_err(serde::de::Error::custom)
     }
+}
+
+/// A remote repository path without trailing `/` and `.git`.
+fn repo_path_key(path: &str) -> &str {
+    let p = path.trim_end_matches('/');
+    p.strip_suffix(".git").unwrap_or(p).trim_end_matches('/')
+}
+
+/// A local repository path, canonical where it exists, without a final `.git`
+/// component (the repository is its work tree).
+fn local_key(path: &Path) -> PathBuf {
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if canonical.file_name().is_some_and(|n| n == ".git") {
+        if let Some(parent) = canonical.parent() {
+            return parent.to_path_buf();
+        }
+    }
+    canonical
 }
 
 /// Replaces the userinfo of a URL-looking string with `***` so errors never echo it.

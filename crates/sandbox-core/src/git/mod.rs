@@ -243,6 +243,10 @@ fn clone_into(source: &Source, dest: &Path, options: &GitOptions) -> Result<Chec
 /// The workspace may be a single-branch shallow clone of any other branch; force-pushed
 /// branches are followed (the refspec forces).
 ///
+/// The workspace's `origin` may name the repository in another form
+/// ([`RepoUrl::same_repository`]: another scheme, port or ssh user, with or without
+/// `.git`); the fetch then goes to `source.url()` and `origin` becomes that URL.
+///
 /// # Errors
 /// [`Error::OriginMismatch`] when the workspace's `origin` is another repository, and
 /// the errors of [`clone`].
@@ -288,18 +292,42 @@ fn sync_in(source: &Source, workspace: &Path, options: &GitOptions) -> Result<Ch
         ),
     })?;
     let actual = remote.url().unwrap_or("").to_owned();
-    if !same_repository(&actual, url) {
+    let same = RepoUrl::parse(&actual).is_ok_and(|a| a.same_repository(url));
+    if !same {
         return Err(Error::OriginMismatch {
             workspace: workspace.to_path_buf(),
             expected: url.to_string(),
-            actual: crate::url::redact_userinfo(&actual),
+            actual: crate::scrub::scrub(&crate::url::redact_userinfo(&actual)).into_owned(),
         });
+    }
+    // The same repository in another form (git:// for a snapshot taken over https, a
+    // mirror's port): fetch from the URL given, and make it the workspace's origin
+    // (a validated URL holds no credential). A failed fetch puts the old one back.
+    let wanted = url.as_git_url();
+    let rewritten = actual != wanted;
+    if rewritten {
+        drop(remote);
+        repo.remote_set_url("origin", &wanted)
+            .map_err(git_err("sync"))?;
+        remote = repo.find_remote("origin").map_err(git_err("sync"))?;
+        tracing::debug!(from = %crate::scrub::scrub(&actual), to = %url, "origin rewritten to the URL given");
     }
     let branch = source.branch().map(|b| b.as_str());
     let new_branch = source.new_branch().map(|b| b.as_str());
     let depth = transfer::effective_depth(url, Depth::default());
     let fetched =
-        transfer::connect_and_fetch("sync", &mut remote, url, branch, new_branch, depth, options)?;
+        transfer::connect_and_fetch("sync", &mut remote, url, branch, new_branch, depth, options);
+    let fetched = match fetched {
+        Ok(f) => f,
+        Err(e) => {
+            if rewritten {
+                if let Err(restore) = repo.remote_set_url("origin", &actual) {
+                    tracing::warn!(error = %restore.message(), "could not restore the origin URL");
+                }
+            }
+            return Err(e);
+        }
+    };
     drop(remote);
     ensure_fetch_refspec(&repo, &fetched.base)?;
     set_origin_head(&repo, fetched.default_branch.as_deref())?;
@@ -403,20 +431,6 @@ fn git_err(op: &'static str) -> impl Fn(git2::Error) -> Error {
         op,
         message: crate::scrub::scrub(e.message()).into_owned(),
     }
-}
-
-/// True when the configured origin URL names the same repository as `url`: same
-/// transport, host, port and path, ignoring a trailing `/` or `.git`.
-fn same_repository(configured: &str, url: &RepoUrl) -> bool {
-    let Ok(other) = RepoUrl::parse(configured) else {
-        return false;
-    };
-    let norm = |p: &str| p.trim_end_matches('/').trim_end_matches(".git").to_owned();
-    other.transport() == url.transport()
-        && other.host() == url.host()
-        && other.port() == url.port()
-        && other.user() == url.user()
-        && norm(other.path()) == norm(url.path())
 }
 
 /// Adds `+refs/heads/B:refs/remotes/origin/B` to origin's fetch refspecs if missing, so

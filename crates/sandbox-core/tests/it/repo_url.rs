@@ -273,3 +273,41 @@ fn token_like_query_parameters_are_refused_without_echoing_the_value() {
     assert!(RepoUrl::parse("https://host/o/r.git?ref=main").is_ok());
     assert!(RepoUrl::parse("/srv/repos/odd?token=name").is_ok());
 }
+
+#[test]
+fn same_repository_ignores_scheme_port_user_and_dot_git_but_not_host_or_path() -> anyhow::Result<()>
+{
+    let p = |s: &str| RepoUrl::parse(s);
+    let base = p("https://GitHub.com/acme/app.git")?;
+    for same in [
+        "https://github.com/acme/app",
+        "https://github.com/acme/app/",
+        "http://github.com:8080/acme/app.git",
+        "git://github.com/acme/app.git",
+        "git@github.com:acme/app.git",
+        "git@github.com:acme/app",
+        "ssh://git@github.com:2222/acme/app.git",
+    ] {
+        assert!(base.same_repository(&p(same)?), "{same}");
+        assert!(p(same)?.same_repository(&base), "{same} (symmetric)");
+    }
+    for other in [
+        "https://gitlab.com/acme/app.git",
+        "https://github.com/acme/app2.git",
+        "https://github.com/other/app.git",
+        "https://github.com/acme/App.git",
+        "file:///acme/app.git",
+    ] {
+        assert!(!base.same_repository(&p(other)?), "{other}");
+    }
+    // Local repositories: canonical paths; a repository's `.git` is the repository.
+    let dir = tempfile::tempdir()?;
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join(".git"))?;
+    std::os::unix::fs::symlink(&repo, dir.path().join("link"))?;
+    let local = RepoUrl::from_path(&repo)?;
+    assert!(local.same_repository(&RepoUrl::from_path(&dir.path().join("link"))?));
+    assert!(local.same_repository(&RepoUrl::from_path(&repo.join(".git"))?));
+    assert!(!local.same_repository(&RepoUrl::from_path(dir.path())?));
+    Ok(())
+}
