@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 ///
 /// The token lives in a [`SecretString`]: `Debug` prints `[redacted]`, it is never part
 /// of a URL, and the git engine hands it to libgit2 only through a credential callback
-/// for the repository's own host. An empty token is the same as no token.
+/// for the repository's own origin (scheme, host, port). An empty token is the same as no token.
 #[derive(Clone, Default)]
 pub struct Credentials {
     username: Option<String>,
@@ -46,7 +46,7 @@ impl Credentials {
     }
 
     /// An ssh private key file (without passphrase) for `ssh://` and `user@host:path`
-    /// URLs. The git engine offers it only to the repository's own host, after
+    /// URLs. The git engine offers it only to the repository's own origin, after
     /// verifying the host key against a `known_hosts` file (see
     /// [`with_known_hosts`](Self::with_known_hosts)).
     pub fn ssh_key(private_key: impl Into<PathBuf>) -> Self {

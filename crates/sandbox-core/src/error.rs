@@ -114,6 +114,19 @@ pub enum Error {
         /// The deadline that passed.
         after: Duration,
     },
+    /// A transfer stayed below the low-speed limit
+    /// ([`TransferLimits::low_speed`](crate::TransferLimits)) for its whole window.
+    #[error(
+        "{what} failed: the server sent less than {bytes_per_sec} B/s for {window:?}; check the network and the server, or relax the low-speed limit"
+    )]
+    TooSlow {
+        /// What was running.
+        what: String,
+        /// The limit, in bytes per second.
+        bytes_per_sec: u64,
+        /// How long the rate stayed below it.
+        window: Duration,
+    },
     /// The operation was cancelled (Ctrl-C, SIGTERM, or a [`CancelToken`](crate::CancelToken)).
     #[error("{what} was interrupted")]
     Cancelled {

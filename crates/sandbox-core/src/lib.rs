@@ -52,4 +52,4 @@ pub use traits::{
     Connected, DEFAULT_PAGE_SIZE, Sandbox, SandboxInfo, SandboxProvider, SandboxState,
     SnapshotStore,
 };
-pub use url::{RepoUrl, Transport};
+pub use url::{Origin, RepoUrl, Transport};

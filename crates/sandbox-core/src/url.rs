@@ -28,7 +28,8 @@ pub enum Transport {
 ///
 /// Accepted: `https://`, `http://`, `ssh://`, scp-like `user@host:owner/repo(.git)`,
 /// `git://`, `file://` and local paths (`/abs`, `./rel`, `../rel`, made absolute).
-/// Refused: userinfo in `http(s)://` URLs (pass a token through
+/// Refused: userinfo in `http(s)://` URLs and token-like query parameters
+/// (`?token=`, `?access_token=`, `?private_token=`, …) (pass a token through
 /// [`Credentials`](crate::Credentials) instead, so it never lands in a URL, a log or
 /// `.git/config`), passwords in `ssh://` URLs, a leading `-` (option injection),
 /// whitespace and control characters, and unknown schemes.
@@ -54,7 +55,7 @@ impl RepoUrl {
     /// error never repeats userinfo it refused.
     pub fn parse(input: &str) -> Result<Self, Error> {
         let bad = |reason: &str| Error::InvalidUrl {
-            url: redact_userinfo(input),
+            url: crate::scrub::scrub(&redact_userinfo(input)).into_owned(),
             reason: format!("{reason}; {ACCEPTED}"),
         };
         if input.is_empty() {
@@ -67,6 +68,13 @@ impl RepoUrl {
         }
         if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad("the URL contains whitespace or control characters"));
+        }
+        if let Some(name) = token_query_param(input) {
+            return Err(bad(&format!(
+                "a credential in the URL's query (`{name}=`) is refused (it would end up in \
+                 logs and .git/config); pass the token through HEADSTART_GIT_TOKEN or \
+                 `Credentials` instead"
+            )));
         }
         if let Some((scheme, rest)) = input.split_once("://") {
             let scheme_lc = scheme.to_ascii_lowercase();
@@ -238,9 +246,121 @@ impl RepoUrl {
         self.is_local().then(|| Path::new(&self.path))
     }
 
+    /// Scheme, host and port (default ports filled in); `None` for local
+    /// repositories. Credentials are only ever sent to this origin.
+    pub fn origin(&self) -> Option<Origin> {
+        let host = self.host.clone()?;
+        let scheme = match self.transport {
+            Transport::Http => self.scheme,
+            Transport::Ssh => "ssh",
+            Transport::Git => "git",
+            Transport::File => return None,
+        };
+        Some(Origin {
+            scheme,
+            host,
+            port: self.port.unwrap_or_else(|| default_port(scheme)),
+        })
+    }
+
+    /// True when `other` names the same repository, in any URL form: the same host
+    /// (case-insensitive; scheme, port and ssh user ignored) and the same path,
+    /// ignoring a trailing `/` and `.git`. So `https://host/o/app.git`,
+    /// `git://host/o/app`, `git@host:o/app.git` and `ssh://host:2222/o/app/` are one
+    /// repository. Local repositories compare canonical paths (a repository's `.git`
+    /// directory is the repository); a local and a remote URL never match.
+    pub fn same_repository(&self, other: &RepoUrl) -> bool {
+        match (self.local_path(), other.local_path()) {
+            (Some(a), Some(b)) => local_key(a) == local_key(b),
+            (None, None) => {
+                self.host == other.host && repo_path_key(&self.path) == repo_path_key(&other.path)
+            }
+            _ => false,
+        }
+    }
+
     /// The string handed to git (identical to `Display`).
     pub fn as_git_url(&self) -> String {
         self.to_string()
+    }
+}
+
+/// Where credentials may go: scheme, host and port of a URL, default ports filled in
+/// (`https` 443, `http` 80, `ssh` 22, `git` 9418) and the host lower-cased.
+///
+/// The git engine binds a token to the [`RepoUrl::origin`] of the repository the user
+/// named and refuses to hand it to any other origin (a redirect to another port, host
+/// or scheme).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    scheme: &'static str,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// The origin of a URL string as libgit2 hands it to callbacks (`scheme://[user@]host[:port]/...`
+    /// or scp-like `[user@]host:path`); `None` when it names no network origin.
+    pub fn of(url: &str) -> Option<Self> {
+        if let Some((scheme, rest)) = url.split_once("://") {
+            let scheme = match scheme.to_ascii_lowercase().as_str() {
+                "https" => "https",
+                "http" => "http",
+                "ssh" | "git+ssh" | "ssh+git" => "ssh",
+                "git" => "git",
+                _ => return None,
+            };
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let authority = &rest[..end];
+            let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            let (host, port) = split_host_port(hostport).ok()?;
+            return Some(Self {
+                scheme,
+                host,
+                port: port.unwrap_or_else(|| default_port(scheme)),
+            });
+        }
+        let (left, _) = url.split_once(':')?;
+        if left.is_empty() || left.contains('/') {
+            return None;
+        }
+        let host = left.rsplit_once('@').map_or(left, |(_, h)| h);
+        check_host(host).ok()?;
+        Some(Self {
+            scheme: "ssh",
+            host: host.to_ascii_lowercase(),
+            port: default_port("ssh"),
+        })
+    }
+
+    /// `https`, `http`, `ssh` or `git`.
+    pub fn scheme(&self) -> &str {
+        self.scheme
+    }
+
+    /// The host, lower-cased.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port, the scheme's default when the URL names none.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+fn default_port(scheme: &str) -> u16 {
+    match scheme {
+        "https" => 443,
+        "http" => 80,
+        "ssh" => 22,
+        _ => 9418,
     }
 }
 
@@ -294,6 +414,24 @@ impl<'de> serde::Deserialize<'de> for RepoUrl {
     }
 }
 
+/// A remote repository path without trailing `/` and `.git`.
+fn repo_path_key(path: &str) -> &str {
+    let p = path.trim_end_matches('/');
+    p.strip_suffix(".git").unwrap_or(p).trim_end_matches('/')
+}
+
+/// A local repository path, canonical where it exists, without a final `.git`
+/// component (the repository is its work tree).
+fn local_key(path: &Path) -> PathBuf {
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if canonical.file_name().is_some_and(|n| n == ".git") {
+        if let Some(parent) = canonical.parent() {
+            return parent.to_path_buf();
+        }
+    }
+    canonical
+}
+
 /// Replaces the userinfo of a URL-looking string with `***` so errors never echo it.
 pub(crate) fn redact_userinfo(input: &str) -> String {
     let cleaned: String = input
@@ -307,6 +445,21 @@ pub(crate) fn redact_userinfo(input: &str) -> String {
         }
     }
     cleaned
+}
+
+/// The name of the first token-like query parameter of a URL (`?token=…`,
+/// `&access_token=…`; see [`crate::scrub`]), if any. Local paths have no query.
+fn token_query_param(input: &str) -> Option<String> {
+    if input.starts_with('/') || input.starts_with('.') || input.starts_with("file:") {
+        return None;
+    }
+    let (_, query) = input.split_once('?')?;
+    let query = query.split('#').next().unwrap_or(query);
+    query
+        .split(['&', ';'])
+        .map(|kv| kv.split_once('=').map_or(kv, |(k, _)| k))
+        .find(|k| crate::scrub::is_token_param(k))
+        .map(|k| k.escape_debug().to_string())
 }
 
 fn normalize_local(p: &Path) -> PathBuf {

@@ -10,6 +10,11 @@
 //!   (CGI), with an optional required token (HTTP basic auth) and a [`RequestRecord`]
 //!   log that parses upload-pack pkt-lines (wants, haves, deepen).
 //! - [`GitDaemon`]: `git daemon` on a free loopback port.
+//! - [`RedirectServer`]: answers everything with `302` to another base URL
+//!   (optionally only after a `401` challenge), logging `Authorization` headers.
+//! - [`TrickleProxy`]: a TCP proxy passing a server's answer on a few bytes at a
+//!   time, or never (a stalled server).
+//! - [`SmallTmpfs`]: a tmpfs of a few MiB under a test's temp dir, to fill on purpose.
 //! - [`SshServer`]: `sshd` on a free loopback port with key authentication and a
 //!   matching `known_hosts`.
 //! - [`StallProxy`]: a TCP proxy that stops forwarding a connection after N bytes from
@@ -26,9 +31,12 @@ mod http;
 mod mounts;
 mod pktline;
 mod process;
+mod redirect;
 mod ssh;
 mod stall;
+mod tmpfs;
 mod tracing_capture;
+mod trickle;
 mod upstream;
 
 pub use daemon::GitDaemon;
@@ -37,9 +45,12 @@ pub use http::{GitHttpServer, RequestRecord};
 pub use mounts::unmount_all_under;
 pub use pktline::{UploadPackRequest, parse_upload_pack};
 pub use process::ChildGuard;
+pub use redirect::{RedirectRecord, RedirectServer};
 pub use ssh::{SshServer, ssh_unavailable};
 pub use stall::StallProxy;
+pub use tmpfs::SmallTmpfs;
 pub use tracing_capture::{CapturedLog, capture_tracing};
+pub use trickle::TrickleProxy;
 pub use upstream::{Change, Upstream};
 
 /// A fresh random token-like secret, generated at run time (tests must not carry

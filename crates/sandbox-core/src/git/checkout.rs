@@ -16,7 +16,7 @@ use crate::url::RepoUrl;
 fn git_err(op: &'static str) -> impl Fn(git2::Error) -> Error {
     move |e| Error::Git {
         op,
-        message: e.message().to_owned(),
+        message: crate::scrub::scrub(e.message()).into_owned(),
     }
 }
 
@@ -128,6 +128,9 @@ fn clean_untracked(repo: &Repository) -> Result<usize, Error> {
         .iter()
         .filter(|e| e.status().contains(git2::Status::WT_NEW))
     {
+        if let Some(stop) = super::watch::stopped_error() {
+            return Err(stop);
+        }
         let Ok(rel) = entry.path() else { continue };
         let path = workdir.join(rel);
         if path.join(".git").exists() {
@@ -162,11 +165,20 @@ fn clean_untracked(repo: &Repository) -> Result<usize, Error> {
     Ok(removed)
 }
 
+/// Aborts the checkout (at the next file libgit2 plans to update) once the operation
+/// is cancelled or out of time; libgit2's progress callback cannot abort, its notify
+/// callback can.
+fn stop_when_asked(cb: &mut CheckoutBuilder<'_>) {
+    cb.notify_on(git2::CheckoutNotificationType::UPDATED);
+    cb.notify(|_, _, _, _, _| super::watch::proceed());
+}
+
 /// A forced checkout of the whole tree: libgit2 compares every worktree file (an
 /// `lstat` each, a `readdir` per directory) with the target.
 fn full_checkout(repo: &Repository, commit: &git2::Commit<'_>) -> Result<(), Error> {
     let mut cb = CheckoutBuilder::new();
     cb.force();
+    stop_when_asked(&mut cb);
     let t = std::time::Instant::now();
     repo.checkout_tree(commit.as_object(), Some(&mut cb))
         .map_err(git_err("checkout"))?;
@@ -285,6 +297,7 @@ fn sync_worktree(repo: &Repository, commit: &git2::Commit<'_>) -> Result<(), Err
             if !paths.is_empty() {
                 let mut cb = CheckoutBuilder::new();
                 cb.force().disable_pathspec_match(true);
+                stop_when_asked(&mut cb);
                 for p in paths {
                     cb.path(p);
                 }

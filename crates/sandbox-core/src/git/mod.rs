@@ -2,7 +2,7 @@
 //!
 //! No `git` subprocess and no shell: URLs and branch names are validated types and go
 //! to libgit2 as data. Credentials reach libgit2 only through a credential callback,
-//! only for the repository's own host, and are never written to `.git/config`.
+//! only for the repository's own origin (scheme, host, port), and are never written to `.git/config`.
 //!
 //! All functions here **block**; async callers use `tokio::task::spawn_blocking`.
 //!
@@ -37,7 +37,8 @@
 //!   unknown, changed or revoked key is [`Error::AuthFailed`] saying what to do, never
 //!   a prompt or a silent accept. Tested against a loopback OpenSSH `sshd`.
 //! - **Credentials** (token as user/password over HTTP, key over ssh) are offered once,
-//!   only when libgit2 asks for the repository's own host; a refused one is
+//!   only when libgit2 asks for the repository's own origin (scheme, host and port,
+//!   default ports normalised; a redirect elsewhere gets nothing); a refused one is
 //!   [`Error::AuthFailed`] (libgit2 would otherwise ask again forever). No error or log
 //!   line contains the token.
 //! - **Sockets**: the engine registers its own TCP stream with libgit2 (`nodelay.rs`,
@@ -45,6 +46,13 @@
 //!   algorithm (~40 ms per smart-HTTP POST otherwise), `TCP_QUICKACK` so servers that
 //!   write in pieces (git daemon) are not held back by our delayed ACKs, and a silent
 //!   server fails after 5 minutes instead of blocking forever.
+//! - **Limits** ([`GitOptions::limits`], [`GitOptions::cancel`]): clone, sync and
+//!   ls-remote stop when the token is cancelled, the deadline passes, or the server
+//!   sends less than the low-speed limit for its window: progress callbacks and
+//!   checkout notifications return "stop", and the socket reads in 250 ms slices so
+//!   a stalled or trickling server is noticed too (`watch.rs`). The errors are
+//!   [`Error::Cancelled`], [`Error::Timeout`] and [`Error::TooSlow`], never a guessed
+//!   network error. A full disk is [`Error::NoSpace`].
 //!
 //! Not here: deciding between clone and sync, snapshots, or running anything in a
 //! sandbox (`snapshot-refresh` and `provisioners` do that).
@@ -58,6 +66,7 @@ mod checkout;
 mod known_hosts;
 mod nodelay;
 mod transfer;
+mod watch;
 
 use git2::Repository;
 
@@ -145,18 +154,21 @@ pub struct Checkout {
 ///
 /// `origin` is `source.url()` as given (no credentials), fetching only the branch
 /// checked out (like `git clone --single-branch`). On failure, whatever the clone
-/// created in `dest` is removed.
+/// created in `dest` is removed (also when cancelled or out of time).
 ///
 /// # Errors
 /// [`Error::BranchNotFound`], [`Error::NewBranchExists`], [`Error::AuthFailed`],
 /// [`Error::RepoNotFound`], [`Error::Network`], [`Error::UnsupportedRepository`],
-/// [`Error::InvalidOptions`] (`dest` not empty),
-/// [`Error::Git`].
+/// [`Error::InvalidOptions`] (`dest` not empty), [`Error::Cancelled`] (the
+/// [`GitOptions::cancel`] token), [`Error::Timeout`] (the deadline of
+/// [`GitOptions::limits`]), [`Error::TooSlow`] (its low-speed limit),
+/// [`Error::NoSpace`] (the disk under `dest` is full), [`Error::Git`].
 #[tracing::instrument(level = "debug", skip_all, fields(repository = %source.url()))]
 pub fn clone(source: &Source, dest: &Path, options: &GitOptions) -> Result<Checkout> {
     nodelay::install();
-    let created = prepare_dest(dest)?;
-    let result = clone_into(source, dest, options);
+    let scope = watch::Scope::enter(operation("clone", source.url(), Some(dest), options));
+    let created = scope.run(|| prepare_dest(dest))?;
+    let result = scope.run(|| clone_into(source, dest, options));
     if result.is_err() {
         cleanup_dest(dest, created);
     }
@@ -231,20 +243,44 @@ fn clone_into(source: &Source, dest: &Path, options: &GitOptions) -> Result<Chec
 /// The workspace may be a single-branch shallow clone of any other branch; force-pushed
 /// branches are followed (the refspec forces).
 ///
+/// The workspace's `origin` may name the repository in another form
+/// ([`RepoUrl::same_repository`]: another scheme, port or ssh user, with or without
+/// `.git`); the fetch then goes to `source.url()` and `origin` becomes that URL.
+///
 /// # Errors
 /// [`Error::OriginMismatch`] when the workspace's `origin` is another repository, and
 /// the errors of [`clone`].
 #[tracing::instrument(level = "debug", skip_all, fields(repository = %source.url()))]
 pub fn sync(source: &Source, workspace: &Path, options: &GitOptions) -> Result<Checkout> {
+    nodelay::install();
+    let scope = watch::Scope::enter(operation("sync", source.url(), Some(workspace), options));
+    scope.run(|| sync_in(source, workspace, options))
+}
+
+/// The limits of one operation (`op` of `url`) for [`watch`].
+fn operation(
+    op: &str,
+    url: &RepoUrl,
+    dir: Option<&Path>,
+    options: &GitOptions,
+) -> watch::Operation {
+    watch::Operation::new(
+        format!("git {op} of {url}"),
+        dir.map(Path::to_path_buf),
+        options.cancel.clone(),
+        options.limits,
+    )
+}
+
+fn sync_in(source: &Source, workspace: &Path, options: &GitOptions) -> Result<Checkout> {
     let started = std::time::Instant::now();
     let url = source.url();
-    nodelay::install();
     let repo = Repository::open(workspace).map_err(|e| Error::Git {
         op: "sync",
         message: format!(
             "{} is not a git workspace: {}",
             workspace.display(),
-            e.message()
+            crate::scrub::scrub(e.message())
         ),
     })?;
     let mut remote = repo.find_remote("origin").map_err(|e| Error::Git {
@@ -252,22 +288,46 @@ pub fn sync(source: &Source, workspace: &Path, options: &GitOptions) -> Result<C
         message: format!(
             "the workspace at {} has no `origin` remote: {}",
             workspace.display(),
-            e.message()
+            crate::scrub::scrub(e.message())
         ),
     })?;
     let actual = remote.url().unwrap_or("").to_owned();
-    if !same_repository(&actual, url) {
+    let same = RepoUrl::parse(&actual).is_ok_and(|a| a.same_repository(url));
+    if !same {
         return Err(Error::OriginMismatch {
             workspace: workspace.to_path_buf(),
             expected: url.to_string(),
-            actual: crate::url::redact_userinfo(&actual),
+            actual: crate::scrub::scrub(&crate::url::redact_userinfo(&actual)).into_owned(),
         });
+    }
+    // The same repository in another form (git:// for a snapshot taken over https, a
+    // mirror's port): fetch from the URL given, and make it the workspace's origin
+    // (a validated URL holds no credential). A failed fetch puts the old one back.
+    let wanted = url.as_git_url();
+    let rewritten = actual != wanted;
+    if rewritten {
+        drop(remote);
+        repo.remote_set_url("origin", &wanted)
+            .map_err(git_err("sync"))?;
+        remote = repo.find_remote("origin").map_err(git_err("sync"))?;
+        tracing::debug!(from = %crate::scrub::scrub(&actual), to = %url, "origin rewritten to the URL given");
     }
     let branch = source.branch().map(|b| b.as_str());
     let new_branch = source.new_branch().map(|b| b.as_str());
     let depth = transfer::effective_depth(url, Depth::default());
     let fetched =
-        transfer::connect_and_fetch("sync", &mut remote, url, branch, new_branch, depth, options)?;
+        transfer::connect_and_fetch("sync", &mut remote, url, branch, new_branch, depth, options);
+    let fetched = match fetched {
+        Ok(f) => f,
+        Err(e) => {
+            if rewritten {
+                if let Err(restore) = repo.remote_set_url("origin", &actual) {
+                    tracing::warn!(error = %restore.message(), "could not restore the origin URL");
+                }
+            }
+            return Err(e);
+        }
+    };
     drop(remote);
     ensure_fetch_refspec(&repo, &fetched.base)?;
     set_origin_head(&repo, fetched.default_branch.as_deref())?;
@@ -309,12 +369,24 @@ pub fn sync(source: &Source, workspace: &Path, options: &GitOptions) -> Result<C
 /// repository).
 #[tracing::instrument(level = "debug", skip_all, fields(repository = %url))]
 pub fn remote_default_branch(url: &RepoUrl, credentials: &Credentials) -> Result<String> {
-    nodelay::install();
     let options = GitOptions {
         credentials: credentials.clone(),
         ..GitOptions::default()
     };
-    let adv = transfer::ls_remote(url, &options)?;
+    remote_default_branch_with(url, &options)
+}
+
+/// [`remote_default_branch`] with the credentials, limits and cancel token of
+/// `options` (`depth` and `progress` do not apply).
+///
+/// # Errors
+/// As [`remote_default_branch`]; [`Error::Cancelled`], [`Error::Timeout`],
+/// [`Error::TooSlow`] when the limits stop it.
+#[tracing::instrument(level = "debug", skip_all, fields(repository = %url))]
+pub fn remote_default_branch_with(url: &RepoUrl, options: &GitOptions) -> Result<String> {
+    nodelay::install();
+    let scope = watch::Scope::enter(operation("ls-remote", url, None, options));
+    let adv = scope.run(|| transfer::ls_remote(url, options))?;
     adv.default_branch.ok_or_else(|| Error::Git {
         op: "ls-remote",
         message: format!("{url} does not name a default branch (HEAD); it may be empty"),
@@ -332,7 +404,7 @@ pub fn head(workspace: &Path) -> Result<HeadInfo> {
         message: format!(
             "{} is not a git workspace: {}",
             workspace.display(),
-            e.message()
+            crate::scrub::scrub(e.message())
         ),
     })?;
     if repo.head_detached().map_err(git_err(op))? {
@@ -346,7 +418,7 @@ pub fn head(workspace: &Path) -> Result<HeadInfo> {
         message: format!(
             "HEAD of {} names no commit: {}",
             workspace.display(),
-            e.message()
+            crate::scrub::scrub(e.message())
         ),
     })?;
     let branch = head.shorthand().unwrap_or_default().to_owned();
@@ -357,22 +429,8 @@ pub fn head(workspace: &Path) -> Result<HeadInfo> {
 fn git_err(op: &'static str) -> impl Fn(git2::Error) -> Error {
     move |e| Error::Git {
         op,
-        message: e.message().to_owned(),
+        message: crate::scrub::scrub(e.message()).into_owned(),
     }
-}
-
-/// True when the configured origin URL names the same repository as `url`: same
-/// transport, host, port and path, ignoring a trailing `/` or `.git`.
-fn same_repository(configured: &str, url: &RepoUrl) -> bool {
-    let Ok(other) = RepoUrl::parse(configured) else {
-        return false;
-    };
-    let norm = |p: &str| p.trim_end_matches('/').trim_end_matches(".git").to_owned();
-    other.transport() == url.transport()
-        && other.host() == url.host()
-        && other.port() == url.port()
-        && other.user() == url.user()
-        && norm(other.path()) == norm(url.path())
 }
 
 /// Adds `+refs/heads/B:refs/remotes/origin/B` to origin's fetch refspecs if missing, so

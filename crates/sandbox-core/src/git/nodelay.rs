@@ -19,7 +19,13 @@
 //!
 //! It also bounds how long one read or write may wait (5 minutes by default, when
 //! libgit2 sets no timeout of its own), so a server that stops answering fails the
-//! clone or sync with a network error instead of blocking a start forever.
+//! clone or sync with a network error instead of blocking a start forever. Reads and
+//! writes wait in short slices ([`SLICE`]) and report each one to the current
+//! operation's limits (`watch.rs`, a thread-local the engine sets around each
+//! operation): a cancelled [`CancelToken`](crate::CancelToken) is noticed within a
+//! slice, a passed deadline too, and a server trickling bytes below the low-speed
+//! limit fails once the limit's window has passed. Connecting waits at most until the
+//! deadline.
 //!
 //! Not here: TLS (libgit2's OpenSSL stream wraps this one), proxies (libgit2's HTTP
 //! client connects to the proxy itself), anything about git.
@@ -31,10 +37,16 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::sync::Once;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use super::watch;
 
 /// The longest one read or write may wait when libgit2 asks for no timeout.
 pub(crate) const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long one blocking read or write waits before the operation's limits are
+/// checked again.
+const SLICE: Duration = Duration::from_millis(250);
 
 thread_local! {
     /// Per-thread override of [`DEFAULT_IO_TIMEOUT`] (libgit2 creates and uses a
@@ -230,7 +242,16 @@ unsafe extern "C" fn stream_connect(raw: *mut RawStream) -> c_int {
         };
         let mut last = None;
         for addr in &addrs {
-            let timeout = millis(s.raw.connect_timeout).unwrap_or(s.io_timeout);
+            if let Err(why) = watch::check_current() {
+                set_error(&why);
+                return -1;
+            }
+            let mut timeout = millis(s.raw.connect_timeout).unwrap_or(s.io_timeout);
+            if let Some(left) = watch::remaining() {
+                // connect_timeout refuses a zero duration; the check above caught a
+                // passed deadline.
+                timeout = timeout.min(left.max(Duration::from_millis(1)));
+            }
             let attempt = TcpStream::connect_timeout(addr, timeout);
             match attempt {
                 Ok(tcp) => {
@@ -271,13 +292,19 @@ unsafe extern "C" fn stream_read(raw: *mut RawStream, data: *mut c_void, len: us
             set_error("read on an unconnected stream");
             return -1;
         };
-        if tcp.set_read_timeout(Some(timeout)).is_err() {
-            set_error("could not set the read timeout");
-            return -1;
-        }
+        let give_up = Instant::now() + timeout;
         // SAFETY: libgit2 passes a writable buffer of `len` bytes.
         let buf = unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), len) };
         loop {
+            let slice = SLICE.min(give_up.saturating_duration_since(Instant::now()));
+            if tcp
+                .set_read_timeout(Some(slice.max(Duration::from_millis(1))))
+                .is_err()
+            {
+                set_error("could not set the read timeout");
+                return -1;
+            }
+            let t = Instant::now();
             match tcp.read(buf) {
                 Ok(n) => {
                     // Acknowledge at once (Linux re-arms delayed ACKs after reads): a
@@ -285,6 +312,10 @@ unsafe extern "C" fn stream_read(raw: *mut RawStream, data: *mut c_void, len: us
                     // (git daemon, upload-pack) would otherwise wait for our delayed
                     // ACK before sending its next piece.
                     let _ = rustix::net::sockopt::set_tcp_quickack(&*tcp, true);
+                    if let Err(why) = watch::note_network(n, t.elapsed()) {
+                        set_error(&why);
+                        return -1;
+                    }
                     return n as isize;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -294,11 +325,17 @@ unsafe extern "C" fn stream_read(raw: *mut RawStream, data: *mut c_void, len: us
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    set_error(&format!(
-                        "the server sent nothing for {:?}: read timed out",
-                        timeout
-                    ));
-                    return -1;
+                    if let Err(why) = watch::note_network(0, t.elapsed()) {
+                        set_error(&why);
+                        return -1;
+                    }
+                    if Instant::now() >= give_up {
+                        set_error(&format!(
+                            "the server sent nothing for {:?}: read timed out",
+                            timeout
+                        ));
+                        return -1;
+                    }
                 }
                 Err(e) => {
                     set_error(&format!("could not read from socket: {e}"));
@@ -325,13 +362,18 @@ unsafe extern "C" fn stream_write(
             set_error("write on an unconnected stream");
             return -1;
         };
-        if tcp.set_write_timeout(Some(timeout)).is_err() {
-            set_error("could not set the write timeout");
-            return -1;
-        }
+        let give_up = Instant::now() + timeout;
         // SAFETY: libgit2 passes a readable buffer of `len` bytes.
         let buf = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) };
         loop {
+            let slice = SLICE.min(give_up.saturating_duration_since(Instant::now()));
+            if tcp
+                .set_write_timeout(Some(slice.max(Duration::from_millis(1))))
+                .is_err()
+            {
+                set_error("could not set the write timeout");
+                return -1;
+            }
             match tcp.write(buf) {
                 Ok(n) => return n as isize,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -341,11 +383,17 @@ unsafe extern "C" fn stream_write(
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    set_error(&format!(
-                        "the server accepted nothing for {:?}: write timed out",
-                        timeout
-                    ));
-                    return -1;
+                    if let Err(why) = watch::check_current() {
+                        set_error(&why);
+                        return -1;
+                    }
+                    if Instant::now() >= give_up {
+                        set_error(&format!(
+                            "the server accepted nothing for {:?}: write timed out",
+                            timeout
+                        ));
+                        return -1;
+                    }
                 }
                 Err(e) => {
                     set_error(&format!("could not write to socket: {e}"));

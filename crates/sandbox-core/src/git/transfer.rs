@@ -21,8 +21,9 @@ pub(crate) struct AuthState {
     offered: Cell<bool>,
     /// The credential callback declined (nothing to offer, or already refused).
     declined: Cell<bool>,
-    /// The callback was asked for a host other than the repository's.
-    foreign_host: Cell<bool>,
+    /// The callback was asked for credentials for another origin (after a redirect):
+    /// that origin, as far as it could be read.
+    foreign_origin: std::cell::RefCell<Option<String>>,
     /// Why the ssh host key was rejected, if it was.
     host_key: std::cell::RefCell<Option<String>>,
 }
@@ -65,8 +66,12 @@ impl Advertisement {
     }
 }
 
-/// Builds callbacks: credentials only for `url`'s host and at most once, progress to
-/// the caller's callback.
+/// Builds callbacks: credentials only for `url`'s exact origin (scheme, host, port)
+/// and at most once, progress to the caller's callback.
+///
+/// libgit2 hands the credential callback the URL it is authenticating for, which
+/// after a redirect (libgit2 follows one on the initial request) is the redirect's
+/// target: a target on another origin gets nothing.
 pub(crate) fn callbacks<'a>(
     url: &'a RepoUrl,
     options: &'a GitOptions,
@@ -76,14 +81,14 @@ pub(crate) fn callbacks<'a>(
     let state = Rc::clone(auth);
     let creds: &Credentials = &options.credentials;
     cbs.credentials(move |cb_url, user_from_url, allowed| {
-        let cb_host = RepoUrl::parse(cb_url)
-            .ok()
-            .and_then(|u| u.host().map(str::to_owned));
-        if cb_host.is_none() || cb_host.as_deref() != url.host() {
-            state.foreign_host.set(true);
-            tracing::warn!(repository = %url, "credentials requested for another host; refused");
+        let expected = url.origin();
+        let asked = crate::url::Origin::of(cb_url);
+        if expected.is_none() || asked != expected {
+            let shown = asked.map_or_else(|| "an unrecognised URL".to_owned(), |o| o.to_string());
+            tracing::warn!(repository = %url, asked = %shown, "credentials requested for another origin; refused");
+            *state.foreign_origin.borrow_mut() = Some(shown);
             return Err(git2::Error::from_str(
-                "credentials refused for a host other than the repository's",
+                "credentials refused for an origin other than the repository's",
             ));
         }
         let ssh_user = user_from_url.or(url.user()).unwrap_or("git");
@@ -137,6 +142,9 @@ pub(crate) fn callbacks<'a>(
             }
         }
     });
+    // Both stop the transfer (libgit2 then fails with "user cancelled", which the
+    // engine maps to the stop) once the operation is cancelled or out of time.
+    cbs.sideband_progress(|_| super::watch::proceed());
     // Always installed: libgit2 counts received bytes only when a transfer progress
     // callback is set.
     let progress = options.progress.clone();
@@ -150,7 +158,7 @@ pub(crate) fn callbacks<'a>(
                 received_bytes: p.received_bytes(),
             });
         }
-        true
+        super::watch::proceed()
     });
     cbs
 }
@@ -310,11 +318,14 @@ pub(crate) fn tracking_refspec(branch: &str) -> String {
     format!("+refs/heads/{branch}:refs/remotes/origin/{branch}")
 }
 
-/// Removes anything token-like from a message: the token itself if present.
+/// Removes anything secret from a message: every registered secret, URL userinfo and
+/// token-like query parameters ([`crate::scrub`]), and this operation's token even if
+/// it is too short to have been registered.
 pub(crate) fn scrub(message: &str, credentials: &Credentials) -> String {
+    let out = crate::scrub::scrub(message).into_owned();
     match credentials.expose_token() {
-        Some(t) if !t.is_empty() && message.contains(t) => message.replace(t, "***"),
-        _ => message.to_owned(),
+        Some(t) if !t.is_empty() && out.contains(t) => out.replace(t, crate::scrub::REDACTED),
+        _ => out,
     }
 }
 
@@ -336,13 +347,17 @@ pub(crate) fn map_error(
             hint: why,
         };
     }
-    if auth.foreign_host.get() {
+    if let Some(other) = auth.foreign_origin.borrow().clone() {
+        let own = url
+            .origin()
+            .map_or_else(|| url.to_string(), |o| o.to_string());
         return Error::AuthFailed {
             url: url_s,
-            hint:
-                "the server asked for credentials for another host (a redirect?); headstart only \
-                   sends the token to the repository's own host"
-                    .into(),
+            hint: format!(
+                "the server redirected to another origin ({other}, not {own}) and asked for \
+                 credentials there; the token was withheld (headstart sends it only to the \
+                 scheme, host and port of the URL you gave). Use the URL the server redirects to"
+            ),
         };
     }
     let auth_like = auth.declined.get()

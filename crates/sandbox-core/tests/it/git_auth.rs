@@ -6,7 +6,7 @@ use std::path::Path;
 
 use sandbox_core::git::{self, GitOptions};
 use sandbox_core::{Credentials, Error, Source};
-use test_support::{GitHttpServer, Upstream, capture_tracing, random_token};
+use test_support::{GitHttpServer, RedirectServer, Upstream, capture_tracing, random_token};
 
 use crate::common::{assert_clean, source, state};
 
@@ -183,7 +183,92 @@ fn the_token_is_refused_to_another_host_after_a_redirect() -> anyhow::Result<()>
         "and got no token"
     );
     assert!(matches!(err, Error::AuthFailed { .. }), "{err:?}");
-    assert!(err.to_string().contains("another host"), "{err}");
+    assert!(err.to_string().contains("another origin"), "{err}");
     assert!(!log.text().contains(&token));
+    Ok(())
+}
+
+/// Port A redirects to port B on the same host; B demands credentials. The token is
+/// bound to A's exact origin, so B never sees it: neither for a clone nor for a sync
+/// of a workspace whose origin is A.
+#[test]
+fn the_token_is_withheld_from_another_port_after_a_redirect_for_clone_and_sync()
+-> anyhow::Result<()> {
+    let token = random_token();
+    let up = Upstream::new("trunk", 3)?;
+    let b = GitHttpServer::start_with_token(up.root(), &token)?;
+    let a = RedirectServer::start(&format!("http://127.0.0.1:{}", b.addr().port()))?;
+    let url = sandbox_core::RepoUrl::parse(&a.url(up.name()))?;
+    let opts = GitOptions {
+        credentials: Credentials::token(token.clone()),
+        ..GitOptions::default()
+    };
+    let dir = tempfile::tempdir()?;
+
+    let ws = dir.path().join("clone");
+    let (result, log) = capture_tracing(|| git::clone(&Source::new(url.clone()), &ws, &opts));
+    let err = result.expect_err("the token is withheld from port B");
+    assert!(a.requests().iter().any(|r| r.status == 302), "A redirected");
+    assert!(b.requests().iter().any(|r| r.status == 401), "B asked");
+    assert!(
+        b.requests().iter().all(|r| !r.had_authorization),
+        "B saw an Authorization header: {:#?}",
+        b.requests()
+    );
+    assert!(matches!(err, Error::AuthFailed { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("redirected to another origin") && msg.contains("withheld"),
+        "{msg}"
+    );
+    assert!(!msg.contains(&token) && !log.text().contains(&token));
+    assert!(!ws.exists(), "the failed clone cleaned up");
+
+    // A workspace cloned from B directly, whose origin then names A (as a snapshot
+    // taken through A would): the sync through A withholds the token as well.
+    let ws = dir.path().join("sync");
+    git::clone(
+        &Source::new(sandbox_core::RepoUrl::parse(&b.url(up.name()))?),
+        &ws,
+        &opts,
+    )?;
+    git2::Repository::open(&ws)?.remote_set_url("origin", &url.to_string())?;
+    b.clear_log();
+    let err = git::sync(&Source::new(url.clone()), &ws, &opts).expect_err("withheld");
+    assert!(matches!(err, Error::AuthFailed { .. }), "{err:?}");
+    assert!(err.to_string().contains("another origin"), "{err}");
+    assert!(b.requests().iter().any(|r| r.status == 401), "B asked");
+    assert!(b.requests().iter().all(|r| !r.had_authorization));
+    Ok(())
+}
+
+/// A server that checks the token and then redirects to another origin (a mirror):
+/// libgit2 must not replay the Authorization header there, and the callback refuses
+/// when the mirror asks.
+#[test]
+fn a_server_that_authenticates_then_redirects_does_not_pass_the_token_on() -> anyhow::Result<()> {
+    let token = random_token();
+    let up = Upstream::new("trunk", 1)?;
+    let b = GitHttpServer::start_with_token(up.root(), &token)?;
+    let a = RedirectServer::start_after_auth(&format!("http://127.0.0.1:{}", b.addr().port()))?;
+    let url = sandbox_core::RepoUrl::parse(&a.url(up.name()))?;
+    let opts = GitOptions {
+        credentials: Credentials::token(token.clone()),
+        ..GitOptions::default()
+    };
+    let dir = tempfile::tempdir()?;
+    let err = git::clone(&Source::new(url), &dir.path().join("ws"), &opts)
+        .expect_err("withheld from the mirror");
+    let reqs = a.requests();
+    assert!(
+        reqs.iter().any(|r| r.status == 401) && reqs.iter().any(|r| r.had_authorization),
+        "A asked and got the token (its own origin): {reqs:#?}"
+    );
+    assert!(
+        b.requests().iter().all(|r| !r.had_authorization),
+        "B saw an Authorization header: {:#?}",
+        b.requests()
+    );
+    assert!(matches!(err, Error::AuthFailed { .. }), "{err:?}");
     Ok(())
 }

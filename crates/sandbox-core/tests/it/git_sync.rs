@@ -226,7 +226,17 @@ fn sync_refuses_a_workspace_of_another_repository() -> anyhow::Result<()> {
     let a = Upstream::new("trunk", 1)?;
     let b = Upstream::new("trunk", 1)?;
     let (_sa, url_a) = serve(&a, Via::Http)?;
-    let (_sb, url_b) = serve(&b, Via::Http)?;
+    // Another repository: another path (the same path on the same host, even on
+    // another port or scheme, is the same repository in another form).
+    test_support::git(&[
+        "clone",
+        "--bare",
+        "--quiet",
+        &b.path().display().to_string(),
+        &b.root().join("other.git").display().to_string(),
+    ])?;
+    let sb = test_support::GitHttpServer::start(b.root())?;
+    let url_b = sandbox_core::RepoUrl::parse(&sb.url("other.git"))?;
     let dir = tempfile::tempdir()?;
     let ws = snapshot(&url_a, dir.path())?;
     let before = state(&ws)?;

@@ -5,10 +5,12 @@
 mod common;
 mod git_auth;
 mod git_clone;
+mod git_limits;
 mod git_paths_agree;
 mod git_ssh;
 mod git_sync;
 mod git_sync_paths;
+mod git_url_forms;
 mod measure_status;
 mod measure_transports;
 mod names;

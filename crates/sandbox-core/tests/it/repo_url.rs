@@ -199,3 +199,115 @@ fn bad_inputs_are_refused_with_what_is_accepted() {
         );
     }
 }
+
+#[test]
+fn origins_fill_in_default_ports_and_tell_ports_schemes_and_hosts_apart() -> anyhow::Result<()> {
+    use sandbox_core::Origin;
+    let o = |s: &str| Origin::of(s).map(|o| o.to_string());
+    assert_eq!(
+        o("https://GitHub.com/a/b.git").as_deref(),
+        Some("https://github.com:443")
+    );
+    assert_eq!(
+        o("https://github.com:443/a/b").as_deref(),
+        Some("https://github.com:443")
+    );
+    assert_eq!(
+        o("http://x-access-token@127.0.0.1:8080/a?b=1").as_deref(),
+        Some("http://127.0.0.1:8080")
+    );
+    assert_eq!(
+        o("git@github.com:a/b.git").as_deref(),
+        Some("ssh://github.com:22")
+    );
+    assert_eq!(
+        o("ssh://git@[::1]:2222/a").as_deref(),
+        Some("ssh://[::1]:2222")
+    );
+    assert_eq!(o("git://h/a").as_deref(), Some("git://h:9418"));
+    assert_eq!(o("file:///srv/a"), None);
+    assert_eq!(o("/srv/a"), None);
+    assert_ne!(Origin::of("http://h:1/a"), Origin::of("http://h:2/a"));
+    assert_ne!(Origin::of("http://h/a"), Origin::of("https://h/a"));
+    let url = RepoUrl::parse("https://github.com/acme/app")?;
+    assert_eq!(
+        url.origin(),
+        Origin::of("https://github.com:443/acme/app.git/info/refs")
+    );
+    assert_eq!(RepoUrl::parse("file:///srv/a")?.origin(), None);
+    Ok(())
+}
+
+#[test]
+fn token_like_query_parameters_are_refused_without_echoing_the_value() {
+    let secret = test_support::random_token();
+    for (input, name) in [
+        (format!("https://host/o/r.git?token={secret}"), "token"),
+        (
+            format!("https://host/o/r.git?a=1&access_token={secret}"),
+            "access_token",
+        ),
+        (
+            format!("http://127.0.0.1:8080/r.git?PRIVATE_TOKEN={secret}"),
+            "PRIVATE_TOKEN",
+        ),
+        (format!("git://host/r.git?password={secret}#x"), "password"),
+        (format!("ssh://git@host/r.git?api_key={secret}"), "api_key"),
+        (
+            format!("git@host:o/r.git?oauth_token={secret}"),
+            "oauth_token",
+        ),
+    ] {
+        let err = RepoUrl::parse(&input).expect_err(&input);
+        let Error::InvalidUrl { reason, .. } = &err else {
+            panic!("{input}: {err:?}")
+        };
+        assert!(
+            reason.contains(&format!("`{name}=`")) && reason.contains("HEADSTART_GIT_TOKEN"),
+            "{reason}"
+        );
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(&secret), "the value is echoed: {shown}");
+    }
+    // Other query parameters, and local paths with a `?`, are not credentials.
+    assert!(RepoUrl::parse("https://host/o/r.git?ref=main").is_ok());
+    assert!(RepoUrl::parse("/srv/repos/odd?token=name").is_ok());
+}
+
+#[test]
+fn same_repository_ignores_scheme_port_user_and_dot_git_but_not_host_or_path() -> anyhow::Result<()>
+{
+    let p = |s: &str| RepoUrl::parse(s);
+    let base = p("https://GitHub.com/acme/app.git")?;
+    for same in [
+        "https://github.com/acme/app",
+        "https://github.com/acme/app/",
+        "http://github.com:8080/acme/app.git",
+        "git://github.com/acme/app.git",
+        "git@github.com:acme/app.git",
+        "git@github.com:acme/app",
+        "ssh://git@github.com:2222/acme/app.git",
+    ] {
+        assert!(base.same_repository(&p(same)?), "{same}");
+        assert!(p(same)?.same_repository(&base), "{same} (symmetric)");
+    }
+    for other in [
+        "https://gitlab.com/acme/app.git",
+        "https://github.com/acme/app2.git",
+        "https://github.com/other/app.git",
+        "https://github.com/acme/App.git",
+        "file:///acme/app.git",
+    ] {
+        assert!(!base.same_repository(&p(other)?), "{other}");
+    }
+    // Local repositories: canonical paths; a repository's `.git` is the repository.
+    let dir = tempfile::tempdir()?;
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(repo.join(".git"))?;
+    std::os::unix::fs::symlink(&repo, dir.path().join("link"))?;
+    let local = RepoUrl::from_path(&repo)?;
+    assert!(local.same_repository(&RepoUrl::from_path(&dir.path().join("link"))?));
+    assert!(local.same_repository(&RepoUrl::from_path(&repo.join(".git"))?));
+    assert!(!local.same_repository(&RepoUrl::from_path(dir.path())?));
+    Ok(())
+}
