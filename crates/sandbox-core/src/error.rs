@@ -178,6 +178,31 @@ impl Error {
         }
     }
 
+    /// A stable snake_case name for the variant, for machine-readable output
+    /// (`--json` error objects, analytics): never carries data from the error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidUrl { .. } => "invalid_url",
+            Self::InvalidName { .. } => "invalid_name",
+            Self::InvalidOptions(_) => "invalid_options",
+            Self::BranchNotFound { .. } => "branch_not_found",
+            Self::NewBranchExists { .. } => "new_branch_exists",
+            Self::AuthFailed { .. } => "auth_failed",
+            Self::RepoNotFound { .. } => "repo_not_found",
+            Self::Network { .. } => "network",
+            Self::OriginMismatch { .. } => "origin_mismatch",
+            Self::UnsupportedRepository(_) => "unsupported_repository",
+            Self::Git { .. } => "git",
+            Self::SandboxNotFound { .. } => "sandbox_not_found",
+            Self::SnapshotNotFound { .. } => "snapshot_not_found",
+            Self::Timeout { .. } => "timeout",
+            Self::Cancelled { .. } => "cancelled",
+            Self::NoSpace { .. } => "no_space",
+            Self::Io { .. } => "io",
+            Self::Provider { .. } => "provider",
+        }
+    }
+
     /// True when the error is the caller's input (bad URL, name, branch, unknown
     /// sandbox), as opposed to the environment failing. The CLI exits with status 2
     /// for these.
