@@ -810,6 +810,9 @@ impl SandboxProvider for DockerProvider {
                     .and_then(|s| SnapshotId::new(s.clone()).ok()),
                 running: c.state.map(|s| s.to_string()).as_deref() == Some("running"),
                 state: sandbox_core::SandboxState::Ready,
+                created_at: c
+                    .created
+                    .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok()),
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));

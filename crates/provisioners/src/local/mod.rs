@@ -617,6 +617,7 @@ impl SandboxProvider for LocalProvider {
                 base_snapshot: r.base_snapshot,
                 running: true,
                 state: sandbox_core::SandboxState::Ready,
+                created_at: Some(r.created_at),
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
