@@ -130,6 +130,21 @@ pub enum Error {
         /// What was being done.
         context: String,
     },
+    /// The program to run does not exist (shells exit 127 for this).
+    #[error("{program}: command not found (give a path or a program on the sandbox's PATH)")]
+    CommandNotFound {
+        /// The program (argv\[0\]).
+        program: String,
+    },
+    /// The program exists but cannot be run: not executable, a directory, not a format
+    /// the kernel runs (shells exit 126 for this).
+    #[error("{program}: cannot run it: {reason}")]
+    CommandNotExecutable {
+        /// The program (argv\[0\]).
+        program: String,
+        /// Why (`permission denied`, `exec format error`, ...).
+        reason: String,
+    },
     /// A filesystem or process error, with what was being done.
     #[error("{context}: {source}")]
     Io {
@@ -198,6 +213,8 @@ impl Error {
             Self::Timeout { .. } => "timeout",
             Self::Cancelled { .. } => "cancelled",
             Self::NoSpace { .. } => "no_space",
+            Self::CommandNotFound { .. } => "command_not_found",
+            Self::CommandNotExecutable { .. } => "command_not_executable",
             Self::Io { .. } => "io",
             Self::Provider { .. } => "provider",
         }
