@@ -96,8 +96,9 @@ pub(crate) fn for_start(json: bool) -> Option<(ProgressBar, ProgressFn)> {
 fn terminal_bar() -> (ProgressBar, ProgressFn) {
     let bar = ProgressBar::new_spinner();
     let spinner = style("{spinner} {msg}");
-    let objects = style("{spinner} receiving objects [{bar:30}] {pos}/{len} objects, {msg}");
-    let deltas = style("{spinner} resolving deltas  [{bar:30}] {pos}/{len} deltas, {msg}");
+    // The counts are in the message (not `{pos}/{len}`), so every frame is whole.
+    let objects = style("{spinner} receiving objects [{bar:30}] {msg}");
+    let deltas = style("{spinner} resolving deltas  [{bar:30}] {msg}");
     bar.set_style(spinner.clone());
     bar.set_message("connecting");
     bar.enable_steady_tick(Duration::from_millis(120));
@@ -108,36 +109,38 @@ fn terminal_bar() -> (ProgressBar, ProgressFn) {
         let mut shown = shown
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if *shown != now {
-            match now {
-                Stage::Connecting => b.set_style(spinner.clone()),
-                Stage::Receiving => b.set_style(objects.clone()),
-                Stage::Resolving => b.set_style(deltas.clone()),
-                Stage::CheckingOut => {
+        // Ordered so that no draw in between shows a mix: into a bar style only once
+        // its length, position and message are right (a bar style with the spinner's
+        // zero length would read `0/0`), into a spinner style before its message.
+        let changed = *shown != now;
+        *shown = now;
+        let bytes = || HumanBytes(p.received_bytes as u64).to_string();
+        match now {
+            Stage::Receiving | Stage::Resolving => {
+                let (pos, len, what, style) = if now == Stage::Receiving {
+                    (p.received_objects, p.total_objects, "objects", &objects)
+                } else {
+                    (p.indexed_deltas, p.total_deltas, "deltas", &deltas)
+                };
+                b.set_length(len as u64);
+                b.set_position(pos as u64);
+                b.set_message(format!("{pos}/{len} {what}, {}", bytes()));
+                if changed {
+                    b.set_style(style.clone());
+                }
+            }
+            Stage::Connecting | Stage::CheckingOut => {
+                if changed {
                     b.set_style(spinner.clone());
+                }
+                if now == Stage::CheckingOut {
                     b.set_message(format!(
                         "checking out ({} objects, {} received)",
                         p.total_objects,
-                        HumanBytes(p.received_bytes as u64)
+                        bytes()
                     ));
                 }
             }
-            *shown = now;
-        }
-        let bytes = HumanBytes(p.received_bytes as u64).to_string();
-        match now {
-            Stage::Connecting => {}
-            Stage::Receiving => {
-                b.set_length(p.total_objects as u64);
-                b.set_position(p.received_objects as u64);
-                b.set_message(bytes);
-            }
-            Stage::Resolving => {
-                b.set_length(p.total_deltas as u64);
-                b.set_position(p.indexed_deltas as u64);
-                b.set_message(bytes);
-            }
-            Stage::CheckingOut => {}
         }
     });
     (bar, f)

@@ -95,7 +95,9 @@ pub(crate) async fn down(home: &Ctx, args: DownArgs) -> anyhow::Result<ExitCode>
     for (provider, name) in &targets {
         match provider.remove(name).await {
             Ok(()) => {
-                output::say(format!("removed {name}"));
+                if !args.json {
+                    output::say(format!("removed {name}"));
+                }
                 removed.push(json!({"name": name.as_str(), "provider": provider.kind()}));
             }
             Err(e) => {
