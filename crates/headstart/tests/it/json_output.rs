@@ -83,6 +83,18 @@ fn every_command_prints_json_that_matches_its_schema() {
         (Some("local"), Some("trunk"))
     );
 
+    // The same listing for people: sizes in binary units, ages, branch, provider.
+    let table = stdout(&headstart(h, &["snapshot", "ls"]));
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(id.as_str()))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(table.starts_with("ID "), "{table}");
+    for expected in ["local", "ready", "trunk", "iB", "app"] {
+        assert!(row.contains(expected), "`{expected}` in {row}");
+    }
+    assert!(row.contains("ago") || row.contains("just now"), "{row}");
+
     let v = json(&headstart(h, &["snapshot", "rm", &id, "--json"]));
     check("snapshot-rm", &v);
     assert_eq!(v["removed"][0], id.as_str());

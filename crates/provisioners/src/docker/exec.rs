@@ -202,16 +202,14 @@ fn spawn_failure(exit_code: Option<i32>, capture: &Capture, program: &str) -> Op
         Some(Error::CommandNotFound { program })
     } else {
         let reason = if text.contains("permission denied") {
-            "permission denied (not executable, or a directory)"
+            "permission denied (not executable, or a directory)".to_owned()
         } else if text.contains("exec format error") {
-            "exec format error (no `#!` line and not a binary this system runs)"
+            "exec format error (no `#!` line and not a binary this system runs)".to_owned()
         } else {
-            "the container runtime could not start it"
+            // e.g. a user the image does not have: the runtime's own words
+            text.lines().next().unwrap_or(text).to_owned()
         };
-        Some(Error::CommandNotExecutable {
-            program,
-            reason: reason.into(),
-        })
+        Some(Error::CommandNotExecutable { program, reason })
     }
 }
 
