@@ -5,9 +5,12 @@
 //! - `bench-startup`: headstart's cold and warm starts next to the git CLI, on
 //!   generated fixtures served over smart HTTP and `git daemon` on loopback; a markdown
 //!   table, JSON results and an SVG chart under `target/bench-startup/`.
+//! - `man`: the `headstart` man pages under `target/man/` (generated from its clap
+//!   definitions by the binary's hidden `generate-man` command).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod man;
 
 use clap::{Parser, Subcommand};
 
@@ -23,10 +26,15 @@ struct Cli {
 enum Command {
     /// Cold vs warm starts vs the git CLI, measured side by side (see docs/benchmarks.md).
     BenchStartup(bench::BenchArgs),
+    /// Write headstart's man pages (headstart.1, headstart-up.1, ...) to target/man.
+    Man(man::ManArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Man(args) = &cli.command {
+        return man::run(args);
+    }
     {
         use tracing_subscriber::layer::SubscriberExt as _;
         use tracing_subscriber::util::SubscriberInitExt as _;
@@ -49,5 +57,6 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::BenchStartup(args) => runtime.block_on(bench::run(args)),
+        Command::Man(_) => Ok(()),
     }
 }

@@ -91,6 +91,26 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// A stable snake_case name for the variant (machine-readable output).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::UnknownFastPath { .. } => "unknown_fast_path",
+            Self::BadOverride { .. } => "bad_override",
+            Self::NoSecretKey => "no_secret_key",
+            Self::Remote { .. } => "remote",
+        }
+    }
+
+    /// True when the error is the caller's input (a bad `--beta` list or override).
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownFastPath { .. } | Self::BadOverride { .. }
+        )
+    }
+}
+
 /// The fast provisioning paths a start may use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct FastPaths {

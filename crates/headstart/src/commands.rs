@@ -10,13 +10,12 @@ use clap::{Args, Subcommand};
 use feature_flags::{Purpose, StartCompleted};
 use provisioners::local::LocalProvider;
 use provisioners::{ProviderKind, choose_provider};
-use sandbox_core::{
-    BranchName, ConnectOptions, ExecRequest, SandboxName, SandboxProvider, SnapshotId, Source,
-    Stream,
-};
+use sandbox_core::{BranchName, ConnectOptions, SandboxName, SandboxProvider, SnapshotId, Source};
 use snapshot_refresh::{Builder, Eligibility, FastStart, KickOutcome, Recipe, Spawn};
 
-use crate::{Command, config, render};
+use crate::exec::ExecArgs;
+use crate::sandboxes::{DownArgs, LsArgs};
+use crate::{Command, config, output, render};
 
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
@@ -56,7 +55,7 @@ pub(crate) struct UpArgs {
     wait_snapshot: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// Give up when the whole start (provisioning, clone or sync, setup) takes longer,
     /// e.g. `90s`, `10m`; `0` waits forever. What it made is removed.
     #[arg(long, value_parser = parse_duration, default_value = "10m", value_name = "DURATION")]
@@ -66,38 +65,11 @@ pub(crate) struct UpArgs {
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct ExecArgs {
-    /// The sandbox.
-    name: String,
-    /// Provider (default: wherever the sandbox is).
-    #[arg(long, value_parser = parse_provider)]
-    provider: Option<ProviderKind>,
-    /// Kill the command after this many seconds.
+pub(crate) struct PruneArgs {
+    /// Print one JSON object: what was removed.
     #[arg(long)]
-    timeout: Option<u64>,
-    /// The program and its arguments (after `--`).
-    #[arg(last = true, required = true)]
-    argv: Vec<String>,
+    pub(crate) json: bool,
 }
-
-#[derive(Debug, Args)]
-pub(crate) struct DownArgs {
-    /// The sandbox.
-    name: String,
-    /// Provider (default: wherever the sandbox is).
-    #[arg(long, value_parser = parse_provider)]
-    provider: Option<ProviderKind>,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct LsArgs {
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct PruneArgs {}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SnapshotCommand {
@@ -117,13 +89,17 @@ pub(crate) enum SnapshotCommand {
         /// Provider (default: local).
         #[arg(long, value_parser = parse_provider)]
         provider: Option<ProviderKind>,
+        /// Print one JSON object: the snapshot and the recipe's commands.
+        #[arg(long)]
+        json: bool,
     },
-    /// List snapshots and recent build failures.
+    /// List snapshots (local, and Docker's when an engine answers) and recent build
+    /// failures.
     Ls {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// Provider (default: local).
+        /// Only this provider's snapshots (default: every provider that answers).
         #[arg(long, value_parser = parse_provider)]
         provider: Option<ProviderKind>,
     },
@@ -134,6 +110,9 @@ pub(crate) enum SnapshotCommand {
         /// Provider (default: local).
         #[arg(long, value_parser = parse_provider)]
         provider: Option<ProviderKind>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Garbage-collect snapshots.
     Gc {
@@ -146,6 +125,9 @@ pub(crate) enum SnapshotCommand {
         /// Provider (default: local).
         #[arg(long, value_parser = parse_provider)]
         provider: Option<ProviderKind>,
+        /// Print one JSON object: what was removed and kept.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a build job file (what detached build processes do).
     #[command(hide = true)]
@@ -238,7 +220,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-fn parse_provider(s: &str) -> Result<ProviderKind, String> {
+pub(crate) fn parse_provider(s: &str) -> Result<ProviderKind, String> {
     match s {
         "local" => Ok(ProviderKind::Local),
         "docker" => Ok(ProviderKind::Docker),
@@ -247,7 +229,7 @@ fn parse_provider(s: &str) -> Result<ProviderKind, String> {
 }
 
 /// True when a Docker engine answers (what the `sandbox` fast path needs).
-async fn docker_answers() -> bool {
+pub(crate) async fn docker_answers() -> bool {
     match provisioners::docker::connect_from_env().await {
         Ok(docker) => tokio::time::timeout(Duration::from_secs(2), docker.ping())
             .await
@@ -256,7 +238,10 @@ async fn docker_answers() -> bool {
     }
 }
 
-async fn make_provider(home: &Ctx, kind: ProviderKind) -> anyhow::Result<Arc<dyn SandboxProvider>> {
+pub(crate) async fn make_provider(
+    home: &Ctx,
+    kind: ProviderKind,
+) -> anyhow::Result<Arc<dyn SandboxProvider>> {
     Ok(match kind {
         ProviderKind::Local => Arc::new(local_provider(home)?),
         ProviderKind::Docker => Arc::new(docker_provider(home).await?),
@@ -279,7 +264,7 @@ fn local_provider(home: &Ctx) -> anyhow::Result<LocalProvider> {
 }
 
 /// The provider that has sandbox `name`: the one asked for, else local, else Docker.
-async fn find_sandbox(
+pub(crate) async fn find_sandbox(
     home: &Ctx,
     name: &SandboxName,
     kind: Option<ProviderKind>,
@@ -307,7 +292,7 @@ async fn find_sandbox(
     .into())
 }
 
-fn sandbox_name(s: &str) -> anyhow::Result<SandboxName> {
+pub(crate) fn sandbox_name(s: &str) -> anyhow::Result<SandboxName> {
     Ok(SandboxName::new(s)?)
 }
 
@@ -500,7 +485,7 @@ async fn up(home: &Ctx, args: UpArgs) -> anyhow::Result<ExitCode> {
         ),
         fast_paths: decision.as_ref().map(|d| d.paths).unwrap_or_default(),
         provider: kind.as_str().to_owned(),
-        error: started.as_ref().err().map(error_kind),
+        error: started.as_ref().err().map(|e| e.kind().to_owned()),
     };
     flags.start_completed(&event, decision.as_ref());
     flags.shutdown(crate::flags::FLUSH_ON_EXIT).await;
@@ -539,8 +524,8 @@ async fn up(home: &Ctx, args: UpArgs) -> anyhow::Result<ExitCode> {
             "received_bytes": started.report.received_bytes,
             "build": started.build,
         });
-        println!("{v}");
-    } else {
+        output::print_json(&v);
+    } else if !output::quiet() {
         print!("{}", render::report_text(&started.report));
         println!(
             "  sandbox: {} ({})",
@@ -684,82 +669,16 @@ fn decided(r: PendingDecision) -> anyhow::Result<feature_flags::Decision> {
     }
 }
 
-/// A short, data-free name for what went wrong (for the goal event).
-fn error_kind(e: &snapshot_refresh::Error) -> String {
-    let s = format!("{e:?}");
-    s.split(|c: char| !c.is_alphanumeric())
-        .find(|w| !w.is_empty() && *w != "Core")
-        .unwrap_or("error")
-        .to_owned()
-}
-
 async fn exec(home: &Ctx, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let name = sandbox_name(&args.name)?;
-    let (_, sandbox) = find_sandbox(home, &name, args.provider).await?;
-    let mut req = ExecRequest::new(args.argv.clone())?;
-    if let Some(t) = args.timeout {
-        req = req.timeout(Duration::from_secs(t));
-    }
-    req = req.sink(Arc::new(|stream, bytes: &[u8]| {
-        use std::io::Write;
-        let _ = match stream {
-            Stream::Stdout => std::io::stdout().write_all(bytes),
-            Stream::Stderr => std::io::stderr().write_all(bytes),
-        };
-    }));
-    let out = sandbox.exec(&req).await?;
-    if out.timed_out {
-        eprintln!("headstart: `{}` timed out", args.argv.join(" "));
-        return Ok(ExitCode::from(124));
-    }
-    Ok(ExitCode::from(
-        out.exit_code
-            .map_or(1, |c| u8::try_from(c & 0xff).unwrap_or(1)),
-    ))
+    crate::exec::exec(home, args).await
 }
 
 async fn down(home: &Ctx, args: DownArgs) -> anyhow::Result<ExitCode> {
-    let name = sandbox_name(&args.name)?;
-    let (provider, _) = find_sandbox(home, &name, args.provider).await?;
-    provider.remove(&name).await?;
-    println!("removed {name}");
-    Ok(ExitCode::SUCCESS)
+    crate::sandboxes::down(home, args).await
 }
 
 async fn ls(home: &Ctx, args: LsArgs) -> anyhow::Result<ExitCode> {
-    let mut all = Vec::new();
-    for kind in [ProviderKind::Local, ProviderKind::Docker] {
-        match make_provider(home, kind).await {
-            Ok(p) => all.extend(p.list().await?),
-            Err(e) if kind == ProviderKind::Docker => {
-                tracing::debug!(error = %e, "docker unavailable")
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    if args.json {
-        println!("{}", serde_json::to_string(&all)?);
-    } else if all.is_empty() {
-        println!("no sandboxes");
-    } else {
-        println!(
-            "{:<24} {:<8} {:<8} {:<28} WORKSPACE",
-            "NAME", "PROVIDER", "RUNNING", "SNAPSHOT"
-        );
-        for s in all {
-            println!(
-                "{:<24} {:<8} {:<8} {:<28} {}",
-                s.name,
-                s.provider,
-                s.running,
-                s.base_snapshot
-                    .as_ref()
-                    .map_or("-".to_owned(), ToString::to_string),
-                s.workspace.display()
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    crate::sandboxes::ls(home, args).await
 }
 
 async fn snapshot(home: &Ctx, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> {
@@ -770,6 +689,7 @@ async fn snapshot(home: &Ctx, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> 
             recipe,
             force,
             provider,
+            json,
         } => {
             let kind = provider.unwrap_or(ProviderKind::Local);
             let source = source_from(&repo, branch.as_deref(), None)?;
@@ -797,13 +717,23 @@ async fn snapshot(home: &Ctx, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> 
             }
             match fast.builder().wait(&key).await {
                 Some(Ok(r)) => {
-                    println!(
+                    if json {
+                        output::print_json(&serde_json::json!({
+                            "snapshot": r.snapshot,
+                            "provider": kind.as_str(),
+                            "key": key.as_str(),
+                            "duration_ms": (r.duration.as_secs_f64() * 1e6).round() / 1e3,
+                            "commands": r.commands,
+                        }));
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    output::say(format!(
                         "snapshot {} of {key} ready in {:.1} s",
                         r.snapshot.id,
                         r.duration.as_secs_f64()
-                    );
+                    ));
                     for c in &r.commands {
-                        println!("  {:?} -> {:?} ({} ms)", c.argv, c.exit_code, c.ms);
+                        output::say(format!("  {:?} -> {:?} ({} ms)", c.argv, c.exit_code, c.ms));
                     }
                     Ok(ExitCode::SUCCESS)
                 }
@@ -811,63 +741,26 @@ async fn snapshot(home: &Ctx, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> 
                 None => bail!("the build did not start"),
             }
         }
-        SnapshotCommand::Ls { json, provider } => {
-            let p = make_provider(home, provider.unwrap_or(ProviderKind::Local)).await?;
-            let snaps = p.snapshots().list_all(None).await?;
-            let failures = snapshot_refresh::FailureCache::new(&home.join("state")).all();
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"snapshots": snaps, "failures": failures})
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            if snaps.is_empty() {
-                println!("no snapshots");
-            } else {
-                println!(
-                    "{:<28} {:<9} {:<26} {:>10} NAME",
-                    "ID", "STATUS", "CREATED", "SIZE"
-                );
-                for s in &snaps {
-                    println!(
-                        "{:<28} {:<9} {:<26} {:>10} {}{}",
-                        s.id,
-                        format!("{:?}", s.status).to_lowercase(),
-                        s.created_at
-                            .format(&time::format_description::well_known::Rfc3339)
-                            .unwrap_or_default(),
-                        s.size_bytes,
-                        s.name,
-                        s.error
-                            .as_ref()
-                            .map(|e| format!(" ({e})"))
-                            .unwrap_or_default()
-                    );
-                }
-            }
-            for f in &failures {
-                println!(
-                    "build of {} failed {} time(s), last: {}; next try after {}",
-                    f.key, f.failures, f.last_error, f.retry_after
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        SnapshotCommand::Rm { id, provider } => {
+        SnapshotCommand::Ls { json, provider } => crate::snapshots::ls(home, json, provider).await,
+        SnapshotCommand::Rm { id, provider, json } => {
             let p = make_provider(home, provider.unwrap_or(ProviderKind::Local)).await?;
             let id = SnapshotId::new(id)?;
             if p.snapshots().get(&id).await?.is_none() {
                 return Err(sandbox_core::Error::SnapshotNotFound { id: id.to_string() }.into());
             }
             p.snapshots().delete(&id).await?;
-            println!("removed snapshot {id}");
+            if json {
+                output::print_json(&serde_json::json!({"removed": [id.as_str()]}));
+            } else {
+                output::say(format!("removed snapshot {id}"));
+            }
             Ok(ExitCode::SUCCESS)
         }
         SnapshotCommand::Gc {
             keep,
             max_age_days,
             provider,
+            json,
         } => {
             let policy = provisioners::local::GcPolicy {
                 keep_newest: keep,
@@ -875,25 +768,43 @@ async fn snapshot(home: &Ctx, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> 
             };
             if provider == Some(ProviderKind::Docker) {
                 let removed = docker_provider(home).await?.store().gc(policy).await?;
-                for id in &removed {
-                    println!("removed snapshot {id} (and its image)");
+                if json {
+                    output::print_json(&serde_json::json!({
+                        "provider": "docker",
+                        "removed": removed,
+                        "kept_in_use": [],
+                        "interrupted_writes_removed": 0,
+                    }));
+                    return Ok(ExitCode::SUCCESS);
                 }
-                println!("removed {} snapshot(s)", removed.len());
+                for id in &removed {
+                    output::say(format!("removed snapshot {id} (and its image)"));
+                }
+                output::say(format!("removed {} snapshot(s)", removed.len()));
                 return Ok(ExitCode::SUCCESS);
             }
             let p = local_provider(home)?;
             let report = p.store().gc(policy).await?;
+            if json {
+                output::print_json(&serde_json::json!({
+                    "provider": "local",
+                    "removed": report.removed,
+                    "kept_in_use": report.kept_leased,
+                    "interrupted_writes_removed": report.stale_removed,
+                }));
+                return Ok(ExitCode::SUCCESS);
+            }
             for id in &report.removed {
-                println!("removed snapshot {id}");
+                output::say(format!("removed snapshot {id}"));
             }
             for id in &report.kept_leased {
-                println!("kept snapshot {id}: a sandbox still uses it");
+                output::say(format!("kept snapshot {id}: a sandbox still uses it"));
             }
-            println!(
+            output::say(format!(
                 "removed {} snapshot(s) and {} interrupted write(s)",
                 report.removed.len(),
                 report.stale_removed
-            );
+            ));
             Ok(ExitCode::SUCCESS)
         }
         SnapshotCommand::RunJob { file, provider } => {
@@ -918,34 +829,59 @@ async fn snapshot(home: &Ctx, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> 
     }
 }
 
-async fn prune(home: &Ctx, _args: PruneArgs) -> anyhow::Result<ExitCode> {
+async fn prune(home: &Ctx, args: PruneArgs) -> anyhow::Result<ExitCode> {
+    let mut out = output::Report::new(args.json, &["expired", "orphans", "interrupted", "busy"]);
     let p = local_provider(home)?;
     let report = p.prune().await?;
     let mut removed = 0;
     for name in &report.expired {
-        println!("removed {name}: its TTL passed");
+        out.item(
+            "expired",
+            serde_json::json!({"name": name.as_str(), "provider": "local"}),
+            format!("removed {name}: its TTL passed"),
+        );
     }
     for dir in &report.orphans {
-        println!("removed orphaned workspace {}", dir.display());
+        out.item(
+            "orphans",
+            serde_json::json!({"workspace": dir, "provider": "local"}),
+            format!("removed orphaned workspace {}", dir.display()),
+        );
     }
     for name in &report.interrupted {
-        println!("removed {name}: its start was interrupted (the process creating it died)");
+        out.item(
+            "interrupted",
+            serde_json::json!({"name": name.as_str(), "provider": "local"}),
+            format!("removed {name}: its start was interrupted (the process creating it died)"),
+        );
     }
     for name in &report.busy {
-        println!("left {name} alone: a start or removal of it is in progress");
-    }
-    if report.stale_locks > 0 {
-        println!(
-            "removed {} lock file(s) of sandboxes that no longer exist",
-            report.stale_locks
+        out.item(
+            "busy",
+            serde_json::json!({"name": name.as_str(), "provider": "local"}),
+            format!("left {name} alone: a start or removal of it is in progress"),
         );
     }
-    if report.stale_snapshots > 0 {
-        println!(
-            "removed {} interrupted snapshot write(s)",
-            report.stale_snapshots
-        );
-    }
+    out.set(
+        "stale_locks",
+        report.stale_locks.into(),
+        (report.stale_locks > 0).then(|| {
+            format!(
+                "removed {} lock file(s) of sandboxes that no longer exist",
+                report.stale_locks
+            )
+        }),
+    );
+    out.set(
+        "interrupted_snapshot_writes",
+        report.stale_snapshots.into(),
+        (report.stale_snapshots > 0).then(|| {
+            format!(
+                "removed {} interrupted snapshot write(s)",
+                report.stale_snapshots
+            )
+        }),
+    );
     removed += report.expired.len()
         + report.orphans.len()
         + report.interrupted.len()
@@ -956,17 +892,30 @@ async fn prune(home: &Ctx, _args: PruneArgs) -> anyhow::Result<ExitCode> {
         Ok(docker) => {
             let report = docker.prune().await?;
             for name in &report.expired {
-                println!("removed {name} (docker): its TTL passed");
+                out.item(
+                    "expired",
+                    serde_json::json!({"name": name.as_str(), "provider": "docker"}),
+                    format!("removed {name} (docker): its TTL passed"),
+                );
             }
             for name in &report.orphans {
-                println!("removed orphaned workspace of {name} (docker): its container is gone");
+                out.item(
+                    "orphans",
+                    serde_json::json!({"name": name.as_str(), "provider": "docker"}),
+                    format!("removed orphaned workspace of {name} (docker): its container is gone"),
+                );
             }
-            removed += report.expired.len() + report.orphans.len();
+            for name in &report.interrupted {
+                out.item(
+                    "interrupted",
+                    serde_json::json!({"name": name.as_str(), "provider": "docker"}),
+                    format!("removed {name} (docker): its start was interrupted"),
+                );
+            }
+            removed += report.expired.len() + report.orphans.len() + report.interrupted.len();
         }
         Err(e) => tracing::debug!(error = %e, "no Docker engine: nothing to prune there"),
     }
-    if removed == 0 {
-        println!("nothing to prune");
-    }
+    out.finish(removed == 0, "nothing to prune");
     Ok(ExitCode::SUCCESS)
 }

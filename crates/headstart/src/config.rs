@@ -69,3 +69,9 @@ pub(crate) fn eligibility() -> anyhow::Result<snapshot_refresh::Eligibility> {
         disabled: false,
     })
 }
+
+/// True when `NO_COLOR` is set to anything non-empty (<https://no-color.org>): no
+/// colour anywhere, even on a terminal.
+pub(crate) fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}

@@ -64,6 +64,14 @@ struct StatusArgs {
     json: bool,
 }
 
+impl FlagsArgs {
+    /// True when the command asked for JSON (`flags status --json`; `flags eval`
+    /// always prints JSON lines and has no error object).
+    pub(crate) fn json(&self) -> bool {
+        matches!(&self.command, FlagsCommand::Status(s) if s.json)
+    }
+}
+
 /// `--beta` / `--fast`, for every command that provisions.
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct BetaArgs {
@@ -164,9 +172,7 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let decision: Decision = decision?;
     let config = flags.config();
     if args.json {
-        println!(
-            "{}",
-            json!({
+        crate::output::print_json(&json!({
                 "fast_paths": decision.paths.names(),
                 "headstart_beta": decision.beta_env(),
                 "source": decision.source.to_string(),
@@ -177,8 +183,7 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 "telemetry": config.telemetry_off().is_none(),
                 "feature_flags_disabled": config.flags_disabled(),
                 "reference_sdk": REFERENCE_SDK,
-            })
-        );
+        }));
         return Ok(ExitCode::SUCCESS);
     }
     println!("fast paths:     {}", decision.paths);

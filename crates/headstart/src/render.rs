@@ -1,15 +1,14 @@
 //! Terminal output: tracing setup, progress bars, reports.
 
-use std::io::IsTerminal;
-use std::sync::Arc;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use sandbox_core::StartupReport;
-use sandbox_core::git::{Progress, ProgressFn};
+use sandbox_core::git::ProgressFn;
 
 /// Logs go to stderr; `--log` or `RUST_LOG` pick the level (default: warnings).
-pub(crate) fn init_tracing(filter: Option<&str>) {
+/// Colour (`ansi`) only when stderr is a terminal and `NO_COLOR` is unset.
+pub(crate) fn init_tracing(filter: Option<&str>, ansi: bool) {
     let filter = filter
         .map(tracing_subscriber::EnvFilter::new)
         .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
@@ -17,6 +16,7 @@ pub(crate) fn init_tracing(filter: Option<&str>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_target(false)
         .try_init();
 }
@@ -34,27 +34,10 @@ pub(crate) fn chain(e: &anyhow::Error) -> String {
     out
 }
 
-/// A transfer progress bar on stderr when it is a terminal; `None` otherwise (quiet).
+/// A transfer progress display for a start (see `progress.rs`); `None` when nothing
+/// should be shown (`quiet` is `--json`).
 pub(crate) fn progress_bar(quiet: bool) -> Option<(ProgressBar, ProgressFn)> {
-    if quiet || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {pos}/{len} objects, {binary_bytes}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message("fetching");
-    bar.enable_steady_tick(Duration::from_millis(120));
-    let b = bar.clone();
-    let f: ProgressFn = Arc::new(move |p: &Progress| {
-        b.set_length(p.total_objects as u64);
-        b.set_position(p.received_objects as u64);
-        b.set_message(format!("fetching ({} KiB)", p.received_bytes / 1024));
-    });
-    Some((bar, f))
+    crate::progress::for_start(quiet)
 }
 
 fn ms(d: Duration) -> String {

@@ -143,6 +143,21 @@ pub enum Error {
         /// What was being done.
         context: String,
     },
+    /// The program to run does not exist (shells exit 127 for this).
+    #[error("{program}: command not found (give a path or a program on the sandbox's PATH)")]
+    CommandNotFound {
+        /// The program (argv\[0\]).
+        program: String,
+    },
+    /// The program exists but cannot be run: not executable, a directory, not a format
+    /// the kernel runs (shells exit 126 for this).
+    #[error("{program}: cannot run it: {reason}")]
+    CommandNotExecutable {
+        /// The program (argv\[0\]).
+        program: String,
+        /// Why (`permission denied`, `exec format error`, ...).
+        reason: String,
+    },
     /// A filesystem or process error, with what was being done.
     #[error("{context}: {source}")]
     Io {
@@ -188,6 +203,34 @@ impl Error {
             provider,
             message: message.into(),
             source: None,
+        }
+    }
+
+    /// A stable snake_case name for the variant, for machine-readable output
+    /// (`--json` error objects, analytics): never carries data from the error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidUrl { .. } => "invalid_url",
+            Self::InvalidName { .. } => "invalid_name",
+            Self::InvalidOptions(_) => "invalid_options",
+            Self::BranchNotFound { .. } => "branch_not_found",
+            Self::NewBranchExists { .. } => "new_branch_exists",
+            Self::AuthFailed { .. } => "auth_failed",
+            Self::RepoNotFound { .. } => "repo_not_found",
+            Self::Network { .. } => "network",
+            Self::OriginMismatch { .. } => "origin_mismatch",
+            Self::UnsupportedRepository(_) => "unsupported_repository",
+            Self::Git { .. } => "git",
+            Self::SandboxNotFound { .. } => "sandbox_not_found",
+            Self::SnapshotNotFound { .. } => "snapshot_not_found",
+            Self::Timeout { .. } => "timeout",
+            Self::TooSlow { .. } => "too_slow",
+            Self::Cancelled { .. } => "cancelled",
+            Self::NoSpace { .. } => "no_space",
+            Self::CommandNotFound { .. } => "command_not_found",
+            Self::CommandNotExecutable { .. } => "command_not_executable",
+            Self::Io { .. } => "io",
+            Self::Provider { .. } => "provider",
         }
     }
 

@@ -79,6 +79,9 @@ pub struct SandboxInfo {
     pub running: bool,
     /// Where it is in its life (listings show `ready` ones unless asked for all).
     pub state: SandboxState,
+    /// When it was created, when the provider knows.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub created_at: Option<time::OffsetDateTime>,
 }
 
 /// Whether `connect` made a new sandbox or found one.

@@ -51,6 +51,20 @@ impl Error {
         }
     }
 
+    /// A stable snake_case name for the variant; a wrapped [`sandbox_core::Error`]
+    /// gives its own kind (`branch_not_found`, not `core`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Core(e) => e.kind(),
+            Self::InvalidKey(_) => "invalid_key",
+            Self::InvalidRecipe(_) => "invalid_recipe",
+            Self::RecipeFailed { .. } => "recipe_failed",
+            Self::BuildDeadline { .. } => "build_deadline",
+            Self::State { .. } => "state",
+            Self::Task(_) => "task",
+        }
+    }
+
     /// True when the error is the caller's input (see
     /// [`sandbox_core::Error::is_user_error`]).
     pub fn is_user_error(&self) -> bool {

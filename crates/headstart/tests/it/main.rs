@@ -3,7 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
 mod cli;
+mod conventions;
+mod exec_status;
+mod json_output;
 mod lifecycle;
+mod progress_tty;
+mod schema;
 
 use std::path::Path;
 use std::process::{Command, Output};

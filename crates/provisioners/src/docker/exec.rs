@@ -167,6 +167,9 @@ pub(crate) async fn run(
     } else {
         exit_code(docker, &exec.id).await?
     };
+    if let Some(e) = spawn_failure(exit_code, &capture, &program) {
+        return Err(e);
+    }
     Ok(ExecOutput {
         exit_code,
         timed_out,
@@ -175,6 +178,39 @@ pub(crate) async fn run(
         truncated: capture.truncated,
         duration: started.elapsed(),
     })
+}
+
+/// The engine reports a program that could not be started as exit code 126 with the
+/// runtime's message as output ("OCI runtime exec failed: ... executable file not
+/// found in $PATH"), whatever the reason: the typed error a local exec gives, so
+/// callers can tell "not found" (a shell's 127) from "cannot run" (126).
+fn spawn_failure(exit_code: Option<i32>, capture: &Capture, program: &str) -> Option<Error> {
+    if exit_code != Some(126) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(if capture.stdout.is_empty() {
+        &capture.stderr
+    } else {
+        &capture.stdout
+    });
+    let text = text.trim();
+    if !text.starts_with("OCI runtime exec failed") {
+        return None;
+    }
+    let program = program.escape_debug().to_string();
+    if text.contains("executable file not found") || text.contains("no such file or directory") {
+        Some(Error::CommandNotFound { program })
+    } else {
+        let reason = if text.contains("permission denied") {
+            "permission denied (not executable, or a directory)".to_owned()
+        } else if text.contains("exec format error") {
+            "exec format error (no `#!` line and not a binary this system runs)".to_owned()
+        } else {
+            // e.g. a user the image does not have: the runtime's own words
+            text.lines().next().unwrap_or(text).to_owned()
+        };
+        Some(Error::CommandNotExecutable { program, reason })
+    }
 }
 
 async fn exit_code(docker: &Docker, exec_id: &str) -> Result<Option<i32>> {
@@ -373,5 +409,31 @@ mod tests {
         assert_eq!(c.stdout, b"abcd");
         assert_eq!(c.stderr, b"xy");
         assert!(c.truncated);
+    }
+
+    #[test]
+    fn the_runtimes_126_is_told_apart_from_a_commands_own() {
+        let out = |text: &str| Capture {
+            limit: 1 << 20,
+            stdout: text.as_bytes().to_vec(),
+            stderr: Vec::new(),
+            truncated: false,
+        };
+        let missing = out(
+            "OCI runtime exec failed: exec failed: unable to start container process: exec: \"nope\": executable file not found in $PATH: unknown\r\n",
+        );
+        assert!(matches!(
+            spawn_failure(Some(126), &missing, "nope"),
+            Some(Error::CommandNotFound { .. })
+        ));
+        let denied = out(
+            "OCI runtime exec failed: exec failed: unable to start container process: exec: \"./x\": permission denied: unknown",
+        );
+        assert!(matches!(
+            spawn_failure(Some(126), &denied, "./x"),
+            Some(Error::CommandNotExecutable { .. })
+        ));
+        assert!(spawn_failure(Some(126), &out("my own 126\n"), "sh").is_none());
+        assert!(spawn_failure(Some(127), &missing, "nope").is_none());
     }
 }

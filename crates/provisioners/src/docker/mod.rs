@@ -330,6 +330,8 @@ struct Found {
     name: SandboxName,
     labels: HashMap<String, String>,
     running: bool,
+    /// When the engine created it (seconds since the epoch).
+    created: Option<i64>,
     /// Made before containers carried [`LABEL_DATA_DIR`] (its workspace is ours).
     legacy: bool,
 }
@@ -663,6 +665,7 @@ impl DockerProvider {
                 legacy: !labels.contains_key(LABEL_DATA_DIR),
                 labels,
                 running: c.state == Some(ContainerSummaryStateEnum::RUNNING),
+                created: c.created,
             });
         }
         Ok(out)
@@ -1178,6 +1181,9 @@ impl SandboxProvider for DockerProvider {
                     (true, true) => SandboxState::Ready,
                     (true, false) => SandboxState::Stopped,
                 },
+                created_at: c
+                    .created
+                    .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok()),
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));

@@ -126,10 +126,17 @@ pub(crate) async fn run(
             format!("the working directory {} does not exist", cwd.display()),
             e,
         ),
-        std::io::ErrorKind::NotFound => Error::InvalidOptions(format!(
-            "program `{}` not found (give a path or a program on PATH)",
-            argv[0].escape_debug()
-        )),
+        std::io::ErrorKind::NotFound => Error::CommandNotFound {
+            program: argv[0].escape_debug().to_string(),
+        },
+        std::io::ErrorKind::PermissionDenied => Error::CommandNotExecutable {
+            program: argv[0].escape_debug().to_string(),
+            reason: "permission denied (not executable, or a directory)".into(),
+        },
+        _ if e.raw_os_error() == Some(libc::ENOEXEC) => Error::CommandNotExecutable {
+            program: argv[0].escape_debug().to_string(),
+            reason: "exec format error (no `#!` line and not a binary this system runs)".into(),
+        },
         _ => Error::io(format!("starting `{}`", argv[0].escape_debug()), e),
     })?;
     let pgid = child.id().and_then(|p| i32::try_from(p).ok());

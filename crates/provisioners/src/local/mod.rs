@@ -775,6 +775,7 @@ impl SandboxProvider for LocalProvider {
                 workspace: r.workspace,
                 base_snapshot: r.base_snapshot,
                 running: true,
+                created_at: Some(r.created_at),
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));

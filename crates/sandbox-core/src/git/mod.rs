@@ -63,12 +63,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod checkout;
+mod inspect;
 mod known_hosts;
 mod nodelay;
 mod transfer;
 mod watch;
 
 use git2::Repository;
+
+pub use inspect::{WorkspaceSummary, summary};
 
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
