@@ -50,6 +50,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    config::register_secrets();
     render::init_tracing(cli.log.as_deref());
     match commands::run(cli.command).await {
         Ok(code) => code,
