@@ -21,6 +21,8 @@ pub(crate) fn init_tracing(filter: Option<&str>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(Scrubbed(std::io::stderr))
+        // no colour codes in a build log file
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

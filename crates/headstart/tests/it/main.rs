@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
 mod cli;
+mod secrets;
 
 use std::path::Path;
 use std::process::{Command, Output};
