@@ -103,6 +103,30 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// [`scrub`] for text that was cut at a size limit: a secret cut in two leaves its
+/// beginning at the very end, which is hidden too (when at least 4 characters of a
+/// registered secret remain there).
+pub fn scrub_cut(text: &str) -> Cow<'_, str> {
+    let out = scrub(text);
+    let cut = {
+        let all = SECRETS
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.iter()
+            .filter_map(|secret| {
+                (4..secret.len())
+                    .rev()
+                    .filter(|&n| secret.is_char_boundary(n))
+                    .find(|&n| out.ends_with(&secret[..n]))
+            })
+            .max()
+    };
+    match cut {
+        Some(n) => Cow::Owned(format!("{}{REDACTED}", &out[..out.len() - n])),
+        None => out,
+    }
+}
+
 /// Query parameter names whose values are credentials.
 pub(crate) const TOKEN_PARAMS: &[&str] = &[
     "token",
@@ -213,6 +237,15 @@ mod tests {
         assert!(is_secret_var("ANYTHING", "Bearer hcloud_scrubtest_abcdef"));
         assert!(!is_secret_var("PATH", "/usr/bin"));
         assert!(contains_secret("a hcloud_scrubtest_abcdef b"));
+    }
+
+    #[test]
+    fn a_secret_cut_at_a_limit_is_hidden() {
+        register_secret("cutsecret_0123456789");
+        assert_eq!(scrub_cut("x=cutsecret_01"), "x=[redacted]");
+        assert_eq!(scrub_cut("x=cutsecret_0123456789"), "x=[redacted]");
+        assert_eq!(scrub_cut("x=cut"), "x=cut", "3 characters are no secret");
+        assert_eq!(scrub_cut("plain"), "plain");
     }
 
     #[test]

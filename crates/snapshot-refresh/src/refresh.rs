@@ -205,12 +205,12 @@ async fn build(
         req.output_limit = options.output_limit;
         req.env = env.clone();
         let out = sandbox.exec(&req).await?;
-        let stderr = scrub_bytes(&out.stderr);
+        let stderr = scrub_bytes(&out.stderr, out.truncated);
         let record = CommandRecord {
             argv: cmd.argv.iter().map(|a| scrub(a).into_owned()).collect(),
             exit_code: out.exit_code,
             timed_out: out.timed_out,
-            stdout: scrub_bytes(&out.stdout),
+            stdout: scrub_bytes(&out.stdout, out.truncated),
             stderr: stderr.clone(),
             truncated: out.truncated,
             ms: out.duration.as_millis(),
@@ -288,10 +288,14 @@ fn recipe_env(options: &RefreshOptions) -> BTreeMap<String, String> {
     env
 }
 
-/// Output bytes as text, scrubbed.
-fn scrub_bytes(bytes: &[u8]) -> String {
+/// Output bytes as text, scrubbed (also of a secret cut at the output limit).
+fn scrub_bytes(bytes: &[u8], truncated: bool) -> String {
     let text = String::from_utf8_lossy(bytes);
-    scrub(&text).into_owned()
+    if truncated {
+        scrub::scrub_cut(&text).into_owned()
+    } else {
+        scrub(&text).into_owned()
+    }
 }
 
 /// Runs [`refresh_base_snapshot`] with a shared provider (for spawned tasks).

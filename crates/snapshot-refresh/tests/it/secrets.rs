@@ -181,11 +181,20 @@ async fn recipe_commands_see_the_token_only_when_the_recipe_names_it() {
         .command(print())
         .secret("HEADSTART_GIT_TOKEN")
         .unwrap();
-    let report = refresh_base_snapshot(rig.provider.as_ref(), &run(with))
+    let report = refresh_base_snapshot(rig.provider.as_ref(), &run(with.clone()))
         .await
         .unwrap();
     // the command saw the whole token (it is scrubbed whole), and only what it asked for
     assert_eq!(report.commands[0].stdout, "[redacted]\nunset\n");
+
+    // output cut at the limit in the middle of the token: its beginning is hidden too
+    let mut cut = run(with);
+    cut.output_limit = 12;
+    let report = refresh_base_snapshot(rig.provider.as_ref(), &cut)
+        .await
+        .unwrap();
+    assert!(report.commands[0].truncated);
+    assert_eq!(report.commands[0].stdout, "[redacted]");
     assert_eq!(
         files_containing(rig.home.path(), &token),
         Vec::<PathBuf>::new()
