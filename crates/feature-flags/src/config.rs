@@ -33,6 +33,11 @@ pub mod vars {
     pub const BETA: &str = "HEADSTART_BETA";
     /// Local flag overrides for testing, e.g. `fast_provision=test`.
     pub const FLAG_OVERRIDES: &str = "HEADSTART_FLAG_OVERRIDES";
+    /// The variables whose values are keys: a binary registers them with its secret
+    /// scrubber (this crate has none) and keeps them from sandboxed commands. The
+    /// project key is public by PostHog's design, but it names the project and is no
+    /// business of a log or a recipe.
+    pub const SECRETS: &[&str] = &[PROJECT_KEY, SECRET_KEY];
 }
 
 /// PostHog's US cloud ingestion host.

@@ -832,8 +832,33 @@ async fn snapshot(home: &Ctx, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> 
 async fn prune(home: &Ctx, args: PruneArgs) -> anyhow::Result<ExitCode> {
     let mut out = output::Report::new(args.json, &["expired", "orphans", "interrupted", "busy"]);
     let p = local_provider(home)?;
+    // a killed builder's recipe processes, seeds and build sandbox (only dead builds')
+    let cleaned = Builder::new(Arc::new(p.clone()), home.join("state"))
+        .cleanup_stale()
+        .await?;
     let report = p.prune().await?;
     let mut removed = 0;
+    out.set(
+        "dead_builds",
+        serde_json::json!({
+            "processes_killed": cleaned.processes_killed,
+            "sandboxes_removed": cleaned.sandboxes_removed,
+            "seeds_removed": cleaned.seeds_removed,
+            "jobs_removed": cleaned.jobs_removed,
+        }),
+        (!cleaned.is_empty()).then(|| {
+            format!(
+                "cleaned up after interrupted snapshot builds: {} process(es) killed, {} build sandbox(es), {} seed(s) and {} job file(s) removed",
+                cleaned.processes_killed,
+                cleaned.sandboxes_removed.len(),
+                cleaned.seeds_removed,
+                cleaned.jobs_removed
+            )
+        }),
+    );
+    if !cleaned.is_empty() {
+        removed += 1;
+    }
     for name in &report.expired {
         out.item(
             "expired",

@@ -33,6 +33,24 @@ pub(crate) fn git_credentials() -> Credentials {
     creds
 }
 
+/// Registers every secret this process may hold with the one scrubber
+/// ([`sandbox_core::scrub`]), before anything is logged: the git token variables, the
+/// cloud token variables and the PostHog keys, by name (so sandboxed commands never
+/// inherit them) and by value (so no log line, error, record or `--json` shows them).
+/// A detached build process runs this too: it reads the same environment.
+pub(crate) fn register_secrets() {
+    let names = sandbox_core::scrub::GIT_TOKEN_VARS
+        .iter()
+        .chain(provisioners::cloud::TOKEN_VARS)
+        .chain(feature_flags::vars::SECRETS);
+    for name in names {
+        sandbox_core::scrub::register_secret_var(name);
+        if let Ok(value) = std::env::var(name) {
+            sandbox_core::register_secret(&value);
+        }
+    }
+}
+
 /// True when `HEADSTART_DETACH_BUILDS=0` asks `up` to build snapshots in-process and
 /// wait for them instead of handing them to a detached process.
 pub(crate) fn detach_builds() -> bool {

@@ -110,6 +110,7 @@ fn raw_args_want_json() -> bool {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    config::register_secrets();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() && raw_args_want_json() => {

@@ -43,6 +43,46 @@ pub fn register_secret(secret: &str) {
     }
 }
 
+/// The variables the git token is read from (first non-empty wins). Never passed to
+/// commands in a sandbox unless asked for by name.
+pub const GIT_TOKEN_VARS: &[&str] = &["HEADSTART_GIT_TOKEN", "GITHUB_TOKEN"];
+
+static SECRET_VARS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Registers `name` as an environment variable that holds a secret (a cloud API token,
+/// an analytics key): [`is_secret_var`] is true for it from now on. Register the value
+/// itself with [`register_secret`].
+pub fn register_secret_var(name: &str) {
+    let mut all = SECRET_VARS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !all.iter().any(|n| n == name) {
+        all.push(name.to_owned());
+    }
+}
+
+/// True when `text` contains a registered secret.
+pub fn contains_secret(text: &str) -> bool {
+    SECRETS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .any(|s| text.contains(s.as_str()))
+}
+
+/// True when the environment variable `name=value` must not reach a command by
+/// default: `name` is one of [`GIT_TOKEN_VARS`] or was registered with
+/// [`register_secret_var`], or `value` contains a registered secret.
+pub fn is_secret_var(name: &str, value: &str) -> bool {
+    GIT_TOKEN_VARS.contains(&name)
+        || SECRET_VARS
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|n| n == name)
+        || contains_secret(value)
+}
+
 /// `text` with every registered secret, URL userinfo password and token-like query
 /// parameter replaced by [`REDACTED`]. Borrows when there is nothing to hide.
 pub fn scrub(text: &str) -> Cow<'_, str> {
@@ -59,6 +99,30 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     }
     match scrub_urls(&out) {
         Some(s) => Cow::Owned(s),
+        None => out,
+    }
+}
+
+/// [`scrub`] for text that was cut at a size limit: a secret cut in two leaves its
+/// beginning at the very end, which is hidden too (when at least 4 characters of a
+/// registered secret remain there).
+pub fn scrub_cut(text: &str) -> Cow<'_, str> {
+    let out = scrub(text);
+    let cut = {
+        let all = SECRETS
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.iter()
+            .filter_map(|secret| {
+                (4..secret.len())
+                    .rev()
+                    .filter(|&n| secret.is_char_boundary(n))
+                    .find(|&n| out.ends_with(&secret[..n]))
+            })
+            .max()
+    };
+    match cut {
+        Some(n) => Cow::Owned(format!("{}{REDACTED}", &out[..out.len() - n])),
         None => out,
     }
 }
@@ -162,6 +226,26 @@ mod tests {
         let s = scrub("env: HEADSTART_GIT_TOKEN=ghp_scrubtest_0123456789\n");
         assert_eq!(s, "env: HEADSTART_GIT_TOKEN=[redacted]\n");
         assert!(matches!(scrub("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn secret_variables_are_known_by_name_or_value() {
+        register_secret("hcloud_scrubtest_abcdef");
+        register_secret_var("SCRUBTEST_API_KEY");
+        assert!(is_secret_var("GITHUB_TOKEN", ""));
+        assert!(is_secret_var("SCRUBTEST_API_KEY", "x"));
+        assert!(is_secret_var("ANYTHING", "Bearer hcloud_scrubtest_abcdef"));
+        assert!(!is_secret_var("PATH", "/usr/bin"));
+        assert!(contains_secret("a hcloud_scrubtest_abcdef b"));
+    }
+
+    #[test]
+    fn a_secret_cut_at_a_limit_is_hidden() {
+        register_secret("cutsecret_0123456789");
+        assert_eq!(scrub_cut("x=cutsecret_01"), "x=[redacted]");
+        assert_eq!(scrub_cut("x=cutsecret_0123456789"), "x=[redacted]");
+        assert_eq!(scrub_cut("x=cut"), "x=cut", "3 characters are no secret");
+        assert_eq!(scrub_cut("plain"), "plain");
     }
 
     #[test]

@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sandbox_core::scrub::scrub;
 use sandbox_core::{Credentials, RepoUrl, SandboxProvider, Source};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 
+use crate::cleanup::{self, CleanupReport};
 use crate::error::{Error, Result};
 use crate::key::{Recipe, SnapshotKey};
 use crate::refresh::{BuildReport, RefreshOptions, refresh_shared};
@@ -56,7 +58,7 @@ pub enum KickOutcome {
     BackingOff {
         /// Consecutive failures.
         failures: u32,
-        /// The last error.
+        /// The last error (scrubbed of secrets).
         last_error: String,
         /// When a build may be tried again.
         #[serde(with = "time::serde::rfc3339")]
@@ -68,17 +70,22 @@ impl From<FailureRecord> for KickOutcome {
     fn from(r: FailureRecord) -> Self {
         Self::BackingOff {
             failures: r.failures,
-            last_error: r.last_error,
+            last_error: scrub(&r.last_error).into_owned(),
             retry_after: r.retry_after,
         }
     }
 }
 
+/// A build's report, or its error message (scrubbed of secrets).
 type BuildResult = std::result::Result<BuildReport, String>;
 
 /// Runs snapshot builds in the background, deduplicated per key in this process
 /// (single-flight) and across processes (a lock file per key), skipping keys inside
 /// their failure-cache window, and tracking tasks so shutdown can wait for them.
+///
+/// Every build first removes what dead builds left behind
+/// ([`cleanup_stale`](Self::cleanup_stale)), and records only scrubbed text: failure
+/// records, error strings and recipe output never hold a registered secret.
 pub struct Builder {
     provider: Arc<dyn SandboxProvider>,
     state_dir: PathBuf,
@@ -220,13 +227,16 @@ impl Builder {
                 Err(e) => tracing::warn!(key, error = %e, "no seed; the build will clone"),
             }
         }
+        options.build_marker = Some(cleanup::marker(&self.state_dir, &key));
         match &self.spawn {
             Spawn::InProcess => {
                 let provider = self.provider.clone();
                 let failures = self.failures.clone();
+                let state_dir = self.state_dir.clone();
                 let task_key = key.clone();
                 let handle = tokio::spawn(async move {
                     let _lock = lock;
+                    before_build(provider.as_ref(), &state_dir, &options).await;
                     let result = refresh_shared(provider, options).await;
                     settle(&failures, &task_key, result)
                 });
@@ -270,23 +280,62 @@ impl Builder {
     ) -> Result<Option<BuildReport>> {
         let bytes = std::fs::read(path)
             .map_err(|e| Error::state(format!("reading {}", path.display()), e))?;
-        let _ = std::fs::remove_file(path);
-        let job: JobFile = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::InvalidRecipe(format!("job file {}: {e}", path.display())))?;
-        let options = job.into_options(credentials)?;
+        let job: JobFile = match serde_json::from_slice(&bytes) {
+            Ok(j) => j,
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                return Err(Error::InvalidRecipe(format!(
+                    "job file {}: {e}",
+                    path.display()
+                )));
+            }
+        };
+        let mut options = match job.into_options(credentials) {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                return Err(e);
+            }
+        };
         let key = options.key.as_str().to_owned();
-        let Some(lock) = BuildLock::try_acquire(&self.state_dir, &key)? else {
+        // The job file stays until the lock is ours: while it exists, a cleanup leaves
+        // this key (and the job's seed) alone. The lock may be held for a moment by a
+        // cleanup that started before the job was written: try a few times.
+        let mut lock = None;
+        for attempt in 0..20 {
+            lock = BuildLock::try_acquire(&self.state_dir, &key)?;
+            if lock.is_some() || attempt == 19 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = std::fs::remove_file(path);
+        let Some(lock) = lock else {
             if let Some(s) = &options.seed {
                 seed::discard(s);
             }
             return Ok(None);
         };
+        options.build_marker = Some(cleanup::marker(&self.state_dir, &key));
+        before_build(self.provider.as_ref(), &self.state_dir, &options).await;
         let result = refresh_shared(self.provider.clone(), options).await;
         drop(lock);
         match settle(&self.failures, &key, result) {
             Ok(r) => Ok(Some(r)),
             Err(e) => Err(Error::Task(e)),
         }
+    }
+
+    /// Removes what dead builds left behind, for every key whose build lock is free
+    /// (never a running build's files): the processes their recipes started (found by
+    /// their `HEADSTART_BUILD` marker), their build sandboxes, their seeds, and job
+    /// files whose detached build never started. Every build does this first; `prune`
+    /// should too.
+    ///
+    /// # Errors
+    /// [`Error::State`] when the state directory is unusable.
+    pub async fn cleanup_stale(&self) -> Result<CleanupReport> {
+        cleanup::cleanup(self.provider.as_ref(), &self.state_dir, None).await
     }
 
     /// Waits for the build of `key` started by this builder, if any, and returns its
@@ -296,7 +345,7 @@ impl Builder {
         Some(
             handle
                 .await
-                .unwrap_or_else(|e| Err(format!("build task failed: {e}"))),
+                .unwrap_or_else(|e| Err(scrub(&format!("build task failed: {e}")).into_owned())),
         )
     }
 
@@ -320,6 +369,15 @@ impl Builder {
     }
 }
 
+/// The cleanup every build does first (its own key included: its lock is ours; its own
+/// seed is kept). A failed cleanup does not stop the build.
+async fn before_build(provider: &dyn SandboxProvider, state_dir: &Path, options: &RefreshOptions) {
+    let own = (options.key.as_str(), options.seed.as_deref());
+    if let Err(e) = cleanup::cleanup(provider, state_dir, Some(own)).await {
+        tracing::warn!(error = %e, "could not clean up after dead builds");
+    }
+}
+
 fn settle(failures: &FailureCache, key: &str, result: Result<BuildReport>) -> BuildResult {
     match result {
         Ok(report) => {
@@ -334,7 +392,7 @@ fn settle(failures: &FailureCache, key: &str, result: Result<BuildReport>) -> Bu
             Ok(report)
         }
         Err(e) => {
-            let msg = e.to_string();
+            let msg = scrub(&e.to_string()).into_owned();
             if let Err(w) = failures.record_failure(key, &msg) {
                 tracing::warn!(key, error = %w, "could not record the build failure");
             }

@@ -66,9 +66,28 @@ mod opt_secs {
     }
 }
 
-/// How a snapshot is prepared after the clone: setup commands and the base image.
-/// Its [`digest`](Recipe::digest) is part of the [`SnapshotKey`], so changing the
-/// recipe starts a new line of snapshots instead of reusing stale ones.
+/// How a snapshot is prepared after the clone: setup commands, the base image and the
+/// secrets its commands may see. Its [`digest`](Recipe::digest) is part of the
+/// [`SnapshotKey`], so changing the recipe starts a new line of snapshots instead of
+/// reusing stale ones.
+///
+/// # Secrets
+///
+/// Recipe commands run repository code, so by default they see **no** secret: not the
+/// git token (`HEADSTART_GIT_TOKEN`, `GITHUB_TOKEN`), not any variable that holds a
+/// registered secret (cloud tokens, analytics keys), neither from the build sandbox's
+/// environment nor inherited from the host's. A recipe that needs one names it:
+///
+/// ```json
+/// {"commands": [{"argv": ["make", "deps"]}], "secrets": ["HEADSTART_GIT_TOKEN"]}
+/// ```
+///
+/// Each named variable is passed to every command of the recipe with its value from the
+/// builder's environment; the git token variables fall back to the token of the
+/// build's credentials. A named variable that has no value is left unset. Only the
+/// names are part of the digest, never the values, so rotating a token does not start
+/// a new line of snapshots. Whatever a command prints is scrubbed of every registered
+/// secret before it is recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Recipe {
     /// Commands run in the workspace, in order; the first failure fails the build.
@@ -77,6 +96,10 @@ pub struct Recipe {
     /// The base image (container providers), `None` for the provider default.
     #[serde(default)]
     pub base_image: Option<String>,
+    /// Names of environment variables holding secrets that the commands may see (see
+    /// [Secrets](#secrets)); empty by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 impl Recipe {
@@ -92,8 +115,30 @@ impl Recipe {
         self
     }
 
-    /// A stable digest of the commands (argv only; deadlines do not change the result)
-    /// and the base image: 16 hex digits of SHA-256.
+    /// Lets the commands see the secret variable `name` (see [Secrets](#secrets)).
+    ///
+    /// # Errors
+    /// [`Error::InvalidRecipe`] when `name` is not a variable name.
+    pub fn secret(mut self, name: impl Into<String>) -> Result<Self, Error> {
+        let name = name.into();
+        check_var_name(&name)?;
+        if !self.secrets.contains(&name) {
+            self.secrets.push(name);
+        }
+        Ok(self)
+    }
+
+    /// Checks what deserialising cannot: the secret names are variable names.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRecipe`] naming the bad entry.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.secrets.iter().try_for_each(|n| check_var_name(n))
+    }
+
+    /// A stable digest of the commands (argv only; deadlines do not change the result),
+    /// the base image and the names (never the values) of the secrets it may see: 16
+    /// hex digits of SHA-256.
     pub fn digest(&self) -> String {
         let mut h = Sha256::new();
         h.update(b"headstart-recipe-v1\0");
@@ -106,7 +151,35 @@ impl Recipe {
         }
         h.update(b"image\0");
         h.update(self.base_image.as_deref().unwrap_or("").as_bytes());
+        // recipes without secrets keep the digest they always had
+        if !self.secrets.is_empty() {
+            let mut names: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+            names.sort_unstable();
+            names.dedup();
+            h.update(b"secrets\0");
+            for n in names {
+                h.update((n.len() as u64).to_le_bytes());
+                h.update(n.as_bytes());
+            }
+        }
         hex::encode(&h.finalize()[..8])
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`.
+fn check_var_name(name: &str) -> Result<(), Error> {
+    let mut chars = name.chars();
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidRecipe(format!(
+            "recipe secret `{}` is not an environment variable name",
+            name.escape_debug()
+        )))
     }
 }
 
@@ -293,5 +366,22 @@ mod tests {
         let c = Recipe::empty().command(RecipeCommand::new(["make", "dep", "s"]).unwrap());
         assert_eq!(a.digest(), b.digest());
         assert_ne!(a.digest(), c.digest());
+    }
+
+    #[test]
+    fn secrets_are_named_in_the_digest_and_checked() {
+        let plain = Recipe::empty().command(RecipeCommand::new(["make"]).unwrap());
+        // unchanged for recipes without secrets (existing snapshot keys stay valid)
+        assert_eq!(plain.digest(), "8dea23e0f30afeeb");
+        let with = plain.clone().secret("HEADSTART_GIT_TOKEN").unwrap();
+        assert_ne!(with.digest(), plain.digest());
+        let json = r#"{"commands":[{"argv":["make"]}],"secrets":["HEADSTART_GIT_TOKEN"]}"#;
+        let parsed: Recipe = serde_json::from_str(json).unwrap();
+        assert_eq!(parsed, with);
+        assert_eq!(parsed.digest(), with.digest());
+        assert!(plain.clone().secret("A=B").is_err());
+        assert!(plain.clone().secret("").is_err());
+        let bad: Recipe = serde_json::from_str(r#"{"secrets":["1X"]}"#).unwrap();
+        assert!(bad.validate().is_err());
     }
 }

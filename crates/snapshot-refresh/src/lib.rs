@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod cleanup;
 mod error;
 mod fast_start;
 mod key;
@@ -29,6 +30,7 @@ pub mod seed;
 mod state;
 
 pub use builder::{Builder, DetachedSpawner, JobFile, KickOutcome, Spawn};
+pub use cleanup::{BUILD_MARKER_VAR, CleanupReport};
 pub use error::{Error, Result};
 pub use fast_start::{FastStart, Started};
 pub use key::{Recipe, RecipeCommand, SnapshotKey};

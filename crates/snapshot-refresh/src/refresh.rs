@@ -1,10 +1,12 @@
 //! Building one base snapshot: [`refresh_base_snapshot`].
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sandbox_core::git::{self, Depth, GitOptions};
+use sandbox_core::scrub::{self, scrub};
 use sandbox_core::{
     ConnectOptions, Credentials, ExecRequest, SandboxName, SandboxProvider, SnapshotMeta,
     SnapshotRequest, Source,
@@ -42,6 +44,10 @@ pub struct RefreshOptions {
     pub output_limit: usize,
     /// Largest workspace to snapshot, in bytes.
     pub max_size_bytes: Option<u64>,
+    /// Set as `HEADSTART_BUILD` in every recipe command's environment, so processes a
+    /// dead build left behind can be found and killed ([`Builder`](crate::Builder)
+    /// sets it; `None` sets nothing).
+    pub build_marker: Option<String>,
 }
 
 impl RefreshOptions {
@@ -56,11 +62,13 @@ impl RefreshOptions {
             deadline: DEFAULT_BUILD_DEADLINE,
             output_limit: DEFAULT_OUTPUT_LIMIT,
             max_size_bytes: None,
+            build_marker: None,
         }
     }
 }
 
-/// What one recipe command did.
+/// What one recipe command did. Its output (and argv) are scrubbed of every registered
+/// secret ([`sandbox_core::scrub`]) before they are recorded here.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CommandRecord {
     /// The argv.
@@ -95,7 +103,12 @@ pub struct BuildReport {
 /// The name of the build sandbox for `key` (stable, so a crashed build's sandbox is
 /// replaced by the next one through `force_create`).
 pub fn build_sandbox_name(key: &SnapshotKey) -> SandboxName {
-    let digest = hex::encode(&Sha256::digest(key.as_str().as_bytes())[..8]);
+    build_sandbox_name_of(key.as_str())
+}
+
+/// [`build_sandbox_name`] of a key as stored.
+pub(crate) fn build_sandbox_name_of(key: &str) -> SandboxName {
+    let digest = hex::encode(&Sha256::digest(key.as_bytes())[..8]);
     SandboxName::new(format!("build-{digest}")).unwrap_or_else(|_| SandboxName::generate())
 }
 
@@ -105,6 +118,9 @@ pub fn build_sandbox_name(key: &SnapshotKey) -> SandboxName {
 /// build sandbox is removed too and no snapshot becomes visible (providers only
 /// publish complete snapshots).
 ///
+/// Recipe commands see no secret unless the recipe names it (see [`Recipe`]), and
+/// what they print is scrubbed before it is recorded or put into an error.
+///
 /// # Errors
 /// [`Error::RecipeFailed`], [`Error::BuildDeadline`], and provider or git errors.
 pub async fn refresh_base_snapshot(
@@ -112,6 +128,7 @@ pub async fn refresh_base_snapshot(
     options: &RefreshOptions,
 ) -> Result<BuildReport> {
     let started = Instant::now();
+    options.recipe.validate()?;
     let name = build_sandbox_name(&options.key);
     let result = tokio::time::timeout(options.deadline, build(provider, options, &name)).await;
     let result = match result {
@@ -137,7 +154,7 @@ pub async fn refresh_base_snapshot(
             duration: started.elapsed(),
         }),
         Err(e) => {
-            tracing::error!(key = %options.key, error = %e, "snapshot build failed");
+            tracing::error!(key = %options.key, error = %scrub(&e.to_string()), "snapshot build failed");
             Err(e)
         }
     }
@@ -180,28 +197,32 @@ async fn build(
     .await
     .map_err(|e| Error::Task(e.to_string()))??;
 
+    let env = recipe_env(options);
     let mut records = Vec::new();
     for cmd in &options.recipe.commands {
         let mut req = ExecRequest::new(cmd.argv.clone())?
             .timeout(cmd.timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT));
         req.output_limit = options.output_limit;
+        req.env = env.clone();
         let out = sandbox.exec(&req).await?;
+        let stderr = scrub_bytes(&out.stderr, out.truncated);
         let record = CommandRecord {
-            argv: cmd.argv.clone(),
+            argv: cmd.argv.iter().map(|a| scrub(a).into_owned()).collect(),
             exit_code: out.exit_code,
             timed_out: out.timed_out,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stdout: scrub_bytes(&out.stdout, out.truncated),
+            stderr: stderr.clone(),
             truncated: out.truncated,
             ms: out.duration.as_millis(),
         };
         let ok = out.success();
+        let command = record.argv.join(" ");
         records.push(record);
         if !ok {
             let detail = if out.timed_out {
                 "timed out".to_owned()
             } else {
-                let tail: String = String::from_utf8_lossy(&out.stderr)
+                let tail: String = stderr
                     .chars()
                     .rev()
                     .take(400)
@@ -212,8 +233,8 @@ async fn build(
                 format!("exit status {:?}; stderr: {}", out.exit_code, tail.trim())
             };
             return Err(Error::RecipeFailed {
-                command: cmd.argv.join(" "),
-                detail,
+                command,
+                detail: scrub(&detail).into_owned(),
             });
         }
     }
@@ -232,6 +253,49 @@ async fn build(
         }
     }
     Ok((meta, records, from_seed))
+}
+
+/// The environment of every recipe command: the secrets the recipe names (from this
+/// process's environment; the git token variables fall back to the credentials'
+/// token) and the build marker. Nothing else: a sandbox's commands get no secret by
+/// default.
+fn recipe_env(options: &RefreshOptions) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for name in &options.recipe.secrets {
+        let value = std::env::var(name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .or_else(|| {
+                scrub::GIT_TOKEN_VARS
+                    .contains(&name.as_str())
+                    .then(|| options.credentials.expose_token().map(str::to_owned))
+                    .flatten()
+            });
+        match value {
+            Some(v) => {
+                // it is a secret: whatever prints it is scrubbed
+                sandbox_core::register_secret(&v);
+                env.insert(name.clone(), v);
+            }
+            None => {
+                tracing::warn!(key = %options.key, variable = %name, "the recipe asks for a secret that is not set");
+            }
+        }
+    }
+    if let Some(marker) = &options.build_marker {
+        env.insert(crate::cleanup::BUILD_MARKER_VAR.to_owned(), marker.clone());
+    }
+    env
+}
+
+/// Output bytes as text, scrubbed (also of a secret cut at the output limit).
+fn scrub_bytes(bytes: &[u8], truncated: bool) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if truncated {
+        scrub::scrub_cut(&text).into_owned()
+    } else {
+        scrub(&text).into_owned()
+    }
 }
 
 /// Runs [`refresh_base_snapshot`] with a shared provider (for spawned tasks).

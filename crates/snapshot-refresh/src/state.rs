@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustix::fs::{FlockOperation, flock};
+use sandbox_core::scrub::scrub;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
@@ -68,7 +69,7 @@ pub struct FailureRecord {
     pub key: String,
     /// Consecutive failures.
     pub failures: u32,
-    /// The last error, credential-free.
+    /// The last error, scrubbed of every registered secret.
     pub last_error: String,
     /// When the last attempt failed.
     #[serde(with = "time::serde::rfc3339")]
@@ -110,11 +111,15 @@ impl FailureCache {
         self.dir.join(format!("{key}.json"))
     }
 
-    /// The record for `key`, if any (unreadable records count as none).
+    /// The record for `key`, if any (unreadable records count as none). Its error is
+    /// scrubbed again on the way out (records written before a secret was registered).
     pub fn get(&self, key: &str) -> Option<FailureRecord> {
         let bytes = fs::read(self.path(key)).ok()?;
-        match serde_json::from_slice(&bytes) {
-            Ok(r) => Some(r),
+        match serde_json::from_slice::<FailureRecord>(&bytes) {
+            Ok(mut r) => {
+                r.last_error = scrub(&r.last_error).into_owned();
+                Some(r)
+            }
             Err(e) => {
                 tracing::warn!(key, error = %e, "ignoring an unreadable failure record");
                 None
@@ -128,7 +133,8 @@ impl FailureCache {
             .filter(|r| r.retry_after > OffsetDateTime::now_utc())
     }
 
-    /// Records a failure and returns the new record.
+    /// Records a failure and returns the new record; `error` is scrubbed of every
+    /// registered secret before it is written.
     ///
     /// # Errors
     /// [`Error::State`] when the record cannot be written.
@@ -140,7 +146,7 @@ impl FailureCache {
         let record = FailureRecord {
             key: key.to_owned(),
             failures,
-            last_error: error.to_owned(),
+            last_error: scrub(error).into_owned(),
             failed_at: now,
             retry_after: now + window,
         };

@@ -9,6 +9,7 @@ mod json_output;
 mod lifecycle;
 mod progress_tty;
 mod schema;
+mod secrets;
 
 use std::path::Path;
 use std::process::{Command, Output};

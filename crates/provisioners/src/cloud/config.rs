@@ -21,6 +21,14 @@ pub const DIGITALOCEAN_TOKEN_VAR_ALT: &str = "DIGITALOCEAN_ACCESS_TOKEN";
 pub const HETZNER_TOKEN_VAR: &str = "HCLOUD_TOKEN";
 /// The GCP OAuth access token variable (e.g. `gcloud auth print-access-token`).
 pub const GCP_TOKEN_VAR: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
+/// Every variable a cloud token is read from (secrets: never passed to a sandbox's
+/// commands, registered with the scrubber when read).
+pub const TOKEN_VARS: &[&str] = &[
+    DIGITALOCEAN_TOKEN_VAR,
+    DIGITALOCEAN_TOKEN_VAR_ALT,
+    HETZNER_TOKEN_VAR,
+    GCP_TOKEN_VAR,
+];
 /// The GCP project variable.
 pub const GCP_PROJECT_VAR: &str = "GOOGLE_CLOUD_PROJECT";
 /// Overrides the DigitalOcean API base URL.
@@ -31,7 +39,8 @@ pub const HETZNER_URL_VAR: &str = "HEADSTART_HCLOUD_API_URL";
 pub const GCP_URL_VAR: &str = "HEADSTART_GCE_API_URL";
 
 /// A cloud API token. `Debug` prints `[redacted]`; it is sent only as a bearer
-/// `Authorization` header, never in a URL.
+/// `Authorization` header, never in a URL; making one registers it with the scrubber
+/// ([`sandbox_core::scrub`]), so no log, error or recorded output shows it.
 #[derive(Clone)]
 pub struct ApiToken(SecretString);
 
@@ -43,6 +52,7 @@ impl ApiToken {
         if token.is_empty() {
             None
         } else {
+            sandbox_core::register_secret(token);
             Some(Self(SecretString::from(token.to_owned())))
         }
     }

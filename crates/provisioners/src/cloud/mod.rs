@@ -40,7 +40,7 @@ use sandbox_core::{ExecOutput, ExecRequest};
 pub use config::{
     ApiToken, CloudConfig, DIGITALOCEAN_TOKEN_VAR, DIGITALOCEAN_TOKEN_VAR_ALT,
     DIGITALOCEAN_URL_VAR, GCP_PROJECT_VAR, GCP_TOKEN_VAR, GCP_URL_VAR, HETZNER_TOKEN_VAR,
-    HETZNER_URL_VAR,
+    HETZNER_URL_VAR, TOKEN_VARS,
 };
 pub use error::{CloudError, Result};
 pub use ready::{Readiness, wait_ssh, wait_tcp};

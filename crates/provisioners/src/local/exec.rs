@@ -5,6 +5,15 @@
 //!
 //! This is not isolation: the command runs as the calling user, on the host, with the
 //! host's environment plus the sandbox's and the request's variables.
+//!
+//! Secrets are not inherited: variables of the host environment that carry a secret
+//! ([`sandbox_core::scrub::is_secret_var`]: the git token variables, registered secret
+//! variables, any value containing a registered secret) are removed, because the
+//! command runs repository code. A caller that wants a command to have one passes it
+//! explicitly (the sandbox's or the request's environment).
+//!
+//! A command whose run is cancelled (its future dropped: a build deadline, a caller
+//! giving up) has its whole process group killed, like one that times out.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path};
@@ -112,6 +121,13 @@ pub(crate) async fn run(
     let argv = request.argv();
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new(&argv[0]);
+    for (name, value) in std::env::vars_os() {
+        if let Some(name) = name.to_str() {
+            if sandbox_core::scrub::is_secret_var(name, &value.to_string_lossy()) {
+                cmd.env_remove(name);
+            }
+        }
+    }
     cmd.args(&argv[1..])
         .current_dir(cwd)
         .envs(base_env)
@@ -146,6 +162,12 @@ pub(crate) async fn run(
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(pgid);
     }
+    // Until the command is done, dropping this future kills its process group.
+    let mut guard = GroupGuard {
+        pgid,
+        running: running.clone(),
+        done: false,
+    };
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(Error::provider(
             "local",
@@ -217,11 +239,30 @@ pub(crate) async fn run(
             })
         }
     };
-    if let Some(pgid) = pgid {
-        running
+    guard.done = true;
+    result
+}
+
+/// Forgets a command's process group when its run ends, and kills the group when the
+/// run is dropped before it finished (the direct child alone would be killed by
+/// `kill_on_drop`; what it started would not).
+struct GroupGuard {
+    pgid: Option<i32>,
+    running: Running,
+    done: bool,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let Some(pgid) = self.pgid else { return };
+        let tracked = self
+            .running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&pgid);
+        // not tracked any more: `stop` already killed it
+        if !self.done && tracked {
+            kill_group(pgid);
+        }
     }
-    result
 }

@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, SystemTime};
 
 use provisioners::local::{GcPolicy, LocalSnapshotStore, RestoreMethod};
@@ -225,6 +226,57 @@ async fn a_corrupt_manifest_is_skipped_not_fatal() {
     assert!(!manifest.exists());
 }
 
+/// A snapshot writer in another process: `flock(1)` holding an exclusive lock on a
+/// file until it is killed.
+///
+/// Not a lock held by the test process itself: dropping an fd does not release its
+/// `flock` while a child that another test thread is spawning at that moment still
+/// holds a copy of the fd table (between `fork` and `exec`, before close-on-exec runs),
+/// so "drop, then the lock is free" is not true in a multi-threaded process that starts
+/// processes. A writer's death is: the kernel closes a process's files before `wait`
+/// returns.
+struct LockHolder(Option<std::process::Child>);
+
+impl LockHolder {
+    fn start(path: &std::path::Path) -> Self {
+        use std::io::BufRead;
+        // `-o`: the command does not inherit the lock fd, so only `flock` holds it
+        let mut child = std::process::Command::new("flock")
+            .args(["-o", "-x"])
+            .arg(path)
+            .args(["sh", "-c", "echo locked; exec sleep 600"])
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "locked");
+        Self(Some(child))
+    }
+
+    /// SIGKILL to its process group, then reap it: the lock is free on return.
+    fn die(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let pgid = rustix::process::Pid::from_child(&child);
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 #[tokio::test]
 async fn an_interrupted_write_is_invisible_and_cleaned_up() {
     let home = TestHome::new();
@@ -243,11 +295,10 @@ async fn an_interrupted_write_is_invisible_and_cleaned_up() {
     )
     .unwrap();
     fs::write(dead.join(".lock"), "").unwrap();
-    // a writer that is still running: holds its lock
+    // a writer that is still running: another process holding its lock
     let live = tmp.join("0000000000002-a11ea11e");
     fs::create_dir_all(&live).unwrap();
-    let lock = fs::File::create(live.join(".lock")).unwrap();
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let writer = LockHolder::start(&live.join(".lock"));
     // a dir whose writer died before making its lock: stale once old
     let young = tmp.join("0000000000003-0000aaaa");
     let old = tmp.join("0000000000004-0000bbbb");
@@ -275,7 +326,7 @@ async fn an_interrupted_write_is_invisible_and_cleaned_up() {
         young.exists(),
         "a brand-new dir may be about to get its lock"
     );
-    drop(lock);
+    writer.die();
     assert_eq!(store.cleanup_stale().unwrap(), 1);
     assert!(!live.exists());
 
