@@ -326,9 +326,14 @@ async fn exec_streams_reports_status_and_times_out() {
     let out = run(&*sandbox, &["sh", "-c", "test -t 1 && echo tty"]).await;
     assert_eq!(out.exit_code, Some(1), "no terminal unless asked");
 
-    // A program that does not exist: an exit status, not a hang.
-    let out = run(&*sandbox, &["/no/such/program"]).await;
-    assert!(!out.success());
+    // A program that does not exist: a typed error (the CLI exits 127), not a hang.
+    let missing = sandbox
+        .exec(&ExecRequest::new(["/no/such/program"]).unwrap())
+        .await;
+    assert!(
+        matches!(missing, Err(sandbox_core::Error::CommandNotFound { .. })),
+        "{missing:?}"
+    );
 }
 
 #[tokio::test]
