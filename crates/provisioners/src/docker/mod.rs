@@ -30,7 +30,8 @@
 //!   clones or restores into it, and `headstart down` deletes it), or, with
 //!   [`ConnectOptions::workdir`], **the user's own directory** (`headstart up
 //!   --workdir .` and the `sandbox` fast path for a local coding agent), bind-mounted
-//!   as is and never deleted. The git engine works on the host side in-process, as for
+//!   as is and never deleted; it may be neither inside [`DockerConfig::data_dir`] nor
+//!   contain it ([`crate::workdir::check_workdir`]). The git engine works on the host side in-process, as for
 //!   every provider.
 //! - **Images**: local first, pulled only when missing and allowed
 //!   ([`DockerConfig::allow_pull`]); without an image ([`default_image`]) the pinned
@@ -461,6 +462,10 @@ impl DockerProvider {
         &self,
         options: &ConnectOptions,
     ) -> Result<(DockerSandbox, Connected)> {
+        if let Some(workdir) = &options.workdir {
+            // before the lock and the engine: never inside (or around) our data
+            crate::workdir::check_workdir(workdir, &self.config.data_dir)?;
+        }
         let name = options.name.clone().unwrap_or_else(SandboxName::generate);
         let deadline = options.timeout.and_then(|t| Instant::now().checked_add(t));
         let lock = self
