@@ -1093,6 +1093,11 @@ struct Made {
 
 /// When the container user is a numeric `uid:gid` other than this process's and this
 /// process may change owners (root), hands the headstart workspace to that user.
+///
+/// Files with more than one link are left alone: in a restored workspace they are the
+/// snapshot's read-only git objects (a hardlink restore), and giving them away would
+/// give the container's user the snapshot's files (an owner can `chmod` them back to
+/// writable). They stay readable, which is all git needs of them.
 fn chown_for(workspace: &Path, user: &str) -> Result<()> {
     let Some((uid, gid)) = user.split_once(':') else {
         return Ok(());
@@ -1108,8 +1113,13 @@ fn chown_for(workspace: &Path, user: &str) -> Result<()> {
         return Ok(());
     }
     fn walk(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(p)?;
+        if meta.is_file() && meta.nlink() > 1 {
+            return Ok(());
+        }
         std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
-        if std::fs::symlink_metadata(p)?.is_dir() {
+        if meta.is_dir() {
             for entry in std::fs::read_dir(p)? {
                 walk(&entry?.path(), uid, gid)?;
             }
