@@ -54,6 +54,9 @@
 //!   [`Error::Cancelled`], [`Error::Timeout`] and [`Error::TooSlow`], never a guessed
 //!   network error. A full disk is [`Error::NoSpace`].
 //!
+//! - **Inspection** ([`inspect`]): origin, HEAD and local changes of a workspace,
+//!   read-only, for deciding whether a reconnect may switch branches.
+//!
 //! Not here: deciding between clone and sync, snapshots, or running anything in a
 //! sandbox (`snapshot-refresh` and `provisioners` do that).
 
@@ -63,12 +66,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod checkout;
+mod inspect;
 mod known_hosts;
 mod nodelay;
 mod transfer;
 mod watch;
 
 use git2::Repository;
+
+pub use inspect::{Inspection, LocalChanges, inspect};
 
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
