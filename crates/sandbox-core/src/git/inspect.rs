@@ -98,8 +98,7 @@ pub fn inspect(workspace: &Path) -> Result<Inspection> {
         Err(e) => return Err(git_err(op)(e)),
     };
     let origin_url = origin.as_deref().and_then(|u| RepoUrl::parse(u).ok());
-    let origin = origin
-        .map(|u| crate::scrub::scrub(&crate::url::redact_userinfo(&u)).into_owned());
+    let origin = origin.map(|u| crate::scrub::scrub(&crate::url::redact_userinfo(&u)).into_owned());
     let head = super::head(workspace).ok();
     let changes = local_changes(&repo)?;
     Ok(Inspection {
