@@ -13,6 +13,7 @@ mod flags;
 mod interrupt;
 mod render;
 mod vm;
+mod workdir;
 
 use std::process::ExitCode;
 
