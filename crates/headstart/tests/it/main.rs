@@ -4,6 +4,7 @@
 
 mod cli;
 mod lifecycle;
+mod reconnect;
 
 use std::path::Path;
 use std::process::{Command, Output};
