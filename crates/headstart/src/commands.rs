@@ -29,7 +29,9 @@ pub(crate) struct UpArgs {
     /// Create and check out a new branch (from --branch, else the default branch).
     #[arg(long)]
     new_branch: Option<String>,
-    /// Sandbox name (default: generated). An existing sandbox of that name is reused.
+    /// Sandbox name (default: generated; with --workdir, the one of that directory). An
+    /// existing sandbox of that name is reused: another repository is refused, another
+    /// branch is switched to only when it has no local changes.
     #[arg(long)]
     name: Option<String>,
     /// Replace an existing sandbox of the same name.
@@ -38,7 +40,9 @@ pub(crate) struct UpArgs {
     /// Provider (default: local).
     #[arg(long, value_parser = parse_provider)]
     provider: Option<ProviderKind>,
-    /// Use this directory as the workspace (no clone, nothing deleted on `down`).
+    /// Use this directory as the workspace (nothing deleted on `down`; never inside the
+    /// data directory). With a repository: cloned into it when empty or missing, used
+    /// when already a checkout of it, refused otherwise.
     #[arg(long, value_name = "DIR")]
     workdir: Option<PathBuf>,
     /// Start cold and build no snapshot.
@@ -367,11 +371,17 @@ async fn up(home: &Ctx, args: UpArgs) -> anyhow::Result<ExitCode> {
         // Allowed by the library (new branch from that branch); say what happens.
         tracing::info!("creating the new branch from --branch");
     }
-    // With --workdir the user's directory is the workspace: nothing is cloned, and the
-    // source only names it (its path) when no repository is given.
-    let source = match (&args.repo, &args.workdir) {
+    // With --workdir the user's directory is the workspace: a repository given is
+    // cloned into it when it is empty; without one the source names the directory.
+    let workdir = match &args.workdir {
+        Some(dir) => Some(crate::workdir::checked(dir, home, args.repo.is_some())?),
+        None => None,
+    };
+    let source = match (&args.repo, &workdir) {
         (Some(repo), _) => source_from(repo, args.branch.as_deref(), args.new_branch.as_deref())?,
-        (None, Some(dir)) => Source::new(sandbox_core::RepoUrl::from_path(dir)?),
+        (None, Some(dir)) => {
+            crate::workdir::source_of(dir, args.branch.as_deref(), args.new_branch.as_deref())?
+        }
         (None, None) => return Err(UserError("give a repository or --workdir DIR".into()).into()),
     };
     let recipe = read_recipe(args.recipe.as_deref())?;
@@ -406,26 +416,21 @@ async fn up(home: &Ctx, args: UpArgs) -> anyhow::Result<ExitCode> {
     if let Some(d) = &decision {
         connect = connect.env("HEADSTART_BETA", d.beta_env());
     }
-    // Named here (not by the provider) so an interrupted start can say which it removed.
-    let name = match &args.name {
-        Some(n) => sandbox_name(n)?,
-        None => SandboxName::generate(),
-    };
-    connect = connect.name(name.clone());
     if let Some(ttl) = args.ttl {
         connect = connect.ttl(ttl);
     }
-    if let Some(dir) = &args.workdir {
-        let dir =
-            std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
-        if !dir.is_dir() {
-            return Err(
-                UserError(format!("--workdir {} is not a directory", dir.display())).into(),
-            );
-        }
+    if let Some(dir) = &workdir {
         connect = connect.workdir(dir);
     }
     let provider = make_provider(home, kind).await?;
+    // Named here (not by the provider) so an interrupted start can say which it removed;
+    // a workdir's sandbox is the one already using it (see workdir.rs).
+    let name = match (&args.name, &workdir) {
+        (Some(n), _) => sandbox_name(n)?,
+        (None, Some(dir)) => crate::workdir::sandbox_name(provider.as_ref(), dir).await,
+        (None, None) => SandboxName::generate(),
+    };
+    connect = connect.name(name.clone());
     let detach = config::detach_builds() && !args.wait_snapshot;
     let builder = Arc::new(builder_for(home, provider.clone(), kind, detach));
     let eligibility = if args.no_snapshot {
@@ -512,6 +517,7 @@ async fn up(home: &Ctx, args: UpArgs) -> anyhow::Result<ExitCode> {
         let sb = &started.sandbox;
         let v = serde_json::json!({
             "sandbox": {"id": sb.id(), "name": sb.name(), "workspace": sb.workspace()},
+            "repo": started.repository,
             "provider": provider.kind(),
             "provider_reason": choice.reason,
             "fast_paths": decision.as_ref().map(|d| d.paths.names()),

@@ -21,6 +21,7 @@ mod render;
 mod sandboxes;
 mod snapshots;
 mod vm;
+mod workdir;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
