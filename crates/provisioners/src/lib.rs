@@ -7,15 +7,12 @@
 //!   `/workspace`; snapshots are committed images plus stored workspaces.
 //! - [`cloud`]: VM hosts on DigitalOcean, Hetzner and GCP over their REST APIs (their
 //!   own `VmProvisioner` trait: hosts, not sandboxes).
-//! - [`choice`]: which provider a start uses (explicit flag, else the fast paths).
 //!
 //! Providers implement the traits of `sandbox-core`. This crate is not where snapshots
 //! are keyed, scheduled or looked up: that is `snapshot-refresh`.
 
-pub mod choice;
 pub mod cloud;
 pub mod docker;
 pub mod local;
 
-pub use choice::{ProviderChoice, ProviderKind, choose_provider};
 pub use local::{LocalProvider, LocalSandbox, LocalSnapshotStore, RestoreMethod};

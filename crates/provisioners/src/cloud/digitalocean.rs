@@ -1,8 +1,9 @@
 //! DigitalOcean droplets over the v2 REST API.
 //!
 //! `POST /v2/droplets`, then `GET /v2/droplets/{id}` until `status` is `active` with a
-//! public IPv4. With the `images` fast path the droplet boots the Docker marketplace
-//! image ([`MARKETPLACE_IMAGE`]) and gets no user data. The SSH key is registered in
+//! public IPv4. With [`PrebuiltImages::marketplace`](super::PrebuiltImages::marketplace)
+//! the droplet boots the Docker marketplace image ([`MARKETPLACE_IMAGE`]) and gets no
+//! user data. The SSH key is registered in
 //! the account once (`/v2/account/keys`, found again by its key material). Owner and
 //! labels become `key:value` tags; listing filters by the owner tag.
 //!
@@ -20,7 +21,7 @@ use super::{Backoff, CloudConfig, Deadline, VmProvisioner, parse_ipv4};
 
 /// The Docker 1-click marketplace image slug (Docker preinstalled).
 pub const MARKETPLACE_IMAGE: &str = "docker-20-04";
-/// The plain image used when the `images` fast path is off.
+/// The plain image used when marketplace images are not wanted.
 pub const PLAIN_IMAGE: &str = "ubuntu-24-04-x64";
 
 /// The DigitalOcean provisioner.
@@ -45,7 +46,12 @@ impl DigitalOcean {
     /// # Errors
     /// [`CloudError::InvalidSpec`] for user data together with the marketplace image.
     pub fn image_choice(spec: &VmSpec) -> Result<ImageChoice> {
-        ImageChoice::resolve(spec, spec.fast_paths.images, MARKETPLACE_IMAGE, PLAIN_IMAGE)
+        ImageChoice::resolve(
+            spec,
+            spec.images.marketplace,
+            MARKETPLACE_IMAGE,
+            PLAIN_IMAGE,
+        )
     }
 
     fn owner_tag(owner: &OwnerTag) -> String {

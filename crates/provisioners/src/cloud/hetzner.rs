@@ -1,8 +1,9 @@
 //! Hetzner Cloud servers over the v1 REST API.
 //!
 //! `POST /v1/servers`, then the returned action is followed (`GET /v1/actions/{id}`)
-//! to `success`, then the server until `running` with a public IPv4. With the `docker`
-//! fast path the server boots the `docker-ce` app image and gets no user data. The SSH
+//! to `success`, then the server until `running` with a public IPv4. With
+//! [`PrebuiltImages::docker_ready`](super::PrebuiltImages::docker_ready) the server
+//! boots the `docker-ce` app image and gets no user data. The SSH
 //! key is registered in the project once (`/v1/ssh_keys`, found again by its key
 //! material). Owner and labels are Hetzner labels; listing uses a label selector.
 //!
@@ -18,7 +19,7 @@ use super::{Backoff, CloudConfig, Deadline, VmProvisioner, parse_ipv4};
 
 /// The Docker CE app image (Docker preinstalled).
 pub const DOCKER_IMAGE: &str = "docker-ce";
-/// The plain image used when the `docker` fast path is off.
+/// The plain image used when a Docker-ready image is not wanted.
 pub const PLAIN_IMAGE: &str = "ubuntu-24.04";
 
 /// The Hetzner Cloud provisioner.
@@ -43,7 +44,7 @@ impl Hetzner {
     /// # Errors
     /// [`CloudError::InvalidSpec`] for user data together with the `docker-ce` image.
     pub fn image_choice(spec: &VmSpec) -> Result<ImageChoice> {
-        ImageChoice::resolve(spec, spec.fast_paths.docker, DOCKER_IMAGE, PLAIN_IMAGE)
+        ImageChoice::resolve(spec, spec.images.docker_ready, DOCKER_IMAGE, PLAIN_IMAGE)
     }
 
     fn bad(what: &str) -> CloudError {
