@@ -2,16 +2,31 @@
 //!
 //! - [`local`]: the embedded default; sandboxes are workspace directories under the
 //!   data directory, snapshots are stored workspaces restored by overlay, reflink or
-//!   hardlink+copy. No isolation.
-//! - [`docker`]: a container per sandbox (bollard) with the workspace bind-mounted at
-//!   `/workspace`; snapshots are committed images plus stored workspaces.
-//! - [`cloud`]: VM hosts on DigitalOcean, Hetzner and GCP over their REST APIs (their
-//!   own `VmProvisioner` trait: hosts, not sandboxes).
+//!   hardlink+copy. No isolation. Always built.
+//! - `docker` (feature `docker`): a container per sandbox (bollard) with the workspace
+//!   bind-mounted at `/workspace`; snapshots are committed images plus stored
+//!   workspaces.
+//! - `cloud` (feature `cloud`): VM hosts on DigitalOcean, Hetzner and GCP over their
+//!   REST APIs (reqwest; their own `VmProvisioner` trait: hosts, not sandboxes).
+//!
+//! # Cargo features
+//!
+//! | feature | default | brings |
+//! |---|---|---|
+//! | `docker` | yes | the `docker` module; bollard (and hyper with it) |
+//! | `cloud` | yes | the `cloud` module; reqwest (and hyper with it) |
+//!
+//! A program that only wants the local provider depends on this crate with
+//! `default-features = false` and builds no HTTP client at all.
 //!
 //! Providers implement the traits of `sandbox-core`. This crate is not where snapshots
-//! are keyed, scheduled or looked up: that is `snapshot-refresh`.
+//! are keyed, scheduled or looked up (that is `snapshot-refresh`), and not where a
+//! provider or an image is chosen from experiments: it takes plain options and knows
+//! nothing of feature flags.
 
+#[cfg(feature = "cloud")]
 pub mod cloud;
+#[cfg(feature = "docker")]
 pub mod docker;
 pub mod local;
 
