@@ -15,6 +15,7 @@
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use super::common::{unexpected, wait_running};
 use super::error::{CloudError, Result};
 use super::http::ApiClient;
 use super::spec::{Cloud, ImageChoice, OWNER_LABEL, OwnerTag, Vm, VmSpec, VmStatus};
@@ -64,10 +65,7 @@ impl Gcp {
     }
 
     fn bad(what: &str) -> CloudError {
-        CloudError::Transport {
-            cloud: Cloud::Gcp,
-            message: format!("unexpected answer: {what}"),
-        }
+        unexpected(Cloud::Gcp, what)
     }
 
     async fn instance(&self, zone: &str, name: &str) -> Result<Option<Vm>> {
@@ -304,21 +302,8 @@ impl VmProvisioner for Gcp {
         if let Some(op) = &vm.pending_operation {
             self.wait_operation(&vm.region, op, vm, deadline).await?;
         }
-        let mut poll = Backoff::new(self.api.config.poll_interval);
-        loop {
-            let now = self.get(vm).await?;
-            if now.is_active() {
-                return Ok(now);
-            }
-            deadline
-                .pause(poll.next_wait(), || {
-                    format!(
-                        "waiting for instance `{}` to run (status `{}`)",
-                        vm.name, now.raw_status
-                    )
-                })
-                .await?;
-        }
+        let poll = self.api.config.poll_interval;
+        wait_running(self, vm, deadline, poll, "instance", "run").await
     }
 
     async fn destroy(&self, vm: &Vm) -> Result<()> {

@@ -22,6 +22,7 @@
 //! hosts (for Docker sandboxes or commands over SSH); `headstart up` does not put a
 //! repository on a VM, because the git engine writes local disks only.
 
+mod common;
 mod config;
 pub mod digitalocean;
 mod error;
