@@ -9,10 +9,10 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use feature_flags::{Purpose, StartCompleted};
 use provisioners::local::LocalProvider;
-use provisioners::{ProviderKind, choose_provider};
 use sandbox_core::{BranchName, ConnectOptions, SandboxName, SandboxProvider, SnapshotId, Source};
 use snapshot_refresh::{Builder, Eligibility, FastStart, KickOutcome, Recipe, Spawn};
 
+use crate::choice::{ProviderKind, choose_provider};
 use crate::exec::ExecArgs;
 use crate::sandboxes::{DownArgs, LsArgs};
 use crate::{Command, config, output, render};

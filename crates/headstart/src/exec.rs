@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use provisioners::ProviderKind;
 use sandbox_core::{ExecRequest, Stream};
 use serde_json::json;
 
+use crate::choice::ProviderKind;
 use crate::commands::{Ctx, find_sandbox, parse_provider, sandbox_name};
 use crate::output;
 

@@ -9,6 +9,7 @@
 //! one `{"error": {...}}` object on stdout and exits with the same status.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod choice;
 mod commands;
 mod completions;
 mod config;

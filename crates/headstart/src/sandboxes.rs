@@ -11,10 +11,10 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use provisioners::ProviderKind;
 use sandbox_core::{SandboxInfo, SandboxName, SandboxProvider};
 use serde_json::{Value, json};
 
+use crate::choice::ProviderKind;
 use crate::commands::{Ctx, find_sandbox, make_provider, parse_provider, sandbox_name};
 use crate::output;
 

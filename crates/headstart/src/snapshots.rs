@@ -7,10 +7,10 @@
 
 use std::process::ExitCode;
 
-use provisioners::ProviderKind;
 use sandbox_core::SnapshotMeta;
 use serde_json::{Value, json};
 
+use crate::choice::ProviderKind;
 use crate::commands::{Ctx, docker_answers, make_provider};
 use crate::output;
 

@@ -260,7 +260,7 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         None => VmName::generate(),
     };
     let (paths, flags) = fast_paths(&a).await?;
-    let mut spec = VmSpec::new(name, owner, key, paths);
+    let mut spec = VmSpec::new(name, owner, key, crate::choice::prebuilt_images(paths));
     spec.size = a.size.clone();
     spec.region = a.region.clone();
     spec.image = a.image.clone();

@@ -1,16 +1,23 @@
-//! Which provider runs a start: an explicit choice always wins; otherwise the
-//! `sandbox` fast path (from the `fast_provision` experiment or an opt-in) picks Docker
-//! when an engine answers, and says so when none does; otherwise the local provider.
+//! What the fast paths decide, mapped onto the plain options the implementations take
+//! (`provisioners` knows nothing of experiments).
 //!
-//! This is a decision only: it installs nothing and starts no engine (an experiment
+//! - [`choose_provider`]: which provider runs a start. An explicit choice always wins;
+//!   otherwise the `sandbox` fast path (from the `fast_provision` experiment or an
+//!   opt-in) picks Docker when an engine answers, and says so when none does;
+//!   otherwise the local provider.
+//! - [`prebuilt_images`]: which prebuilt VM images `vm up` may boot (`images`: the
+//!   marketplace image, `docker`: the cloud's Docker-ready image).
+//!
+//! These are decisions only: they install nothing and start no engine (an experiment
 //! never changes the user's machine).
 
 use feature_flags::FastPaths;
+use provisioners::cloud::PrebuiltImages;
 
 /// A provider kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ProviderKind {
+pub(crate) enum ProviderKind {
     /// Workspace directories on this machine (no isolation).
     Local,
     /// Docker containers with the workspace at `/workspace`.
@@ -19,7 +26,7 @@ pub enum ProviderKind {
 
 impl ProviderKind {
     /// Its name (`local`, `docker`).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Local => "local",
             Self::Docker => "docker",
@@ -29,17 +36,17 @@ impl ProviderKind {
 
 /// The chosen provider and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ProviderChoice {
+pub(crate) struct ProviderChoice {
     /// The provider.
-    pub kind: ProviderKind,
+    pub(crate) kind: ProviderKind,
     /// Why (for reports and `flags status`).
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// Chooses the provider. `docker_answers` is only consulted when the `sandbox` fast
 /// path is on and nothing was chosen explicitly, so callers can pass a probe that
 /// pings the engine lazily.
-pub fn choose_provider(
+pub(crate) fn choose_provider(
     explicit: Option<ProviderKind>,
     fast: FastPaths,
     docker_answers: impl FnOnce() -> bool,
@@ -67,6 +74,15 @@ pub fn choose_provider(
     ProviderChoice {
         kind: ProviderKind::Local,
         reason: "default provider".into(),
+    }
+}
+
+/// The prebuilt VM images the fast paths allow: `images` turns on marketplace images
+/// (DigitalOcean), `docker` the clouds' Docker-ready images (Hetzner, GCP).
+pub(crate) fn prebuilt_images(fast: FastPaths) -> PrebuiltImages {
+    PrebuiltImages {
+        marketplace: fast.images,
+        docker_ready: fast.docker,
     }
 }
 
@@ -117,5 +133,24 @@ mod tests {
             choose_provider(None, FastPaths::default(), || panic!("no probe")).kind,
             ProviderKind::Local
         );
+    }
+
+    #[test]
+    fn images_and_docker_fast_paths_pick_the_prebuilt_vm_images() {
+        assert_eq!(
+            prebuilt_images(FastPaths::default()),
+            PrebuiltImages::default()
+        );
+        let images = prebuilt_images(FastPaths {
+            images: true,
+            ..FastPaths::default()
+        });
+        assert!(images.marketplace && !images.docker_ready);
+        let docker = prebuilt_images(FastPaths {
+            docker: true,
+            sandbox: true,
+            ..FastPaths::default()
+        });
+        assert!(!docker.marketplace && docker.docker_ready);
     }
 }
