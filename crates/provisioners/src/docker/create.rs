@@ -6,10 +6,12 @@
 //! building images (`image.rs`).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType,
+};
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use sandbox_core::{
     CancelToken, ConnectOptions, Error, Result, SandboxName, SandboxProvider, SandboxState,
@@ -89,6 +91,8 @@ impl DockerProvider {
         }
     }
 
+    /// The steps of a creation, in order: the image, the workspace, the container.
+    /// Records in `made` what needs undoing should a later step fail.
     async fn create_inner(
         &self,
         name: &SandboxName,
@@ -96,9 +100,23 @@ impl DockerProvider {
         start: &str,
         made: &mut Made,
     ) -> Result<DockerSandbox> {
-        // The image first (cheapest to fail): the snapshot's, pinned by id, or the
-        // requested/default one, or the offline base image.
-        let (image, base_key) = match &options.base_snapshot {
+        let (image, base_key) = self.resolve_image(options).await?;
+        let user = self.user();
+        let workspace = self.make_workspace(name, options, &user, made).await?;
+        let labels = self.container_labels(name, options, start, base_key, &workspace);
+        let body = self.container_body(&image, options, labels, &workspace, &user);
+        let cname = self.container_name(name);
+        let id = self.create_container(&cname, body, made).await?;
+        let c = self.start_and_check(&cname, &id, &user).await?;
+        tracing::info!(%name, container = %id, %image, "docker sandbox created");
+        Ok(self.sandbox_from(name, &c))
+    }
+
+    /// The image first (cheapest to fail): the snapshot's, pinned by id, or the
+    /// requested/default one, or the offline base image. Returns the image id and the
+    /// snapshot key when restoring one.
+    async fn resolve_image(&self, options: &ConnectOptions) -> Result<(String, Option<String>)> {
+        Ok(match &options.base_snapshot {
             Some(id) => {
                 let (meta, image) = self.store.image_of(id).await?;
                 (image, Some(meta.name))
@@ -123,11 +141,20 @@ impl DockerProvider {
                 };
                 (image.id, None)
             }
-        };
+        })
+    }
 
-        // The workspace, through the local provider: empty, restored from the
-        // snapshot's stored workspace (overlay mounts happen here, before the container
-        // starts), or the user's own directory.
+    /// The workspace, through the local provider: empty, restored from the
+    /// snapshot's stored workspace (overlay mounts happen here, before the container
+    /// starts), or the user's own directory. A headstart workspace is handed to the
+    /// container `user` ([`chown_for`]).
+    async fn make_workspace(
+        &self,
+        name: &SandboxName,
+        options: &ConnectOptions,
+        user: &str,
+        made: &mut Made,
+    ) -> Result<PathBuf> {
         let mut local_options = ConnectOptions::new().name(name.clone()).force_create(true);
         local_options.workdir = options.workdir.clone();
         if options.workdir.is_none() {
@@ -138,17 +165,29 @@ impl DockerProvider {
         let (ws, _) = self.local.connect(&local_options).await?;
         made.workspace = true;
         let workspace = ws.workspace().to_path_buf();
-        let workdir = options.workdir.is_some();
-        let user = self.user();
-        if !workdir {
-            let (ws, user) = (workspace.clone(), user.clone());
+        if options.workdir.is_none() {
+            let (ws, user) = (workspace.clone(), user.to_owned());
             tokio::task::spawn_blocking(move || chown_for(&ws, &user))
                 .await
                 .map_err(|e| {
                     Error::provider(PROVIDER, format!("a background task failed: {e}"))
                 })??;
         }
+        Ok(workspace)
+    }
 
+    /// The container's labels: the connect's own, the scope, then what this provider
+    /// reads back (owner, name, start, base snapshot and key, workspace and its kind,
+    /// expiry).
+    fn container_labels(
+        &self,
+        name: &SandboxName,
+        options: &ConnectOptions,
+        start: &str,
+        base_key: Option<String>,
+        workspace: &Path,
+    ) -> HashMap<String, String> {
+        let workdir = options.workdir.is_some();
         let mut labels: HashMap<String, String> = options
             .labels
             .iter()
@@ -182,7 +221,20 @@ impl DockerProvider {
             LABEL_EXPIRES.into(),
             expires.map(|s| s.to_string()).unwrap_or_default(),
         );
+        labels
+    }
 
+    /// The container's definition: the image, the keep-alive entrypoint, env, labels,
+    /// the user, the workspace mounted at [`WORKSPACE_MOUNT`], resource limits and the
+    /// network.
+    fn container_body(
+        &self,
+        image: &str,
+        options: &ConnectOptions,
+        labels: HashMap<String, String>,
+        workspace: &Path,
+        user: &str,
+    ) -> ContainerCreateBody {
         let host_config = HostConfig {
             // A mount, not a `src:dst` bind string: any path works (`:` and `,` too).
             mounts: Some(vec![Mount {
@@ -200,8 +252,8 @@ impl DockerProvider {
             network_mode: self.config.network_mode.clone(),
             ..Default::default()
         };
-        let body = ContainerCreateBody {
-            image: Some(image.clone()),
+        ContainerCreateBody {
+            image: Some(image.to_owned()),
             entrypoint: Some(self.config.keep_alive.clone()),
             cmd: Some(Vec::new()),
             env: Some(
@@ -213,26 +265,41 @@ impl DockerProvider {
             ),
             labels: Some(labels),
             working_dir: Some(WORKSPACE_MOUNT.into()),
-            user: Some(user.clone()),
+            user: Some(user.to_owned()),
             host_config: Some(host_config),
             ..Default::default()
-        };
-        let cname = self.container_name(name);
+        }
+    }
+
+    /// Creates container `cname` from `body` and records its id in `made`.
+    async fn create_container(
+        &self,
+        cname: &str,
+        body: ContainerCreateBody,
+        made: &mut Made,
+    ) -> Result<String> {
         let created = self
             .docker
             .create_container(
-                Some(
-                    CreateContainerOptionsBuilder::default()
-                        .name(&cname)
-                        .build(),
-                ),
+                Some(CreateContainerOptionsBuilder::default().name(cname).build()),
                 body,
             )
             .await
             .map_err(|e| engine_error(format!("creating container {cname}"), e))?;
         made.container = Some(created.id.clone());
-        user::prepare(&self.docker, &created.id, &user).await?;
-        self.docker.start_container(&created.id, None).await.map_err(|e| {
+        Ok(created.id)
+    }
+
+    /// Gives the container's `user` a passwd entry and a home when it needs one, starts
+    /// the container and checks that its keep-alive is still running.
+    async fn start_and_check(
+        &self,
+        cname: &str,
+        id: &str,
+        user: &str,
+    ) -> Result<ContainerInspectResponse> {
+        user::prepare(&self.docker, id, user).await?;
+        self.docker.start_container(id, None).await.map_err(|e| {
             engine_error(
                 format!(
                     "starting container {cname} (the keep-alive entrypoint {:?} must exist in the \
@@ -245,7 +312,7 @@ impl DockerProvider {
         // A keep-alive that exits at once is caught here when the engine already noticed.
         let c = self
             .docker
-            .inspect_container(&created.id, None)
+            .inspect_container(id, None)
             .await
             .map_err(|e| engine_error(format!("inspecting container {cname}"), e))?;
         if c.state.as_ref().and_then(|s| s.running) != Some(true) {
@@ -258,8 +325,7 @@ impl DockerProvider {
                 ),
             ));
         }
-        tracing::info!(%name, container = %created.id, %image, "docker sandbox created");
-        Ok(self.sandbox_from(name, &c))
+        Ok(c)
     }
 }
 
