@@ -60,6 +60,9 @@ async fn list_all(
         match make_provider(home, kind).await {
             Ok(p) => {
                 for info in p.list().await? {
+                    if is_running_build(&info) {
+                        continue;
+                    }
                     all.push((p.clone(), info));
                 }
             }
@@ -196,4 +199,15 @@ pub(crate) async fn ls(home: &Ctx, args: LsArgs) -> anyhow::Result<ExitCode> {
         ))
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A snapshot build's own sandbox while it builds (`build-<16 hex>`, `creating`):
+/// internal, never a sandbox of the user's, so listings leave it out.
+fn is_running_build(info: &sandbox_core::SandboxInfo) -> bool {
+    info.state == sandbox_core::SandboxState::Creating
+        && info
+            .name
+            .as_str()
+            .strip_prefix("build-")
+            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
