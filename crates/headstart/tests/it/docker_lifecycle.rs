@@ -17,6 +17,7 @@ use crate::lifecycle::{
 use crate::{headstart, json, stderr};
 
 /// True when a Docker engine answers on its unix socket; else says why the test skips.
+#[allow(clippy::print_stderr)] // the printed reason a skipped test gives
 fn docker_or_skip(test: &str) -> bool {
     let socket = std::env::var("DOCKER_HOST")
         .ok()
