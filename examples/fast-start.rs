@@ -24,7 +24,7 @@ use provisioners::local::LocalProvider;
 use sandbox_core::{
     ConnectOptions, SandboxName, SandboxProvider, Source, StartPath, StartupReport,
 };
-use snapshot_refresh::{Builder, FastStart};
+use snapshot_refresh::{FastStart, SnapshotBuilder};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -61,7 +61,7 @@ async fn run() -> anyhow::Result<()> {
 
     let method = provisioners::local::LocalConfig::from_env()?.restore_method;
     let provider = Arc::new(LocalProvider::new(&home).with_restore_method(method));
-    let builder = Arc::new(Builder::new(provider.clone(), home.join("state")));
+    let builder = Arc::new(SnapshotBuilder::new(provider.clone(), home.join("state")));
     let fast = FastStart::new(provider.clone(), builder.clone());
     println!("headstart home: {}\n", home.display());
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use provisioners::local::{LocalProvider, RestoreMethod};
 use sandbox_core::{BranchName, ConnectOptions, SandboxName, SandboxProvider, Source, StartPath};
-use snapshot_refresh::{Builder, Drift, FastStart, KickOutcome, Started};
+use snapshot_refresh::{Drift, FastStart, KickOutcome, SnapshotBuilder, Started};
 use test_support::{GitDaemon, GitHttpServer};
 
 use fixture::{FixtureInfo, Preset};
@@ -133,7 +133,7 @@ struct Rig {
     /// The local provider's data directory (`None` for other providers).
     home: Option<PathBuf>,
     provider: Arc<dyn SandboxProvider>,
-    builder: Arc<Builder>,
+    builder: Arc<SnapshotBuilder>,
     fast: FastStart,
     /// What to say about how snapshots are restored.
     restore_note: Option<String>,
@@ -167,7 +167,7 @@ impl Rig {
     }
 
     fn with_provider(provider: Arc<dyn SandboxProvider>, state_dir: PathBuf) -> Self {
-        let builder = Arc::new(Builder::new(provider.clone(), state_dir));
+        let builder = Arc::new(SnapshotBuilder::new(provider.clone(), state_dir));
         let fast = FastStart::new(provider.clone(), builder.clone()).drift(no_drift());
         Self {
             home: None,

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use sandbox_core::{Credentials, SandboxProvider, Source};
 use snapshot_refresh::{
-    Builder, KickOutcome, Recipe, RecipeCommand, RefreshOptions, SnapshotKey, build_sandbox_name,
-    refresh_base_snapshot,
+    KickOutcome, Recipe, RecipeCommand, RefreshOptions, SnapshotBuilder, SnapshotKey,
+    build_sandbox_name, refresh_base_snapshot,
 };
 use test_support::{GitHttpServer, Upstream, random_token};
 
@@ -124,8 +124,11 @@ fn a_recipe_printing_its_environment_leaves_the_token_nowhere() {
         })
     });
     let (err, again) = outcome;
-    assert!(!err.contains(&token), "{err}");
-    assert!(err.contains("HEADSTART_GIT_TOKEN=[redacted]"), "{err}");
+    assert!(!err.message().contains(&token), "{err}");
+    assert!(
+        err.message().contains("HEADSTART_GIT_TOKEN=[redacted]"),
+        "{err}"
+    );
     let KickOutcome::BackingOff { last_error, .. } = again else {
         panic!("expected backoff, got {again:?}");
     };
@@ -261,7 +264,7 @@ async fn a_dead_builds_leftovers_are_cleaned_up_but_never_a_running_builds() {
     assert!(alive(daemon));
 
     // while it runs, a cleanup (here: another process's builder) touches nothing
-    let other = Builder::new(rig.provider.clone(), state_dir(rig.home.path()));
+    let other = SnapshotBuilder::new(rig.provider.clone(), state_dir(rig.home.path()));
     let report = other.cleanup_stale().await.unwrap();
     assert!(report.is_empty(), "{report:?}");
     assert_eq!(n_seeds(), 1);
