@@ -460,7 +460,11 @@ async fn prebuilt_false_never_uses_a_snapshot_and_true_or_unset_do() {
         .await
         .unwrap();
     assert_eq!(off.report.path, StartPath::Cold);
-    assert!(off.report.reason.contains("prebuilt(false)"), "{}", off.report.reason);
+    assert!(
+        off.report.reason.contains("prebuilt(false)"),
+        "{}",
+        off.report.reason
+    );
     assert_eq!(off.build, None);
     let key = off.key.clone().unwrap();
     assert!(rig.builder.wait(&key).await.is_none());
@@ -478,7 +482,11 @@ async fn prebuilt_false_never_uses_a_snapshot_and_true_or_unset_do() {
     assert_eq!(off.report.path, StartPath::Cold, "{}", off.report.reason);
     assert!(off.report.phase(Phase::GitClone).is_some());
     assert!(off.snapshot.is_none());
-    assert!(off.report.reason.contains("prebuilt(false)"), "{}", off.report.reason);
+    assert!(
+        off.report.reason.contains("prebuilt(false)"),
+        "{}",
+        off.report.reason
+    );
 
     // prebuilt(true) and unset use it
     let on = fast
@@ -487,7 +495,12 @@ async fn prebuilt_false_never_uses_a_snapshot_and_true_or_unset_do() {
         .unwrap();
     assert_eq!(on.report.path, StartPath::Warm, "{}", on.report.reason);
     let unset = fast.start(&source, &named("unset-2")).await.unwrap();
-    assert_eq!(unset.report.path, StartPath::Warm, "{}", unset.report.reason);
+    assert_eq!(
+        unset.report.path,
+        StartPath::Warm,
+        "{}",
+        unset.report.reason
+    );
     assert_eq!(
         head_of(on.sandbox.workspace()),
         head_of(off.sandbox.workspace())
