@@ -11,6 +11,23 @@
 //!
 //! Providers implement the traits of `sandbox-core`. This crate is not where snapshots
 //! are keyed, scheduled or looked up: that is `snapshot-refresh`.
+//!
+//! ```
+//! use provisioners::LocalProvider;
+//! use sandbox_core::{ConnectOptions, ExecRequest, Sandbox, SandboxProvider};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let home = tempfile::tempdir()?;
+//! let provider = LocalProvider::new(home.path()); // a data directory; no daemon
+//! tokio::runtime::Runtime::new()?.block_on(async {
+//!     let (sandbox, _) = provider.connect(&ConnectOptions::new()).await?;
+//!     let out = sandbox.exec(&ExecRequest::new(["pwd"])?).await?;
+//!     assert!(out.success());
+//!     sandbox.remove().await // sandboxes persist until removed
+//! })?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod choice;
 pub mod cloud;

@@ -68,7 +68,7 @@ impl RefreshOptions {
 }
 
 /// What one recipe command did. Its output (and argv) are scrubbed of every registered
-/// secret ([`sandbox_core::scrub`]) before they are recorded here.
+/// secret ([`sandbox_core::scrub()`]) before they are recorded here.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CommandRecord {
     /// The argv.
