@@ -11,20 +11,20 @@
 //! unless the second start took the warm path and landed on the upstream's new commit.
 //!
 //! Data goes to `HEADSTART_HOME` when set, else to a temporary directory removed at exit.
+//!
+//! Everything it uses comes from one crate, `snapshot_refresh` (its `prelude` and
+//! re-exports); see the rustdoc of `snapshot_refresh::FastStart` for the same flow in a
+//! few lines.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use provisioners::local::LocalProvider;
-use sandbox_core::{
-    ConnectOptions, SandboxName, SandboxProvider, Source, StartPath, StartupReport,
-};
-use snapshot_refresh::{Builder, FastStart};
+use snapshot_refresh::StartupReport;
+use snapshot_refresh::prelude::*;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -60,9 +60,11 @@ async fn run() -> anyhow::Result<()> {
     let source = Source::parse(&url)?;
 
     let method = provisioners::local::LocalConfig::from_env()?.restore_method;
-    let provider = Arc::new(LocalProvider::new(&home).with_restore_method(method));
-    let builder = Arc::new(Builder::new(provider.clone(), home.join("state")));
-    let fast = FastStart::new(provider.clone(), builder.clone());
+    let fast = FastStart::builder()
+        .provider(LocalProvider::new(&home).with_restore_method(method))
+        .data_dir(&home)
+        .build()?;
+    let builder = fast.snapshot_builder().clone();
     println!("headstart home: {}\n", home.display());
 
     // 1. Cold: no snapshot yet.
@@ -133,16 +135,17 @@ async fn run() -> anyhow::Result<()> {
         .head
         .clone()
         .context("warm start reported no HEAD")?;
-    for name in [&cold_name, &warm_name] {
-        let _ = provider.remove(name).await;
-    }
+    // sandboxes persist by design; this demo removes its own
+    let (cold_report, warm_report) = (cold.report.clone(), warm.report.clone());
+    let _ = cold.remove().await;
+    let _ = warm.remove().await;
     builder.shutdown(Duration::from_secs(10)).await;
 
-    if warm.report.path != StartPath::Warm {
+    if warm_report.path != StartPath::Warm {
         bail!(
             "the second start took the {:?} path: {}",
-            warm.report.path,
-            warm.report.reason
+            warm_report.path,
+            warm_report.reason
         );
     }
     if head.commit != expected {
@@ -155,7 +158,7 @@ async fn run() -> anyhow::Result<()> {
         "\nwarm start: branch `{}` at {}, the upstream's newest commit. {:.1}x faster than cold.",
         head.branch,
         &head.commit[..12],
-        cold.report.total.as_secs_f64() / warm.report.total.as_secs_f64().max(1e-9)
+        cold_report.total.as_secs_f64() / warm_report.total.as_secs_f64().max(1e-9)
     );
     Ok(())
 }

@@ -87,6 +87,7 @@ pub struct Config {
     pub(crate) overrides_env: Option<String>,
     pub(crate) person_properties: Properties,
     pub(crate) request_timeout: Duration,
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) events_timeout: Duration,
     pub(crate) cache: CachePolicy,
 }
@@ -201,11 +202,13 @@ impl Config {
         self.flags_disabled
     }
 
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) fn flags_dir(&self) -> PathBuf {
         self.data_dir.join("feature-flags")
     }
 
     /// Whether events may be sent at all: a project key and telemetry on.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) fn may_send_events(&self) -> bool {
         self.project_key.is_some() && self.telemetry_off.is_none()
     }

@@ -201,6 +201,7 @@ pub fn fast_paths_for(value: &FlagValue) -> FastPaths {
 
 /// Parses `HEADSTART_FLAG_OVERRIDES` (`key=value[,key=value...]`; `true`/`false` are
 /// booleans, anything else a variant).
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
 pub(crate) fn parse_overrides(text: &str) -> Result<HashMap<String, FlagValue>, crate::Error> {
     let mut out = HashMap::new();
     for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
@@ -226,6 +227,7 @@ pub(crate) fn parse_overrides(text: &str) -> Result<HashMap<String, FlagValue>, 
 }
 
 /// The explicit part of the decision (command line and `HEADSTART_BETA`), if any.
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
 pub(crate) fn explicit(
     request: &BetaRequest,
     beta_env: Option<&str>,

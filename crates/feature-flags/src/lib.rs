@@ -19,6 +19,7 @@
 //! - [`FeatureFlags::start_completed`]: the experiment's goal event.
 //!
 //! ```no_run
+//! # #[cfg(feature = "remote")]
 //! # async fn demo() -> Result<(), feature_flags::Error> {
 //! use feature_flags::{BetaRequest, Config, FeatureFlags, Purpose};
 //! let config = Config::from_env("/home/me/.local/share/headstart", |k| std::env::var(k).ok());
@@ -30,18 +31,23 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "remote")]
 mod client;
 mod config;
 mod dates;
 mod eval;
 mod experiment;
 mod regex_compat;
+#[cfg(feature = "remote")]
 mod remote;
+#[cfg(feature = "remote")]
 mod store;
+#[cfg(feature = "remote")]
 mod telemetry;
 
 use std::fmt;
 
+#[cfg(feature = "remote")]
 pub use client::{FeatureFlags, FlagResult};
 pub use config::{CachePolicy, Config, DEFAULT_HOST, TelemetryOff, vars};
 pub use eval::{
@@ -52,6 +58,7 @@ pub use experiment::{
     BetaRequest, Decision, DecisionSource, DisabledReason, FAST_PROVISION, Purpose, TEST_VARIANT,
     ValueOrigin, fast_paths_for,
 };
+#[cfg(feature = "remote")]
 pub use telemetry::StartCompleted;
 
 /// Errors a user can fix. Deciding fast paths never fails because of the network (it

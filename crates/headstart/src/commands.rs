@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use feature_flags::{Purpose, StartCompleted};
 use provisioners::local::LocalProvider;
 use sandbox_core::{BranchName, ConnectOptions, SandboxName, SandboxProvider, SnapshotId, Source};
-use snapshot_refresh::{Builder, Eligibility, FastStart, KickOutcome, Recipe, Spawn};
+use snapshot_refresh::{Eligibility, FastStart, KickOutcome, Recipe, SnapshotBuilder, Spawn};
 
 use crate::choice::{ProviderKind, choose_provider};
 use crate::exec::ExecArgs;
@@ -335,8 +335,8 @@ fn builder_for(
     provider: Arc<dyn SandboxProvider>,
     kind: ProviderKind,
     detach: bool,
-) -> Builder {
-    let builder = Builder::new(provider, home.join("state"));
+) -> SnapshotBuilder {
+    let builder = SnapshotBuilder::new(provider, home.join("state"));
     if !detach {
         return builder;
     }
@@ -703,13 +703,15 @@ async fn snapshot(home: &Ctx, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> 
             let p = make_provider(home, kind).await?;
             let builder = builder_for(home, p.clone(), kind, false);
             let fast = FastStart::new(p, Arc::new(builder)).recipe(recipe.clone());
-            let key = fast.key_for(&source).map_err(UserError)?;
+            let key = fast
+                .key_for(&source)
+                .map_err(|e| UserError(e.to_string()))?;
             if force {
-                fast.builder().failures().clear(key.as_str());
+                fast.snapshot_builder().failures().clear(key.as_str());
             }
             let mut options = snapshot_refresh::RefreshOptions::new(source, key.clone(), recipe);
             options.credentials = config::git_credentials();
-            match fast.builder().kick(options, None)? {
+            match fast.snapshot_builder().kick(options, None)? {
                 KickOutcome::Started => {}
                 KickOutcome::AlreadyBuilding => bail!("a build of {key} is already running"),
                 KickOutcome::BackingOff {
@@ -721,7 +723,7 @@ async fn snapshot(home: &Ctx, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> 
                 ),
                 KickOutcome::Detached { .. } => {}
             }
-            match fast.builder().wait(&key).await {
+            match fast.snapshot_builder().wait(&key).await {
                 Some(Ok(r)) => {
                     if json {
                         output::print_json(&serde_json::json!({
@@ -815,7 +817,7 @@ async fn snapshot(home: &Ctx, cmd: SnapshotCommand) -> anyhow::Result<ExitCode> 
         }
         SnapshotCommand::RunJob { file, provider } => {
             let p = make_provider(home, provider).await?;
-            let builder = Builder::new(p, home.join("state"));
+            let builder = SnapshotBuilder::new(p, home.join("state"));
             match builder.run_job_file(&file, config::git_credentials()).await {
                 Ok(Some(r)) => {
                     println!(
@@ -839,7 +841,7 @@ async fn prune(home: &Ctx, args: PruneArgs) -> anyhow::Result<ExitCode> {
     let mut out = output::Report::new(args.json, &["expired", "orphans", "interrupted", "busy"]);
     let p = local_provider(home)?;
     // a killed builder's recipe processes, seeds and build sandbox (only dead builds')
-    let cleaned = Builder::new(Arc::new(p.clone()), home.join("state"))
+    let cleaned = SnapshotBuilder::new(Arc::new(p.clone()), home.join("state"))
         .cleanup_stale()
         .await?;
     let report = p.prune().await?;

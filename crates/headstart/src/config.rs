@@ -34,7 +34,7 @@ pub(crate) fn git_credentials() -> Credentials {
 }
 
 /// Registers every secret this process may hold with the one scrubber
-/// ([`sandbox_core::scrub`]), before anything is logged: the git token variables, the
+/// ([`sandbox_core::scrub()`]), before anything is logged: the git token variables, the
 /// cloud token variables and the PostHog keys, by name (so sandboxed commands never
 /// inherit them) and by value (so no log line, error, record or `--json` shows them).
 /// A detached build process runs this too: it reads the same environment.

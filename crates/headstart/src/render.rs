@@ -1,7 +1,7 @@
 //! Terminal output: tracing setup, progress bars, reports.
 //!
 //! Log lines and error messages pass through the one scrubber
-//! ([`sandbox_core::scrub`]) on their way out: a registered secret never reaches the
+//! ([`sandbox_core::scrub()`]) on their way out: a registered secret never reaches the
 //! terminal or a build log.
 
 use std::io::Write;

@@ -25,6 +25,23 @@
 //! are keyed, scheduled or looked up (that is `snapshot-refresh`), and not where a
 //! provider or an image is chosen from experiments: it takes plain options and knows
 //! nothing of feature flags.
+//!
+//! ```
+//! use provisioners::LocalProvider;
+//! use sandbox_core::{ConnectOptions, ExecRequest, Sandbox, SandboxProvider};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let home = tempfile::tempdir()?;
+//! let provider = LocalProvider::new(home.path()); // a data directory; no daemon
+//! tokio::runtime::Runtime::new()?.block_on(async {
+//!     let (sandbox, _) = provider.connect(&ConnectOptions::new()).await?;
+//!     let out = sandbox.exec(&ExecRequest::new(["pwd"])?).await?;
+//!     assert!(out.success());
+//!     sandbox.remove().await // sandboxes persist until removed
+//! })?;
+//! # Ok(())
+//! # }
+//! ```
 
 #[cfg(feature = "cloud")]
 pub mod cloud;

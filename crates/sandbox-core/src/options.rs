@@ -293,6 +293,16 @@ impl ExecOutput {
     pub fn success(&self) -> bool {
         self.exit_code == Some(0) && !self.timed_out
     }
+
+    /// Standard output as text (invalid UTF-8 replaced).
+    pub fn stdout_lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.stdout)
+    }
+
+    /// Standard error as text (invalid UTF-8 replaced).
+    pub fn stderr_lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.stderr)
+    }
 }
 
 mod lossy {

@@ -7,6 +7,11 @@ use crate::url::RepoUrl;
 /// What a sandbox should hold: a repository, which branch, and whether to start from a
 /// prebuilt (snapshot) workspace.
 ///
+/// `prebuilt` has three states: unset (the default: whoever starts the sandbox decides;
+/// `FastStart` uses a ready snapshot when there is one), [`prebuilt(true)`](Self::prebuilt)
+/// (use a ready snapshot; without one the start is still cold) and
+/// [`prebuilt(false)`](Self::prebuilt) (never use a snapshot: always a fresh clone).
+///
 /// - no branch, no new branch: the remote's **default** branch (read from the remote,
 ///   never assumed to be `main`);
 /// - `branch`: that branch;
@@ -18,7 +23,9 @@ pub struct Source {
     url: RepoUrl,
     branch: Option<BranchName>,
     new_branch: Option<BranchName>,
-    prebuilt: bool,
+    /// `None`: not asked (the starter decides).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prebuilt: Option<bool>,
 }
 
 impl Source {
@@ -28,7 +35,7 @@ impl Source {
             url,
             branch: None,
             new_branch: None,
-            prebuilt: false,
+            prebuilt: None,
         }
     }
 
@@ -68,12 +75,26 @@ impl Source {
         Ok(self)
     }
 
-    /// Whether the workspace comes from a prebuilt snapshot (and is synced) rather
-    /// than a fresh clone.
+    /// Asks for a workspace from a prebuilt snapshot (`true`, synced to the branch) or
+    /// explicitly refuses one (`false`: always a fresh clone). Not calling it leaves the
+    /// choice to the starter (see [`prebuilt_choice`](Self::prebuilt_choice)).
     #[must_use]
     pub fn prebuilt(mut self, prebuilt: bool) -> Self {
-        self.prebuilt = prebuilt;
+        self.prebuilt = Some(prebuilt);
         self
+    }
+
+    /// Forgets any [`prebuilt`](Self::prebuilt) choice: the starter decides again.
+    #[must_use]
+    pub fn prebuilt_unset(mut self) -> Self {
+        self.prebuilt = None;
+        self
+    }
+
+    /// The caller's choice: `Some(true)` use a snapshot when one is ready, `Some(false)`
+    /// never, `None` not asked (the starter decides; `FastStart` uses one when ready).
+    pub fn prebuilt_choice(&self) -> Option<bool> {
+        self.prebuilt
     }
 
     /// The repository.
@@ -91,8 +112,32 @@ impl Source {
         self.new_branch.as_ref()
     }
 
-    /// True when the workspace comes from a snapshot.
+    /// True when a prebuilt snapshot was asked for explicitly ([`prebuilt(true)`](Self::prebuilt)).
     pub fn is_prebuilt(&self) -> bool {
-        self.prebuilt
+        self.prebuilt == Some(true)
+    }
+
+    /// True unless snapshots were refused with [`prebuilt(false)`](Self::prebuilt).
+    pub fn allows_prebuilt(&self) -> bool {
+        self.prebuilt != Some(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Source;
+
+    #[test]
+    fn prebuilt_is_tri_state() {
+        let s = Source::parse("https://example.com/acme/app").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.prebuilt_choice(), None);
+        assert!(s.allows_prebuilt() && !s.is_prebuilt());
+        let on = s.clone().prebuilt(true);
+        assert_eq!(on.prebuilt_choice(), Some(true));
+        assert!(on.is_prebuilt() && on.allows_prebuilt());
+        let off = s.clone().prebuilt(false);
+        assert_eq!(off.prebuilt_choice(), Some(false));
+        assert!(!off.is_prebuilt() && !off.allows_prebuilt());
+        assert_eq!(off.prebuilt_unset(), s);
     }
 }

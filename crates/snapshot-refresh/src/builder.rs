@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 
 use crate::cleanup::{self, CleanupReport};
-use crate::error::{Error, Result};
+use crate::error::{BuildError, Error, Result};
 use crate::key::{Recipe, SnapshotKey};
 use crate::refresh::{BuildReport, RefreshOptions, refresh_shared};
 use crate::seed;
@@ -25,7 +25,7 @@ pub type DetachedSpawner = Arc<dyn Fn(&Path) -> std::io::Result<u32> + Send + Sy
 /// Where builds run.
 #[derive(Clone, Default)]
 pub enum Spawn {
-    /// As tokio tasks in this process; [`Builder::shutdown`] waits for them.
+    /// As tokio tasks in this process; [`SnapshotBuilder::shutdown`] waits for them.
     #[default]
     InProcess,
     /// In a detached child process (see [`DetachedSpawner`]).
@@ -41,7 +41,7 @@ impl std::fmt::Debug for Spawn {
     }
 }
 
-/// What [`Builder::kick`] did.
+/// What [`SnapshotBuilder::kick`] did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "build", rename_all = "snake_case")]
 pub enum KickOutcome {
@@ -76,8 +76,8 @@ impl From<FailureRecord> for KickOutcome {
     }
 }
 
-/// A build's report, or its error message (scrubbed of secrets).
-type BuildResult = std::result::Result<BuildReport, String>;
+/// A build's report, or why it failed (scrubbed of secrets).
+type BuildResult = std::result::Result<BuildReport, BuildError>;
 
 /// Runs snapshot builds in the background, deduplicated per key in this process
 /// (single-flight) and across processes (a lock file per key), skipping keys inside
@@ -86,7 +86,12 @@ type BuildResult = std::result::Result<BuildReport, String>;
 /// Every build first removes what dead builds left behind
 /// ([`cleanup_stale`](Self::cleanup_stale)), and records only scrubbed text: failure
 /// records, error strings and recipe output never hold a registered secret.
-pub struct Builder {
+///
+/// Not the builder pattern: this is the *snapshot* builder (make one with
+/// [`SnapshotBuilder::new`], or let [`FastStart::builder`](crate::FastStart::builder)
+/// make it). [`FastStart`](crate::FastStart) hands it the builds of cold starts; it
+/// is reachable again through [`FastStart::snapshot_builder`](crate::FastStart::snapshot_builder).
+pub struct SnapshotBuilder {
     provider: Arc<dyn SandboxProvider>,
     state_dir: PathBuf,
     failures: FailureCache,
@@ -94,9 +99,9 @@ pub struct Builder {
     inflight: Mutex<HashMap<String, JoinHandle<BuildResult>>>,
 }
 
-impl std::fmt::Debug for Builder {
+impl std::fmt::Debug for SnapshotBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("SnapshotBuilder")
             .field("provider", &self.provider.kind())
             .field("state_dir", &self.state_dir)
             .field("spawn", &self.spawn)
@@ -157,7 +162,13 @@ impl JobFile {
     }
 }
 
-impl Builder {
+/// The old name of [`SnapshotBuilder`].
+#[deprecated(
+    note = "renamed SnapshotBuilder (it builds snapshots; it is not a builder-pattern type)"
+)]
+pub type Builder = SnapshotBuilder;
+
+impl SnapshotBuilder {
     /// A builder for `provider` keeping its state (locks, failure cache, seeds, job
     /// files) under `state_dir`.
     pub fn new(provider: Arc<dyn SandboxProvider>, state_dir: impl Into<PathBuf>) -> Self {
@@ -322,7 +333,7 @@ impl Builder {
         drop(lock);
         match settle(&self.failures, &key, result) {
             Ok(r) => Ok(Some(r)),
-            Err(e) => Err(Error::Task(e)),
+            Err(e) => Err(Error::Task(e.to_string())),
         }
     }
 
@@ -339,13 +350,27 @@ impl Builder {
     }
 
     /// Waits for the build of `key` started by this builder, if any, and returns its
-    /// result (`None` when no build of that key was started here).
+    /// result (`None` when no build of that key was started here, e.g. a snapshot was
+    /// already ready, another process is building it, or it was already waited for).
+    ///
+    /// ```no_run
+    /// # async fn demo(fast: snapshot_refresh::FastStart, started: snapshot_refresh::Started) {
+    /// if let Some(key) = &started.key {
+    ///     match fast.snapshot_builder().wait(key).await {
+    ///         Some(Ok(report)) => println!("snapshot {} is ready", report.snapshot.id),
+    ///         Some(Err(e)) if e.kind() == "recipe_failed" => eprintln!("fix the recipe: {e}"),
+    ///         Some(Err(e)) => eprintln!("build failed ({}): {e}", e.kind()),
+    ///         None => {} // nothing built here: a snapshot was ready, or someone else builds it
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub async fn wait(&self, key: &SnapshotKey) -> Option<BuildResult> {
         let handle = self.inflight.lock().ok()?.remove(key.as_str())?;
         Some(
             handle
                 .await
-                .unwrap_or_else(|e| Err(scrub(&format!("build task failed: {e}")).into_owned())),
+                .unwrap_or_else(|e| Err(BuildError::task(format!("build task failed: {e}")))),
         )
     }
 
@@ -392,11 +417,11 @@ fn settle(failures: &FailureCache, key: &str, result: Result<BuildReport>) -> Bu
             Ok(report)
         }
         Err(e) => {
-            let msg = scrub(&e.to_string()).into_owned();
-            if let Err(w) = failures.record_failure(key, &msg) {
+            let err = BuildError::from_error(&e);
+            if let Err(w) = failures.record_failure(key, err.message()) {
                 tracing::warn!(key, error = %w, "could not record the build failure");
             }
-            Err(msg)
+            Err(err)
         }
     }
 }

@@ -34,7 +34,7 @@ pub const BUILD_MARKER_VAR: &str = "HEADSTART_BUILD";
 /// A job file younger than this belongs to a detached build that is about to start.
 const JOB_GRACE: Duration = Duration::from_secs(60);
 
-/// What [`Builder::cleanup_stale`](crate::Builder::cleanup_stale) removed.
+/// What [`Builder::cleanup_stale`](crate::SnapshotBuilder::cleanup_stale) removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct CleanupReport {

@@ -47,6 +47,101 @@ pub enum Error {
     /// message names what is there, what was asked, and what to do. Bad input.
     #[error("{0}")]
     Refused(String),
+    /// The repository gets no snapshot (see [`Eligibility`](crate::Eligibility)).
+    #[error("no snapshot for this repository: {0}")]
+    NotEligible(#[from] NotEligible),
+}
+
+/// Why a repository gets no snapshot: [`Eligibility::check`](crate::Eligibility::check)
+/// and [`Eligibility::check_size`](crate::Eligibility::check_size).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotEligible {
+    /// Snapshots are switched off ([`Eligibility::none`](crate::Eligibility::none)).
+    #[error("snapshots are switched off")]
+    Disabled,
+    /// The repository matches a deny pattern.
+    #[error("{identity} matches the deny pattern `{pattern}`")]
+    Denied {
+        /// The key's identity (`host/owner/repo`).
+        identity: String,
+        /// The pattern it matched.
+        pattern: String,
+    },
+    /// Allow patterns are set and the repository matches none.
+    #[error("{identity} matches no allow pattern")]
+    NotAllowed {
+        /// The key's identity (`host/owner/repo`).
+        identity: String,
+    },
+    /// The workspace is larger than the snapshot cap.
+    #[error("workspace is {size} bytes, over the {max}-byte snapshot cap")]
+    TooLarge {
+        /// The workspace size in bytes.
+        size: u64,
+        /// The cap in bytes.
+        max: u64,
+    },
+}
+
+impl NotEligible {
+    /// A stable snake_case name for the variant.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Disabled => "snapshots_disabled",
+            Self::Denied { .. } => "denied",
+            Self::NotAllowed { .. } => "not_allowed",
+            Self::TooLarge { .. } => "too_large",
+        }
+    }
+}
+
+/// Why a background snapshot build failed, as [`SnapshotBuilder::wait`](crate::SnapshotBuilder::wait)
+/// returns it.
+///
+/// A build runs in a task of its own and its failure is also recorded in the failure
+/// cache, so what comes back is the error's [`kind`](Self::kind) and its message
+/// (scrubbed of every registered secret), not the original error value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BuildError {
+    kind: &'static str,
+    user_error: bool,
+    message: String,
+}
+
+impl BuildError {
+    pub(crate) fn from_error(e: &Error) -> Self {
+        Self {
+            kind: e.kind(),
+            user_error: e.is_user_error(),
+            message: sandbox_core::scrub(&e.to_string()).into_owned(),
+        }
+    }
+
+    pub(crate) fn task(message: String) -> Self {
+        Self {
+            kind: "task",
+            user_error: false,
+            message: sandbox_core::scrub(&message).into_owned(),
+        }
+    }
+
+    /// The [`Error::kind`] of the failure (`branch_not_found`, `recipe_failed`,
+    /// `build_deadline`, `task` when the build task panicked or was aborted, ...).
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The message, scrubbed of secrets.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// True when the build failed on the caller's input (a bad URL or branch).
+    pub fn is_user_error(&self) -> bool {
+        self.user_error
+    }
 }
 
 impl Error {
@@ -69,6 +164,7 @@ impl Error {
             Self::State { .. } => "state",
             Self::Task(_) => "task",
             Self::Refused(_) => "refused",
+            Self::NotEligible(_) => "not_eligible",
         }
     }
 

@@ -11,7 +11,7 @@ use sandbox_core::{
 };
 use time::OffsetDateTime;
 
-use crate::builder::{Builder, KickOutcome};
+use crate::builder::{KickOutcome, SnapshotBuilder};
 use crate::error::{Error, Result};
 use crate::key::{Recipe, SnapshotKey};
 use crate::policy::{Drift, Eligibility};
@@ -19,6 +19,14 @@ use crate::reconnect;
 use crate::refresh::{DEFAULT_COMMAND_TIMEOUT, RefreshOptions};
 
 /// A started sandbox and what the start did.
+///
+/// # What persists
+///
+/// Dropping a `Started` does **not** remove the sandbox: sandboxes persist by design,
+/// in the provider's data directory, so the next start of the same
+/// [`name`](sandbox_core::ConnectOptions::name) reconnects to it and a CLI can `exec`
+/// into it later. Remove it with [`remove`](Self::remove), or opt in to removal on drop
+/// with [`remove_on_drop`](Self::remove_on_drop).
 #[derive(Debug)]
 pub struct Started {
     /// The sandbox, ready to use.
@@ -39,11 +47,77 @@ pub struct Started {
 
 /// Starts sandboxes fast: looks up the repository's newest ready base snapshot; on a
 /// hit, restores it and catches up with a depth-1 fetch of one branch (warm); on a
-/// miss, clones and asks the [`Builder`] for a snapshot for next time (cold), seeded
+/// miss, clones and asks the [`SnapshotBuilder`] for a snapshot for next time (cold), seeded
 /// from the clone it just made.
 ///
 /// A store error or a corrupt snapshot never fails a start: it falls back to the cold
 /// path and says why in the report. A failed start removes the sandbox it created.
+///
+/// Make one with [`FastStart::builder`] (or [`FastStart::local`] with the `local`
+/// feature); a complete program is `examples/fast-start.rs` in the repository.
+///
+/// # Snapshots or not: [`Source::prebuilt`]
+///
+/// - unset (the default) or `prebuilt(true)`: a ready snapshot is used when there is
+///   one (warm); without one the start clones (cold) and builds one in the background;
+/// - `prebuilt(false)`: never a snapshot: the start clones, builds none, and its
+///   report's reason says so.
+///
+/// # What persists
+///
+/// Sandboxes and snapshots persist by design, in the provider's data directory: a
+/// sandbox is meant to be reconnected to (by name) and a snapshot to make the next
+/// start warm. Dropping a [`Started`] removes nothing; call [`Started::remove`] or
+/// [`Started::remove_on_drop`]. Snapshots are kept until removed (the CLI's
+/// `headstart prune`/`snapshot` commands, or [`SnapshotStore::delete`](sandbox_core::SnapshotStore::delete)).
+///
+/// # Example
+///
+/// A cold start, its background snapshot build, then a warm start, all on a local
+/// `file://` repository:
+///
+/// ```
+/// # #[cfg(feature = "local")]
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use snapshot_refresh::prelude::*;
+///
+/// # let tmp = tempfile::tempdir()?;
+/// # let upstream = tmp.path().join("upstream");
+/// # {
+/// #     let repo = git2::Repository::init(&upstream)?;
+/// #     std::fs::write(upstream.join("README"), "hello\n")?;
+/// #     let mut index = repo.index()?;
+/// #     index.add_path(std::path::Path::new("README"))?;
+/// #     let tree = repo.find_tree(index.write_tree()?)?;
+/// #     let sig = git2::Signature::now("demo", "demo@example.com")?;
+/// #     repo.commit(Some("HEAD"), &sig, &sig, "first", &tree, &[])?;
+/// # }
+/// # let data_dir = tmp.path().join("data");
+/// let rt = tokio::runtime::Runtime::new()?;
+/// rt.block_on(async {
+///     // `upstream` is a git repository, `data_dir` where sandboxes and snapshots live
+///     let fast = FastStart::local(&data_dir)?;
+///     let source = Source::parse(&format!("file://{}", upstream.display()))?;
+///
+///     let cold = fast.start(&source, &ConnectOptions::default()).await?;
+///     assert_eq!(cold.report.path, StartPath::Cold);
+///     let key = cold.key.clone().expect("eligible");
+///     fast.snapshot_builder().wait(&key).await.expect("a build started")?;
+///
+///     let warm = fast.start(&source, &ConnectOptions::default()).await?;
+///     assert_eq!(warm.report.path, StartPath::Warm);
+///     let out = warm.sandbox.exec(&ExecRequest::new(["cat", "README"])?).await?;
+///     assert_eq!(out.stdout_lossy(), "hello\n");
+///
+///     cold.remove().await?;
+///     warm.remove().await?;
+///     Ok::<_, Box<dyn std::error::Error>>(())
+/// })?;
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "local"))]
+/// # fn main() {}
+/// ```
 ///
 /// # One start per name, and no lies
 ///
@@ -83,7 +157,7 @@ pub struct Started {
 /// [`Timeout`](sandbox_core::Error::Timeout) after removing what it created.
 pub struct FastStart {
     provider: Arc<dyn SandboxProvider>,
-    builder: Arc<Builder>,
+    builder: Arc<SnapshotBuilder>,
     recipe: Recipe,
     eligibility: Eligibility,
     drift: Drift,
@@ -108,8 +182,9 @@ impl std::fmt::Debug for FastStart {
 }
 
 impl FastStart {
-    /// Starts on `provider`, building snapshots with `builder`.
-    pub fn new(provider: Arc<dyn SandboxProvider>, builder: Arc<Builder>) -> Self {
+    /// Starts on `provider`, building snapshots with `builder` (which should build on
+    /// the same provider). [`FastStart::builder`] does this wiring for you.
+    pub fn new(provider: Arc<dyn SandboxProvider>, builder: Arc<SnapshotBuilder>) -> Self {
         Self {
             provider,
             builder,
@@ -187,14 +262,24 @@ impl FastStart {
         self
     }
 
-    /// The builder.
-    pub fn builder(&self) -> &Arc<Builder> {
+    /// The snapshot builder: wait for a build with
+    /// [`wait`](SnapshotBuilder::wait), start one with [`kick`](SnapshotBuilder::kick).
+    pub fn snapshot_builder(&self) -> &Arc<SnapshotBuilder> {
         &self.builder
     }
 
-    /// The snapshot key `source` would use, or why it gets no snapshot.
-    pub fn key_for(&self, source: &Source) -> std::result::Result<SnapshotKey, String> {
-        let key = SnapshotKey::for_repo(source.url(), &self.recipe).map_err(|e| e.to_string())?;
+    /// The provider sandboxes are started on.
+    pub fn provider(&self) -> &Arc<dyn SandboxProvider> {
+        &self.provider
+    }
+
+    /// The snapshot key `source` would use.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] when the URL gives no key, [`Error::NotEligible`] when the
+    /// [`Eligibility`] rules exclude the repository.
+    pub fn key_for(&self, source: &Source) -> Result<SnapshotKey> {
+        let key = SnapshotKey::for_repo(source.url(), &self.recipe)?;
         self.eligibility.check(&key)?;
         Ok(key)
     }
@@ -224,6 +309,11 @@ impl FastStart {
         let key = self.key_for(source);
         let mut reason_prefix = String::new();
         let hit = match &key {
+            Ok(_) if !source.allows_prebuilt() => {
+                reason_prefix =
+                    "the source asked for no prebuilt snapshot (prebuilt(false)); ".into();
+                None
+            }
             Ok(key) => {
                 let store = self.provider.snapshots();
                 match clock
@@ -237,6 +327,10 @@ impl FastStart {
                         None
                     }
                 }
+            }
+            Err(Error::NotEligible(why)) => {
+                reason_prefix = format!("no snapshot for this repository: {why}; ");
+                None
             }
             Err(why) => {
                 reason_prefix = format!("no snapshot for this repository: {why}; ");
@@ -287,6 +381,7 @@ impl FastStart {
             Made::Reconnected(sandbox) => return self.reconnect(source, sandbox, clock).await,
         };
         let build = match &key {
+            Ok(_) if !source.allows_prebuilt() => None,
             Ok(k) => match self
                 .builder
                 .kick(self.refresh_options(source, k), Some(sandbox.workspace()))
@@ -301,6 +396,9 @@ impl FastStart {
         };
         let reason = match (&key, &build) {
             (Err(_), _) => format!("{reason_prefix}cold start"),
+            (Ok(_), _) if !source.allows_prebuilt() => {
+                format!("{reason_prefix}cold start, no snapshot used or built")
+            }
             (Ok(_), Some(KickOutcome::BackingOff { last_error, .. })) => format!(
                 "{reason_prefix}no ready snapshot; not building one yet, the last build failed: {last_error}"
             ),

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::error::NotEligible;
 use crate::key::SnapshotKey;
 
 /// Decides which repositories get base snapshots at all.
@@ -36,33 +37,37 @@ impl Eligibility {
         }
     }
 
-    /// `Err(reason)` when `key` may not get a snapshot.
+    /// Whether `key` may get a snapshot.
     ///
     /// # Errors
-    /// The reason, for the startup report.
-    pub fn check(&self, key: &SnapshotKey) -> Result<(), String> {
+    /// [`NotEligible`] saying why not (its `Display` is the reason the startup report
+    /// gives).
+    pub fn check(&self, key: &SnapshotKey) -> Result<(), NotEligible> {
         if self.disabled {
-            return Err("snapshots are switched off".into());
+            return Err(NotEligible::Disabled);
         }
         let id = key.identity();
         if let Some(p) = self.deny.iter().find(|p| glob(p, id)) {
-            return Err(format!("{id} matches the deny pattern `{p}`"));
+            return Err(NotEligible::Denied {
+                identity: id.to_owned(),
+                pattern: p.clone(),
+            });
         }
         if !self.allow.is_empty() && !self.allow.iter().any(|p| glob(p, id)) {
-            return Err(format!("{id} matches no allow pattern"));
+            return Err(NotEligible::NotAllowed {
+                identity: id.to_owned(),
+            });
         }
         Ok(())
     }
 
-    /// `Err(reason)` when a workspace of `size` bytes is over the cap.
+    /// Whether a workspace of `size` bytes is under the cap.
     ///
     /// # Errors
-    /// The reason, for the build record.
-    pub fn check_size(&self, size: u64) -> Result<(), String> {
+    /// [`NotEligible::TooLarge`].
+    pub fn check_size(&self, size: u64) -> Result<(), NotEligible> {
         match self.max_size_bytes {
-            Some(max) if size > max => Err(format!(
-                "workspace is {size} bytes, over the {max}-byte snapshot cap"
-            )),
+            Some(max) if size > max => Err(NotEligible::TooLarge { size, max }),
             _ => Ok(()),
         }
     }
@@ -164,19 +169,26 @@ mod tests {
         assert!(
             e.check(&key("https://github.com/acme/huge"))
                 .unwrap_err()
+                .to_string()
                 .contains("deny")
         );
         assert!(
             e.check(&key("https://github.com/other/app"))
                 .unwrap_err()
-                .contains("allow")
+                .kind()
+                == "not_allowed"
         );
         assert!(e.check_size(100).is_ok());
-        assert!(e.check_size(101).is_err());
-        assert!(
-            Eligibility::none()
-                .check(&key("https://github.com/acme/app"))
-                .is_err()
+        assert_eq!(
+            e.check_size(101),
+            Err(NotEligible::TooLarge {
+                size: 101,
+                max: 100
+            })
+        );
+        assert_eq!(
+            Eligibility::none().check(&key("https://github.com/acme/app")),
+            Err(NotEligible::Disabled)
         );
     }
 

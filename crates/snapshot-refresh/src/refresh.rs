@@ -45,7 +45,7 @@ pub struct RefreshOptions {
     /// Largest workspace to snapshot, in bytes.
     pub max_size_bytes: Option<u64>,
     /// Set as `HEADSTART_BUILD` in every recipe command's environment, so processes a
-    /// dead build left behind can be found and killed ([`Builder`](crate::Builder)
+    /// dead build left behind can be found and killed ([`SnapshotBuilder`](crate::SnapshotBuilder)
     /// sets it; `None` sets nothing).
     pub build_marker: Option<String>,
 }
@@ -68,7 +68,7 @@ impl RefreshOptions {
 }
 
 /// What one recipe command did. Its output (and argv) are scrubbed of every registered
-/// secret ([`sandbox_core::scrub`]) before they are recorded here.
+/// secret ([`sandbox_core::scrub()`]) before they are recorded here.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CommandRecord {
     /// The argv.

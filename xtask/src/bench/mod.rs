@@ -31,7 +31,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use provisioners::local::{LocalProvider, RestoreMethod};
 use sandbox_core::{BranchName, ConnectOptions, SandboxName, SandboxProvider, Source};
-use snapshot_refresh::{Builder, Drift, FastStart};
+use snapshot_refresh::{Drift, FastStart, SnapshotBuilder};
 
 use fixture::FixtureInfo;
 use measure::CaseResult;
@@ -142,7 +142,7 @@ struct Rig {
     /// The local provider's data directory (`None` for other providers).
     home: Option<PathBuf>,
     provider: Arc<dyn SandboxProvider>,
-    builder: Arc<Builder>,
+    builder: Arc<SnapshotBuilder>,
     fast: FastStart,
     /// What to say about how snapshots are restored.
     restore_note: Option<String>,
@@ -176,7 +176,7 @@ impl Rig {
     }
 
     fn with_provider(provider: Arc<dyn SandboxProvider>, state_dir: PathBuf) -> Self {
-        let builder = Arc::new(Builder::new(provider.clone(), state_dir));
+        let builder = Arc::new(SnapshotBuilder::new(provider.clone(), state_dir));
         let fast = FastStart::new(provider.clone(), builder.clone()).drift(no_drift());
         Self {
             home: None,

@@ -44,7 +44,37 @@ fn hash_with_separator(key: &str, separator: &str, value: &str, salt: &str) -> f
 }
 
 impl Definitions {
-    /// Evaluates flag `key` for `distinct_id` with person `properties`.
+    /// Evaluates flag `key` for `distinct_id` with person `properties`, exactly as
+    /// PostHog's reference SDK would ([`REFERENCE_SDK`](crate::eval::REFERENCE_SDK)); [`Evaluation::Inconclusive`]
+    /// when it cannot decide locally (a property it needs is missing, an unknown flag,
+    /// a static cohort, ...): then ask the server.
+    ///
+    /// ```
+    /// use feature_flags::{Definitions, Evaluation, FlagValue, Properties};
+    ///
+    /// let defs = Definitions::from_json(r#"{"flags": [
+    ///   {"key": "fast_provision", "active": true, "filters": {
+    ///     "groups": [{"properties": [], "rollout_percentage": 100}],
+    ///     "multivariate": {"variants": [{"key": "test", "rollout_percentage": 100}]}}},
+    ///   {"key": "staff_only", "active": true, "filters": {
+    ///     "groups": [{"properties": [{"key": "email", "type": "person",
+    ///                 "operator": "icontains", "value": "@acme.com"}],
+    ///                 "rollout_percentage": 100}]}}
+    /// ]}"#)?;
+    ///
+    /// let none = Properties::new();
+    /// assert_eq!(
+    ///     defs.evaluate("fast_provision", "user-1", &none),
+    ///     Evaluation::Value(FlagValue::Variant("test".into()))
+    /// );
+    ///
+    /// let mut staff = Properties::new();
+    /// staff.insert("email".into(), "ada@ACME.com".into());
+    /// assert_eq!(defs.evaluate("staff_only", "user-1", &staff).value(), Some(&FlagValue::Bool(true)));
+    /// // without the property it needs, local evaluation cannot decide
+    /// assert!(matches!(defs.evaluate("staff_only", "user-1", &none), Evaluation::Inconclusive(_)));
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     pub fn evaluate(&self, key: &str, distinct_id: &str, properties: &Properties) -> Evaluation {
         match self.flag(key) {
             None => Evaluation::Inconclusive(Inconclusive::UnknownFlag),

@@ -40,7 +40,7 @@ pub const GCP_URL_VAR: &str = "HEADSTART_GCE_API_URL";
 
 /// A cloud API token. `Debug` prints `[redacted]`; it is sent only as a bearer
 /// `Authorization` header, never in a URL; making one registers it with the scrubber
-/// ([`sandbox_core::scrub`]), so no log, error or recorded output shows it.
+/// ([`sandbox_core::scrub()`]), so no log, error or recorded output shows it.
 #[derive(Clone)]
 pub struct ApiToken(SecretString);
 

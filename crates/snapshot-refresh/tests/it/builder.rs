@@ -8,7 +8,8 @@ use sandbox_core::{
     ConnectOptions, SandboxName, SandboxProvider, SnapshotStatus, Source, StartPath,
 };
 use snapshot_refresh::{
-    Builder, KickOutcome, Recipe, RecipeCommand, RefreshOptions, SnapshotKey, refresh_base_snapshot,
+    KickOutcome, Recipe, RecipeCommand, RefreshOptions, SnapshotBuilder, SnapshotKey,
+    refresh_base_snapshot,
 };
 use test_support::{GitHttpServer, Upstream};
 
@@ -23,7 +24,10 @@ async fn sixteen_concurrent_cold_starts_build_exactly_one_snapshot() {
     // A second builder over the same state directory stands for another process: the
     // per-key lock file must stop it as well.
     let other: Arc<dyn SandboxProvider> = rig.provider.clone();
-    let other_builder = Arc::new(Builder::new(other.clone(), state_dir(rig.home.path())));
+    let other_builder = Arc::new(SnapshotBuilder::new(
+        other.clone(),
+        state_dir(rig.home.path()),
+    ));
     let slow = Recipe::empty().command(RecipeCommand::new(["sleep", "2"]).unwrap());
     let a = Arc::new(rig.fast().recipe(slow.clone()));
     let b = Arc::new(snapshot_refresh::FastStart::new(other, other_builder.clone()).recipe(slow));
@@ -97,7 +101,8 @@ async fn a_repository_that_cannot_be_cloned_is_not_rebuilt_inside_the_failure_wi
         KickOutcome::Started
     );
     let err = rig.builder.wait(&key).await.unwrap().unwrap_err();
-    assert!(err.contains("not found"), "{err}");
+    assert!(err.message().contains("not found"), "{err}");
+    assert_eq!(err.kind(), "repo_not_found", "{err}");
     let attempts = server.requests().len();
     assert!(attempts > 0);
 

@@ -445,3 +445,64 @@ async fn a_start_past_its_deadline_fails_with_timeout_and_leaves_nothing() {
     let name = SandboxName::new("late").unwrap();
     assert_eq!(rig.provider.state(&name).unwrap(), None);
 }
+
+#[tokio::test]
+async fn prebuilt_false_never_uses_a_snapshot_and_true_or_unset_do() {
+    let up = Upstream::new("trunk", 20).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let source = Source::parse(&server.url(up.name())).unwrap();
+    let rig = Rig::new();
+    let fast = rig.fast();
+
+    // prebuilt(false) on a repository with no snapshot: cold, and no build either
+    let off = fast
+        .start(&source.clone().prebuilt(false), &named("off-1"))
+        .await
+        .unwrap();
+    assert_eq!(off.report.path, StartPath::Cold);
+    assert!(
+        off.report.reason.contains("prebuilt(false)"),
+        "{}",
+        off.report.reason
+    );
+    assert_eq!(off.build, None);
+    let key = off.key.clone().unwrap();
+    assert!(rig.builder.wait(&key).await.is_none());
+
+    // unset: cold, builds one
+    let unset = fast.start(&source, &named("unset-1")).await.unwrap();
+    assert_eq!(unset.report.path, StartPath::Cold);
+    rig.builder.wait(&key).await.unwrap().unwrap();
+
+    // with a ready snapshot: prebuilt(false) still clones, and says why
+    let off = fast
+        .start(&source.clone().prebuilt(false), &named("off-2"))
+        .await
+        .unwrap();
+    assert_eq!(off.report.path, StartPath::Cold, "{}", off.report.reason);
+    assert!(off.report.phase(Phase::GitClone).is_some());
+    assert!(off.snapshot.is_none());
+    assert!(
+        off.report.reason.contains("prebuilt(false)"),
+        "{}",
+        off.report.reason
+    );
+
+    // prebuilt(true) and unset use it
+    let on = fast
+        .start(&source.clone().prebuilt(true), &named("on"))
+        .await
+        .unwrap();
+    assert_eq!(on.report.path, StartPath::Warm, "{}", on.report.reason);
+    let unset = fast.start(&source, &named("unset-2")).await.unwrap();
+    assert_eq!(
+        unset.report.path,
+        StartPath::Warm,
+        "{}",
+        unset.report.reason
+    );
+    assert_eq!(
+        head_of(on.sandbox.workspace()),
+        head_of(off.sandbox.workspace())
+    );
+}

@@ -14,13 +14,13 @@ use std::time::Duration;
 
 use provisioners::local::LocalProvider;
 use sandbox_core::SandboxProvider;
-use snapshot_refresh::{Builder, FailureCache, FastStart};
+use snapshot_refresh::{FailureCache, FastStart, SnapshotBuilder};
 
 /// A local provider, builder and FastStart over one temporary home.
 pub(crate) struct Rig {
     pub(crate) home: tempfile::TempDir,
     pub(crate) provider: Arc<LocalProvider>,
-    pub(crate) builder: Arc<Builder>,
+    pub(crate) builder: Arc<SnapshotBuilder>,
 }
 
 impl Rig {
@@ -30,7 +30,10 @@ impl Rig {
             .tempdir()
             .unwrap();
         let provider = Arc::new(LocalProvider::new(home.path()));
-        let builder = Arc::new(Builder::new(provider.clone(), state_dir(home.path())));
+        let builder = Arc::new(SnapshotBuilder::new(
+            provider.clone(),
+            state_dir(home.path()),
+        ));
         Self {
             home,
             provider,
@@ -42,7 +45,7 @@ impl Rig {
         let mut rig = Self::new();
         let failures = FailureCache::new(&state_dir(rig.home.path())).with_backoff(base, base * 4);
         rig.builder = Arc::new(
-            Builder::new(rig.provider.clone(), state_dir(rig.home.path()))
+            SnapshotBuilder::new(rig.provider.clone(), state_dir(rig.home.path()))
                 .with_failure_cache(failures),
         );
         rig

@@ -8,7 +8,7 @@ use sandbox_core::{
     ConnectOptions, Connected, Cursor, Page, Sandbox, SandboxInfo, SandboxName, SandboxProvider,
     SnapshotId, SnapshotMeta, SnapshotStatus, SnapshotStore, Source, StartPath,
 };
-use snapshot_refresh::{Builder, FastStart};
+use snapshot_refresh::{FastStart, SnapshotBuilder};
 use test_support::{GitHttpServer, Upstream};
 
 use crate::Rig;
@@ -92,7 +92,7 @@ fn rig_with(store: FakeStore) -> (Rig, FastStart) {
         inner: rig.provider.clone(),
         store: Arc::new(store),
     });
-    let builder = Arc::new(Builder::new(
+    let builder = Arc::new(SnapshotBuilder::new(
         provider.clone(),
         crate::state_dir(rig.home.path()),
     ));
