@@ -1,0 +1,464 @@
+//! [`Headstart::up`]: start a sandbox holding a repository. Fast paths (feature flags)
+//! → provider choice → `FastStart::start` (connect, clone or restore and sync,
+//! `mark_ready`, `Builder::kick`) → the `StartCompleted` telemetry event.
+//!
+//! Stopping: the caller cancels [`UpRequest::cancel`] (the CLI does on SIGINT and
+//! SIGTERM), or [`UpRequest::timeout`] passes; the start then removes what it created
+//! and `up` fails with [`Error::Stopped`] saying what was left. Not here: signals,
+//! exit statuses, text (the CLI's).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use feature_flags::{BetaRequest, Decision, FastPaths, FeatureFlags, Purpose, StartCompleted};
+use provisioners::{ProviderKind, choose_provider};
+use sandbox_core::git::ProgressFn;
+use sandbox_core::{
+    CancelToken, ConnectOptions, SandboxName, SandboxProvider, SandboxState, SnapshotId, Source,
+    StartupReport,
+};
+use serde::Serialize;
+use snapshot_refresh::{Builder, Eligibility, FastStart, KickOutcome};
+
+use super::flags::FLUSH_ON_EXIT;
+use super::{Error, Headstart, Result, Stopped, read_recipe, source_from};
+
+/// How long a stopped start may take to remove what it created.
+pub const CLEANUP_GRACE: Duration = Duration::from_secs(10);
+
+/// What to start, and how.
+#[derive(Default)]
+#[non_exhaustive]
+pub struct UpRequest {
+    /// Repository: https://, ssh://, git@host:owner/repo, git://, file:// or a local
+    /// path. Not needed with [`workdir`](Self::workdir).
+    pub repo: Option<String>,
+    /// Branch to check out (default: the remote's default branch).
+    pub branch: Option<String>,
+    /// A new branch to create and check out (from `branch`, else the default).
+    pub new_branch: Option<String>,
+    /// Sandbox name (default: generated). An existing sandbox of that name is reused.
+    pub name: Option<String>,
+    /// Replace an existing sandbox of the same name.
+    pub force_create: bool,
+    /// The provider (default: chosen from the fast paths, else local).
+    pub provider: Option<ProviderKind>,
+    /// Use this directory as the workspace (no clone, nothing deleted on removal).
+    pub workdir: Option<PathBuf>,
+    /// Start cold and build no snapshot.
+    pub no_snapshot: bool,
+    /// Remove the sandbox after this long (by [`Headstart::prune`]).
+    pub ttl: Option<Duration>,
+    /// A setup recipe file (JSON; see [`read_recipe`](super::read_recipe)).
+    pub recipe_file: Option<PathBuf>,
+    /// Build a missing snapshot in this process and wait for it.
+    pub wait_snapshot: bool,
+    /// Give up when the whole start takes longer; what it made is removed.
+    pub timeout: Option<Duration>,
+    /// Fast paths asked for explicitly.
+    pub beta: BetaRequest,
+    /// Cancel to stop the start (it cleans up, then `up` fails with
+    /// [`Error::Stopped`]); after the start, it stops a `wait_snapshot` wait.
+    pub cancel: CancelToken,
+    /// Cancel to stop waiting for a stopped start's cleanup (it is then left
+    /// `creating`, for the next start of the name or prune to repair).
+    pub abandon: CancelToken,
+    /// Transfer progress of the clone or sync.
+    pub progress: Option<ProgressFn>,
+    /// Told what happens along the way.
+    pub notify: Option<NoticeFn>,
+}
+
+impl UpRequest {
+    /// A start of `repo` with every default.
+    pub fn new(repo: impl Into<String>) -> Self {
+        Self {
+            repo: Some(repo.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// Told each [`Notice`] of a start.
+pub type NoticeFn = Arc<dyn Fn(&Notice) + Send + Sync>;
+
+/// Something worth telling the user while `up` runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// A fast path wanted another provider that is not available; why local was used.
+    ProviderFallback(String),
+    /// The snapshot build waited for is ready.
+    SnapshotReady(SnapshotId),
+    /// The snapshot build waited for failed.
+    SnapshotFailed(String),
+}
+
+/// A started sandbox and what the start did (`docs/json/up.schema.json`).
+#[derive(Debug, Serialize)]
+#[non_exhaustive]
+pub struct UpOutcome {
+    /// The sandbox.
+    pub sandbox: SandboxRef,
+    /// The provider it runs on.
+    pub provider: &'static str,
+    /// Why that provider.
+    pub provider_reason: String,
+    /// The fast paths the start ran with (`None` when not decided before the start
+    /// and not needed).
+    pub fast_paths: Option<Vec<&'static str>>,
+    /// Path, reason, phases, HEAD, totals.
+    #[serde(flatten)]
+    pub report: StartupReport,
+    /// The snapshot a warm start restored.
+    pub snapshot: Option<SnapshotRef>,
+    /// What the background builder did.
+    pub build: Option<KickOutcome>,
+    /// True when [`UpRequest::cancel`] stopped a `wait_snapshot` wait after the
+    /// sandbox was ready (it is kept).
+    #[serde(skip)]
+    pub interrupted: bool,
+    /// Background builds still running.
+    #[serde(skip)]
+    pub builds: PendingBuilds,
+}
+
+/// A sandbox, as an outcome names it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxRef {
+    /// The provider's id.
+    pub id: String,
+    /// The name.
+    pub name: SandboxName,
+    /// The workspace directory (on the host).
+    pub workspace: PathBuf,
+}
+
+/// A snapshot and its key.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotRef {
+    /// The snapshot.
+    pub id: SnapshotId,
+    /// Its key.
+    pub key: String,
+}
+
+/// The background builds a start left running in this process.
+#[derive(Default)]
+pub struct PendingBuilds(Option<Arc<Builder>>);
+
+impl std::fmt::Debug for PendingBuilds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingBuilds")
+    }
+}
+
+impl PendingBuilds {
+    /// Waits for them, at most `max`; returns how many were still running.
+    pub async fn wait(&self, max: Duration) -> usize {
+        match &self.0 {
+            Some(b) => b.shutdown(max).await,
+            None => 0,
+        }
+    }
+}
+
+type StartResult = std::result::Result<snapshot_refresh::Started, snapshot_refresh::Error>;
+
+/// Resolves when `token` is cancelled.
+pub(crate) async fn cancelled(token: &CancelToken) {
+    while !token.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Headstart {
+    /// Starts a sandbox holding a repository: warm from a snapshot when one is ready,
+    /// else cold (and a snapshot is built for next time).
+    ///
+    /// # Errors
+    /// Bad input ([`Error::is_user_error`]), a failed start (it removed what it
+    /// created), or [`Error::Stopped`].
+    pub async fn up(&self, req: UpRequest) -> Result<UpOutcome> {
+        if req.branch.is_some() && req.new_branch.is_some() {
+            // Allowed by the library (new branch from that branch); say what happens.
+            tracing::info!("creating the new branch from --branch");
+        }
+        let notify = |n: Notice| {
+            if let Some(f) = &req.notify {
+                f(&n);
+            }
+        };
+        // With a workdir the user's directory is the workspace: nothing is cloned, and
+        // the source only names it (its path) when no repository is given.
+        let source = match (&req.repo, &req.workdir) {
+            (Some(repo), _) => source_from(repo, req.branch.as_deref(), req.new_branch.as_deref())?,
+            (None, Some(dir)) => Source::new(sandbox_core::RepoUrl::from_path(dir)?),
+            (None, None) => {
+                return Err(Error::InvalidInput(
+                    "give a repository or --workdir DIR".into(),
+                ));
+            }
+        };
+        let recipe = read_recipe(req.recipe_file.as_deref())?;
+
+        // Fast paths: an explicit provider lets the decision run alongside the start;
+        // otherwise the provider depends on it (the `sandbox` fast path).
+        FastPaths::parse_list(&req.beta.beta, "--beta")
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let flags = FeatureFlags::new(self.config.flags.clone());
+        let pending = flags.spawn_fast_paths(req.beta.clone(), Purpose::Provision);
+        let (decision, pending) = match req.provider {
+            Some(_) => (None, Some(pending)),
+            None => (Some(decided(pending.await)?), None),
+        };
+        let docker_ok = match (&req.provider, &decision) {
+            (None, Some(d)) if d.paths.sandbox => super::docker_answers().await,
+            _ => false,
+        };
+        let choice = choose_provider(
+            req.provider,
+            decision.as_ref().map(|d| d.paths).unwrap_or_default(),
+            || docker_ok,
+        );
+        if req.provider.is_none()
+            && choice.kind == ProviderKind::Local
+            && decision.as_ref().is_some_and(|d| d.paths.sandbox)
+        {
+            notify(Notice::ProviderFallback(choice.reason.clone()));
+        }
+        let kind = choice.kind;
+        let mut connect = ConnectOptions::new().force_create(req.force_create);
+        if let Some(d) = &decision {
+            connect = connect.env(crate::env::HEADSTART_BETA, d.beta_env());
+        }
+        // Named here (not by the provider) so a stopped start can say which it removed.
+        let name = match &req.name {
+            Some(n) => SandboxName::new(n)?,
+            None => SandboxName::generate(),
+        };
+        connect = connect.name(name.clone());
+        if let Some(ttl) = req.ttl {
+            connect = connect.ttl(ttl);
+        }
+        if let Some(dir) = &req.workdir {
+            let dir = std::path::absolute(dir)
+                .map_err(|e| Error::io(format!("resolving {}", dir.display()), e))?;
+            if !dir.is_dir() {
+                return Err(Error::InvalidInput(format!(
+                    "--workdir {} is not a directory",
+                    dir.display()
+                )));
+            }
+            connect = connect.workdir(dir);
+        }
+        let provider = self.provider(kind).await?;
+        let detach = self.config.detach_builds && !req.wait_snapshot;
+        let builder = Arc::new(self.builder_for(provider.clone(), kind, detach));
+        let eligibility = if req.no_snapshot {
+            Eligibility::none()
+        } else {
+            self.config.eligibility.clone()
+        };
+        let mut fast = FastStart::new(provider.clone(), builder.clone())
+            .recipe(recipe)
+            .eligibility(eligibility)
+            .credentials(self.config.credentials.clone());
+        if let Some(f) = &req.progress {
+            fast = fast.progress(f.clone());
+        }
+        if let Some(t) = req.timeout {
+            fast = fast.limits(sandbox_core::TransferLimits::within(t));
+        }
+        fast = fast.cancel_token(req.cancel.clone());
+        let (started, stopped) = run_start(
+            fast.start(&source, &connect),
+            &req.cancel,
+            &req.abandon,
+            req.timeout,
+        )
+        .await;
+
+        let decision = match (decision, pending) {
+            (Some(d), _) => Some(d),
+            (None, Some(p)) => Some(decided(p.await)?),
+            (None, None) => None,
+        };
+        flags.start_completed(
+            &start_completed(&started, decision.as_ref(), kind),
+            decision.as_ref(),
+        );
+        flags.shutdown(FLUSH_ON_EXIT).await;
+        if let Some((deadline, returned)) = stopped {
+            let left = self.left_behind(provider.as_ref(), &name).await;
+            return Err(Error::Stopped(Box::new(Stopped {
+                name,
+                left,
+                returned,
+                deadline,
+            })));
+        }
+        let started = started?;
+        let mut interrupted = false;
+        if req.wait_snapshot {
+            if let Some(key) = &started.key {
+                // a cancel that came during the start (which finished anyway) does not
+                // stop this wait: only a further one (`abandon`) does
+                let stop = if req.cancel.is_cancelled() {
+                    &req.abandon
+                } else {
+                    &req.cancel
+                };
+                tokio::select! {
+                    waited = builder.wait(key) => match waited {
+                        Some(Ok(b)) => notify(Notice::SnapshotReady(b.snapshot.id)),
+                        Some(Err(e)) => notify(Notice::SnapshotFailed(e)),
+                        None => {}
+                    },
+                    () = cancelled(stop) => interrupted = true,
+                }
+            }
+        }
+        let sb = &started.sandbox;
+        Ok(UpOutcome {
+            sandbox: SandboxRef {
+                id: sb.id().to_owned(),
+                name: sb.name().clone(),
+                workspace: sb.workspace().to_path_buf(),
+            },
+            provider: provider.kind(),
+            provider_reason: choice.reason,
+            fast_paths: decision.as_ref().map(|d| d.paths.names()),
+            snapshot: started
+                .snapshot
+                .as_ref()
+                .zip(started.key.as_ref())
+                .map(|(m, k)| SnapshotRef {
+                    id: m.id.clone(),
+                    key: k.as_str().to_owned(),
+                }),
+            report: started.report,
+            build: started.build,
+            interrupted,
+            builds: PendingBuilds(Some(builder)),
+        })
+    }
+
+    /// What a stopped start left of `name`.
+    async fn left_behind(
+        &self,
+        provider: &dyn SandboxProvider,
+        name: &SandboxName,
+    ) -> Option<SandboxState> {
+        match provider.kind() {
+            "local" => self
+                .local_provider()
+                .state(name)
+                .unwrap_or(Some(SandboxState::Creating)),
+            _ => match provider.get(name).await {
+                Ok(Some(_)) => Some(SandboxState::Ready),
+                Ok(None) => None,
+                Err(_) => Some(SandboxState::Creating),
+            },
+        }
+    }
+}
+
+/// Runs the start until it finishes, `cancel` is cancelled or `timeout` passes; on
+/// the latter two it cancels and gives the start [`CLEANUP_GRACE`] (unless `abandon`
+/// comes first) to clean up. Returns its result and, when it was stopped, the
+/// deadline that stopped it (if any) and whether it returned. A start that completed
+/// despite the stop counts as finished; one that failed on its own deadline (inside
+/// git) counts as stopped by the timeout.
+#[allow(clippy::type_complexity)]
+async fn run_start(
+    start: impl std::future::Future<Output = StartResult>,
+    cancel: &CancelToken,
+    abandon: &CancelToken,
+    timeout: Option<Duration>,
+) -> (StartResult, Option<(Option<Duration>, bool)>) {
+    tokio::pin!(start);
+    let deadline = async {
+        match timeout {
+            Some(t) => {
+                tokio::time::sleep(t).await;
+                t
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let why = tokio::select! {
+        r = &mut start => {
+            return match (&r, timeout) {
+                (Err(snapshot_refresh::Error::Core(sandbox_core::Error::Timeout { .. })), Some(t)) => {
+                    (r, Some((Some(t), true)))
+                }
+                _ => (r, None),
+            };
+        }
+        () = cancelled(cancel) => None,
+        t = deadline => Some(t),
+    };
+    tracing::debug!(?why, "stopping the start");
+    cancel.cancel();
+    let result = tokio::select! {
+        r = tokio::time::timeout(CLEANUP_GRACE, &mut start) => r.ok(),
+        () = cancelled(abandon) => {
+            tracing::debug!("abandoned: not waiting for the cleanup");
+            None
+        }
+    };
+    match result {
+        Some(r @ Ok(_)) => (r, None),
+        Some(r) => (r, Some((why, true))),
+        None => (
+            Err(sandbox_core::Error::Cancelled {
+                what: "starting a sandbox".into(),
+            }
+            .into()),
+            Some((why, false)),
+        ),
+    }
+}
+
+/// The telemetry event of a start, from typed values.
+fn start_completed(
+    started: &StartResult,
+    decision: Option<&Decision>,
+    kind: ProviderKind,
+) -> StartCompleted {
+    StartCompleted {
+        path: started
+            .as_ref()
+            .map_or_else(|_| "failed".to_owned(), |s| s.report.path.to_string()),
+        total: started.as_ref().map(|s| s.report.total).unwrap_or_default(),
+        phases: started.as_ref().map_or_else(
+            |_| Vec::new(),
+            |s| {
+                s.report
+                    .phases
+                    .iter()
+                    .map(|p| (p.name.as_str().to_owned(), p.duration))
+                    .collect()
+            },
+        ),
+        fast_paths: decision.map(|d| d.paths).unwrap_or_default(),
+        provider: kind.as_str().to_owned(),
+        error: started.as_ref().err().map(|e| e.kind().to_owned()),
+    }
+}
+
+type PendingDecision = std::result::Result<
+    std::result::Result<Decision, feature_flags::Error>,
+    tokio::task::JoinError,
+>;
+
+/// The decision of a spawned evaluation; a bad `--beta` or `HEADSTART_BETA` is bad input.
+fn decided(r: PendingDecision) -> Result<Decision> {
+    match r {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(Error::InvalidInput(e.to_string())),
+        Err(e) => Err(Error::Failed(format!("flag evaluation failed: {e}"))),
+    }
+}
