@@ -41,6 +41,12 @@ pub enum Error {
     /// A background task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),
+    /// A start asked an existing sandbox (or a directory to use as a workspace) for
+    /// something it cannot honour without changing repository or losing local work:
+    /// another repository, or another branch while there are local changes. The
+    /// message names what is there, what was asked, and what to do. Bad input.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl Error {
@@ -62,6 +68,7 @@ impl Error {
             Self::BuildDeadline { .. } => "build_deadline",
             Self::State { .. } => "state",
             Self::Task(_) => "task",
+            Self::Refused(_) => "refused",
         }
     }
 
@@ -70,7 +77,7 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Self::Core(e) => e.is_user_error(),
-            Self::InvalidKey(_) | Self::InvalidRecipe(_) => true,
+            Self::InvalidKey(_) | Self::InvalidRecipe(_) | Self::Refused(_) => true,
             _ => false,
         }
     }

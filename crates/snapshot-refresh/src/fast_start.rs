@@ -1,12 +1,13 @@
 //! The orchestration of one start: [`FastStart`].
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sandbox_core::git::{self, Checkout, Depth, GitOptions, ProgressFn};
 use sandbox_core::{
-    CancelToken, ConnectOptions, Connected, Credentials, ExecRequest, Phase, PhaseClock, Sandbox,
-    SandboxName, SandboxProvider, SnapshotMeta, Source, StartPath, StartupReport, TransferLimits,
+    CancelToken, ConnectOptions, Connected, Credentials, ExecRequest, HeadInfo, Phase, PhaseClock,
+    Sandbox, SandboxProvider, SnapshotMeta, Source, StartPath, StartupReport, TransferLimits,
 };
 use time::OffsetDateTime;
 
@@ -14,6 +15,7 @@ use crate::builder::{Builder, KickOutcome};
 use crate::error::{Error, Result};
 use crate::key::{Recipe, SnapshotKey};
 use crate::policy::{Drift, Eligibility};
+use crate::reconnect;
 use crate::refresh::{DEFAULT_COMMAND_TIMEOUT, RefreshOptions};
 
 /// A started sandbox and what the start did.
@@ -29,6 +31,10 @@ pub struct Started {
     pub snapshot: Option<SnapshotMeta>,
     /// What the background builder did (cold starts and drifted warm starts).
     pub build: Option<KickOutcome>,
+    /// The repository the workspace holds: the URL a new start cloned or synced, or
+    /// the `origin` of an existing workspace (a reconnect, a workdir; userinfo
+    /// redacted). `None` when it is no git checkout.
+    pub repository: Option<String>,
 }
 
 /// Starts sandboxes fast: looks up the repository's newest ready base snapshot; on a
@@ -47,6 +53,27 @@ pub struct Started {
 /// per-name lock is held meanwhile: a concurrent start of the same name waits, then
 /// finds the finished sandbox and reconnects to it (no git, nothing deleted). A start
 /// only ever removes what it created itself.
+///
+/// # Reconnecting to what exists
+///
+/// A start whose name names a ready sandbox (without `force_create`) reconnects to it,
+/// and honours what it asks only when nothing is lost: another repository is refused
+/// ([`Error::Refused`]); another branch switches a worktree without local changes
+/// (a sync of that branch) and is refused otherwise; no branch, or the one it is on,
+/// leaves it as it is. The report then names the sandbox's actual repository, branch
+/// and commit, and says when the request differed. See the rules in `reconnect.rs`.
+/// A switch runs on a sandbox another start may use at the same time: the name's lock
+/// is only held while creating.
+///
+/// # The user's own directory
+///
+/// With [`ConnectOptions::workdir`] the directory is the workspace and gets no
+/// snapshot. When `source` names a repository (not the directory itself), the start
+/// clones it into the directory if that is empty or missing, uses it (with the branch
+/// rules above) if it is already a checkout of the same repository, and refuses
+/// anything else ([`Error::Refused`]): it never clones over files. When `source` is
+/// the directory itself (`RepoUrl::from_path(dir)`, what `headstart up --workdir DIR`
+/// passes), the directory is used as it is.
 ///
 /// # Stopping
 ///
@@ -185,33 +212,13 @@ impl FastStart {
         if let Some(name) = &connect.name {
             if !connect.force_create {
                 if let Some(sandbox) = self.provider.get(name).await? {
-                    return Ok(reconnected(sandbox, clock, name));
+                    return self.reconnect(source, sandbox, clock).await;
                 }
             }
         }
 
-        if connect.workdir.is_some() {
-            let mut opts = connect.clone();
-            if opts.cancel.is_none() {
-                opts.cancel.clone_from(&self.cancel);
-            }
-            let (sandbox, _) = clock
-                .time(Phase::Provision, self.provider.connect(&opts))
-                .await?;
-            let head = git::head(sandbox.workspace()).ok();
-            let report = clock.finish(
-                StartPath::Workdir,
-                "your directory is the workspace; no clone and no snapshot",
-                head,
-                0,
-            );
-            return Ok(Started {
-                sandbox,
-                report,
-                key: None,
-                snapshot: None,
-                build: None,
-            });
+        if let Some(dir) = &connect.workdir {
+            return self.start_workdir(source, connect, dir, clock).await;
         }
 
         let key = self.key_for(source);
@@ -240,8 +247,7 @@ impl FastStart {
         if let (Some(meta), Ok(k)) = (hit, &key) {
             match self.warm(source, connect, k, &meta, &mut clock).await {
                 Ok(Warm::Reconnected(sandbox)) => {
-                    let name = sandbox.name().clone();
-                    return Ok(reconnected(sandbox, clock, &name));
+                    return self.reconnect(source, sandbox, clock).await;
                 }
                 Ok(Warm::Synced(sandbox, checkout, build, drift_reason)) => {
                     let mut reason = format!("snapshot {} is ready", meta.id);
@@ -260,6 +266,7 @@ impl FastStart {
                         key: Some(k.clone()),
                         snapshot: Some(meta),
                         build,
+                        repository: Some(source.url().to_string()),
                     });
                 }
                 Err(WarmError::Sync(e)) if e.is_user_error() || is_remote_error(&e) => {
@@ -277,10 +284,7 @@ impl FastStart {
 
         let (sandbox, checkout) = match self.cold(source, connect, &mut clock).await? {
             Made::Created(sandbox, checkout) => (sandbox, checkout),
-            Made::Reconnected(sandbox) => {
-                let name = sandbox.name().clone();
-                return Ok(reconnected(sandbox, clock, &name));
-            }
+            Made::Reconnected(sandbox) => return self.reconnect(source, sandbox, clock).await,
         };
         let build = match &key {
             Ok(k) => match self
@@ -317,7 +321,208 @@ impl FastStart {
             key: key.ok(),
             snapshot: None,
             build,
+            repository: Some(source.url().to_string()),
         })
+    }
+
+    /// The result of a start that found the named sandbox ready: the request
+    /// reconciled with what it holds ([`reconnect::decide`]).
+    async fn reconnect(
+        &self,
+        source: &Source,
+        sandbox: Box<dyn Sandbox>,
+        mut clock: PhaseClock,
+    ) -> Result<Started> {
+        let name = sandbox.name().clone();
+        let what = format!("sandbox `{name}`");
+        let r = self.reconcile(&what, source, &*sandbox, &mut clock).await?;
+        let reason = match &r.switched_to {
+            Some(b) => format!(
+                "{what} exists and held {}; reconnected and switched it to branch `{b}` as asked (it had no local changes){}",
+                r.held, r.remark
+            ),
+            None => format!(
+                "{what} exists and holds {}; reconnected and left its workspace as it is{}",
+                r.held, r.remark
+            ),
+        };
+        let report = clock.finish(StartPath::Reconnected, reason, r.head, r.received_bytes);
+        Ok(Started {
+            sandbox,
+            report,
+            key: None,
+            snapshot: None,
+            build: None,
+            repository: r.repository,
+        })
+    }
+
+    /// A start in the user's own directory (see the type's docs).
+    async fn start_workdir(
+        &self,
+        source: &Source,
+        connect: &ConnectOptions,
+        dir: &Path,
+        mut clock: PhaseClock,
+    ) -> Result<Started> {
+        let asks_repo = asks_repository(source, dir);
+        let clone = if asks_repo {
+            let (d, url) = (dir.to_path_buf(), source.url().clone());
+            match tokio::task::spawn_blocking(move || classify_dir(&d, &url))
+                .await
+                .map_err(|e| Error::Task(e.to_string()))?
+            {
+                DirState::Empty => true,
+                DirState::Checkout => false,
+                DirState::Other(why) => {
+                    return Err(Error::Refused(format!(
+                        "--workdir {} {why}; give an empty (or missing) directory to clone {} into, or a checkout of it",
+                        dir.display(),
+                        source.url()
+                    )));
+                }
+            }
+        } else {
+            false
+        };
+        let opts = self.connect_options(connect);
+        let (sandbox, connected) = clock
+            .time(Phase::Provision, self.provider.connect(&opts))
+            .await?;
+        if connected == Connected::Reconnected {
+            return self.reconnect(source, sandbox, clock).await;
+        }
+        let ws = sandbox.workspace().display().to_string();
+        if clone {
+            let src = source.clone().prebuilt(false);
+            let checkout = self
+                .git_step(&mut clock, Phase::GitClone, &*sandbox, move |ws, opts| {
+                    git::clone(&src, ws, opts)
+                })
+                .await?;
+            self.finish(&*sandbox).await?;
+            let reason = format!(
+                "cloned {} into your directory {ws}, which is the workspace (a workdir gets no snapshot, and `down` never deletes it)",
+                source.url()
+            );
+            let report = clock.finish(
+                StartPath::Workdir,
+                reason,
+                Some(checkout.head),
+                checkout.received_bytes,
+            );
+            return Ok(Started {
+                sandbox,
+                report,
+                key: None,
+                snapshot: None,
+                build: None,
+                repository: Some(source.url().to_string()),
+            });
+        }
+        let what = format!("your directory {ws}");
+        let r = match self.reconcile(&what, source, &*sandbox, &mut clock).await {
+            Ok(r) => r,
+            Err(e) => {
+                // only the record this start made goes: the directory is the user's
+                self.discard(&*sandbox).await;
+                return Err(e);
+            }
+        };
+        self.finish(&*sandbox).await?;
+        let reason = match &r.switched_to {
+            Some(b) => format!(
+                "your directory is the workspace; it held {}; switched it to branch `{b}` as asked (it had no local changes){}; no snapshot",
+                r.held, r.remark
+            ),
+            None => format!(
+                "your directory is the workspace (it holds {}{}); no clone and no snapshot",
+                r.held, r.remark
+            ),
+        };
+        let report = clock.finish(StartPath::Workdir, reason, r.head, r.received_bytes);
+        Ok(Started {
+            sandbox,
+            report,
+            key: None,
+            snapshot: None,
+            build: None,
+            repository: r.repository,
+        })
+    }
+
+    /// Looks at an existing workspace and does what [`reconnect::decide`] says: leave it,
+    /// switch its branch (a sync, timed as `git_sync`), or refuse.
+    async fn reconcile(
+        &self,
+        what: &str,
+        source: &Source,
+        sandbox: &dyn Sandbox,
+        clock: &mut PhaseClock,
+    ) -> Result<Reconciled> {
+        let ws = sandbox.workspace().to_path_buf();
+        let asks_repo = asks_repository(source, &ws);
+        let found = {
+            let ws = ws.clone();
+            tokio::task::spawn_blocking(move || git::inspect(&ws))
+                .await
+                .map_err(|e| Error::Task(e.to_string()))?
+        };
+        let found = match found {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::debug!(error = %e, "the workspace is no git checkout");
+                None
+            }
+        };
+        let held = found
+            .as_ref()
+            .map_or_else(|| "no git checkout".to_owned(), reconnect::holds);
+        match reconnect::decide(what, source, asks_repo, found.as_ref())? {
+            reconnect::Decision::AsIs => {
+                let mut remark = String::new();
+                let found = found.as_ref();
+                if asks_repo
+                    && found.and_then(|f| f.origin.as_deref()) != Some(&source.url().to_string())
+                {
+                    remark.push_str(&format!(
+                        "; you asked for {}, the same repository in another form",
+                        source.url()
+                    ));
+                }
+                if let Some(b) = source.new_branch().or(source.branch()) {
+                    remark.push_str(&format!("; it is on branch `{b}` as asked"));
+                }
+                Ok(Reconciled {
+                    held,
+                    switched_to: None,
+                    remark,
+                    head: found.and_then(|f| f.head.clone()),
+                    repository: found.and_then(|f| f.origin.clone()),
+                    received_bytes: 0,
+                })
+            }
+            reconnect::Decision::Switch(src) => {
+                self.check("switching the branch")?;
+                let repository = Some(src.url().to_string());
+                let git_opts = self.git_options();
+                let checkout = clock
+                    .time(
+                        Phase::GitSync,
+                        tokio::task::spawn_blocking(move || git::sync(&src, &ws, &git_opts)),
+                    )
+                    .await
+                    .map_err(|e| Error::Task(e.to_string()))??;
+                Ok(Reconciled {
+                    held,
+                    switched_to: Some(checkout.head.branch.clone()),
+                    remark: String::new(),
+                    head: Some(checkout.head),
+                    repository,
+                    received_bytes: checkout.received_bytes,
+                })
+            }
+        }
     }
 
     fn refresh_options(&self, source: &Source, key: &SnapshotKey) -> RefreshOptions {
@@ -543,21 +748,63 @@ impl FastStart {
     }
 }
 
-/// The result of a start that found the named sandbox ready.
-fn reconnected(sandbox: Box<dyn Sandbox>, clock: PhaseClock, name: &SandboxName) -> Started {
-    let head = git::head(sandbox.workspace()).ok();
-    let report = clock.finish(
-        StartPath::Reconnected,
-        format!("sandbox `{name}` exists; reconnected and left its workspace as it is"),
-        head,
-        0,
-    );
-    Started {
-        sandbox,
-        report,
-        key: None,
-        snapshot: None,
-        build: None,
+/// What [`FastStart::reconcile`] found and did.
+struct Reconciled {
+    /// What the workspace held before ([`reconnect::holds`]).
+    held: String,
+    /// The branch it was switched to, if it was.
+    switched_to: Option<String>,
+    /// More to say (`; …`), e.g. that the URL differed in form only.
+    remark: String,
+    head: Option<HeadInfo>,
+    repository: Option<String>,
+    received_bytes: u64,
+}
+
+/// False when `source` only names `workspace` itself (a local path to that very
+/// directory, as `headstart up --workdir DIR` passes): nothing is asked of it.
+fn asks_repository(source: &Source, workspace: &Path) -> bool {
+    let Some(p) = source.url().local_path() else {
+        return true;
+    };
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    canon(p) != canon(workspace)
+}
+
+/// What a workdir holds, for a start that names a repository.
+enum DirState {
+    /// Missing or empty: clone into it.
+    Empty,
+    /// A checkout of the same repository: use it.
+    Checkout,
+    /// Anything else: why it cannot be used.
+    Other(String),
+}
+
+fn classify_dir(dir: &Path, url: &sandbox_core::RepoUrl) -> DirState {
+    match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return DirState::Empty,
+        Err(e) => return DirState::Other(format!("cannot be read ({e})")),
+        Ok(mut entries) => {
+            if entries.next().is_none() {
+                return DirState::Empty;
+            }
+        }
+    }
+    match git::inspect(dir) {
+        Ok(found)
+            if found
+                .origin_url
+                .as_ref()
+                .is_some_and(|o| o.same_repository(url)) =>
+        {
+            DirState::Checkout
+        }
+        Ok(found) => DirState::Other(format!(
+            "is not empty: it holds {}, not {url}",
+            reconnect::holds(&found)
+        )),
+        Err(_) => DirState::Other("is not empty and is not a git checkout".to_owned()),
     }
 }
 

@@ -25,6 +25,7 @@ mod error;
 mod fast_start;
 mod key;
 mod policy;
+mod reconnect;
 mod refresh;
 pub mod seed;
 mod state;

@@ -16,6 +16,7 @@ mod sandboxes;
 mod snapshots;
 mod up;
 mod vm;
+mod workdir;
 
 use std::path::Path;
 use std::sync::Arc;

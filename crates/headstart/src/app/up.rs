@@ -15,13 +15,14 @@ use feature_flags::{BetaRequest, Decision, FastPaths, FeatureFlags, Purpose, Sta
 use provisioners::{ProviderKind, choose_provider};
 use sandbox_core::git::ProgressFn;
 use sandbox_core::{
-    CancelToken, ConnectOptions, SandboxName, SandboxProvider, SandboxState, SnapshotId, Source,
+    CancelToken, ConnectOptions, SandboxName, SandboxProvider, SandboxState, SnapshotId,
     StartupReport,
 };
 use serde::Serialize;
 use snapshot_refresh::{Builder, Eligibility, FastStart, KickOutcome};
 
 use super::flags::FLUSH_ON_EXIT;
+use super::workdir;
 use super::{Error, Headstart, Result, Stopped, read_recipe, source_from};
 
 /// How long a stopped start may take to remove what it created.
@@ -38,13 +39,17 @@ pub struct UpRequest {
     pub branch: Option<String>,
     /// A new branch to create and check out (from `branch`, else the default).
     pub new_branch: Option<String>,
-    /// Sandbox name (default: generated). An existing sandbox of that name is reused.
+    /// Sandbox name (default: generated; with a workdir, the one of that directory).
+    /// An existing sandbox of that name is reused: another repository is refused,
+    /// another branch is switched to only when it has no local changes.
     pub name: Option<String>,
     /// Replace an existing sandbox of the same name.
     pub force_create: bool,
     /// The provider (default: chosen from the fast paths, else local).
     pub provider: Option<ProviderKind>,
-    /// Use this directory as the workspace (no clone, nothing deleted on removal).
+    /// Use this directory as the workspace (nothing deleted on removal; never inside
+    /// the data directory). With a repository: cloned into it when empty or missing,
+    /// used when already a checkout of it, refused otherwise.
     pub workdir: Option<PathBuf>,
     /// Start cold and build no snapshot.
     pub no_snapshot: bool,
@@ -101,6 +106,9 @@ pub enum Notice {
 pub struct UpOutcome {
     /// The sandbox.
     pub sandbox: SandboxRef,
+    /// The repository the workspace holds (the URL cloned or synced, or what a
+    /// reconnected workspace's origin says).
+    pub repo: Option<String>,
     /// The provider it runs on.
     pub provider: &'static str,
     /// Why that provider.
@@ -190,11 +198,17 @@ impl Headstart {
                 f(&n);
             }
         };
-        // With a workdir the user's directory is the workspace: nothing is cloned, and
-        // the source only names it (its path) when no repository is given.
-        let source = match (&req.repo, &req.workdir) {
+        // With a workdir the user's directory is the workspace: a repository given is
+        // cloned into it when it is empty; without one the source names the directory.
+        let workdir = match &req.workdir {
+            Some(dir) => Some(workdir::checked(dir, self.data_dir(), req.repo.is_some())?),
+            None => None,
+        };
+        let source = match (&req.repo, &workdir) {
             (Some(repo), _) => source_from(repo, req.branch.as_deref(), req.new_branch.as_deref())?,
-            (None, Some(dir)) => Source::new(sandbox_core::RepoUrl::from_path(dir)?),
+            (None, Some(dir)) => {
+                workdir::source_of(dir, req.branch.as_deref(), req.new_branch.as_deref())?
+            }
             (None, None) => {
                 return Err(Error::InvalidInput(
                     "give a repository or --workdir DIR".into(),
@@ -233,27 +247,21 @@ impl Headstart {
         if let Some(d) = &decision {
             connect = connect.env(crate::env::HEADSTART_BETA, d.beta_env());
         }
-        // Named here (not by the provider) so a stopped start can say which it removed.
-        let name = match &req.name {
-            Some(n) => SandboxName::new(n)?,
-            None => SandboxName::generate(),
-        };
-        connect = connect.name(name.clone());
         if let Some(ttl) = req.ttl {
             connect = connect.ttl(ttl);
         }
-        if let Some(dir) = &req.workdir {
-            let dir = std::path::absolute(dir)
-                .map_err(|e| Error::io(format!("resolving {}", dir.display()), e))?;
-            if !dir.is_dir() {
-                return Err(Error::InvalidInput(format!(
-                    "--workdir {} is not a directory",
-                    dir.display()
-                )));
-            }
+        if let Some(dir) = &workdir {
             connect = connect.workdir(dir);
         }
         let provider = self.provider(kind).await?;
+        // Named here (not by the provider) so a stopped start can say which it removed;
+        // a workdir's sandbox is the one already using it (see workdir.rs).
+        let name = match (&req.name, &workdir) {
+            (Some(n), _) => SandboxName::new(n)?,
+            (None, Some(dir)) => workdir::sandbox_name(provider.as_ref(), dir).await,
+            (None, None) => SandboxName::generate(),
+        };
+        connect = connect.name(name.clone());
         let detach = self.config.detach_builds && !req.wait_snapshot;
         let builder = Arc::new(self.builder_for(provider.clone(), kind, detach));
         let eligibility = if req.no_snapshot {
@@ -327,6 +335,7 @@ impl Headstart {
                 name: sb.name().clone(),
                 workspace: sb.workspace().to_path_buf(),
             },
+            repo: started.repository.clone(),
             provider: provider.kind(),
             provider_reason: choice.reason,
             fast_paths: decision.as_ref().map(|d| d.paths.names()),

@@ -93,6 +93,7 @@ pub(crate) fn hint(kind: &str) -> Option<&'static str> {
             "a recipe is {\"commands\":[{\"argv\":[\"make\",\"deps\"]}]} with an optional \"base_image\""
         }
         "timeout" | "cancelled" => "retry; pass a longer --timeout if it keeps timing out",
+        "refused" => "use another --name, or --force-create to replace the sandbox",
         "too_slow" => "the server is stalling: check it and your network, then retry",
         "backing_off" => "pass --force to try again now",
         _ => return None,

@@ -28,7 +28,9 @@ pub(crate) struct UpArgs {
     /// Create and check out a new branch (from --branch, else the default branch).
     #[arg(long)]
     new_branch: Option<String>,
-    /// Sandbox name (default: generated). An existing sandbox of that name is reused.
+    /// Sandbox name (default: generated; with --workdir, the one of that directory). An
+    /// existing sandbox of that name is reused: another repository is refused, another
+    /// branch is switched to only when it has no local changes.
     #[arg(long)]
     name: Option<String>,
     /// Replace an existing sandbox of the same name.
@@ -37,7 +39,9 @@ pub(crate) struct UpArgs {
     /// Provider (default: local).
     #[arg(long, value_parser = parse_provider)]
     provider: Option<ProviderKind>,
-    /// Use this directory as the workspace (no clone, nothing deleted on `down`).
+    /// Use this directory as the workspace (nothing deleted on `down`; never inside the
+    /// data directory). With a repository: cloned into it when empty or missing, used
+    /// when already a checkout of it, refused otherwise.
     #[arg(long, value_name = "DIR")]
     workdir: Option<PathBuf>,
     /// Start cold and build no snapshot.

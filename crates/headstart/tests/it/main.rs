@@ -8,6 +8,7 @@ mod exec_status;
 mod json_output;
 mod lifecycle;
 mod progress_tty;
+mod reconnect;
 mod schema;
 mod secrets;
 

@@ -30,7 +30,8 @@
 //!   clones or restores into it, and `headstart down` deletes it), or, with
 //!   [`ConnectOptions::workdir`], **the user's own directory** (`headstart up
 //!   --workdir .` and the `sandbox` fast path for a local coding agent), bind-mounted
-//!   as is and never deleted. The git engine works on the host side in-process, as for
+//!   as is and never deleted; it may be neither inside [`DockerConfig::data_dir`] nor
+//!   contain it ([`crate::workdir::check_workdir`]). The git engine works on the host side in-process, as for
 //!   every provider.
 //! - **Images**: local first, pulled only when missing and allowed
 //!   ([`DockerConfig::allow_pull`]); without an image ([`default_image`]) the pinned
@@ -463,6 +464,10 @@ impl DockerProvider {
         &self,
         options: &ConnectOptions,
     ) -> Result<(DockerSandbox, Connected)> {
+        if let Some(workdir) = &options.workdir {
+            // before the lock and the engine: never inside (or around) our data
+            crate::workdir::check_workdir(workdir, &self.config.data_dir)?;
+        }
         let name = options.name.clone().unwrap_or_else(SandboxName::generate);
         let deadline = options.timeout.and_then(|t| Instant::now().checked_add(t));
         let lock = self
@@ -1091,6 +1096,11 @@ struct Made {
 
 /// When the container user is a numeric `uid:gid` other than this process's and this
 /// process may change owners (root), hands the headstart workspace to that user.
+///
+/// Files with more than one link are left alone: in a restored workspace they are the
+/// snapshot's read-only git objects (a hardlink restore), and giving them away would
+/// give the container's user the snapshot's files (an owner can `chmod` them back to
+/// writable). They stay readable, which is all git needs of them.
 fn chown_for(workspace: &Path, user: &str) -> Result<()> {
     let Some((uid, gid)) = user.split_once(':') else {
         return Ok(());
@@ -1106,8 +1116,13 @@ fn chown_for(workspace: &Path, user: &str) -> Result<()> {
         return Ok(());
     }
     fn walk(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(p)?;
+        if meta.is_file() && meta.nlink() > 1 {
+            return Ok(());
+        }
         std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
-        if std::fs::symlink_metadata(p)?.is_dir() {
+        if meta.is_dir() {
             for entry in std::fs::read_dir(p)? {
                 walk(&entry?.path(), uid, gid)?;
             }

@@ -49,6 +49,16 @@
 //! not stop root: a tool that opens `.git/objects` files for writing in place would
 //! reach the snapshot. Force `copy` (or use overlay/reflink) if you run such tools.
 //!
+//! **What a sandbox can write of the data directory**: its own `sandboxes/<name>/`
+//! only. An overlay restore's lower layer is the snapshot's workspace, which overlayfs
+//! never writes (changes go to the sandbox's `upper/`); reflink and copy restores are
+//! copies; a hardlink restore shares only immutable git object files (loose objects and
+//! packs), which snapshots store read-only (mode without `w`) and git replaces rather
+//! than rewrites. That last one is a convention, not a wall: the owner of a file can
+//! `chmod` it back. And a user's workdir ([`ConnectOptions::workdir`]) is never inside
+//! the data directory nor contains it ([`crate::workdir::check_workdir`], checked on
+//! every `connect` with a workdir, whatever the spelling of either path).
+//!
 //! # Example
 //!
 //! ```no_run
@@ -604,16 +614,10 @@ impl LocalProvider {
         // `creating` from the start: a crash from here on leaves a record that says so
         write(&rec)?;
         if let Some(workdir) = &options.workdir {
-            fs::create_dir_all(workdir)
+            // checked before anything is created: never inside (or around) our data
+            let workdir = crate::workdir::check_workdir(workdir, &self.inner.home)?;
+            fs::create_dir_all(&workdir)
                 .map_err(io_err(format!("creating {}", workdir.display())))?;
-            let workdir = fs::canonicalize(workdir)
-                .map_err(io_err(format!("resolving {}", workdir.display())))?;
-            if workdir.starts_with(&self.inner.home) {
-                return Err(Error::InvalidOptions(format!(
-                    "the workdir {} is inside headstart's data directory; pick a directory of your own",
-                    workdir.display()
-                )));
-            }
             rec.workspace = workdir;
             rec.user_workdir = true;
         } else if let Some(id) = &options.base_snapshot {
@@ -703,6 +707,9 @@ impl SandboxProvider for LocalProvider {
             return Err(Error::InvalidOptions(
                 "a workdir sandbox uses your directory as it is; it cannot also be restored from a snapshot".into(),
             ));
+        }
+        if let Some(workdir) = &options.workdir {
+            crate::workdir::check_workdir(workdir, &self.inner.home)?;
         }
         let name = options.name.clone().unwrap_or_else(SandboxName::generate);
         let cancelled = Arc::new(AtomicBool::new(false));

@@ -16,3 +16,4 @@ mod local_provider;
 mod local_restore;
 mod local_store;
 mod local_support;
+mod workdir_guard;

@@ -54,6 +54,9 @@
 //!   [`Error::Cancelled`], [`Error::Timeout`] and [`Error::TooSlow`], never a guessed
 //!   network error. A full disk is [`Error::NoSpace`].
 //!
+//! - **Inspection** ([`inspect`]): origin, HEAD and local changes of a workspace,
+//!   read-only, for deciding whether a reconnect may switch branches.
+//!
 //! Not here: deciding between clone and sync, snapshots, or running anything in a
 //! sandbox (`snapshot-refresh` and `provisioners` do that).
 
@@ -71,7 +74,7 @@ mod watch;
 
 use git2::Repository;
 
-pub use inspect::{WorkspaceSummary, summary};
+pub use inspect::{Inspection, LocalChanges, WorkspaceSummary, inspect, summary};
 
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};

@@ -5,6 +5,7 @@
 mod builder;
 mod fast_start;
 mod orchestration;
+mod reconnect;
 mod secrets;
 
 use std::path::{Path, PathBuf};
