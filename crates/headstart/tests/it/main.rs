@@ -6,6 +6,7 @@ mod cli;
 mod conventions;
 mod exec_status;
 mod json_output;
+mod library;
 mod lifecycle;
 mod progress_tty;
 mod reconnect;
