@@ -95,7 +95,14 @@ async fn main() -> ExitCode {
             if json {
                 output::print_json(&error::error_object(&e));
             } else {
-                eprintln!("error: {}", sandbox_core::scrub(&render::chain(&e)));
+                let message = render::chain(&e);
+                eprintln!("error: {message}");
+                // the library words say what went wrong; the hint, how to go on here
+                if let Some(hint) = error::hint(error::error_kind(&e)) {
+                    if !message.contains(hint) {
+                        eprintln!("hint: {hint}");
+                    }
+                }
             }
             ExitCode::from(if error::is_user_error(&e) { 2 } else { 1 })
         }

@@ -88,12 +88,15 @@ pub(crate) fn hint(kind: &str) -> Option<&'static str> {
             "make the file executable (chmod +x) or run it through its interpreter"
         }
         "usage" => "`headstart help` lists the commands and their options",
-        "unknown_fast_path" => "valid fast paths are images, docker, sandbox",
+        "unknown_fast_path" => {
+            "valid fast paths are images, docker, sandbox; --fast turns on all of them"
+        }
         "invalid_recipe" => {
             "a recipe is {\"commands\":[{\"argv\":[\"make\",\"deps\"]}]} with an optional \"base_image\""
         }
         "timeout" | "cancelled" => "retry; pass a longer --timeout if it keeps timing out",
         "refused" => "use another --name, or --force-create to replace the sandbox",
+        "origin_mismatch" => "start without the prebuilt snapshot, or pass --force-create",
         "too_slow" => "the server is stalling: check it and your network, then retry",
         "backing_off" => "pass --force to try again now",
         _ => return None,

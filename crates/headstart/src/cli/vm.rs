@@ -152,16 +152,29 @@ pub(crate) async fn run(app: &Headstart, args: VmArgs) -> anyhow::Result<ExitCod
         VmCommand::Down(a) => down(app, a).await,
         VmCommand::Exec(a) => exec(app, a).await,
     };
-    // Input the user can fix (a token, a name, a size) exits with status 2.
+    // Input the user can fix (a token, a name, a size) exits with status 2; the
+    // library's words get this command line's way out appended.
     result.map_err(|e| {
-        let user = e.chain().any(|c| {
-            c.downcast_ref::<CloudError>()
-                .is_some_and(CloudError::is_user_error)
-        });
-        if user {
-            anyhow::Error::new(super::error::UserError(format!("{e:#}")))
-        } else {
-            e
+        let cloud_error = e.chain().find_map(|c| c.downcast_ref::<CloudError>());
+        let user = cloud_error.is_some_and(CloudError::is_user_error);
+        let hint = match cloud_error {
+            Some(CloudError::NotFound { cloud, .. }) => Some(format!(
+                "`headstart vm ls --cloud {}` lists them",
+                cloud.as_str()
+            )),
+            Some(CloudError::CleanupFailed { cloud, vm, .. }) => Some(format!(
+                "delete it with `headstart vm down {vm} --cloud {}`",
+                cloud.as_str()
+            )),
+            _ => None,
+        };
+        match (user, hint) {
+            (true, hint) => anyhow::Error::new(super::error::UserError(match hint {
+                Some(h) => format!("{e:#}; {h}"),
+                None => format!("{e:#}"),
+            })),
+            (false, Some(h)) => anyhow::anyhow!("{e:#}; {h}"),
+            (false, None) => e,
         }
     })
 }
