@@ -151,8 +151,38 @@ mod tests {
         for v in sandbox_core::scrub::GIT_TOKEN_VARS
             .iter()
             .chain(provisioners::cloud::TOKEN_VARS)
+            .chain(feature_flags::vars::SECRETS)
         {
             assert!(seen.contains(v), "{v} is read but not listed");
+        }
+    }
+
+    /// This module is the one place the package reads the environment.
+    #[test]
+    fn no_other_file_reads_the_environment() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        walk(&src, &mut files);
+        let needles = [concat!("std::env::", "var")];
+        for f in files.iter().filter(|f| !f.ends_with("src/env.rs")) {
+            let text = std::fs::read_to_string(f).unwrap();
+            for n in needles {
+                assert!(
+                    !text.contains(n),
+                    "{} reads the environment ({n})",
+                    f.display()
+                );
+            }
         }
     }
 }

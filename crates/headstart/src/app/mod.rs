@@ -14,6 +14,7 @@ mod flags;
 mod prune;
 mod sandboxes;
 mod snapshots;
+mod start;
 mod up;
 mod vm;
 mod workdir;
@@ -36,9 +37,8 @@ pub use snapshots::{
     FailureRecord, GcOutcome, RunJobOutcome, SnapshotBuildOutcome, SnapshotBuildRequest,
     SnapshotLsOutcome, SnapshotRmOutcome, SnapshotRow,
 };
-pub use up::{
-    CLEANUP_GRACE, Notice, NoticeFn, PendingBuilds, SandboxRef, SnapshotRef, UpOutcome, UpRequest,
-};
+pub use start::CLEANUP_GRACE;
+pub use up::{Notice, NoticeFn, PendingBuilds, SandboxRef, SnapshotRef, UpOutcome, UpRequest};
 pub use vm::VmSettings;
 
 /// headstart, configured: start, list, use and remove sandboxes and snapshots.
