@@ -6,7 +6,7 @@
 //! snapshots. It decides which fast paths are on and tells PostHog what it decided.
 //! Nothing is ever installed because of an experiment: a decision only says which
 //! fast paths a start *may* use (choosing a provider from them is
-//! `provisioners::choose_provider`, where an explicit `--provider` always wins).
+//! the CLI's `choose_provider`, where an explicit `--provider` always wins).
 //!
 //! # Overview
 //!

@@ -26,7 +26,6 @@
 mod app;
 pub mod env;
 
-pub use app::FLUSH_ON_EXIT;
 pub use app::{
     CLEANUP_GRACE, Config, DeadBuilds, DownOutcome, Error, ExecOutcome, ExecRequest, FailureRecord,
     FlagsStatus, GcOutcome, Headstart, LsOutcome, Notice, NoticeFn, PendingBuilds, PruneOutcome,
@@ -34,5 +33,5 @@ pub use app::{
     SnapshotBuildRequest, SnapshotLsOutcome, SnapshotRef, SnapshotRmOutcome, SnapshotRow, Stopped,
     UpOutcome, UpRequest, VmSettings, docker_answers, read_recipe, register_secrets, source_from,
 };
+pub use app::{FLUSH_ON_EXIT, ProviderChoice, ProviderKind, choose_provider, prebuilt_images};
 pub use feature_flags::BetaRequest;
-pub use provisioners::ProviderKind;

@@ -16,8 +16,9 @@ use provisioners::docker::{
     BaseImageSpec, DockerConfig, DockerProvider, build_base_image, connect_from_env,
 };
 
+use super::cases::{cold_reps, warm_case};
 use super::measure::{CaseResult, Sample};
-use super::{Ctx, Rig, Served, cold_reps, fixture, warm_case};
+use super::{Ctx, Rig, Served, fixture};
 
 /// The label on everything the bench creates in Docker (value: a per-rig scope).
 pub(crate) const SCOPE_LABEL: &str = "dev.headstart.bench-scope";

@@ -8,6 +8,7 @@
 //! handling or exit statuses (the binary's `cli` modules), nor sandbox, git, snapshot
 //! or flag logic (the library crates).
 
+mod choice;
 mod config;
 mod error;
 mod flags;
@@ -23,11 +24,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use provisioners::ProviderKind;
 use provisioners::local::LocalProvider;
 use sandbox_core::{BranchName, SandboxName, SandboxProvider, Source};
 use snapshot_refresh::{Builder, Recipe, Spawn};
 
+pub use choice::{ProviderChoice, ProviderKind, choose_provider, prebuilt_images};
 pub use config::{Config, register_secrets};
 pub use error::{Error, Result, Stopped};
 pub use flags::{FLUSH_ON_EXIT, FlagsStatus};

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use provisioners::ProviderKind;
+use super::choice::ProviderKind;
 use sandbox_core::{OutputSink, SandboxInfo, SandboxName, SandboxProvider};
 use serde::Serialize;
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use provisioners::ProviderKind;
+use super::choice::ProviderKind;
 use sandbox_core::{SnapshotId, SnapshotMeta};
 use serde::Serialize;
 use snapshot_refresh::{Builder, CommandRecord, FastStart, KickOutcome, RefreshOptions};

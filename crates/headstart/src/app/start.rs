@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
+use super::choice::ProviderKind;
 use feature_flags::{Decision, StartCompleted};
-use provisioners::ProviderKind;
 use sandbox_core::CancelToken;
 
 use super::{Error, Result};

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::choice::{ProviderKind, choose_provider};
 use feature_flags::{BetaRequest, FastPaths, FeatureFlags, Purpose};
-use provisioners::{ProviderKind, choose_provider};
 use sandbox_core::git::ProgressFn;
 use sandbox_core::{
     CancelToken, ConnectOptions, SandboxName, SandboxProvider, SandboxState, SnapshotId,

@@ -218,7 +218,7 @@ async fn up(app: &Headstart, a: UpArgs) -> anyhow::Result<ExitCode> {
         None => VmName::generate(),
     };
     let (paths, flags) = fast_paths(app, &a).await?;
-    let mut spec = VmSpec::new(name, owner, key, paths);
+    let mut spec = VmSpec::new(name, owner, key, headstart::prebuilt_images(paths));
     spec.size = a.size.clone();
     spec.region = a.region.clone();
     spec.image = a.image.clone();

@@ -1,8 +1,9 @@
 //! DigitalOcean droplets over the v2 REST API.
 //!
 //! `POST /v2/droplets`, then `GET /v2/droplets/{id}` until `status` is `active` with a
-//! public IPv4. With the `images` fast path the droplet boots the Docker marketplace
-//! image ([`MARKETPLACE_IMAGE`]) and gets no user data. The SSH key is registered in
+//! public IPv4. With [`PrebuiltImages::marketplace`](super::PrebuiltImages::marketplace)
+//! the droplet boots the Docker marketplace image ([`MARKETPLACE_IMAGE`]) and gets no
+//! user data. The SSH key is registered in
 //! the account once (`/v2/account/keys`, found again by its key material). Owner and
 //! labels become `key:value` tags; listing filters by the owner tag.
 //!
@@ -13,14 +14,15 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use super::common::{KeyRegistry, ensure_ssh_key, holds_key, unexpected, wait_running};
 use super::error::{CloudError, Result};
 use super::http::ApiClient;
 use super::spec::{Cloud, ImageChoice, OWNER_LABEL, OwnerTag, SshPublicKey, Vm, VmSpec, VmStatus};
-use super::{Backoff, CloudConfig, Deadline, VmProvisioner, parse_ipv4};
+use super::{CloudConfig, Deadline, VmProvisioner, parse_ipv4};
 
 /// The Docker 1-click marketplace image slug (Docker preinstalled).
 pub const MARKETPLACE_IMAGE: &str = "docker-20-04";
-/// The plain image used when the `images` fast path is off.
+/// The plain image used when marketplace images are not wanted.
 pub const PLAIN_IMAGE: &str = "ubuntu-24-04-x64";
 
 /// The DigitalOcean provisioner.
@@ -45,78 +47,20 @@ impl DigitalOcean {
     /// # Errors
     /// [`CloudError::InvalidSpec`] for user data together with the marketplace image.
     pub fn image_choice(spec: &VmSpec) -> Result<ImageChoice> {
-        ImageChoice::resolve(spec, spec.fast_paths.images, MARKETPLACE_IMAGE, PLAIN_IMAGE)
+        ImageChoice::resolve(
+            spec,
+            spec.images.marketplace,
+            MARKETPLACE_IMAGE,
+            PLAIN_IMAGE,
+        )
     }
 
     fn owner_tag(owner: &OwnerTag) -> String {
         format!("{OWNER_LABEL}:{owner}")
     }
 
-    /// Finds (by key material) or registers the public key; returns its id.
-    async fn ensure_ssh_key(&self, key: &SshPublicKey) -> Result<Value> {
-        for attempt in 0..2 {
-            let mut page = 1u32;
-            loop {
-                let body = self
-                    .api
-                    .get(
-                        "/v2/account/keys",
-                        &[("per_page", "200".into()), ("page", page.to_string())],
-                    )
-                    .await?;
-                let keys = body
-                    .get("ssh_keys")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                if let Some(found) = keys.iter().find(|k| {
-                    k.get("public_key")
-                        .and_then(Value::as_str)
-                        .is_some_and(|p| key.same_key(p))
-                }) {
-                    return found
-                        .get("id")
-                        .cloned()
-                        .ok_or_else(|| self.bad("an SSH key without an id"));
-                }
-                if body
-                    .pointer("/links/pages/next")
-                    .and_then(Value::as_str)
-                    .is_none()
-                    || keys.is_empty()
-                {
-                    break;
-                }
-                page += 1;
-            }
-            let created = self
-                .api
-                .post(
-                    "/v2/account/keys",
-                    &[],
-                    &json!({"name": key.cloud_name(), "public_key": key.to_string()}),
-                )
-                .await;
-            match created {
-                Ok(body) => {
-                    return body
-                        .pointer("/ssh_key/id")
-                        .cloned()
-                        .ok_or_else(|| self.bad("a created SSH key without an id"));
-                }
-                // Registered concurrently (422 "SSH Key is already in use"): look again.
-                Err(CloudError::Rejected { status: 422, .. }) if attempt == 0 => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(self.bad("the SSH key could be neither found nor registered"))
-    }
-
     fn bad(&self, what: &str) -> CloudError {
-        CloudError::Transport {
-            cloud: Cloud::DigitalOcean,
-            message: format!("unexpected answer: {what}"),
-        }
+        unexpected(Cloud::DigitalOcean, what)
     }
 
     async fn droplets(&self, filter: (&str, String)) -> Result<Vec<Vm>> {
@@ -165,6 +109,54 @@ impl DigitalOcean {
             }),
             None => Ok(None),
         }
+    }
+}
+
+/// Account keys: `/v2/account/keys`, paged until the key is found.
+#[async_trait]
+impl KeyRegistry for DigitalOcean {
+    const CLOUD: Cloud = Cloud::DigitalOcean;
+    // "SSH Key is already in use"
+    const CONFLICT: u16 = 422;
+
+    async fn find_key(&self, key: &SshPublicKey) -> Result<Option<Value>> {
+        let mut page = 1u32;
+        loop {
+            let body = self
+                .api
+                .get(
+                    "/v2/account/keys",
+                    &[("per_page", "200".into()), ("page", page.to_string())],
+                )
+                .await?;
+            let keys = body
+                .get("ssh_keys")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(found) = keys.iter().find(|k| holds_key(k, key)) {
+                return Ok(Some(found.clone()));
+            }
+            if body
+                .pointer("/links/pages/next")
+                .and_then(Value::as_str)
+                .is_none()
+                || keys.is_empty()
+            {
+                return Ok(None);
+            }
+            page += 1;
+        }
+    }
+
+    async fn register_key(&self, key: &SshPublicKey) -> Result<Value> {
+        self.api
+            .post(
+                "/v2/account/keys",
+                &[],
+                &json!({"name": key.cloud_name(), "public_key": key.to_string()}),
+            )
+            .await
     }
 }
 
@@ -251,7 +243,7 @@ impl VmProvisioner for DigitalOcean {
             tracing::info!(vm = %vm.name, id = %vm.id, "droplet exists already; not creating another");
             return Ok(vm);
         }
-        let key_id = self.ensure_ssh_key(&spec.ssh_key).await?;
+        let key_id = ensure_ssh_key(self, &spec.ssh_key).await?;
         let tags: Vec<String> = labels
             .iter()
             .map(|(k, v)| {
@@ -322,22 +314,8 @@ impl VmProvisioner for DigitalOcean {
     }
 
     async fn wait_active(&self, vm: &Vm, deadline: Deadline) -> Result<Vm> {
-        let mut poll = Backoff::new(self.api.config.poll_interval);
-        loop {
-            let now = self.get(vm).await?;
-            if now.is_active() {
-                return Ok(now);
-            }
-            tracing::debug!(vm = %now.name, status = %now.raw_status, "droplet not active yet");
-            deadline
-                .pause(poll.next_wait(), || {
-                    format!(
-                        "waiting for droplet `{}` to become active (status `{}`)",
-                        vm.name, now.raw_status
-                    )
-                })
-                .await?;
-        }
+        let poll = self.api.config.poll_interval;
+        wait_running(self, vm, deadline, poll, "droplet", "become active").await
     }
 
     async fn destroy(&self, vm: &Vm) -> Result<()> {

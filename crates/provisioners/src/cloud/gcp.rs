@@ -2,8 +2,9 @@
 //!
 //! `instances.insert` (with a `requestId`, so a resent insert is not acted on twice),
 //! then the zone operation is polled to `DONE`, then the instance until `RUNNING` with
-//! an external IPv4 (`natIP`). With the `docker` fast path the instance boots
-//! Container-Optimized OS (image family `cos-stable`); otherwise Ubuntu with a
+//! an external IPv4 (`natIP`). With
+//! [`PrebuiltImages::docker_ready`](super::PrebuiltImages::docker_ready) the instance
+//! boots Container-Optimized OS (image family `cos-stable`); otherwise Ubuntu with a
 //! `startup-script` that installs Docker. The SSH key goes into the `ssh-keys`
 //! metadata for the user [`SSH_USER`]; owner and labels are GCE labels.
 //!
@@ -14,6 +15,7 @@
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use super::common::{unexpected, wait_running};
 use super::error::{CloudError, Result};
 use super::http::ApiClient;
 use super::spec::{Cloud, ImageChoice, OWNER_LABEL, OwnerTag, Vm, VmSpec, VmStatus};
@@ -21,7 +23,7 @@ use super::{Backoff, CloudConfig, Deadline, VmProvisioner, parse_ipv4};
 
 /// Container-Optimized OS, stable channel (Docker preinstalled).
 pub const COS_IMAGE: &str = "projects/cos-cloud/global/images/family/cos-stable";
-/// The plain image used when the `docker` fast path is off.
+/// The plain image used when a Docker-ready image is not wanted.
 pub const PLAIN_IMAGE: &str = "projects/ubuntu-os-cloud/global/images/family/ubuntu-2404-lts-amd64";
 /// The login the `ssh-keys` metadata creates.
 pub const SSH_USER: &str = "headstart";
@@ -55,7 +57,7 @@ impl Gcp {
     /// # Errors
     /// [`CloudError::InvalidSpec`] for user data together with Container-Optimized OS.
     pub fn image_choice(spec: &VmSpec) -> Result<ImageChoice> {
-        ImageChoice::resolve(spec, spec.fast_paths.docker, COS_IMAGE, PLAIN_IMAGE)
+        ImageChoice::resolve(spec, spec.images.docker_ready, COS_IMAGE, PLAIN_IMAGE)
     }
 
     fn zone_path(&self, zone: &str) -> String {
@@ -63,10 +65,7 @@ impl Gcp {
     }
 
     fn bad(what: &str) -> CloudError {
-        CloudError::Transport {
-            cloud: Cloud::Gcp,
-            message: format!("unexpected answer: {what}"),
-        }
+        unexpected(Cloud::Gcp, what)
     }
 
     async fn instance(&self, zone: &str, name: &str) -> Result<Option<Vm>> {
@@ -303,21 +302,8 @@ impl VmProvisioner for Gcp {
         if let Some(op) = &vm.pending_operation {
             self.wait_operation(&vm.region, op, vm, deadline).await?;
         }
-        let mut poll = Backoff::new(self.api.config.poll_interval);
-        loop {
-            let now = self.get(vm).await?;
-            if now.is_active() {
-                return Ok(now);
-            }
-            deadline
-                .pause(poll.next_wait(), || {
-                    format!(
-                        "waiting for instance `{}` to run (status `{}`)",
-                        vm.name, now.raw_status
-                    )
-                })
-                .await?;
-        }
+        let poll = self.api.config.poll_interval;
+        wait_running(self, vm, deadline, poll, "instance", "run").await
     }
 
     async fn destroy(&self, vm: &Vm) -> Result<()> {

@@ -1,8 +1,9 @@
 //! Hetzner Cloud servers over the v1 REST API.
 //!
 //! `POST /v1/servers`, then the returned action is followed (`GET /v1/actions/{id}`)
-//! to `success`, then the server until `running` with a public IPv4. With the `docker`
-//! fast path the server boots the `docker-ce` app image and gets no user data. The SSH
+//! to `success`, then the server until `running` with a public IPv4. With
+//! [`PrebuiltImages::docker_ready`](super::PrebuiltImages::docker_ready) the server
+//! boots the `docker-ce` app image and gets no user data. The SSH
 //! key is registered in the project once (`/v1/ssh_keys`, found again by its key
 //! material). Owner and labels are Hetzner labels; listing uses a label selector.
 //!
@@ -11,6 +12,7 @@
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use super::common::{KeyRegistry, ensure_ssh_key, holds_key, unexpected, wait_running};
 use super::error::{CloudError, Result};
 use super::http::ApiClient;
 use super::spec::{Cloud, ImageChoice, OWNER_LABEL, OwnerTag, SshPublicKey, Vm, VmSpec, VmStatus};
@@ -18,7 +20,7 @@ use super::{Backoff, CloudConfig, Deadline, VmProvisioner, parse_ipv4};
 
 /// The Docker CE app image (Docker preinstalled).
 pub const DOCKER_IMAGE: &str = "docker-ce";
-/// The plain image used when the `docker` fast path is off.
+/// The plain image used when a Docker-ready image is not wanted.
 pub const PLAIN_IMAGE: &str = "ubuntu-24.04";
 
 /// The Hetzner Cloud provisioner.
@@ -43,14 +45,11 @@ impl Hetzner {
     /// # Errors
     /// [`CloudError::InvalidSpec`] for user data together with the `docker-ce` image.
     pub fn image_choice(spec: &VmSpec) -> Result<ImageChoice> {
-        ImageChoice::resolve(spec, spec.fast_paths.docker, DOCKER_IMAGE, PLAIN_IMAGE)
+        ImageChoice::resolve(spec, spec.images.docker_ready, DOCKER_IMAGE, PLAIN_IMAGE)
     }
 
     fn bad(what: &str) -> CloudError {
-        CloudError::Transport {
-            cloud: Cloud::Hetzner,
-            message: format!("unexpected answer: {what}"),
-        }
+        unexpected(Cloud::Hetzner, what)
     }
 
     async fn paged(
@@ -81,41 +80,6 @@ impl Hetzner {
                 _ => return Ok(out),
             }
         }
-    }
-
-    async fn ensure_ssh_key(&self, key: &SshPublicKey) -> Result<Value> {
-        for attempt in 0..2 {
-            let keys = self.paged("/ssh_keys", "ssh_keys", &[]).await?;
-            if let Some(found) = keys.iter().find(|k| {
-                k.get("public_key")
-                    .and_then(Value::as_str)
-                    .is_some_and(|p| key.same_key(p))
-            }) {
-                return found
-                    .get("id")
-                    .cloned()
-                    .ok_or_else(|| Self::bad("an SSH key without an id"));
-            }
-            let body = json!({
-                "name": key.cloud_name(),
-                "public_key": key.to_string(),
-                "labels": {"headstart-managed": "true"},
-            });
-            match self.api.post("/ssh_keys", &[], &body).await {
-                Ok(created) => {
-                    return created
-                        .pointer("/ssh_key/id")
-                        .cloned()
-                        .ok_or_else(|| Self::bad("a created SSH key without an id"));
-                }
-                // Registered concurrently (409 uniqueness_error): look again.
-                Err(CloudError::Rejected { status: 409, .. }) if attempt == 0 => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Self::bad(
-            "the SSH key could be neither found nor registered",
-        ))
     }
 
     async fn by_name(&self, spec: &VmSpec) -> Result<Option<Vm>> {
@@ -173,6 +137,28 @@ impl Hetzner {
                 })
                 .await?;
         }
+    }
+}
+
+/// Project keys: `/ssh_keys`, all pages.
+#[async_trait]
+impl KeyRegistry for Hetzner {
+    const CLOUD: Cloud = Cloud::Hetzner;
+    // uniqueness_error
+    const CONFLICT: u16 = 409;
+
+    async fn find_key(&self, key: &SshPublicKey) -> Result<Option<Value>> {
+        let keys = self.paged("/ssh_keys", "ssh_keys", &[]).await?;
+        Ok(keys.into_iter().find(|k| holds_key(k, key)))
+    }
+
+    async fn register_key(&self, key: &SshPublicKey) -> Result<Value> {
+        let body = json!({
+            "name": key.cloud_name(),
+            "public_key": key.to_string(),
+            "labels": {"headstart-managed": "true"},
+        });
+        self.api.post("/ssh_keys", &[], &body).await
     }
 }
 
@@ -241,7 +227,7 @@ impl VmProvisioner for Hetzner {
             tracing::info!(vm = %vm.name, id = %vm.id, "server exists already; not creating another");
             return Ok(vm);
         }
-        let key_id = self.ensure_ssh_key(&spec.ssh_key).await?;
+        let key_id = ensure_ssh_key(self, &spec.ssh_key).await?;
         let mut body = json!({
             "name": spec.name.as_str(),
             "server_type": spec.size_or_default(Cloud::Hetzner),
@@ -321,21 +307,8 @@ impl VmProvisioner for Hetzner {
         if let Some(action) = &vm.pending_operation {
             self.follow_action(action, vm, deadline).await?;
         }
-        let mut poll = Backoff::new(self.api.config.poll_interval);
-        loop {
-            let now = self.get(vm).await?;
-            if now.is_active() {
-                return Ok(now);
-            }
-            deadline
-                .pause(poll.next_wait(), || {
-                    format!(
-                        "waiting for server `{}` to run (status `{}`)",
-                        vm.name, now.raw_status
-                    )
-                })
-                .await?;
-        }
+        let poll = self.api.config.poll_interval;
+        wait_running(self, vm, deadline, poll, "server", "run").await
     }
 
     async fn destroy(&self, vm: &Vm) -> Result<()> {

@@ -5,13 +5,14 @@
 //! whole start (`vm_create`, `vm_active`, `ssh_ready`) and destroys the VM when any
 //! step after its creation fails; [`VmHost`] runs argv commands on a ready VM over SSH.
 //!
-//! The image comes from the fast paths ([`feature_flags::FastPaths`]):
+//! The image comes from [`VmSpec::images`] ([`PrebuiltImages`]; which experiment or
+//! option turned them on is the caller's business):
 //!
-//! | cloud | fast path on | fast path off |
+//! | cloud | prebuilt image wanted | otherwise |
 //! |---|---|---|
-//! | DigitalOcean | `images`: the Docker marketplace image, no user data | Ubuntu 24.04 + cloud-init installing Docker |
-//! | Hetzner | `docker`: the `docker-ce` app image, no user data | Ubuntu 24.04 + cloud-init installing Docker |
-//! | GCP | `docker`: Container-Optimized OS (`cos-stable`) | Ubuntu 24.04 LTS + a `startup-script` installing Docker |
+//! | DigitalOcean | `marketplace`: the Docker marketplace image, no user data | Ubuntu 24.04 + cloud-init installing Docker |
+//! | Hetzner | `docker_ready`: the `docker-ce` app image, no user data | Ubuntu 24.04 + cloud-init installing Docker |
+//! | GCP | `docker_ready`: Container-Optimized OS (`cos-stable`) | Ubuntu 24.04 LTS + a `startup-script` installing Docker |
 //!
 //! Common guarantees: names are idempotent (a retried create finds the VM it already
 //! made), 429 answers are retried after the wait the API asks for (bounded), every
@@ -21,6 +22,7 @@
 //! hosts (for Docker sandboxes or commands over SSH); `headstart up` does not put a
 //! repository on a VM, because the git engine writes local disks only.
 
+mod common;
 mod config;
 pub mod digitalocean;
 mod error;
@@ -45,8 +47,8 @@ pub use config::{
 pub use error::{CloudError, Result};
 pub use ready::{Readiness, wait_ssh, wait_tcp};
 pub use spec::{
-    Cloud, DEFAULT_USER_DATA, ImageChoice, OWNER_LABEL, OwnerTag, SshPublicKey, Vm, VmName, VmSpec,
-    VmStatus,
+    Cloud, DEFAULT_USER_DATA, ImageChoice, OWNER_LABEL, OwnerTag, PrebuiltImages, SshPublicKey, Vm,
+    VmName, VmSpec, VmStatus,
 };
 pub use ssh::SshTarget;
 

@@ -1,14 +1,13 @@
 //! What to create ([`VmSpec`]) and what exists ([`Vm`]).
 //!
-//! The image is not chosen here by name: [`VmSpec::fast_paths`] says which fast paths
-//! are on, and each cloud resolves that into its own [`ImageChoice`] (a prebuilt image
-//! with nothing to install, or a plain OS image plus a boot script).
+//! The image is not chosen here by name: [`VmSpec::images`] says which kinds of
+//! prebuilt image a VM may boot ([`PrebuiltImages`]), and each cloud resolves that into
+//! its own [`ImageChoice`] (a prebuilt image with nothing to install, or a plain OS
+//! image plus a boot script).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
-
-use feature_flags::FastPaths;
 
 use super::error::{CloudError, Result};
 
@@ -323,14 +322,14 @@ impl ImageChoice {
         }
     }
 
-    /// Resolves a choice: `prebuilt` (the fast path for this cloud is on) boots
-    /// `fast_image` and sends no user data: a caller's own user data would compete
+    /// Resolves a choice: `prebuilt` (this cloud's kind of prebuilt image is wanted) boots
+    /// `prebuilt_image` and sends no user data: a caller's own user data would compete
     /// with the image and is refused. Otherwise `plain_image` boots with the caller's
     /// user data, or [`DEFAULT_USER_DATA`].
     pub(crate) fn resolve(
         spec: &VmSpec,
         prebuilt: bool,
-        fast_image: &str,
+        prebuilt_image: &str,
         plain_image: &str,
     ) -> Result<Self> {
         if let Some(image) = &spec.image {
@@ -351,12 +350,12 @@ impl ImageChoice {
         if prebuilt {
             if spec.user_data.is_some() {
                 return Err(CloudError::InvalidSpec(format!(
-                    "user data would compete with the prebuilt image `{fast_image}` (Docker is already \
+                    "user data would compete with the prebuilt image `{prebuilt_image}` (Docker is already \
                      installed there); drop the user data, or turn the fast path off (--no-fast)"
                 )));
             }
             return Ok(Self::Prebuilt {
-                image: fast_image.into(),
+                image: prebuilt_image.into(),
             });
         }
         Ok(Self::Plain {
@@ -380,6 +379,19 @@ if ! command -v docker >/dev/null 2>&1; then\n\
   systemctl enable --now docker\n\
 fi\n";
 
+/// Which prebuilt images (Docker already installed, no boot script) a VM may boot
+/// instead of a plain OS image that installs Docker at first boot. Each cloud offers
+/// one kind; the default is plain images everywhere.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PrebuiltImages {
+    /// Marketplace images with Docker preinstalled (DigitalOcean's Docker 1-click
+    /// image).
+    pub marketplace: bool,
+    /// The cloud's own Docker-ready image (Hetzner's `docker-ce` app image, GCP's
+    /// Container-Optimized OS).
+    pub docker_ready: bool,
+}
+
 /// What to create.
 #[derive(Debug, Clone)]
 pub struct VmSpec {
@@ -390,9 +402,9 @@ pub struct VmSpec {
     pub size: Option<String>,
     /// Region / location / zone (`None`: [`Cloud::default_region`]).
     pub region: Option<String>,
-    /// Which fast paths are on: decides the image per cloud.
-    pub fast_paths: FastPaths,
-    /// An explicit image instead of the one the fast paths pick.
+    /// Which prebuilt images may boot: decides the image per cloud.
+    pub images: PrebuiltImages,
+    /// An explicit image instead of the one [`images`](Self::images) picks.
     pub image: Option<String>,
     /// The public key that may log in.
     pub ssh_key: SshPublicKey,
@@ -411,13 +423,13 @@ impl VmSpec {
         name: VmName,
         owner: OwnerTag,
         ssh_key: SshPublicKey,
-        fast_paths: FastPaths,
+        images: PrebuiltImages,
     ) -> Self {
         Self {
             name,
             size: None,
             region: None,
-            fast_paths,
+            images,
             image: None,
             ssh_key,
             user_data: None,
@@ -518,12 +530,12 @@ mod tests {
     const KEY: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGs7Zp2v0Q8cM4n3k6mXbq1s9t2u3v4w5x6y7z8A9B0C me@host";
 
-    fn spec(fast: FastPaths) -> VmSpec {
+    fn spec(images: PrebuiltImages) -> VmSpec {
         VmSpec::new(
             VmName::new("vm-1").unwrap(),
             OwnerTag::new("alice").unwrap(),
             SshPublicKey::parse(KEY).unwrap(),
-            fast,
+            images,
         )
     }
 
@@ -566,10 +578,10 @@ mod tests {
     }
 
     #[test]
-    fn the_fast_path_picks_the_prebuilt_image_and_refuses_competing_user_data() {
-        let on = FastPaths {
-            docker: true,
-            ..FastPaths::default()
+    fn a_prebuilt_image_boots_without_user_data_and_refuses_competing_user_data() {
+        let on = PrebuiltImages {
+            docker_ready: true,
+            ..PrebuiltImages::default()
         };
         let choice = ImageChoice::resolve(&spec(on), true, "docker-ce", "ubuntu").unwrap();
         assert_eq!(
@@ -579,8 +591,13 @@ mod tests {
             }
         );
         assert_eq!(choice.user_data(), None);
-        let off = ImageChoice::resolve(&spec(FastPaths::default()), false, "docker-ce", "ubuntu")
-            .unwrap();
+        let off = ImageChoice::resolve(
+            &spec(PrebuiltImages::default()),
+            false,
+            "docker-ce",
+            "ubuntu",
+        )
+        .unwrap();
         assert_eq!(off.image(), "ubuntu");
         assert_eq!(off.user_data(), Some(DEFAULT_USER_DATA));
         let mut s = spec(on);
@@ -594,7 +611,7 @@ mod tests {
 
     #[test]
     fn labels_always_carry_owner_and_managed() {
-        let mut s = spec(FastPaths::default());
+        let mut s = spec(PrebuiltImages::default());
         s.labels.insert("team".into(), "infra".into());
         let l = s.all_labels().unwrap();
         assert_eq!(l.get(OWNER_LABEL).map(String::as_str), Some("alice"));

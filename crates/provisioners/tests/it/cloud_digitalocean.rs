@@ -26,7 +26,7 @@ async fn images_on_boots_the_marketplace_image_without_user_data_and_reaches_ssh
     let mut seen = Vec::new();
     let report = up(
         &p,
-        &spec("web-1", fast(true, false)),
+        &spec("web-1", prebuilt(true, false)),
         &banner_readiness(sshd, Duration::from_secs(10)),
         |ph, _| seen.push(ph),
     )
@@ -79,7 +79,7 @@ async fn images_on_boots_the_marketplace_image_without_user_data_and_reaches_ssh
 async fn images_off_boots_ubuntu_with_the_docker_user_data() {
     let fake = FakeDo::start(DoBehaviour::default()).await;
     let vm = provisioner(&fake)
-        .create(&spec("web-2", fast(false, true)))
+        .create(&spec("web-2", prebuilt(false, true)))
         .await
         .unwrap();
     assert_eq!(vm.status, VmStatus::Provisioning);
@@ -91,7 +91,7 @@ async fn images_off_boots_ubuntu_with_the_docker_user_data() {
 #[tokio::test]
 async fn user_data_with_the_marketplace_image_is_refused_before_any_request() {
     let fake = FakeDo::start(DoBehaviour::default()).await;
-    let mut s = spec("web-3", fast(true, false));
+    let mut s = spec("web-3", prebuilt(true, false));
     s.user_data = Some("#!/bin/sh\ndocker pull nginx\n".into());
     let err = provisioner(&fake).create(&s).await.unwrap_err();
     assert!(matches!(err, CloudError::InvalidSpec(_)), "{err}");
@@ -103,7 +103,7 @@ async fn user_data_with_the_marketplace_image_is_refused_before_any_request() {
 async fn a_second_create_finds_the_droplet_instead_of_making_another() {
     let fake = FakeDo::start(DoBehaviour::default()).await;
     let p = provisioner(&fake);
-    let s = spec("web-4", fast(true, false));
+    let s = spec("web-4", prebuilt(true, false));
     let a = p.create(&s).await.unwrap();
     let b = p.create(&s).await.unwrap();
     assert_eq!(a.id, b.id);
@@ -125,7 +125,7 @@ async fn a_create_answered_with_a_server_error_after_acting_is_not_repeated() {
     })
     .await;
     let vm = provisioner(&fake)
-        .create(&spec("web-5", fast(true, false)))
+        .create(&spec("web-5", prebuilt(true, false)))
         .await
         .unwrap();
     let s = fake.state.lock().unwrap();
@@ -144,7 +144,7 @@ async fn a_name_held_by_a_foreign_droplet_is_refused() {
         Some("127.0.0.1"),
     ));
     let err = provisioner(&fake)
-        .create(&spec("web-6", fast(true, false)))
+        .create(&spec("web-6", prebuilt(true, false)))
         .await
         .unwrap_err();
     assert!(matches!(err, CloudError::NameInUse { .. }), "{err}");
@@ -172,7 +172,7 @@ async fn unauthorized_names_the_variable_and_never_the_token() {
     let logs = LogCapture::start();
     let err = DigitalOcean::new(config)
         .unwrap()
-        .create(&spec("web-7", fast(true, false)))
+        .create(&spec("web-7", prebuilt(true, false)))
         .await
         .unwrap_err();
     assert!(
@@ -210,7 +210,7 @@ async fn quota_422_is_reported_with_what_to_do() {
     })
     .await;
     let err = provisioner(&fake)
-        .create(&spec("web-8", fast(true, false)))
+        .create(&spec("web-8", prebuilt(true, false)))
         .await
         .unwrap_err();
     assert!(
@@ -241,7 +241,7 @@ async fn rate_limit_waits_for_retry_after_then_creates_once() {
     .await;
     let t = Instant::now();
     provisioner(&fake)
-        .create(&spec("web-9", fast(true, false)))
+        .create(&spec("web-9", prebuilt(true, false)))
         .await
         .unwrap();
     assert!(
@@ -268,7 +268,7 @@ async fn rate_limit_gives_up_after_the_bounded_attempts() {
     })
     .await;
     let err = provisioner(&fake)
-        .create(&spec("web-10", fast(true, false)))
+        .create(&spec("web-10", prebuilt(true, false)))
         .await
         .unwrap_err();
     assert!(
@@ -288,7 +288,7 @@ async fn a_droplet_that_never_becomes_active_is_destroyed_at_the_deadline() {
     let p = provisioner(&fake);
     let err = up(
         &p,
-        &spec("web-11", fast(true, false)),
+        &spec("web-11", prebuilt(true, false)),
         &banner_readiness(closed_port(), Duration::from_millis(400)),
         |_, _| {},
     )
@@ -311,7 +311,7 @@ async fn a_droplet_whose_ssh_never_answers_is_destroyed() {
     let p = provisioner(&fake);
     let err = up(
         &p,
-        &spec("web-12", fast(true, false)),
+        &spec("web-12", prebuilt(true, false)),
         &banner_readiness(closed_port(), Duration::from_millis(600)),
         |_, _| {},
     )
@@ -330,8 +330,10 @@ async fn list_filters_by_the_owner_tag() {
         !debug.contains(TOKEN) && debug.contains("redacted"),
         "{debug}"
     );
-    p.create(&spec("mine-1", fast(true, false))).await.unwrap();
-    let mut theirs = spec("theirs-1", fast(true, false));
+    p.create(&spec("mine-1", prebuilt(true, false)))
+        .await
+        .unwrap();
+    let mut theirs = spec("theirs-1", prebuilt(true, false));
     theirs.owner = provisioners::cloud::OwnerTag::new("bob").unwrap();
     p.create(&theirs).await.unwrap();
     let mine = p.list(&owner()).await.unwrap();
@@ -374,7 +376,7 @@ async fn a_spent_rate_limit_budget_delays_the_next_request_instead_of_provoking_
         .await;
     let t = Instant::now();
     provisioner(&fake)
-        .create(&spec("web-13", fast(true, false)))
+        .create(&spec("web-13", prebuilt(true, false)))
         .await
         .unwrap();
     assert!(
@@ -401,7 +403,7 @@ async fn a_create_cut_off_by_the_deadline_is_found_and_destroyed() {
     let p = provisioner(&fake);
     let err = up(
         &p,
-        &spec("web-14", fast(true, false)),
+        &spec("web-14", prebuilt(true, false)),
         &banner_readiness(closed_port(), Duration::from_millis(700)),
         |_, _| {},
     )
@@ -426,7 +428,7 @@ async fn a_key_registered_concurrently_422_in_use_is_found_and_used() {
     })
     .await;
     provisioner(&fake)
-        .create(&spec("web-15", fast(true, false)))
+        .create(&spec("web-15", prebuilt(true, false)))
         .await
         .unwrap();
     assert_eq!(

@@ -10,9 +10,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use feature_flags::FastPaths;
 use provisioners::cloud::{
-    ApiToken, Cloud, CloudConfig, OwnerTag, Readiness, SshPublicKey, VmName, VmSpec,
+    ApiToken, Cloud, CloudConfig, OwnerTag, PrebuiltImages, Readiness, SshPublicKey, VmName, VmSpec,
 };
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, path_regex};
@@ -27,20 +26,21 @@ pub(crate) fn owner() -> OwnerTag {
     OwnerTag::new("alice").unwrap()
 }
 
-pub(crate) fn spec(name: &str, fast: FastPaths) -> VmSpec {
+pub(crate) fn spec(name: &str, images: PrebuiltImages) -> VmSpec {
     VmSpec::new(
         VmName::new(name).unwrap(),
         owner(),
         SshPublicKey::parse(PUBKEY).unwrap(),
-        fast,
+        images,
     )
 }
 
-pub(crate) fn fast(images: bool, docker: bool) -> FastPaths {
-    FastPaths {
-        images,
-        docker,
-        sandbox: false,
+/// Which prebuilt images a spec may boot: DigitalOcean's marketplace image, the
+/// Docker-ready image of Hetzner and GCP.
+pub(crate) fn prebuilt(marketplace: bool, docker_ready: bool) -> PrebuiltImages {
+    PrebuiltImages {
+        marketplace,
+        docker_ready,
     }
 }
 

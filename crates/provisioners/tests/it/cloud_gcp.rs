@@ -41,7 +41,7 @@ async fn docker_on_boots_cos_without_a_startup_script_and_polls_the_operation() 
     let p = provisioner(&fake);
     let report = up(
         &p,
-        &spec("gce-1", fast(false, true)),
+        &spec("gce-1", prebuilt(false, true)),
         &banner_readiness(sshd, Duration::from_secs(10)),
         |_, _| {},
     )
@@ -92,7 +92,7 @@ async fn docker_on_boots_cos_without_a_startup_script_and_polls_the_operation() 
 async fn docker_off_boots_ubuntu_with_a_startup_script() {
     let fake = FakeGce::start(GceBehaviour::default()).await;
     provisioner(&fake)
-        .create(&spec("gce-2", fast(true, false)))
+        .create(&spec("gce-2", prebuilt(true, false)))
         .await
         .unwrap();
     let body = &bodies(&fake.server, "POST", INSTANCES).await[0];
@@ -118,7 +118,7 @@ async fn a_retried_insert_reuses_its_request_id_and_makes_one_instance() {
     })
     .await;
     provisioner(&fake)
-        .create(&spec("gce-3", fast(false, true)))
+        .create(&spec("gce-3", prebuilt(false, true)))
         .await
         .unwrap();
     let s = fake.state.lock().unwrap();
@@ -134,7 +134,7 @@ async fn a_retried_insert_reuses_its_request_id_and_makes_one_instance() {
 async fn already_exists_returns_our_instance() {
     let fake = FakeGce::start(GceBehaviour::default()).await;
     let p = provisioner(&fake);
-    let s = spec("gce-4", fast(false, true));
+    let s = spec("gce-4", prebuilt(false, true));
     p.create(&s).await.unwrap();
     let again = p.create(&s).await.unwrap();
     assert_eq!(again.name, "gce-4");
@@ -157,7 +157,7 @@ async fn a_failed_operation_destroys_the_instance() {
     let p = provisioner(&fake);
     let err = up(
         &p,
-        &spec("gce-5", fast(false, true)),
+        &spec("gce-5", prebuilt(false, true)),
         &banner_readiness(closed_port(), Duration::from_secs(5)),
         |_, _| {},
     )
@@ -186,7 +186,7 @@ async fn quota_and_auth_errors_from_google() {
     .await;
     let p = provisioner(&fake);
     let err = p
-        .create(&spec("gce-6", fast(false, true)))
+        .create(&spec("gce-6", prebuilt(false, true)))
         .await
         .unwrap_err();
     assert!(
@@ -195,7 +195,7 @@ async fn quota_and_auth_errors_from_google() {
     );
     assert!(err.to_string().contains("raise the limit"), "{err}");
     let err = p
-        .create(&spec("gce-6", fast(false, true)))
+        .create(&spec("gce-6", prebuilt(false, true)))
         .await
         .unwrap_err();
     assert!(
@@ -213,8 +213,10 @@ async fn quota_and_auth_errors_from_google() {
 async fn list_filters_by_owner_label_across_zones() {
     let fake = FakeGce::start(GceBehaviour::default()).await;
     let p = provisioner(&fake);
-    p.create(&spec("mine-3", fast(false, true))).await.unwrap();
-    let mut theirs = spec("theirs-3", fast(false, true));
+    p.create(&spec("mine-3", prebuilt(false, true)))
+        .await
+        .unwrap();
+    let mut theirs = spec("theirs-3", prebuilt(false, true));
     theirs.owner = provisioners::cloud::OwnerTag::new("bob").unwrap();
     p.create(&theirs).await.unwrap();
     let mine = p.list(&owner()).await.unwrap();
@@ -230,8 +232,10 @@ async fn list_filters_by_owner_label_across_zones() {
 async fn a_refused_filter_falls_back_to_filtering_here() {
     let fake = FakeGce::start(GceBehaviour::default()).await;
     let p = provisioner(&fake);
-    p.create(&spec("mine-4", fast(false, true))).await.unwrap();
-    let mut theirs = spec("theirs-4", fast(false, true));
+    p.create(&spec("mine-4", prebuilt(false, true)))
+        .await
+        .unwrap();
+    let mut theirs = spec("theirs-4", prebuilt(false, true));
     theirs.owner = provisioners::cloud::OwnerTag::new("bob").unwrap();
     p.create(&theirs).await.unwrap();
     // This API refuses any filter expression; without one it lists everything.

@@ -25,7 +25,7 @@ async fn docker_on_boots_docker_ce_without_user_data_and_follows_the_action() {
     let p = provisioner(&fake);
     let report = up(
         &p,
-        &spec("builder-1", fast(false, true)),
+        &spec("builder-1", prebuilt(false, true)),
         &banner_readiness(sshd, Duration::from_secs(10)),
         |_, _| {},
     )
@@ -65,7 +65,7 @@ async fn docker_on_boots_docker_ce_without_user_data_and_follows_the_action() {
 #[tokio::test]
 async fn docker_off_boots_ubuntu_with_user_data_and_extra_labels() {
     let fake = FakeHetzner::start(HzBehaviour::default()).await;
-    let mut s = spec("builder-2", fast(true, false));
+    let mut s = spec("builder-2", prebuilt(true, false));
     s.labels.insert("team".into(), "infra".into());
     provisioner(&fake).create(&s).await.unwrap();
     let body = &bodies(&fake.server, "POST", "/v1/servers").await[0];
@@ -79,7 +79,7 @@ async fn an_existing_key_is_reused_not_registered_again() {
     let fake = FakeHetzner::start(HzBehaviour::default()).await;
     fake.state.lock().unwrap().keys.push(json!({"id": 777, "name": "laptop", "fingerprint": "aa", "public_key": PUBKEY.rsplit_once(' ').unwrap().0, "labels": {}}));
     provisioner(&fake)
-        .create(&spec("builder-3", fast(false, true)))
+        .create(&spec("builder-3", prebuilt(false, true)))
         .await
         .unwrap();
     assert!(
@@ -103,7 +103,7 @@ async fn a_failed_create_action_destroys_the_server() {
     let p = provisioner(&fake);
     let err = up(
         &p,
-        &spec("builder-4", fast(false, true)),
+        &spec("builder-4", prebuilt(false, true)),
         &banner_readiness(closed_port(), Duration::from_secs(5)),
         |_, _| {},
     )
@@ -130,7 +130,7 @@ async fn an_action_that_never_finishes_hits_the_deadline_and_the_server_is_destr
     let p = provisioner(&fake);
     let err = up(
         &p,
-        &spec("builder-5", fast(false, true)),
+        &spec("builder-5", prebuilt(false, true)),
         &banner_readiness(closed_port(), Duration::from_millis(300)),
         |_, _| {},
     )
@@ -144,7 +144,7 @@ async fn an_action_that_never_finishes_hits_the_deadline_and_the_server_is_destr
 async fn uniqueness_409_returns_our_server_but_refuses_a_foreign_one() {
     let fake = FakeHetzner::start(HzBehaviour::default()).await;
     let p = provisioner(&fake);
-    let s = spec("builder-6", fast(false, true));
+    let s = spec("builder-6", prebuilt(false, true));
     let first = p.create(&s).await.unwrap();
     assert_eq!(
         p.create(&s).await.unwrap().id,
@@ -159,7 +159,7 @@ async fn uniqueness_409_returns_our_server_but_refuses_a_foreign_one() {
         "running",
     ));
     let err = p
-        .create(&spec("taken", fast(false, true)))
+        .create(&spec("taken", prebuilt(false, true)))
         .await
         .unwrap_err();
     assert!(matches!(err, CloudError::NameInUse { .. }), "{err}");
@@ -177,7 +177,7 @@ async fn resource_limit_and_invalid_input_are_refusals_with_hints() {
     .await;
     let p = provisioner(&fake);
     let err = p
-        .create(&spec("builder-7", fast(false, true)))
+        .create(&spec("builder-7", prebuilt(false, true)))
         .await
         .unwrap_err();
     assert!(
@@ -186,7 +186,7 @@ async fn resource_limit_and_invalid_input_are_refusals_with_hints() {
     );
     assert!(err.to_string().contains("raise the limit"), "{err}");
     let err = p
-        .create(&spec("builder-7", fast(false, true)))
+        .create(&spec("builder-7", prebuilt(false, true)))
         .await
         .unwrap_err();
     assert!(
@@ -214,7 +214,7 @@ async fn rate_limit_reset_header_is_honoured() {
     .await;
     let t = Instant::now();
     provisioner(&fake)
-        .create(&spec("builder-8", fast(false, true)))
+        .create(&spec("builder-8", prebuilt(false, true)))
         .await
         .unwrap();
     assert!(
@@ -240,7 +240,7 @@ async fn unauthorized_401_never_shows_the_token() {
     let logs = LogCapture::start();
     let err = Hetzner::new(config)
         .unwrap()
-        .create(&spec("builder-9", fast(false, true)))
+        .create(&spec("builder-9", prebuilt(false, true)))
         .await
         .unwrap_err();
     let shown = format!("{err} {err:?}");
@@ -258,8 +258,10 @@ async fn unauthorized_401_never_shows_the_token() {
 async fn list_uses_the_owner_label_selector() {
     let fake = FakeHetzner::start(HzBehaviour::default()).await;
     let p = provisioner(&fake);
-    p.create(&spec("mine-2", fast(false, true))).await.unwrap();
-    let mut theirs = spec("theirs-2", fast(false, true));
+    p.create(&spec("mine-2", prebuilt(false, true)))
+        .await
+        .unwrap();
+    let mut theirs = spec("theirs-2", prebuilt(false, true));
     theirs.owner = provisioners::cloud::OwnerTag::new("bob").unwrap();
     p.create(&theirs).await.unwrap();
     let mine = p.list(&owner()).await.unwrap();

@@ -80,8 +80,8 @@ async fn digitalocean_requests_and_fake_answers_match_pydo() {
     let sshd = fake_sshd_banner().await;
     let p = DigitalOcean::new(fake.config()).unwrap();
     for (name, fp) in [
-        ("spec-a", fast(true, false)),
-        ("spec-b", fast(false, false)),
+        ("spec-a", prebuilt(true, false)),
+        ("spec-b", prebuilt(false, false)),
     ] {
         up(
             &p,
@@ -199,8 +199,8 @@ async fn hetzner_requests_and_fake_answers_match_hcloud() {
     let sshd = fake_sshd_banner().await;
     let p = Hetzner::new(fake.config()).unwrap();
     for (name, fp) in [
-        ("spec-c", fast(false, true)),
-        ("spec-d", fast(false, false)),
+        ("spec-c", prebuilt(false, true)),
+        ("spec-d", prebuilt(false, false)),
     ] {
         up(
             &p,
@@ -404,8 +404,8 @@ async fn compute_requests_and_fake_answers_match_the_discovery_document() {
     let sshd = fake_sshd_banner().await;
     let p = Gcp::new(fake.config()).unwrap();
     for (name, fp) in [
-        ("spec-e", fast(false, true)),
-        ("spec-f", fast(false, false)),
+        ("spec-e", prebuilt(false, true)),
+        ("spec-f", prebuilt(false, false)),
     ] {
         up(
             &p,

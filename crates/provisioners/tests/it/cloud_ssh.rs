@@ -363,7 +363,7 @@ async fn up_waits_for_a_real_ssh_command_then_exec_runs_on_the_host() {
     ready.ssh_user = Some(sshd.user.clone());
     ready.deadline = Duration::from_secs(30);
     ready.retry_interval = Duration::from_millis(100);
-    let spec = crate::cloud_fakes::spec("e2e-1", crate::cloud_fakes::fast(true, false));
+    let spec = crate::cloud_fakes::spec("e2e-1", crate::cloud_fakes::prebuilt(true, false));
     let report = provisioners::cloud::up(&p, &spec, &ready, |_, _| {})
         .await
         .unwrap();

@@ -126,6 +126,7 @@ async fn local_refuses_workdirs_inside_or_around_its_data_in_any_spelling() {
     assert_eq!(ok.workspace(), std::fs::canonicalize(&mine).unwrap());
 }
 
+#[cfg(feature = "docker")]
 #[tokio::test]
 async fn docker_refuses_workdirs_inside_or_around_its_data() {
     let Some(fx) =

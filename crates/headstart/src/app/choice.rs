@@ -1,11 +1,20 @@
-//! Which provider runs a start: an explicit choice always wins; otherwise the
-//! `sandbox` fast path (from the `fast_provision` experiment or an opt-in) picks Docker
-//! when an engine answers, and says so when none does; otherwise the local provider.
+//! What the fast paths decide, mapped onto the plain options the implementations take
+//! (`provisioners` knows nothing of experiments).
 //!
-//! This is a decision only: it installs nothing and starts no engine (an experiment
+//! - [`choose_provider`]: which provider runs a start. An explicit choice always wins;
+//!   otherwise the `sandbox` fast path (from the `fast_provision` experiment or an
+//!   opt-in) picks Docker when an engine answers, and says so when none does;
+//!   otherwise the local provider.
+//! - [`prebuilt_images`]: which prebuilt VM images `vm up` may boot (`images`: the
+//!   marketplace image, `docker`: the cloud's Docker-ready image).
+//!
+//! Part of the app layer: the CLI and library users get the same choice.
+//!
+//! These are decisions only: they install nothing and start no engine (an experiment
 //! never changes the user's machine).
 
 use feature_flags::FastPaths;
+use provisioners::cloud::PrebuiltImages;
 
 /// A provider kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -70,6 +79,15 @@ pub fn choose_provider(
     }
 }
 
+/// The prebuilt VM images the fast paths allow: `images` turns on marketplace images
+/// (DigitalOcean), `docker` the clouds' Docker-ready images (Hetzner, GCP).
+pub fn prebuilt_images(fast: FastPaths) -> PrebuiltImages {
+    PrebuiltImages {
+        marketplace: fast.images,
+        docker_ready: fast.docker,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +135,24 @@ mod tests {
             choose_provider(None, FastPaths::default(), || panic!("no probe")).kind,
             ProviderKind::Local
         );
+    }
+
+    #[test]
+    fn images_and_docker_fast_paths_pick_the_prebuilt_vm_images() {
+        assert_eq!(
+            prebuilt_images(FastPaths::default()),
+            PrebuiltImages::default()
+        );
+        let images = prebuilt_images(FastPaths {
+            images: true,
+            ..FastPaths::default()
+        });
+        assert!(images.marketplace && !images.docker_ready);
+        let docker = prebuilt_images(FastPaths {
+            docker: true,
+            sandbox: true,
+            ..FastPaths::default()
+        });
+        assert!(!docker.marketplace && docker.docker_ready);
     }
 }
