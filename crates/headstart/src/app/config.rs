@@ -31,6 +31,9 @@ pub struct Config {
     pub build_runner: Option<PathBuf>,
     /// The feature-flags client's configuration.
     pub flags: feature_flags::Config,
+    /// Why the environment's eligibility settings are invalid: reported by a start
+    /// that would use them (every other operation works without them).
+    eligibility_error: Option<String>,
 }
 
 impl Config {
@@ -58,6 +61,18 @@ impl Config {
             detach_builds: false,
             build_runner: None,
             flags,
+            eligibility_error: None,
+        }
+    }
+
+    /// The eligibility a start uses.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the environment's settings were invalid.
+    pub(crate) fn eligibility(&self) -> Result<Eligibility> {
+        match &self.eligibility_error {
+            Some(e) => Err(Error::InvalidInput(e.clone())),
+            None => Ok(self.eligibility.clone()),
         }
     }
 
@@ -66,8 +81,9 @@ impl Config {
     /// builds (without a build runner: the binary sets its own path), and feature flags.
     ///
     /// # Errors
-    /// [`Error::Core`] for a bad `HEADSTART_RESTORE_METHOD` or no data directory;
-    /// [`Error::InvalidInput`] for a `HEADSTART_SNAPSHOT_MAX_BYTES` that is no number.
+    /// [`Error::Core`] for a bad `HEADSTART_RESTORE_METHOD` or no data directory. A
+    /// `HEADSTART_SNAPSHOT_MAX_BYTES` that is no number fails the starts that would use
+    /// it ([`Error::InvalidInput`]), not this.
     pub fn from_env() -> Result<Self> {
         let local = LocalConfig::from_vars(env::var_os)?;
         let mut person = Properties::new();
@@ -79,11 +95,16 @@ impl Config {
         );
         let flags = feature_flags::Config::from_env(local.home.clone(), env::var)
             .with_person_properties(person);
+        let (eligibility, eligibility_error) = match eligibility() {
+            Ok(e) => (e, None),
+            Err(e) => (Eligibility::all(), Some(e.to_string())),
+        };
         Ok(Self {
             data_dir: local.home,
             restore_method: local.restore_method,
             credentials: git_credentials(),
-            eligibility: eligibility()?,
+            eligibility,
+            eligibility_error,
             detach_builds: env::var(env::HEADSTART_DETACH_BUILDS).is_none_or(|v| v != "0"),
             build_runner: None,
             flags,

@@ -199,9 +199,7 @@ impl Headstart {
                 workdir::source_of(dir, req.branch.as_deref(), req.new_branch.as_deref())?
             }
             (None, None) => {
-                return Err(Error::InvalidInput(
-                    "give a repository or --workdir DIR".into(),
-                ));
+                return Err(Error::InvalidInput("give a repository or a workdir".into()));
             }
         };
         let recipe = read_recipe(req.recipe_file.as_deref())?;
@@ -256,7 +254,7 @@ impl Headstart {
         let eligibility = if req.no_snapshot {
             Eligibility::none()
         } else {
-            self.config.eligibility.clone()
+            self.config.eligibility()?
         };
         let mut fast = FastStart::new(provider.clone(), builder.clone())
             .recipe(recipe)

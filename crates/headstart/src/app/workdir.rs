@@ -27,14 +27,12 @@ use super::{Error, Result};
 /// (without a repository) is not an existing directory.
 pub(crate) fn checked(dir: &Path, home: &Path, has_repo: bool) -> Result<PathBuf> {
     let resolved = provisioners::workdir::check_workdir(dir, home).map_err(|e| match e {
-        sandbox_core::Error::InvalidOptions(why) => {
-            Error::InvalidInput(format!("--workdir: {why}"))
-        }
-        other => Error::InvalidInput(format!("--workdir: {other}")),
+        sandbox_core::Error::InvalidOptions(why) => Error::InvalidInput(format!("workdir: {why}")),
+        other => Error::InvalidInput(format!("workdir: {other}")),
     })?;
     if !has_repo && !resolved.is_dir() {
         return Err(Error::InvalidInput(format!(
-            "--workdir {} is not a directory (give a repository to clone into a new one)",
+            "workdir {} is not a directory (give a repository to clone into a new one)",
             dir.display()
         )));
     }
