@@ -157,13 +157,6 @@ pub(crate) async fn cleanup(
     if keys.is_empty() {
         return Ok(CleanupReport::default());
     }
-    let sandboxes: BTreeSet<SandboxName> = match provider.list().await {
-        Ok(list) => list.into_iter().map(|s| s.name).collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not list sandboxes; build sandboxes are not cleaned up");
-            BTreeSet::new()
-        }
-    };
     let mut report = CleanupReport::default();
     for (key, st) in keys {
         let is_own = own.is_some_and(|(k, _)| k == key);
@@ -183,7 +176,7 @@ pub(crate) async fn cleanup(
             Some(lock)
         };
         let keep = own.and_then(|(k, s)| s.filter(|_| k == key));
-        let r = clean_key(provider, state_dir, &key, &st, &sandboxes, keep).await;
+        let r = clean_key(provider, state_dir, &key, &st, keep).await;
         report.add(r);
     }
     if !report.is_empty() {
@@ -204,7 +197,6 @@ async fn clean_key(
     state_dir: &Path,
     key: &str,
     st: &KeyState,
-    sandboxes: &BTreeSet<SandboxName>,
     keep_seed: Option<&Path>,
 ) -> CleanupReport {
     let needle = marker(state_dir, key);
@@ -215,15 +207,13 @@ async fn clean_key(
         processes_killed,
         ..CleanupReport::default()
     };
+    // a build sandbox stays `creating` (unlisted) while it builds: remove it by name
     let name = build_sandbox_name_of(key);
-    if sandboxes.contains(&name) {
-        match provider.remove(&name).await {
-            Ok(()) | Err(sandbox_core::Error::SandboxNotFound { .. }) => {
-                report.sandboxes_removed.push(name);
-            }
-            Err(e) => {
-                tracing::warn!(sandbox = %name, error = %e, "could not remove a dead build's sandbox");
-            }
+    match provider.remove(&name).await {
+        Ok(()) => report.sandboxes_removed.push(name),
+        Err(sandbox_core::Error::SandboxNotFound { .. }) => {}
+        Err(e) => {
+            tracing::warn!(sandbox = %name, error = %e, "could not remove a dead build's sandbox");
         }
     }
     // seeds handed to a job that is still to start are kept with it

@@ -165,7 +165,12 @@ async fn build(
     options: &RefreshOptions,
     name: &SandboxName,
 ) -> Result<(SnapshotMeta, Vec<CommandRecord>, bool)> {
-    let mut connect = ConnectOptions::new().name(name.clone()).force_create(true);
+    // A build sandbox is never a user's: it stays `creating` (hidden from `ls` and
+    // reconnects, its name locked while this build runs) and is removed when done.
+    let mut connect = ConnectOptions::new()
+        .name(name.clone())
+        .force_create(true)
+        .defer_ready(true);
     if let Some(image) = &options.recipe.base_image {
         connect = connect.image(image.clone());
     }

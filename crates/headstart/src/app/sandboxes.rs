@@ -131,6 +131,9 @@ impl Headstart {
             match self.provider(kind).await {
                 Ok(p) => {
                     for info in p.list().await? {
+                        if is_running_build(&info) {
+                            continue;
+                        }
                         all.push((p.clone(), info));
                     }
                 }
@@ -255,4 +258,15 @@ impl Headstart {
             truncated: out.truncated,
         })
     }
+}
+
+/// A snapshot build's own sandbox while it builds (`build-<16 hex>`, `creating`):
+/// internal, never a sandbox of the user's, so listings leave it out.
+fn is_running_build(info: &SandboxInfo) -> bool {
+    info.state == sandbox_core::SandboxState::Creating
+        && info
+            .name
+            .as_str()
+            .strip_prefix("build-")
+            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }

@@ -19,17 +19,17 @@ use crate::{headstart, json, stderr, stdout};
 
 /// Bytes the proxy forwards per connection before it stalls: the ref advertisement
 /// and the first part of the pack.
-const BUDGET: u64 = 96 * 1024;
+pub(crate) const BUDGET: u64 = 96 * 1024;
 /// How long a stalled connection stays open.
-const STALL: Duration = Duration::from_secs(4);
+pub(crate) const STALL: Duration = Duration::from_secs(4);
 
 /// A running `headstart`, killed (SIGKILL) if the test ends before it does.
-struct Running {
+pub(crate) struct Running {
     child: Option<Child>,
 }
 
 impl Running {
-    fn spawn(home: &Path, args: &[&str]) -> Self {
+    pub(crate) fn spawn(home: &Path, args: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_headstart"))
             .args(args)
             .env("HEADSTART_HOME", home)
@@ -50,12 +50,12 @@ impl Running {
     }
 
     /// Sends `sig` to this process only (never a group, never through `kill(1)`).
-    fn signal(&self, sig: Signal) {
+    pub(crate) fn signal(&self, sig: Signal) {
         rustix::process::kill_process(self.pid(), sig).expect("headstart still runs");
     }
 
     /// Waits for it to exit (at most `within`) and returns its output.
-    fn finish(mut self, within: Duration) -> Output {
+    pub(crate) fn finish(mut self, within: Duration) -> Output {
         let mut child = self.child.take().unwrap();
         let t = Instant::now();
         loop {
@@ -99,7 +99,7 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// An upstream whose default branch `main` holds 2 MiB of noise.
-fn big_upstream() -> Upstream {
+pub(crate) fn big_upstream() -> Upstream {
     let up = Upstream::new("main", 20).unwrap();
     up.commit(
         "main",
@@ -113,7 +113,7 @@ fn sandbox_dir(home: &Path, name: &str) -> PathBuf {
     home.join("sandboxes").join(name)
 }
 
-fn ls_names(home: &Path) -> Vec<String> {
+pub(crate) fn ls_names(home: &Path) -> Vec<String> {
     json(&headstart(home, &["ls", "--json"]))
         .as_array()
         .unwrap()
@@ -123,7 +123,7 @@ fn ls_names(home: &Path) -> Vec<String> {
 }
 
 /// `git status --porcelain` is empty and HEAD is `commit`.
-fn assert_clean_checkout(ws: &Path, commit: &str) {
+pub(crate) fn assert_clean_checkout(ws: &Path, commit: &str) {
     let repo = git2::Repository::open(ws).unwrap();
     let head = repo
         .head()
@@ -138,7 +138,7 @@ fn assert_clean_checkout(ws: &Path, commit: &str) {
 }
 
 /// Starts `up` through a stalling proxy and waits until its transfer stalled.
-fn up_until_stalled(home: &Path, proxy: &StallProxy, args: &[&str]) -> Running {
+pub(crate) fn up_until_stalled(home: &Path, proxy: &StallProxy, args: &[&str]) -> Running {
     let seen = proxy.stalls();
     let running = Running::spawn(home, args);
     assert!(

@@ -4,6 +4,7 @@
 
 mod cli;
 mod conventions;
+mod docker_lifecycle;
 mod exec_status;
 mod json_output;
 mod library;

@@ -302,14 +302,24 @@ fn a_build_process_killed_mid_recipe_leaves_nothing_the_next_build_keeps() {
     let seeds = data.join("state/seeds");
     let n_seeds = || std::fs::read_dir(&seeds).map_or(0, |d| d.count());
     assert_eq!(n_seeds(), 1);
+    // a build sandbox is `creating` while it builds, so `ls` never offers it: count
+    // the directories the local provider keeps
     let build_sandboxes = || {
-        json(&headstart_with(&data, &token, &[], &["ls", "--json"]))
+        std::fs::read_dir(data.join("sandboxes")).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("build-"))
+                .count()
+        })
+    };
+    let listed = json(&headstart_with(&data, &token, &[], &["ls", "--json"]));
+    assert!(
+        listed
             .as_array()
             .unwrap()
             .iter()
-            .filter(|s| s["name"].as_str().unwrap().starts_with("build-"))
-            .count()
-    };
+            .all(|s| !s["name"].as_str().unwrap().starts_with("build-")),
+        "a build sandbox is never listed: {listed}"
+    );
     assert_eq!(build_sandboxes(), 1);
 
     // the next build, of another repository, cleans up after it

@@ -267,12 +267,17 @@ async fn a_dead_builds_leftovers_are_cleaned_up_but_never_a_running_builds() {
     assert_eq!(n_seeds(), 1);
     assert!(alive(daemon));
     let build_box = build_sandbox_name(&key);
-    assert!(rig.provider.get(&build_box).await.unwrap().is_some());
+    // a build sandbox is `creating` while it builds: never offered to users
+    assert_eq!(
+        rig.provider.state(&build_box).unwrap(),
+        Some(sandbox_core::SandboxState::Creating)
+    );
+    assert!(rig.provider.get(&build_box).await.unwrap().is_none());
 
     // the builder dies mid-recipe: its task is dropped, nothing of its own cleanup runs
     assert_eq!(rig.builder.shutdown(Duration::ZERO).await, 1);
     assert_eq!(n_seeds(), 1, "the dead build's seed is left");
-    assert!(rig.provider.get(&build_box).await.unwrap().is_some());
+    assert!(rig.provider.state(&build_box).unwrap().is_some());
     assert!(alive(daemon), "the escaped process outlives its build");
 
     let report = other.cleanup_stale().await.unwrap();
@@ -285,7 +290,7 @@ async fn a_dead_builds_leftovers_are_cleaned_up_but_never_a_running_builds() {
     assert!(report.processes_killed >= 1, "{report:?}");
     assert!(gone_within(daemon, Duration::from_secs(10)));
     assert_eq!(n_seeds(), 0);
-    assert!(rig.provider.get(&build_box).await.unwrap().is_none());
+    assert_eq!(rig.provider.state(&build_box).unwrap(), None);
     let names: Vec<_> = rig
         .provider
         .list()

@@ -1,0 +1,157 @@
+//! The trust guarantees of `headstart up` on the Docker provider, driven through the
+//! binary as users do: concurrent starts of one name, and an interrupted start.
+//! Skipped with a printed reason when no Docker engine answers (a failure instead under
+//! `HEADSTART_REQUIRE_DOCKER=1`). Each test has its own data directory, so its
+//! containers are its own (named and labelled per data directory); `down --all` removes
+//! them at the end.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rustix::process::Signal;
+use test_support::{GitHttpServer, StallProxy, Upstream};
+
+use crate::lifecycle::{
+    BUDGET, Running, STALL, assert_clean_checkout, big_upstream, ls_names, up_until_stalled,
+};
+use crate::{headstart, json, stderr};
+
+/// True when a Docker engine answers on its unix socket; else says why the test skips.
+#[allow(clippy::print_stderr)] // the printed reason a skipped test gives
+fn docker_or_skip(test: &str) -> bool {
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_owned());
+    match std::os::unix::net::UnixStream::connect(&socket) {
+        Ok(_) => true,
+        Err(e) if std::env::var("HEADSTART_REQUIRE_DOCKER").is_ok_and(|v| v.trim() == "1") => {
+            panic!("HEADSTART_REQUIRE_DOCKER=1 but no Docker engine answers at {socket}: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping {test}: no Docker engine answers at {socket} ({e})");
+            false
+        }
+    }
+}
+
+/// Removes every sandbox of `home` (its containers included) when dropped.
+struct DownAll<'a>(&'a Path);
+
+impl Drop for DownAll<'_> {
+    fn drop(&mut self) {
+        let _ = headstart(self.0, &["down", "--all"]);
+        let _ = headstart(self.0, &["prune"]);
+    }
+}
+
+#[test]
+fn eight_concurrent_docker_ups_of_one_name_make_one_sandbox() {
+    if !docker_or_skip("eight_concurrent_docker_ups_of_one_name_make_one_sandbox") {
+        return;
+    }
+    let up = Upstream::new("main", 200).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let url = server.url(up.name());
+    let home = crate::TestHome::new();
+    let _down = DownAll(home.path());
+    let tip = up.tip("main").unwrap();
+
+    let runs: Vec<Running> = (0..8)
+        .map(|_| {
+            Running::spawn(
+                home.path(),
+                &[
+                    "up",
+                    &url,
+                    "--name",
+                    "same",
+                    "--provider",
+                    "docker",
+                    "--no-snapshot",
+                    "--json",
+                ],
+            )
+        })
+        .collect();
+    let outs: Vec<_> = runs
+        .into_iter()
+        .map(|r| r.finish(Duration::from_secs(300)))
+        .collect();
+    let mut made = 0;
+    let mut ids = std::collections::BTreeSet::new();
+    let mut workspaces = std::collections::BTreeSet::new();
+    for o in &outs {
+        let v = json(o); // every one exits 0
+        match v["path"].as_str().unwrap() {
+            "reconnected" => {}
+            "cold" => made += 1,
+            other => panic!("unexpected path {other}: {v}"),
+        }
+        ids.insert(v["sandbox"]["id"].as_str().unwrap().to_owned());
+        workspaces.insert(v["sandbox"]["workspace"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(made, 1, "exactly one start clones");
+    assert_eq!(ids.len(), 1, "one container for all eight: {ids:?}");
+    assert_eq!(workspaces.len(), 1, "{workspaces:?}");
+    let ws = workspaces.into_iter().next().unwrap();
+    assert_clean_checkout(Path::new(&ws), &tip);
+    // the container sees the same checkout
+    let o = headstart(home.path(), &["exec", "same", "git", "rev-parse", "HEAD"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), tip);
+    assert_eq!(ls_names(home.path()), ["same"]);
+}
+
+#[test]
+fn an_interrupted_docker_start_leaves_no_container() {
+    if !docker_or_skip("an_interrupted_docker_start_leaves_no_container") {
+        return;
+    }
+    let up = big_upstream();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let proxy = StallProxy::start(server.addr(), Some(BUDGET), STALL).unwrap();
+    let url = proxy.url(up.name());
+    let home = crate::TestHome::new();
+    let _down = DownAll(home.path());
+
+    let running = up_until_stalled(
+        home.path(),
+        &proxy,
+        &[
+            "up",
+            &url,
+            "--name",
+            "box",
+            "--provider",
+            "docker",
+            "--no-snapshot",
+        ],
+    );
+    running.signal(Signal::INT);
+    let out = running.finish(Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    // `ls` lists this data directory's containers in every state (creating too)
+    assert!(ls_names(home.path()).is_empty(), "no container left");
+    let workspaces = home.path().join("docker").join("sandboxes");
+    let left = std::fs::read_dir(&workspaces).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "no workspace left under {}", workspaces.display());
+
+    // the next start of the name works and is at the upstream commit
+    proxy.set_budget(None);
+    let v = json(&headstart(
+        home.path(),
+        &[
+            "up",
+            &url,
+            "--name",
+            "box",
+            "--provider",
+            "docker",
+            "--no-snapshot",
+            "--json",
+        ],
+    ));
+    assert_eq!(v["path"], "cold", "{v}");
+    assert_eq!(v["head"]["commit"], up.tip("main").unwrap().as_str());
+}
