@@ -69,7 +69,7 @@ pub use telemetry::StartCompleted;
 pub enum Error {
     /// A `--beta` or `HEADSTART_BETA` entry names no fast path.
     #[error(
-        "unknown fast path {name:?} in {origin}: valid names are images, docker, sandbox (comma-separated), or use --fast for all of them"
+        "unknown fast path {name:?} in {origin}: valid names are images, docker, sandbox (comma-separated)"
     )]
     UnknownFastPath {
         /// The name given.

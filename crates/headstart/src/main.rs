@@ -1,5 +1,6 @@
-//! The `headstart` command line. A thin layer: it parses arguments, wires the crates
-//! together and renders progress and reports; no logic a library user needs lives here.
+//! The `headstart` command line: parses arguments, calls the app layer (the
+//! `headstart` library: [`headstart::Headstart`]) and renders its outcomes as text or
+//! JSON. No logic a library user needs lives here.
 //!
 //! Exit status: 0 on success, 2 for bad input (unknown sandbox, malformed URL, missing
 //! branch, bad flags), 1 for everything else (an `up --timeout` that passed too);
@@ -9,25 +10,14 @@
 //! one `{"error": {...}}` object on stdout and exits with the same status.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-mod choice;
-mod commands;
-mod completions;
-mod config;
-mod exec;
-mod flags;
-mod interrupt;
-mod output;
-mod progress;
-mod render;
-mod sandboxes;
-mod snapshots;
-mod vm;
-mod workdir;
+mod cli;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use cli::{completions, error, output, render};
 
 /// Start coding sandboxes with a git repository ready in seconds.
 #[derive(Debug, Parser)]
@@ -51,54 +41,12 @@ pub(crate) struct Cli {
 #[allow(clippy::large_enum_variant)] // parsed once per process
 enum TopCommand {
     #[command(flatten)]
-    Run(Command),
+    Run(cli::Command),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Write man pages (headstart.1 and one per subcommand) into a directory.
     #[command(hide = true)]
     GenerateMan(completions::ManArgs),
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Start a sandbox holding a repository (warm from a snapshot when one is ready).
-    Up(commands::UpArgs),
-    /// Run a command (argv, no shell) in a sandbox: `headstart exec NAME cmd args...`.
-    Exec(exec::ExecArgs),
-    /// Stop and remove sandboxes and their workspaces (`down a b`, `down --all`).
-    Down(sandboxes::DownArgs),
-    /// List sandboxes: name, provider, state, repository, branch, age.
-    Ls(sandboxes::LsArgs),
-    /// Build, list, remove and garbage-collect base snapshots.
-    #[command(subcommand)]
-    Snapshot(commands::SnapshotCommand),
-    /// Remove sandboxes past their TTL and orphaned workspaces and mounts.
-    Prune(commands::PruneArgs),
-    /// Evaluate feature flags offline and show the fast-provisioning decision.
-    Flags(flags::FlagsArgs),
-    /// Create, list, use and delete cloud VM hosts (DigitalOcean, Hetzner, GCP).
-    Vm(vm::VmArgs),
-}
-
-impl Command {
-    /// True when the command was asked for JSON output (`--json`).
-    fn json(&self) -> bool {
-        use commands::SnapshotCommand as S;
-        match self {
-            Self::Up(a) => a.json,
-            Self::Exec(a) => a.json,
-            Self::Down(a) => a.json,
-            Self::Ls(a) => a.json,
-            Self::Prune(a) => a.json,
-            Self::Snapshot(S::Build { json, .. } | S::Ls { json, .. } | S::Gc { json, .. }) => {
-                *json
-            }
-            Self::Snapshot(S::Rm { json, .. }) => *json,
-            Self::Snapshot(S::RunJob { .. }) => false,
-            Self::Flags(a) => a.json(),
-            Self::Vm(_) => false,
-        }
-    }
 }
 
 /// True when the raw arguments ask for JSON (before any `--`): what a command line
@@ -112,7 +60,7 @@ fn raw_args_want_json() -> bool {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    config::register_secrets();
+    headstart::register_secrets();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() && raw_args_want_json() => {
@@ -122,7 +70,7 @@ async fn main() -> ExitCode {
                 .next()
                 .unwrap_or("invalid command line")
                 .trim_start_matches("error: ");
-            output::print_json(&output::error_value("usage", message));
+            output::print_json(&error::error_value("usage", message));
             return ExitCode::from(2);
         }
         Err(e) => e.exit(),
@@ -131,7 +79,8 @@ async fn main() -> ExitCode {
         quiet: cli.quiet,
         progress: cli.progress,
     });
-    let ansi = std::io::stderr().is_terminal() && !config::no_color();
+    let no_color = headstart::env::var_os(headstart::env::NO_COLOR).is_some_and(|v| !v.is_empty());
+    let ansi = std::io::stderr().is_terminal() && !no_color;
     let filter = cli.log.as_deref().or(cli.quiet.then_some("error"));
     render::init_tracing(filter, ansi);
     let command = match cli.command {
@@ -140,15 +89,22 @@ async fn main() -> ExitCode {
         TopCommand::GenerateMan(args) => return completions::man(&args),
     };
     let json = command.json();
-    match commands::run(command).await {
+    match cli::run(command).await {
         Ok(code) => code,
         Err(e) => {
             if json {
-                output::print_json(&output::error_object(&e));
+                output::print_json(&error::error_object(&e));
             } else {
-                eprintln!("error: {}", sandbox_core::scrub(&render::chain(&e)));
+                let message = render::chain(&e);
+                eprintln!("error: {message}");
+                // the library words say what went wrong; the hint, how to go on here
+                if let Some(hint) = error::hint(error::error_kind(&e)) {
+                    if !message.contains(hint) {
+                        eprintln!("hint: {hint}");
+                    }
+                }
             }
-            ExitCode::from(if commands::is_user_error(&e) { 2 } else { 1 })
+            ExitCode::from(if error::is_user_error(&e) { 2 } else { 1 })
         }
     }
 }

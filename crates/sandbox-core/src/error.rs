@@ -41,7 +41,7 @@ pub enum Error {
     },
     /// `new_branch` names a branch the remote already has.
     #[error(
-        "branch `{branch}` already exists in {url}; use --branch {branch} to check it out, or pick another new branch name"
+        "branch `{branch}` already exists in {url}; check it out as the branch, or pick another new branch name"
     )]
     NewBranchExists {
         /// The branch asked for.
@@ -73,7 +73,7 @@ pub enum Error {
     },
     /// A workspace's `origin` is a different repository than the source asked for.
     #[error(
-        "the workspace at {workspace} is a checkout of {actual}, not {expected}; start without the prebuilt snapshot or with --force-create"
+        "the workspace at {workspace} is a checkout of {actual}, not {expected}; start without the prebuilt snapshot, or replace the sandbox"
     )]
     OriginMismatch {
         /// The workspace directory.
@@ -95,13 +95,13 @@ pub enum Error {
         message: String,
     },
     /// No sandbox of that name exists.
-    #[error("no sandbox named `{name}`; `headstart ls` lists the sandboxes that exist")]
+    #[error("no sandbox named `{name}`")]
     SandboxNotFound {
         /// The name asked for.
         name: String,
     },
     /// No snapshot with that id exists.
-    #[error("no snapshot `{id}`; `headstart snapshot ls` lists the snapshots that exist")]
+    #[error("no snapshot `{id}`")]
     SnapshotNotFound {
         /// The id asked for.
         id: String,
@@ -134,9 +134,7 @@ pub enum Error {
         what: String,
     },
     /// A filesystem ran out of space.
-    #[error(
-        "no space left on {path} while {context}; free some space (e.g. `headstart snapshot gc`, `headstart prune`) and retry"
-    )]
+    #[error("no space left on {path} while {context}; free some space and retry")]
     NoSpace {
         /// The directory being written.
         path: PathBuf,

@@ -474,7 +474,7 @@ impl FastStart {
                 DirState::Checkout => false,
                 DirState::Other(why) => {
                     return Err(Error::Refused(format!(
-                        "--workdir {} {why}; give an empty (or missing) directory to clone {} into, or a checkout of it",
+                        "the workdir {} {why}; give an empty (or missing) directory to clone {} into, or a checkout of it",
                         dir.display(),
                         source.url()
                     )));

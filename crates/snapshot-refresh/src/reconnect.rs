@@ -45,8 +45,8 @@ pub(crate) fn decide(
     let Some(found) = found else {
         if asks_repo {
             return Err(Error::Refused(format!(
-                "{what} is not a git checkout, so it does not hold {}; use another --name, or \
-                 --force-create to replace it",
+                "{what} is not a git checkout, so it does not hold {}; use another name, or \
+                 replace the sandbox",
                 source.url()
             )));
         }
@@ -60,7 +60,7 @@ pub(crate) fn decide(
     let origin = found.origin_url.as_ref();
     if asks_repo && !origin.is_some_and(|o| o.same_repository(source.url())) {
         return Err(Error::Refused(format!(
-            "{what} holds {}, not {}; use another --name, or --force-create to replace it",
+            "{what} holds {}, not {}; use another name, or replace the sandbox",
             holds(found),
             source.url()
         )));
@@ -76,7 +76,7 @@ pub(crate) fn decide(
         return Err(Error::Refused(format!(
             "{what} is on {} with local changes: {}; switching it to branch `{wanted}` as asked \
              would lose them. Commit or stash them first (e.g. `git stash -u` in the sandbox), \
-             or use --force-create to replace the sandbox",
+             or replace the sandbox",
             current.map_or_else(|| "a detached HEAD".to_owned(), |b| format!("branch `{b}`")),
             found.changes.describe(),
         )));

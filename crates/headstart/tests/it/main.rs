@@ -7,6 +7,7 @@ mod conventions;
 mod docker_lifecycle;
 mod exec_status;
 mod json_output;
+mod library;
 mod lifecycle;
 mod progress_tty;
 mod reconnect;

@@ -54,7 +54,7 @@ pub enum CloudError {
     },
     /// A VM of that name exists but is not one headstart manages for this owner.
     #[error(
-        "{cloud}: a VM named `{name}` already exists and is not managed by headstart for this owner; pick another --name or delete it in the cloud console"
+        "{cloud}: a VM named `{name}` already exists and is not managed by headstart for this owner; pick another name or delete it in the cloud console"
     )]
     NameInUse {
         /// The cloud.
@@ -121,7 +121,7 @@ pub enum CloudError {
         source: std::io::Error,
     },
     /// No VM of that name (for this owner) exists.
-    #[error("{cloud}: no VM named `{name}`; `headstart vm ls --cloud {}` lists them", cloud.as_str())]
+    #[error("{cloud}: no VM named `{name}`")]
     NotFound {
         /// The cloud.
         cloud: Cloud,
@@ -129,7 +129,7 @@ pub enum CloudError {
         name: String,
     },
     /// A step failed after the VM was created, and destroying it failed too.
-    #[error("{error}; destroying VM `{vm}` afterwards failed too ({cleanup}): delete it with `headstart vm down {vm} --cloud {}`", cloud.as_str())]
+    #[error("{error}; destroying VM `{vm}` afterwards failed too ({cleanup}): it still exists")]
     CleanupFailed {
         /// The cloud.
         cloud: Cloud,
@@ -154,9 +154,9 @@ fn token_hint(cloud: Cloud) -> &'static str {
 fn hint_suffix(status: u16, code: &str, message: &str) -> &'static str {
     let text = format!("{code} {message}").to_ascii_lowercase();
     if text.contains("limit") || text.contains("quota") {
-        "; raise the limit in the cloud console or delete unused VMs (`headstart vm ls`)"
+        "; raise the limit in the cloud console or delete unused VMs"
     } else if status == 422 || status == 400 || text.contains("invalid") {
-        "; check --size, --region and the image for this cloud"
+        "; check the size, region and image for this cloud"
     } else if status == 404 {
         "; check the project, region/zone and that the resource still exists"
     } else {

@@ -349,7 +349,7 @@ impl VmHost {
             return Err(CloudError::Failed {
                 cloud: vm.cloud,
                 message: format!(
-                    "VM `{}` has no public IPv4 address yet; wait for `headstart vm up` to finish",
+                    "VM `{}` has no public IPv4 address yet; wait for its creation to finish",
                     vm.name
                 ),
             });

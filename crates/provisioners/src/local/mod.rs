@@ -508,7 +508,7 @@ impl LocalProvider {
     fn ensure_ready(&self, rec: &SandboxRecord) -> Result<()> {
         if rec.restore_method == Some(RestoreMethod::Overlay) {
             let lower = rec.lower.as_ref().ok_or_else(|| {
-                Error::provider(KIND, format!("sandbox {} has no overlay lower dir recorded; recreate it with --force-create", rec.name))
+                Error::provider(KIND, format!("sandbox {} has no overlay lower dir recorded; replace it (create it again with force_create)", rec.name))
             })?;
             let dirs = OverlayDirs::of(&self.sandbox_dir(&rec.name));
             if dirs
@@ -633,7 +633,7 @@ impl LocalProvider {
                 let meta = self.inner.store.read_meta(&snap_dir)?;
                 if meta.status != SnapshotStatus::Ready {
                     return Err(Error::InvalidOptions(format!(
-                        "snapshot {id} is {:?}, not ready; pick a ready one (`headstart snapshot ls`)",
+                        "snapshot {id} is {:?}, not ready; pick a ready one",
                         meta.status
                     )));
                 }

@@ -383,7 +383,7 @@ impl LocalSnapshotStore {
                         return Err(Error::provider(
                             "local",
                             format!(
-                                "{} is mounted but has no record; run `headstart prune` first",
+                                "{} is mounted but has no record; prune the local provider first",
                                 path.display()
                             ),
                         ));
@@ -561,12 +561,16 @@ impl SnapshotStore for LocalSnapshotStore {
         let store = self.clone();
         let id = id.clone();
         blocking(move || {
-            let Some(dir) = store.locate(&id)? else { return Ok(None) };
+            let Some(dir) = store.locate(&id)? else {
+                return Ok(None);
+            };
             match Self::read_manifest(&dir) {
                 Ok(meta) => Ok(Some(meta)),
                 Err(e) => Err(Error::provider(
                     "local",
-                    format!("the manifest of snapshot {id} is unreadable ({e}); delete it with `headstart snapshot rm {id}`"),
+                    format!(
+                        "the manifest of snapshot {id} is unreadable ({e}); delete the snapshot"
+                    ),
                 )),
             }
         })
@@ -585,7 +589,7 @@ impl SnapshotStore for LocalSnapshotStore {
             if let Some(holders) = store.leases()?.get(&id) {
                 let names: Vec<String> = holders.iter().map(ToString::to_string).collect();
                 return Err(Error::InvalidOptions(format!(
-                    "snapshot {id} is in use by sandbox {}; remove {} first (`headstart down NAME`)",
+                    "snapshot {id} is in use by sandbox {}; remove {} first",
                     names.join(", "),
                     if names.len() == 1 { "it" } else { "them" }
                 )));

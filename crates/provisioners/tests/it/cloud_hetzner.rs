@@ -193,7 +193,7 @@ async fn resource_limit_and_invalid_input_are_refusals_with_hints() {
         matches!(err, CloudError::Rejected { status: 422, .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("--size"), "{err}");
+    assert!(err.to_string().contains("size, region"), "{err}");
 }
 
 #[tokio::test]

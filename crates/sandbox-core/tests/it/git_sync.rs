@@ -249,7 +249,9 @@ fn sync_refuses_a_workspace_of_another_repository() -> anyhow::Result<()> {
         panic!("{err:?}")
     };
     assert_eq!((expected, actual), (&url_b.to_string(), &url_a.to_string()));
-    assert!(err.to_string().contains("--force-create"), "{err}");
+    // the way out, in library words (the CLI's hint names its flag)
+    assert!(err.to_string().contains("replace the sandbox"), "{err}");
+    assert!(!err.to_string().contains("--"), "{err}");
     assert_eq!(state(&ws)?, before);
     // The same repository spelled with a trailing `.git` difference is accepted.
     let same = sandbox_core::RepoUrl::parse(url_a.to_string().trim_end_matches(".git"))?;

@@ -17,9 +17,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use feature_flags::{BetaRequest, FeatureFlags, Purpose};
+use headstart::{Headstart, VmSettings};
 use provisioners::cloud::{
-    self, Cloud, CloudConfig, CloudError, OwnerTag, Readiness, SshPublicKey, VmHost, VmName,
-    VmProvisioner, VmReport, VmSpec,
+    self, Cloud, CloudError, OwnerTag, Readiness, SshPublicKey, VmHost, VmName, VmProvisioner,
+    VmReport, VmSpec,
 };
 use sandbox_core::ExecRequest;
 
@@ -144,101 +145,58 @@ struct ExecArgs {
 }
 
 /// Runs `headstart vm ...`.
-pub(crate) async fn run(args: VmArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(app: &Headstart, args: VmArgs) -> anyhow::Result<ExitCode> {
     let result = match args.command {
-        VmCommand::Up(a) => up(a).await,
-        VmCommand::Ls(a) => ls(a).await,
-        VmCommand::Down(a) => down(a).await,
-        VmCommand::Exec(a) => exec(a).await,
+        VmCommand::Up(a) => up(app, a).await,
+        VmCommand::Ls(a) => ls(app, a).await,
+        VmCommand::Down(a) => down(app, a).await,
+        VmCommand::Exec(a) => exec(app, a).await,
     };
-    // Input the user can fix (a token, a name, a size) exits with status 2.
+    // Input the user can fix (a token, a name, a size) exits with status 2; the
+    // library's words get this command line's way out appended.
     result.map_err(|e| {
-        let user = e.chain().any(|c| {
-            c.downcast_ref::<CloudError>()
-                .is_some_and(CloudError::is_user_error)
-        });
-        if user {
-            anyhow::Error::new(crate::commands::UserError(format!("{e:#}")))
-        } else {
-            e
+        let cloud_error = e.chain().find_map(|c| c.downcast_ref::<CloudError>());
+        let user = cloud_error.is_some_and(CloudError::is_user_error);
+        let hint = match cloud_error {
+            Some(CloudError::NotFound { cloud, .. }) => Some(format!(
+                "`headstart vm ls --cloud {}` lists them",
+                cloud.as_str()
+            )),
+            Some(CloudError::CleanupFailed { cloud, vm, .. }) => Some(format!(
+                "delete it with `headstart vm down {vm} --cloud {}`",
+                cloud.as_str()
+            )),
+            _ => None,
+        };
+        match (user, hint) {
+            (true, hint) => anyhow::Error::new(super::error::UserError(match hint {
+                Some(h) => format!("{e:#}; {h}"),
+                None => format!("{e:#}"),
+            })),
+            (false, Some(h)) => anyhow::anyhow!("{e:#}; {h}"),
+            (false, None) => e,
         }
     })
 }
 
-/// The settings this command reads from the environment (cloud tokens are read by
-/// `CloudConfig::from_env`, in the library).
-struct Env {
-    home: PathBuf,
-    user_home: Option<PathBuf>,
-    user: Option<String>,
-}
-
-impl Env {
-    fn read() -> anyhow::Result<Self> {
-        let var = |k: &str| Self::var(k).filter(|v| !v.trim().is_empty());
-        let user_home = var("HOME").map(PathBuf::from);
-        // The data directory is resolved where every command resolves it.
-        let home = provisioners::local::default_home()?;
-        Ok(Self {
-            home,
-            user_home,
-            user: var("USER").or_else(|| var("LOGNAME")),
-        })
+/// The public key path: explicit, else the first default key that exists.
+fn public_key_path(env: &VmSettings, explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match explicit {
+        Some(p) => Ok(p.to_path_buf()),
+        None => env.default_public_key().context(
+            "no SSH key found in ~/.ssh; create one with `ssh-keygen -t ed25519` or pass --ssh-key PATH.pub",
+        ),
     }
-
-    /// The one place this command reads the environment.
-    fn var(key: &str) -> Option<String> {
-        std::env::var(key).ok()
-    }
-
-    fn known_hosts(&self) -> PathBuf {
-        self.home.join("vm").join("known_hosts")
-    }
-
-    fn owner(&self, explicit: Option<&str>) -> anyhow::Result<OwnerTag> {
-        Ok(match explicit {
-            Some(o) => OwnerTag::new(o)?,
-            None => OwnerTag::from_user(self.user.as_deref().unwrap_or("headstart")),
-        })
-    }
-
-    /// The public key path: explicit, else the first default key that exists.
-    fn public_key_path(&self, explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-        if let Some(p) = explicit {
-            return Ok(p.to_path_buf());
-        }
-        let ssh = self.user_home.as_ref().map(|h| h.join(".ssh"));
-        ssh.iter()
-            .flat_map(|d| ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"].map(|f| d.join(f)))
-            .find(|p| p.exists())
-            .context("no SSH key found in ~/.ssh; create one with `ssh-keygen -t ed25519` or pass --ssh-key PATH.pub")
-    }
-}
-
-fn private_key_for(public: &Path) -> Option<PathBuf> {
-    let s = public.to_str()?;
-    let private = PathBuf::from(s.strip_suffix(".pub")?);
-    private.exists().then_some(private)
-}
-
-fn provisioner(cloud: Cloud) -> anyhow::Result<Box<dyn VmProvisioner>> {
-    Ok(cloud::provisioner(CloudConfig::from_env(cloud)?)?)
-}
-
-fn readiness(env: &Env, key: &Path, timeout: Duration) -> Readiness {
-    let mut r = Readiness::new(env.known_hosts());
-    r.deadline = timeout;
-    r.identity_file = private_key_for(key);
-    r
 }
 
 async fn fast_paths(
+    app: &Headstart,
     a: &UpArgs,
 ) -> anyhow::Result<(feature_flags::FastPaths, Option<FeatureFlags>)> {
     if a.no_fast {
         return Ok((feature_flags::FastPaths::default(), None));
     }
-    let flags = crate::flags::client()?;
+    let flags = app.flags_client();
     let request = BetaRequest {
         beta: a.beta.clone(),
         fast: a.fast,
@@ -247,10 +205,10 @@ async fn fast_paths(
     Ok((decision.paths, Some(flags)))
 }
 
-async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
-    let env = Env::read()?;
+async fn up(app: &Headstart, a: UpArgs) -> anyhow::Result<ExitCode> {
+    let env = app.vm_settings();
     let cloud: Cloud = a.common.cloud.into();
-    let key_path = env.public_key_path(a.common.ssh_key.as_deref())?;
+    let key_path = public_key_path(&env, a.common.ssh_key.as_deref())?;
     let key_text = std::fs::read_to_string(&key_path)
         .with_context(|| format!("reading the SSH public key {}", key_path.display()))?;
     let key = SshPublicKey::parse(key_text.trim())?;
@@ -259,8 +217,8 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         Some(n) => VmName::new(n.clone())?,
         None => VmName::generate(),
     };
-    let (paths, flags) = fast_paths(&a).await?;
-    let mut spec = VmSpec::new(name, owner, key, crate::choice::prebuilt_images(paths));
+    let (paths, flags) = fast_paths(app, &a).await?;
+    let mut spec = VmSpec::new(name, owner, key, headstart::prebuilt_images(paths));
     spec.size = a.size.clone();
     spec.region = a.region.clone();
     spec.image = a.image.clone();
@@ -276,8 +234,8 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("--label `{label}` is not KEY=VALUE"))?;
         spec.labels.insert(k.to_owned(), v.to_owned());
     }
-    let provisioner = provisioner(cloud)?;
-    let ready = readiness(&env, &key_path, Duration::from_secs(a.timeout));
+    let provisioner = env.provisioner(cloud)?;
+    let ready = env.readiness(&key_path, Duration::from_secs(a.timeout));
     eprintln!(
         "creating VM `{}` on {cloud} (size {}, region {}, fast paths: {paths})",
         spec.name,
@@ -342,11 +300,11 @@ fn print_report(report: &VmReport, ready: &Readiness) {
     );
 }
 
-async fn ls(a: LsArgs) -> anyhow::Result<ExitCode> {
-    let env = Env::read()?;
+async fn ls(app: &Headstart, a: LsArgs) -> anyhow::Result<ExitCode> {
+    let env = app.vm_settings();
     let cloud: Cloud = a.common.cloud.into();
     let owner = env.owner(a.common.owner.as_deref())?;
-    let vms = provisioner(cloud)?.list(&owner).await?;
+    let vms = env.provisioner(cloud)?.list(&owner).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&vms)?);
         return Ok(ExitCode::SUCCESS);
@@ -385,29 +343,29 @@ async fn find(p: &dyn VmProvisioner, owner: &OwnerTag, name: &str) -> anyhow::Re
         })?)
 }
 
-async fn down(a: DownArgs) -> anyhow::Result<ExitCode> {
-    let env = Env::read()?;
+async fn down(app: &Headstart, a: DownArgs) -> anyhow::Result<ExitCode> {
+    let env = app.vm_settings();
     let cloud: Cloud = a.common.cloud.into();
     let owner = env.owner(a.common.owner.as_deref())?;
-    let p = provisioner(cloud)?;
+    let p = env.provisioner(cloud)?;
     let vm = find(p.as_ref(), &owner, &a.name).await?;
     p.destroy(&vm).await?;
     // The address goes back to the cloud's pool: forget its pinned host key.
     if let Some(ip) = vm.public_ipv4 {
-        cloud::ssh::forget_host(&env.known_hosts(), ip, 22)?;
+        cloud::ssh::forget_host(&env.known_hosts, ip, 22)?;
     }
     println!("deleted VM `{}` on {cloud}", vm.name);
     Ok(ExitCode::SUCCESS)
 }
 
-async fn exec(a: ExecArgs) -> anyhow::Result<ExitCode> {
-    let env = Env::read()?;
+async fn exec(app: &Headstart, a: ExecArgs) -> anyhow::Result<ExitCode> {
+    let env = app.vm_settings();
     let cloud: Cloud = a.common.cloud.into();
     let owner = env.owner(a.common.owner.as_deref())?;
-    let key_path = env.public_key_path(a.common.ssh_key.as_deref())?;
-    let p = provisioner(cloud)?;
+    let key_path = public_key_path(&env, a.common.ssh_key.as_deref())?;
+    let p = env.provisioner(cloud)?;
     let vm = find(p.as_ref(), &owner, &a.name).await?;
-    let host = VmHost::new(vm, &readiness(&env, &key_path, Duration::from_secs(60)))?;
+    let host = VmHost::new(vm, &env.readiness(&key_path, Duration::from_secs(60)))?;
     let mut request = ExecRequest::new(a.argv.clone())?;
     if let Some(t) = a.timeout {
         request = request.timeout(Duration::from_secs(t));

@@ -1,20 +1,18 @@
 //! Stopping `headstart up` from outside: SIGINT and SIGTERM, and the `--timeout`
 //! deadline.
 //!
-//! Both cancel the start's [`CancelToken`]; the start then removes what it created
-//! and fails. The process waits for that at most [`CLEANUP_GRACE`] (a second signal
-//! stops the wait at once), then exits: 130 for SIGINT, 143 for SIGTERM, 1 for the
+//! A signal cancels the start's `CancelToken` (`headstart::UpRequest::cancel`); the
+//! start then removes what it created and fails. The app layer waits for that at most
+//! `headstart::CLEANUP_GRACE` (a second signal cancels `UpRequest::abandon`: no more
+//! waiting), then the process exits: 130 for SIGINT, 143 for SIGTERM, 1 for the
 //! deadline. A start that could not clean up in time leaves a `creating` sandbox that
-//! the next `up` of the name or `prune` repairs.
+//! the next `up` of the name or `prune` repairs. The deadline itself is the app
+//! layer's (`UpRequest::timeout`).
 
 use std::future::Future;
 use std::time::Duration;
 
-use sandbox_core::CancelToken;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-
-/// How long an interrupted start may take to remove what it created.
-pub(crate) const CLEANUP_GRACE: Duration = Duration::from_secs(10);
 
 /// Why a start was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,57 +60,6 @@ impl Signals {
             _ = self.terminate.recv() => Stop::Terminate,
         }
     }
-}
-
-/// How a guarded operation ended.
-#[derive(Debug)]
-pub(crate) enum Outcome<T> {
-    /// It finished on its own.
-    Finished(T),
-    /// A signal or the deadline stopped it; `result` is what it returned after being
-    /// cancelled, `None` when it did not return within [`CLEANUP_GRACE`] (or a second
-    /// signal came first).
-    Stopped {
-        /// Why.
-        why: Stop,
-        /// What the operation returned once cancelled.
-        result: Option<T>,
-    },
-}
-
-/// Runs `fut` until it finishes, a signal arrives or `timeout` passes; on the latter
-/// two it cancels `cancel` and gives `fut` [`CLEANUP_GRACE`] to finish.
-pub(crate) async fn guard<T>(
-    fut: impl Future<Output = T>,
-    signals: &mut Signals,
-    cancel: &CancelToken,
-    timeout: Option<Duration>,
-) -> Outcome<T> {
-    tokio::pin!(fut);
-    let deadline = async {
-        match timeout {
-            Some(t) => {
-                tokio::time::sleep(t).await;
-                t
-            }
-            None => std::future::pending().await,
-        }
-    };
-    let why = tokio::select! {
-        r = &mut fut => return Outcome::Finished(r),
-        why = signals.recv() => why,
-        t = deadline => Stop::Deadline(t),
-    };
-    tracing::debug!(?why, "stopping the start");
-    cancel.cancel();
-    let result = tokio::select! {
-        r = tokio::time::timeout(CLEANUP_GRACE, &mut fut) => r.ok(),
-        again = signals.recv() => {
-            tracing::debug!(?again, "a second signal: not waiting for the cleanup");
-            None
-        }
-    };
-    Outcome::Stopped { why, result }
 }
 
 /// `fut`, unless a signal comes first (then `Err` with it).

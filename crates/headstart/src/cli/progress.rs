@@ -80,8 +80,8 @@ fn style(template: &str) -> ProgressStyle {
 /// `--quiet`, with `--json` (unless `--progress`), and on a non-terminal (unless
 /// `--progress`). Finish the bar with `finish_and_clear` when the start returns.
 pub(crate) fn for_start(json: bool) -> Option<(ProgressBar, ProgressFn)> {
-    let forced = crate::output::progress_forced();
-    if crate::output::quiet() || (json && !forced) {
+    let forced = super::output::progress_forced();
+    if super::output::quiet() || (json && !forced) {
         return None;
     }
     if std::io::stderr().is_terminal() {

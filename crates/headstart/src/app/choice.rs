@@ -8,6 +8,8 @@
 //! - [`prebuilt_images`]: which prebuilt VM images `vm up` may boot (`images`: the
 //!   marketplace image, `docker`: the cloud's Docker-ready image).
 //!
+//! Part of the app layer: the CLI and library users get the same choice.
+//!
 //! These are decisions only: they install nothing and start no engine (an experiment
 //! never changes the user's machine).
 
@@ -17,7 +19,7 @@ use provisioners::cloud::PrebuiltImages;
 /// A provider kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum ProviderKind {
+pub enum ProviderKind {
     /// Workspace directories on this machine (no isolation).
     Local,
     /// Docker containers with the workspace at `/workspace`.
@@ -26,7 +28,7 @@ pub(crate) enum ProviderKind {
 
 impl ProviderKind {
     /// Its name (`local`, `docker`).
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Local => "local",
             Self::Docker => "docker",
@@ -36,17 +38,17 @@ impl ProviderKind {
 
 /// The chosen provider and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct ProviderChoice {
+pub struct ProviderChoice {
     /// The provider.
-    pub(crate) kind: ProviderKind,
+    pub kind: ProviderKind,
     /// Why (for reports and `flags status`).
-    pub(crate) reason: String,
+    pub reason: String,
 }
 
 /// Chooses the provider. `docker_answers` is only consulted when the `sandbox` fast
 /// path is on and nothing was chosen explicitly, so callers can pass a probe that
 /// pings the engine lazily.
-pub(crate) fn choose_provider(
+pub fn choose_provider(
     explicit: Option<ProviderKind>,
     fast: FastPaths,
     docker_answers: impl FnOnce() -> bool,
@@ -79,7 +81,7 @@ pub(crate) fn choose_provider(
 
 /// The prebuilt VM images the fast paths allow: `images` turns on marketplace images
 /// (DigitalOcean), `docker` the clouds' Docker-ready images (Hetzner, GCP).
-pub(crate) fn prebuilt_images(fast: FastPaths) -> PrebuiltImages {
+pub fn prebuilt_images(fast: FastPaths) -> PrebuiltImages {
     PrebuiltImages {
         marketplace: fast.images,
         docker_ready: fast.docker,

@@ -1,40 +1,40 @@
-//! `headstart up --workdir DIR`: checking the directory and naming its sandbox.
+//! A start in the user's own directory ([`UpRequest::workdir`](super::UpRequest)):
+//! checking the directory and naming its sandbox.
 //!
 //! - The directory may be neither inside the data directory (`HEADSTART_HOME`) nor
 //!   contain it, whatever the spelling of either (symlinks, relative paths, `..`):
-//!   [`provisioners::workdir::check_workdir`]. The CLI checks against the whole data
-//!   directory, which also holds the Docker provider's (`<home>/docker`); every
+//!   [`provisioners::workdir::check_workdir`]. The app layer checks against the whole
+//!   data directory, which also holds the Docker provider's (`<home>/docker`); every
 //!   provider checks its own again.
 //! - Without a repository the directory must exist (it is used as it is); with one it
 //!   may be missing or empty (the repository is cloned into it), or a checkout of that
 //!   repository (`FastStart` decides; anything else is refused there).
-//! - Without `--name`, the sandbox is the one already using that directory (a ready
+//! - Without a name, the sandbox is the one already using that directory (a ready
 //!   sandbox whose workspace is it, found with `list`), else the stable name
 //!   [`provisioners::workdir::sandbox_name_for`] derives from the resolved path: a
-//!   second `up --workdir DIR` reconnects instead of adding a sandbox each time.
+//!   second start in the same directory reconnects instead of adding a sandbox each time.
 
 use std::path::{Path, PathBuf};
 
 use sandbox_core::{BranchName, RepoUrl, SandboxName, SandboxProvider, Source};
 
-use crate::commands::UserError;
+use super::{Error, Result};
 
 /// The workdir resolved and checked against the data directory `home`.
 ///
 /// # Errors
-/// [`UserError`] when it is inside or contains the data directory, or (without a
-/// repository) is not an existing directory.
-pub(crate) fn checked(dir: &Path, home: &Path, has_repo: bool) -> anyhow::Result<PathBuf> {
+/// [`Error::InvalidInput`] when it is inside or contains the data directory, or
+/// (without a repository) is not an existing directory.
+pub(crate) fn checked(dir: &Path, home: &Path, has_repo: bool) -> Result<PathBuf> {
     let resolved = provisioners::workdir::check_workdir(dir, home).map_err(|e| match e {
-        sandbox_core::Error::InvalidOptions(why) => UserError(format!("--workdir: {why}")),
-        other => UserError(format!("--workdir: {other}")),
+        sandbox_core::Error::InvalidOptions(why) => Error::InvalidInput(format!("workdir: {why}")),
+        other => Error::InvalidInput(format!("workdir: {other}")),
     })?;
     if !has_repo && !resolved.is_dir() {
-        return Err(UserError(format!(
-            "--workdir {} is not a directory (give a repository to clone into a new one)",
+        return Err(Error::InvalidInput(format!(
+            "workdir {} is not a directory (give a repository to clone into a new one)",
             dir.display()
-        ))
-        .into());
+        )));
     }
     Ok(resolved)
 }
@@ -45,7 +45,7 @@ pub(crate) fn source_of(
     dir: &Path,
     branch: Option<&str>,
     new_branch: Option<&str>,
-) -> anyhow::Result<Source> {
+) -> Result<Source> {
     let mut source = Source::new(RepoUrl::from_path(dir)?);
     if let Some(b) = branch {
         source = source.with_branch(BranchName::new(b)?)?;
@@ -56,7 +56,7 @@ pub(crate) fn source_of(
     Ok(source)
 }
 
-/// The name of the sandbox for workdir `dir` (resolved) when `--name` is not given:
+/// The name of the sandbox for workdir `dir` (resolved) when no name is given:
 /// a ready sandbox of `provider` whose workspace is `dir`, else the stable derived name.
 pub(crate) async fn sandbox_name(provider: &dyn SandboxProvider, dir: &Path) -> SandboxName {
     let derived = provisioners::workdir::sandbox_name_for(dir);

@@ -100,7 +100,7 @@ pub(crate) fn chain(e: &anyhow::Error) -> String {
 /// A transfer progress display for a start (see `progress.rs`); `None` when nothing
 /// should be shown (`quiet` is `--json`).
 pub(crate) fn progress_bar(quiet: bool) -> Option<(ProgressBar, ProgressFn)> {
-    crate::progress::for_start(quiet)
+    super::progress::for_start(quiet)
 }
 
 fn ms(d: Duration) -> String {

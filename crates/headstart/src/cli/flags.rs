@@ -1,25 +1,20 @@
 //! `headstart flags`: evaluate PostHog flag definitions offline (`flags eval`) and show
 //! the current fast-provisioning decision and why (`flags status`).
 //!
-//! Also the glue the other commands use: [`BetaArgs`] (`--beta` / `--fast`) and
-//! [`client`], which builds the one [`FeatureFlags`] of the process. What it is not:
-//! flag logic. Evaluation, precedence and telemetry live in the `feature-flags` crate.
+//! Also the glue the other commands use: [`BetaArgs`] (`--beta` / `--fast`). What it
+//! is not: flag logic. Evaluation, precedence and telemetry live in the
+//! `feature-flags` crate; the status is the app layer's `Headstart::flags_status`.
 #![allow(clippy::print_stdout)]
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use feature_flags::{
-    BetaRequest, Config, Decision, Definitions, FeatureFlags, Properties, Purpose, REFERENCE_SDK,
-};
+use feature_flags::{BetaRequest, Definitions, Properties};
+use headstart::Headstart;
 use serde_json::{Value, json};
-
-/// How long the process waits at exit for queued events (never more).
-pub(crate) const FLUSH_ON_EXIT: Duration = Duration::from_secs(2);
 
 /// `headstart flags ...`
 #[derive(Debug, Args)]
@@ -107,24 +102,11 @@ fn parse_property(text: &str) -> Result<(String, Value), String> {
     Ok((k.trim().to_owned(), value))
 }
 
-/// The process's feature-flags client: configuration from the environment (the
-/// `feature-flags` variables, read by `Config::from_env`) and the data directory.
-/// Create it inside the Tokio runtime and call `shutdown(FLUSH_ON_EXIT)` before exit.
-pub(crate) fn client() -> anyhow::Result<FeatureFlags> {
-    let home = provisioners::local::default_home()?;
-    let mut person = Properties::new();
-    person.insert("os".into(), json!(std::env::consts::OS));
-    person.insert("arch".into(), json!(std::env::consts::ARCH));
-    person.insert("headstart_version".into(), json!(env!("CARGO_PKG_VERSION")));
-    let config = Config::from_env(home, |k| std::env::var(k).ok()).with_person_properties(person);
-    Ok(FeatureFlags::new(config))
-}
-
 /// Runs `headstart flags ...`.
-pub(crate) async fn run(args: FlagsArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(app: &Headstart, args: FlagsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         FlagsCommand::Eval(a) => eval(a, &mut std::io::stdout().lock()),
-        FlagsCommand::Status(a) => status(a).await,
+        FlagsCommand::Status(a) => status(app, a).await,
     }
 }
 
@@ -162,59 +144,37 @@ fn eval(args: EvalArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let flags = client()?;
-    let decision = flags
-        .fast_paths(&args.beta.request(), Purpose::Inspect)
-        .await;
-    let distinct_id = flags.distinct_id();
-    flags.shutdown(FLUSH_ON_EXIT).await;
-    let decision: Decision = decision?;
-    let config = flags.config();
+async fn status(app: &Headstart, args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let st = app.flags_status(&args.beta.request()).await?;
     if args.json {
-        crate::output::print_json(&json!({
-                "fast_paths": decision.paths.names(),
-                "headstart_beta": decision.beta_env(),
-                "source": decision.source.to_string(),
-                "experiment_value": decision.experiment_value().map(|v| v.to_json()),
-                "distinct_id": distinct_id,
-                "posthog_host": config.host(),
-                "project_key_configured": config.has_project_key(),
-                "telemetry": config.telemetry_off().is_none(),
-                "feature_flags_disabled": config.flags_disabled(),
-                "reference_sdk": REFERENCE_SDK,
-        }));
+        super::output::print_json(&serde_json::to_value(&st)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("fast paths:     {}", decision.paths);
-    println!("why:            {}", decision.source);
-    println!("HEADSTART_BETA: {}", decision.beta_env());
+    println!("fast paths:     {}", st.decision.paths);
+    println!("why:            {}", st.decision.source);
+    println!("HEADSTART_BETA: {}", st.headstart_beta);
     println!(
         "distinct id:    {}",
-        distinct_id
+        st.distinct_id
             .as_deref()
             .unwrap_or("none (nothing is sent: see why)")
     );
     println!(
         "posthog:        {} (project key {}, telemetry {}{})",
-        config.host(),
-        if config.has_project_key() {
+        st.posthog_host,
+        if st.project_key_configured {
             "set"
         } else {
             "not set"
         },
-        if config.telemetry_off().is_none() {
-            "on"
-        } else {
-            "off"
-        },
-        if config.flags_disabled() {
+        if st.telemetry { "on" } else { "off" },
+        if st.feature_flags_disabled {
             ", flags disabled"
         } else {
             ""
         }
     );
-    println!("evaluation:     matches {REFERENCE_SDK}");
+    println!("evaluation:     matches {}", st.reference_sdk);
     Ok(ExitCode::SUCCESS)
 }
 

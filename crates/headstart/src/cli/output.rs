@@ -1,14 +1,14 @@
 //! How the CLI speaks: the process-wide output settings (`--quiet`, `--progress`,
-//! colour), one JSON value per command on stdout (scrubbed of secrets), the
-//! `{"error": {...}}` object a failed `--json` command prints, and the human formats
+//! colour), one JSON value per command on stdout (scrubbed of secrets), and the human formats
 //! listings use (sizes in KiB/MiB, ages such as `3 min ago`, the short form of a
 //! repository URL).
 //!
-//! Not here: what any command does, or the progress bar itself (`progress.rs`).
+//! Not here: what any command does, errors (`error.rs`), or the progress bar itself
+//! (`progress.rs`).
 
 use std::sync::OnceLock;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 /// Output settings chosen once at start-up from the global flags and the terminal.
@@ -54,128 +54,6 @@ pub(crate) fn say(line: impl std::fmt::Display) {
     if !quiet() {
         println!("{}", sandbox_core::scrub(&line.to_string()));
     }
-}
-
-/// What a command did, told either as lines (unless `--quiet`) or, with `--json`, as
-/// one object of lists printed by [`Report::finish`].
-pub(crate) struct Report {
-    json: bool,
-    object: serde_json::Map<String, Value>,
-}
-
-impl Report {
-    /// A report whose JSON object starts with an empty list under each of `lists`.
-    pub(crate) fn new(json: bool, lists: &[&str]) -> Self {
-        let object = lists
-            .iter()
-            .map(|k| ((*k).to_owned(), Value::Array(Vec::new())))
-            .collect();
-        Self { json, object }
-    }
-
-    /// One thing done: `value` joins the list `list`, or `line` is said.
-    pub(crate) fn item(&mut self, list: &str, value: Value, line: impl std::fmt::Display) {
-        if !self.json {
-            say(line);
-            return;
-        }
-        match self.object.entry(list).or_insert_with(|| json!([])) {
-            Value::Array(items) => items.push(value),
-            other => *other = json!([value]),
-        }
-    }
-
-    /// A value set in the JSON object (`line`, if any, is said otherwise).
-    pub(crate) fn set(&mut self, key: &str, value: Value, line: Option<String>) {
-        if self.json {
-            self.object.insert(key.to_owned(), value);
-        } else if let Some(line) = line {
-            say(line);
-        }
-    }
-
-    /// Prints the JSON object (with `--json`); otherwise says `empty` when nothing
-    /// was reported.
-    pub(crate) fn finish(self, nothing_done: bool, empty: &str) {
-        if self.json {
-            print_json(&Value::Object(self.object));
-        } else if nothing_done {
-            say(empty);
-        }
-    }
-}
-
-/// The stable snake_case kind of an error: the first typed error in its chain
-/// (`sandbox_not_found`, `invalid_url`, ...), `invalid_input` for the CLI's own input
-/// checks, `usage` for command-line syntax, `other` for anything else.
-pub(crate) fn error_kind(e: &anyhow::Error) -> &'static str {
-    for cause in e.chain() {
-        if let Some(e) = cause.downcast_ref::<sandbox_core::Error>() {
-            return e.kind();
-        }
-        if let Some(e) = cause.downcast_ref::<snapshot_refresh::Error>() {
-            return e.kind();
-        }
-        if let Some(e) = cause.downcast_ref::<feature_flags::Error>() {
-            return e.kind();
-        }
-        if cause.downcast_ref::<crate::commands::UserError>().is_some() {
-            return "invalid_input";
-        }
-        if cause.downcast_ref::<clap::Error>().is_some() {
-            return "usage";
-        }
-    }
-    "other"
-}
-
-/// What to do next, for kinds whose message alone does not say it.
-pub(crate) fn hint(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "invalid_url" => {
-            "give https://host/owner/repo, ssh://host/owner/repo, git@host:owner/repo, file:///path or a local path (no user:password@)"
-        }
-        "invalid_name" => "names use letters, digits, `-`, `_` and `.`",
-        "branch_not_found" => "check the branch name, or leave out --branch for the default branch",
-        "new_branch_exists" => "use --branch to check out the existing branch",
-        "auth_failed" => {
-            "set HEADSTART_GIT_TOKEN (https) or HEADSTART_SSH_KEY and HEADSTART_KNOWN_HOSTS (ssh)"
-        }
-        "repo_not_found" => "check the URL; a private repository also needs HEADSTART_GIT_TOKEN",
-        "network" => "check the host, your network and any proxy, then retry",
-        "sandbox_not_found" => "`headstart ls` lists the sandboxes that exist",
-        "snapshot_not_found" => "`headstart snapshot ls` lists the snapshots that exist",
-        "no_space" => "free some space (`headstart snapshot gc`, `headstart prune`) and retry",
-        "command_not_found" => "give a path, or a program on the sandbox's PATH",
-        "command_not_executable" => {
-            "make the file executable (chmod +x) or run it through its interpreter"
-        }
-        "usage" => "`headstart help` lists the commands and their options",
-        "unknown_fast_path" => "valid fast paths are images, docker, sandbox",
-        "invalid_recipe" => {
-            "a recipe is {\"commands\":[{\"argv\":[\"make\",\"deps\"]}]} with an optional \"base_image\""
-        }
-        "timeout" | "cancelled" => "retry; pass a longer --timeout if it keeps timing out",
-        "refused" => "use another --name, or --force-create to replace the sandbox",
-        "too_slow" => "the server is stalling: check it and your network, then retry",
-        _ => return None,
-    })
-}
-
-/// The one object a failed `--json` command prints:
-/// `{"error": {"kind": "...", "message": "...", "hint": "..." | null}}`.
-pub(crate) fn error_object(e: &anyhow::Error) -> Value {
-    let kind = error_kind(e);
-    error_value(kind, &crate::render::chain(e))
-}
-
-/// [`error_object`] from its parts.
-pub(crate) fn error_value(kind: &str, message: &str) -> Value {
-    json!({"error": {
-        "kind": kind,
-        "message": sandbox_core::scrub(message),
-        "hint": hint(kind),
-    }})
 }
 
 /// A byte count for people: `512 B`, `14.2 KiB`, `3.0 MiB`, `1.2 GiB`.
@@ -293,22 +171,6 @@ mod tests {
         assert_eq!(short_repo("ssh://git@host:2222/o/r"), "host:2222/o/r");
         assert_eq!(short_repo("file:///srv/git/r.git"), "/srv/git/r");
         assert_eq!(short_repo("/srv/git/r"), "/srv/git/r");
-    }
-
-    #[test]
-    fn error_objects_have_kind_message_and_hint() {
-        let e: anyhow::Error = sandbox_core::Error::SandboxNotFound { name: "x".into() }.into();
-        let v = error_object(&e);
-        assert_eq!(v["error"]["kind"], "sandbox_not_found");
-        assert!(v["error"]["message"].as_str().unwrap().contains("`x`"));
-        assert!(v["error"]["hint"].is_string());
-        let e: anyhow::Error = snapshot_refresh::Error::Core(sandbox_core::Error::Git {
-            op: "fetch",
-            message: "boom".into(),
-        })
-        .into();
-        assert_eq!(error_kind(&e), "git", "nested errors are flattened");
-        assert_eq!(error_kind(&anyhow::anyhow!("plain")), "other");
     }
 
     #[test]

@@ -1,0 +1,188 @@
+//! [`Config`]: every setting of the app layer, built explicitly or read once from the
+//! environment ([`Config::from_env`], through [`crate::env`]).
+
+use std::path::PathBuf;
+
+use feature_flags::Properties;
+use provisioners::local::{LocalConfig, RestoreMethod};
+use sandbox_core::Credentials;
+use snapshot_refresh::Eligibility;
+
+use super::{Error, Result};
+use crate::env;
+
+/// The settings of a [`Headstart`](super::Headstart).
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The data directory: sandboxes, snapshots, state, the flags cache.
+    pub data_dir: PathBuf,
+    /// How snapshots are restored.
+    pub restore_method: RestoreMethod,
+    /// Credentials for private repositories (handed to git only through callbacks).
+    pub credentials: Credentials,
+    /// Which repositories get snapshots.
+    pub eligibility: Eligibility,
+    /// Hand background snapshot builds to a detached process (when
+    /// [`build_runner`](Self::build_runner) is set) instead of building in-process.
+    pub detach_builds: bool,
+    /// The program a detached build runs as `PROGRAM snapshot run-job --provider P JOB`
+    /// (the headstart binary); `None`: builds run in this process.
+    pub build_runner: Option<PathBuf>,
+    /// The feature-flags client's configuration.
+    pub flags: feature_flags::Config,
+    /// Why the environment's eligibility settings are invalid: reported by a start
+    /// that would use them (every other operation works without them).
+    eligibility_error: Option<String>,
+}
+
+impl Config {
+    /// A configuration over `data_dir`: automatic restore, no credentials, every
+    /// repository eligible, in-process builds, feature flags and telemetry off.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        let flags = feature_flags::Config::from_env(data_dir.clone(), |k| {
+            (k == feature_flags::vars::TELEMETRY || k == feature_flags::vars::FLAGS_DISABLED).then(
+                || {
+                    if k == feature_flags::vars::TELEMETRY {
+                        "0"
+                    } else {
+                        "1"
+                    }
+                    .to_owned()
+                },
+            )
+        });
+        Self {
+            data_dir,
+            restore_method: RestoreMethod::Auto,
+            credentials: Credentials::none(),
+            eligibility: Eligibility::all(),
+            detach_builds: false,
+            build_runner: None,
+            flags,
+            eligibility_error: None,
+        }
+    }
+
+    /// The eligibility a start uses.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the environment's settings were invalid.
+    pub(crate) fn eligibility(&self) -> Result<Eligibility> {
+        match &self.eligibility_error {
+            Some(e) => Err(Error::InvalidInput(e.clone())),
+            None => Ok(self.eligibility.clone()),
+        }
+    }
+
+    /// The configuration the environment describes (see [`crate::env`]): the data
+    /// directory and restore method, git credentials, snapshot eligibility, detached
+    /// builds (without a build runner: the binary sets its own path), and feature flags.
+    ///
+    /// # Errors
+    /// [`Error::Core`] for a bad `HEADSTART_RESTORE_METHOD` or no data directory. A
+    /// `HEADSTART_SNAPSHOT_MAX_BYTES` that is no number fails the starts that would use
+    /// it ([`Error::InvalidInput`]), not this.
+    pub fn from_env() -> Result<Self> {
+        let local = LocalConfig::from_vars(env::var_os)?;
+        let mut person = Properties::new();
+        person.insert("os".into(), serde_json::json!(std::env::consts::OS));
+        person.insert("arch".into(), serde_json::json!(std::env::consts::ARCH));
+        person.insert(
+            "headstart_version".into(),
+            serde_json::json!(env!("CARGO_PKG_VERSION")),
+        );
+        let flags = feature_flags::Config::from_env(local.home.clone(), env::var)
+            .with_person_properties(person);
+        let (eligibility, eligibility_error) = match eligibility() {
+            Ok(e) => (e, None),
+            Err(e) => (Eligibility::all(), Some(e.to_string())),
+        };
+        Ok(Self {
+            data_dir: local.home,
+            restore_method: local.restore_method,
+            credentials: git_credentials(),
+            eligibility,
+            eligibility_error,
+            detach_builds: env::var(env::HEADSTART_DETACH_BUILDS).is_none_or(|v| v != "0"),
+            build_runner: None,
+            flags,
+        })
+    }
+}
+
+/// Credentials for private repositories:
+/// - a token from `HEADSTART_GIT_TOKEN`, else `GITHUB_TOKEN` (https; empty means none);
+/// - an ssh private key from `HEADSTART_SSH_KEY`, else the first of `~/.ssh/id_ed25519`,
+///   `id_ecdsa`, `id_rsa` that exists (ssh URLs), checked against
+///   `HEADSTART_KNOWN_HOSTS`, else `~/.ssh/known_hosts`.
+fn git_credentials() -> Credentials {
+    let mut creds = [env::HEADSTART_GIT_TOKEN, env::GITHUB_TOKEN]
+        .iter()
+        .find_map(|k| env::non_empty(k))
+        .map_or_else(Credentials::none, Credentials::token);
+    let key = env::non_empty(env::HEADSTART_SSH_KEY)
+        .map(PathBuf::from)
+        .or_else(|| {
+            let ssh = PathBuf::from(env::non_empty(env::HOME)?).join(".ssh");
+            ["id_ed25519", "id_ecdsa", "id_rsa"]
+                .iter()
+                .map(|f| ssh.join(f))
+                .find(|p| p.exists())
+        });
+    if let Some(key) = key {
+        creds = creds.with_ssh_key(key);
+    }
+    if let Some(known) = env::non_empty(env::HEADSTART_KNOWN_HOSTS) {
+        creds = creds.with_known_hosts(known);
+    }
+    creds
+}
+
+/// `HEADSTART_SNAPSHOT_ALLOW` and `HEADSTART_SNAPSHOT_DENY` (comma-separated patterns
+/// over `host/owner/repo`, `*` matches anything) and `HEADSTART_SNAPSHOT_MAX_BYTES`.
+fn eligibility() -> Result<Eligibility> {
+    let list = |var: &str| -> Vec<String> {
+        env::var(var)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let max_size_bytes = match env::var(env::HEADSTART_SNAPSHOT_MAX_BYTES) {
+        Some(v) if !v.trim().is_empty() => Some(v.trim().parse::<u64>().map_err(|_| {
+            Error::InvalidInput(format!(
+                "HEADSTART_SNAPSHOT_MAX_BYTES={v:?} is not a number of bytes"
+            ))
+        })?),
+        _ => None,
+    };
+    Ok(Eligibility {
+        allow: list(env::HEADSTART_SNAPSHOT_ALLOW),
+        deny: list(env::HEADSTART_SNAPSHOT_DENY),
+        max_size_bytes,
+        disabled: false,
+    })
+}
+
+/// Registers every secret this process may hold with the one scrubber
+/// ([`sandbox_core::scrub()`]), before anything is logged: the git token variables, the
+/// cloud token variables and the PostHog keys, by name (so sandboxed commands never
+/// inherit them) and by value (so no log line, error, record or `--json` shows them).
+pub fn register_secrets() {
+    let names = sandbox_core::scrub::GIT_TOKEN_VARS
+        .iter()
+        .chain(provisioners::cloud::TOKEN_VARS)
+        .chain(feature_flags::vars::SECRETS);
+    for name in names {
+        sandbox_core::scrub::register_secret_var(name);
+        if let Some(value) = env::var(name) {
+            sandbox_core::register_secret(&value);
+        }
+    }
+}

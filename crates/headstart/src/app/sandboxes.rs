@@ -1,0 +1,272 @@
+//! [`Headstart::exec`], [`Headstart::down`] and [`Headstart::ls`]: the sandboxes of
+//! this data directory, on every provider that answers (local always, Docker when an
+//! engine does).
+//!
+//! `ls` gives each sandbox's repository (its workspace's `origin`, credential-free)
+//! and branch (what HEAD names), read in-process through `sandbox_core::git`. `down`
+//! checks every name first, so a typo removes nothing.
+//!
+//! Not here: creating sandboxes ([`Headstart::up`]) or expiring them
+//! ([`Headstart::prune`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::choice::ProviderKind;
+use sandbox_core::{OutputSink, SandboxInfo, SandboxName, SandboxProvider};
+use serde::Serialize;
+
+use super::{Error, Headstart, Result};
+
+/// A command to run in a sandbox.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ExecRequest {
+    /// The sandbox.
+    pub name: String,
+    /// Its provider (default: wherever the sandbox is).
+    pub provider: Option<ProviderKind>,
+    /// The program and its arguments (no shell).
+    pub argv: Vec<String>,
+    /// Kill the command after this long.
+    pub timeout: Option<Duration>,
+    /// Where output goes as it arrives (`None`: captured into the outcome).
+    pub sink: Option<OutputSink>,
+}
+
+impl ExecRequest {
+    /// `argv` in sandbox `name`, output captured.
+    pub fn new(name: impl Into<String>, argv: Vec<String>) -> Self {
+        Self {
+            name: name.into(),
+            provider: None,
+            argv,
+            timeout: None,
+            sink: None,
+        }
+    }
+}
+
+/// What a command in a sandbox did (`docs/json/exec.schema.json`).
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ExecOutcome {
+    /// The sandbox.
+    pub sandbox: SandboxName,
+    /// Its provider.
+    pub provider: &'static str,
+    /// What ran.
+    pub argv: Vec<String>,
+    /// The command's exit code (`None`: a signal ended it).
+    pub exit_code: Option<i32>,
+    /// The shell's status for it: the exit code, 124 on timeout, 1 for a signal.
+    pub status: u8,
+    /// True when the timeout killed it.
+    pub timed_out: bool,
+    /// Wall time.
+    #[serde(rename = "duration_ms", serialize_with = "ms")]
+    pub duration: Duration,
+    /// Captured stdout (lossy UTF-8; empty when streamed).
+    pub stdout: String,
+    /// Captured stderr.
+    pub stderr: String,
+    /// True when captured output was cut.
+    pub truncated: bool,
+}
+
+/// A duration in milliseconds with microsecond precision.
+pub(crate) fn ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
+}
+
+/// What `down` removed (`docs/json/down.schema.json`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DownOutcome {
+    /// The sandboxes removed, in order.
+    pub removed: Vec<Removed>,
+}
+
+/// One removed sandbox.
+#[derive(Debug, Clone, Serialize)]
+pub struct Removed {
+    /// Its name.
+    pub name: SandboxName,
+    /// Its provider.
+    pub provider: &'static str,
+}
+
+/// One sandbox as `ls` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxRow {
+    /// What the provider says.
+    #[serde(flatten)]
+    pub info: SandboxInfo,
+    /// The workspace's `origin` (credential-free).
+    pub repo: Option<String>,
+    /// The branch HEAD names.
+    pub branch: Option<String>,
+    /// The commit HEAD is at.
+    pub commit: Option<String>,
+}
+
+/// Every sandbox (`docs/json/ls.schema.json`: an array).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(transparent)]
+pub struct LsOutcome {
+    /// The sandboxes.
+    pub sandboxes: Vec<SandboxRow>,
+}
+
+impl Headstart {
+    /// Every sandbox of the providers asked for (`None`: local, and Docker if it answers).
+    async fn list_all(
+        &self,
+        only: Option<ProviderKind>,
+    ) -> Result<Vec<(Arc<dyn SandboxProvider>, SandboxInfo)>> {
+        let mut all = Vec::new();
+        for kind in [ProviderKind::Local, ProviderKind::Docker] {
+            if only.is_some_and(|k| k != kind) {
+                continue;
+            }
+            match self.provider(kind).await {
+                Ok(p) => {
+                    for info in p.list().await? {
+                        if is_running_build(&info) {
+                            continue;
+                        }
+                        all.push((p.clone(), info));
+                    }
+                }
+                Err(e) if kind == ProviderKind::Docker && only.is_none() => {
+                    tracing::debug!(error = %e, "docker unavailable")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(all)
+    }
+
+    /// Every sandbox, with its repository and branch.
+    ///
+    /// # Errors
+    /// When a provider that answers fails to list.
+    pub async fn ls(&self) -> Result<LsOutcome> {
+        let sandboxes = self
+            .list_all(None)
+            .await?
+            .into_iter()
+            .map(|(_, info)| {
+                let git = sandbox_core::git::summary(&info.workspace);
+                SandboxRow {
+                    info,
+                    repo: git.origin,
+                    branch: git.branch,
+                    commit: git.commit,
+                }
+            })
+            .collect();
+        Ok(LsOutcome { sandboxes })
+    }
+
+    /// Removes the sandboxes `names` (each checked first: an unknown name removes
+    /// nothing), or with `all` every sandbox (of `provider`, else of every provider
+    /// that answers).
+    ///
+    /// # Errors
+    /// An unknown name, or a removal that failed (the error says which were removed
+    /// before it).
+    pub async fn down(
+        &self,
+        names: &[String],
+        all: bool,
+        provider: Option<ProviderKind>,
+    ) -> Result<DownOutcome> {
+        let mut targets: Vec<(Arc<dyn SandboxProvider>, SandboxName)> = Vec::new();
+        if all {
+            for (p, info) in self.list_all(provider).await? {
+                targets.push((p, info.name));
+            }
+        } else {
+            for n in names {
+                let name = SandboxName::new(n)?;
+                if targets.iter().any(|(_, t)| *t == name) {
+                    continue;
+                }
+                let (p, _) = self.find_sandbox(&name, provider).await?;
+                targets.push((p, name));
+            }
+        }
+        let mut out = DownOutcome::default();
+        let mut failed: Option<Error> = None;
+        for (p, name) in targets {
+            match p.remove(&name).await {
+                Ok(()) => out.removed.push(Removed {
+                    name,
+                    provider: p.kind(),
+                }),
+                Err(e) => {
+                    tracing::warn!(sandbox = %name, error = %e, "could not remove");
+                    failed.get_or_insert_with(|| {
+                        Error::from(e).context(format!("removing sandbox {name}"))
+                    });
+                }
+            }
+        }
+        if let Some(e) = failed {
+            let done: Vec<&str> = out.removed.iter().map(|r| r.name.as_str()).collect();
+            return Err(if done.is_empty() {
+                e
+            } else {
+                e.context(format!("removed {} before the failure", done.join(", ")))
+            });
+        }
+        Ok(out)
+    }
+
+    /// Runs an argv (never a shell string) in a sandbox.
+    ///
+    /// # Errors
+    /// An unknown sandbox, or a program that could not be started
+    /// (`CommandNotFound`, `CommandNotExecutable`).
+    pub async fn exec(&self, req: ExecRequest) -> Result<ExecOutcome> {
+        let name = SandboxName::new(&req.name)?;
+        let (provider, sandbox) = self.find_sandbox(&name, req.provider).await?;
+        let mut core = sandbox_core::ExecRequest::new(req.argv.clone())?;
+        if let Some(t) = req.timeout {
+            core = core.timeout(t);
+        }
+        if let Some(sink) = req.sink {
+            core = core.sink(sink);
+        }
+        let out = sandbox.exec(&core).await?;
+        let status: u8 = if out.timed_out {
+            124
+        } else {
+            out.exit_code
+                .map_or(1, |c| u8::try_from(c & 0xff).unwrap_or(1))
+        };
+        Ok(ExecOutcome {
+            sandbox: name,
+            provider: provider.kind(),
+            argv: req.argv,
+            exit_code: out.exit_code,
+            status,
+            timed_out: out.timed_out,
+            duration: out.duration,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            truncated: out.truncated,
+        })
+    }
+}
+
+/// A snapshot build's own sandbox while it builds (`build-<16 hex>`, `creating`):
+/// internal, never a sandbox of the user's, so listings leave it out.
+fn is_running_build(info: &SandboxInfo) -> bool {
+    info.state == sandbox_core::SandboxState::Creating
+        && info
+            .name
+            .as_str()
+            .strip_prefix("build-")
+            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}

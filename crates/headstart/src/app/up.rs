@@ -1,0 +1,362 @@
+//! [`Headstart::up`]: start a sandbox holding a repository. Fast paths (feature flags)
+//! → provider choice → `FastStart::start` (connect, clone or restore and sync,
+//! `mark_ready`, `SnapshotBuilder::kick`) → the `StartCompleted` telemetry event.
+//!
+//! Stopping: the caller cancels [`UpRequest::cancel`] (the CLI does on SIGINT and
+//! SIGTERM), or [`UpRequest::timeout`] passes; the start then removes what it created
+//! and `up` fails with [`Error::Stopped`] saying what was left. Not here: signals,
+//! exit statuses, text (the CLI's).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::choice::{ProviderKind, choose_provider};
+use feature_flags::{BetaRequest, FastPaths, FeatureFlags, Purpose};
+use sandbox_core::git::ProgressFn;
+use sandbox_core::{
+    CancelToken, ConnectOptions, SandboxName, SandboxProvider, SandboxState, SnapshotId,
+    StartupReport,
+};
+use serde::Serialize;
+use snapshot_refresh::{Eligibility, FastStart, KickOutcome, SnapshotBuilder};
+
+use super::flags::FLUSH_ON_EXIT;
+use super::start::{cancelled, decided, run_start, start_completed};
+use super::workdir;
+use super::{Error, Headstart, Result, Stopped, read_recipe, source_from};
+
+/// What to start, and how.
+#[derive(Default)]
+#[non_exhaustive]
+pub struct UpRequest {
+    /// Repository: https://, ssh://, git@host:owner/repo, git://, file:// or a local
+    /// path. Not needed with [`workdir`](Self::workdir).
+    pub repo: Option<String>,
+    /// Branch to check out (default: the remote's default branch).
+    pub branch: Option<String>,
+    /// A new branch to create and check out (from `branch`, else the default).
+    pub new_branch: Option<String>,
+    /// Sandbox name (default: generated; with a workdir, the one of that directory).
+    /// An existing sandbox of that name is reused: another repository is refused,
+    /// another branch is switched to only when it has no local changes.
+    pub name: Option<String>,
+    /// Replace an existing sandbox of the same name.
+    pub force_create: bool,
+    /// The provider (default: chosen from the fast paths, else local).
+    pub provider: Option<ProviderKind>,
+    /// Use this directory as the workspace (nothing deleted on removal; never inside
+    /// the data directory). With a repository: cloned into it when empty or missing,
+    /// used when already a checkout of it, refused otherwise.
+    pub workdir: Option<PathBuf>,
+    /// Start cold and build no snapshot.
+    pub no_snapshot: bool,
+    /// Remove the sandbox after this long (by [`Headstart::prune`]).
+    pub ttl: Option<Duration>,
+    /// A setup recipe file (JSON; see [`read_recipe`](super::read_recipe)).
+    pub recipe_file: Option<PathBuf>,
+    /// Build a missing snapshot in this process and wait for it.
+    pub wait_snapshot: bool,
+    /// Give up when the whole start takes longer; what it made is removed.
+    pub timeout: Option<Duration>,
+    /// Fast paths asked for explicitly.
+    pub beta: BetaRequest,
+    /// Cancel to stop the start (it cleans up, then `up` fails with
+    /// [`Error::Stopped`]); after the start, it stops a `wait_snapshot` wait.
+    pub cancel: CancelToken,
+    /// Cancel to stop waiting for a stopped start's cleanup (it is then left
+    /// `creating`, for the next start of the name or prune to repair).
+    pub abandon: CancelToken,
+    /// Transfer progress of the clone or sync.
+    pub progress: Option<ProgressFn>,
+    /// Told what happens along the way.
+    pub notify: Option<NoticeFn>,
+}
+
+impl UpRequest {
+    /// A start of `repo` with every default.
+    pub fn new(repo: impl Into<String>) -> Self {
+        Self {
+            repo: Some(repo.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// Told each [`Notice`] of a start.
+pub type NoticeFn = Arc<dyn Fn(&Notice) + Send + Sync>;
+
+/// Something worth telling the user while `up` runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// A fast path wanted another provider that is not available; why local was used.
+    ProviderFallback(String),
+    /// The snapshot build waited for is ready.
+    SnapshotReady(SnapshotId),
+    /// The snapshot build waited for failed.
+    SnapshotFailed(String),
+}
+
+/// A started sandbox and what the start did (`docs/json/up.schema.json`).
+#[derive(Debug, Serialize)]
+#[non_exhaustive]
+pub struct UpOutcome {
+    /// The sandbox.
+    pub sandbox: SandboxRef,
+    /// The repository the workspace holds (the URL cloned or synced, or what a
+    /// reconnected workspace's origin says).
+    pub repo: Option<String>,
+    /// The provider it runs on.
+    pub provider: &'static str,
+    /// Why that provider.
+    pub provider_reason: String,
+    /// The fast paths the start ran with (`None` when not decided before the start
+    /// and not needed).
+    pub fast_paths: Option<Vec<&'static str>>,
+    /// Path, reason, phases, HEAD, totals.
+    #[serde(flatten)]
+    pub report: StartupReport,
+    /// The snapshot a warm start restored.
+    pub snapshot: Option<SnapshotRef>,
+    /// What the background builder did.
+    pub build: Option<KickOutcome>,
+    /// True when [`UpRequest::cancel`] stopped a `wait_snapshot` wait after the
+    /// sandbox was ready (it is kept).
+    #[serde(skip)]
+    pub interrupted: bool,
+    /// Background builds still running.
+    #[serde(skip)]
+    pub builds: PendingBuilds,
+}
+
+/// A sandbox, as an outcome names it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxRef {
+    /// The provider's id.
+    pub id: String,
+    /// The name.
+    pub name: SandboxName,
+    /// The workspace directory (on the host).
+    pub workspace: PathBuf,
+}
+
+/// A snapshot and its key.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotRef {
+    /// The snapshot.
+    pub id: SnapshotId,
+    /// Its key.
+    pub key: String,
+}
+
+/// The background builds a start left running in this process.
+#[derive(Default)]
+pub struct PendingBuilds(Option<Arc<SnapshotBuilder>>);
+
+impl std::fmt::Debug for PendingBuilds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingBuilds")
+    }
+}
+
+impl PendingBuilds {
+    /// Waits for them, at most `max`; returns how many were still running.
+    pub async fn wait(&self, max: Duration) -> usize {
+        match &self.0 {
+            Some(b) => b.shutdown(max).await,
+            None => 0,
+        }
+    }
+}
+
+impl Headstart {
+    /// Starts a sandbox holding a repository: warm from a snapshot when one is ready,
+    /// else cold (and a snapshot is built for next time).
+    ///
+    /// # Errors
+    /// Bad input ([`Error::is_user_error`]), a failed start (it removed what it
+    /// created), or [`Error::Stopped`].
+    pub async fn up(&self, req: UpRequest) -> Result<UpOutcome> {
+        if req.branch.is_some() && req.new_branch.is_some() {
+            // Allowed by the library (new branch from that branch); say what happens.
+            tracing::info!("creating the new branch from --branch");
+        }
+        let notify = |n: Notice| {
+            if let Some(f) = &req.notify {
+                f(&n);
+            }
+        };
+        // With a workdir the user's directory is the workspace: a repository given is
+        // cloned into it when it is empty; without one the source names the directory.
+        let workdir = match &req.workdir {
+            Some(dir) => Some(workdir::checked(dir, self.data_dir(), req.repo.is_some())?),
+            None => None,
+        };
+        let source = match (&req.repo, &workdir) {
+            (Some(repo), _) => source_from(repo, req.branch.as_deref(), req.new_branch.as_deref())?,
+            (None, Some(dir)) => {
+                workdir::source_of(dir, req.branch.as_deref(), req.new_branch.as_deref())?
+            }
+            (None, None) => {
+                return Err(Error::InvalidInput("give a repository or a workdir".into()));
+            }
+        };
+        let recipe = read_recipe(req.recipe_file.as_deref())?;
+
+        // Fast paths: an explicit provider lets the decision run alongside the start;
+        // otherwise the provider depends on it (the `sandbox` fast path).
+        FastPaths::parse_list(&req.beta.beta, "--beta")
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let flags = FeatureFlags::new(self.config.flags.clone());
+        let pending = flags.spawn_fast_paths(req.beta.clone(), Purpose::Provision);
+        let (decision, pending) = match req.provider {
+            Some(_) => (None, Some(pending)),
+            None => (Some(decided(pending.await)?), None),
+        };
+        let docker_ok = match (&req.provider, &decision) {
+            (None, Some(d)) if d.paths.sandbox => super::docker_answers().await,
+            _ => false,
+        };
+        let choice = choose_provider(
+            req.provider,
+            decision.as_ref().map(|d| d.paths).unwrap_or_default(),
+            || docker_ok,
+        );
+        if req.provider.is_none()
+            && choice.kind == ProviderKind::Local
+            && decision.as_ref().is_some_and(|d| d.paths.sandbox)
+        {
+            notify(Notice::ProviderFallback(choice.reason.clone()));
+        }
+        let kind = choice.kind;
+        let mut connect = ConnectOptions::new().force_create(req.force_create);
+        if let Some(d) = &decision {
+            connect = connect.env(crate::env::HEADSTART_BETA, d.beta_env());
+        }
+        if let Some(ttl) = req.ttl {
+            connect = connect.ttl(ttl);
+        }
+        if let Some(dir) = &workdir {
+            connect = connect.workdir(dir);
+        }
+        let provider = self.provider(kind).await?;
+        // Named here (not by the provider) so a stopped start can say which it removed;
+        // a workdir's sandbox is the one already using it (see workdir.rs).
+        let name = match (&req.name, &workdir) {
+            (Some(n), _) => SandboxName::new(n)?,
+            (None, Some(dir)) => workdir::sandbox_name(provider.as_ref(), dir).await,
+            (None, None) => SandboxName::generate(),
+        };
+        connect = connect.name(name.clone());
+        let detach = self.config.detach_builds && !req.wait_snapshot;
+        let builder = Arc::new(self.builder_for(provider.clone(), kind, detach));
+        let eligibility = if req.no_snapshot {
+            Eligibility::none()
+        } else {
+            self.config.eligibility()?
+        };
+        let mut fast = FastStart::new(provider.clone(), builder.clone())
+            .recipe(recipe)
+            .eligibility(eligibility)
+            .credentials(self.config.credentials.clone());
+        if let Some(f) = &req.progress {
+            fast = fast.progress(f.clone());
+        }
+        if let Some(t) = req.timeout {
+            fast = fast.limits(sandbox_core::TransferLimits::within(t));
+        }
+        fast = fast.cancel_token(req.cancel.clone());
+        let (started, stopped) = run_start(
+            fast.start(&source, &connect),
+            &req.cancel,
+            &req.abandon,
+            req.timeout,
+        )
+        .await;
+
+        let decision = match (decision, pending) {
+            (Some(d), _) => Some(d),
+            (None, Some(p)) => Some(decided(p.await)?),
+            (None, None) => None,
+        };
+        flags.start_completed(
+            &start_completed(&started, decision.as_ref(), kind),
+            decision.as_ref(),
+        );
+        flags.shutdown(FLUSH_ON_EXIT).await;
+        if let Some((deadline, returned)) = stopped {
+            let left = self.left_behind(provider.as_ref(), &name).await;
+            return Err(Error::Stopped(Box::new(Stopped {
+                name,
+                left,
+                returned,
+                deadline,
+            })));
+        }
+        let started = started?;
+        let mut interrupted = false;
+        if req.wait_snapshot {
+            if let Some(key) = &started.key {
+                // a cancel that came during the start (which finished anyway) does not
+                // stop this wait: only a further one (`abandon`) does
+                let stop = if req.cancel.is_cancelled() {
+                    &req.abandon
+                } else {
+                    &req.cancel
+                };
+                tokio::select! {
+                    waited = builder.wait(key) => match waited {
+                        Some(Ok(b)) => notify(Notice::SnapshotReady(b.snapshot.id)),
+                        Some(Err(e)) => notify(Notice::SnapshotFailed(e.to_string())),
+                        None => {}
+                    },
+                    () = cancelled(stop) => interrupted = true,
+                }
+            }
+        }
+        let sb = &started.sandbox;
+        Ok(UpOutcome {
+            sandbox: SandboxRef {
+                id: sb.id().to_owned(),
+                name: sb.name().clone(),
+                workspace: sb.workspace().to_path_buf(),
+            },
+            repo: started.repository.clone(),
+            provider: provider.kind(),
+            provider_reason: choice.reason,
+            fast_paths: decision.as_ref().map(|d| d.paths.names()),
+            snapshot: started
+                .snapshot
+                .as_ref()
+                .zip(started.key.as_ref())
+                .map(|(m, k)| SnapshotRef {
+                    id: m.id.clone(),
+                    key: k.as_str().to_owned(),
+                }),
+            report: started.report,
+            build: started.build,
+            interrupted,
+            builds: PendingBuilds(Some(builder)),
+        })
+    }
+
+    /// What a stopped start left of `name`.
+    async fn left_behind(
+        &self,
+        provider: &dyn SandboxProvider,
+        name: &SandboxName,
+    ) -> Option<SandboxState> {
+        match provider.kind() {
+            "local" => self
+                .local_provider()
+                .state(name)
+                .unwrap_or(Some(SandboxState::Creating)),
+            _ => match provider.get(name).await {
+                Ok(Some(_)) => Some(SandboxState::Ready),
+                Ok(None) => None,
+                Err(_) => Some(SandboxState::Creating),
+            },
+        }
+    }
+}

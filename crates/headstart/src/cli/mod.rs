@@ -1,0 +1,109 @@
+//! The command line's commands: clap types, a call into the app layer
+//! ([`headstart::Headstart`]) and the rendering of its outcome as text or JSON.
+//!
+//! Not here: anything a library user needs (the app layer has it), or how the
+//! process speaks in general (`output.rs`, `render.rs`, `progress.rs`).
+
+pub(crate) mod completions;
+pub(crate) mod error;
+pub(crate) mod flags;
+pub(crate) mod interrupt;
+pub(crate) mod output;
+pub(crate) mod progress;
+pub(crate) mod render;
+pub(crate) mod sandbox;
+pub(crate) mod snapshot;
+pub(crate) mod up;
+pub(crate) mod vm;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+use headstart::{Config, Headstart, ProviderKind};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Start a sandbox holding a repository (warm from a snapshot when one is ready).
+    Up(up::UpArgs),
+    /// Run a command (argv, no shell) in a sandbox: `headstart exec NAME cmd args...`.
+    Exec(sandbox::ExecArgs),
+    /// Stop and remove sandboxes and their workspaces (`down a b`, `down --all`).
+    Down(sandbox::DownArgs),
+    /// List sandboxes: name, provider, state, repository, branch, age.
+    Ls(sandbox::LsArgs),
+    /// Build, list, remove and garbage-collect base snapshots.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
+    /// Remove sandboxes past their TTL and orphaned workspaces and mounts.
+    Prune(sandbox::PruneArgs),
+    /// Evaluate feature flags offline and show the fast-provisioning decision.
+    Flags(flags::FlagsArgs),
+    /// Create, list, use and delete cloud VM hosts (DigitalOcean, Hetzner, GCP).
+    Vm(vm::VmArgs),
+}
+
+impl Command {
+    /// True when the command was asked for JSON output (`--json`).
+    pub(crate) fn json(&self) -> bool {
+        match self {
+            Self::Up(a) => a.json,
+            Self::Exec(a) => a.json,
+            Self::Down(a) => a.json,
+            Self::Ls(a) => a.json,
+            Self::Prune(a) => a.json,
+            Self::Snapshot(s) => s.json(),
+            Self::Flags(a) => a.json(),
+            Self::Vm(_) => false,
+        }
+    }
+}
+
+/// The app layer, configured from the environment; detached snapshot builds run
+/// this very binary (`headstart snapshot run-job`).
+fn app() -> anyhow::Result<Headstart> {
+    let mut config = Config::from_env()?;
+    config.build_runner = std::env::current_exe().ok();
+    Ok(Headstart::new(config))
+}
+
+/// Runs one command.
+pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let app = app()?;
+    match command {
+        Command::Up(args) => up::up(&app, args).await,
+        Command::Exec(args) => sandbox::exec(&app, args).await,
+        Command::Down(args) => sandbox::down(&app, args).await,
+        Command::Ls(args) => sandbox::ls(&app, args).await,
+        Command::Snapshot(cmd) => snapshot::run(&app, cmd).await,
+        Command::Prune(args) => sandbox::prune(&app, args).await,
+        Command::Flags(args) => flags::run(&app, args).await,
+        Command::Vm(args) => vm::run(&app, args).await,
+    }
+}
+
+/// `90s`, `30m`, `2h`, `1d`, or plain seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 90m, 2h, 1d)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{s}` is not a duration (e.g. 90m, 2h, 1d)")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// `local` or `docker`.
+pub(crate) fn parse_provider(s: &str) -> Result<ProviderKind, String> {
+    match s {
+        "local" => Ok(ProviderKind::Local),
+        "docker" => Ok(ProviderKind::Docker),
+        other => Err(format!("unknown provider `{other}`; use local or docker")),
+    }
+}

@@ -1,0 +1,286 @@
+//! `headstart exec`, `down`, `ls` and `prune`: their arguments and the rendering of
+//! the app layer's outcomes ([`Headstart::exec`], `down`, `ls`, `prune`).
+//!
+//! `exec` runs an argv (never a shell string) like `docker exec`: `--` before the
+//! command is optional, options of `exec` come before the sandbox's command. Its exit
+//! status is the command's own; 127 when the program does not exist, 126 when it
+//! exists but cannot run, 124 when `--timeout` killed it, 1 when a signal did; 2 for
+//! an unknown sandbox. Without `--json` its output streams as it arrives; with
+//! `--json` both streams are captured (up to 1 MiB each) into one object.
+//!
+//! Not here: finding, running or removing anything (the app layer).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use headstart::{ExecRequest, Headstart, ProviderKind, PruneOutcome, Pruned, SandboxRow};
+use sandbox_core::Stream;
+
+use super::{error, output, parse_provider};
+
+/// `headstart exec ...`
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    /// The sandbox.
+    name: String,
+    /// Provider (default: wherever the sandbox is).
+    #[arg(long, value_parser = parse_provider)]
+    provider: Option<ProviderKind>,
+    /// Kill the command after this many seconds (exit status 124).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Capture the command's output into one JSON object (exit status, duration,
+    /// stdout, stderr) instead of streaming it.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// The program and its arguments (`--` before them is optional).
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
+    argv: Vec<String>,
+}
+
+/// `headstart down ...`
+#[derive(Debug, Args)]
+pub(crate) struct DownArgs {
+    /// The sandboxes to remove.
+    #[arg(
+        required_unless_present = "all",
+        conflicts_with = "all",
+        value_name = "NAME"
+    )]
+    names: Vec<String>,
+    /// Remove every sandbox (of `--provider`, else of every provider that answers).
+    #[arg(long)]
+    all: bool,
+    /// Provider (default: wherever each sandbox is).
+    #[arg(long, value_parser = parse_provider)]
+    provider: Option<ProviderKind>,
+    /// Print one JSON object: `{"removed": [{"name", "provider"}]}`.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `headstart ls`
+#[derive(Debug, Args)]
+pub(crate) struct LsArgs {
+    /// Print a JSON array.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `headstart prune`
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    /// Print one JSON object: what was removed.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// The status a shell gives a program that could not be started, if `e` says so.
+fn spawn_failure_status(e: &headstart::Error) -> Option<u8> {
+    match e {
+        headstart::Error::Core(sandbox_core::Error::CommandNotFound { .. }) => Some(127),
+        headstart::Error::Core(sandbox_core::Error::CommandNotExecutable { .. }) => Some(126),
+        _ => None,
+    }
+}
+
+/// Runs `headstart exec`.
+#[allow(clippy::print_stderr)]
+pub(crate) async fn exec(app: &Headstart, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let mut req = ExecRequest::new(args.name, args.argv);
+    req.provider = args.provider;
+    req.timeout = args.timeout.map(Duration::from_secs);
+    if !args.json {
+        req.sink = Some(Arc::new(|stream, bytes: &[u8]| {
+            use std::io::Write;
+            let _ = match stream {
+                Stream::Stdout => std::io::stdout().write_all(bytes),
+                Stream::Stderr => std::io::stderr().write_all(bytes),
+            };
+        }));
+    }
+    let argv = req.argv.clone();
+    let out = match app.exec(req).await {
+        Ok(out) => out,
+        Err(e) => {
+            let Some(status) = spawn_failure_status(&e) else {
+                return Err(e.into());
+            };
+            let e = anyhow::Error::from(e);
+            if args.json {
+                output::print_json(&error::error_object(&e));
+            } else {
+                eprintln!("headstart: {}", sandbox_core::scrub(&e.to_string()));
+            }
+            return Ok(ExitCode::from(status));
+        }
+    };
+    if args.json {
+        output::print_json(&serde_json::to_value(&out)?);
+    } else if out.timed_out && !output::quiet() {
+        eprintln!("headstart: `{}` timed out", argv.join(" "));
+    }
+    Ok(ExitCode::from(out.status))
+}
+
+/// Runs `headstart down`.
+pub(crate) async fn down(app: &Headstart, args: DownArgs) -> anyhow::Result<ExitCode> {
+    let out = app.down(&args.names, args.all, args.provider).await?;
+    if args.json {
+        output::print_json(&serde_json::to_value(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &out.removed {
+        output::say(format!("removed {}", r.name));
+    }
+    if out.removed.is_empty() {
+        output::say("no sandboxes");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn state(row: &SandboxRow) -> String {
+    match row.info.state {
+        sandbox_core::SandboxState::Ready if !row.info.running => "stopped".to_owned(),
+        s => serde_json::to_value(s)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+    }
+}
+
+/// Runs `headstart ls`.
+#[allow(clippy::print_stdout)]
+pub(crate) async fn ls(app: &Headstart, args: LsArgs) -> anyhow::Result<ExitCode> {
+    let out = app.ls().await?;
+    if args.json {
+        output::print_json(&serde_json::to_value(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if output::quiet() {
+        // Names only, one a line (like `docker ps -q`): for scripts.
+        for row in &out.sandboxes {
+            println!("{}", row.info.name);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if out.sandboxes.is_empty() {
+        println!("no sandboxes");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let table: Vec<Vec<String>> = out
+        .sandboxes
+        .iter()
+        .map(|row| {
+            vec![
+                row.info.name.to_string(),
+                row.info.provider.clone(),
+                state(row),
+                row.repo
+                    .as_deref()
+                    .map_or("-".to_owned(), output::short_repo),
+                row.branch.clone().unwrap_or_else(|| "-".to_owned()),
+                row.info
+                    .created_at
+                    .map_or("-".to_owned(), |t| output::ago(t, now)),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        sandbox_core::scrub(&output::table(
+            &["NAME", "PROVIDER", "STATE", "REPO", "BRANCH", "AGE"],
+            &table
+        ))
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `headstart prune`.
+pub(crate) async fn prune(app: &Headstart, args: PruneArgs) -> anyhow::Result<ExitCode> {
+    let out = app.prune().await?;
+    if args.json {
+        output::print_json(&serde_json::to_value(&out)?);
+    } else {
+        for line in prune_lines(&out) {
+            output::say(line);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What prune did, in the order it did it: dead builds, then the local provider's
+/// sandboxes, locks and snapshot writes, then Docker's.
+fn prune_lines(out: &PruneOutcome) -> Vec<String> {
+    let mut lines = Vec::new();
+    let d = &out.dead_builds;
+    if !d.is_empty() {
+        lines.push(format!(
+            "cleaned up after interrupted snapshot builds: {} process(es) killed, {} build sandbox(es), {} seed(s) and {} job file(s) removed",
+            d.processes_killed,
+            d.sandboxes_removed.len(),
+            d.seeds_removed,
+            d.jobs_removed
+        ));
+    }
+    let name = |p: &Pruned| p.name.as_ref().map_or_else(String::new, |n| n.to_string());
+    let of = |list: &[Pruned], provider: &str| -> Vec<Pruned> {
+        list.iter()
+            .filter(|p| p.provider == provider)
+            .cloned()
+            .collect()
+    };
+    for p in of(&out.expired, "local") {
+        lines.push(format!("removed {}: its TTL passed", name(&p)));
+    }
+    for p in of(&out.orphans, "local") {
+        let dir = p.workspace.as_deref().unwrap_or(std::path::Path::new(""));
+        lines.push(format!("removed orphaned workspace {}", dir.display()));
+    }
+    for p in of(&out.interrupted, "local") {
+        lines.push(format!(
+            "removed {}: its start was interrupted (the process creating it died)",
+            name(&p)
+        ));
+    }
+    for p in &out.busy {
+        lines.push(format!(
+            "left {} alone: a start or removal of it is in progress",
+            name(p)
+        ));
+    }
+    if out.stale_locks > 0 {
+        lines.push(format!(
+            "removed {} lock file(s) of sandboxes that no longer exist",
+            out.stale_locks
+        ));
+    }
+    if out.interrupted_snapshot_writes > 0 {
+        lines.push(format!(
+            "removed {} interrupted snapshot write(s)",
+            out.interrupted_snapshot_writes
+        ));
+    }
+    for p in of(&out.expired, "docker") {
+        lines.push(format!("removed {} (docker): its TTL passed", name(&p)));
+    }
+    for p in of(&out.orphans, "docker") {
+        lines.push(format!(
+            "removed orphaned workspace of {} (docker): its container is gone",
+            name(&p)
+        ));
+    }
+    for p in of(&out.interrupted, "docker") {
+        lines.push(format!(
+            "removed {} (docker): its start was interrupted",
+            name(&p)
+        ));
+    }
+    if out.is_empty() {
+        lines.push("nothing to prune".to_owned());
+    }
+    lines
+}
