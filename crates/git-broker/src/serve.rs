@@ -507,7 +507,8 @@ async fn check_push(
         log.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
         match &mut decoder {
             Some(d) => {
-                if let Err(e) = d.write_all(&data) {
+                // flate2 keeps output until the next write or a flush
+                if let Err(e) = d.write_all(&data).and_then(|()| d.flush()) {
                     return Err(log.text(
                         StatusCode::BAD_REQUEST,
                         &format!("headstart: the push's gzip body is unreadable: {e}"),
@@ -639,6 +640,7 @@ impl Body for Upload {
                         None => return Poll::Ready(Some(Ok(Frame::data(data)))),
                         Some(d) => {
                             d.write_all(&data)?;
+                            d.flush()?;
                             let out = std::mem::take(d.get_mut());
                             if !out.is_empty() {
                                 return Poll::Ready(Some(Ok(Frame::data(out.into()))));

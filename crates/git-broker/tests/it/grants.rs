@@ -106,3 +106,27 @@ fn saved_grants_reload_without_tokens_until_registered() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_redirect_to_another_origin_is_not_followed() -> anyhow::Result<()> {
+    let env = Env::new()?;
+    // the same upstream under another origin (host name), as a hijacked redirect would be
+    let elsewhere = format!("http://localhost:{}", env.server.addr().port());
+    let redirect = test_support::RedirectServer::start(&elsewhere)?;
+    let mut spec = env.spec(Env::own_branch_policy()?)?;
+    spec.upstream = sandbox_core::RepoUrl::parse(&redirect.url("app.git"))?;
+    let url = env.broker.grant(spec)?.url(env.addr);
+    let stderr = env.git_fails(None, &["ls-remote", &url])?;
+    assert!(stderr.contains("redirected to another origin"), "{stderr}");
+    let seen = redirect.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].had_authorization,
+        "the redirecting upstream got the token (its own origin)"
+    );
+    assert!(
+        env.server.requests().is_empty(),
+        "the other origin was never contacted"
+    );
+    Ok(())
+}

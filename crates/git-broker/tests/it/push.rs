@@ -121,3 +121,86 @@ fn a_read_only_grant_refuses_every_push() -> anyhow::Result<()> {
     assert_eq!(env.upstream.try_tip(OWN_BRANCH)?, None);
     Ok(())
 }
+
+/// `git pack-objects` of what `new` has over `old`.
+fn pack_between(dir: &std::path::Path, new: &str, old: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = test_support::git_command()
+        .arg("-C")
+        .arg(dir)
+        .args(["pack-objects", "--stdout", "--revs", "-q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("pack-objects stdin"))?;
+    stdin.write_all(format!("{new}\n^{old}\n").as_bytes())?;
+    drop(stdin);
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "git pack-objects failed");
+    Ok(out.stdout)
+}
+
+/// A receive-pack request body (one command, `report-status` only), gzipped.
+fn gzipped_push(old: &str, new: &str, refname: &str, pack: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let line = format!("{old} {new} {refname}\0report-status agent=test\n");
+    let mut body = format!("{:04x}{line}0000", line.len() + 4).into_bytes();
+    body.extend_from_slice(pack);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&body)?;
+    Ok(gz.finish()?)
+}
+
+#[test]
+fn a_gzipped_push_is_read_checked_and_forwarded_gunzipped() -> anyhow::Result<()> {
+    // git itself never gzips a push; other clients may.
+    let env = Env::new()?;
+    let url = env.grant()?.url(env.addr);
+    let dir = env.clone(&url, "work")?;
+    let old = env.git_ok(Some(&dir), &["rev-parse", "HEAD"])?;
+    let new = env.commit_on(&dir, OWN_BRANCH, "gzipped push")?;
+    let pack = pack_between(&dir, &new, &old)?;
+    let post = |body: Vec<u8>| -> anyhow::Result<(u16, String)> {
+        let client = reqwest::Client::new();
+        let target = format!("{url}/git-receive-pack");
+        env.rt.block_on(async move {
+            let resp = client
+                .post(target)
+                .header("Content-Type", "application/x-git-receive-pack-request")
+                .header("Content-Encoding", "gzip")
+                .body(body)
+                .send()
+                .await?;
+            let status = resp.status().as_u16();
+            let text = String::from_utf8_lossy(&resp.bytes().await?).into_owned();
+            Ok((status, text))
+        })
+    };
+
+    env.server.clear_log();
+    let (status, answer) = post(gzipped_push(&old, &new, "refs/heads/main", &pack)?)?;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer.contains("unpack ok\n")
+            && answer.contains("ng refs/heads/main headstart: pushing to main"),
+        "{answer:?}"
+    );
+    assert!(
+        env.server.requests().is_empty(),
+        "a refused push never reaches the upstream"
+    );
+
+    let zero = "0".repeat(40);
+    let (status, answer) = post(gzipped_push(&zero, &new, "refs/heads/agent/one", &pack)?)?;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("ok refs/heads/agent/one"), "{answer:?}");
+    assert_eq!(env.upstream.tip(OWN_BRANCH)?, new);
+    let posts = env.server.requests();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].content_encoding, None, "forwarded gunzipped");
+    Ok(())
+}
