@@ -38,9 +38,8 @@ pub(crate) fn parse_commands(buf: &[u8]) -> Commands {
             return Commands::Invalid("not a pkt-line".into());
         };
         if len == 0 {
-            if updates.is_empty() {
-                return Commands::Invalid("a push without commands".into());
-            }
+            // No commands at all is git's probe before a large (chunked) push:
+            // receive-pack answers it with nothing, so it passes.
             return Commands::Done {
                 updates,
                 capabilities,
@@ -175,7 +174,14 @@ mod tests {
         assert_eq!(capabilities[..2], ["report-status", "side-band-64k"]);
         assert_eq!(parse_commands(&body[..body.len() - 13]), Commands::NeedMore);
         assert!(matches!(parse_commands(b"zzzz"), Commands::Invalid(_)));
-        assert!(matches!(parse_commands(b"0000"), Commands::Invalid(_)));
+        assert_eq!(
+            parse_commands(b"0000"),
+            Commands::Done {
+                updates: vec![],
+                capabilities: vec![]
+            },
+            "the probe of a large push"
+        );
     }
 
     #[test]

@@ -204,3 +204,56 @@ fn a_gzipped_push_is_read_checked_and_forwarded_gunzipped() -> anyhow::Result<()
     assert_eq!(posts[0].content_encoding, None, "forwarded gunzipped");
     Ok(())
 }
+
+#[test]
+fn large_pushes_stream_after_gits_probe() -> anyhow::Result<()> {
+    // Above http.postBuffer git first POSTs a bare flush (a probe), then the push
+    // chunked.
+    let env = Env::new()?;
+    let url = env.grant()?.url(env.addr);
+    let dir = env.clone(&url, "work")?;
+    env.git_ok(Some(&dir), &["checkout", "--quiet", "-b", OWN_BRANCH])?;
+    let mut big = Vec::with_capacity(600_000);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while big.len() < 600_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        big.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(dir.join("big.bin"), &big)?;
+    env.git_ok(Some(&dir), &["add", "big.bin"])?;
+    env.git_ok(Some(&dir), &["commit", "--quiet", "-m", "big"])?;
+    let commit = env.git_ok(Some(&dir), &["rev-parse", "HEAD"])?;
+
+    let stderr = env.git_fails(
+        Some(&dir),
+        &["-c", "http.postBuffer=65536", "push", "origin", "HEAD:main"],
+    )?;
+    assert!(stderr.contains(REJECTED_MAIN), "{stderr}");
+
+    env.server.clear_log();
+    env.git_ok(
+        Some(&dir),
+        &[
+            "-c",
+            "http.postBuffer=65536",
+            "push",
+            "--quiet",
+            "origin",
+            OWN_BRANCH,
+        ],
+    )?;
+    assert_eq!(env.upstream.tip(OWN_BRANCH)?, commit);
+    let posts: Vec<_> = env
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    assert!(
+        posts.iter().any(|r| r.chunked),
+        "the push was streamed chunked: {posts:#?}"
+    );
+    Ok(())
+}
