@@ -103,8 +103,14 @@ impl Grant {
     /// `http://<broker_addr>/g/<capability>/<owner>/<repo>.git`: the remote URL for the
     /// sandbox. Whoever holds it can use the grant, so treat it as a secret.
     pub fn url(&self, broker_addr: SocketAddr) -> String {
+        self.url_at(&broker_addr.to_string())
+    }
+
+    /// As [`url`](Self::url) with the broker reached at `authority` (`host:port`),
+    /// e.g. `host.docker.internal:7420` from a container on a bridge network.
+    pub fn url_at(&self, authority: &str) -> String {
         format!(
-            "http://{broker_addr}/g/{}/{}",
+            "http://{authority}/g/{}/{}",
             self.capability,
             url_repo_path(&self.upstream)
         )

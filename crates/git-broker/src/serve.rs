@@ -71,6 +71,8 @@ pub(crate) fn upstream_client() -> Result<reqwest::Client, BrokerError> {
             }
         }))
         .connect_timeout(Duration::from_secs(15))
+        // an upstream silent this long is gone (git servers send progress meanwhile)
+        .read_timeout(Duration::from_secs(300))
         .tcp_nodelay(true)
         .build()
         .map_err(BrokerError::Client)
