@@ -14,7 +14,8 @@
 //! - [`Broker::save_grants`] / [`Broker::load_grants`] keep grants in a `0600` JSON
 //!   file **without tokens**: a reloaded grant answers 403 until its token is
 //!   registered again.
-//! - [`Broker::serve`] answers on a listener until dropped.
+//! - [`Broker::serve`] answers on a listener until dropped; [`Broker::spawn`] runs it
+//!   as a task.
 //!
 //! It is **not** a daemon (no sockets of its own, no environment, no CLI words in its
 //! messages: [`GrantHints`] carry what to run), not a git server (it never looks
@@ -274,6 +275,18 @@ impl Broker {
     /// Never in practice: accept errors are logged and retried.
     pub async fn serve(&self, listener: tokio::net::TcpListener) -> Result<(), BrokerError> {
         serve::serve(Arc::clone(&self.inner), listener).await
+    }
+
+    /// [`serve`](Self::serve) as a task of the current tokio runtime (abort the handle
+    /// to stop).
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn spawn(
+        &self,
+        listener: tokio::net::TcpListener,
+    ) -> tokio::task::JoinHandle<Result<(), BrokerError>> {
+        tokio::spawn(serve::serve(Arc::clone(&self.inner), listener))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Entry>> {

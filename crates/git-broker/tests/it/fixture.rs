@@ -61,7 +61,8 @@ impl Env {
             .rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
-        self.rt.spawn(async move { broker.serve(listener).await });
+        let _guard = self.rt.enter();
+        broker.spawn(listener);
         Ok(addr)
     }
 
