@@ -145,3 +145,35 @@ fn the_token_and_the_capability_stay_out_of_the_logs() -> anyhow::Result<()> {
     assert!(capability.starts_with(listed[0].capability_prefix.trim_end_matches('…')));
     Ok(())
 }
+
+#[test]
+fn answers_stream_through_without_waiting_for_the_end() -> anyhow::Result<()> {
+    // The upstream sends its headers and a few body bytes, then stalls for 6 s: a
+    // broker that buffered answers would say nothing until then.
+    let env = Env::new()?;
+    let stall = test_support::StallProxy::start(
+        env.server.addr(),
+        Some(400),
+        std::time::Duration::from_secs(6),
+    )?;
+    let mut spec = env.spec(Env::own_branch_policy()?)?;
+    spec.upstream = sandbox_core::RepoUrl::parse(&stall.url("app.git"))?;
+    let url = env.broker.grant(spec)?.url(env.addr);
+    let started = std::time::Instant::now();
+    let first = env.rt.block_on(async {
+        let mut resp = reqwest::Client::new()
+            .get(format!("{url}/info/refs?service=git-upload-pack"))
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status() == 200, "status {}", resp.status());
+        Ok(resp.chunk().await?.unwrap_or_default())
+    })?;
+    let took = started.elapsed();
+    assert!(!first.is_empty());
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "the first bytes came after {took:?}: buffered, not streamed"
+    );
+    assert!(stall.stalls() >= 1, "the upstream answer did stall");
+    Ok(())
+}
