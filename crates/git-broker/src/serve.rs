@@ -715,6 +715,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn client_credentials_are_never_passed_upstream() {
+        for name in [
+            header::AUTHORIZATION,
+            header::COOKIE,
+            header::PROXY_AUTHORIZATION,
+        ] {
+            assert!(!REQUEST_HEADERS.contains(&name), "{name}");
+        }
+    }
+
+    #[test]
     fn routes_the_three_smart_http_requests_only() {
         let r = route(
             &Method::GET,
