@@ -204,40 +204,7 @@ fn clone_into(source: &Source, dest: &Path, options: &GitOptions) -> Result<Chec
     drop(remote);
     repo.remote_add_fetch("origin", &transfer::tracking_refspec(&fetched.base))
         .map_err(git_err("clone"))?;
-    set_origin_head(&repo, fetched.default_branch.as_deref())?;
-    let tree = repo
-        .find_commit(fetched.tip)
-        .and_then(|c| c.tree())
-        .map_err(git_err("clone"))?;
-    let t = std::time::Instant::now();
-    checkout::refuse_incomplete(&repo, &tree, url)?;
-    tracing::debug!(
-        elapsed_ms = t.elapsed().as_millis() as u64,
-        "checked for submodules and LFS"
-    );
-    let head = match new_branch {
-        Some(nb) => checkout::checkout_branch(&repo, nb, fetched.tip, None, false)?,
-        None => checkout::checkout_branch(
-            &repo,
-            &fetched.base,
-            fetched.tip,
-            Some(&fetched.base),
-            false,
-        )?,
-    };
-    tracing::info!(
-        repository = %url,
-        branch = %head.branch,
-        commit = %head.commit,
-        received_bytes = fetched.received_bytes,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "cloned"
-    );
-    Ok(Checkout {
-        head,
-        received_bytes: fetched.received_bytes,
-        received_objects: fetched.received_objects,
-    })
+    check_out_fetched(&repo, url, &fetched, new_branch, Step::Clone, started)
 }
 
 /// Brings an existing checkout (a restored snapshot) to the branch `source` asks for:
@@ -336,31 +303,58 @@ fn sync_in(source: &Source, workspace: &Path, options: &GitOptions) -> Result<Ch
     };
     drop(remote);
     ensure_fetch_refspec(&repo, &fetched.base)?;
-    set_origin_head(&repo, fetched.default_branch.as_deref())?;
+    check_out_fetched(&repo, url, &fetched, new_branch, Step::Sync, started)
+}
+
+/// Which operation [`check_out_fetched`] finishes.
+#[derive(Clone, Copy)]
+enum Step {
+    Clone,
+    Sync,
+}
+
+/// The tail clone and sync share: `origin/HEAD`, the submodule/LFS check, `checkout -B`
+/// of the fetched tip (forced, with untracked files cleaned, for a sync) and the log line.
+fn check_out_fetched(
+    repo: &Repository,
+    url: &RepoUrl,
+    fetched: &transfer::Fetched,
+    new_branch: Option<&str>,
+    step: Step,
+    started: std::time::Instant,
+) -> Result<Checkout> {
+    let (op, sync) = match step {
+        Step::Clone => ("clone", false),
+        Step::Sync => ("sync", true),
+    };
+    set_origin_head(repo, fetched.default_branch.as_deref())?;
     let tree = repo
         .find_commit(fetched.tip)
         .and_then(|c| c.tree())
-        .map_err(git_err("sync"))?;
+        .map_err(git_err(op))?;
     let t = std::time::Instant::now();
-    checkout::refuse_incomplete(&repo, &tree, url)?;
+    checkout::refuse_incomplete(repo, &tree, url)?;
     tracing::debug!(
         elapsed_ms = t.elapsed().as_millis() as u64,
         "checked for submodules and LFS"
     );
     let head = match new_branch {
-        Some(nb) => checkout::checkout_branch(&repo, nb, fetched.tip, None, true)?,
+        Some(nb) => checkout::checkout_branch(repo, nb, fetched.tip, None, sync)?,
         None => {
-            checkout::checkout_branch(&repo, &fetched.base, fetched.tip, Some(&fetched.base), true)?
+            checkout::checkout_branch(repo, &fetched.base, fetched.tip, Some(&fetched.base), sync)?
         }
     };
-    tracing::info!(
-        repository = %url,
-        branch = %head.branch,
-        commit = %head.commit,
-        received_bytes = fetched.received_bytes,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "synced"
-    );
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match step {
+        Step::Clone => tracing::info!(
+            repository = %url, branch = %head.branch, commit = %head.commit,
+            received_bytes = fetched.received_bytes, elapsed_ms, "cloned"
+        ),
+        Step::Sync => tracing::info!(
+            repository = %url, branch = %head.branch, commit = %head.commit,
+            received_bytes = fetched.received_bytes, elapsed_ms, "synced"
+        ),
+    }
     Ok(Checkout {
         head,
         received_bytes: fetched.received_bytes,
