@@ -26,6 +26,7 @@
 mod app;
 pub mod env;
 
+pub use app::daemon;
 pub use app::{
     CLEANUP_GRACE, Config, DeadBuilds, DownOutcome, Error, ExecOutcome, ExecRequest, FailureRecord,
     FlagsStatus, GcOutcome, Headstart, LsOutcome, Notice, NoticeFn, PendingBuilds, PruneOutcome,

@@ -10,6 +10,7 @@
 
 mod choice;
 mod config;
+pub mod daemon;
 mod error;
 mod flags;
 mod prune;
