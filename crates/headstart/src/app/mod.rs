@@ -13,6 +13,7 @@ mod config;
 pub mod daemon;
 mod error;
 mod flags;
+mod grant;
 mod prune;
 mod sandboxes;
 mod snapshots;
@@ -33,6 +34,7 @@ pub use choice::{ProviderChoice, ProviderKind, choose_provider, prebuilt_images}
 pub use config::{Config, register_secrets};
 pub use error::{Error, Result, Stopped};
 pub use flags::{FLUSH_ON_EXIT, FlagsStatus};
+pub use grant::CredentialsMode;
 pub use prune::{DeadBuilds, PruneOutcome, Pruned};
 pub use sandboxes::{DownOutcome, ExecOutcome, ExecRequest, LsOutcome, Removed, SandboxRow};
 pub use snapshots::{
