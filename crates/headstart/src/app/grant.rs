@@ -7,12 +7,12 @@
 
 use std::path::Path;
 
-use sandbox_core::{Credentials, RepoUrl, SandboxName, Source, Transport};
+use sandbox_core::{Credentials, RepoUrl, Sandbox, SandboxName, Source, Transport};
 use serde::Serialize;
 
 use super::choice::ProviderKind;
 use super::daemon::{ControlRequest, ControlResponse, GrantInfo, control_socket, request};
-use super::{Error, Headstart, Result};
+use super::{Error, Headstart, Result, UpRequest};
 
 /// How long a grant lasts when the sandbox has no TTL.
 const DEFAULT_GRANT_TTL: time::Duration = time::Duration::hours(12);
@@ -34,6 +34,9 @@ pub(crate) struct GrantPlan {
     credentials: Credentials,
     host: &'static str,
 }
+
+/// How a sandbox on the host network or loopback reaches the broker.
+const LOOPBACK: &str = "127.0.0.1";
 
 impl Headstart {
     /// Whether a start of `source` on `kind` gets a grant: asked for, or by default on
@@ -71,10 +74,14 @@ impl Headstart {
         Ok(wanted.then(|| GrantPlan {
             upstream: source.url().clone(),
             credentials: self.config.credentials.clone(),
-            // The local provider shares the host's loopback; a container on the
-            // default bridge reaches the host by name (see the Docker provider).
+            // The local provider and host-network containers share the host's
+            // loopback; a container on a bridge reaches the host by name (see the
+            // Docker provider's `extra_hosts`).
             host: match kind {
-                ProviderKind::Local => "127.0.0.1",
+                ProviderKind::Local => LOOPBACK,
+                ProviderKind::Docker if self.config.docker_network.as_deref() == Some("host") => {
+                    LOOPBACK
+                }
                 ProviderKind::Docker => "host.docker.internal",
             },
         }))
@@ -89,18 +96,30 @@ impl Headstart {
     /// # Errors
     /// [`Error::Daemon`] when the daemon cannot be reached or refuses; a git error
     /// when the workspace's `origin` cannot be set.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn grant(
+        &self,
+        plan: GrantPlan,
+        sandbox: &dyn Sandbox,
+        req: &UpRequest,
+    ) -> Result<GrantInfo> {
+        let name = sandbox.name();
+        self.register_grant(plan, name, sandbox.workspace(), req)
+            .await
+            .map_err(|e| {
+                e.context(format!(
+                    "sandbox {name} started, but its broker grant could not be made"
+                ))
+            })
+    }
+
+    async fn register_grant(
         &self,
         plan: GrantPlan,
         name: &SandboxName,
         workspace: &Path,
-        branch: Option<&str>,
-        new_branch: Option<&str>,
-        allow_push: &[String],
-        ttl: Option<std::time::Duration>,
-        renew_hint: Option<String>,
+        req: &UpRequest,
     ) -> Result<GrantInfo> {
+        let (branch, new_branch) = (req.branch.as_deref(), req.new_branch.as_deref());
         let own_branch = match (new_branch, branch) {
             (Some(n), _) => Some(n.to_owned()),
             (None, Some(b)) => {
@@ -116,7 +135,8 @@ impl Headstart {
             }
             (None, None) => None,
         };
-        let ttl = ttl
+        let ttl = req
+            .ttl
             .and_then(|t| time::Duration::try_from(t).ok())
             .unwrap_or(DEFAULT_GRANT_TTL);
         let token = plan
@@ -130,10 +150,10 @@ impl Headstart {
             token,
             username: Some(plan.credentials.username().to_owned()),
             own_branch,
-            allow_push: allow_push.to_vec(),
+            allow_push: req.allow_push.clone(),
             expires_at: time::OffsetDateTime::now_utc() + ttl,
             host: plan.host.to_owned(),
-            renew_hint,
+            renew_hint: req.grant_renew_hint.clone(),
         };
         let (grant, url) = match self.daemon_request(&req).await? {
             ControlResponse::Registered { grant, url } => (grant, url),

@@ -105,6 +105,9 @@ impl Headstart {
         let mut config = provisioners::docker::DockerConfig::new(home.join("docker"))
             .scope_label("dev.headstart.home", home.display().to_string());
         config.restore_method = self.config.restore_method;
+        if let Some(network) = &self.config.docker_network {
+            config = config.network_mode(network.clone());
+        }
         Ok(provisioners::docker::DockerProvider::from_env(config).await?)
     }
 

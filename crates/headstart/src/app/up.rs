@@ -334,25 +334,7 @@ impl Headstart {
         }
         let sb = &started.sandbox;
         let grant = match plan {
-            Some(plan) => Some(
-                self.grant(
-                    plan,
-                    sb.name(),
-                    sb.workspace(),
-                    req.branch.as_deref(),
-                    req.new_branch.as_deref(),
-                    &req.allow_push,
-                    req.ttl,
-                    req.grant_renew_hint.clone(),
-                )
-                .await
-                .map_err(|e| {
-                    e.context(format!(
-                        "sandbox {} started, but its broker grant could not be made",
-                        sb.name()
-                    ))
-                })?,
-            ),
+            Some(plan) => Some(self.grant(plan, sb.as_ref(), &req).await?),
             None => None,
         };
         Ok(UpOutcome {

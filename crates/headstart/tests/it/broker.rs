@@ -22,8 +22,13 @@ impl Drop for DaemonGuard {
 }
 
 fn headstart_with_token(home: &Path, token: &str, args: &[&str]) -> Output {
+    headstart_with_env(home, token, &[], args)
+}
+
+fn headstart_with_env(home: &Path, token: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_headstart"))
         .args(args)
+        .envs(env.iter().copied())
         .env("HEADSTART_HOME", home)
         .env("HEADSTART_GIT_TOKEN", token)
         .env_remove("GITHUB_TOKEN")
@@ -222,4 +227,85 @@ fn a_broker_grant_without_a_token_is_refused_before_the_start() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("token"), "{}", stderr(&out));
     assert!(!home.path().join("daemon/control.sock").exists());
+}
+
+/// The same through a Docker container on the host's network (the broker at
+/// 127.0.0.1): git inside the container pushes its branch, with no token in the
+/// container. Skipped with a printed reason when no Docker engine answers.
+#[test]
+fn a_docker_sandbox_on_the_host_network_pushes_through_the_broker() {
+    if !crate::docker_lifecycle::docker_or_skip(
+        "a_docker_sandbox_on_the_host_network_pushes_through_the_broker",
+    ) {
+        return;
+    }
+    let token = random_token();
+    let up = Upstream::new("main", 3).unwrap();
+    let server = GitHttpServer::start_with_token(up.root(), &token).unwrap();
+    let home = TestHome::new();
+    let _daemon = DaemonGuard(home.path().to_path_buf());
+    let _down = crate::docker_lifecycle::DownAll(home.path());
+
+    // No --credentials: a broker grant is the default on Docker with a token.
+    let out = headstart_with_env(
+        home.path(),
+        &token,
+        &[("HEADSTART_DOCKER_NETWORK", "host")],
+        &[
+            "up",
+            &server.url(up.name()),
+            "--provider",
+            "docker",
+            "--new-branch",
+            "agent/d",
+            "--no-snapshot",
+            "--json",
+        ],
+    );
+    let v = json(&out);
+    let name = v["sandbox"]["name"].as_str().unwrap().to_owned();
+    assert_eq!(v["grant"]["push"], serde_json::json!(["agent/d"]), "{v}");
+    let exec = |argv: &[&str]| {
+        let mut args = vec!["exec", name.as_str(), "--"];
+        args.extend_from_slice(argv);
+        let o = headstart(home.path(), &args);
+        assert!(o.status.success(), "{argv:?}: {}{}", stdout(&o), stderr(&o));
+        stdout(&o)
+    };
+    let origin = exec(&["git", "config", "remote.origin.url"]);
+    assert!(origin.trim().starts_with("http://127.0.0.1:"), "{origin}");
+    let env = exec(&["env"]);
+    assert!(
+        !env.contains(&token),
+        "the token is in the container's environment"
+    );
+    exec(&[
+        "sh",
+        "-c",
+        "echo from-docker > docker.txt && git add docker.txt",
+    ]);
+    exec(&[
+        "git",
+        "-c",
+        "user.name=Agent",
+        "-c",
+        "user.email=agent@example.com",
+        "commit",
+        "-m",
+        "docker work",
+    ]);
+    let head = exec(&["git", "rev-parse", "HEAD"]);
+    exec(&["git", "push", "origin", "HEAD:agent/d"]);
+    assert_eq!(up.tip("agent/d").unwrap(), head.trim());
+    let refused = headstart(
+        home.path(),
+        &["exec", &name, "--", "git", "push", "origin", "HEAD:main"],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("rejected"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(files_containing(home.path(), &token), Vec::<PathBuf>::new());
 }
