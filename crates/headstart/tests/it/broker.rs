@@ -127,6 +127,7 @@ fn a_local_sandbox_pushes_its_branch_through_the_broker_and_nothing_else() {
         ],
     );
     let v = json(&out);
+    crate::schema::check("up", &v);
     let ws = PathBuf::from(v["sandbox"]["workspace"].as_str().unwrap());
     let name = v["sandbox"]["name"].as_str().unwrap().to_owned();
     let grant = &v["grant"];
@@ -178,7 +179,9 @@ fn a_local_sandbox_pushes_its_branch_through_the_broker_and_nothing_else() {
     // Listings show the grant, never the capability.
     let ls = headstart(home.path(), &["ls", "--json"]);
     assert!(!stdout(&ls).contains(cap), "{}", stdout(&ls));
-    let row = json(&ls)
+    let rows = json(&ls);
+    crate::schema::check("ls", &rows);
+    let row = rows
         .as_array()
         .unwrap()
         .iter()
@@ -188,11 +191,20 @@ fn a_local_sandbox_pushes_its_branch_through_the_broker_and_nothing_else() {
     assert_eq!(row["grant"]["push"], serde_json::json!(["agent/x"]));
     let status = headstart(home.path(), &["daemon", "status", "--json"]);
     assert!(!stdout(&status).contains(cap));
-    assert_eq!(json(&status)["grants"].as_array().unwrap().len(), 1);
+    let status = json(&status);
+    crate::schema::check("daemon-status", &status);
+    assert_eq!(status["grants"].as_array().unwrap().len(), 1);
 
     // `down` revokes: a later fetch through the URL is refused.
-    let down = headstart(home.path(), &["down", &name, "--json"]);
-    assert!(down.status.success(), "{}", stderr(&down));
+    let down = json(&headstart(home.path(), &["down", &name, "--json"]));
+    crate::schema::check("down", &down);
+    assert_eq!(
+        down["removed"][0]["revoked_grants"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let tmp = tempfile::tempdir().unwrap();
     let refused = git_command()
         .args(["ls-remote", &origin])
