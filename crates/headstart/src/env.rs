@@ -40,6 +40,9 @@ pub const HEADSTART_SNAPSHOT_DENY: &str = "HEADSTART_SNAPSHOT_DENY";
 pub const HEADSTART_SNAPSHOT_MAX_BYTES: &str = "HEADSTART_SNAPSHOT_MAX_BYTES";
 /// The Docker sandbox image (default: built offline).
 pub const HEADSTART_IMAGE: &str = "HEADSTART_IMAGE";
+/// The Docker sandboxes' network: unset for the engine's default bridge, `host` to
+/// share the host's (loopback included: the credential broker is then at 127.0.0.1).
+pub const HEADSTART_DOCKER_NETWORK: &str = "HEADSTART_DOCKER_NETWORK";
 /// The Docker engine (default: the local unix socket); read by the Docker client.
 pub const DOCKER_HOST: &str = "DOCKER_HOST";
 /// Fast paths, like `--beta` (`images,docker,sandbox`); merged with `--beta`.
@@ -99,6 +102,7 @@ pub const ALL: &[&str] = &[
     HEADSTART_SNAPSHOT_DENY,
     HEADSTART_SNAPSHOT_MAX_BYTES,
     HEADSTART_IMAGE,
+    HEADSTART_DOCKER_NETWORK,
     DOCKER_HOST,
     HEADSTART_BETA,
     HEADSTART_FLAG_OVERRIDES,

@@ -29,6 +29,12 @@ pub struct Config {
     /// The program a detached build runs as `PROGRAM snapshot run-job --provider P JOB`
     /// (the headstart binary); `None`: builds run in this process.
     pub build_runner: Option<PathBuf>,
+    /// The program started as `PROGRAM daemon run` when a start needs the credential
+    /// daemon and none answers (the headstart binary); `None`: a daemon must be running.
+    pub daemon_runner: Option<PathBuf>,
+    /// The Docker sandboxes' network mode (`None`: the engine's default bridge;
+    /// `host`: the host's network).
+    pub docker_network: Option<String>,
     /// The feature-flags client's configuration.
     pub flags: feature_flags::Config,
     /// Why the environment's eligibility settings are invalid: reported by a start
@@ -60,6 +66,8 @@ impl Config {
             eligibility: Eligibility::all(),
             detach_builds: false,
             build_runner: None,
+            daemon_runner: None,
+            docker_network: None,
             flags,
             eligibility_error: None,
         }
@@ -107,6 +115,8 @@ impl Config {
             eligibility_error,
             detach_builds: env::var(env::HEADSTART_DETACH_BUILDS).is_none_or(|v| v != "0"),
             build_runner: None,
+            daemon_runner: None,
+            docker_network: env::non_empty(env::HEADSTART_DOCKER_NETWORK),
             flags,
         })
     }

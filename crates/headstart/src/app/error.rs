@@ -46,6 +46,9 @@ pub enum Error {
     /// A snapshot build not tried because recent builds of the key failed.
     #[error("{0}")]
     BackingOff(String),
+    /// The credential daemon could not be started or reached, or refused a request.
+    #[error("{0}")]
+    Daemon(String),
     /// A start stopped by its cancel token or its deadline.
     #[error("starting sandbox {} was stopped", .0.name)]
     Stopped(Box<Stopped>),
@@ -82,6 +85,7 @@ impl Error {
             Self::Stopped(s) if s.deadline.is_some() => "timeout",
             Self::Stopped(_) => "cancelled",
             Self::BackingOff(_) => "backing_off",
+            Self::Daemon(_) => "daemon",
             Self::Io { .. } | Self::Failed(_) => "other",
         }
     }
@@ -98,7 +102,11 @@ impl Error {
             ),
             Self::InvalidInput(_) => true,
             Self::Context { source, .. } => source.is_user_error(),
-            Self::Io { .. } | Self::Failed(_) | Self::BackingOff(_) | Self::Stopped(_) => false,
+            Self::Io { .. }
+            | Self::Failed(_)
+            | Self::BackingOff(_)
+            | Self::Daemon(_)
+            | Self::Stopped(_) => false,
         }
     }
 

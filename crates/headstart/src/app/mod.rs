@@ -10,8 +10,10 @@
 
 mod choice;
 mod config;
+pub mod daemon;
 mod error;
 mod flags;
+mod grant;
 mod prune;
 mod sandboxes;
 mod snapshots;
@@ -32,6 +34,7 @@ pub use choice::{ProviderChoice, ProviderKind, choose_provider, prebuilt_images}
 pub use config::{Config, register_secrets};
 pub use error::{Error, Result, Stopped};
 pub use flags::{FLUSH_ON_EXIT, FlagsStatus};
+pub use grant::CredentialsMode;
 pub use prune::{DeadBuilds, PruneOutcome, Pruned};
 pub use sandboxes::{DownOutcome, ExecOutcome, ExecRequest, LsOutcome, Removed, SandboxRow};
 pub use snapshots::{
@@ -102,6 +105,9 @@ impl Headstart {
         let mut config = provisioners::docker::DockerConfig::new(home.join("docker"))
             .scope_label("dev.headstart.home", home.display().to_string());
         config.restore_method = self.config.restore_method;
+        if let Some(network) = &self.config.docker_network {
+            config = config.network_mode(network.clone());
+        }
         Ok(provisioners::docker::DockerProvider::from_env(config).await?)
     }
 

@@ -142,6 +142,12 @@ impl Headstart {
             }
             Err(e) => tracing::debug!(error = %e, "no Docker engine: nothing to prune there"),
         }
+        // A removed sandbox's broker grants go with it.
+        for p in out.expired.iter().chain(&out.interrupted) {
+            if let Some(name) = &p.name {
+                self.revoke_grants(name).await;
+            }
+        }
         Ok(out)
     }
 }

@@ -16,6 +16,8 @@ use super::choice::ProviderKind;
 use sandbox_core::{OutputSink, SandboxInfo, SandboxName, SandboxProvider};
 use serde::Serialize;
 
+use super::daemon::GrantInfo;
+use super::grant::redact_grant_url;
 use super::{Error, Headstart, Result};
 
 /// A command to run in a sandbox.
@@ -93,6 +95,9 @@ pub struct Removed {
     pub name: SandboxName,
     /// Its provider.
     pub provider: &'static str,
+    /// The broker grants revoked with it (ids).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revoked_grants: Vec<String>,
 }
 
 /// One sandbox as `ls` shows it.
@@ -107,6 +112,9 @@ pub struct SandboxRow {
     pub branch: Option<String>,
     /// The commit HEAD is at.
     pub commit: Option<String>,
+    /// Its broker grant, when it has a live one (never the capability in full).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantInfo>,
 }
 
 /// Every sandbox (`docs/json/ls.schema.json`: an array).
@@ -151,17 +159,28 @@ impl Headstart {
     /// # Errors
     /// When a provider that answers fails to list.
     pub async fn ls(&self) -> Result<LsOutcome> {
+        let grants = self.live_grants().await;
         let sandboxes = self
             .list_all(None)
             .await?
             .into_iter()
             .map(|(_, info)| {
                 let git = sandbox_core::git::summary(&info.workspace);
+                let grant = grants
+                    .iter()
+                    .find(|g| g.sandbox.as_deref() == Some(info.name.as_str()))
+                    .cloned();
+                // a grant URL holds the capability: show the repository it reaches
+                let repo = match &grant {
+                    Some(g) => Some(g.repository.clone()),
+                    None => git.origin.as_deref().map(redact_grant_url),
+                };
                 SandboxRow {
                     info,
-                    repo: git.origin,
+                    repo,
                     branch: git.branch,
                     commit: git.commit,
+                    grant,
                 }
             })
             .collect();
@@ -201,6 +220,7 @@ impl Headstart {
         for (p, name) in targets {
             match p.remove(&name).await {
                 Ok(()) => out.removed.push(Removed {
+                    revoked_grants: self.revoke_grants(&name).await,
                     name,
                     provider: p.kind(),
                 }),

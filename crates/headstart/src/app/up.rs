@@ -21,7 +21,9 @@ use sandbox_core::{
 use serde::Serialize;
 use snapshot_refresh::{Eligibility, FastStart, KickOutcome, SnapshotBuilder};
 
+use super::daemon::GrantInfo;
 use super::flags::FLUSH_ON_EXIT;
+use super::grant::CredentialsMode;
 use super::start::{cancelled, decided, run_start, start_completed};
 use super::workdir;
 use super::{Error, Headstart, Result, Stopped, read_recipe, source_from};
@@ -71,6 +73,13 @@ pub struct UpRequest {
     pub progress: Option<ProgressFn>,
     /// Told what happens along the way.
     pub notify: Option<NoticeFn>,
+    /// How the sandbox's git reaches the upstream (default: a broker grant on Docker
+    /// when a token is configured and the repository is http(s); none otherwise).
+    pub credentials: Option<CredentialsMode>,
+    /// More branch patterns a broker grant may push (`feature/*`).
+    pub allow_push: Vec<String>,
+    /// What the broker tells the sandbox when its grant expired or was revoked.
+    pub grant_renew_hint: Option<String>,
 }
 
 impl UpRequest {
@@ -121,6 +130,8 @@ pub struct UpOutcome {
     pub snapshot: Option<SnapshotRef>,
     /// What the background builder did.
     pub build: Option<KickOutcome>,
+    /// The sandbox's broker grant (never its capability in full).
+    pub grant: Option<GrantInfo>,
     /// True when [`UpRequest::cancel`] stopped a `wait_snapshot` wait after the
     /// sandbox was ready (it is kept).
     #[serde(skip)]
@@ -240,6 +251,12 @@ impl Headstart {
         if let Some(dir) = &workdir {
             connect = connect.workdir(dir);
         }
+        let plan = self.plan_grant(req.credentials, kind, &source)?;
+        if plan.is_none() && !req.allow_push.is_empty() {
+            return Err(Error::InvalidInput(
+                "push patterns apply to a broker grant, and this start makes none".into(),
+            ));
+        }
         let provider = self.provider(kind).await?;
         // Named here (not by the provider) so a stopped start can say which it removed;
         // a workdir's sandbox is the one already using it (see workdir.rs).
@@ -316,6 +333,10 @@ impl Headstart {
             }
         }
         let sb = &started.sandbox;
+        let grant = match plan {
+            Some(plan) => Some(self.grant(plan, sb.as_ref(), &req).await?),
+            None => None,
+        };
         Ok(UpOutcome {
             sandbox: SandboxRef {
                 id: sb.id().to_owned(),
@@ -336,6 +357,7 @@ impl Headstart {
                 }),
             report: started.report,
             build: started.build,
+            grant,
             interrupted,
             builds: PendingBuilds(Some(builder)),
         })

@@ -5,6 +5,7 @@
 //! process speaks in general (`output.rs`, `render.rs`, `progress.rs`).
 
 pub(crate) mod completions;
+pub(crate) mod daemon;
 pub(crate) mod error;
 pub(crate) mod flags;
 pub(crate) mod interrupt;
@@ -41,6 +42,9 @@ pub(crate) enum Command {
     Flags(flags::FlagsArgs),
     /// Create, list, use and delete cloud VM hosts (DigitalOcean, Hetzner, GCP).
     Vm(vm::VmArgs),
+    /// The credential daemon: the git broker sandboxes fetch and push through.
+    #[command(subcommand)]
+    Daemon(daemon::DaemonCommand),
 }
 
 impl Command {
@@ -55,6 +59,7 @@ impl Command {
             Self::Snapshot(s) => s.json(),
             Self::Flags(a) => a.json(),
             Self::Vm(_) => false,
+            Self::Daemon(d) => d.json(),
         }
     }
 }
@@ -64,6 +69,7 @@ impl Command {
 fn app() -> anyhow::Result<Headstart> {
     let mut config = Config::from_env()?;
     config.build_runner = std::env::current_exe().ok();
+    config.daemon_runner = config.build_runner.clone();
     Ok(Headstart::new(config))
 }
 
@@ -79,6 +85,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Prune(args) => sandbox::prune(&app, args).await,
         Command::Flags(args) => flags::run(&app, args).await,
         Command::Vm(args) => vm::run(&app, args).await,
+        Command::Daemon(cmd) => daemon::run(&app, cmd).await,
     }
 }
 

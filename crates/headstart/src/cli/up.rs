@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use headstart::{Error, Headstart, Notice, ProviderKind, Stopped, UpOutcome, UpRequest};
+use headstart::{
+    CredentialsMode, Error, Headstart, Notice, ProviderKind, Stopped, UpOutcome, UpRequest,
+};
 use sandbox_core::{CancelToken, SandboxState};
 use snapshot_refresh::KickOutcome;
 
@@ -63,8 +65,27 @@ pub(crate) struct UpArgs {
     /// e.g. `90s`, `10m`; `0` waits forever. What it made is removed.
     #[arg(long, value_parser = parse_duration, default_value = "10m", value_name = "DURATION")]
     timeout: Duration,
+    /// How the sandbox's git reaches the repository: `broker` (a capability URL of the
+    /// credential daemon; the token stays on the host) or `none`. Default: `broker` for
+    /// --provider docker when a git token is configured, else `none`.
+    #[arg(long, value_parser = parse_credentials, value_name = "MODE")]
+    credentials: Option<CredentialsMode>,
+    /// A branch pattern the broker grant may also push (`feature/*`); repeatable. By
+    /// default only the --new-branch (or a non-default --branch) may be pushed.
+    #[arg(long, value_name = "PATTERN")]
+    allow_push: Vec<String>,
     #[command(flatten)]
     beta: super::flags::BetaArgs,
+}
+
+fn parse_credentials(s: &str) -> Result<CredentialsMode, String> {
+    match s {
+        "broker" => Ok(CredentialsMode::Broker),
+        "none" => Ok(CredentialsMode::None),
+        other => Err(format!(
+            "unknown credentials mode `{other}`; use broker or none"
+        )),
+    }
 }
 
 /// Runs `headstart up`.
@@ -88,6 +109,10 @@ pub(crate) async fn up(app: &Headstart, args: UpArgs) -> anyhow::Result<ExitCode
     req.wait_snapshot = args.wait_snapshot;
     req.timeout = (!args.timeout.is_zero()).then_some(args.timeout);
     req.beta = args.beta.request();
+    req.credentials = args.credentials;
+    req.allow_push = args.allow_push;
+    req.grant_renew_hint =
+        Some("start the sandbox again with `headstart up --credentials broker`".into());
     req.cancel = cancel.clone();
     req.abandon = abandon.clone();
     req.progress = bar.as_ref().map(|(_, f)| f.clone());
@@ -148,6 +173,17 @@ fn print_text(outcome: &UpOutcome) {
         outcome.sandbox.name,
         outcome.sandbox.workspace.display()
     );
+    if let Some(g) = &outcome.grant {
+        let push = if g.push.is_empty() {
+            "read-only".to_owned()
+        } else {
+            format!("push {}", g.push.join(", "))
+        };
+        println!(
+            "  git: through the credential broker ({}; {push}; until {})",
+            g.repository, g.expires_at
+        );
+    }
     match &outcome.build {
         Some(KickOutcome::BackingOff {
             last_error,

@@ -2,6 +2,7 @@
 //! servers on loopback, with a private `HEADSTART_HOME` per test.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
+mod broker;
 mod cli;
 mod conventions;
 mod docker_lifecycle;

@@ -38,6 +38,7 @@ pub(crate) const SCHEMAS: &[&str] = &[
     "snapshot-build",
     "snapshot-rm",
     "flags-status",
+    "daemon-status",
     "error",
 ];
 

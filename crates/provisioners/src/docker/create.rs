@@ -250,6 +250,10 @@ impl DockerProvider {
                 .memory_bytes
                 .and_then(|m| i64::try_from(m).ok()),
             network_mode: self.config.network_mode.clone(),
+            // The host as the container sees it (the credential broker listens there);
+            // with the host's network the container reaches it at 127.0.0.1 instead.
+            extra_hosts: (self.config.network_mode.as_deref() != Some("host"))
+                .then(|| vec!["host.docker.internal:host-gateway".to_owned()]),
             ..Default::default()
         };
         ContainerCreateBody {

@@ -514,3 +514,21 @@ fn cleanup_dest(dest: &Path, created: bool) {
         tracing::warn!(dest = %dest.display(), error = %e, "could not clean up after a failed clone");
     }
 }
+
+/// Makes `url` the workspace's `origin` for fetch and push (any `pushurl` removed):
+/// what a credential broker's grant URL replaces the upstream with.
+///
+/// # Errors
+/// [`Error::Git`] when `workspace` is not a repository or has no `origin`.
+pub fn set_origin_url(workspace: &Path, url: &str) -> Result<()> {
+    let op = "set origin";
+    let repo = Repository::open(workspace).map_err(git_err(op))?;
+    repo.find_remote("origin").map_err(git_err(op))?;
+    repo.remote_set_url("origin", url).map_err(git_err(op))?;
+    let mut config = repo.config().map_err(git_err(op))?;
+    match config.remove("remote.origin.pushurl") {
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(()),
+        Err(e) => Err(git_err(op)(e)),
+    }
+}

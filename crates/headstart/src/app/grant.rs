@@ -1,0 +1,229 @@
+//! A sandbox's grant from the credential daemon: whether a start wants one
+//! ([`CredentialsMode`]), what it may push, registering it and pointing the workspace's
+//! `origin` at the grant URL, and what listings show of it (never the capability).
+//!
+//! The token goes to the daemon over its control socket and nowhere else: not into
+//! the sandbox's environment, files or git configuration.
+
+use std::path::Path;
+
+use sandbox_core::{Credentials, RepoUrl, Sandbox, SandboxName, Source, Transport};
+use serde::Serialize;
+
+use super::choice::ProviderKind;
+use super::daemon::{ControlRequest, ControlResponse, GrantInfo, control_socket, request};
+use super::{Error, Headstart, Result, UpRequest};
+
+/// How long a grant lasts when the sandbox has no TTL.
+const DEFAULT_GRANT_TTL: time::Duration = time::Duration::hours(12);
+
+/// How a sandbox's git reaches its upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialsMode {
+    /// Through a grant of the credential daemon: the sandbox's `origin` is a capability
+    /// URL, the token stays on the host.
+    Broker,
+    /// No credentials in the sandbox: `origin` is the upstream itself.
+    None,
+}
+
+/// What a start's grant is made of, decided before the start.
+pub(crate) struct GrantPlan {
+    upstream: RepoUrl,
+    credentials: Credentials,
+    host: &'static str,
+}
+
+/// How a sandbox on the host network or loopback reaches the broker.
+const LOOPBACK: &str = "127.0.0.1";
+
+impl Headstart {
+    /// Whether a start of `source` on `kind` gets a grant: asked for, or by default on
+    /// Docker when a token is configured and the repository is http(s).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when a grant is asked for but cannot be made (no token,
+    /// a repository not over http(s)).
+    pub(crate) fn plan_grant(
+        &self,
+        mode: Option<CredentialsMode>,
+        kind: ProviderKind,
+        source: &Source,
+    ) -> Result<Option<GrantPlan>> {
+        let has_token = self.config.credentials.expose_token().is_some();
+        let http = source.url().transport() == Transport::Http;
+        let wanted = match mode {
+            Some(CredentialsMode::None) => false,
+            Some(CredentialsMode::Broker) => {
+                if !has_token {
+                    return Err(Error::InvalidInput(
+                        "a broker grant needs a git token, and none is configured".into(),
+                    ));
+                }
+                if !http {
+                    return Err(Error::InvalidInput(format!(
+                        "a broker grant needs an http(s) repository, not {}",
+                        source.url()
+                    )));
+                }
+                true
+            }
+            None => kind == ProviderKind::Docker && has_token && http,
+        };
+        Ok(wanted.then(|| GrantPlan {
+            upstream: source.url().clone(),
+            credentials: self.config.credentials.clone(),
+            // The local provider and host-network containers share the host's
+            // loopback; a container on a bridge reaches the host by name (see the
+            // Docker provider's `extra_hosts`).
+            host: match kind {
+                ProviderKind::Local => LOOPBACK,
+                ProviderKind::Docker if self.config.docker_network.as_deref() == Some("host") => {
+                    LOOPBACK
+                }
+                ProviderKind::Docker => "host.docker.internal",
+            },
+        }))
+    }
+
+    /// Registers the grant of sandbox `name` (starting the daemon when none answers)
+    /// and makes its URL the workspace's `origin`.
+    ///
+    /// Push policy: `new_branch`, else `branch` unless it is the remote's default
+    /// branch (then read-only), widened by `allow_push`.
+    ///
+    /// # Errors
+    /// [`Error::Daemon`] when the daemon cannot be reached or refuses; a git error
+    /// when the workspace's `origin` cannot be set.
+    pub(crate) async fn grant(
+        &self,
+        plan: GrantPlan,
+        sandbox: &dyn Sandbox,
+        req: &UpRequest,
+    ) -> Result<GrantInfo> {
+        let name = sandbox.name();
+        self.register_grant(plan, name, sandbox.workspace(), req)
+            .await
+            .map_err(|e| {
+                e.context(format!(
+                    "sandbox {name} started, but its broker grant could not be made"
+                ))
+            })
+    }
+
+    async fn register_grant(
+        &self,
+        plan: GrantPlan,
+        name: &SandboxName,
+        workspace: &Path,
+        req: &UpRequest,
+    ) -> Result<GrantInfo> {
+        let (branch, new_branch) = (req.branch.as_deref(), req.new_branch.as_deref());
+        let own_branch = match (new_branch, branch) {
+            (Some(n), _) => Some(n.to_owned()),
+            (None, Some(b)) => {
+                let (url, creds) = (plan.upstream.clone(), plan.credentials.clone());
+                let default = tokio::task::spawn_blocking(move || {
+                    sandbox_core::git::remote_default_branch(&url, &creds)
+                })
+                .await
+                .ok()
+                .and_then(std::result::Result::ok);
+                // Unknown default: read-only is the safe side.
+                default.filter(|d| d != b).map(|_| b.to_owned())
+            }
+            (None, None) => None,
+        };
+        let ttl = req
+            .ttl
+            .and_then(|t| time::Duration::try_from(t).ok())
+            .unwrap_or(DEFAULT_GRANT_TTL);
+        let token = plan
+            .credentials
+            .expose_token()
+            .ok_or_else(|| Error::InvalidInput("no git token is configured".into()))?
+            .to_owned();
+        let req = ControlRequest::Register {
+            sandbox: name.to_string(),
+            upstream: plan.upstream.to_string(),
+            token,
+            username: Some(plan.credentials.username().to_owned()),
+            own_branch,
+            allow_push: req.allow_push.clone(),
+            expires_at: time::OffsetDateTime::now_utc() + ttl,
+            host: plan.host.to_owned(),
+            renew_hint: req.grant_renew_hint.clone(),
+        };
+        let (grant, url) = match self.daemon_request(&req).await? {
+            ControlResponse::Registered { grant, url } => (grant, url),
+            other => {
+                return Err(Error::Daemon(format!(
+                    "unexpected answer to a grant request: {other:?}"
+                )));
+            }
+        };
+        let ws = workspace.to_path_buf();
+        tokio::task::spawn_blocking(move || sandbox_core::git::set_origin_url(&ws, &url))
+            .await
+            .map_err(|e| Error::Failed(format!("setting the grant URL: {e}")))??;
+        Ok(grant)
+    }
+
+    /// Revokes the grants of sandbox `name`, when a daemon runs (none running: no
+    /// grant can be used anyway). Returns their ids.
+    pub(crate) async fn revoke_grants(&self, name: &SandboxName) -> Vec<String> {
+        if !control_socket(self.data_dir()).exists() {
+            return Vec::new();
+        }
+        let req = ControlRequest::Revoke {
+            sandbox: name.to_string(),
+        };
+        match request(self.data_dir(), &req).await {
+            Ok(ControlResponse::Revoked { grants }) => grants,
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(sandbox = %name, error = %e, "could not revoke the sandbox's grants");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The live grants of every sandbox, when a daemon runs.
+    pub(crate) async fn live_grants(&self) -> Vec<GrantInfo> {
+        if !control_socket(self.data_dir()).exists() {
+            return Vec::new();
+        }
+        match self.daemon_status().await {
+            Ok(s) => s.grants.into_iter().filter(|g| !g.revoked).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// A workspace origin as listings show it: a grant URL's capability cut to a prefix.
+pub(crate) fn redact_grant_url(origin: &str) -> String {
+    let Some((head, rest)) = origin.split_once("/g/") else {
+        return origin.to_owned();
+    };
+    let Some((cap, path)) = rest.split_once('/') else {
+        return origin.to_owned();
+    };
+    let prefix: String = cap.chars().take(6).collect();
+    format!("{head}/g/{prefix}…/{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn grant_urls_are_cut_to_a_prefix() {
+        assert_eq!(
+            super::redact_grant_url("http://127.0.0.1:1/g/abcdef0123456789/o/r.git"),
+            "http://127.0.0.1:1/g/abcdef…/o/r.git"
+        );
+        assert_eq!(
+            super::redact_grant_url("https://example.com/o/r.git"),
+            "https://example.com/o/r.git"
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! `headstart daemon run|status|stop`: the credential daemon (the app layer's
+//! [`headstart::daemon`]) in the foreground, its grants, and stopping it.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use headstart::Headstart;
+use headstart::daemon::DaemonStatus;
+
+use super::output;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DaemonCommand {
+    /// Run the credential daemon in the foreground (`up` starts it when a sandbox needs
+    /// a grant): the git broker on 127.0.0.1 and the control socket.
+    Run,
+    /// Show whether the daemon runs, its port and its grants (never a capability).
+    Status(StatusArgs),
+    /// Stop the daemon (grants stay saved, without tokens).
+    Stop,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+impl DaemonCommand {
+    pub(crate) fn json(&self) -> bool {
+        matches!(self, Self::Status(a) if a.json)
+    }
+}
+
+/// Runs one `daemon` command.
+pub(crate) async fn run(app: &Headstart, cmd: DaemonCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DaemonCommand::Run => headstart::daemon::run_daemon(app.data_dir()).await?,
+        DaemonCommand::Status(args) => {
+            let status = app.daemon_status().await?;
+            if args.json {
+                output::print_json(&serde_json::to_value(&status)?);
+            } else {
+                print_status(&status);
+            }
+        }
+        DaemonCommand::Stop => {
+            let stopped = app.daemon_stop().await?;
+            if !output::quiet() {
+                eprintln!(
+                    "{}",
+                    if stopped {
+                        "credential daemon stopped"
+                    } else {
+                        "no credential daemon was running"
+                    }
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)]
+fn print_status(s: &DaemonStatus) {
+    if !s.running {
+        println!("credential daemon: not running");
+        return;
+    }
+    println!(
+        "credential daemon: running (pid {}, broker on 127.0.0.1:{})",
+        s.pid.unwrap_or_default(),
+        s.port.unwrap_or_default()
+    );
+    for g in &s.grants {
+        let push = if g.push.is_empty() {
+            "read-only".to_owned()
+        } else {
+            format!("push {}", g.push.join(", "))
+        };
+        let state = if g.revoked { ", revoked" } else { "" };
+        println!(
+            "  {} {} {} ({push}; expires {}{state}) cap {}",
+            g.id,
+            g.sandbox.as_deref().unwrap_or("-"),
+            g.repository,
+            g.expires_at,
+            g.capability_prefix
+        );
+    }
+}
