@@ -40,6 +40,9 @@ pub const HEADSTART_SNAPSHOT_DENY: &str = "HEADSTART_SNAPSHOT_DENY";
 pub const HEADSTART_SNAPSHOT_MAX_BYTES: &str = "HEADSTART_SNAPSHOT_MAX_BYTES";
 /// The Docker sandbox image (default: built offline).
 pub const HEADSTART_IMAGE: &str = "HEADSTART_IMAGE";
+/// The git identity (`Name <email>`) written into started workspaces' `.git/config`;
+/// like `up --git-user`.
+pub const HEADSTART_GIT_USER: &str = "HEADSTART_GIT_USER";
 /// The Docker engine (default: the local unix socket); read by the Docker client.
 pub const DOCKER_HOST: &str = "DOCKER_HOST";
 /// Fast paths, like `--beta` (`images,docker,sandbox`); merged with `--beta`.
@@ -99,6 +102,7 @@ pub const ALL: &[&str] = &[
     HEADSTART_SNAPSHOT_DENY,
     HEADSTART_SNAPSHOT_MAX_BYTES,
     HEADSTART_IMAGE,
+    HEADSTART_GIT_USER,
     DOCKER_HOST,
     HEADSTART_BETA,
     HEADSTART_FLAG_OVERRIDES,

@@ -31,6 +31,9 @@ pub struct Config {
     pub build_runner: Option<PathBuf>,
     /// The feature-flags client's configuration.
     pub flags: feature_flags::Config,
+    /// The default git identity of started workspaces, `Name <email>`
+    /// (`HEADSTART_GIT_USER`); an [`UpRequest::git_user`](super::UpRequest::git_user) wins.
+    pub git_user: Option<String>,
     /// Why the environment's eligibility settings are invalid: reported by a start
     /// that would use them (every other operation works without them).
     eligibility_error: Option<String>,
@@ -62,6 +65,7 @@ impl Config {
             build_runner: None,
             flags,
             eligibility_error: None,
+            git_user: None,
         }
     }
 
@@ -108,6 +112,7 @@ impl Config {
             detach_builds: env::var(env::HEADSTART_DETACH_BUILDS).is_none_or(|v| v != "0"),
             build_runner: None,
             flags,
+            git_user: env::non_empty(env::HEADSTART_GIT_USER),
         })
     }
 }

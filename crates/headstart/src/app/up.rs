@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::choice::{ProviderKind, choose_provider};
 use feature_flags::{BetaRequest, FastPaths, FeatureFlags, Purpose};
-use sandbox_core::git::ProgressFn;
+use sandbox_core::git::{GitIdentity, ProgressFn};
 use sandbox_core::{
     CancelToken, ConnectOptions, SandboxName, SandboxProvider, SandboxState, SnapshotId,
     StartupReport,
@@ -51,6 +51,13 @@ pub struct UpRequest {
     pub workdir: Option<PathBuf>,
     /// Start cold and build no snapshot.
     pub no_snapshot: bool,
+    /// The container image (container providers; default: the provider's, e.g.
+    /// `HEADSTART_IMAGE`, else a recipe's `base_image`).
+    pub image: Option<String>,
+    /// The git identity of the workspace, `Name <email>` (default:
+    /// [`Config::git_user`](super::Config::git_user)): written into its `.git/config`
+    /// on every start, kept by later ones.
+    pub git_user: Option<String>,
     /// Remove the sandbox after this long (by [`Headstart::prune`]).
     pub ttl: Option<Duration>,
     /// A setup recipe file (JSON; see [`read_recipe`](super::read_recipe)).
@@ -114,6 +121,8 @@ pub struct UpOutcome {
     /// The fast paths the start ran with (`None` when not decided before the start
     /// and not needed).
     pub fast_paths: Option<Vec<&'static str>>,
+    /// The workspace's git identity (its own `.git/config`), when it has one.
+    pub git_identity: Option<GitIdentity>,
     /// Path, reason, phases, HEAD, totals.
     #[serde(flatten)]
     pub report: StartupReport,
@@ -202,7 +211,11 @@ impl Headstart {
                 return Err(Error::InvalidInput("give a repository or a workdir".into()));
             }
         };
-        let recipe = read_recipe(req.recipe_file.as_deref())?;
+        let mut recipe = read_recipe(req.recipe_file.as_deref())?;
+        let identity = match req.git_user.as_ref().or(self.config.git_user.as_ref()) {
+            Some(s) => Some(GitIdentity::parse(s).map_err(|e| Error::InvalidInput(e.to_string()))?),
+            None => None,
+        };
 
         // Fast paths: an explicit provider lets the decision run alongside the start;
         // otherwise the provider depends on it (the `sandbox` fast path).
@@ -240,6 +253,13 @@ impl Headstart {
         if let Some(dir) = &workdir {
             connect = connect.workdir(dir);
         }
+        if let Some(image) = &req.image {
+            connect = connect.image(image);
+            if kind != ProviderKind::Local {
+                // snapshots are per image: the image keys them like a recipe's
+                recipe.base_image = Some(image.clone());
+            }
+        }
         let provider = self.provider(kind).await?;
         // Named here (not by the provider) so a stopped start can say which it removed;
         // a workdir's sandbox is the one already using it (see workdir.rs).
@@ -260,6 +280,9 @@ impl Headstart {
             .recipe(recipe)
             .eligibility(eligibility)
             .credentials(self.config.credentials.clone());
+        if let Some(id) = identity {
+            fast = fast.git_identity(id);
+        }
         if let Some(f) = &req.progress {
             fast = fast.progress(f.clone());
         }
@@ -316,7 +339,15 @@ impl Headstart {
             }
         }
         let sb = &started.sandbox;
+        let git_identity = {
+            let ws = sb.workspace().to_path_buf();
+            tokio::task::spawn_blocking(move || sandbox_core::git::identity(&ws))
+                .await
+                .ok()
+                .flatten()
+        };
         Ok(UpOutcome {
+            git_identity,
             sandbox: SandboxRef {
                 id: sb.id().to_owned(),
                 name: sb.name().clone(),

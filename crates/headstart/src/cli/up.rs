@@ -47,6 +47,14 @@ pub(crate) struct UpArgs {
     /// Start cold and build no snapshot.
     #[arg(long)]
     no_snapshot: bool,
+    /// Container image of the sandbox (Docker; default: HEADSTART_IMAGE, else the
+    /// recipe's base_image, else headstart's base image).
+    #[arg(long, value_name = "IMAGE")]
+    image: Option<String>,
+    /// Git identity of the sandbox's repository, `"Name <email>"` (written into its
+    /// .git/config, never your global config; default: HEADSTART_GIT_USER).
+    #[arg(long, value_name = "NAME <EMAIL>")]
+    git_user: Option<String>,
     /// Remove the sandbox after this long (`headstart prune`), e.g. `90m`, `2h`, `1d`.
     #[arg(long, value_parser = parse_duration)]
     ttl: Option<Duration>,
@@ -83,6 +91,8 @@ pub(crate) async fn up(app: &Headstart, args: UpArgs) -> anyhow::Result<ExitCode
     req.provider = args.provider;
     req.workdir = args.workdir;
     req.no_snapshot = args.no_snapshot;
+    req.image = args.image;
+    req.git_user = args.git_user;
     req.ttl = args.ttl;
     req.recipe_file = args.recipe;
     req.wait_snapshot = args.wait_snapshot;
