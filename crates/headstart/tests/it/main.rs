@@ -13,6 +13,7 @@ mod progress_tty;
 mod reconnect;
 mod schema;
 mod secrets;
+mod sessions;
 
 use std::path::Path;
 use std::process::{Command, Output};
