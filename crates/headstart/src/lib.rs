@@ -27,11 +27,12 @@ mod app;
 pub mod env;
 
 pub use app::{
-    CLEANUP_GRACE, Config, DeadBuilds, DownOutcome, Error, ExecOutcome, ExecRequest, FailureRecord,
-    FlagsStatus, GcOutcome, Headstart, LsOutcome, Notice, NoticeFn, PendingBuilds, PruneOutcome,
-    Pruned, Removed, Result, RunJobOutcome, SandboxRef, SandboxRow, SnapshotBuildOutcome,
-    SnapshotBuildRequest, SnapshotLsOutcome, SnapshotRef, SnapshotRmOutcome, SnapshotRow, Stopped,
-    UpOutcome, UpRequest, VmSettings, docker_answers, read_recipe, register_secrets, source_from,
+    CLEANUP_GRACE, Config, DIRECT, DeadBuilds, DownOutcome, Error, ExecOutcome, ExecRequest,
+    FailureRecord, FlagsStatus, GcOutcome, Headstart, LsOutcome, Notice, NoticeFn, PendingBuilds,
+    PortsOutcome, PruneOutcome, Pruned, Removed, Result, RunJobOutcome, SandboxRef, SandboxRow,
+    SnapshotBuildOutcome, SnapshotBuildRequest, SnapshotLsOutcome, SnapshotRef, SnapshotRmOutcome,
+    SnapshotRow, Stopped, UpOutcome, UpRequest, VmSettings, docker_answers, read_recipe,
+    register_secrets, source_from,
 };
 pub use app::{FLUSH_ON_EXIT, ProviderChoice, ProviderKind, choose_provider, prebuilt_images};
 pub use feature_flags::BetaRequest;

@@ -12,6 +12,7 @@ mod choice;
 mod config;
 mod error;
 mod flags;
+mod ports;
 mod prune;
 mod sandboxes;
 mod snapshots;
@@ -32,6 +33,7 @@ pub use choice::{ProviderChoice, ProviderKind, choose_provider, prebuilt_images}
 pub use config::{Config, register_secrets};
 pub use error::{Error, Result, Stopped};
 pub use flags::{FLUSH_ON_EXIT, FlagsStatus};
+pub use ports::{DIRECT, PortsOutcome};
 pub use prune::{DeadBuilds, PruneOutcome, Pruned};
 pub use sandboxes::{DownOutcome, ExecOutcome, ExecRequest, LsOutcome, Removed, SandboxRow};
 pub use snapshots::{

@@ -107,6 +107,9 @@ pub struct SandboxRow {
     pub branch: Option<String>,
     /// The commit HEAD is at.
     pub commit: Option<String>,
+    /// Published ports (sandboxes that publish them: Docker), read from the sandbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<sandbox_core::PublishedPort>>,
 }
 
 /// Every sandbox (`docs/json/ls.schema.json`: an array).
@@ -151,20 +154,29 @@ impl Headstart {
     /// # Errors
     /// When a provider that answers fails to list.
     pub async fn ls(&self) -> Result<LsOutcome> {
-        let sandboxes = self
-            .list_all(None)
-            .await?
-            .into_iter()
-            .map(|(_, info)| {
-                let git = sandbox_core::git::summary(&info.workspace);
-                SandboxRow {
-                    info,
-                    repo: git.origin,
-                    branch: git.branch,
-                    commit: git.commit,
+        let mut sandboxes = Vec::new();
+        for (provider, info) in self.list_all(None).await? {
+            let git = sandbox_core::git::summary(&info.workspace);
+            let ports = match info.state {
+                sandbox_core::SandboxState::Ready if provider.kind() != "local" => {
+                    match provider.get(&info.name).await {
+                        Ok(Some(sb)) => sb.ports().await.unwrap_or_else(|e| {
+                            tracing::debug!(error = %e, "no ports of {}", info.name);
+                            None
+                        }),
+                        _ => None,
+                    }
                 }
-            })
-            .collect();
+                _ => None,
+            };
+            sandboxes.push(SandboxRow {
+                info,
+                repo: git.origin,
+                branch: git.branch,
+                commit: git.commit,
+                ports,
+            });
+        }
         Ok(LsOutcome { sandboxes })
     }
 

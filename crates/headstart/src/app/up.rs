@@ -15,8 +15,8 @@ use super::choice::{ProviderKind, choose_provider};
 use feature_flags::{BetaRequest, FastPaths, FeatureFlags, Purpose};
 use sandbox_core::git::{GitIdentity, ProgressFn};
 use sandbox_core::{
-    CancelToken, ConnectOptions, SandboxName, SandboxProvider, SandboxState, SnapshotId,
-    StartupReport,
+    CancelToken, ConnectOptions, PortRequest, PublishedPort, SandboxName, SandboxProvider,
+    SandboxState, SnapshotId, StartupReport,
 };
 use serde::Serialize;
 use snapshot_refresh::{Eligibility, FastStart, KickOutcome, SnapshotBuilder};
@@ -58,6 +58,9 @@ pub struct UpRequest {
     /// [`Config::git_user`](super::Config::git_user)): written into its `.git/config`
     /// on every start, kept by later ones.
     pub git_user: Option<String>,
+    /// Sandbox TCP ports to publish on the host's loopback (Docker: a new sandbox's
+    /// container; local sandboxes bind host ports directly).
+    pub ports: Vec<PortRequest>,
     /// Remove the sandbox after this long (by [`Headstart::prune`]).
     pub ttl: Option<Duration>,
     /// A setup recipe file (JSON; see [`read_recipe`](super::read_recipe)).
@@ -123,6 +126,8 @@ pub struct UpOutcome {
     pub fast_paths: Option<Vec<&'static str>>,
     /// The workspace's git identity (its own `.git/config`), when it has one.
     pub git_identity: Option<GitIdentity>,
+    /// Sandbox ports and the host address reaching each (`direct` on local).
+    pub ports: Vec<PublishedPort>,
     /// Path, reason, phases, HEAD, totals.
     #[serde(flatten)]
     pub report: StartupReport,
@@ -253,6 +258,9 @@ impl Headstart {
         if let Some(dir) = &workdir {
             connect = connect.workdir(dir);
         }
+        for p in &req.ports {
+            connect = connect.port(*p);
+        }
         if let Some(image) = &req.image {
             connect = connect.image(image);
             if kind != ProviderKind::Local {
@@ -346,8 +354,16 @@ impl Headstart {
                 .ok()
                 .flatten()
         };
+        // the sandbox is ready: a failed look at its ports does not fail the start
+        let ports = super::ports::ports_of(sb.as_ref(), &req.ports)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not read the sandbox's ports");
+                Vec::new()
+            });
         Ok(UpOutcome {
             git_identity,
+            ports,
             sandbox: SandboxRef {
                 id: sb.id().to_owned(),
                 name: sb.name().clone(),

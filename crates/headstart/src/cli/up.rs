@@ -55,6 +55,10 @@ pub(crate) struct UpArgs {
     /// .git/config, never your global config; default: HEADSTART_GIT_USER).
     #[arg(long, value_name = "NAME <EMAIL>")]
     git_user: Option<String>,
+    /// Publish a sandbox TCP port on the host's loopback: `3000` (a random host port)
+    /// or `8080:3000`; repeatable. Docker only; local sandboxes bind host ports directly.
+    #[arg(long = "port", value_name = "[HOST:]PORT", value_parser = super::ports::parse_port)]
+    ports: Vec<sandbox_core::PortRequest>,
     /// Remove the sandbox after this long (`headstart prune`), e.g. `90m`, `2h`, `1d`.
     #[arg(long, value_parser = parse_duration)]
     ttl: Option<Duration>,
@@ -93,6 +97,7 @@ pub(crate) async fn up(app: &Headstart, args: UpArgs) -> anyhow::Result<ExitCode
     req.no_snapshot = args.no_snapshot;
     req.image = args.image;
     req.git_user = args.git_user;
+    req.ports = args.ports;
     req.ttl = args.ttl;
     req.recipe_file = args.recipe;
     req.wait_snapshot = args.wait_snapshot;
@@ -158,6 +163,12 @@ fn print_text(outcome: &UpOutcome) {
         outcome.sandbox.name,
         outcome.sandbox.workspace.display()
     );
+    for p in &outcome.ports {
+        println!("  port: {}/tcp -> {}", p.container, p.host_address);
+    }
+    if let Some(id) = &outcome.git_identity {
+        println!("  git identity: {id}");
+    }
     match &outcome.build {
         Some(KickOutcome::BackingOff {
             last_error,

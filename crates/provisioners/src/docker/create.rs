@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType,
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType, PortBinding,
 };
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use sandbox_core::{
@@ -250,6 +250,20 @@ impl DockerProvider {
                 .memory_bytes
                 .and_then(|m| i64::try_from(m).ok()),
             network_mode: self.config.network_mode.clone(),
+            // published on the host's loopback only, never on every interface
+            port_bindings: (!options.ports.is_empty()).then(|| {
+                options
+                    .ports
+                    .iter()
+                    .map(|p| {
+                        let binding = PortBinding {
+                            host_ip: Some("127.0.0.1".into()),
+                            host_port: Some(p.host.map(|h| h.to_string()).unwrap_or_default()),
+                        };
+                        (format!("{}/tcp", p.container), Some(vec![binding]))
+                    })
+                    .collect()
+            }),
             ..Default::default()
         };
         ContainerCreateBody {
@@ -264,6 +278,13 @@ impl DockerProvider {
                     .collect(),
             ),
             labels: Some(labels),
+            exposed_ports: (!options.ports.is_empty()).then(|| {
+                options
+                    .ports
+                    .iter()
+                    .map(|p| format!("{}/tcp", p.container))
+                    .collect()
+            }),
             working_dir: Some(WORKSPACE_MOUNT.into()),
             user: Some(user.to_owned()),
             host_config: Some(host_config),
