@@ -18,7 +18,7 @@ use crate::{headstart, json, stderr};
 
 /// True when a Docker engine answers on its unix socket; else says why the test skips.
 #[allow(clippy::print_stderr)] // the printed reason a skipped test gives
-fn docker_or_skip(test: &str) -> bool {
+pub(crate) fn docker_or_skip(test: &str) -> bool {
     let socket = std::env::var("DOCKER_HOST")
         .ok()
         .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
@@ -36,7 +36,7 @@ fn docker_or_skip(test: &str) -> bool {
 }
 
 /// Removes every sandbox of `home` (its containers included) when dropped.
-struct DownAll<'a>(&'a Path);
+pub(crate) struct DownAll<'a>(pub(crate) &'a Path);
 
 impl Drop for DownAll<'_> {
     fn drop(&mut self) {

@@ -233,3 +233,147 @@ fn a_failing_hook_fails_the_start_with_its_output_and_leaves_nothing_ready() {
     );
     assert_eq!(ls_names(h), ["k"]);
 }
+
+#[test]
+fn docker_sessions_get_identity_hooks_loopback_ports_and_the_image_asked_for() {
+    use crate::docker_lifecycle::{DownAll, docker_or_skip};
+    if !docker_or_skip("docker_sessions_get_identity_hooks_loopback_ports_and_the_image_asked_for")
+    {
+        return;
+    }
+    let up = Upstream::new("main", 3).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let url = server.url(up.name());
+    let home = crate::TestHome::new();
+    let h = home.path();
+    let _down = DownAll(h);
+
+    // --image reaches the provider: an image that is not there fails the start
+    let o = headstart(
+        h,
+        &[
+            "up",
+            &url,
+            "--provider",
+            "docker",
+            "--no-snapshot",
+            "--name",
+            "img",
+            "--image",
+            "headstart-h14-missing:none",
+        ],
+    );
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("headstart-h14-missing:none"),
+        "{}",
+        stderr(&o)
+    );
+
+    let recipe = write_recipe(
+        h,
+        &serde_json::json!([{"argv": ["sh", "-c", "id -u > .hook-ran"]}]),
+    );
+    let v = json(&headstart(
+        h,
+        &[
+            "up",
+            &url,
+            "--provider",
+            "docker",
+            "--no-snapshot",
+            "--name",
+            "web",
+            "--recipe",
+            &recipe,
+            "--git-user",
+            ADA,
+            "--port",
+            "3000",
+            "--json",
+        ],
+    ));
+    crate::schema::check("up", &v);
+    let ws = Path::new(v["sandbox"]["workspace"].as_str().unwrap());
+    assert!(
+        ws.join(".hook-ran").exists(),
+        "the hook ran in the container"
+    );
+    assert_eq!(v["git_identity"]["email"], "ada@example.com", "{v}");
+    let addr = v["ports"][0]["host_address"].as_str().unwrap().to_owned();
+    assert_eq!(v["ports"][0]["container"], 3000, "{v}");
+    assert!(addr.starts_with("127.0.0.1:"), "loopback only: {addr}");
+    assert_eq!(commit_author(h, "web"), ADA);
+
+    // `ports` and `ls` read them back from the container
+    let p = json(&headstart(h, &["ports", "web", "--json"]));
+    crate::schema::check("ports", &p);
+    assert_eq!(p["ports"][0]["host_address"], addr.as_str(), "{p}");
+    let ls = json(&headstart(h, &["ls", "--json"]));
+    crate::schema::check("ls", &ls);
+    assert_eq!(ls[0]["ports"][0]["host_address"], addr.as_str(), "{ls}");
+
+    // something listening on 3000 inside answers on the published loopback address
+    let _daemon = crate::lifecycle::Running::spawn(
+        h,
+        &[
+            "exec",
+            "web",
+            "--",
+            "git",
+            "daemon",
+            "--export-all",
+            "--reuseaddr",
+            "--port=3000",
+            "--listen=0.0.0.0",
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let listed = loop {
+        let o = std::process::Command::new("git")
+            .args(["ls-remote", &format!("git://{addr}/workspace"), "HEAD"])
+            .output()
+            .unwrap();
+        if o.status.success() || std::time::Instant::now() > deadline {
+            break o;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(stdout(&listed).contains("HEAD"), "{}", stdout(&listed));
+}
+
+#[test]
+fn local_sandboxes_report_ports_as_direct() {
+    let up = Upstream::new("main", 2).unwrap();
+    let home = crate::TestHome::new();
+    let h = home.path();
+    let repo = up.path();
+    let v = json(&headstart(
+        h,
+        &[
+            "up",
+            repo.to_str().unwrap(),
+            "--provider",
+            "local",
+            "--no-snapshot",
+            "--name",
+            "l",
+            "--port",
+            "5173",
+            "--json",
+        ],
+    ));
+    crate::schema::check("up", &v);
+    assert_eq!(
+        v["ports"],
+        serde_json::json!([{"container": 5173, "host_address": "direct"}])
+    );
+    let p = json(&headstart(h, &["ports", "l", "--json"]));
+    crate::schema::check("ports", &p);
+    assert_eq!(p["direct"], true, "{p}");
+    let o = headstart(h, &["ports", "l"]);
+    assert!(stdout(&o).contains("directly"), "{}", stdout(&o));
+    let bad = headstart(h, &["up", repo.to_str().unwrap(), "--port", "70000"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}
