@@ -15,8 +15,7 @@ use super::choice::{ProviderKind, choose_provider};
 use feature_flags::{BetaRequest, FastPaths, FeatureFlags, Purpose};
 use sandbox_core::git::{GitIdentity, ProgressFn};
 use sandbox_core::{
-    CancelToken, ConnectOptions, PortRequest, PublishedPort, SandboxName, SandboxProvider,
-    SandboxState, SnapshotId, StartupReport,
+    CancelToken, ConnectOptions, PortRequest, PublishedPort, SandboxName, SnapshotId, StartupReport,
 };
 use serde::Serialize;
 use snapshot_refresh::{Eligibility, FastStart, KickOutcome, SnapshotBuilder};
@@ -386,24 +385,5 @@ impl Headstart {
             interrupted,
             builds: PendingBuilds(Some(builder)),
         })
-    }
-
-    /// What a stopped start left of `name`.
-    async fn left_behind(
-        &self,
-        provider: &dyn SandboxProvider,
-        name: &SandboxName,
-    ) -> Option<SandboxState> {
-        match provider.kind() {
-            "local" => self
-                .local_provider()
-                .state(name)
-                .unwrap_or(Some(SandboxState::Creating)),
-            _ => match provider.get(name).await {
-                Ok(Some(_)) => Some(SandboxState::Ready),
-                Ok(None) => None,
-                Err(_) => Some(SandboxState::Creating),
-            },
-        }
     }
 }
