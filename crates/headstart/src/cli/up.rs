@@ -62,7 +62,8 @@ pub(crate) struct UpArgs {
     /// Remove the sandbox after this long (`headstart prune`), e.g. `90m`, `2h`, `1d`.
     #[arg(long, value_parser = parse_duration)]
     ttl: Option<Duration>,
-    /// Setup recipe (JSON: {"commands":[{"argv":[...],"timeout":secs}],"base_image":..}).
+    /// Setup recipe (JSON: {"commands":[{"argv":[...],"timeout":secs}],"base_image":..,
+    /// "after_start":[{"argv":[...]}]}; after_start hooks run on every start).
     #[arg(long, value_name = "FILE")]
     recipe: Option<PathBuf>,
     /// Build a missing snapshot in this process and wait for it before exiting.
