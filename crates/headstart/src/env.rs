@@ -43,6 +43,9 @@ pub const HEADSTART_IMAGE: &str = "HEADSTART_IMAGE";
 /// The Docker sandboxes' network: unset for the engine's default bridge, `host` to
 /// share the host's (loopback included: the credential broker is then at 127.0.0.1).
 pub const HEADSTART_DOCKER_NETWORK: &str = "HEADSTART_DOCKER_NETWORK";
+/// The git identity (`Name <email>`) written into started workspaces' `.git/config`;
+/// like `up --git-user`.
+pub const HEADSTART_GIT_USER: &str = "HEADSTART_GIT_USER";
 /// The Docker engine (default: the local unix socket); read by the Docker client.
 pub const DOCKER_HOST: &str = "DOCKER_HOST";
 /// Fast paths, like `--beta` (`images,docker,sandbox`); merged with `--beta`.
@@ -103,6 +106,7 @@ pub const ALL: &[&str] = &[
     HEADSTART_SNAPSHOT_MAX_BYTES,
     HEADSTART_IMAGE,
     HEADSTART_DOCKER_NETWORK,
+    HEADSTART_GIT_USER,
     DOCKER_HOST,
     HEADSTART_BETA,
     HEADSTART_FLAG_OVERRIDES,

@@ -28,12 +28,12 @@ pub mod env;
 
 pub use app::daemon;
 pub use app::{
-    CLEANUP_GRACE, Config, CredentialsMode, DeadBuilds, DownOutcome, Error, ExecOutcome,
+    CLEANUP_GRACE, Config, CredentialsMode, DIRECT, DeadBuilds, DownOutcome, Error, ExecOutcome,
     ExecRequest, FailureRecord, FlagsStatus, GcOutcome, Headstart, LsOutcome, Notice, NoticeFn,
-    PendingBuilds, PruneOutcome, Pruned, Removed, Result, RunJobOutcome, SandboxRef, SandboxRow,
-    SnapshotBuildOutcome, SnapshotBuildRequest, SnapshotLsOutcome, SnapshotRef, SnapshotRmOutcome,
-    SnapshotRow, Stopped, UpOutcome, UpRequest, VmSettings, docker_answers, read_recipe,
-    register_secrets, source_from,
+    PendingBuilds, PortsOutcome, PruneOutcome, Pruned, Removed, Result, RunJobOutcome, SandboxRef,
+    SandboxRow, SnapshotBuildOutcome, SnapshotBuildRequest, SnapshotLsOutcome, SnapshotRef,
+    SnapshotRmOutcome, SnapshotRow, Stopped, UpOutcome, UpRequest, VmSettings, docker_answers,
+    read_recipe, register_secrets, source_from,
 };
 pub use app::{FLUSH_ON_EXIT, ProviderChoice, ProviderKind, choose_provider, prebuilt_images};
 pub use feature_flags::BetaRequest;

@@ -43,7 +43,10 @@ pub use cancel::{CancelToken, LowSpeed, TransferLimits};
 pub use credentials::Credentials;
 pub use error::{Error, Result};
 pub use names::{BranchName, SandboxName, SnapshotId};
-pub use options::{ConnectOptions, ExecOutput, ExecRequest, OutputSink, Resources, Stream};
+pub use options::{
+    ConnectOptions, ExecOutput, ExecRequest, OutputSink, PortRequest, PublishedPort, Resources,
+    Stream,
+};
 pub use report::{HeadInfo, Phase, PhaseClock, PhaseTiming, StartPath, StartupReport};
 pub use scrub::{register_secret, scrub};
 pub use snapshot::{Cursor, Page, SnapshotMeta, SnapshotRequest, SnapshotStatus};

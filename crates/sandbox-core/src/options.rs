@@ -58,6 +58,58 @@ pub struct ConnectOptions {
     pub defer_ready: bool,
     /// Stops a long creation (a restore, an image build) when cancelled.
     pub cancel: Option<crate::CancelToken>,
+    /// TCP ports to publish on the host's loopback (container providers; a new
+    /// sandbox only: an existing container keeps the ports it was made with).
+    pub ports: Vec<PortRequest>,
+}
+
+/// A container TCP port to publish on the host's loopback (`127.0.0.1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PortRequest {
+    /// The port inside the sandbox.
+    pub container: u16,
+    /// The host port (`None`: one the engine picks).
+    pub host: Option<u16>,
+}
+
+impl PortRequest {
+    /// Parses `CONTAINER` or `HOST:CONTAINER` (ports 1-65535).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] saying what is wrong.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let port = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|n| *n != 0)
+                .ok_or_else(|| {
+                    Error::InvalidOptions(format!(
+                        "a port is `CONTAINER` or `HOST:CONTAINER`, each 1-65535; got `{s}`"
+                    ))
+                })
+        };
+        Ok(match s.split_once(':') {
+            Some((h, c)) => Self {
+                container: port(c)?,
+                host: Some(port(h)?),
+            },
+            None => Self {
+                container: port(s)?,
+                host: None,
+            },
+        })
+    }
+}
+
+/// A sandbox port and the host address that reaches it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PublishedPort {
+    /// The port inside the sandbox.
+    pub container: u16,
+    /// `127.0.0.1:PORT` for a published port; `direct` where the sandbox's processes
+    /// bind host ports themselves (the local provider).
+    pub host_address: String,
 }
 
 impl ConnectOptions {
@@ -140,6 +192,13 @@ impl ConnectOptions {
     #[must_use]
     pub fn workdir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.workdir = Some(dir.into());
+        self
+    }
+
+    /// Publishes a port (container providers).
+    #[must_use]
+    pub fn port(mut self, port: PortRequest) -> Self {
+        self.ports.push(port);
         self
     }
 
@@ -308,5 +367,21 @@ impl ExecOutput {
 mod lossy {
     pub(super) fn serialize<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&String::from_utf8_lossy(b))
+    }
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::PortRequest;
+
+    #[test]
+    fn ports_parse_container_or_host_colon_container() {
+        let p = PortRequest::parse("3000").unwrap();
+        assert_eq!((p.container, p.host), (3000, None));
+        let p = PortRequest::parse("8080:3000").unwrap();
+        assert_eq!((p.container, p.host), (3000, Some(8080)));
+        for bad in ["", "0", "x", "70000", "1:2:3", ":3000", "3000:"] {
+            assert!(PortRequest::parse(bad).is_err(), "{bad}");
+        }
     }
 }

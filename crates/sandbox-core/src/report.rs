@@ -20,6 +20,9 @@ pub enum Phase {
     Setup,
     /// Writing a snapshot.
     Snapshot,
+    /// Setting the git identity and running the recipe's after-start hooks (every
+    /// start: cold, warm, reconnected).
+    AfterStart,
 }
 
 impl Phase {
@@ -33,6 +36,7 @@ impl Phase {
             Self::GitSync => "git_sync",
             Self::Setup => "setup",
             Self::Snapshot => "snapshot",
+            Self::AfterStart => "after_start",
         }
     }
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::names::{SandboxName, SnapshotId};
-use crate::options::{ConnectOptions, ExecOutput, ExecRequest};
+use crate::options::{ConnectOptions, ExecOutput, ExecRequest, PublishedPort};
 use crate::snapshot::{Cursor, Page, SnapshotMeta, SnapshotRequest, SnapshotStatus};
 
 /// A running (or stopped) sandbox holding a workspace.
@@ -30,6 +30,11 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
     /// Snapshots the workspace (and image, for container providers). The snapshot is
     /// visible to the store only once complete.
     async fn snapshot(&self, request: &SnapshotRequest) -> Result<SnapshotMeta>;
+    /// The ports published on the host, read from the running sandbox; `None` when its
+    /// processes bind host ports directly (no isolation: the local provider).
+    async fn ports(&self) -> Result<Option<Vec<PublishedPort>>> {
+        Ok(None)
+    }
     /// Stops running processes; the workspace stays. `connect` by name revives it.
     async fn stop(&self) -> Result<()>;
     /// Declares a sandbox created with

@@ -21,6 +21,17 @@ pub enum Error {
         /// Exit status or timeout, and the tail of its stderr.
         detail: String,
     },
+    /// An after-start hook of the recipe failed. A sandbox the start created was
+    /// removed; one it reconnected to is kept (`kept`), as it was.
+    #[error("after-start hook `{command}` failed: {detail}{}", kept_note(kept.as_ref()))]
+    HookFailed {
+        /// The command line, for display.
+        command: String,
+        /// Exit status or timeout, and its output (scrubbed).
+        detail: String,
+        /// The existing sandbox the hook ran in, which is kept.
+        kept: Option<sandbox_core::SandboxName>,
+    },
     /// The whole build ran past its deadline.
     #[error("snapshot build for {key} ran past its {after:?} deadline")]
     BuildDeadline {
@@ -160,6 +171,7 @@ impl Error {
             Self::InvalidKey(_) => "invalid_key",
             Self::InvalidRecipe(_) => "invalid_recipe",
             Self::RecipeFailed { .. } => "recipe_failed",
+            Self::HookFailed { .. } => "hook_failed",
             Self::BuildDeadline { .. } => "build_deadline",
             Self::State { .. } => "state",
             Self::Task(_) => "task",
@@ -177,6 +189,12 @@ impl Error {
             _ => false,
         }
     }
+}
+
+fn kept_note(kept: Option<&sandbox_core::SandboxName>) -> String {
+    kept.map_or_else(String::new, |n| {
+        format!("; sandbox `{n}` existed before and is kept as it is (its hooks did not complete)")
+    })
 }
 
 /// `Result` with this crate's [`Error`].

@@ -167,6 +167,7 @@ pub struct FastStart {
     setup_on_cold: bool,
     cancel: Option<CancelToken>,
     limits: TransferLimits,
+    identity: Option<git::GitIdentity>,
 }
 
 impl std::fmt::Debug for FastStart {
@@ -197,6 +198,7 @@ impl FastStart {
             setup_on_cold: false,
             cancel: None,
             limits: TransferLimits::none(),
+            identity: None,
         }
     }
 
@@ -221,6 +223,15 @@ impl FastStart {
     #[must_use]
     pub fn recipe(mut self, recipe: Recipe) -> Self {
         self.recipe = recipe;
+        self
+    }
+
+    /// Writes this `user.name`/`user.email` into the repository config of every
+    /// started workspace (`.git/config`, never a global file), before the recipe's
+    /// after-start hooks.
+    #[must_use]
+    pub fn git_identity(mut self, identity: git::GitIdentity) -> Self {
+        self.identity = Some(identity);
         self
     }
 
@@ -366,6 +377,8 @@ impl FastStart {
                 Err(WarmError::Sync(e)) if e.is_user_error() || is_remote_error(&e) => {
                     return Err(e);
                 }
+                // the hook would fail the same way on a cold start
+                Err(WarmError::Hook(e)) => return Err(e),
                 Err(WarmError::Sync(e) | WarmError::Restore(e)) if is_interrupt(&e) => {
                     return Err(e);
                 }
@@ -434,6 +447,7 @@ impl FastStart {
         let name = sandbox.name().clone();
         let what = format!("sandbox `{name}`");
         let r = self.reconcile(&what, source, &*sandbox, &mut clock).await?;
+        self.after_start(&*sandbox, Some(&name), &mut clock).await?;
         let reason = match &r.switched_to {
             Some(b) => format!(
                 "{what} exists and held {}; reconnected and switched it to branch `{b}` as asked (it had no local changes){}",
@@ -498,6 +512,7 @@ impl FastStart {
                     git::clone(&src, ws, opts)
                 })
                 .await?;
+            self.after_start_or_discard(&*sandbox, &mut clock).await?;
             self.finish(&*sandbox).await?;
             let reason = format!(
                 "cloned {} into your directory {ws}, which is the workspace (a workdir gets no snapshot, and `down` never deletes it)",
@@ -527,6 +542,7 @@ impl FastStart {
                 return Err(e);
             }
         };
+        self.after_start_or_discard(&*sandbox, &mut clock).await?;
         self.finish(&*sandbox).await?;
         let reason = match &r.switched_to {
             Some(b) => format!(
@@ -671,6 +687,39 @@ impl FastStart {
         Ok(())
     }
 
+    /// The identity and the after-start hooks ([`hooks`](crate::hooks)) in a sandbox
+    /// that existed before (`kept`: it stays as it is when they fail).
+    async fn after_start(
+        &self,
+        sandbox: &dyn Sandbox,
+        kept: Option<&sandbox_core::SandboxName>,
+        clock: &mut PhaseClock,
+    ) -> Result<()> {
+        self.check("running the after-start hooks")?;
+        crate::hooks::after_start(
+            sandbox,
+            self.identity.as_ref(),
+            &self.recipe.after_start,
+            kept,
+            clock,
+        )
+        .await
+    }
+
+    /// [`after_start`](Self::after_start) in a sandbox this start created: on failure
+    /// it is removed (never offered ready).
+    async fn after_start_or_discard(
+        &self,
+        sandbox: &dyn Sandbox,
+        clock: &mut PhaseClock,
+    ) -> Result<()> {
+        let done = self.after_start(sandbox, None, clock).await;
+        if done.is_err() {
+            self.discard(sandbox).await;
+        }
+        done
+    }
+
     /// Declares a created sandbox complete (unless the start was stopped meanwhile);
     /// on failure it is removed.
     async fn finish(&self, sandbox: &dyn Sandbox) -> Result<()> {
@@ -709,6 +758,9 @@ impl FastStart {
             })
             .await
             .map_err(WarmError::Sync)?;
+        self.after_start_or_discard(&*sandbox, clock)
+            .await
+            .map_err(WarmError::Hook)?;
         self.finish(&*sandbox).await.map_err(WarmError::Sync)?;
         let age = (OffsetDateTime::now_utc() - meta.created_at)
             .try_into()
@@ -762,6 +814,7 @@ impl FastStart {
                 return Err(e);
             }
         }
+        self.after_start_or_discard(&*sandbox, clock).await?;
         self.finish(&*sandbox).await?;
         Ok(Made::Created(sandbox, checkout))
     }
@@ -940,6 +993,7 @@ fn is_interrupt(e: &Error) -> bool {
 enum WarmError {
     Restore(Error),
     Sync(Error),
+    Hook(Error),
 }
 
 /// Errors about the remote (unreachable, auth): a cold start would fail the same way.

@@ -100,6 +100,11 @@ pub struct Recipe {
     /// [Secrets](#secrets)); empty by default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// Hooks run on **every** start (cold, warm, reconnected), after the checkout and
+    /// before the start returns; a failing one fails the start. Not part of the
+    /// [`digest`](Self::digest): they do not change what a snapshot holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_start: Vec<RecipeCommand>,
 }
 
 impl Recipe {

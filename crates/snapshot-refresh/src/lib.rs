@@ -59,6 +59,7 @@ mod cleanup;
 mod error;
 mod fast_start;
 mod guard;
+mod hooks;
 mod key;
 mod policy;
 mod reconnect;

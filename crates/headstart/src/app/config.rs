@@ -37,6 +37,9 @@ pub struct Config {
     pub docker_network: Option<String>,
     /// The feature-flags client's configuration.
     pub flags: feature_flags::Config,
+    /// The default git identity of started workspaces, `Name <email>`
+    /// (`HEADSTART_GIT_USER`); an [`UpRequest::git_user`](super::UpRequest::git_user) wins.
+    pub git_user: Option<String>,
     /// Why the environment's eligibility settings are invalid: reported by a start
     /// that would use them (every other operation works without them).
     eligibility_error: Option<String>,
@@ -70,6 +73,7 @@ impl Config {
             docker_network: None,
             flags,
             eligibility_error: None,
+            git_user: None,
         }
     }
 
@@ -118,6 +122,7 @@ impl Config {
             daemon_runner: None,
             docker_network: env::non_empty(env::HEADSTART_DOCKER_NETWORK),
             flags,
+            git_user: env::non_empty(env::HEADSTART_GIT_USER),
         })
     }
 }

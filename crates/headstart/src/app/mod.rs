@@ -14,6 +14,7 @@ pub mod daemon;
 mod error;
 mod flags;
 mod grant;
+mod ports;
 mod prune;
 mod sandboxes;
 mod snapshots;
@@ -35,6 +36,7 @@ pub use config::{Config, register_secrets};
 pub use error::{Error, Result, Stopped};
 pub use flags::{FLUSH_ON_EXIT, FlagsStatus};
 pub use grant::CredentialsMode;
+pub use ports::{DIRECT, PortsOutcome};
 pub use prune::{DeadBuilds, PruneOutcome, Pruned};
 pub use sandboxes::{DownOutcome, ExecOutcome, ExecRequest, LsOutcome, Removed, SandboxRow};
 pub use snapshots::{

@@ -115,6 +115,9 @@ pub struct SandboxRow {
     /// Its broker grant, when it has a live one (never the capability in full).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant: Option<GrantInfo>,
+    /// Published ports (sandboxes that publish them: Docker), read from the sandbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<sandbox_core::PublishedPort>>,
 }
 
 /// Every sandbox (`docs/json/ls.schema.json`: an array).
@@ -160,30 +163,39 @@ impl Headstart {
     /// When a provider that answers fails to list.
     pub async fn ls(&self) -> Result<LsOutcome> {
         let grants = self.live_grants().await;
-        let sandboxes = self
-            .list_all(None)
-            .await?
-            .into_iter()
-            .map(|(_, info)| {
-                let git = sandbox_core::git::summary(&info.workspace);
-                let grant = grants
-                    .iter()
-                    .find(|g| g.sandbox.as_deref() == Some(info.name.as_str()))
-                    .cloned();
-                // a grant URL holds the capability: show the repository it reaches
-                let repo = match &grant {
-                    Some(g) => Some(g.repository.clone()),
-                    None => git.origin.as_deref().map(redact_grant_url),
-                };
-                SandboxRow {
-                    info,
-                    repo,
-                    branch: git.branch,
-                    commit: git.commit,
-                    grant,
+        let mut sandboxes = Vec::new();
+        for (provider, info) in self.list_all(None).await? {
+            let git = sandbox_core::git::summary(&info.workspace);
+            let grant = grants
+                .iter()
+                .find(|g| g.sandbox.as_deref() == Some(info.name.as_str()))
+                .cloned();
+            // a grant URL holds the capability: show the repository it reaches
+            let repo = match &grant {
+                Some(g) => Some(g.repository.clone()),
+                None => git.origin.as_deref().map(redact_grant_url),
+            };
+            let ports = match info.state {
+                sandbox_core::SandboxState::Ready if provider.kind() != "local" => {
+                    match provider.get(&info.name).await {
+                        Ok(Some(sb)) => sb.ports().await.unwrap_or_else(|e| {
+                            tracing::debug!(error = %e, "no ports of {}", info.name);
+                            None
+                        }),
+                        _ => None,
+                    }
                 }
-            })
-            .collect();
+                _ => None,
+            };
+            sandboxes.push(SandboxRow {
+                info,
+                repo,
+                branch: git.branch,
+                commit: git.commit,
+                grant,
+                ports,
+            });
+        }
         Ok(LsOutcome { sandboxes })
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::choice::ProviderKind;
 use feature_flags::{Decision, StartCompleted};
-use sandbox_core::CancelToken;
+use sandbox_core::{CancelToken, SandboxName, SandboxProvider, SandboxState};
 
 use super::{Error, Result};
 
@@ -120,5 +120,26 @@ pub(super) fn decided(r: PendingDecision) -> Result<Decision> {
         Ok(Ok(d)) => Ok(d),
         Ok(Err(e)) => Err(Error::InvalidInput(e.to_string())),
         Err(e) => Err(Error::Failed(format!("flag evaluation failed: {e}"))),
+    }
+}
+
+impl super::Headstart {
+    /// What a stopped start left of `name`.
+    pub(super) async fn left_behind(
+        &self,
+        provider: &dyn SandboxProvider,
+        name: &SandboxName,
+    ) -> Option<SandboxState> {
+        match provider.kind() {
+            "local" => self
+                .local_provider()
+                .state(name)
+                .unwrap_or(Some(SandboxState::Creating)),
+            _ => match provider.get(name).await {
+                Ok(Some(_)) => Some(SandboxState::Ready),
+                Ok(None) => None,
+                Err(_) => Some(SandboxState::Creating),
+            },
+        }
     }
 }

@@ -13,10 +13,9 @@ use std::time::Duration;
 
 use super::choice::{ProviderKind, choose_provider};
 use feature_flags::{BetaRequest, FastPaths, FeatureFlags, Purpose};
-use sandbox_core::git::ProgressFn;
+use sandbox_core::git::{GitIdentity, ProgressFn};
 use sandbox_core::{
-    CancelToken, ConnectOptions, SandboxName, SandboxProvider, SandboxState, SnapshotId,
-    StartupReport,
+    CancelToken, ConnectOptions, PortRequest, PublishedPort, SandboxName, SnapshotId, StartupReport,
 };
 use serde::Serialize;
 use snapshot_refresh::{Eligibility, FastStart, KickOutcome, SnapshotBuilder};
@@ -53,6 +52,16 @@ pub struct UpRequest {
     pub workdir: Option<PathBuf>,
     /// Start cold and build no snapshot.
     pub no_snapshot: bool,
+    /// The container image (container providers; default: the provider's, e.g.
+    /// `HEADSTART_IMAGE`, else a recipe's `base_image`).
+    pub image: Option<String>,
+    /// The git identity of the workspace, `Name <email>` (default:
+    /// [`Config::git_user`](super::Config::git_user)): written into its `.git/config`
+    /// on every start, kept by later ones.
+    pub git_user: Option<String>,
+    /// Sandbox TCP ports to publish on the host's loopback (Docker: a new sandbox's
+    /// container; local sandboxes bind host ports directly).
+    pub ports: Vec<PortRequest>,
     /// Remove the sandbox after this long (by [`Headstart::prune`]).
     pub ttl: Option<Duration>,
     /// A setup recipe file (JSON; see [`read_recipe`](super::read_recipe)).
@@ -123,6 +132,10 @@ pub struct UpOutcome {
     /// The fast paths the start ran with (`None` when not decided before the start
     /// and not needed).
     pub fast_paths: Option<Vec<&'static str>>,
+    /// The workspace's git identity (its own `.git/config`), when it has one.
+    pub git_identity: Option<GitIdentity>,
+    /// Sandbox ports and the host address reaching each (`direct` on local).
+    pub ports: Vec<PublishedPort>,
     /// Path, reason, phases, HEAD, totals.
     #[serde(flatten)]
     pub report: StartupReport,
@@ -213,7 +226,11 @@ impl Headstart {
                 return Err(Error::InvalidInput("give a repository or a workdir".into()));
             }
         };
-        let recipe = read_recipe(req.recipe_file.as_deref())?;
+        let mut recipe = read_recipe(req.recipe_file.as_deref())?;
+        let identity = match req.git_user.as_ref().or(self.config.git_user.as_ref()) {
+            Some(s) => Some(GitIdentity::parse(s).map_err(|e| Error::InvalidInput(e.to_string()))?),
+            None => None,
+        };
 
         // Fast paths: an explicit provider lets the decision run alongside the start;
         // otherwise the provider depends on it (the `sandbox` fast path).
@@ -257,6 +274,16 @@ impl Headstart {
                 "push patterns apply to a broker grant, and this start makes none".into(),
             ));
         }
+        for p in &req.ports {
+            connect = connect.port(*p);
+        }
+        if let Some(image) = &req.image {
+            connect = connect.image(image);
+            if kind != ProviderKind::Local {
+                // snapshots are per image: the image keys them like a recipe's
+                recipe.base_image = Some(image.clone());
+            }
+        }
         let provider = self.provider(kind).await?;
         // Named here (not by the provider) so a stopped start can say which it removed;
         // a workdir's sandbox is the one already using it (see workdir.rs).
@@ -277,6 +304,9 @@ impl Headstart {
             .recipe(recipe)
             .eligibility(eligibility)
             .credentials(self.config.credentials.clone());
+        if let Some(id) = identity {
+            fast = fast.git_identity(id);
+        }
         if let Some(f) = &req.progress {
             fast = fast.progress(f.clone());
         }
@@ -337,7 +367,23 @@ impl Headstart {
             Some(plan) => Some(self.grant(plan, sb.as_ref(), &req).await?),
             None => None,
         };
+        let git_identity = {
+            let ws = sb.workspace().to_path_buf();
+            tokio::task::spawn_blocking(move || sandbox_core::git::identity(&ws))
+                .await
+                .ok()
+                .flatten()
+        };
+        // the sandbox is ready: a failed look at its ports does not fail the start
+        let ports = super::ports::ports_of(sb.as_ref(), &req.ports)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not read the sandbox's ports");
+                Vec::new()
+            });
         Ok(UpOutcome {
+            git_identity,
+            ports,
             sandbox: SandboxRef {
                 id: sb.id().to_owned(),
                 name: sb.name().clone(),
@@ -361,24 +407,5 @@ impl Headstart {
             interrupted,
             builds: PendingBuilds(Some(builder)),
         })
-    }
-
-    /// What a stopped start left of `name`.
-    async fn left_behind(
-        &self,
-        provider: &dyn SandboxProvider,
-        name: &SandboxName,
-    ) -> Option<SandboxState> {
-        match provider.kind() {
-            "local" => self
-                .local_provider()
-                .state(name)
-                .unwrap_or(Some(SandboxState::Creating)),
-            _ => match provider.get(name).await {
-                Ok(Some(_)) => Some(SandboxState::Ready),
-                Ok(None) => None,
-                Err(_) => Some(SandboxState::Creating),
-            },
-        }
     }
 }

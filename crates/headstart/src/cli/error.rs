@@ -94,6 +94,9 @@ pub(crate) fn hint(kind: &str) -> Option<&'static str> {
         "invalid_recipe" => {
             "a recipe is {\"commands\":[{\"argv\":[\"make\",\"deps\"]}]} with an optional \"base_image\""
         }
+        "hook_failed" => {
+            "fix the recipe's after_start command (`headstart exec NAME -- CMD` runs it by hand); a kept sandbox runs its hooks again on `headstart up --name NAME`"
+        }
         "timeout" | "cancelled" => "retry; pass a longer --timeout if it keeps timing out",
         "refused" => "use another --name, or --force-create to replace the sandbox",
         "origin_mismatch" => "start without the prebuilt snapshot, or pass --force-create",

@@ -10,6 +10,7 @@ pub(crate) mod error;
 pub(crate) mod flags;
 pub(crate) mod interrupt;
 pub(crate) mod output;
+pub(crate) mod ports;
 pub(crate) mod progress;
 pub(crate) mod render;
 pub(crate) mod sandbox;
@@ -33,6 +34,8 @@ pub(crate) enum Command {
     Down(sandbox::DownArgs),
     /// List sandboxes: name, provider, state, repository, branch, age.
     Ls(sandbox::LsArgs),
+    /// Show which host address reaches which sandbox port (`up --port`).
+    Ports(ports::PortsArgs),
     /// Build, list, remove and garbage-collect base snapshots.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
@@ -55,6 +58,7 @@ impl Command {
             Self::Exec(a) => a.json,
             Self::Down(a) => a.json,
             Self::Ls(a) => a.json,
+            Self::Ports(a) => a.json,
             Self::Prune(a) => a.json,
             Self::Snapshot(s) => s.json(),
             Self::Flags(a) => a.json(),
@@ -81,6 +85,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Exec(args) => sandbox::exec(&app, args).await,
         Command::Down(args) => sandbox::down(&app, args).await,
         Command::Ls(args) => sandbox::ls(&app, args).await,
+        Command::Ports(args) => ports::ports(&app, args).await,
         Command::Snapshot(cmd) => snapshot::run(&app, cmd).await,
         Command::Prune(args) => sandbox::prune(&app, args).await,
         Command::Flags(args) => flags::run(&app, args).await,

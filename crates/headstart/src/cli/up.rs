@@ -49,10 +49,23 @@ pub(crate) struct UpArgs {
     /// Start cold and build no snapshot.
     #[arg(long)]
     no_snapshot: bool,
+    /// Container image of the sandbox (Docker; default: HEADSTART_IMAGE, else the
+    /// recipe's base_image, else headstart's base image).
+    #[arg(long, value_name = "IMAGE")]
+    image: Option<String>,
+    /// Git identity of the sandbox's repository, `"Name <email>"` (written into its
+    /// .git/config, never your global config; default: HEADSTART_GIT_USER).
+    #[arg(long, value_name = "NAME <EMAIL>")]
+    git_user: Option<String>,
+    /// Publish a sandbox TCP port on the host's loopback: `3000` (a random host port)
+    /// or `8080:3000`; repeatable. Docker only; local sandboxes bind host ports directly.
+    #[arg(long = "port", value_name = "[HOST:]PORT", value_parser = super::ports::parse_port)]
+    ports: Vec<sandbox_core::PortRequest>,
     /// Remove the sandbox after this long (`headstart prune`), e.g. `90m`, `2h`, `1d`.
     #[arg(long, value_parser = parse_duration)]
     ttl: Option<Duration>,
-    /// Setup recipe (JSON: {"commands":[{"argv":[...],"timeout":secs}],"base_image":..}).
+    /// Setup recipe (JSON: {"commands":[{"argv":[...],"timeout":secs}],"base_image":..,
+    /// "after_start":[{"argv":[...]}]}; after_start hooks run on every start).
     #[arg(long, value_name = "FILE")]
     recipe: Option<PathBuf>,
     /// Build a missing snapshot in this process and wait for it before exiting.
@@ -104,6 +117,9 @@ pub(crate) async fn up(app: &Headstart, args: UpArgs) -> anyhow::Result<ExitCode
     req.provider = args.provider;
     req.workdir = args.workdir;
     req.no_snapshot = args.no_snapshot;
+    req.image = args.image;
+    req.git_user = args.git_user;
+    req.ports = args.ports;
     req.ttl = args.ttl;
     req.recipe_file = args.recipe;
     req.wait_snapshot = args.wait_snapshot;
@@ -183,6 +199,12 @@ fn print_text(outcome: &UpOutcome) {
             "  git: through the credential broker ({}; {push}; until {})",
             g.repository, g.expires_at
         );
+    }
+    for p in &outcome.ports {
+        println!("  port: {}/tcp -> {}", p.container, p.host_address);
+    }
+    if let Some(id) = &outcome.git_identity {
+        println!("  git identity: {id}");
     }
     match &outcome.build {
         Some(KickOutcome::BackingOff {

@@ -14,6 +14,7 @@ mod progress_tty;
 mod reconnect;
 mod schema;
 mod secrets;
+mod sessions;
 
 use std::path::Path;
 use std::process::{Command, Output};

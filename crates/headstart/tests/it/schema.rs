@@ -32,6 +32,7 @@ pub(crate) const SCHEMAS: &[&str] = &[
     "exec",
     "down",
     "ls",
+    "ports",
     "prune",
     "snapshot-ls",
     "snapshot-gc",

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType,
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType, PortBinding,
 };
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use sandbox_core::{
@@ -254,6 +254,20 @@ impl DockerProvider {
             // with the host's network the container reaches it at 127.0.0.1 instead.
             extra_hosts: (self.config.network_mode.as_deref() != Some("host"))
                 .then(|| vec!["host.docker.internal:host-gateway".to_owned()]),
+            // published on the host's loopback only, never on every interface
+            port_bindings: (!options.ports.is_empty()).then(|| {
+                options
+                    .ports
+                    .iter()
+                    .map(|p| {
+                        let binding = PortBinding {
+                            host_ip: Some("127.0.0.1".into()),
+                            host_port: Some(p.host.map(|h| h.to_string()).unwrap_or_default()),
+                        };
+                        (format!("{}/tcp", p.container), Some(vec![binding]))
+                    })
+                    .collect()
+            }),
             ..Default::default()
         };
         ContainerCreateBody {
@@ -268,6 +282,13 @@ impl DockerProvider {
                     .collect(),
             ),
             labels: Some(labels),
+            exposed_ports: (!options.ports.is_empty()).then(|| {
+                options
+                    .ports
+                    .iter()
+                    .map(|p| format!("{}/tcp", p.container))
+                    .collect()
+            }),
             working_dir: Some(WORKSPACE_MOUNT.into()),
             user: Some(user.to_owned()),
             host_config: Some(host_config),

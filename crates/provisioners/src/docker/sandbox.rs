@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use bollard::query_parameters::{CommitContainerOptionsBuilder, KillContainerOptionsBuilder};
 use futures_util::StreamExt;
 use sandbox_core::{
-    Error, ExecOutput, ExecRequest, Result, Sandbox, SandboxName, SandboxProvider, SandboxState,
-    SnapshotId, SnapshotMeta, SnapshotRequest, SnapshotStore,
+    Error, ExecOutput, ExecRequest, PublishedPort, Result, Sandbox, SandboxName, SandboxProvider,
+    SandboxState, SnapshotId, SnapshotMeta, SnapshotRequest, SnapshotStore,
 };
 
 use super::engine::{engine_error, is_not_found};
@@ -137,6 +137,25 @@ impl Sandbox for DockerSandbox {
 
     async fn exec(&self, request: &ExecRequest) -> Result<ExecOutput> {
         exec::run(&self.provider.docker, &self.id, &self.with_env(request)).await
+    }
+
+    /// The container's published TCP ports, from its inspect (so a reconnect sees
+    /// them): `127.0.0.1:HOST` each, sorted by container port.
+    async fn ports(&self) -> Result<Option<Vec<PublishedPort>>> {
+        let c = self
+            .provider
+            .docker
+            .inspect_container(&self.id, None)
+            .await
+            .map_err(|e| {
+                engine_error(
+                    format!("inspecting the container of sandbox {}", self.name),
+                    e,
+                )
+            })?;
+        Ok(Some(published_ports(
+            c.network_settings.and_then(|n| n.ports).unwrap_or_default(),
+        )))
     }
 
     /// Stores the workspace through the local store (written aside, then renamed into
@@ -297,4 +316,27 @@ impl Sandbox for DockerSandbox {
         }
         Ok(())
     }
+}
+
+/// The bound ports of an inspect's port map (`"3000/tcp" → [127.0.0.1:49153]`).
+pub(super) fn published_ports(map: bollard::models::PortMap) -> Vec<PublishedPort> {
+    let mut out: Vec<PublishedPort> = map
+        .into_iter()
+        .filter_map(|(key, bindings)| {
+            let container = key.strip_suffix("/tcp")?.parse().ok()?;
+            let b = bindings?
+                .into_iter()
+                .find(|b| b.host_port.as_deref().is_some_and(|p| !p.is_empty()))?;
+            let ip = b
+                .host_ip
+                .filter(|ip| !ip.is_empty())
+                .unwrap_or_else(|| "0.0.0.0".into());
+            Some(PublishedPort {
+                container,
+                host_address: format!("{ip}:{}", b.host_port.unwrap_or_default()),
+            })
+        })
+        .collect();
+    out.sort_by_key(|p| p.container);
+    out
 }

@@ -66,6 +66,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod checkout;
+mod identity;
 mod inspect;
 mod known_hosts;
 mod nodelay;
@@ -74,6 +75,7 @@ mod watch;
 
 use git2::Repository;
 
+pub use identity::{GitIdentity, identity, set_identity};
 pub use inspect::{Inspection, LocalChanges, WorkspaceSummary, inspect, summary};
 
 use crate::credentials::Credentials;
