@@ -121,6 +121,9 @@ pub struct UpOutcome {
     pub snapshot: Option<SnapshotRef>,
     /// What the background builder did.
     pub build: Option<KickOutcome>,
+    /// How the build `wait_snapshot` waited for ended (`None`: nothing was waited for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waited: Option<Waited>,
     /// True when [`UpRequest::cancel`] stopped a `wait_snapshot` wait after the
     /// sandbox was ready (it is kept).
     #[serde(skip)]
@@ -128,6 +131,23 @@ pub struct UpOutcome {
     /// Background builds still running.
     #[serde(skip)]
     pub builds: PendingBuilds,
+}
+
+/// How a build waited for (`--wait-snapshot`) ended.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Waited {
+    /// The snapshot is ready.
+    Ready {
+        /// Its id.
+        id: SnapshotId,
+    },
+    /// The build failed (scrubbed of secrets).
+    Failed {
+        /// Why.
+        error: String,
+    },
 }
 
 /// A sandbox, as an outcome names it.
@@ -296,6 +316,7 @@ impl Headstart {
         }
         let started = started?;
         let mut interrupted = false;
+        let mut wait_result = None;
         if req.wait_snapshot {
             if let Some(key) = &started.key {
                 // a cancel that came during the start (which finished anyway) does not
@@ -307,13 +328,33 @@ impl Headstart {
                 };
                 tokio::select! {
                     waited = builder.wait(key) => match waited {
-                        Some(Ok(b)) => notify(Notice::SnapshotReady(b.snapshot.id)),
-                        Some(Err(e)) => notify(Notice::SnapshotFailed(e.to_string())),
+                        Some(Ok(b)) => {
+                            wait_result = Some(Waited::Ready { id: b.snapshot.id.clone() });
+                            notify(Notice::SnapshotReady(b.snapshot.id));
+                        }
+                        Some(Err(e)) => {
+                            let error = sandbox_core::scrub(&e.to_string()).into_owned();
+                            wait_result = Some(Waited::Failed { error: error.clone() });
+                            notify(Notice::SnapshotFailed(error));
+                        }
                         None => {}
                     },
                     () = cancelled(stop) => interrupted = true,
                 }
             }
+        }
+        let mut started = started;
+        if let Some(w) = &wait_result {
+            // the start's reason was written before the wait: say how the build ended
+            let (one, a) = match w {
+                Waited::Ready { .. } => ("built one for next time", "built a snapshot"),
+                Waited::Failed { .. } => ("its build failed", "a snapshot build failed"),
+            };
+            started.report.reason = started
+                .report
+                .reason
+                .replace("building one in the background for next time", one)
+                .replace("building a snapshot in the background", a);
         }
         let sb = &started.sandbox;
         Ok(UpOutcome {
@@ -336,6 +377,7 @@ impl Headstart {
                 }),
             report: started.report,
             build: started.build,
+            waited: wait_result,
             interrupted,
             builds: PendingBuilds(Some(builder)),
         })

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use headstart::{Error, Headstart, Notice, ProviderKind, Stopped, UpOutcome, UpRequest};
+use headstart::{Error, Headstart, Notice, ProviderKind, Stopped, UpOutcome, UpRequest, Waited};
 use sandbox_core::{CancelToken, SandboxState};
 use snapshot_refresh::KickOutcome;
 
@@ -148,6 +148,17 @@ fn print_text(outcome: &UpOutcome) {
         outcome.sandbox.name,
         outcome.sandbox.workspace.display()
     );
+    match &outcome.waited {
+        Some(Waited::Ready { id }) => {
+            println!("  snapshot: {id} built and ready");
+            return;
+        }
+        Some(Waited::Failed { error }) => {
+            println!("  snapshot: the build failed: {error}");
+            return;
+        }
+        _ => {}
+    }
     match &outcome.build {
         Some(KickOutcome::BackingOff {
             last_error,
