@@ -192,7 +192,18 @@ impl Headstart {
                 if targets.iter().any(|(_, t)| *t == name) {
                     continue;
                 }
-                let (p, _) = self.find_sandbox(&name, provider).await?;
+                let p = match self.find_sandbox(&name, provider).await {
+                    Ok((p, _)) => p,
+                    // a start still running (removed once it finishes: the provider
+                    // waits for the name's lock) or one whose process died
+                    Err(_)
+                        if matches!(provider, None | Some(ProviderKind::Local))
+                            && matches!(self.local_provider().state(&name), Ok(Some(_))) =>
+                    {
+                        self.provider(ProviderKind::Local).await?
+                    }
+                    Err(e) => return Err(e),
+                };
                 targets.push((p, name));
             }
         }

@@ -86,3 +86,31 @@ fn wait_snapshot_says_how_the_build_ended_not_that_it_runs_in_the_background() {
         "{text}"
     );
 }
+
+#[test]
+fn down_removes_what_a_killed_start_left_instead_of_saying_it_does_not_exist() {
+    use crate::lifecycle::{BUDGET, STALL, big_upstream, up_until_stalled};
+    let up = big_upstream();
+    let server = test_support::GitHttpServer::start(up.root()).unwrap();
+    let proxy = test_support::StallProxy::start(server.addr(), Some(BUDGET), STALL).unwrap();
+    let url = proxy.url(up.name());
+    let home = crate::TestHome::new();
+    let running = up_until_stalled(home.path(), &proxy, &["up", &url, "--name", "dead"]);
+    running.signal(rustix::process::Signal::KILL);
+    let _ = running.finish(std::time::Duration::from_secs(10));
+    let dir = home.path().join("sandboxes").join("dead");
+    assert!(dir.exists(), "the killed start left its directory");
+
+    let o = headstart(home.path(), &["down", "dead", "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&o),
+        crate::stderr(&o)
+    );
+    assert_eq!(crate::json(&o)["removed"][0]["name"], "dead");
+    assert!(!dir.exists(), "down removed it");
+    let o = headstart(home.path(), &["down", "dead"]);
+    assert_eq!(o.status.code(), Some(2), "now it is gone");
+}
