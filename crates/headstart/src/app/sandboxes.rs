@@ -57,9 +57,9 @@ pub struct ExecOutcome {
     pub provider: &'static str,
     /// What ran.
     pub argv: Vec<String>,
-    /// The command's exit code (`None`: a signal ended it).
+    /// The command's exit code (128 + N when signal N ended it; `None`: unknown).
     pub exit_code: Option<i32>,
-    /// The shell's status for it: the exit code, 124 on timeout, 1 for a signal.
+    /// The shell's status for it: the exit code, 124 on timeout, 1 when unknown.
     pub status: u8,
     /// True when the timeout killed it.
     pub timed_out: bool,

@@ -114,3 +114,24 @@ fn down_removes_what_a_killed_start_left_instead_of_saying_it_does_not_exist() {
     let o = headstart(home.path(), &["down", "dead"]);
     assert_eq!(o.status.code(), Some(2), "now it is gone");
 }
+
+#[test]
+fn exec_of_a_command_killed_by_a_signal_exits_128_plus_n_like_a_shell_and_docker() {
+    let up = test_support::Upstream::new("main", 1).unwrap();
+    let home = crate::TestHome::new();
+    let o = headstart(
+        home.path(),
+        &["up", &up.file_url(), "--name", "k", "--no-snapshot", "-q"],
+    );
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    let o = headstart(home.path(), &["exec", "k", "sh", "-c", "kill -9 $$"]);
+    assert_eq!(o.status.code(), Some(137), "{}", crate::stderr(&o));
+    let o = headstart(
+        home.path(),
+        &["exec", "--json", "k", "sh", "-c", "kill -TERM $$"],
+    );
+    assert_eq!(o.status.code(), Some(143));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], 143, "{v}");
+    assert_eq!(v["exit_code"], 143, "{v}");
+}
