@@ -18,7 +18,7 @@ pub const HEADSTART_HOME: &str = "HEADSTART_HOME";
 pub const HEADSTART_RESTORE_METHOD: &str = "HEADSTART_RESTORE_METHOD";
 /// A token for private https repositories (sent only to the URL's exact origin).
 pub const HEADSTART_GIT_TOKEN: &str = "HEADSTART_GIT_TOKEN";
-/// The token used when [`HEADSTART_GIT_TOKEN`] is unset or empty.
+/// The token used when [`HEADSTART_GIT_TOKEN`] is unset or empty (sent to github.com only).
 pub const GITHUB_TOKEN: &str = "GITHUB_TOKEN";
 /// An ssh private key for ssh URLs (default: `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`).
 pub const HEADSTART_SSH_KEY: &str = "HEADSTART_SSH_KEY";

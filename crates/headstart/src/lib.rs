@@ -32,8 +32,8 @@ pub use app::{
     ExecRequest, FailureRecord, FlagsStatus, GcOutcome, Headstart, LsOutcome, Notice, NoticeFn,
     PendingBuilds, PortsOutcome, PruneOutcome, Pruned, Removed, Result, RunJobOutcome, SandboxRef,
     SandboxRow, SnapshotBuildOutcome, SnapshotBuildRequest, SnapshotLsOutcome, SnapshotRef,
-    SnapshotRmOutcome, SnapshotRow, Stopped, UpOutcome, UpRequest, VmSettings, docker_answers,
-    read_recipe, register_secrets, source_from,
+    SnapshotRmOutcome, SnapshotRow, Stopped, UpOutcome, UpRequest, VmSettings, Waited,
+    docker_answers, read_recipe, register_secrets, source_from,
 };
 pub use app::{FLUSH_ON_EXIT, ProviderChoice, ProviderKind, choose_provider, prebuilt_images};
 pub use feature_flags::BetaRequest;

@@ -64,12 +64,21 @@ async fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() && raw_args_want_json() => {
+            // clap's message is its lines up to the blank line before `Usage:` (the
+            // missing arguments are on the lines after "were not provided:")
             let text = e.render().to_string();
             let message = text
                 .lines()
-                .next()
-                .unwrap_or("invalid command line")
-                .trim_start_matches("error: ");
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let message = message.trim_start_matches("error: ");
+            let message = if message.is_empty() {
+                "invalid command line"
+            } else {
+                message
+            };
             output::print_json(&error::error_value("usage", message));
             return ExitCode::from(2);
         }

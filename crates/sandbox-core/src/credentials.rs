@@ -16,6 +16,7 @@ pub struct Credentials {
     token: Option<SecretString>,
     ssh_key: Option<PathBuf>,
     known_hosts: Option<PathBuf>,
+    token_host: Option<String>,
 }
 
 impl Credentials {
@@ -82,6 +83,19 @@ impl Credentials {
         self.known_hosts.as_deref()
     }
 
+    /// Sends the token only to `host` (case-insensitive; any scheme and port): e.g.
+    /// `github.com` for a `GITHUB_TOKEN`, which no other server should be handed.
+    #[must_use]
+    pub fn with_token_only_for(mut self, host: impl Into<String>) -> Self {
+        self.token_host = Some(host.into().to_ascii_lowercase());
+        self
+    }
+
+    /// The only host the token is sent to, if it is limited to one.
+    pub fn token_host(&self) -> Option<&str> {
+        self.token_host.as_deref()
+    }
+
     /// True when there is no token.
     pub fn is_empty(&self) -> bool {
         self.token.is_none()
@@ -104,6 +118,7 @@ impl fmt::Debug for Credentials {
             .field("username", &self.username)
             .field("ssh_key", &self.ssh_key)
             .field("known_hosts", &self.known_hosts)
+            .field("token_host", &self.token_host)
             .field(
                 "token",
                 &if self.token.is_some() {

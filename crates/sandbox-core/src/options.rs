@@ -331,7 +331,8 @@ impl fmt::Debug for ExecRequest {
 /// What a command did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExecOutput {
-    /// The exit code; `None` when killed by a signal or the timeout.
+    /// The exit code (128 + N when signal N ended it, as a shell reports it); `None`
+    /// when the timeout killed it or no code is known.
     pub exit_code: Option<i32>,
     /// True when the timeout killed it.
     pub timed_out: bool,

@@ -146,10 +146,35 @@ pub(crate) const TOKEN_PARAMS: &[&str] = &[
     "client_secret",
 ];
 
-/// True when `name` (a URL query parameter) carries a credential.
+/// Substrings that make any parameter name a credential (`X-Amz-Signature`,
+/// `github_token`, `db_password`).
+const TOKEN_PARTS: &[&str] = &["token", "secret", "passw", "signature", "credential"];
+
+/// True when `name` (a URL query or fragment parameter) carries a credential. The name
+/// is percent-decoded first (`%74oken` is `token` to a server).
 pub(crate) fn is_token_param(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    TOKEN_PARAMS.contains(&lower.as_str())
+    let lower = percent_decode(name).to_ascii_lowercase();
+    TOKEN_PARAMS.contains(&lower.as_str()) || TOKEN_PARTS.iter().any(|p| lower.contains(p))
+}
+
+/// `%XX` escapes decoded (invalid ones kept as they are), lossily as UTF-8.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Hides `scheme://user:PASSWORD@` and `?token=VALUE` in free text; `None` when
@@ -187,7 +212,7 @@ fn scrub_urls(text: &str) -> Option<String> {
     let b = bytes.as_bytes();
     while i < b.len() {
         let c = b[i];
-        if c == b'?' || c == b'&' {
+        if matches!(c, b'?' | b'&' | b'#' | b';') {
             let start = i + 1;
             let eq = bytes[start..]
                 .find(|ch: char| ch == '=' || ch == '&' || ch.is_whitespace())
@@ -196,7 +221,7 @@ fn scrub_urls(text: &str) -> Option<String> {
                 if is_token_param(&bytes[start..eq]) {
                     let vend = bytes[eq + 1..]
                         .find(|ch: char| {
-                            ch == '&' || ch == '#' || ch.is_whitespace() || ch == '"' || ch == '\''
+                            matches!(ch, '&' | '#' | ';' | '"' | '\'' | '`') || ch.is_whitespace()
                         })
                         .map_or(bytes.len(), |n| eq + 1 + n);
                     if vend > eq + 1 && &bytes[eq + 1..vend] != REDACTED {
@@ -263,6 +288,14 @@ mod tests {
         assert_eq!(
             scrub("GET https://host/x.git?token=abc123&b=2 404"),
             "GET https://host/x.git?token=[redacted]&b=2 404"
+        );
+        assert_eq!(
+            scrub("cannot reach `https://h/r?%74oken=abc123#token=def456`: refused"),
+            "cannot reach `https://h/r?%74oken=[redacted]#token=[redacted]`: refused"
+        );
+        assert_eq!(
+            scrub("https://h/r;x_token=abc123"),
+            "https://h/r;x_token=[redacted]"
         );
         assert_eq!(scrub("https://host/a?b=1"), "https://host/a?b=1");
         assert_eq!(scrub("été ?é=1"), "été ?é=1");

@@ -453,10 +453,11 @@ fn token_query_param(input: &str) -> Option<String> {
     if input.starts_with('/') || input.starts_with('.') || input.starts_with("file:") {
         return None;
     }
-    let (_, query) = input.split_once('?')?;
-    let query = query.split('#').next().unwrap_or(query);
-    query
-        .split(['&', ';'])
+    // The query, the fragment (`#token=`, which git would not send but stores in
+    // .git/config and prints) and `;` parameters all count.
+    let (_, params) = input.split_once(['?', '#', ';'])?;
+    params
+        .split(['&', ';', '?', '#'])
         .map(|kv| kv.split_once('=').map_or(kv, |(k, _)| k))
         .find(|k| crate::scrub::is_token_param(k))
         .map(|k| k.escape_debug().to_string())

@@ -873,7 +873,7 @@ impl FastStart {
                     detail: if out.timed_out {
                         "timed out".into()
                     } else {
-                        format!("exit status {:?}", out.exit_code)
+                        crate::refresh::exit_detail(out.exit_code)
                     },
                 });
             }

@@ -235,7 +235,7 @@ async fn build(
                     .into_iter()
                     .rev()
                     .collect();
-                format!("exit status {:?}; stderr: {}", out.exit_code, tail.trim())
+                format!("{}; stderr: {}", exit_detail(out.exit_code), tail.trim())
             };
             return Err(Error::RecipeFailed {
                 command,
@@ -309,4 +309,13 @@ pub(crate) async fn refresh_shared(
     options: RefreshOptions,
 ) -> Result<BuildReport> {
     refresh_base_snapshot(provider.as_ref(), &options).await
+}
+
+/// A recipe command's end in words: `exit status 3`, or `killed by a signal` when it
+/// has no exit code.
+pub(crate) fn exit_detail(code: Option<i32>) -> String {
+    match code {
+        Some(c) => format!("exit status {c}"),
+        None => "killed by a signal".to_owned(),
+    }
 }

@@ -128,15 +128,20 @@ impl Config {
 }
 
 /// Credentials for private repositories:
-/// - a token from `HEADSTART_GIT_TOKEN`, else `GITHUB_TOKEN` (https; empty means none);
+/// - a token from `HEADSTART_GIT_TOKEN`, else `GITHUB_TOKEN` (sent to github.com only);
+///   never over plain `http://` except to this machine; empty means none;
 /// - an ssh private key from `HEADSTART_SSH_KEY`, else the first of `~/.ssh/id_ed25519`,
 ///   `id_ecdsa`, `id_rsa` that exists (ssh URLs), checked against
 ///   `HEADSTART_KNOWN_HOSTS`, else `~/.ssh/known_hosts`.
 fn git_credentials() -> Credentials {
-    let mut creds = [env::HEADSTART_GIT_TOKEN, env::GITHUB_TOKEN]
-        .iter()
-        .find_map(|k| env::non_empty(k))
-        .map_or_else(Credentials::none, Credentials::token);
+    // GITHUB_TOKEN (set in every GitHub Actions job) is for github.com only: another
+    // server asking for credentials must not be handed it.
+    let mut creds = match env::non_empty(env::HEADSTART_GIT_TOKEN) {
+        Some(t) => Credentials::token(t),
+        None => env::non_empty(env::GITHUB_TOKEN).map_or_else(Credentials::none, |t| {
+            Credentials::token(t).with_token_only_for("github.com")
+        }),
+    };
     let key = env::non_empty(env::HEADSTART_SSH_KEY)
         .map(PathBuf::from)
         .or_else(|| {

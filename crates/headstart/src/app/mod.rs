@@ -44,7 +44,9 @@ pub use snapshots::{
     SnapshotLsOutcome, SnapshotRmOutcome, SnapshotRow,
 };
 pub use start::CLEANUP_GRACE;
-pub use up::{Notice, NoticeFn, PendingBuilds, SandboxRef, SnapshotRef, UpOutcome, UpRequest};
+pub use up::{
+    Notice, NoticeFn, PendingBuilds, SandboxRef, SnapshotRef, UpOutcome, UpRequest, Waited,
+};
 pub use vm::VmSettings;
 
 /// headstart, configured: start, list, use and remove sandboxes and snapshots.

@@ -59,9 +59,9 @@ pub struct ExecOutcome {
     pub provider: &'static str,
     /// What ran.
     pub argv: Vec<String>,
-    /// The command's exit code (`None`: a signal ended it).
+    /// The command's exit code (128 + N when signal N ended it; `None`: unknown).
     pub exit_code: Option<i32>,
-    /// The shell's status for it: the exit code, 124 on timeout, 1 for a signal.
+    /// The shell's status for it: the exit code, 124 on timeout, 1 when unknown.
     pub status: u8,
     /// True when the timeout killed it.
     pub timed_out: bool,
@@ -223,7 +223,18 @@ impl Headstart {
                 if targets.iter().any(|(_, t)| *t == name) {
                     continue;
                 }
-                let (p, _) = self.find_sandbox(&name, provider).await?;
+                let p = match self.find_sandbox(&name, provider).await {
+                    Ok((p, _)) => p,
+                    // a start still running (removed once it finishes: the provider
+                    // waits for the name's lock) or one whose process died
+                    Err(_)
+                        if matches!(provider, None | Some(ProviderKind::Local))
+                            && matches!(self.local_provider().state(&name), Ok(Some(_))) =>
+                    {
+                        self.provider(ProviderKind::Local).await?
+                    }
+                    Err(e) => return Err(e),
+                };
                 targets.push((p, name));
             }
         }

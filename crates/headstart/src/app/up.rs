@@ -145,6 +145,9 @@ pub struct UpOutcome {
     pub build: Option<KickOutcome>,
     /// The sandbox's broker grant (never its capability in full).
     pub grant: Option<GrantInfo>,
+    /// How the build `wait_snapshot` waited for ended (`None`: nothing was waited for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waited: Option<Waited>,
     /// True when [`UpRequest::cancel`] stopped a `wait_snapshot` wait after the
     /// sandbox was ready (it is kept).
     #[serde(skip)]
@@ -152,6 +155,23 @@ pub struct UpOutcome {
     /// Background builds still running.
     #[serde(skip)]
     pub builds: PendingBuilds,
+}
+
+/// How a build waited for (`--wait-snapshot`) ended.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Waited {
+    /// The snapshot is ready.
+    Ready {
+        /// Its id.
+        id: SnapshotId,
+    },
+    /// The build failed (scrubbed of secrets).
+    Failed {
+        /// Why.
+        error: String,
+    },
 }
 
 /// A sandbox, as an outcome names it.
@@ -343,6 +363,7 @@ impl Headstart {
         }
         let started = started?;
         let mut interrupted = false;
+        let mut wait_result = None;
         if req.wait_snapshot {
             if let Some(key) = &started.key {
                 // a cancel that came during the start (which finished anyway) does not
@@ -354,13 +375,33 @@ impl Headstart {
                 };
                 tokio::select! {
                     waited = builder.wait(key) => match waited {
-                        Some(Ok(b)) => notify(Notice::SnapshotReady(b.snapshot.id)),
-                        Some(Err(e)) => notify(Notice::SnapshotFailed(e.to_string())),
+                        Some(Ok(b)) => {
+                            wait_result = Some(Waited::Ready { id: b.snapshot.id.clone() });
+                            notify(Notice::SnapshotReady(b.snapshot.id));
+                        }
+                        Some(Err(e)) => {
+                            let error = sandbox_core::scrub(&e.to_string()).into_owned();
+                            wait_result = Some(Waited::Failed { error: error.clone() });
+                            notify(Notice::SnapshotFailed(error));
+                        }
                         None => {}
                     },
                     () = cancelled(stop) => interrupted = true,
                 }
             }
+        }
+        let mut started = started;
+        if let Some(w) = &wait_result {
+            // the start's reason was written before the wait: say how the build ended
+            let (one, a) = match w {
+                Waited::Ready { .. } => ("built one for next time", "built a snapshot"),
+                Waited::Failed { .. } => ("its build failed", "a snapshot build failed"),
+            };
+            started.report.reason = started
+                .report
+                .reason
+                .replace("building one in the background for next time", one)
+                .replace("building a snapshot in the background", a);
         }
         let sb = &started.sandbox;
         let grant = match plan {
@@ -404,6 +445,7 @@ impl Headstart {
             report: started.report,
             build: started.build,
             grant,
+            waited: wait_result,
             interrupted,
             builds: PendingBuilds(Some(builder)),
         })

@@ -4,7 +4,7 @@
 //! `exec` runs an argv (never a shell string) like `docker exec`: `--` before the
 //! command is optional, options of `exec` come before the sandbox's command. Its exit
 //! status is the command's own; 127 when the program does not exist, 126 when it
-//! exists but cannot run, 124 when `--timeout` killed it, 1 when a signal did; 2 for
+//! exists but cannot run, 124 when `--timeout` killed it, 128 + N when signal N did; 2 for
 //! an unknown sandbox. Without `--json` its output streams as it arrives; with
 //! `--json` both streams are captured (up to 1 MiB each) into one object.
 //!

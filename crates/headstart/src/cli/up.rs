@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use headstart::{
-    CredentialsMode, Error, Headstart, Notice, ProviderKind, Stopped, UpOutcome, UpRequest,
+    CredentialsMode, Error, Headstart, Notice, ProviderKind, Stopped, UpOutcome, UpRequest, Waited,
 };
 use sandbox_core::{CancelToken, SandboxState};
 use snapshot_refresh::KickOutcome;
@@ -205,6 +205,17 @@ fn print_text(outcome: &UpOutcome) {
     }
     if let Some(id) = &outcome.git_identity {
         println!("  git identity: {id}");
+    }
+    match &outcome.waited {
+        Some(Waited::Ready { id }) => {
+            println!("  snapshot: {id} built and ready");
+            return;
+        }
+        Some(Waited::Failed { error }) => {
+            println!("  snapshot: the build failed: {error}");
+            return;
+        }
+        _ => {}
     }
     match &outcome.build {
         Some(KickOutcome::BackingOff {

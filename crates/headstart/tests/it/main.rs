@@ -11,6 +11,7 @@ mod json_output;
 mod library;
 mod lifecycle;
 mod progress_tty;
+mod qa;
 mod reconnect;
 mod schema;
 mod secrets;

@@ -213,7 +213,10 @@ pub(crate) async fn run(
     };
     let result = match finished {
         Some(Ok(status)) => Ok(ExecOutput {
-            exit_code: status.code(),
+            // a signal's death as a shell (and `docker exec`) reports it: 128 + N
+            exit_code: status.code().or_else(|| {
+                std::os::unix::process::ExitStatusExt::signal(&status).map(|n| 128 + n)
+            }),
             timed_out: false,
             stdout: out.buf,
             stderr: err.buf,

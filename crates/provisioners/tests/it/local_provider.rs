@@ -442,7 +442,11 @@ async fn stop_kills_running_commands_and_keeps_the_workspace() {
         .expect("exec returned")
         .unwrap()
         .unwrap();
-    assert_eq!(out.exit_code, None, "killed by a signal");
+    assert!(
+        out.exit_code.is_some_and(|c| c > 128),
+        "killed by a signal: 128 + N, as a shell says: {:?}",
+        out.exit_code
+    );
     assert!(s.workspace().join("f").exists());
     assert!(p.get(&name("st")).await.unwrap().is_some());
 }

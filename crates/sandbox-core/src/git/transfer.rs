@@ -26,6 +26,8 @@ pub(crate) struct AuthState {
     foreign_origin: std::cell::RefCell<Option<String>>,
     /// Why the ssh host key was rejected, if it was.
     host_key: std::cell::RefCell<Option<String>>,
+    /// Why the token was withheld from the server that asked for it, if it was.
+    withheld: std::cell::RefCell<Option<String>>,
 }
 
 /// The branches a remote advertises and its default branch.
@@ -117,6 +119,12 @@ pub(crate) fn callbacks<'a>(
                 "the server asked for credentials and none were given",
             ));
         };
+        if let Some(why) = token_withheld(url, creds) {
+            tracing::warn!(repository = %url, reason = %why, "token withheld");
+            state.declined.set(true);
+            *state.withheld.borrow_mut() = Some(why);
+            return Err(git2::Error::from_str("the token was withheld"));
+        }
         if !allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
             state.declined.set(true);
             return Err(git2::Error::from_str(
@@ -313,6 +321,33 @@ fn read_advertisement(
     Ok(adv)
 }
 
+/// Why the token may not go to `url`'s server, if it may not: plain `http://` to a
+/// host other than this machine (anyone on the way would read it), or a host other
+/// than the one the token is limited to ([`Credentials::with_token_only_for`]).
+fn token_withheld(url: &RepoUrl, creds: &Credentials) -> Option<String> {
+    let host = url.host()?.trim_start_matches('[').trim_end_matches(']');
+    let lower = host.to_ascii_lowercase();
+    if let Some(only) = creds.token_host() {
+        if lower != only {
+            return Some(format!(
+                "the server asked for credentials and the token was withheld: it is only sent \
+                 to {only} (GITHUB_TOKEN is for github.com; set HEADSTART_GIT_TOKEN for {host})"
+            ));
+        }
+    }
+    let loopback = lower == "localhost"
+        || lower
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if url.origin().is_some_and(|o| o.scheme() == "http") && !loopback {
+        return Some(format!(
+            "the server asked for credentials over plain http:// and the token was withheld \
+             (anyone between here and {host} could read it); use the https:// URL"
+        ));
+    }
+    None
+}
+
 /// `+refs/heads/B:refs/remotes/origin/B`.
 pub(crate) fn tracking_refspec(branch: &str) -> String {
     format!("+refs/heads/{branch}:refs/remotes/origin/{branch}")
@@ -342,6 +377,12 @@ pub(crate) fn map_error(
     tracing::debug!(repository = %url, op, class = ?e.class(), code = ?e.code(), %message, "git failure");
     let url_s = url.to_string();
     if let Some(why) = auth.host_key.borrow().clone() {
+        return Error::AuthFailed {
+            url: url_s,
+            hint: why,
+        };
+    }
+    if let Some(why) = auth.withheld.borrow().clone() {
         return Error::AuthFailed {
             url: url_s,
             hint: why,
@@ -479,5 +520,26 @@ fn check_host_key(url: &RepoUrl, creds: &Credentials, key: Option<&[u8]>) -> Res
             "the ssh host key of {name} is marked @revoked in {}",
             path.display()
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_never_goes_over_plain_http_except_to_this_machine() {
+        let creds = Credentials::token("tok_0123456789");
+        let withheld = |u: &str| token_withheld(&RepoUrl::parse(u).unwrap(), &creds);
+        assert!(withheld("http://git.example.com/o/r").is_some_and(|w| w.contains("https://")));
+        assert!(withheld("HTTP://git.example.com:8080/o/r").is_some());
+        assert_eq!(withheld("https://git.example.com/o/r"), None);
+        assert_eq!(withheld("http://127.0.0.1:8080/o/r"), None);
+        assert_eq!(withheld("http://localhost/o/r"), None);
+        assert_eq!(withheld("http://[::1]:80/o/r"), None);
+        let gh = creds.clone().with_token_only_for("github.com");
+        let url = |u: &str| RepoUrl::parse(u).unwrap();
+        assert_eq!(token_withheld(&url("https://GitHub.com/o/r"), &gh), None);
+        assert!(token_withheld(&url("https://evil.example/o/r"), &gh).is_some());
     }
 }

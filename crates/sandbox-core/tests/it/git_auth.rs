@@ -188,6 +188,36 @@ fn the_token_is_refused_to_another_host_after_a_redirect() -> anyhow::Result<()>
     Ok(())
 }
 
+/// A token limited to one host (`GITHUB_TOKEN` is for github.com) is not handed to
+/// another server that asks for credentials: an attacker's URL gets nothing.
+#[test]
+fn a_token_limited_to_one_host_is_withheld_from_any_other() -> anyhow::Result<()> {
+    let token = random_token();
+    let up = Upstream::new("trunk", 1)?;
+    let server = GitHttpServer::start_with_token(up.root(), &token)?;
+    let url = sandbox_core::RepoUrl::parse(&server.url(up.name()))?;
+    let opts = GitOptions {
+        credentials: Credentials::token(token.clone()).with_token_only_for("github.com"),
+        ..GitOptions::default()
+    };
+    let dir = tempfile::tempdir()?;
+    let (result, log) =
+        capture_tracing(|| git::clone(&Source::new(url), &dir.path().join("ws"), &opts));
+    let err = result.expect_err("token withheld");
+    assert!(
+        server.requests().iter().any(|r| r.status == 401),
+        "it asked"
+    );
+    assert!(
+        server.requests().iter().all(|r| !r.had_authorization),
+        "and got no token"
+    );
+    assert!(matches!(err, Error::AuthFailed { .. }), "{err:?}");
+    assert!(err.to_string().contains("only sent to github.com"), "{err}");
+    assert!(!log.text().contains(&token));
+    Ok(())
+}
+
 /// Port A redirects to port B on the same host; B demands credentials. The token is
 /// bound to A's exact origin, so B never sees it: neither for a clone nor for a sync
 /// of a workspace whose origin is A.

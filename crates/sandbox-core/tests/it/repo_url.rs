@@ -239,6 +239,26 @@ fn origins_fill_in_default_ports_and_tell_ports_schemes_and_hosts_apart() -> any
 }
 
 #[test]
+fn disguised_credentials_are_refused_without_echoing_the_value() {
+    // Percent-encoded names, upper case, fragments, `;` parameters and names that merely
+    // contain "token"/"signature": git or a server reads them as credentials all the same.
+    let secret = test_support::random_token();
+    for input in [
+        format!("https://host/o/r?%74oken={secret}"),
+        format!("https://host/o/r?t%6Fken={secret}"),
+        format!("https://host/o/r?%41CCESS_TOKEN={secret}"),
+        format!("https://host/o/r#token={secret}"),
+        format!("https://host/o/r;token={secret}"),
+        format!("https://host/o/r?X-Amz-Signature={secret}"),
+        format!("https://host/o/r?github_token={secret}"),
+    ] {
+        let err = RepoUrl::parse(&input).expect_err(&input);
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(&secret), "the value is echoed: {shown}");
+    }
+}
+
+#[test]
 fn token_like_query_parameters_are_refused_without_echoing_the_value() {
     let secret = test_support::random_token();
     for (input, name) in [
