@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use provisioners::local::RestoreMethod;
 use sandbox_core::{ConnectOptions, SandboxName, Source, StartPath};
 use snapshot_refresh::{FastStart, KickOutcome, Started};
 
 use super::measure::{CaseResult, Sample, check_workspace, git_cmd, run_git};
-use super::{Ctx, Rig, Served, fixture, gitsplit, target_dir};
+use super::round::{Member, Slot, run_round};
+use super::{Ctx, Rig, Served, gitsplit, target_dir};
 
 async fn timed_start(
     fast: &FastStart,
@@ -38,45 +40,46 @@ pub(super) async fn warm_case(
     served: &Served,
     url: &str,
     branch: Option<&str>,
-    mut case: CaseResult,
+    case: CaseResult,
 ) {
-    let result: anyhow::Result<()> = async {
-        let expect_branch = branch.unwrap_or(&served.fixture.default_branch).to_owned();
-        let expect = fixture::tip(&served.repo, &expect_branch)?;
-        let source = served.source(url, branch)?;
-        for rep in 0..ctx.reps {
-            let name = SandboxName::new(format!("{}-{rep}", case.id.replace('_', "-")))?;
-            let (started, wall) = timed_start(&rig.fast, &source, &name).await?;
-            if started.report.path != StartPath::Warm {
-                bail!(
-                    "expected a warm start, got {:?}: {}",
-                    started.report.path,
-                    started.report.reason
-                );
-            }
-            if started.build.is_some() {
-                bail!("a warm start kicked a rebuild ({:?})", started.build);
-            }
-            let mut sample = Sample::from_report(wall, &started.report);
-            gitsplit::split(&mut sample.phases);
-            sample.status_ms = Some(check_workspace(
-                started.sandbox.workspace(),
-                &expect_branch,
-                &expect,
-            )?);
-            case.samples.push(sample);
-            rig.provider.remove(&name).await?;
-        }
-        if case.note.is_none() {
-            case.note = rig.restore_note.clone();
-        }
-        Ok(())
+    let member = Member::Warm {
+        rig,
+        url: url.to_owned(),
+        branch: branch.map(str::to_owned),
+    };
+    run_round(ctx, served, None, vec![Slot::new(member, case)]).await;
+}
+
+/// One warm start from the rig's snapshot into a fresh sandbox `name`, checked against
+/// `expect` on `expect_branch`.
+pub(super) async fn warm_rep(
+    rig: &Rig,
+    source: &Source,
+    name: &str,
+    expect_branch: &str,
+    expect: &str,
+) -> anyhow::Result<Sample> {
+    let name = SandboxName::new(name)?;
+    let (started, wall) = timed_start(&rig.fast, source, &name).await?;
+    if started.report.path != StartPath::Warm {
+        bail!(
+            "expected a warm start, got {:?}: {}",
+            started.report.path,
+            started.report.reason
+        );
     }
-    .await;
-    if let Err(e) = result {
-        case = case.skipped(format!("FAILED: {e:#}"));
+    if started.build.is_some() {
+        bail!("a warm start kicked a rebuild ({:?})", started.build);
     }
-    ctx.push(case);
+    let mut sample = Sample::from_report(wall, &started.report);
+    gitsplit::split(&mut sample.phases);
+    sample.status_ms = Some(check_workspace(
+        started.sandbox.workspace(),
+        expect_branch,
+        expect,
+    )?);
+    rig.provider.remove(&name).await?;
+    Ok(sample)
 }
 
 /// headstart cold starts (a fresh home each, so no snapshot) and the snapshot builds
@@ -88,14 +91,33 @@ pub(super) async fn cold_case(
     transport: &str,
     suffix: &str,
 ) {
+    let make = cold_rigs(ctx, suffix);
+    let (cold, build) = cold_results(served, transport, suffix);
+    cold_reps(ctx, served, url, cold, build, &make).await;
+}
+
+/// Fresh local rigs for cold starts, one home per repetition.
+pub(super) fn cold_rigs(
+    ctx: &Ctx,
+    suffix: &str,
+) -> impl Fn(usize) -> anyhow::Result<Rig> + Sync + use<> {
     let work = ctx.work.clone();
     let restore = ctx.restore;
-    let make = move |rep: usize| -> anyhow::Result<Rig> {
+    let suffix = suffix.to_owned();
+    move |rep: usize| -> anyhow::Result<Rig> {
         let home = work.join(format!("cold{suffix}-{rep}"));
         let mut rig = Rig::new(home.clone(), restore);
         rig.scratch = Some(home);
         Ok(rig)
-    };
+    }
+}
+
+/// The cold start's and the snapshot build's results, empty.
+pub(super) fn cold_results(
+    served: &Served,
+    transport: &str,
+    suffix: &str,
+) -> (CaseResult, CaseResult) {
     let cold = CaseResult::new(
         &format!("hs_cold{suffix}"),
         &format!(
@@ -116,7 +138,7 @@ pub(super) async fn cold_case(
         transport,
         &served.fixture.name,
     );
-    cold_reps(ctx, served, url, cold, build, &make).await;
+    (cold, build)
 }
 
 /// Cold starts on fresh rigs (no snapshot), each followed by the build it kicks.
@@ -124,66 +146,65 @@ pub(super) async fn cold_reps(
     ctx: &mut Ctx,
     served: &Served,
     url: &str,
-    mut cold: CaseResult,
-    mut build: CaseResult,
+    cold: CaseResult,
+    build: CaseResult,
     make: &(dyn Fn(usize) -> anyhow::Result<Rig> + Sync),
 ) {
-    let result: anyhow::Result<()> = async {
-        let branch = served.fixture.default_branch.clone();
-        let expect = fixture::tip(&served.repo, &branch)?;
-        let source = served.source(url, None)?;
-        for rep in 0..ctx.reps {
-            let rig = make(rep)?;
-            let name = SandboxName::new(format!("cold-{rep}"))?;
-            let (started, wall) = timed_start(&rig.fast, &source, &name).await?;
-            if started.report.path != StartPath::Cold {
-                bail!(
-                    "expected a cold start, got {:?}: {}",
-                    started.report.path,
-                    started.report.reason
-                );
-            }
-            if started.build != Some(KickOutcome::Started) {
-                bail!("the cold start did not start a build: {:?}", started.build);
-            }
-            let mut sample = Sample::from_report(wall, &started.report);
-            gitsplit::split(&mut sample.phases);
-            // Timed while the background build runs, as a user would see it.
-            sample.status_ms = Some(check_workspace(
-                started.sandbox.workspace(),
-                &branch,
-                &expect,
-            )?);
-            cold.samples.push(sample);
-            let key = started.key.clone().context("no snapshot key")?;
-            match rig.builder.wait(&key).await {
-                Some(Ok(report)) => {
-                    let mut s = Sample::single("build", report.duration.as_secs_f64() * 1e3);
-                    s.received_bytes = None;
-                    if !report.from_seed {
-                        build.note = Some("the build cloned again (no seed)".into());
-                    }
-                    build.samples.push(s);
-                }
-                Some(Err(e)) => bail!("the snapshot build failed: {e}"),
-                None => bail!("no build to wait for"),
-            }
-            drop(started);
-            rig.dispose().await;
-        }
-        Ok(())
-    }
+    let member = Member::Cold {
+        url: url.to_owned(),
+        make,
+    };
+    run_round(
+        ctx,
+        served,
+        None,
+        vec![Slot::new(member, cold).with_build(build)],
+    )
     .await;
-    if let Err(e) = result {
-        let why = format!("FAILED: {e:#}");
-        cold = cold.skipped(why.clone());
-        build = build.skipped(why);
+}
+
+/// One cold start on a fresh rig, and the build it kicks: the start's sample, the
+/// build's, and whether the build reused the cold clone as its seed.
+pub(super) async fn cold_rep(
+    rig: Rig,
+    source: &Source,
+    rep: usize,
+    branch: &str,
+    expect: &str,
+) -> anyhow::Result<(Sample, Sample, bool)> {
+    let name = SandboxName::new(format!("cold-{rep}"))?;
+    let (started, wall) = timed_start(&rig.fast, source, &name).await?;
+    if started.report.path != StartPath::Cold {
+        bail!(
+            "expected a cold start, got {:?}: {}",
+            started.report.path,
+            started.report.reason
+        );
     }
-    if build.note.is_none() {
-        build.note = Some("from the seed of the cold clone; runs after the start returns".into());
+    if started.build != Some(KickOutcome::Started) {
+        bail!("the cold start did not start a build: {:?}", started.build);
     }
-    ctx.push(cold);
-    ctx.push(build);
+    let mut sample = Sample::from_report(wall, &started.report);
+    gitsplit::split(&mut sample.phases);
+    // Timed while the background build runs, as a user would see it.
+    sample.status_ms = Some(check_workspace(
+        started.sandbox.workspace(),
+        branch,
+        expect,
+    )?);
+    let key = started.key.clone().context("no snapshot key")?;
+    let (build, from_seed) = match rig.builder.wait(&key).await {
+        Some(Ok(report)) => {
+            let mut s = Sample::single("build", report.duration.as_secs_f64() * 1e3);
+            s.received_bytes = None;
+            (s, report.from_seed)
+        }
+        Some(Err(e)) => bail!("the snapshot build failed: {e}"),
+        None => bail!("no build to wait for"),
+    };
+    drop(started);
+    rig.dispose().await;
+    Ok((sample, build, from_seed))
 }
 
 pub(super) const CLI_LABEL: &str = "`headstart up --json` (CLI process), warm, 1 ahead";
@@ -231,91 +252,77 @@ pub(super) fn build_headstart() -> Result<PathBuf, String> {
 
 /// `headstart up <url> --json --provider local` on the rig's home (its snapshot is
 /// there), timed from process start to exit; the phases come from its JSON.
-pub(super) async fn cli_case(ctx: &mut Ctx, rig: &Rig, served: &Served, bin: &Path) {
-    let mut case = CaseResult::new(
-        "cli_warm_1",
-        CLI_LABEL,
-        "headstart",
-        "http",
-        &served.fixture.name,
-    );
-    let result: anyhow::Result<()> = async {
-        let home = rig
-            .home
-            .clone()
-            .context("the CLI case needs the local provider")?;
-        let branch = served.fixture.default_branch.clone();
-        let expect = fixture::tip(&served.repo, &branch)?;
-        for rep in 0..ctx.reps {
-            let name = format!("cli-{rep}");
-            let t = Instant::now();
-            let out = tokio::process::Command::new(bin)
-                .args([
-                    "up",
-                    &served.http_url,
-                    "--json",
-                    "--provider",
-                    "local",
-                    "--force-create",
-                    "--name",
-                    &name,
-                ])
-                .env("HEADSTART_HOME", &home)
-                .env("HEADSTART_FEATURE_FLAGS_DISABLED", "1")
-                .env("HEADSTART_TELEMETRY", "0")
-                .env("DO_NOT_TRACK", "1")
-                .stdin(std::process::Stdio::null())
-                .output()
-                .await?;
-            let wall = t.elapsed().as_secs_f64() * 1e3;
-            if !out.status.success() {
-                bail!(
-                    "headstart up failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
-                format!(
-                    "headstart up --json printed: {}",
-                    String::from_utf8_lossy(&out.stdout)
-                )
-            })?;
-            if v["path"] != "warm" {
-                bail!("expected a warm start, got {} ({})", v["path"], v["reason"]);
-            }
-            let ws = v["sandbox"]["workspace"]
-                .as_str()
-                .context("no workspace in the JSON")?
-                .to_owned();
-            let mut phases: Vec<(String, f64)> = v["phases"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|p| Some((p["name"].as_str()?.to_owned(), p["ms"].as_f64()?)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let accounted: f64 = phases.iter().map(|(_, v)| v).sum();
-            phases.push(("process".to_owned(), (wall - accounted).max(0.0)));
-            let mut sample = Sample {
-                total_ms: wall,
-                status_ms: None,
-                phases,
-                received_bytes: v["received_bytes"].as_u64(),
-            };
-            sample.status_ms = Some(check_workspace(Path::new(&ws), &branch, &expect)?);
-            case.samples.push(sample);
-            rig.provider.remove(&SandboxName::new(name)?).await?;
-        }
-        case.note =
-            Some("process start to exit; `process` = time outside the reported phases".into());
-        Ok(())
+pub(super) async fn cli_rep(
+    rig: &Rig,
+    served: &Served,
+    bin: &Path,
+    rep: usize,
+    branch: &str,
+    expect: &str,
+) -> anyhow::Result<Sample> {
+    let home = rig
+        .home
+        .clone()
+        .context("the CLI case needs the local provider")?;
+    let name = format!("cli-{rep}");
+    let t = Instant::now();
+    let out = tokio::process::Command::new(bin)
+        .args([
+            "up",
+            &served.http_url,
+            "--json",
+            "--provider",
+            "local",
+            "--force-create",
+            "--name",
+            &name,
+        ])
+        .env("HEADSTART_HOME", &home)
+        .env("HEADSTART_FEATURE_FLAGS_DISABLED", "1")
+        .env("HEADSTART_TELEMETRY", "0")
+        .env("DO_NOT_TRACK", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await?;
+    let wall = t.elapsed().as_secs_f64() * 1e3;
+    if !out.status.success() {
+        bail!(
+            "headstart up failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    .await;
-    if let Err(e) = result {
-        case = case.skipped(format!("FAILED: {e:#}"));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "headstart up --json printed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })?;
+    if v["path"] != "warm" {
+        bail!("expected a warm start, got {} ({})", v["path"], v["reason"]);
     }
-    ctx.push(case);
+    let ws = v["sandbox"]["workspace"]
+        .as_str()
+        .context("no workspace in the JSON")?
+        .to_owned();
+    let mut phases: Vec<(String, f64)> = v["phases"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| Some((p["name"].as_str()?.to_owned(), p["ms"].as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let accounted: f64 = phases.iter().map(|(_, v)| v).sum();
+    phases.push(("process".to_owned(), (wall - accounted).max(0.0)));
+    let mut sample = Sample {
+        total_ms: wall,
+        status_ms: None,
+        phases,
+        received_bytes: v["received_bytes"].as_u64(),
+    };
+    sample.status_ms = Some(check_workspace(Path::new(&ws), branch, expect)?);
+    rig.provider.remove(&SandboxName::new(name)?).await?;
+    Ok(sample)
 }
 
 fn label_suffix(transport: &str) -> String {
@@ -327,7 +334,7 @@ fn label_suffix(transport: &str) -> String {
 }
 
 /// The git CLI cloning the same upstream.
-pub(super) fn git_clone_case(
+pub(super) async fn git_clone_case(
     ctx: &mut Ctx,
     served: &Served,
     url: &str,
@@ -336,55 +343,204 @@ pub(super) fn git_clone_case(
     label: &str,
     extra: &[String],
 ) {
-    let mut case = CaseResult::new(id, label, "git", transport, &served.fixture.name);
-    let result: anyhow::Result<()> = (|| {
-        let branch = served.fixture.default_branch.clone();
-        let expect = fixture::tip(&served.repo, &branch)?;
-        for rep in 0..ctx.reps {
-            let dest = ctx.work.join(format!("{id}-{rep}"));
-            let t = Instant::now();
-            run_git(
-                git_cmd()
-                    .args(["clone", "--quiet"])
-                    .args(extra)
-                    .arg(url)
-                    .arg(&dest),
-                &format!("git clone {}", extra.join(" ")),
-            )?;
-            let ms = t.elapsed().as_secs_f64() * 1e3;
-            let mut sample = Sample::single("git", ms);
-            sample.status_ms = Some(check_workspace(&dest, &branch, &expect)?);
-            case.samples.push(sample);
-            std::fs::remove_dir_all(&dest)?;
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        case = case.skipped(format!("FAILED: {e:#}"));
-    }
-    ctx.push(case);
+    let case = CaseResult::new(id, label, "git", transport, &served.fixture.name);
+    let member = Member::Clone {
+        url: url.to_owned(),
+        extra: extra.to_vec(),
+        branch: None,
+    };
+    run_round(ctx, served, None, vec![Slot::new(member, case)]).await;
 }
 
-pub(super) fn git_cli_cases(ctx: &mut Ctx, served: &Served, mirror: &Path) {
+/// One `git clone <extra> url` into a fresh directory under `work`, checked against
+/// `expect` on `branch`, then removed.
+pub(super) fn clone_rep(
+    work: &Path,
+    url: &str,
+    extra: &[String],
+    dest_name: &str,
+    branch: &str,
+    expect: &str,
+) -> anyhow::Result<Sample> {
+    let dest = work.join(dest_name);
+    let t = Instant::now();
+    run_git(
+        git_cmd()
+            .args(["clone", "--quiet"])
+            .args(extra)
+            .arg(url)
+            .arg(&dest),
+        &format!("git clone {}", extra.join(" ")),
+    )?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut sample = Sample::single("git", ms);
+    sample.status_ms = Some(check_workspace(&dest, branch, expect)?);
+    std::fs::remove_dir_all(&dest)?;
+    Ok(sample)
+}
+
+/// The git CLI doing exactly headstart's warm path on the same snapshot: the snapshot's
+/// workspace restored the way the rig restores it (an overlay mount, else a copy),
+/// `git fetch --depth=1 <remote> <branch>`, `git checkout -B <branch> FETCH_HEAD`.
+/// Phases `restore`, `fetch`, `checkout`.
+pub(super) fn floor_rep(
+    floor: &FloorSetup,
+    work: &Path,
+    dir_name: &str,
+    branch: &str,
+    expect: &str,
+) -> anyhow::Result<Sample> {
+    let dir = work.join(dir_name);
+    let ws = dir.join("workspace");
+    let (upper, scratch) = (dir.join("upper"), dir.join("work"));
+    for d in [&ws, &upper, &scratch] {
+        std::fs::create_dir_all(d)?;
+    }
+    let t = Instant::now();
+    match floor.method {
+        RestoreMethod::Overlay => mount_overlay(&floor.lower, &upper, &scratch, &ws)?,
+        m => {
+            std::fs::remove_dir(&ws)?;
+            // A hardlink-copy restore is approximated by a plain copy (`cp -al` would
+            // share worktree files with the snapshot): slower, in the floor's disfavour.
+            let flags: &[&str] = match m {
+                RestoreMethod::Reflink => &["-a", "--reflink=always"],
+                _ => &["-a"],
+            };
+            let st = std::process::Command::new("cp")
+                .args(flags)
+                .arg(&floor.lower)
+                .arg(&ws)
+                .status()?;
+            if !st.success() {
+                bail!("cp {} of the snapshot workspace failed", flags.join(" "));
+            }
+        }
+    }
+    let restore_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    run_git(
+        git_cmd()
+            .arg("-C")
+            .arg(&ws)
+            .args(["fetch", "--quiet", "--depth=1", &floor.remote, branch]),
+        "git fetch --depth=1",
+    )?;
+    let fetch_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    run_git(
+        git_cmd()
+            .arg("-C")
+            .arg(&ws)
+            .args(["checkout", "--quiet", "-B", branch, "FETCH_HEAD"]),
+        "git checkout -B",
+    )?;
+    let checkout_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut sample = Sample {
+        total_ms: restore_ms + fetch_ms + checkout_ms,
+        status_ms: None,
+        phases: vec![
+            ("restore".to_owned(), restore_ms),
+            ("fetch".to_owned(), fetch_ms),
+            ("checkout".to_owned(), checkout_ms),
+        ],
+        received_bytes: None,
+    };
+    sample.status_ms = Some(check_workspace(&ws, branch, expect)?);
+    if floor.method == RestoreMethod::Overlay {
+        rustix::mount::unmount(&ws, rustix::mount::UnmountFlags::empty())
+            .with_context(|| format!("unmounting {}", ws.display()))?;
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(sample)
+}
+
+/// What the floor cases restore, and from where they fetch.
+pub(super) struct FloorSetup {
+    /// The snapshot's captured workspace.
+    pub(super) lower: PathBuf,
+    pub(super) method: RestoreMethod,
+    /// `origin` when the snapshot's origin is the served URL, else the URL itself.
+    pub(super) remote: String,
+}
+
+impl FloorSetup {
+    /// The newest snapshot workspace in the rig's home, and how the rig restores it.
+    pub(super) fn of(rig: &Rig, url: &str) -> anyhow::Result<Self> {
+        let home = rig
+            .home
+            .as_ref()
+            .context("the floor needs the local provider")?;
+        let method = rig.restore.context("no working restore method here")?;
+        let mut found: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        for key in std::fs::read_dir(home.join("snapshots"))? {
+            let key = key?;
+            if key.file_name().to_string_lossy().starts_with('.') || !key.path().is_dir() {
+                continue;
+            }
+            for id in std::fs::read_dir(key.path())? {
+                let ws = id?.path().join("workspace");
+                if ws.is_dir() {
+                    found.push((std::fs::metadata(&ws)?.modified()?, ws));
+                }
+            }
+        }
+        found.sort();
+        let lower = found
+            .pop()
+            .map(|(_, p)| p)
+            .context("no snapshot workspace")?;
+        let origin = run_git(
+            git_cmd()
+                .arg("-C")
+                .arg(&lower)
+                .args(["config", "--get", "remote.origin.url"]),
+            "git config remote.origin.url",
+        )
+        .unwrap_or_default();
+        let remote = if origin.trim() == url {
+            "origin".to_owned()
+        } else {
+            url.to_owned()
+        };
+        Ok(Self {
+            lower,
+            method,
+            remote,
+        })
+    }
+}
+
+/// An overlay at `target` over `lower`, as the local provider mounts it (with
+/// `redirect_dir=on` where the kernel has it).
+fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> anyhow::Result<()> {
+    let base = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    let mount = |data: String| {
+        let data = std::ffi::CString::new(data).context("NUL in a path")?;
+        rustix::mount::mount(
+            "overlay",
+            target,
+            "overlay",
+            rustix::mount::MountFlags::empty(),
+            data.as_c_str(),
+        )
+        .map_err(anyhow::Error::from)
+    };
+    match mount(format!("{base},redirect_dir=on")) {
+        Err(_) => mount(base),
+        ok => ok,
+    }
+    .with_context(|| format!("mounting an overlay at {}", target.display()))
+}
+
+/// The git CLI cases no ratio uses (the others run interleaved with their partners).
+pub(super) async fn git_cli_cases(ctx: &mut Ctx, served: &Served, mirror: &Path) {
     let url = served.http_url.clone();
-    git_clone_case(
-        ctx,
-        served,
-        &url,
-        "http",
-        "git_clone_full",
-        "git clone (full)",
-        &[],
-    );
-    git_clone_case(
-        ctx,
-        served,
-        &url,
-        "http",
-        "git_clone_depth1",
-        "git clone --depth=1 --single-branch",
-        &["--depth=1".into(), "--single-branch".into()],
-    );
     git_clone_case(
         ctx,
         served,
@@ -393,7 +549,8 @@ pub(super) fn git_cli_cases(ctx: &mut Ctx, served: &Served, mirror: &Path) {
         "git_clone_reference",
         "git clone --reference <local mirror>",
         &["--reference".into(), mirror.display().to_string()],
-    );
+    )
+    .await;
     git_clone_case(
         ctx,
         served,
@@ -402,5 +559,6 @@ pub(super) fn git_cli_cases(ctx: &mut Ctx, served: &Served, mirror: &Path) {
         "git_clone_blobless",
         "git clone --filter=blob:none",
         &["--filter=blob:none".into()],
-    );
+    )
+    .await;
 }

@@ -108,6 +108,10 @@ pub(crate) struct CaseResult {
     pub(crate) skipped: Option<String>,
     /// Anything worth knowing (the restore method used, ...).
     pub(crate) note: Option<String>,
+    /// The interleaved round the case ran in: cases of one round ran repetition by
+    /// repetition in turn, so their samples pair up by index.
+    #[serde(default)]
+    pub(crate) round: Option<String>,
 }
 
 impl CaseResult {
@@ -125,6 +129,7 @@ impl CaseResult {
             received_bytes: None,
             skipped: None,
             note: None,
+            round: None,
         }
     }
 

@@ -22,6 +22,7 @@ pub(crate) mod fixture;
 pub(crate) mod gitsplit;
 pub(crate) mod measure;
 pub(crate) mod report;
+mod round;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -146,6 +147,8 @@ struct Rig {
     fast: FastStart,
     /// What to say about how snapshots are restored.
     restore_note: Option<String>,
+    /// How the local provider restores snapshots here (`None` for other providers).
+    restore: Option<RestoreMethod>,
     /// Removed by [`Rig::dispose`].
     scratch: Option<PathBuf>,
     /// Containers and images carrying this scope label are removed by [`Rig::dispose`].
@@ -165,12 +168,11 @@ impl Rig {
     /// The local provider under `home`.
     fn new(home: PathBuf, restore: RestoreMethod) -> Self {
         let local = LocalProvider::new(&home).with_restore_method(restore);
-        let note = local
-            .effective_restore_method()
-            .ok()
-            .map(|m| format!("restore: {m}"));
+        let method = local.effective_restore_method().ok();
+        let note = method.map(|m| format!("restore: {m}"));
         let mut rig = Self::with_provider(Arc::new(local), home.join("state"));
         rig.restore_note = note;
+        rig.restore = method;
         rig.home = Some(home);
         rig
     }
@@ -184,6 +186,7 @@ impl Rig {
             builder,
             fast,
             restore_note: None,
+            restore: None,
             scratch: None,
             docker_scope: None,
         }

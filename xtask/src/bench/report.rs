@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::fixture::{FixtureInfo, Preset};
-use super::measure::{CaseResult, git_cmd};
+use super::measure::{CaseResult, Stats, git_cmd};
 
 /// Everything one run measured (the JSON under `target/bench-startup/`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -38,10 +38,83 @@ pub(crate) struct Machine {
     /// `/proc/loadavg` when the run started: other work on the machine skews numbers.
     #[serde(default)]
     pub(crate) load_at_start: String,
+    /// The filesystem of the scratch directory (sandboxes, snapshots, clones).
+    #[serde(default)]
+    pub(crate) scratch_fs: Option<MountInfo>,
+}
+
+/// One mount, from `/proc/self/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct MountInfo {
+    pub(crate) mount_point: String,
+    pub(crate) fstype: String,
+    pub(crate) source: String,
+    /// Per-mount options (`rw,relatime`).
+    pub(crate) options: String,
+    /// Per-superblock options (`rw,lowerdir=...`, `rw,discard`).
+    pub(crate) super_options: String,
+}
+
+/// `\040` and the like in mountinfo paths back to their bytes.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = b[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |a, c| a * 8 + u32::from(c - b'0'));
+            out.push(u8::try_from(v).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses one line of `/proc/self/mountinfo`: `id parent major:minor root mount_point
+/// options [optional fields...] - fstype source super_options`.
+pub(crate) fn parse_mountinfo_line(line: &str) -> Option<MountInfo> {
+    let (pre, post) = line.split_once(" - ")?;
+    let pre: Vec<&str> = pre.split(' ').collect();
+    let mut post = post.split(' ');
+    Some(MountInfo {
+        mount_point: unescape_octal(pre.get(4)?),
+        options: (*pre.get(5)?).to_owned(),
+        fstype: post.next()?.to_owned(),
+        source: unescape_octal(post.next()?),
+        super_options: post.next().unwrap_or_default().to_owned(),
+    })
+}
+
+/// The mount `path` lives on: the last listed mount whose mount point is `path` or one
+/// of its ancestors, longest first.
+pub(crate) fn mount_of(path: &Path, mountinfo: &str) -> Option<MountInfo> {
+    mountinfo
+        .lines()
+        .filter_map(parse_mountinfo_line)
+        .filter(|m| path.starts_with(&m.mount_point))
+        .fold(None, |best: Option<MountInfo>, m| match best {
+            Some(b) if b.mount_point.len() > m.mount_point.len() => Some(b),
+            _ => Some(m),
+        })
+}
+
+/// The mount of `dir` (canonicalised) on this machine.
+pub(crate) fn scratch_fs(dir: &Path) -> Option<MountInfo> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mount_of(&dir, &info)
 }
 
 impl Machine {
-    pub(crate) fn probe(restore_method: String, load_at_start: String) -> Self {
+    pub(crate) fn probe(restore_method: String, load_at_start: String, scratch: &Path) -> Self {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
             .unwrap_or_default();
@@ -61,6 +134,7 @@ impl Machine {
                 "release".into()
             },
             load_at_start,
+            scratch_fs: scratch_fs(scratch),
         }
     }
 }
@@ -79,7 +153,10 @@ pub(crate) fn git_head_of_workspace() -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// One ratio of two case medians, with its target when one is set.
+/// One ratio of two cases, with its target when one is set. When both cases ran in one
+/// interleaved round, `value` is the median of the per-pair ratios (repetition `i` of
+/// the numerator over repetition `i` of the denominator), with their min and max;
+/// otherwise the ratio of the two medians.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Ratio {
     pub(crate) id: String,
@@ -87,6 +164,20 @@ pub(crate) struct Ratio {
     pub(crate) numerator: String,
     pub(crate) denominator: String,
     pub(crate) value: Option<f64>,
+    /// `paired` (median of per-pair ratios) or `medians` (ratio of the medians).
+    #[serde(default)]
+    pub(crate) method: String,
+    /// Min and max of the per-pair ratios (paired only).
+    #[serde(default)]
+    pub(crate) min: Option<f64>,
+    #[serde(default)]
+    pub(crate) max: Option<f64>,
+    /// The per-pair ratios, in repetition order (paired only).
+    #[serde(default)]
+    pub(crate) pairs: Vec<f64>,
+    /// The ratio of the two medians, whatever the method.
+    #[serde(default)]
+    pub(crate) ratio_of_medians: Option<f64>,
     /// The ratio must be at most this.
     pub(crate) target_max: Option<f64>,
     /// `Some(true)` PASS, `Some(false)` MISS, `None` not measured.
@@ -94,11 +185,27 @@ pub(crate) struct Ratio {
     pub(crate) note: Option<String>,
 }
 
+fn case_of<'a>(cases: &'a [CaseResult], id: &str) -> Option<&'a CaseResult> {
+    cases.iter().find(|c| c.id == id && c.skipped.is_none())
+}
+
 fn median_of(cases: &[CaseResult], id: &str) -> Option<f64> {
-    cases
+    case_of(cases, id).and_then(CaseResult::median)
+}
+
+/// Per-pair ratios of two cases of one interleaved round: repetition `i` of `num`
+/// over repetition `i` of `den`. `None` when they did not run in one round or their
+/// repetitions do not pair up.
+pub(crate) fn pair_ratios(num: &CaseResult, den: &CaseResult) -> Option<Vec<f64>> {
+    let same_round = num.round.is_some() && num.round == den.round;
+    if !same_round || num.samples.len() != den.samples.len() || num.samples.is_empty() {
+        return None;
+    }
+    num.samples
         .iter()
-        .find(|c| c.id == id && c.skipped.is_none())
-        .and_then(CaseResult::median)
+        .zip(&den.samples)
+        .map(|(n, d)| (d.total_ms > 0.0).then(|| n.total_ms / d.total_ms))
+        .collect()
 }
 
 /// The ratios that matter, with the issue's targets.
@@ -117,16 +224,27 @@ pub(crate) fn ratios(
         )
     });
     let mk = |id: &str, label: &str, num: &str, den: &str, target: f64| {
-        let value = match (median_of(cases, num), median_of(cases, den)) {
+        let ratio_of_medians = match (median_of(cases, num), median_of(cases, den)) {
             (Some(n), Some(d)) if d > 0.0 => Some(n / d),
             _ => None,
         };
+        let pairs = match (case_of(cases, num), case_of(cases, den)) {
+            (Some(n), Some(d)) => pair_ratios(n, d),
+            _ => None,
+        };
+        let stats = pairs.as_deref().and_then(Stats::of);
+        let value = stats.map(|s| s.median).or(ratio_of_medians);
         Ratio {
             id: id.to_owned(),
             label: label.to_owned(),
             numerator: num.to_owned(),
             denominator: den.to_owned(),
             value,
+            method: if stats.is_some() { "paired" } else { "medians" }.to_owned(),
+            min: stats.map(|s| s.min),
+            max: stats.map(|s| s.max),
+            pairs: pairs.unwrap_or_default(),
+            ratio_of_medians,
             target_max: Some(target),
             pass: value.map(|v| v <= target),
             note: if value.is_none() {
@@ -157,6 +275,27 @@ pub(crate) fn ratios(
             "hs_cold",
             "git_clone_depth1",
             1.1,
+        ),
+        mk(
+            "warm_vs_floor",
+            "warm / floor (git fetch + checkout -B on the same snapshot), 1 ahead",
+            "hs_warm_1",
+            "floor_warm_1",
+            0.7,
+        ),
+        mk(
+            "cli_warm_vs_floor",
+            "`headstart up` CLI warm / floor, 1 ahead",
+            "cli_warm_1",
+            "floor_warm_1",
+            0.8,
+        ),
+        mk(
+            "other_branch_vs_clone_branch",
+            "warm to another branch / git clone --depth=1 --branch",
+            "hs_warm_other_branch",
+            "git_clone_depth1_branch",
+            0.5,
         ),
         mk(
             "warm100_vs_warm1",
@@ -240,15 +379,36 @@ pub(crate) fn render(r: &Results) -> String {
         r.machine.build_profile,
         r.headstart_commit.as_deref().unwrap_or("unknown"),
     );
+    if let Some(m) = &r.machine.scratch_fs {
+        let _ = writeln!(
+            s,
+            "Scratch directory on `{}` ({} from `{}`), mount options `{}`, superblock options \
+             `{}`.\n",
+            m.mount_point, m.fstype, m.source, m.options, m.super_options
+        );
+    }
+    let _ = writeln!(
+        s,
+        "Ratios marked with a per-pair range ran interleaved (one repetition of each case \
+         in turn); their value is the median of the per-pair ratios.\n"
+    );
     let _ = writeln!(
         s,
         "### Ratios (targets on the medium fixture, loopback HTTP)\n"
     );
-    let _ = writeln!(s, "| ratio | value | target | result |\n|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| ratio | value | per-pair min–max | target | result |\n|---|---|---|---|---|"
+    );
     for q in &r.ratios {
         let value = q
             .value
             .map_or_else(|| "—".to_owned(), |v| format!("{v:.3}"));
+        let spread = match (q.min, q.max) {
+            (Some(a), Some(b)) => format!("{a:.3}–{b:.3} ({} pairs)", q.pairs.len()),
+            _ if q.value.is_some() => "(ratio of medians, not paired)".to_owned(),
+            _ => "—".to_owned(),
+        };
         let target = q
             .target_max
             .map_or_else(String::new, |t| format!("≤ {}", fmt_target(t)));
@@ -262,7 +422,11 @@ pub(crate) fn render(r: &Results) -> String {
             .as_deref()
             .map(|n| format!(" ({n})"))
             .unwrap_or_default();
-        let _ = writeln!(s, "| {} | {value} | {target} | {result}{note} |", q.label);
+        let _ = writeln!(
+            s,
+            "| {} | {value} | {spread} | {target} | {result}{note} |",
+            q.label
+        );
     }
     let _ = writeln!(s);
     let _ = writeln!(
@@ -420,5 +584,78 @@ mod tests {
         let cases = vec![case("git_clone_depth1", &[400.0])];
         let r = ratios(&cases, &fixture(), &Preset::MEDIUM, false, true);
         assert!(r.iter().all(|q| q.pass.is_none() && q.value.is_none()));
+    }
+
+    fn paired(id: &str, round: &str, ms: &[f64]) -> CaseResult {
+        let mut c = CaseResult::new(id, id, "g", "http", "medium");
+        c.samples = ms.iter().map(|m| Sample::single("x", *m)).collect();
+        c.round = Some(round.into());
+        c.finish()
+    }
+
+    #[test]
+    fn an_interleaved_ratio_is_the_median_of_per_pair_ratios() {
+        // Pairs: 10/100, 30/100, 60/200, 10/50, 90/300 = 0.1, 0.3, 0.3, 0.2, 0.3.
+        let cases = vec![
+            paired("hs_warm_1", "ahead_1", &[10.0, 30.0, 60.0, 10.0, 90.0]),
+            paired(
+                "floor_warm_1",
+                "ahead_1",
+                &[100.0, 100.0, 200.0, 50.0, 300.0],
+            ),
+            // Same samples, another round: not paired.
+            paired("cli_warm_1", "elsewhere", &[10.0, 30.0, 60.0, 10.0, 90.0]),
+        ];
+        let r = ratios(&cases, &fixture(), &Preset::MEDIUM, false, true);
+        let get = |id: &str| r.iter().find(|q| q.id == id).unwrap();
+        let w = get("warm_vs_floor");
+        assert_eq!(w.method, "paired");
+        assert_eq!(w.pairs, vec![0.1, 0.3, 0.3, 0.2, 0.3]);
+        assert_eq!(w.value, Some(0.3));
+        assert_eq!((w.min, w.max), (Some(0.1), Some(0.3)));
+        // The ratio of medians (30 / 100) is kept beside it.
+        assert_eq!(w.ratio_of_medians, Some(0.3));
+        assert_eq!(w.pass, Some(true));
+        let c = get("cli_warm_vs_floor");
+        assert_eq!(c.method, "medians");
+        assert!(c.pairs.is_empty() && c.min.is_none());
+        assert_eq!(c.value, Some(0.3));
+        // Even counts: the median is the mean of the middle two.
+        let n = paired("a", "r", &[1.0, 2.0, 3.0, 8.0]);
+        let d = paired("b", "r", &[1.0, 1.0, 1.0, 1.0]);
+        let pr = pair_ratios(&n, &d).unwrap();
+        assert_eq!(Stats::of(&pr).unwrap().median, 2.5);
+        // Unequal repetition counts do not pair.
+        let d3 = paired("b", "r", &[1.0, 1.0, 1.0]);
+        assert!(pair_ratios(&n, &d3).is_none());
+    }
+
+    #[test]
+    fn mountinfo_lines_parse_and_the_longest_mount_wins() {
+        let line = "36 35 98:0 /mnt1 /mnt/parent\\040dir rw,noatime master:1 - ext3 /dev/root \
+                    rw,errors=continue";
+        let m = parse_mountinfo_line(line).unwrap();
+        assert_eq!(m.mount_point, "/mnt/parent dir");
+        assert_eq!(m.options, "rw,noatime");
+        assert_eq!(m.fstype, "ext3");
+        assert_eq!(m.source, "/dev/root");
+        assert_eq!(m.super_options, "rw,errors=continue");
+        // No optional fields.
+        let m = parse_mountinfo_line("22 1 0:21 / / rw,relatime - overlay overlay rw,lowerdir=/l")
+            .unwrap();
+        assert_eq!(
+            (m.mount_point.as_str(), m.fstype.as_str()),
+            ("/", "overlay")
+        );
+        assert!(parse_mountinfo_line("garbage").is_none());
+        let info = "22 1 0:21 / / rw,relatime - overlay overlay rw\n\
+                    30 22 252:0 / /work rw,relatime shared:5 - ext4 /dev/vda rw,discard\n\
+                    31 22 252:0 / /workshop rw - xfs /dev/vdb rw\n";
+        let m = mount_of(Path::new("/work/wt/x"), info).unwrap();
+        assert_eq!(
+            (m.mount_point.as_str(), m.fstype.as_str()),
+            ("/work", "ext4")
+        );
+        assert_eq!(mount_of(Path::new("/tmp"), info).unwrap().fstype, "overlay");
     }
 }

@@ -11,10 +11,11 @@ use std::time::Instant;
 use provisioners::local::{LocalProvider, RestoreMethod};
 use test_support::{GitDaemon, GitHttpServer};
 
-use super::cases::{CLI_LABEL, build_headstart, cli_case, cold_case, git_clone_case};
-use super::cases::{git_cli_cases, warm_case};
+use super::cases::{CLI_LABEL, build_headstart, cold_case, cold_results, cold_rigs};
+use super::cases::{git_cli_cases, git_clone_case, warm_case};
 use super::fixture::{FixtureInfo, Preset};
 use super::measure::CaseResult;
+use super::round::{Member, Slot, run_round};
 use super::{
     BenchArgs, Ctx, Rig, ScratchGuard, Served, chart, docker, fixture, report, target_dir,
 };
@@ -73,8 +74,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let want_cli = !args.no_cli && (args.cli || !args.quick);
     let headstart_bin = want_cli.then(build_headstart);
 
-    git_cli(&mut ctx, served, &fixture);
-    headstart_cold(&mut ctx, served).await;
+    git_cli(&mut ctx, served, &fixture).await;
     let _rig = headstart_warm(&mut ctx, &plan, served, headstart_bin.as_ref()).await?;
     daemon_cases(&mut ctx, &plan, served).await?;
     docker_cases(&mut ctx, &args, served, &plan.stamp_str).await;
@@ -214,89 +214,139 @@ fn announce(plan: &Plan, fixture: &FixtureInfo, served: &Served) -> String {
     restore_effective
 }
 
-/// Step 3: the git CLI, at the fixture's tip.
-fn git_cli(ctx: &mut Ctx, served: &Served, fixture: &FixtureInfo) {
+/// Step 3: the git CLI cases no ratio uses, at the fixture's tip (those in ratios run
+/// interleaved with headstart in step 4).
+async fn git_cli(ctx: &mut Ctx, served: &Served, fixture: &FixtureInfo) {
     eprintln!("git CLI:");
-    git_cli_cases(ctx, served, &fixture.path);
+    git_cli_cases(ctx, served, &fixture.path).await;
 }
 
-/// Step 4: headstart cold starts and snapshot builds.
-async fn headstart_cold(ctx: &mut Ctx, served: &Served) {
-    eprintln!("headstart (local provider, in-process):");
-    let http_url = served.http_url.clone();
-    cold_case(ctx, served, &http_url, "http", "").await;
-}
-
-/// Step 5: warm starts, upstream 0 / 1 / 10 / 100 commits ahead, and another branch.
-/// Returns the rig, kept until the run ends.
+/// Step 4-5: headstart warm starts (upstream 0 / 1 / 10 / 100 commits ahead, another
+/// branch) and cold starts, each ratio's cases interleaved with their partners: the
+/// git CLI clones, the floor (the git CLI doing the warm path on the same snapshot) and
+/// the CLI process. Returns the rig, kept until the run ends.
 async fn headstart_warm(
     ctx: &mut Ctx,
     plan: &Plan,
     served: &Served,
     headstart_bin: Option<&Result<PathBuf, String>>,
 ) -> anyhow::Result<Rig> {
+    eprintln!("headstart (local provider, in-process), interleaved with the git CLI:");
     let http_url = served.http_url.clone();
     let rig = Rig::new(plan.work.join("home-http"), plan.restore);
-    let primed = rig.prime(&served.source(&http_url, None)?).await;
-    match primed {
-        Ok(()) => warm_http_cases(ctx, &rig, served, headstart_bin).await?,
-        Err(e) => {
-            for (id, label) in [
-                ("hs_warm_0", "headstart warm start, upstream 0 ahead"),
-                ("hs_warm_1", "headstart warm start, upstream 1 ahead"),
-            ] {
-                ctx.push(
-                    CaseResult::new(id, label, "headstart", "http", &served.fixture.name)
-                        .skipped(format!("FAILED: no snapshot: {e:#}")),
-                );
-            }
-        }
-    }
+    let primed = rig
+        .prime(&served.source(&http_url, None)?)
+        .await
+        .map_err(|e| format!("FAILED: no snapshot: {e:#}"));
+    warm_http_rounds(ctx, &rig, primed.err(), served, headstart_bin).await?;
     Ok(rig)
 }
 
-/// The warm cases of step 5 on the primed `rig`, advancing the upstream as they go;
-/// the CLI case runs at 1 ahead.
-async fn warm_http_cases(
+/// Slots of one round; cases that need the primed rig are skipped (pushed at once)
+/// when priming failed.
+struct RoundBuilder<'a> {
+    slots: Vec<Slot<'a>>,
+    no_rig: Option<String>,
+}
+
+impl<'a> RoundBuilder<'a> {
+    fn add(&mut self, ctx: &mut Ctx, member: Member<'a>, case: CaseResult) {
+        let needs_rig = !matches!(member, Member::Clone { .. } | Member::Cold { .. });
+        match (&self.no_rig, needs_rig) {
+            (Some(why), true) => ctx.push(case.skipped(why.clone())),
+            _ => self.slots.push(Slot::new(member, case)),
+        }
+    }
+}
+
+/// The rounds of steps 4-5 on the `rig` (primed unless `no_rig` says why not),
+/// advancing the upstream as they go.
+async fn warm_http_rounds(
     ctx: &mut Ctx,
     rig: &Rig,
+    no_rig: Option<String>,
     served: &Served,
     headstart_bin: Option<&Result<PathBuf, String>>,
 ) -> anyhow::Result<()> {
     let fixture = &served.fixture;
-    let http_url = served.http_url.clone();
+    let url = served.http_url.clone();
     let f = fixture.name.clone();
-    let mk = |id: &str, label: &str| CaseResult::new(id, label, "headstart", "http", &f);
-    warm_case(
-        ctx,
+    let hs = |id: &str, label: &str| CaseResult::new(id, label, "headstart", "http", &f);
+    let git = |id: &str, label: &str| CaseResult::new(id, label, "git", "http", &f);
+    let warm = |branch: Option<&String>| Member::Warm {
         rig,
-        served,
-        &http_url,
-        None,
-        mk("hs_warm_0", "headstart warm start, upstream 0 ahead"),
-    )
-    .await;
+        url: url.clone(),
+        branch: branch.cloned(),
+    };
+    let floor = |branch: Option<&String>| Member::Floor {
+        rig,
+        url: url.clone(),
+        branch: branch.cloned(),
+    };
+    let new_round = || RoundBuilder {
+        slots: Vec::new(),
+        no_rig: no_rig.clone(),
+    };
+
+    // Upstream 0 ahead: on its own (no ratio).
+    let mut r = new_round();
+    r.add(
+        ctx,
+        warm(None),
+        hs("hs_warm_0", "headstart warm start, upstream 0 ahead"),
+    );
+    run_round(ctx, served, None, r.slots).await;
+
+    // Another branch: the warm start, its floor, and a depth-1 clone of that branch.
     match &fixture.other_branch {
         Some(b) => {
-            let label = format!("headstart warm start to another branch ({b})");
-            warm_case(
+            let mut r = new_round();
+            r.add(
                 ctx,
-                rig,
-                served,
-                &http_url,
-                Some(b),
-                mk("hs_warm_other_branch", &label),
-            )
-            .await;
+                warm(Some(b)),
+                hs(
+                    "hs_warm_other_branch",
+                    &format!("headstart warm start to another branch ({b})"),
+                ),
+            );
+            r.add(
+                ctx,
+                floor(Some(b)),
+                git(
+                    "floor_warm_other_branch",
+                    &format!(
+                        "floor: git fetch + checkout -B on the snapshot, another branch ({b})"
+                    ),
+                ),
+            );
+            r.add(
+                ctx,
+                Member::Clone {
+                    url: url.clone(),
+                    extra: vec!["--depth=1".into(), "--branch".into(), b.clone()],
+                    branch: Some(b.clone()),
+                },
+                git(
+                    "git_clone_depth1_branch",
+                    &format!("git clone --depth=1 --branch {b}"),
+                ),
+            );
+            run_round(ctx, served, Some("other_branch"), r.slots).await;
         }
-        None => ctx.push(
-            mk(
-                "hs_warm_other_branch",
-                "headstart warm start to another branch",
-            )
-            .skipped("the repository has one branch"),
-        ),
+        None => {
+            for (id, label) in [
+                (
+                    "hs_warm_other_branch",
+                    "headstart warm start to another branch",
+                ),
+                ("floor_warm_other_branch", "floor, another branch"),
+                ("git_clone_depth1_branch", "git clone --depth=1 --branch B"),
+            ] {
+                ctx.push(hs(id, label).skipped("the repository has one branch"));
+            }
+        }
     }
+
     let mut ahead = 0;
     for n in [1usize, 10, 100] {
         let seed = ctx.next_seed();
@@ -308,14 +358,72 @@ async fn warm_http_cases(
             ctx.repack,
         )?;
         ahead = n;
-        let id = format!("hs_warm_{n}");
-        let label = format!("headstart warm start, upstream {n} ahead");
-        warm_case(ctx, rig, served, &http_url, None, mk(&id, &label)).await;
-        if n == 1 {
-            match headstart_bin {
-                Some(Ok(bin)) => cli_case(ctx, rig, served, bin).await,
-                Some(Err(why)) => ctx.push(mk("cli_warm_1", CLI_LABEL).skipped(why.clone())),
-                None => {}
+        let mut r = new_round();
+        let warm_case = hs(
+            &format!("hs_warm_{n}"),
+            &format!("headstart warm start, upstream {n} ahead"),
+        );
+        let floor_case = git(
+            &format!("floor_warm_{n}"),
+            &format!("floor: git fetch + checkout -B on the snapshot, {n} ahead"),
+        );
+        match n {
+            1 => {
+                let make = cold_rigs(ctx, "");
+                let make: &(dyn Fn(usize) -> anyhow::Result<Rig> + Sync) = &make;
+                r.add(
+                    ctx,
+                    Member::Clone {
+                        url: url.clone(),
+                        extra: vec!["--depth=1".into(), "--single-branch".into()],
+                        branch: None,
+                    },
+                    git("git_clone_depth1", "git clone --depth=1 --single-branch"),
+                );
+                r.add(ctx, warm(None), warm_case);
+                r.add(ctx, floor(None), floor_case);
+                match headstart_bin {
+                    Some(Ok(bin)) => r.add(
+                        ctx,
+                        Member::Cli {
+                            rig,
+                            bin: bin.clone(),
+                        },
+                        hs("cli_warm_1", CLI_LABEL),
+                    ),
+                    Some(Err(why)) => ctx.push(hs("cli_warm_1", CLI_LABEL).skipped(why.clone())),
+                    None => {}
+                }
+                r.add(
+                    ctx,
+                    Member::Clone {
+                        url: url.clone(),
+                        extra: Vec::new(),
+                        branch: None,
+                    },
+                    git("git_clone_full", "git clone (full)"),
+                );
+                let (cold, build) = cold_results(served, "http", "");
+                r.slots.push(
+                    Slot::new(
+                        Member::Cold {
+                            url: url.clone(),
+                            make,
+                        },
+                        cold,
+                    )
+                    .with_build(build),
+                );
+                run_round(ctx, served, Some("ahead_1"), r.slots).await;
+            }
+            100 => {
+                r.add(ctx, warm(None), warm_case);
+                r.add(ctx, floor(None), floor_case);
+                run_round(ctx, served, Some("ahead_100"), r.slots).await;
+            }
+            _ => {
+                r.add(ctx, warm(None), warm_case);
+                run_round(ctx, served, None, r.slots).await;
             }
         }
     }
@@ -336,7 +444,8 @@ async fn daemon_cases(ctx: &mut Ctx, plan: &Plan, served: &Served) -> anyhow::Re
         "git_daemon_clone_depth1",
         "git clone --depth=1 --single-branch [git://]",
         &["--depth=1".into(), "--single-branch".into()],
-    );
+    )
+    .await;
     cold_case(ctx, served, &durl, "git-daemon", "_daemon").await;
     let drig = Rig::new(plan.work.join("home-daemon"), plan.restore);
     let mut case = CaseResult::new(
@@ -475,7 +584,7 @@ fn collect_results(
             std::env::args().skip(1).collect::<Vec<_>>().join(" ")
         ),
         headstart_commit: report::git_head_of_workspace(),
-        machine: report::Machine::probe(probe.restore_effective, probe.load_at_start),
+        machine: report::Machine::probe(probe.restore_effective, probe.load_at_start, &plan.work),
         fixture,
         fixture_ready_ms: fixture_ms,
         reps: plan.reps,
