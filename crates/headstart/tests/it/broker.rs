@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use test_support::files_containing;
 
 use test_support::{GitHttpServer, Upstream, git_command, random_token};
 
@@ -56,30 +57,6 @@ fn ok(o: Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
-
-/// Every file under `root` (symlinks not followed) containing `needle`.
-fn files_containing(root: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut hits = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let Ok(ty) = e.file_type() else { continue };
-            if ty.is_dir() {
-                stack.push(e.path());
-            } else if ty.is_file() {
-                if let Ok(bytes) = std::fs::read(e.path()) {
-                    if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                        hits.push(e.path());
-                    }
-                }
-            }
-        }
-    }
-    hits
 }
 
 /// Whether any process's command line or environment holds `needle`.

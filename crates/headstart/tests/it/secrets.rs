@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+use test_support::files_containing;
 
 use test_support::{GitHttpServer, Upstream, random_token};
 
@@ -23,30 +24,6 @@ fn headstart_with(home: &Path, token: &str, env: &[(&str, &str)], args: &[&str])
         .envs(env.iter().copied())
         .output()
         .expect("run headstart")
-}
-
-/// Every file under `root` (recursively, symlinks not followed) containing `needle`.
-fn files_containing(root: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut hits = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let Ok(ty) = e.file_type() else { continue };
-            if ty.is_dir() {
-                stack.push(e.path());
-            } else if ty.is_file() {
-                if let Ok(bytes) = std::fs::read(e.path()) {
-                    if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                        hits.push(e.path());
-                    }
-                }
-            }
-        }
-    }
-    hits
 }
 
 fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use test_support::files_containing;
 
 use sandbox_core::{Credentials, SandboxProvider, Source};
 use snapshot_refresh::{
@@ -15,31 +16,6 @@ use snapshot_refresh::{
 use test_support::{GitHttpServer, Upstream, random_token};
 
 use crate::{Rig, state_dir};
-
-/// Every file under `root` (recursively, symlinks not followed) whose bytes contain
-/// `needle`.
-pub(crate) fn files_containing(root: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut hits = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let Ok(ty) = e.file_type() else { continue };
-            if ty.is_dir() {
-                stack.push(e.path());
-            } else if ty.is_file() {
-                if let Ok(bytes) = std::fs::read(e.path()) {
-                    if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                        hits.push(e.path());
-                    }
-                }
-            }
-        }
-    }
-    hits
-}
 
 fn cmd(argv: &[&str]) -> RecipeCommand {
     RecipeCommand::new(argv.iter().copied()).unwrap()
