@@ -199,8 +199,10 @@ pub fn read_recipe(path: Option<&Path>) -> Result<Recipe> {
     let Some(path) = path else {
         return Ok(Recipe::empty());
     };
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::io(format!("reading recipe {}", path.display()), e))?;
+    // a recipe the user named that cannot be read is bad input (exit 2), not a failure
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::InvalidInput(format!("cannot read the recipe {}: {e}", path.display()))
+    })?;
     serde_json::from_slice(&bytes).map_err(|e| {
         Error::InvalidInput(format!(
             "recipe {} is not valid: {e}; expected {{\"commands\":[{{\"argv\":[\"make\",\"deps\"]}}]}}",

@@ -72,7 +72,9 @@ pub(crate) fn hint(kind: &str) -> Option<&'static str> {
         "invalid_url" => {
             "give https://host/owner/repo, ssh://host/owner/repo, git@host:owner/repo, file:///path or a local path (no user:password@)"
         }
-        "invalid_name" => "names use letters, digits, `-`, `_` and `.`",
+        "invalid_name" => {
+            "sandbox and snapshot names use letters, digits, `-`, `_` and `.`; branch names follow git's rules (no spaces, `..`, `~`, `^`, `:`, leading `-`)"
+        }
         "branch_not_found" => "check the branch name, or leave out --branch for the default branch",
         "new_branch_exists" => "use --branch to check out the existing branch",
         "auth_failed" => {

@@ -135,3 +135,35 @@ fn exec_of_a_command_killed_by_a_signal_exits_128_plus_n_like_a_shell_and_docker
     assert_eq!(v["status"], 143, "{v}");
     assert_eq!(v["exit_code"], 143, "{v}");
 }
+
+#[test]
+fn a_recipe_file_that_cannot_be_read_is_bad_input_and_starts_nothing() {
+    let up = test_support::Upstream::new("main", 1).unwrap();
+    let url = up.file_url();
+    let home = crate::TestHome::new();
+    let missing = home.path().join("no-such-recipe.json");
+    let o = headstart(
+        home.path(),
+        &[
+            "up",
+            &url,
+            "--name",
+            "r",
+            "--recipe",
+            missing.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "invalid_input", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-recipe.json"),
+        "{v}"
+    );
+    let ls = crate::json(&headstart(home.path(), &["ls", "--json"]));
+    assert_eq!(ls, serde_json::json!([]), "nothing was started");
+}
