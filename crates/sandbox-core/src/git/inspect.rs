@@ -8,8 +8,8 @@ use std::path::Path;
 
 use git2::{Repository, Status, StatusOptions};
 
-use super::git_err;
-use crate::error::{Error, Result};
+use super::{git_err, open_workspace};
+use crate::error::Result;
 use crate::report::HeadInfo;
 use crate::url::RepoUrl;
 
@@ -85,14 +85,7 @@ impl LocalChanges {
 /// [`Error::Git`] when `workspace` is not a repository or its status cannot be read.
 pub fn inspect(workspace: &Path) -> Result<Inspection> {
     let op = "inspect";
-    let repo = Repository::open(workspace).map_err(|e| Error::Git {
-        op,
-        message: format!(
-            "{} is not a git workspace: {}",
-            workspace.display(),
-            crate::scrub::scrub(e.message())
-        ),
-    })?;
+    let repo = open_workspace(workspace, op)?;
     let origin = match repo.find_remote("origin") {
         Ok(r) => r.url().ok().map(str::to_owned),
         Err(e) if e.code() == git2::ErrorCode::NotFound => None,

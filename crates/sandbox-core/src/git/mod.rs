@@ -250,14 +250,7 @@ fn operation(
 fn sync_in(source: &Source, workspace: &Path, options: &GitOptions) -> Result<Checkout> {
     let started = std::time::Instant::now();
     let url = source.url();
-    let repo = Repository::open(workspace).map_err(|e| Error::Git {
-        op: "sync",
-        message: format!(
-            "{} is not a git workspace: {}",
-            workspace.display(),
-            crate::scrub::scrub(e.message())
-        ),
-    })?;
+    let repo = open_workspace(workspace, "sync")?;
     let mut remote = repo.find_remote("origin").map_err(|e| Error::Git {
         op: "sync",
         message: format!(
@@ -395,20 +388,25 @@ pub fn remote_default_branch_with(url: &RepoUrl, options: &GitOptions) -> Result
     })
 }
 
-/// The branch and commit of a workspace's HEAD.
-///
-/// # Errors
-/// [`Error::Git`] when `workspace` is not a repository or HEAD is detached or unborn.
-pub fn head(workspace: &Path) -> Result<HeadInfo> {
-    let op = "head";
-    let repo = Repository::open(workspace).map_err(|e| Error::Git {
+/// Opens the repository at `workspace`, or says it is not a git workspace (for `op`).
+pub(crate) fn open_workspace(workspace: &Path, op: &'static str) -> Result<Repository> {
+    Repository::open(workspace).map_err(|e| Error::Git {
         op,
         message: format!(
             "{} is not a git workspace: {}",
             workspace.display(),
             crate::scrub::scrub(e.message())
         ),
-    })?;
+    })
+}
+
+/// The branch and commit of a workspace's HEAD.
+///
+/// # Errors
+/// [`Error::Git`] when `workspace` is not a repository or HEAD is detached or unborn.
+pub fn head(workspace: &Path) -> Result<HeadInfo> {
+    let op = "head";
+    let repo = open_workspace(workspace, op)?;
     if repo.head_detached().map_err(git_err(op))? {
         return Err(Error::Git {
             op,
