@@ -82,7 +82,7 @@ impl LocalChanges {
 /// index's cached stat data).
 ///
 /// # Errors
-/// [`Error::Git`] when `workspace` is not a repository or its status cannot be read.
+/// [`Error::Git`](crate::Error::Git) when `workspace` is not a repository or its status cannot be read.
 pub fn inspect(workspace: &Path) -> Result<Inspection> {
     let op = "inspect";
     let repo = open_workspace(workspace, op)?;
