@@ -286,17 +286,37 @@ pub(crate) fn is_grant_url(origin: &RepoUrl, paths: &[String]) -> bool {
     paths.iter().any(|p| trim(p) == trim(path))
 }
 
-/// `text` with the capability of each grant path cut to a prefix (as listings show it).
-pub(crate) fn redact_capabilities(text: &str, paths: &[String]) -> String {
-    let mut out = text.to_owned();
-    for p in paths {
-        if let Some(cap) = p.strip_prefix("/g/").and_then(|r| r.split('/').next()) {
-            if !cap.is_empty() {
-                let prefix: String = cap.chars().take(6).collect();
-                out = out.replace(cap, &format!("{prefix}…"));
-            }
+/// Whether `origin` (as recorded: scrubbed, so a known capability reads
+/// `[redacted]`) is a URL of one of the grants whose paths are `paths`.
+pub(crate) fn names_grant(origin: &str, paths: &[String]) -> bool {
+    let origin = sandbox_core::scrub(origin);
+    let origin = origin.trim_end_matches('/');
+    origin.starts_with("http://")
+        && paths.iter().any(|p| {
+            let p = sandbox_core::scrub(p);
+            let p = p.trim_end_matches('/');
+            origin.ends_with(p) && origin[..origin.len() - p.len()].matches('/').count() == 2
+        })
+}
+
+/// `text` with every grant capability (`/g/` and at least 32 hex digits) cut to a
+/// prefix, as listings show it: for messages that may quote a workspace's origin.
+pub(crate) fn redact_capabilities(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("/g/") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let hex = tail.bytes().take_while(u8::is_ascii_hexdigit).count();
+        if hex >= 32 {
+            out.push_str(&tail[..6]);
+            out.push('…');
+            rest = &tail[hex..];
+        } else {
+            rest = tail;
         }
     }
+    out.push_str(rest);
     out
 }
 
@@ -348,9 +368,10 @@ mod tests {
             let u = sandbox_core::RepoUrl::parse(url).unwrap();
             assert!(!super::is_grant_url(&u, &paths), "{url}");
         }
+        let cap = "abcdef0123456789abcdef0123456789abcdef0123456789";
         assert_eq!(
-            super::redact_capabilities("holds http://h/g/abcdef0123456789/o/r.git", &paths),
-            "holds http://h/g/abcdef…/o/r.git"
+            super::redact_capabilities(&format!("holds http://h/g/{cap}/o/r.git, /g/ab/x")),
+            "holds http://h/g/abcdef…/o/r.git, /g/ab/x"
         );
     }
 

@@ -22,7 +22,9 @@ use snapshot_refresh::{Eligibility, FastStart, KickOutcome, SnapshotBuilder};
 
 use super::daemon::GrantInfo;
 use super::flags::FLUSH_ON_EXIT;
-use super::grant::{CredentialsMode, RegisterHintFn, is_grant_url, redact_capabilities};
+use super::grant::{
+    CredentialsMode, RegisterHintFn, is_grant_url, names_grant, redact_capabilities,
+};
 use super::start::{cancelled, decided, run_start, start_completed};
 use super::workdir;
 use super::{Error, Headstart, Result, Stopped, read_recipe, source_from};
@@ -381,18 +383,17 @@ impl Headstart {
                 deadline,
             })));
         }
+        // what a start says may quote a workspace's origin: a grant URL
         let mut started = started.map_err(|e| match e {
-            snapshot_refresh::Error::Refused(m) if !own_grants.is_empty() => {
-                snapshot_refresh::Error::Refused(redact_capabilities(&m, &own_grants))
+            snapshot_refresh::Error::Refused(m) => {
+                snapshot_refresh::Error::Refused(redact_capabilities(&m))
             }
             e => e,
         })?;
-        if !own_grants.is_empty() {
-            started.report.reason = redact_capabilities(&started.report.reason, &own_grants);
-            if let Some(r) = &started.repository {
-                if sandbox_core::RepoUrl::parse(r).is_ok_and(|u| is_grant_url(&u, &own_grants)) {
-                    started.repository = Some(source.url().to_string());
-                }
+        started.report.reason = redact_capabilities(&started.report.reason);
+        if let Some(r) = &started.repository {
+            if names_grant(r, &own_grants) {
+                started.repository = Some(source.url().to_string());
             }
         }
         let mut interrupted = false;

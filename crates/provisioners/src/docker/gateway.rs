@@ -94,9 +94,9 @@ mod tests {
 
     #[test]
     fn the_source_towards_a_foreign_subnet_is_not_in_it() {
-        // 192.0.2.0/24 (TEST-NET-1) is routed nowhere locally: whatever source the
+        // 198.51.100.0/24 (TEST-NET-2) is routed nowhere locally: whatever source the
         // default route picks lies outside it, so it is never taken as a gateway.
-        let (net, len) = (Ipv4Addr::new(192, 0, 2, 0), 24);
+        let (net, len) = (Ipv4Addr::new(198, 51, 100, 0), 24);
         if let Some(src) = local_source_towards(net, len) {
             assert!(!in_subnet(src, net, len), "{src}");
         }

@@ -118,8 +118,8 @@ mod tests {
     async fn an_address_of_another_host_is_not_bound() {
         let broker = Broker::new().expect("broker");
         let l = Listeners::new(broker, 0);
-        // TEST-NET-1: no interface of this host has it
-        let err = l.ensure(&[IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))]);
+        // TEST-NET-2: no interface of this host has it
+        let err = l.ensure(&[IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1))]);
         assert!(err.is_err());
         assert!(l.addresses().is_empty());
     }
