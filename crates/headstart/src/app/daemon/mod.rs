@@ -45,6 +45,7 @@ pub fn control_socket(data_dir: &Path) -> PathBuf {
 /// One request over the control socket.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one short-lived value per request
 pub enum ControlRequest {
     /// Grants sandbox `sandbox` access to `upstream` with `token` (kept in memory).
     Register {
