@@ -10,7 +10,8 @@
 //! `! [remote rejected]`) and never forwarded.
 //!
 //! - [`Broker::grant`] makes a [`Grant`] from a [`GrantSpec`]; [`Broker::revoke`],
-//!   [`Broker::grants`], [`Broker::register_token`].
+//!   [`Broker::grants`], [`Broker::register_token`], [`Broker::renew`] (same
+//!   capability, new token, expiry and policy: a sandbox started again).
 //! - [`Broker::save_grants`] / [`Broker::load_grants`] keep grants in a `0600` JSON
 //!   file **without tokens**: a reloaded grant answers 403 until its token is
 //!   registered again.

@@ -4,7 +4,8 @@
 //!
 //! The rules ([`decide`]):
 //! - **Another repository** (not [`RepoUrl::same_repository`]: any URL form of the
-//!   same repository is the same) → refused, naming both; use another name or
+//!   same repository is the same, and so is an origin the start's
+//!   `FastStart::origin_alias` accepts) → refused, naming both; use another name or
 //!   `force_create`.
 //! - **No branch asked**, or the branch it is on → used as it is (no git).
 //! - **Another branch** (`branch`, or a `new_branch` it is not on) → switched with
