@@ -37,6 +37,7 @@ pub mod scrub;
 mod snapshot;
 mod source;
 mod traits;
+pub mod tree;
 mod url;
 
 pub use cancel::{CancelToken, LowSpeed, TransferLimits};

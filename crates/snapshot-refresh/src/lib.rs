@@ -64,7 +64,6 @@ mod key;
 mod policy;
 mod reconnect;
 mod refresh;
-pub mod seed;
 mod setup;
 mod state;
 

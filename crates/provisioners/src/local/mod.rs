@@ -88,7 +88,7 @@ mod gitindex;
 mod record;
 mod restore;
 mod store;
-mod tree;
+use sandbox_core::tree;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -24,7 +24,7 @@ use sandbox_core::{
 use time::OffsetDateTime;
 
 use super::record::{self, FileLock};
-use super::tree;
+use sandbox_core::tree;
 
 const MANIFEST: &str = "manifest.json";
 const TMP: &str = ".tmp";
