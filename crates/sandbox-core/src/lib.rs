@@ -30,6 +30,7 @@ mod cancel;
 mod credentials;
 mod error;
 pub mod git;
+mod lifecycle;
 mod names;
 mod options;
 mod report;
@@ -43,6 +44,7 @@ mod url;
 pub use cancel::{CancelToken, LowSpeed, TransferLimits};
 pub use credentials::Credentials;
 pub use error::{Error, Result};
+pub use lifecycle::{GcPolicy, GcReport, PruneReport};
 pub use names::{BranchName, SandboxName, SnapshotId};
 pub use options::{
     ConnectOptions, ExecOutput, ExecRequest, OutputSink, PortRequest, PublishedPort, Resources,

@@ -112,7 +112,7 @@ pub use image::{
     LABEL_BASE_RECIPE, PUBLIC_BASE_IMAGE, build_base_image, default_image, ensure_image,
     local_image,
 };
-pub use provider::{DockerProvider, DockerPruneReport};
+pub use provider::DockerProvider;
 pub use sandbox::DockerSandbox;
 pub use snapshot::{
     DockerSnapshotStore, IMAGE_PIN, LABEL_SNAPSHOT_CREATED, LABEL_SNAPSHOT_ID, LABEL_SNAPSHOT_META,

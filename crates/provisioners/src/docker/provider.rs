@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::ContainerInspectResponse;
 use sandbox_core::{
-    ConnectOptions, Connected, Error, Result, Sandbox, SandboxInfo, SandboxName, SandboxProvider,
-    SandboxState, SnapshotId, SnapshotStore,
+    ConnectOptions, Connected, Error, PruneReport, Result, Sandbox, SandboxInfo, SandboxName,
+    SandboxProvider, SandboxState, SnapshotId, SnapshotStore,
 };
 
 use super::config::canonical_dir;
@@ -27,18 +27,6 @@ use super::{
     connect_from_env, container_name, host_user,
 };
 use crate::local::{LocalProvider, RestoreMethod};
-
-/// What [`DockerProvider::prune`] removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DockerPruneReport {
-    /// Sandboxes removed because their TTL passed.
-    pub expired: Vec<SandboxName>,
-    /// Workspaces removed because no container was left for them.
-    pub orphans: Vec<SandboxName>,
-    /// Interrupted starts removed (container and workspace): left `creating` by a
-    /// process that is gone.
-    pub interrupted: Vec<SandboxName>,
-}
 
 /// Sandboxes as Docker containers. See the [module docs](super).
 #[derive(Debug, Clone)]
@@ -189,18 +177,8 @@ impl DockerProvider {
         Ok((sandbox, Connected::Created))
     }
 
-    /// Removes this data directory's stale sandboxes: those whose TTL passed (container
-    /// and workspace), interrupted starts (a `creating` record whose lock is free: the
-    /// process that made it is gone), workspaces whose container is gone (an older
-    /// version's after a minute), then
-    /// runs the local machinery's own prune (crashed workspace creations, stale
-    /// snapshot writes). Names another process is starting or removing are skipped.
-    /// The user's own workdirs are never deleted.
-    ///
-    /// # Errors
-    /// [`Error::Provider`] when the engine fails; I/O errors.
-    pub async fn prune(&self) -> Result<DockerPruneReport> {
-        let mut report = DockerPruneReport::default();
+    async fn prune_containers(&self) -> Result<PruneReport> {
+        let mut report = PruneReport::default();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
@@ -214,6 +192,7 @@ impl DockerProvider {
         for name in names {
             let Some(_lock) = self.states.try_lock(&name)? else {
                 tracing::debug!(%name, "prune skips a sandbox being started or removed");
+                report.busy.push(name);
                 continue;
             };
             let record = self.states.read(&name)?;
@@ -343,6 +322,20 @@ impl DockerProvider {
 impl SandboxProvider for DockerProvider {
     fn kind(&self) -> &'static str {
         PROVIDER
+    }
+
+    /// Removes this data directory's stale sandboxes: those whose TTL passed (container
+    /// and workspace), interrupted starts (a `creating` record whose lock is free: the
+    /// process that made it is gone), workspaces whose container is gone (an older
+    /// version's after a minute), then
+    /// runs the local machinery's own prune (crashed workspace creations, stale
+    /// snapshot writes). Names another process is starting or removing are skipped.
+    /// The user's own workdirs are never deleted.
+    ///
+    /// # Errors
+    /// [`Error::Provider`] when the engine fails; I/O errors.
+    async fn prune(&self) -> Result<PruneReport> {
+        self.prune_containers().await
     }
 
     async fn connect(&self, options: &ConnectOptions) -> Result<(Box<dyn Sandbox>, Connected)> {
