@@ -48,6 +48,19 @@ pub struct CopyPlan {
     pub threads: usize,
 }
 
+impl CopyPlan {
+    /// A metadata-only copy (what a seed keeps): `.git` without index, reflogs or LFS
+    /// cache, objects hard-linked (copied across filesystems), two threads.
+    pub const GIT_METADATA: CopyPlan = CopyPlan {
+        data: DataMethod::Copy,
+        hardlink_git_objects: true,
+        readonly_git_objects: false,
+        collect_stats: false,
+        git_metadata_only: true,
+        threads: 2,
+    };
+}
+
 /// Stat data of one copied worktree file, as git's index stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatData {
@@ -576,14 +589,7 @@ mod tests {
         }
         let dst = tmp.path().join("dst");
         fs::create_dir(&dst).unwrap();
-        let plan = CopyPlan {
-            data: DataMethod::Copy,
-            hardlink_git_objects: true,
-            readonly_git_objects: false,
-            collect_stats: false,
-            git_metadata_only: true,
-            threads: 2,
-        };
+        let plan = CopyPlan::GIT_METADATA;
         let (stats, _) = copy_tree(&src, &dst, &plan).unwrap();
         assert_eq!(fs::read(dst.join(".git/HEAD")).unwrap(), b".git/HEAD");
         assert!(dst.join(".git/refs/heads/main").is_file());

@@ -16,16 +16,9 @@ use git2::{BranchType, Repository};
 
 use super::git_err;
 use crate::error::{Error, Result};
-use crate::tree::{self, CopyPlan, DataMethod};
+use crate::tree::{self, CopyPlan};
 
-const PLAN: CopyPlan = CopyPlan {
-    data: DataMethod::Copy,
-    hardlink_git_objects: true,
-    readonly_git_objects: false,
-    collect_stats: false,
-    git_metadata_only: true,
-    threads: 2,
-};
+const PLAN: CopyPlan = CopyPlan::GIT_METADATA;
 
 /// Captures the git metadata of `workspace` into a fresh directory under `seeds_dir`
 /// named after `key`, and returns that directory.
