@@ -8,9 +8,11 @@
 //!   and [`Credentials`] (a secret token, redacted everywhere);
 //! - how to get a sandbox: [`ConnectOptions`] (reconnect by [`SandboxName`] unless
 //!   `force_create`), and the traits providers implement: [`SandboxProvider`],
-//!   [`Sandbox`], [`SnapshotStore`];
+//!   [`Sandbox`], [`SnapshotStore`], with their lifecycle ([`GcPolicy`], [`GcReport`],
+//!   [`PruneReport`]);
 //! - what a start did: [`StartupReport`] with [`Phase`] timings;
-//! - the [`git`] engine: clone and sync through git2, never a `git` subprocess.
+//! - the [`git`] engine: clone, sync and seeds through git2, never a `git` subprocess;
+//! - [`tree`]: the one routine that copies a workspace tree (snapshots, restores, seeds).
 //!
 //! It is **not** a provider (no Docker, no HTTP, no directories of its own) and does
 //! not decide when snapshots are built; `provisioners` and `snapshot-refresh` do.
