@@ -7,7 +7,7 @@
 //! few threads pulling from a shared counter. Modes and modification times are kept
 //! (git's index compares them), and the new stat data of every worktree file is
 //! collected so the restored repository's index can be refreshed without re-reading a
-//! byte (see [`super::gitindex`]). This is not a general-purpose `cp -a`: owners,
+//! byte (the local provider's `gitindex` module does). This is not a general-purpose `cp -a`: owners,
 //! extended attributes and special files (fifos, sockets, devices) are not copied.
 
 use std::collections::HashMap;
