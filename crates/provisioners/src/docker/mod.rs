@@ -19,7 +19,7 @@
 //!   `get`; with [`ConnectOptions::defer_ready`] a new sandbox stays `creating`, its
 //!   handle holding the name's lock, until [`Sandbox::mark_ready`]. A `creating` record
 //!   whose lock is free is an interrupted start (a crash, Ctrl-C during the clone): the
-//!   next `connect` of the name replaces it and [`DockerProvider::prune`] removes it.
+//!   next `connect` of the name replaces it and [`prune`](sandbox_core::SandboxProvider::prune) removes it.
 //!   A failed start removes only what it made itself (its container by id, the
 //!   workspace it made).
 //! - **Workspaces**: host directories bind-mounted at `/workspace`, managed by the
@@ -44,7 +44,7 @@
 //!   [`DockerSandbox::exec_interactive`] also feeds standard input.
 //! - **Lifecycle**: [`Sandbox::stop`] stops the container (the workspace stays);
 //!   [`SandboxProvider::remove`] and [`Sandbox::remove`] remove both;
-//!   [`DockerProvider::prune`] removes sandboxes past their TTL, interrupted starts
+//!   [`prune`](sandbox_core::SandboxProvider::prune) removes sandboxes past their TTL, interrupted starts
 //!   and workspaces left without a container.
 //! - **Snapshot images** carry the data directory label too: a data directory sees
 //!   only its own (their stored workspaces live in it).

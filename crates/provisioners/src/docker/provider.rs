@@ -101,7 +101,7 @@ impl DockerProvider {
         container_name(name, &self.data_dir)
     }
 
-    /// The snapshot store, typed (for [`DockerSnapshotStore::gc`]).
+    /// The snapshot store, typed (for [`SnapshotStore::gc`](sandbox_core::SnapshotStore::gc) and more).
     pub fn store(&self) -> &Arc<DockerSnapshotStore> {
         &self.store
     }

@@ -29,7 +29,7 @@
 //! [`Sandbox::mark_ready`] or [`Sandbox::remove`], so a concurrent `connect` of the name
 //! waits and then finds the finished sandbox. A `creating` record whose lock is free
 //! was left by a process that died: the next `connect` of the name replaces it, and
-//! [`LocalProvider::prune`] removes it. Lock files of names that no longer exist are
+//! [`prune`](sandbox_core::SandboxProvider::prune) removes it. Lock files of names that no longer exist are
 //! unlinked by whoever holds them (removal, prune); lockers re-check after locking
 //! that the path still names the file they locked.
 //!
