@@ -168,7 +168,12 @@ pub struct FastStart {
     cancel: Option<CancelToken>,
     limits: TransferLimits,
     identity: Option<git::GitIdentity>,
+    origin_alias: Option<OriginAlias>,
 }
+
+/// Says whether an existing workspace's `origin` stands for the repository of the
+/// start (see [`FastStart::origin_alias`]).
+pub type OriginAlias = Arc<dyn Fn(&sandbox_core::RepoUrl) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for FastStart {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -199,7 +204,19 @@ impl FastStart {
             cancel: None,
             limits: TransferLimits::none(),
             identity: None,
+            origin_alias: None,
         }
+    }
+
+    /// Accepts an existing workspace (a reconnect, a workdir) whose `origin` is one
+    /// for which `alias` is true as holding the start's repository, besides any URL
+    /// form of that repository: e.g. a credential broker's URL that stands for it.
+    /// The start then treats it as the same repository (it syncs from the source's
+    /// URL when it switches branches, never from the alias).
+    #[must_use]
+    pub fn origin_alias(mut self, alias: OriginAlias) -> Self {
+        self.origin_alias = Some(alias);
+        self
     }
 
     /// Stops starts when `token` is cancelled: the provider's creation and the git
@@ -592,7 +609,8 @@ impl FastStart {
         let held = found
             .as_ref()
             .map_or_else(|| "no git checkout".to_owned(), reconnect::holds);
-        match reconnect::decide(what, source, asks_repo, found.as_ref())? {
+        let alias = self.origin_alias.as_deref();
+        match reconnect::decide(what, source, asks_repo, found.as_ref(), alias)? {
             reconnect::Decision::AsIs => {
                 let mut remark = String::new();
                 let found = found.as_ref();

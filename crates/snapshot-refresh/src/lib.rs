@@ -72,7 +72,7 @@ pub use builder::Builder;
 pub use builder::{DetachedSpawner, JobFile, KickOutcome, SnapshotBuilder, Spawn};
 pub use cleanup::{BUILD_MARKER_VAR, CleanupReport};
 pub use error::{BuildError, Error, NotEligible, Result};
-pub use fast_start::{FastStart, Started};
+pub use fast_start::{FastStart, OriginAlias, Started};
 pub use guard::SandboxGuard;
 pub use setup::{FastStartBuilder, NoProvider};
 

@@ -35,7 +35,7 @@ pub use choice::{ProviderChoice, ProviderKind, choose_provider, prebuilt_images}
 pub use config::{Config, register_secrets};
 pub use error::{Error, Result, Stopped};
 pub use flags::{FLUSH_ON_EXIT, FlagsStatus};
-pub use grant::CredentialsMode;
+pub use grant::{CredentialsMode, RegisterHintFn};
 pub use ports::{DIRECT, PortsOutcome};
 pub use prune::{DeadBuilds, PruneOutcome, Pruned};
 pub use sandboxes::{DownOutcome, ExecOutcome, ExecRequest, LsOutcome, Removed, SandboxRow};

@@ -22,7 +22,9 @@ use snapshot_refresh::{Eligibility, FastStart, KickOutcome, SnapshotBuilder};
 
 use super::daemon::GrantInfo;
 use super::flags::FLUSH_ON_EXIT;
-use super::grant::CredentialsMode;
+use super::grant::{
+    CredentialsMode, RegisterHintFn, is_grant_url, names_grant, redact_capabilities,
+};
 use super::start::{cancelled, decided, run_start, start_completed};
 use super::workdir;
 use super::{Error, Headstart, Result, Stopped, read_recipe, source_from};
@@ -89,6 +91,9 @@ pub struct UpRequest {
     pub allow_push: Vec<String>,
     /// What the broker tells the sandbox when its grant expired or was revoked.
     pub grant_renew_hint: Option<String>,
+    /// What the broker tells the sandbox when its grant lost its token (a daemon
+    /// restart), made from the sandbox's name and repository.
+    pub grant_register_hint: Option<RegisterHintFn>,
 }
 
 impl UpRequest {
@@ -289,11 +294,6 @@ impl Headstart {
             connect = connect.workdir(dir);
         }
         let plan = self.plan_grant(req.credentials, kind, &source)?;
-        if plan.is_none() && !req.allow_push.is_empty() {
-            return Err(Error::InvalidInput(
-                "push patterns apply to a broker grant, and this start makes none".into(),
-            ));
-        }
         for p in &req.ports {
             connect = connect.port(*p);
         }
@@ -313,6 +313,24 @@ impl Headstart {
             (None, None) => SandboxName::generate(),
         };
         connect = connect.name(name.clone());
+        // A sandbox reconnected to may have its own grant URL as origin: that is its
+        // repository, and it keeps a grant (renewed: the token registered again).
+        let own_grants = if req.force_create {
+            Vec::new()
+        } else {
+            self.own_grant_paths(&name, &source).await
+        };
+        let plan = match plan {
+            None if !own_grants.is_empty() => {
+                self.plan_grant_for(req.credentials, kind, &source, true)?
+            }
+            plan => plan,
+        };
+        if plan.is_none() && !req.allow_push.is_empty() {
+            return Err(Error::InvalidInput(
+                "push patterns apply to a broker grant, and this start makes none".into(),
+            ));
+        }
         let detach = self.config.detach_builds && !req.wait_snapshot;
         let builder = Arc::new(self.builder_for(provider.clone(), kind, detach));
         let eligibility = if req.no_snapshot {
@@ -334,6 +352,10 @@ impl Headstart {
             fast = fast.limits(sandbox_core::TransferLimits::within(t));
         }
         fast = fast.cancel_token(req.cancel.clone());
+        if !own_grants.is_empty() {
+            let paths = own_grants.clone();
+            fast = fast.origin_alias(Arc::new(move |o| is_grant_url(o, &paths)));
+        }
         let (started, stopped) = run_start(
             fast.start(&source, &connect),
             &req.cancel,
@@ -361,7 +383,19 @@ impl Headstart {
                 deadline,
             })));
         }
-        let started = started?;
+        // what a start says may quote a workspace's origin: a grant URL
+        let mut started = started.map_err(|e| match e {
+            snapshot_refresh::Error::Refused(m) => {
+                snapshot_refresh::Error::Refused(redact_capabilities(&m))
+            }
+            e => e,
+        })?;
+        started.report.reason = redact_capabilities(&started.report.reason);
+        if let Some(r) = &started.repository {
+            if names_grant(r, &own_grants) {
+                started.repository = Some(source.url().to_string());
+            }
+        }
         let mut interrupted = false;
         let mut wait_result = None;
         if req.wait_snapshot {
@@ -390,7 +424,6 @@ impl Headstart {
                 }
             }
         }
-        let mut started = started;
         if let Some(w) = &wait_result {
             // the start's reason was written before the wait: say how the build ended
             let (one, a) = match w {
@@ -405,7 +438,10 @@ impl Headstart {
         }
         let sb = &started.sandbox;
         let grant = match plan {
-            Some(plan) => Some(self.grant(plan, sb.as_ref(), &req).await?),
+            Some(plan) => {
+                let renew = started.report.path == sandbox_core::StartPath::Reconnected;
+                Some(self.grant(plan, sb.as_ref(), &req, renew).await?)
+            }
             None => None,
         };
         let git_identity = {

@@ -129,6 +129,9 @@ pub(crate) async fn up(app: &Headstart, args: UpArgs) -> anyhow::Result<ExitCode
     req.allow_push = args.allow_push;
     req.grant_renew_hint =
         Some("start the sandbox again with `headstart up --credentials broker`".into());
+    req.grant_register_hint = Some(Arc::new(|name, repo| {
+        format!("run `headstart up {repo} --name {name}` to re-register credentials")
+    }));
     req.cancel = cancel.clone();
     req.abandon = abandon.clone();
     req.progress = bar.as_ref().map(|(_, f)| f.clone());

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
 mod broker;
+mod broker_docker;
+mod broker_restart;
 mod cli;
 mod conventions;
 mod docker_lifecycle;

@@ -94,6 +94,7 @@ mod create;
 mod debian;
 mod engine;
 mod exec;
+mod gateway;
 mod hostfs;
 mod image;
 mod lookup;
@@ -107,6 +108,7 @@ mod user;
 pub use config::{DockerConfig, container_name, data_dir_tag, host_user};
 pub use debian::{DEBIAN_PACKAGES, DEFAULT_MIRROR, DEFAULT_SUITE, DebianSpec};
 pub use engine::{DEFAULT_ENGINE_HOST, EngineHost, connect, connect_from_env};
+pub use gateway::bridge_gateways;
 pub use image::{
     BASE_IMAGE_REPO, BaseImageSpec, BaseRecipe, IMAGE_ENV, ImageRef, LABEL_BASE_DIGEST,
     LABEL_BASE_RECIPE, PUBLIC_BASE_IMAGE, build_base_image, default_image, ensure_image,
