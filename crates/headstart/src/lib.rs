@@ -35,5 +35,6 @@ pub use app::{
     SnapshotRmOutcome, SnapshotRow, Stopped, UpOutcome, UpRequest, VmSettings, Waited,
     docker_answers, read_recipe, register_secrets, source_from,
 };
+pub use app::{Activity, HibernateOutcome, Resumed, RunState, parse_duration};
 pub use app::{FLUSH_ON_EXIT, ProviderChoice, ProviderKind, choose_provider, prebuilt_images};
 pub use feature_flags::BetaRequest;
