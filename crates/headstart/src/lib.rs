@@ -27,6 +27,7 @@ mod app;
 pub mod env;
 
 pub use app::daemon;
+pub use app::{Activity, HibernateOutcome, Resumed, RunState, parse_duration};
 pub use app::{
     CLEANUP_GRACE, Config, CredentialsMode, DIRECT, DeadBuilds, DownOutcome, Error, ExecOutcome,
     ExecRequest, FailureRecord, FlagsStatus, GcOutcome, Headstart, LsOutcome, Notice, NoticeFn,
@@ -35,6 +36,5 @@ pub use app::{
     SnapshotRmOutcome, SnapshotRow, Stopped, UpOutcome, UpRequest, VmSettings, Waited,
     docker_answers, read_recipe, register_secrets, source_from,
 };
-pub use app::{Activity, HibernateOutcome, Resumed, RunState, parse_duration};
 pub use app::{FLUSH_ON_EXIT, ProviderChoice, ProviderKind, choose_provider, prebuilt_images};
 pub use feature_flags::BetaRequest;

@@ -130,8 +130,7 @@ impl Config {
             Ok(e) => (e, None),
             Err(e) => (Eligibility::all(), Some(e.to_string())),
         };
-        let (idle_timeout, idle_timeout_error) = match env::non_empty(env::HEADSTART_IDLE_TIMEOUT)
-        {
+        let (idle_timeout, idle_timeout_error) = match env::non_empty(env::HEADSTART_IDLE_TIMEOUT) {
             None => (None, None),
             Some(v) => match super::parse_duration(&v) {
                 Ok(d) => (Some(d), None),

@@ -201,9 +201,10 @@ impl RecipeLifecycle {
             };
             match v {
                 None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::Number(n)) => {
-                    n.as_u64().map(|s| Some(Duration::from_secs(s))).ok_or_else(bad)
-                }
+                Some(serde_json::Value::Number(n)) => n
+                    .as_u64()
+                    .map(|s| Some(Duration::from_secs(s)))
+                    .ok_or_else(bad),
                 Some(serde_json::Value::String(s)) => {
                     parse_duration(&s).map(Some).map_err(|_| bad())
                 }
@@ -365,9 +366,11 @@ impl Headstart {
                 }
                 Err(e) => return Err(e),
             };
-            let found = provider.list().await?.into_iter().find(|i| {
-                &i.name == name && i.state != SandboxState::Creating
-            });
+            let found = provider
+                .list()
+                .await?
+                .into_iter()
+                .find(|i| &i.name == name && i.state != SandboxState::Creating);
             if let Some(info) = found {
                 return Ok((provider, info));
             }
@@ -406,12 +409,13 @@ impl Headstart {
         let (provider, info) = self.locate(name, kind).await?;
         let stopped = self.stopped_as(provider.as_ref(), &info).await?;
         let t = Instant::now();
-        let sandbox = provider
-            .get(name)
-            .await?
-            .ok_or_else(|| sandbox_core::Error::SandboxNotFound {
-                name: name.to_string(),
-            })?;
+        let sandbox =
+            provider
+                .get(name)
+                .await?
+                .ok_or_else(|| sandbox_core::Error::SandboxNotFound {
+                    name: name.to_string(),
+                })?;
         let resumed = match stopped {
             None => None,
             Some(from) => {
@@ -480,9 +484,8 @@ impl Headstart {
     /// stops idle sandboxes when it has a timeout.
     pub(crate) async fn record_up(&self, name: &SandboxName, kind: ProviderKind, up: UpLifecycle) {
         let before = read(self.data_dir(), name).filter(|r| r.provider == kind.as_str());
-        let keep = |new: Option<Duration>, old: Option<Duration>| {
-            new.or(old).filter(|d| !d.is_zero())
-        };
+        let keep =
+            |new: Option<Duration>, old: Option<Duration>| new.or(old).filter(|d| !d.is_zero());
         let record = Record {
             provider: kind.as_str().to_owned(),
             idle_timeout: keep(
@@ -521,14 +524,19 @@ impl Headstart {
     pub(crate) fn activity(&self, info: &mut SandboxInfo) -> Activity {
         let record = read(self.data_dir(), &info.name).filter(|r| r.provider == info.provider);
         if info.provider == "local" && info.state == SandboxState::Ready {
-            if record.as_ref().is_some_and(|r| r.state != RunState::Running) {
+            if record
+                .as_ref()
+                .is_some_and(|r| r.state != RunState::Running)
+            {
                 info.state = SandboxState::Stopped;
                 info.running = false;
             }
         }
         let hibernated = info.state == SandboxState::Stopped
             && (info.id.is_empty()
-                || record.as_ref().is_some_and(|r| r.state == RunState::Hibernated));
+                || record
+                    .as_ref()
+                    .is_some_and(|r| r.state == RunState::Hibernated));
         Activity {
             status: match info.state {
                 SandboxState::Creating => "creating",
@@ -681,11 +689,23 @@ mod tests {
     #[test]
     fn a_running_sandbox_is_stopped_once_its_idle_time_passed() {
         let now = OffsetDateTime::now_utc();
-        assert_eq!(decide(&record(RunState::Running, "docker", 10), now), IdleAction::Keep);
-        assert_eq!(decide(&record(RunState::Running, "docker", 31), now), IdleAction::Stop);
-        assert_eq!(decide(&record(RunState::Running, "local", 31), now), IdleAction::Stop);
+        assert_eq!(
+            decide(&record(RunState::Running, "docker", 10), now),
+            IdleAction::Keep
+        );
+        assert_eq!(
+            decide(&record(RunState::Running, "docker", 31), now),
+            IdleAction::Stop
+        );
+        assert_eq!(
+            decide(&record(RunState::Running, "local", 31), now),
+            IdleAction::Stop
+        );
         // stopped already: nothing more without hibernate_after
-        assert_eq!(decide(&record(RunState::Stopped, "docker", 900), now), IdleAction::Keep);
+        assert_eq!(
+            decide(&record(RunState::Stopped, "docker", 900), now),
+            IdleAction::Keep
+        );
         // zero or none: never
         let mut r = record(RunState::Running, "docker", 900);
         r.idle_timeout = Some(Duration::ZERO);
@@ -722,8 +742,14 @@ mod tests {
     #[test]
     fn the_idle_deadline_is_the_last_activity_plus_the_timeout_while_running() {
         let r = record(RunState::Running, "docker", 10);
-        assert_eq!(idle_deadline(&r), Some(r.last_activity + Duration::from_secs(30)));
-        assert_eq!(idle_deadline(&record(RunState::Stopped, "docker", 10)), None);
+        assert_eq!(
+            idle_deadline(&r),
+            Some(r.last_activity + Duration::from_secs(30))
+        );
+        assert_eq!(
+            idle_deadline(&record(RunState::Stopped, "docker", 10)),
+            None
+        );
     }
 
     #[test]
@@ -749,9 +775,14 @@ mod tests {
         let b = rt.block_on(Lease::shared(home.path(), &name)).unwrap();
         assert!(Lease::try_exclusive(home.path(), &name).unwrap().is_none());
         drop(a);
-        assert!(Lease::try_exclusive(home.path(), &name).unwrap().is_none(), "b holds it");
+        assert!(
+            Lease::try_exclusive(home.path(), &name).unwrap().is_none(),
+            "b holds it"
+        );
         drop(b);
-        let stop = Lease::try_exclusive(home.path(), &name).unwrap().expect("free now");
+        let stop = Lease::try_exclusive(home.path(), &name)
+            .unwrap()
+            .expect("free now");
         // a command arriving during a stop waits for it, then runs
         let waited = rt.block_on(async {
             let t = Instant::now();

@@ -24,7 +24,10 @@ pub(crate) async fn hibernate(app: &Headstart, args: HibernateArgs) -> anyhow::R
     if args.json {
         output::print_json(&serde_json::to_value(&out)?);
     } else if out.already {
-        output::say(format!("{} was already hibernated ({})", out.name, out.image));
+        output::say(format!(
+            "{} was already hibernated ({})",
+            out.name, out.image
+        ));
     } else {
         output::say(format!(
             "hibernated {} in {:.1} s: its container is the image {}, its workspace is kept; \

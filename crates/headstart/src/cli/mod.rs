@@ -33,7 +33,8 @@ pub(crate) enum Command {
     Exec(sandbox::ExecArgs),
     /// Stop and remove sandboxes and their workspaces (`down a b`, `down --all`).
     Down(sandbox::DownArgs),
-    /// List sandboxes: name, provider, state, repository, branch, age.
+    /// List sandboxes: name, provider, state (running, stopped, hibernated, creating),
+    /// repository, branch, age, last use and when an idle one is stopped.
     Ls(sandbox::LsArgs),
     /// Show which host address reaches which sandbox port (`up --port`).
     Ports(ports::PortsArgs),

@@ -201,14 +201,7 @@ pub(crate) async fn ls(app: &Headstart, args: LsArgs) -> anyhow::Result<ExitCode
         "{}",
         sandbox_core::scrub(&output::table(
             &[
-                "NAME",
-                "PROVIDER",
-                "STATE",
-                "REPO",
-                "BRANCH",
-                "AGE",
-                "USED",
-                "IDLE STOP"
+                "NAME", "PROVIDER", "STATE", "REPO", "BRANCH", "AGE", "USED", "IDLE"
             ],
             &table
         ))
