@@ -439,6 +439,12 @@ impl Headstart {
             }
         };
         self.touch(name);
+        if read(self.data_dir(), name)
+            .is_some_and(|r| r.idle_timeout.is_some() || r.hibernate_after.is_some())
+        {
+            // a daemon stopped since (or a reboot): the idle watch runs again
+            self.ensure_daemon().await;
+        }
         Ok((provider, sandbox, resumed))
     }
 
@@ -523,14 +529,14 @@ impl Headstart {
     /// becomes `stopped` in `info` too.
     pub(crate) fn activity(&self, info: &mut SandboxInfo) -> Activity {
         let record = read(self.data_dir(), &info.name).filter(|r| r.provider == info.provider);
-        if info.provider == "local" && info.state == SandboxState::Ready {
-            if record
+        if info.provider == "local"
+            && info.state == SandboxState::Ready
+            && record
                 .as_ref()
                 .is_some_and(|r| r.state != RunState::Running)
-            {
-                info.state = SandboxState::Stopped;
-                info.running = false;
-            }
+        {
+            info.state = SandboxState::Stopped;
+            info.running = false;
         }
         let hibernated = info.state == SandboxState::Stopped
             && (info.id.is_empty()

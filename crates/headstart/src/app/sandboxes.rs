@@ -181,14 +181,12 @@ impl Headstart {
                 Some(g) => Some(g.repository.clone()),
                 None => git.origin.as_deref().map(redact_grant_url),
             };
+            // read without opening the sandbox: a listing never starts a stopped one
             let ports = match info.state {
-                sandbox_core::SandboxState::Ready if provider.kind() != "local" => {
-                    match provider.get(&info.name).await {
-                        Ok(Some(sb)) => sb.ports().await.unwrap_or_else(|e| {
-                            tracing::debug!(error = %e, "no ports of {}", info.name);
-                            None
-                        }),
-                        _ => None,
+                sandbox_core::SandboxState::Ready if provider.kind() == "docker" => {
+                    match self.docker_provider().await {
+                        Ok(d) => d.published_ports(&info.name).await.ok(),
+                        Err(_) => None,
                     }
                 }
                 _ => None,

@@ -233,6 +233,34 @@ fn an_idle_docker_sandbox_is_stopped_but_never_under_a_running_command_and_exec_
         "{}",
         stderr(&o)
     );
+
+    // and `up --name` of a stopped sandbox starts it again (its hooks run), saying so
+    let _ = wait_status(h, "idle", "stopped", Duration::from_secs(60));
+    let v = json(&headstart(
+        h,
+        &[
+            "up",
+            &url,
+            "--provider",
+            "docker",
+            "--name",
+            "idle",
+            "--recipe",
+            &recipe,
+            "--json",
+        ],
+    ));
+    check("up", &v);
+    assert_eq!(v["resumed"]["from"], "stopped", "{v}");
+    assert_eq!(v["path"], "reconnected", "{v}");
+    assert_eq!(v["sandbox"]["id"], id.as_str(), "{v}");
+    let ws = PathBuf::from(v["sandbox"]["workspace"].as_str().unwrap());
+    let starts = std::fs::read_to_string(ws.join(".starts")).unwrap();
+    assert_eq!(
+        starts.lines().count(),
+        4,
+        "the first up, two resuming execs, this up: {starts}"
+    );
 }
 
 #[test]

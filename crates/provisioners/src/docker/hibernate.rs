@@ -26,11 +26,12 @@ use bollard::models::{ContainerCreateBody, ContainerInspectResponse, PortMap};
 use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveImageOptionsBuilder,
 };
-use sandbox_core::{Error, Result, Sandbox, SandboxName, SandboxProvider};
+use sandbox_core::{Error, PublishedPort, Result, Sandbox, SandboxName, SandboxProvider};
 use serde::{Deserialize, Serialize};
 
 use super::engine::{engine_error, is_not_found};
 use super::lookup::ready_container;
+use super::sandbox::published_ports;
 use super::state::StartRecord;
 use super::{DockerProvider, LABEL_DATA_DIR, PROVIDER};
 
@@ -86,6 +87,23 @@ impl DockerProvider {
             .states
             .read(name)?
             .is_some_and(|r| r.hibernated.is_some()))
+    }
+
+    /// The published ports of sandbox `name`, read from its container without starting
+    /// it (a listing must not wake a stopped sandbox); empty when it has no container.
+    ///
+    /// # Errors
+    /// [`Error::Provider`] when the engine fails.
+    pub async fn published_ports(&self, name: &SandboxName) -> Result<Vec<PublishedPort>> {
+        let record = self.states.read(name)?;
+        let found = self.ours(Some(name)).await?;
+        let Some(c) = ready_container(record.as_ref(), &found) else {
+            return Ok(Vec::new());
+        };
+        let c = self.inspect(name, &c.id).await?;
+        Ok(published_ports(
+            c.network_settings.and_then(|n| n.ports).unwrap_or_default(),
+        ))
     }
 
     /// Stops sandbox `name`'s container (it is kept, with its workspace); `false` when
