@@ -381,15 +381,32 @@ fn hibernate_then_resume_keeps_uncommitted_changes_installed_tools_and_ports() {
     assert_eq!(p["ports"][0]["host_address"], address.as_str(), "{p}");
     assert_eq!(row(h, "hib")["status"], "running");
 
-    // down removes the hibernation image with the sandbox
+    // hibernate again (a layer on the first image), resume, and `down`: no image of
+    // this data directory's hibernations is left
     let again = json(&headstart(h, &["hibernate", "hib", "--json"]));
     assert_eq!(again["already"], false, "{again}");
+    let e = json(&headstart(h, &["exec", "--json", "hib", "true"]));
+    assert_eq!(e["resumed"]["from"], "hibernated", "{e}");
+    assert!(!hibernation_images(h).is_empty(), "the filter finds them");
     let o = headstart(h, &["down", "hib"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         docker_inspect(&["--type", "image", &image], "{{.Id}}").is_none(),
         "the hibernation image is removed with the sandbox"
     );
+    assert_eq!(hibernation_images(h), "", "hibernation layers left behind");
+}
+
+/// The ids of the hibernation images (and layers) of data directory `home`.
+fn hibernation_images(home: &Path) -> String {
+    let o = Command::new("docker")
+        .args(["images", "-a", "-q", "--filter"])
+        .arg("label=dev.headstart.hibernated")
+        .arg("--filter")
+        .arg(format!("label=dev.headstart.home={}", home.display()))
+        .output()
+        .unwrap();
+    stdout(&o).trim().to_owned()
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -18,7 +18,8 @@
 //! Crash safety: the record names the image before the container is removed, and a
 //! wake that still finds the container starts it instead of making another. Nothing
 //! here deletes a workspace; `remove` (and `prune` past a TTL) delete a hibernated
-//! sandbox's image with it.
+//! sandbox's image with it. Each hibernation of a container made from an earlier one
+//! adds a layer on top of it (Docker allows 125).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,7 +38,8 @@ use super::{DockerProvider, LABEL_DATA_DIR, PROVIDER};
 
 /// The repository of hibernated sandboxes' images (tag: the container name).
 pub const HIBERNATED_IMAGE_REPO: &str = "headstart-hibernated";
-/// Label on a hibernated sandbox's image: the sandbox name.
+/// Label on a hibernated sandbox's image (the sandbox name), and on a container made
+/// again from one (the image's id: removed with the container).
 pub const LABEL_HIBERNATED: &str = "dev.headstart.hibernated";
 
 /// What the start record keeps of a hibernated sandbox.
@@ -200,10 +202,8 @@ impl DockerProvider {
         self.remove_container(&id).await?;
         record.container = None;
         self.states.write(&record)?;
-        // The image it ran from, when an earlier hibernation made it: nothing uses it now.
-        if let Some(previous) = inspect.image.as_deref().filter(|i| *i != committed.id) {
-            self.remove_hibernated_image(previous).await;
-        }
+        // The image it ran from, when an earlier hibernation made it, is the new one's
+        // parent layer: it goes when the new one is removed (`remove`, `prune`).
         tracing::info!(%name, image = %committed.id, "docker sandbox hibernated");
         Ok(Hibernated {
             image: format!("{HIBERNATED_IMAGE_REPO}:{tag}"),
@@ -253,6 +253,9 @@ impl DockerProvider {
     /// removes it again when it does not start.
     async fn recreate(&self, name: &SandboxName, h: &Hibernation, pinned: bool) -> Result<String> {
         let mut body = h.body.clone();
+        body.labels
+            .get_or_insert_with(Default::default)
+            .insert(LABEL_HIBERNATED.into(), h.image.clone());
         if let (true, Some(bound), Some(host)) =
             (pinned, h.bound_ports.clone(), body.host_config.as_mut())
         {

@@ -199,6 +199,10 @@ impl DockerProvider {
         let mut any = false;
         for c in found {
             any |= self.remove_container(&c.id).await?;
+            // made again from a hibernation image: that image goes with it
+            if let Some(image) = c.labels.get(super::LABEL_HIBERNATED) {
+                self.remove_hibernated_image(image).await;
+            }
         }
         if let Some(h) = self.states.read(name)?.and_then(|r| r.hibernated) {
             self.remove_hibernated_image(&h.image).await;
