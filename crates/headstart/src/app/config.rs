@@ -89,7 +89,7 @@ impl Config {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] when `HEADSTART_IDLE_TIMEOUT` is not a duration.
-    pub(crate) fn idle_timeout(&self) -> Result<Option<std::time::Duration>> {
+    pub(crate) fn default_idle_timeout(&self) -> Result<Option<std::time::Duration>> {
         match &self.idle_timeout_error {
             Some(e) => Err(Error::InvalidInput(e.clone())),
             None => Ok(self.idle_timeout),

@@ -263,7 +263,7 @@ impl Headstart {
         let lifecycle = super::lifecycle::UpLifecycle {
             idle_timeout: match req.idle_timeout.or(recipe_idle) {
                 Some(d) => Some(d),
-                None => self.config.idle_timeout()?,
+                None => self.config.default_idle_timeout()?,
             },
             hibernate_after: req.hibernate_after.or(recipe_hibernate),
             after_start: recipe.after_start.clone(),

@@ -134,8 +134,12 @@ impl DockerProvider {
         Ok(true)
     }
 
-    /// Hibernates sandbox `name` (see the [module docs](self)): stops its container,
-    /// commits it to an image and removes it. The workspace stays.
+    /// Hibernates sandbox `name`: stops its container, commits it to the image
+    /// `headstart-hibernated:<container name>` (its filesystem: tools installed outside
+    /// the workspace are kept) and removes it; the start record keeps the image and the
+    /// container's definition, and the next `get` or reconnecting `connect` makes the
+    /// container again from them (on the host ports it had, when free). The workspace,
+    /// a host directory bind-mounted at `/workspace`, stays as it is.
     ///
     /// # Errors
     /// [`Error::SandboxNotFound`] when there is no ready sandbox of that name;
