@@ -66,6 +66,9 @@ pub struct Resumed {
     pub duration: Duration,
 }
 
+/// Told that a stopped sandbox was started again ([`ExecRequest::on_resumed`](super::ExecRequest::on_resumed)).
+pub type ResumedFn = Arc<dyn Fn(&Resumed) + Send + Sync>;
+
 /// What `ls` shows of a sandbox's life (flattened into each row).
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]

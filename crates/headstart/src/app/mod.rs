@@ -37,7 +37,7 @@ pub use config::{Config, register_secrets};
 pub use error::{Error, Result, Stopped};
 pub use flags::{FLUSH_ON_EXIT, FlagsStatus};
 pub use grant::CredentialsMode;
-pub use lifecycle::{Activity, HibernateOutcome, Resumed, RunState, parse_duration};
+pub use lifecycle::{Activity, HibernateOutcome, Resumed, ResumedFn, RunState, parse_duration};
 pub use ports::{DIRECT, PortsOutcome};
 pub use prune::{DeadBuilds, PruneOutcome, Pruned};
 pub use sandboxes::{DownOutcome, ExecOutcome, ExecRequest, LsOutcome, Removed, SandboxRow};

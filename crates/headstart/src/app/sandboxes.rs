@@ -34,6 +34,8 @@ pub struct ExecRequest {
     pub timeout: Option<Duration>,
     /// Where output goes as it arrives (`None`: captured into the outcome).
     pub sink: Option<OutputSink>,
+    /// Told when a stopped sandbox was started again, before the command runs.
+    pub on_resumed: Option<super::ResumedFn>,
 }
 
 impl ExecRequest {
@@ -45,6 +47,7 @@ impl ExecRequest {
             argv,
             timeout: None,
             sink: None,
+            on_resumed: None,
         }
     }
 }
@@ -287,6 +290,9 @@ impl Headstart {
         let name = SandboxName::new(&req.name)?;
         let _lease = super::lifecycle::Lease::shared(self.data_dir(), &name).await?;
         let (provider, sandbox, resumed) = self.open_sandbox(&name, req.provider).await?;
+        if let (Some(r), Some(f)) = (&resumed, &req.on_resumed) {
+            f(r);
+        }
         let mut core = sandbox_core::ExecRequest::new(req.argv.clone())?;
         if let Some(t) = req.timeout {
             core = core.timeout(t);

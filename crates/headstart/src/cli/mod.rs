@@ -50,7 +50,8 @@ pub(crate) enum Command {
     Flags(flags::FlagsArgs),
     /// Create, list, use and delete cloud VM hosts (DigitalOcean, Hetzner, GCP).
     Vm(vm::VmArgs),
-    /// The credential daemon: the git broker sandboxes fetch and push through.
+    /// The host daemon: the git broker sandboxes fetch and push through, and the idle
+    /// watch that stops idle sandboxes.
     #[command(subcommand)]
     Daemon(daemon::DaemonCommand),
 }

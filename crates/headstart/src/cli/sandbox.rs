@@ -101,6 +101,12 @@ pub(crate) async fn exec(app: &Headstart, args: ExecArgs) -> anyhow::Result<Exit
             };
         }));
     }
+    if !args.json {
+        let name = req.name.clone();
+        req.on_resumed = Some(Arc::new(move |r: &headstart::Resumed| {
+            super::lifecycle::say_resumed(&name, Some(r));
+        }));
+    }
     let argv = req.argv.clone();
     let out = match app.exec(req).await {
         Ok(out) => out,
@@ -121,7 +127,6 @@ pub(crate) async fn exec(app: &Headstart, args: ExecArgs) -> anyhow::Result<Exit
         output::print_json(&serde_json::to_value(&out)?);
         return Ok(ExitCode::from(out.status));
     }
-    super::lifecycle::say_resumed(out.sandbox.as_str(), out.resumed.as_ref());
     if out.timed_out && !output::quiet() {
         eprintln!("headstart: `{}` timed out", argv.join(" "));
     }

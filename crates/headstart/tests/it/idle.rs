@@ -305,6 +305,25 @@ fn hibernate_then_resume_keeps_uncommitted_changes_installed_tools_and_ports() {
                  && chmod +x \"$HOME/bin/mytool\"; echo kept > /tmp/outside";
     let o = headstart(h, &["exec", "hib", "sh", "-c", setup]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // a command in flight wins: hibernate refuses (kind busy) and changes nothing
+    let running = Running::spawn(h, &["exec", "hib", "sh", "-c", "touch .busy; sleep 4"]);
+    let t = Instant::now();
+    while !ws.join(".busy").exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the command never ran"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = headstart(h, &["hibernate", "hib", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let busy: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    check("error", &busy);
+    assert_eq!(busy["error"]["kind"], "busy", "{busy}");
+    assert_eq!(container_running(&id), Some(true));
+    let out = running.finish(Duration::from_secs(30));
+    assert!(out.status.success(), "{}", stderr(&out));
+
     let status_before = stdout(&headstart(
         h,
         &["exec", "hib", "git", "status", "--porcelain"],
