@@ -245,7 +245,9 @@ pub(crate) fn write(data_dir: &Path, name: &SandboxName, record: &Record) -> Res
     let io = |e| Error::io(format!("writing {}", path.display()), e);
     fs::create_dir_all(dir(data_dir)).map_err(io)?;
     let json = serde_json::to_vec_pretty(record).map_err(|e| io(io::Error::other(e)))?;
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
     let done = fs::File::create(&tmp)
         .and_then(|mut f| f.write_all(&json))
         .and_then(|()| fs::rename(&tmp, &path));

@@ -336,7 +336,8 @@ impl Headstart {
         connect = connect.name(name.clone());
         // held for the whole start: the idle watch does not stop what is being started
         let _lease = super::lifecycle::Lease::shared(self.data_dir(), &name).await?;
-        let resumed = if req.force_create {
+        // a generated name is new: nothing to resume
+        let resumed = if req.force_create || (req.name.is_none() && workdir.is_none()) {
             None
         } else {
             self.resume_for_up(provider.as_ref(), &name).await?

@@ -151,6 +151,71 @@ fn a_local_sandbox_is_stopped_when_idle_and_resumed_by_exec() {
 }
 
 #[test]
+fn the_idle_timeout_comes_from_the_flag_the_recipe_or_the_environment() {
+    let up = Upstream::new("main", 1).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let url = server.url(up.name());
+    let home = TestHome::new();
+    let h = home.path();
+    let _daemon = DaemonGuard(h.to_path_buf());
+    let with_env = |value: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_headstart"))
+            .args(args)
+            .env("HEADSTART_HOME", h)
+            .env("HEADSTART_FEATURE_FLAGS_DISABLED", "1")
+            .env("HEADSTART_IDLE_TIMEOUT", value)
+            .output()
+            .unwrap()
+    };
+    let recipe = h.join("idle-recipe.json");
+    std::fs::write(&recipe, r#"{"idle_timeout": "45m"}"#).unwrap();
+    let recipe = recipe.display().to_string();
+    let base = ["up", url.as_str(), "--no-snapshot", "--name"];
+
+    // the recipe's wins over the environment; the environment's applies without one
+    let o = with_env("90s", &[&base[..], &["a", "--recipe", &recipe]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(row(h, "a")["idle_timeout_s"], 2700);
+    let o = with_env("90s", &[&base[..], &["b"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(row(h, "b")["idle_timeout_s"], 90);
+    // the flag wins over both; 0 is never
+    let o = with_env("90s", &[&base[..], &["c", "--idle-timeout", "0"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c = row(h, "c");
+    assert!(
+        c["idle_timeout_s"].is_null() && c["idle_deadline"].is_null(),
+        "{c}"
+    );
+    // a reconnect without a setting keeps the recorded one
+    let o = with_env("", &[&base[..], &["b"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(row(h, "b")["idle_timeout_s"], 90);
+
+    // bad values are bad input that names what to fix, and start nothing
+    let o = with_env("soon", &[&base[..], &["d"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("HEADSTART_IDLE_TIMEOUT"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(h.join("idle-recipe.json"), r#"{"idle_timeout": true}"#).unwrap();
+    let o = with_env("", &[&base[..], &["d", "--recipe", &recipe]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("idle_timeout"), "{}", stderr(&o));
+    let o = headstart(h, &["up", &url, "--name", "d", "--idle-timeout", "3 weeks"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let names: Vec<String> = json(&headstart(h, &["ls", "--json"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+}
+
+#[test]
 fn an_idle_docker_sandbox_is_stopped_but_never_under_a_running_command_and_exec_resumes_it() {
     if !docker_or_skip("an_idle_docker_sandbox_is_stopped_but_never_under_a_running_command") {
         return;
