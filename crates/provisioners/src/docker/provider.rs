@@ -358,8 +358,8 @@ impl SandboxProvider for DockerProvider {
     }
 
     /// The named sandbox if it is ready, ready to use: like a reconnect, its workspace
-    /// mount is re-made, a stopped container started and a hibernated one made again. A sandbox still `creating`
-    /// (or interrupted) is not returned.
+    /// mount is re-made, a stopped container started and a hibernated one made again.
+    /// A sandbox still `creating` (or interrupted) is not returned.
     async fn get(&self, name: &SandboxName) -> Result<Option<Box<dyn Sandbox>>> {
         let mut record = self.states.read(name)?;
         if record.as_ref().is_some_and(|r| r.hibernated.is_some()) {
