@@ -42,7 +42,11 @@
 //! - **Exec**: an argv through the engine's exec API, output streamed to the sink,
 //!   exit status, timeout (the process is killed), optional terminal;
 //!   [`DockerSandbox::exec_interactive`] also feeds standard input.
-//! - **Lifecycle**: [`Sandbox::stop`] stops the container (the workspace stays);
+//! - **Lifecycle**: [`Sandbox::stop`] and [`DockerProvider::stop_sandbox`] stop the
+//!   container (the workspace stays; the next open starts it);
+//!   [`DockerProvider::hibernate`] commits it to an image and removes it, and the next
+//!   open makes it again from that image with the same mount, ports and labels
+//!   (`hibernate.rs`);
 //!   [`SandboxProvider::remove`] and [`Sandbox::remove`] remove both;
 //!   [`prune`](sandbox_core::SandboxProvider::prune) removes sandboxes past their TTL, interrupted starts
 //!   and workspaces left without a container.
@@ -95,6 +99,7 @@ mod debian;
 mod engine;
 mod exec;
 mod gateway;
+mod hibernate;
 mod hostfs;
 mod image;
 mod lookup;
@@ -109,6 +114,7 @@ pub use config::{DockerConfig, container_name, data_dir_tag, host_user};
 pub use debian::{DEBIAN_PACKAGES, DEFAULT_MIRROR, DEFAULT_SUITE, DebianSpec};
 pub use engine::{DEFAULT_ENGINE_HOST, EngineHost, connect, connect_from_env};
 pub use gateway::bridge_gateways;
+pub use hibernate::{HIBERNATED_IMAGE_REPO, Hibernated, LABEL_HIBERNATED};
 pub use image::{
     BASE_IMAGE_REPO, BaseImageSpec, BaseRecipe, IMAGE_ENV, ImageRef, LABEL_BASE_DIGEST,
     LABEL_BASE_RECIPE, PUBLIC_BASE_IMAGE, build_base_image, default_image, ensure_image,

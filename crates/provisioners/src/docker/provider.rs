@@ -143,7 +143,12 @@ impl DockerProvider {
             .states
             .lock(&name, deadline, options.cancel.as_ref())
             .await?;
-        let record = self.states.read(&name)?;
+        let mut record = self.states.read(&name)?;
+        if !options.force_create {
+            if let Some(r) = record.as_mut().filter(|r| r.hibernated.is_some()) {
+                self.wake(&name, r).await?;
+            }
+        }
         let found = self.ours(Some(&name)).await?;
         if !options.force_create {
             if let Some(c) = ready_container(record.as_ref(), &found) {
@@ -197,6 +202,15 @@ impl DockerProvider {
             };
             let record = self.states.read(&name)?;
             let found = self.ours(Some(&name)).await?;
+            if let Some(h) = record.as_ref().and_then(|r| r.hibernated.as_ref()) {
+                // hibernated: no container to find, kept until its TTL passes
+                let expires = h.label(LABEL_EXPIRES).and_then(|v| v.parse::<u64>().ok());
+                if expires.is_some_and(|t| t <= now) {
+                    self.clear(&name, &found).await?;
+                    report.expired.push(name);
+                }
+                continue;
+            }
             if let Some(c) = ready_container(record.as_ref(), &found) {
                 let expires = c
                     .labels
@@ -344,10 +358,17 @@ impl SandboxProvider for DockerProvider {
     }
 
     /// The named sandbox if it is ready, ready to use: like a reconnect, its workspace
-    /// mount is re-made and a stopped container started. A sandbox still `creating`
-    /// (or interrupted) is not returned.
+    /// mount is re-made, a stopped container started and a hibernated one made again.
+    /// A sandbox still `creating` (or interrupted) is not returned.
     async fn get(&self, name: &SandboxName) -> Result<Option<Box<dyn Sandbox>>> {
-        let record = self.states.read(name)?;
+        let mut record = self.states.read(name)?;
+        if record.as_ref().is_some_and(|r| r.hibernated.is_some()) {
+            let _lock = self.lock_briefly(name, "resume").await?;
+            record = self.states.read(name)?;
+            if let Some(r) = record.as_mut().filter(|r| r.hibernated.is_some()) {
+                self.wake(name, r).await?;
+            }
+        }
         let found = self.ours(Some(name)).await?;
         let Some(c) = ready_container(record.as_ref(), &found) else {
             return Ok(None);
@@ -357,7 +378,8 @@ impl SandboxProvider for DockerProvider {
 
     /// This data directory's containers (matching the scope labels), with their state:
     /// `ready` (or `stopped` when not running) for a completed start, `creating` for one
-    /// in progress or interrupted.
+    /// in progress or interrupted; a hibernated sandbox (no container, no id) is
+    /// `stopped`.
     async fn list(&self) -> Result<Vec<SandboxInfo>> {
         let found = self.ours(None).await?;
         let mut records: HashMap<SandboxName, Option<StartRecord>> = HashMap::new();
@@ -393,6 +415,36 @@ impl SandboxProvider for DockerProvider {
                 },
                 created_at: c
                     .created
+                    .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok()),
+            });
+        }
+        // hibernated sandboxes have no container: their records say what they are
+        for name in self.states.names()? {
+            if found.iter().any(|c| c.name == name) {
+                continue;
+            }
+            let Some(record) = self.states.read(&name)? else {
+                continue;
+            };
+            let Some(h) = &record.hibernated else {
+                continue;
+            };
+            out.push(SandboxInfo {
+                name: name.clone(),
+                id: String::new(),
+                provider: PROVIDER.into(),
+                workspace: h
+                    .label(LABEL_WORKSPACE)
+                    .map(PathBuf::from)
+                    .unwrap_or_default(),
+                base_snapshot: h
+                    .label(LABEL_BASE_SNAPSHOT)
+                    .filter(|s| !s.is_empty())
+                    .and_then(|s| SnapshotId::new(s.to_owned()).ok()),
+                running: false,
+                state: SandboxState::Stopped,
+                created_at: i64::try_from(record.created_at)
+                    .ok()
                     .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok()),
             });
         }
