@@ -505,3 +505,77 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn the_daemon_hibernates_after_hibernate_after_and_the_ttl_still_removes() {
+    if !docker_or_skip("the_daemon_hibernates_after_hibernate_after_and_the_ttl_still_removes") {
+        return;
+    }
+    let up = Upstream::new("main", 1).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let url = server.url(up.name());
+    let home = TestHome::new();
+    let h = home.path();
+    let _down = DownAll(h);
+    let _daemon = DaemonGuard(h.to_path_buf());
+
+    let started = Instant::now();
+    let v = json(&headstart(
+        h,
+        &[
+            "up",
+            &url,
+            "--provider",
+            "docker",
+            "--name",
+            "nap",
+            "--no-snapshot",
+            "--hibernate-after",
+            "2s",
+            "--ttl",
+            "10s",
+            "--json",
+        ],
+    ));
+    let id = v["sandbox"]["id"].as_str().unwrap().to_owned();
+    let wait_hibernated = || {
+        let t = Instant::now();
+        loop {
+            let r = row(h, "nap");
+            if r["hibernated"] == true {
+                return r;
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "not hibernated: {r}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    let r = wait_hibernated();
+    assert_eq!(r["status"], "stopped", "{r}");
+    assert_eq!(container_running(&id), None, "its container is removed");
+    assert!(!hibernation_images(h).is_empty());
+
+    let e = json(&headstart(
+        h,
+        &["exec", "--json", "nap", "git", "status", "--short"],
+    ));
+    assert_eq!(e["resumed"]["from"], "hibernated", "{e}");
+    assert_eq!(e["status"], 0, "{e}");
+    let _ = wait_hibernated();
+
+    // the TTL still removes it, hibernated or not, image included
+    if let Some(left) = Duration::from_secs(11).checked_sub(started.elapsed()) {
+        std::thread::sleep(left);
+    }
+    let p = json(&headstart(h, &["prune", "--json"]));
+    assert!(
+        p["expired"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == "nap"),
+        "{p}"
+    );
+    let ls = json(&headstart(h, &["ls", "--json"]));
+    assert!(ls.as_array().unwrap().is_empty(), "{ls}");
+    assert_eq!(hibernation_images(h), "", "the image went with it");
+}

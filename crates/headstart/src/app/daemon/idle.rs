@@ -2,7 +2,7 @@
 //! hibernate) the sandboxes whose idle time passed ([`Headstart::idle_sweep`], which
 //! takes each sandbox's lease exclusively and re-checks under it, so a command in
 //! flight or a start in progress always wins). Not here: the decision or the stop
-//! itself (`app/lifecycle.rs`).
+//! itself (`app/lifecycle/`).
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! in the daemon's memory; the broker keeps its grants, without tokens, in
 //! `<data dir>/daemon/grants.json`.
 //!
-//! The same daemon stops idle sandboxes (`idle.rs`, over `app/lifecycle.rs`); `up`
+//! The same daemon stops idle sandboxes (`idle.rs`, over `app/lifecycle/`); `up`
 //! starts it on demand for a sandbox with an idle timeout too.
 //!
 //! Here: the protocol, the client side ([`Headstart::daemon_status`],
