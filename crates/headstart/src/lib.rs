@@ -27,6 +27,7 @@ mod app;
 pub mod env;
 
 pub use app::daemon;
+pub use app::{Activity, HibernateOutcome, Resumed, ResumedFn, RunState, parse_duration};
 pub use app::{
     CLEANUP_GRACE, Config, CredentialsMode, DIRECT, DeadBuilds, DownOutcome, Error, ExecOutcome,
     ExecRequest, FailureRecord, FlagsStatus, GcOutcome, Headstart, LsOutcome, Notice, NoticeFn,

@@ -64,7 +64,6 @@ mod key;
 mod policy;
 mod reconnect;
 mod refresh;
-pub mod seed;
 mod setup;
 mod state;
 
@@ -75,6 +74,7 @@ pub use cleanup::{BUILD_MARKER_VAR, CleanupReport};
 pub use error::{BuildError, Error, NotEligible, Result};
 pub use fast_start::{FastStart, OriginAlias, Started};
 pub use guard::SandboxGuard;
+pub use hooks::run_after_start_hooks;
 pub use setup::{FastStartBuilder, NoProvider};
 
 /// The vocabulary crate, for what is not re-exported below.

@@ -40,6 +40,12 @@ pub struct Config {
     /// The default git identity of started workspaces, `Name <email>`
     /// (`HEADSTART_GIT_USER`); an [`UpRequest::git_user`](super::UpRequest::git_user) wins.
     pub git_user: Option<String>,
+    /// The default idle timeout of started sandboxes (`HEADSTART_IDLE_TIMEOUT`; `None`
+    /// or zero: never stopped for idleness); an
+    /// [`UpRequest::idle_timeout`](super::UpRequest::idle_timeout) or a recipe's wins.
+    pub idle_timeout: Option<std::time::Duration>,
+    /// Why `HEADSTART_IDLE_TIMEOUT` is invalid: reported by a start.
+    idle_timeout_error: Option<String>,
     /// Why the environment's eligibility settings are invalid: reported by a start
     /// that would use them (every other operation works without them).
     eligibility_error: Option<String>,
@@ -74,6 +80,19 @@ impl Config {
             flags,
             eligibility_error: None,
             git_user: None,
+            idle_timeout: None,
+            idle_timeout_error: None,
+        }
+    }
+
+    /// The default idle timeout a start uses.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when `HEADSTART_IDLE_TIMEOUT` is not a duration.
+    pub(crate) fn default_idle_timeout(&self) -> Result<Option<std::time::Duration>> {
+        match &self.idle_timeout_error {
+            Some(e) => Err(Error::InvalidInput(e.clone())),
+            None => Ok(self.idle_timeout),
         }
     }
 
@@ -111,7 +130,16 @@ impl Config {
             Ok(e) => (e, None),
             Err(e) => (Eligibility::all(), Some(e.to_string())),
         };
+        let (idle_timeout, idle_timeout_error) = match env::non_empty(env::HEADSTART_IDLE_TIMEOUT) {
+            None => (None, None),
+            Some(v) => match super::parse_duration(&v) {
+                Ok(d) => (Some(d), None),
+                Err(e) => (None, Some(format!("{}: {e}", env::HEADSTART_IDLE_TIMEOUT))),
+            },
+        };
         Ok(Self {
+            idle_timeout,
+            idle_timeout_error,
             data_dir: local.home,
             restore_method: local.restore_method,
             credentials: git_credentials(),

@@ -49,6 +49,10 @@ pub enum Error {
     /// The credential daemon could not be started or reached, or refused a request.
     #[error("{0}")]
     Daemon(String),
+    /// The sandbox is in use (a command or a start holds it) and the operation does not
+    /// wait for it.
+    #[error("{0}")]
+    Busy(String),
     /// A start stopped by its cancel token or its deadline.
     #[error("starting sandbox {} was stopped", .0.name)]
     Stopped(Box<Stopped>),
@@ -86,6 +90,7 @@ impl Error {
             Self::Stopped(_) => "cancelled",
             Self::BackingOff(_) => "backing_off",
             Self::Daemon(_) => "daemon",
+            Self::Busy(_) => "busy",
             Self::Io { .. } | Self::Failed(_) => "other",
         }
     }
@@ -106,6 +111,7 @@ impl Error {
             | Self::Failed(_)
             | Self::BackingOff(_)
             | Self::Daemon(_)
+            | Self::Busy(_)
             | Self::Stopped(_) => false,
         }
     }
@@ -120,6 +126,7 @@ impl Error {
             "network" => "check the host, your network and any proxy, then retry",
             "too_slow" => "the server is stalling: check it and your network, then retry",
             "command_not_found" => "give a path, or a program on the sandbox's PATH",
+            "busy" => "wait for the command or start to finish, then retry",
             _ => return None,
         })
     }

@@ -66,6 +66,14 @@ pub struct UpRequest {
     pub ports: Vec<PortRequest>,
     /// Remove the sandbox after this long (by [`Headstart::prune`]).
     pub ttl: Option<Duration>,
+    /// Stop the sandbox after this long with no command, start or look at its ports
+    /// (by the host daemon, started on demand; zero: never). Default: the recipe's
+    /// `idle_timeout`, else [`Config::idle_timeout`](super::Config::idle_timeout), else
+    /// what an earlier start of the name recorded.
+    pub idle_timeout: Option<Duration>,
+    /// Hibernate the (Docker) sandbox after this long without activity (zero: never).
+    /// Default: the recipe's `hibernate_after`, else an earlier start's.
+    pub hibernate_after: Option<Duration>,
     /// A setup recipe file (JSON; see [`read_recipe`](super::read_recipe)).
     pub recipe_file: Option<PathBuf>,
     /// Build a missing snapshot in this process and wait for it.
@@ -146,6 +154,9 @@ pub struct UpOutcome {
     pub report: StartupReport,
     /// The snapshot a warm start restored.
     pub snapshot: Option<SnapshotRef>,
+    /// Set when the sandbox of that name was stopped (or hibernated) and this start
+    /// started it again (its after-start hooks ran as for any start).
+    pub resumed: Option<super::Resumed>,
     /// What the background builder did.
     pub build: Option<KickOutcome>,
     /// The sandbox's broker grant (never its capability in full).
@@ -252,6 +263,16 @@ impl Headstart {
             }
         };
         let mut recipe = read_recipe(req.recipe_file.as_deref())?;
+        let (recipe_idle, recipe_hibernate) =
+            super::lifecycle::RecipeLifecycle::read(req.recipe_file.as_deref())?;
+        let lifecycle = super::lifecycle::UpLifecycle {
+            idle_timeout: match req.idle_timeout.or(recipe_idle) {
+                Some(d) => Some(d),
+                None => self.config.default_idle_timeout()?,
+            },
+            hibernate_after: req.hibernate_after.or(recipe_hibernate),
+            after_start: recipe.after_start.clone(),
+        };
         let identity = match req.git_user.as_ref().or(self.config.git_user.as_ref()) {
             Some(s) => Some(GitIdentity::parse(s).map_err(|e| Error::InvalidInput(e.to_string()))?),
             None => None,
@@ -331,6 +352,14 @@ impl Headstart {
                 "push patterns apply to a broker grant, and this start makes none".into(),
             ));
         }
+        // held for the whole start: the idle watch does not stop what is being started
+        let _lease = super::lifecycle::Lease::shared(self.data_dir(), &name).await?;
+        // a generated name is new: nothing to resume
+        let resumed = if req.force_create || (req.name.is_none() && workdir.is_none()) {
+            None
+        } else {
+            self.resume_for_up(provider.as_ref(), &name).await?
+        };
         let detach = self.config.detach_builds && !req.wait_snapshot;
         let builder = Arc::new(self.builder_for(provider.clone(), kind, detach));
         let eligibility = if req.no_snapshot {
@@ -437,6 +466,7 @@ impl Headstart {
                 .replace("building a snapshot in the background", a);
         }
         let sb = &started.sandbox;
+        self.record_up(sb.name(), kind, lifecycle).await;
         let grant = match plan {
             Some(plan) => {
                 let renew = started.report.path == sandbox_core::StartPath::Reconnected;
@@ -479,6 +509,7 @@ impl Headstart {
                     key: k.as_str().to_owned(),
                 }),
             report: started.report,
+            resumed,
             build: started.build,
             grant,
             waited: wait_result,

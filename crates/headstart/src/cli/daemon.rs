@@ -11,8 +11,9 @@ use super::output;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DaemonCommand {
-    /// Run the credential daemon in the foreground (`up` starts it when a sandbox needs
-    /// a grant): the git broker on 127.0.0.1 and the control socket.
+    /// Run the daemon in the foreground (`up` starts it when a sandbox needs a grant or
+    /// has an idle timeout): the git broker on 127.0.0.1, the control socket and the
+    /// idle watch that stops idle sandboxes.
     Run,
     /// Start the credential daemon in the background when none runs (its grants come
     /// back without tokens: each sandbox's next `up` registers its token again).

@@ -9,6 +9,7 @@ mod cli;
 mod conventions;
 mod docker_lifecycle;
 mod exec_status;
+mod idle;
 mod json_output;
 mod library;
 mod lifecycle;

@@ -7,11 +7,15 @@
 //! in the daemon's memory; the broker keeps its grants, without tokens, in
 //! `<data dir>/daemon/grants.json`.
 //!
+//! The same daemon stops idle sandboxes (`idle.rs`, over `app/lifecycle/`); `up`
+//! starts it on demand for a sandbox with an idle timeout too.
+//!
 //! Here: the protocol, the client side ([`Headstart::daemon_status`],
 //! [`Headstart::daemon_stop`], registering and revoking a sandbox's grant) and starting
 //! the daemon on demand. The daemon itself is [`run_daemon`] (`server.rs`). Not here:
 //! the HTTP side (the `git-broker` crate), or when a start wants a grant (`up.rs`).
 
+mod idle;
 mod listen;
 mod server;
 mod start;

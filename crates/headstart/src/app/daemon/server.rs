@@ -117,6 +117,7 @@ pub async fn run_daemon(data_dir: &Path) -> Result<()> {
     });
     daemon.save()?;
     let serving = broker.spawn(tcp);
+    let watching = tokio::spawn(super::idle::watch(data_dir.to_path_buf()));
     tracing::info!(port, pid = std::process::id(), "credential daemon ready");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::io("catching SIGTERM", e))?;
@@ -136,6 +137,7 @@ pub async fn run_daemon(data_dir: &Path) -> Result<()> {
     }
     serving.abort();
     daemon.listeners.stop();
+    watching.abort();
     let _ = std::fs::remove_file(&sock);
     tracing::info!("credential daemon stopped");
     Ok(())
