@@ -64,7 +64,12 @@ fn fetch_once(env: &Env, extra: &[&str], url: &str, n: usize) -> anyhow::Result<
 fn broker_overhead_on_a_20_mb_fetch() -> anyhow::Result<()> {
     let upstream = Upstream::new("main", 0)?;
     let changes: Vec<Change> = (0..FILES)
-        .map(|i| Change::Write(format!("blob/{i:02}.bin"), noise(i as u64 + 7, FILE_BYTES)))
+        .map(|i| {
+            Change::Write(
+                format!("blob/{i:02}.bin"),
+                noise(2 * i as u64 + 7, FILE_BYTES),
+            )
+        })
         .collect();
     upstream.commit("main", &changes)?;
     // the upstream's own cost (deflating incompressible blobs) is noise here

@@ -472,7 +472,13 @@ impl Headstart {
                 let renew = started.report.path == sandbox_core::StartPath::Reconnected;
                 Some(self.grant(plan, sb.as_ref(), &req, renew).await?)
             }
-            None => None,
+            None => {
+                // a replaced sandbox's grant goes with it (a new grant replaces it anyway)
+                if req.force_create {
+                    self.revoke_grants(&name).await;
+                }
+                None
+            }
         };
         let git_identity = {
             let ws = sb.workspace().to_path_buf();

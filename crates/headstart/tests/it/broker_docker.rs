@@ -54,21 +54,6 @@ fn a_docker_sandbox_on_the_default_bridge_fetches_and_pushes_through_the_broker(
         "{v}"
     );
 
-    // The broker listens on the bridge's gateway too, and on no wildcard.
-    let status = json(&headstart(home.path(), &["daemon", "status", "--json"]));
-    crate::schema::check("daemon-status", &status);
-    let addresses: Vec<&str> = status["addresses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    assert!(!addresses.is_empty(), "{status}");
-    assert!(
-        addresses.iter().all(|a| *a != "0.0.0.0" && *a != "::"),
-        "{addresses:?}"
-    );
-
     let exec = |argv: &[&str]| {
         let mut args = vec!["exec", name.as_str(), "--"];
         args.extend_from_slice(argv);
@@ -115,6 +100,21 @@ fn a_docker_sandbox_on_the_default_bridge_fetches_and_pushes_through_the_broker(
         stderr(&refused)
     );
     assert_eq!(up.tip("main").unwrap(), before);
+
+    // The broker listens on the bridge's gateway too, and on no wildcard.
+    let status = json(&headstart(home.path(), &["daemon", "status", "--json"]));
+    crate::schema::check("daemon-status", &status);
+    let addresses: Vec<&str> = status["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(!addresses.is_empty(), "{status}");
+    assert!(
+        addresses.iter().all(|a| *a != "0.0.0.0" && *a != "::"),
+        "{addresses:?}"
+    );
 
     // The token is nowhere in the container.
     assert!(!ok(&["env"]).contains(&token), "in the container's env");

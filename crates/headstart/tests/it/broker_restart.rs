@@ -117,6 +117,41 @@ fn a_broker_sandbox_reconnects_and_is_re_registered_after_a_daemon_restart() {
         test_support::files_containing(home.path(), &token),
         Vec::<PathBuf>::new()
     );
+
+    // `--force-create` is a new sandbox (here without a grant): the old URL is revoked.
+    // (agent/r exists upstream now: started as a branch, not a new one)
+    let out = headstart_with_token(
+        home.path(),
+        &token,
+        &[
+            "up",
+            &url,
+            "--name",
+            "rc",
+            "--provider",
+            "local",
+            "--branch",
+            "agent/r",
+            "--force-create",
+            "--no-snapshot",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let fresh = json(&out);
+    assert!(
+        fresh["grant"].is_null(),
+        "a local sandbox's default: {fresh}"
+    );
+    assert!(live_grants(home.path(), "rc").is_empty());
+    let tmp = tempfile::tempdir().unwrap();
+    let old = git_in(tmp.path(), &["ls-remote", &origin]);
+    assert!(!old.status.success());
+    assert!(
+        String::from_utf8_lossy(&old.stderr).contains("revoked"),
+        "{}",
+        String::from_utf8_lossy(&old.stderr)
+    );
 }
 
 /// Another sandbox's grant URL is not "its own": a reconnect still refuses it as
