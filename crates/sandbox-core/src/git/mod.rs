@@ -70,6 +70,7 @@ mod identity;
 mod inspect;
 mod known_hosts;
 mod nodelay;
+mod seal;
 pub mod seed;
 mod transfer;
 mod watch;
@@ -78,6 +79,7 @@ use git2::Repository;
 
 pub use identity::{GitIdentity, identity, set_identity};
 pub use inspect::{Inspection, LocalChanges, WorkspaceSummary, inspect, summary};
+pub use seal::{CleanSeal, seal_clean};
 
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
@@ -132,6 +134,11 @@ pub struct GitOptions {
     pub limits: crate::TransferLimits,
     /// Stops the operation when cancelled ([`Error::Cancelled`]).
     pub cancel: Option<crate::CancelToken>,
+    /// [`sync`] only: the [`CleanSeal`] of the snapshot the workspace was restored
+    /// from, when the restore guarantees the workspace is exactly the captured one.
+    /// While it matches HEAD and the index, the sync skips the walk proving the
+    /// worktree clean; otherwise it is ignored.
+    pub clean_seal: Option<CleanSeal>,
 }
 
 impl fmt::Debug for GitOptions {
@@ -142,6 +149,7 @@ impl fmt::Debug for GitOptions {
             .field("progress", &self.progress.is_some())
             .field("limits", &self.limits)
             .field("cancel", &self.cancel)
+            .field("clean_seal", &self.clean_seal)
             .finish()
     }
 }
@@ -207,7 +215,7 @@ fn clone_into(source: &Source, dest: &Path, options: &GitOptions) -> Result<Chec
     drop(remote);
     repo.remote_add_fetch("origin", &transfer::tracking_refspec(&fetched.base))
         .map_err(git_err("clone"))?;
-    check_out_fetched(&repo, url, &fetched, new_branch, Step::Clone, started)
+    check_out_fetched(&repo, url, &fetched, new_branch, Step::Clone, started, None)
 }
 
 /// Brings an existing checkout (a restored snapshot) to the branch `source` asks for:
@@ -299,7 +307,15 @@ fn sync_in(source: &Source, workspace: &Path, options: &GitOptions) -> Result<Ch
     };
     drop(remote);
     ensure_fetch_refspec(&repo, &fetched.base)?;
-    check_out_fetched(&repo, url, &fetched, new_branch, Step::Sync, started)
+    check_out_fetched(
+        &repo,
+        url,
+        &fetched,
+        new_branch,
+        Step::Sync,
+        started,
+        options.clean_seal.as_ref(),
+    )
 }
 
 /// Which operation [`check_out_fetched`] finishes.
@@ -318,6 +334,7 @@ fn check_out_fetched(
     new_branch: Option<&str>,
     step: Step,
     started: std::time::Instant,
+    seal: Option<&CleanSeal>,
 ) -> Result<Checkout> {
     let (op, sync) = match step {
         Step::Clone => ("clone", false),
@@ -335,9 +352,10 @@ fn check_out_fetched(
         "checked for submodules and LFS"
     );
     let head = match new_branch {
-        Some(nb) => checkout::checkout_branch(repo, nb, fetched.tip, None, sync)?,
+        Some(nb) => checkout::checkout_branch(repo, nb, fetched.tip, None, sync, seal)?,
         None => {
-            checkout::checkout_branch(repo, &fetched.base, fetched.tip, Some(&fetched.base), sync)?
+            let up = Some(fetched.base.as_str());
+            checkout::checkout_branch(repo, &fetched.base, fetched.tip, up, sync, seal)?
         }
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;
