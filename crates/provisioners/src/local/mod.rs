@@ -533,7 +533,12 @@ impl LocalProvider {
         options: &ConnectOptions,
         name: SandboxName,
         cancelled: &AtomicBool,
-    ) -> Result<(SandboxRecord, Connected, Option<FileLock>, Option<CleanSeal>)> {
+    ) -> Result<(
+        SandboxRecord,
+        Connected,
+        Option<FileLock>,
+        Option<CleanSeal>,
+    )> {
         let stop = || {
             cancelled.load(Ordering::SeqCst)
                 || options.cancel.as_ref().is_some_and(|c| c.is_cancelled())

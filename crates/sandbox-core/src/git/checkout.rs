@@ -230,11 +230,7 @@ fn is_rule_file(path: &[u8]) -> bool {
 /// replaces the walk (the restore guaranteed the worktree is the captured one).
 /// Proved clean but with a diff naming many paths ([`PATHS_PER_ENTRY`]), the whole
 /// tree is checked out instead, still without the clean.
-fn plan_sync(
-    repo: &Repository,
-    new_tree: &git2::Tree<'_>,
-    seal: Option<&CleanSeal>,
-) -> SyncPlan {
+fn plan_sync(repo: &Repository, new_tree: &git2::Tree<'_>, seal: Option<&CleanSeal>) -> SyncPlan {
     let Some(old_tree) = repo.head().ok().and_then(|h| h.peel_to_tree().ok()) else {
         return SyncPlan::Full("HEAD names no tree");
     };
@@ -266,7 +262,9 @@ fn plan_sync(
         }
         match super::seal::worktree_is_clean(repo) {
             Ok(true) => {}
-            Ok(false) => return SyncPlan::Full("the worktree has local changes or untracked files"),
+            Ok(false) => {
+                return SyncPlan::Full("the worktree has local changes or untracked files");
+            }
             Err(_) => return SyncPlan::Full("the status of the worktree failed"),
         }
     }
