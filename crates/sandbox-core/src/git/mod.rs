@@ -27,7 +27,10 @@
 //!   HEAD (no local change, no untracked file), [`sync`] checks out only the paths of
 //!   the tree-to-tree diff and skips the clean (unless the diff changes a `.gitignore`
 //!   or `.gitattributes`): one walk of the worktree instead of two. Anything else takes
-//!   the full checkout and clean, with the same result.
+//!   the full checkout and clean, with the same result. A snapshot proved clean when
+//!   it was captured ([`seal_clean`]) and restored so that nothing can have written
+//!   to it ([`GitOptions::clean_seal`]) skips that walk too, while HEAD and the index
+//!   checksum still match the seal.
 //! - **Submodules and Git LFS** are refused with [`Error::UnsupportedRepository`]
 //!   naming the paths: the engine fetches neither, and a sandbox silently missing
 //!   those files is worse than a clear error.
