@@ -16,6 +16,7 @@ mod reconnect;
 mod schema;
 mod secrets;
 mod sessions;
+mod tls_start;
 
 use std::path::Path;
 use std::process::{Command, Output};
