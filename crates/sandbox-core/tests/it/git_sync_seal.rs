@@ -151,3 +151,38 @@ fn only_a_clean_workspace_is_sealed() -> anyhow::Result<()> {
     assert!(git::seal_clean(dir.path()).is_err(), "not a workspace");
     Ok(())
 }
+
+/// A branch whose tree and history share nothing with the snapshot's (an orphan
+/// `gh-pages`-like branch): the sealed snapshot ends file for file equal to a cold
+/// clone of that branch, every file of the old tree gone, the recipe's ignored output
+/// kept.
+#[test]
+fn a_sealed_snapshot_switched_to_an_orphan_branch_equals_a_cold_clone() -> anyhow::Result<()> {
+    for via in [Via::File, Via::Http] {
+        let up = upstream()?;
+        up.commit(
+            "site",
+            &[
+                Change::write(".gitignore", "build/\n"),
+                Change::write("index.html", "<h1>site</h1>\n"),
+                Change::write("assets/style.css", "h1 { color: red }\n"),
+            ],
+        )?;
+        let (_server, url) = serve(&up, via)?;
+        let dir = tempfile::tempdir()?;
+        let ws = snapshot(&url, dir.path())?;
+        let seal = git::seal_clean(&ws)?.expect("clean");
+        let src = crate::common::source(&url, Some("site"), None)?;
+        let log = sync_sealed(&src, &ws, &seal)?;
+        assert!(log.contains(SEAL_HOLDS), "{via:?}: {log}");
+        assert!(!log.contains(WALK), "{via:?}: {log}");
+        assert!(!ws.join("src").exists(), "{via:?}: the old tree is gone");
+        assert!(
+            ws.join("build/cache.bin").is_file(),
+            "{via:?}: ignored kept"
+        );
+        assert_like_cold_clone(&src, &ws, dir.path())?;
+        assert_eq!(state(&ws)?.branch, "site");
+    }
+    Ok(())
+}
