@@ -186,3 +186,93 @@ fn a_sealed_snapshot_switched_to_an_orphan_branch_equals_a_cold_clone() -> anyho
     }
     Ok(())
 }
+
+/// Every file under `dir` but `.git` and `build`: whether it is a symlink, and its
+/// executable bit.
+fn modes(dir: &Path) -> anyhow::Result<std::collections::BTreeMap<String, (bool, bool)>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    for rel in files(dir, &["build"])?.into_keys() {
+        let m = std::fs::symlink_metadata(dir.join(&rel))?;
+        let exec = !m.is_symlink() && m.permissions().mode() & 0o111 != 0;
+        out.insert(rel.display().to_string(), (m.is_symlink(), exec));
+    }
+    Ok(out)
+}
+
+/// 100 commits ahead, pushed with the git CLI: renames, deletions, files made
+/// executable, symlinks added, contents rewritten. The sealed snapshot catches up to
+/// exactly what a cold clone holds: contents, link targets, executable bits.
+#[test]
+fn a_sealed_snapshot_100_commits_behind_with_renames_modes_and_symlinks_equals_a_cold_clone()
+-> anyhow::Result<()> {
+    let up = upstream()?;
+    let (_server, url) = serve(&up, Via::Http)?;
+    let dir = tempfile::tempdir()?;
+    let ws = snapshot(&url, dir.path())?;
+    let seal = git::seal_clean(&ws)?.expect("clean");
+
+    let work = dir.path().join("work");
+    git_in(
+        dir.path(),
+        &["clone", "-q", up.path().to_str().unwrap_or(""), "work"],
+    )?;
+    for i in 0..100 {
+        let f = Upstream::file_path(i);
+        match i % 5 {
+            0 => {
+                std::fs::create_dir_all(work.join("renamed"))?;
+                git_in(&work, &["mv", &f, &format!("renamed/r{i:03}.txt")])?;
+            }
+            1 => {
+                git_in(&work, &["rm", "-q", &f])?;
+            }
+            2 => {
+                use std::os::unix::fs::PermissionsExt;
+                let p = work.join(&f);
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+                git_in(&work, &["add", &f])?;
+            }
+            3 => {
+                std::fs::create_dir_all(work.join("links"))?;
+                std::os::unix::fs::symlink(format!("../{f}"), work.join(format!("links/l{i:03}")))?;
+                git_in(&work, &["add", &format!("links/l{i:03}")])?;
+            }
+            _ => {
+                std::fs::write(work.join(&f), format!("rewritten in commit {i}\n"))?;
+                git_in(&work, &["add", &f])?;
+            }
+        }
+        git_in(
+            &work,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qm",
+                &format!("c{i}"),
+            ],
+        )?;
+    }
+    git_in(&work, &["push", "-q", "origin", "trunk"])?;
+
+    let src = Source::new(url.clone());
+    let log = sync_sealed(&src, &ws, &seal)?;
+    assert!(log.contains(SEAL_HOLDS), "{log}");
+    assert!(!log.contains(WALK), "{log}");
+    assert_like_cold_clone(&src, &ws, dir.path())?;
+    let cold = dir.path().join("cold");
+    assert_eq!(modes(&ws)?, modes(&cold)?);
+    let m = modes(&ws)?;
+    assert_eq!(
+        m.get(&Upstream::file_path(2)),
+        Some(&(false, true)),
+        "made executable"
+    );
+    assert_eq!(m.get("links/l003"), Some(&(true, false)), "symlink");
+    assert!(!ws.join(Upstream::file_path(0)).exists(), "renamed away");
+    assert!(ws.join("renamed/r000.txt").is_file());
+    Ok(())
+}
