@@ -91,6 +91,11 @@ pub const NO_COLOR: &str = "NO_COLOR";
 pub const RUST_LOG: &str = "RUST_LOG";
 /// Set on recipe commands a snapshot build runs (the build marker), never read here.
 pub const HEADSTART_BUILD: &str = "HEADSTART_BUILD";
+/// OpenSSL's CA bundle file (read by OpenSSL). Unset together with [`SSL_CERT_DIR`],
+/// `up` starts libgit2 with the hashed CA directory instead of parsing the bundle.
+pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
+/// OpenSSL's hashed CA directory (read by OpenSSL).
+pub const SSL_CERT_DIR: &str = "SSL_CERT_DIR";
 
 /// Every variable above, for documentation and tests.
 pub const ALL: &[&str] = &[
@@ -132,6 +137,8 @@ pub const ALL: &[&str] = &[
     NO_COLOR,
     RUST_LOG,
     HEADSTART_BUILD,
+    SSL_CERT_FILE,
+    SSL_CERT_DIR,
 ];
 
 /// The value of `name`, if set and valid UTF-8. The one `std::env::var` call of the

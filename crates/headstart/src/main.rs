@@ -79,8 +79,7 @@ fn install_scrubbing_panic_hook() {
     }));
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     headstart::register_secrets();
     install_scrubbing_panic_hook();
     let cli = match Cli::try_parse() {
@@ -119,6 +118,26 @@ async fn main() -> ExitCode {
         TopCommand::Completions(args) => return completions::completions(&args),
         TopCommand::GenerateMan(args) => return completions::man(&args),
     };
+    if matches!(command, cli::Command::Up(_)) {
+        // before the runtime: the only moment the process has one thread
+        cli::gitinit::start_libgit2();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(command))
+}
+
+/// Runs a command and turns its error into the exit status (and the `--json` error
+/// object or the `error:`/`hint:` lines).
+async fn run(command: cli::Command) -> ExitCode {
     let json = command.json();
     match cli::run(command).await {
         Ok(code) => code,

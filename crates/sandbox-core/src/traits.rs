@@ -26,6 +26,13 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
     fn workspace(&self) -> &Path;
     /// The snapshot it was restored from, if any.
     fn base_snapshot(&self) -> Option<&SnapshotId>;
+    /// The clean seal of the snapshot this sandbox was just restored from
+    /// ([`crate::git::CleanSeal`]), when the restore guarantees the workspace is byte
+    /// for byte the captured one and nothing ran in it since; a warm sync then skips
+    /// proving it clean. `None` (the default) takes the proving walk.
+    fn clean_seal(&self) -> Option<crate::git::CleanSeal> {
+        None
+    }
     /// Runs an argv in the workspace (never through a shell).
     async fn exec(&self, request: &ExecRequest) -> Result<ExecOutput>;
     /// Snapshots the workspace (and image, for container providers). The snapshot is

@@ -677,6 +677,7 @@ impl FastStart {
             progress: self.progress.clone(),
             limits: self.limits,
             cancel: self.cancel.clone(),
+            clean_seal: None,
         }
     }
 
@@ -770,9 +771,15 @@ impl FastStart {
             return Ok(Warm::Reconnected(sandbox));
         }
         let src = source.clone().prebuilt(true);
+        // the provider's word that the workspace is exactly the captured snapshot
+        let seal = sandbox.clean_seal();
         let checkout = self
             .git_step(clock, Phase::GitSync, &*sandbox, move |ws, opts| {
-                git::sync(&src, ws, opts)
+                let opts = GitOptions {
+                    clean_seal: seal,
+                    ..opts.clone()
+                };
+                git::sync(&src, ws, &opts)
             })
             .await
             .map_err(WarmError::Sync)?;

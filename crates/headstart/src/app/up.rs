@@ -238,6 +238,9 @@ impl Headstart {
     /// Bad input ([`Error::is_user_error`]), a failed start (it removed what it
     /// created), or [`Error::Stopped`].
     pub async fn up(&self, req: UpRequest) -> Result<UpOutcome> {
+        // libgit2's start-up (TLS and its CA certificates) overlaps the checks, the
+        // provider choice and the restore below instead of delaying the clone or sync.
+        drop(tokio::task::spawn_blocking(sandbox_core::git::preload));
         if req.branch.is_some() && req.new_branch.is_some() {
             // Allowed by the library (new branch from that branch); say what happens.
             tracing::info!("creating the new branch from --branch");

@@ -8,6 +8,7 @@ pub(crate) mod completions;
 pub(crate) mod daemon;
 pub(crate) mod error;
 pub(crate) mod flags;
+pub(crate) mod gitinit;
 pub(crate) mod interrupt;
 pub(crate) mod lifecycle;
 pub(crate) mod output;

@@ -19,6 +19,7 @@ mod reconnect;
 mod schema;
 mod secrets;
 mod sessions;
+mod tls_start;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -88,6 +88,7 @@ mod gitindex;
 mod record;
 mod restore;
 mod store;
+use sandbox_core::git::{self, CleanSeal};
 use sandbox_core::tree;
 
 use std::collections::BTreeMap;
@@ -112,6 +113,9 @@ use record::{FileLock, RecordState, SandboxRecord};
 use restore::OverlayDirs;
 
 const KIND: &str = "local";
+
+/// The snapshot manifest's `provider_data` field holding its [`CleanSeal`].
+const SEAL_FIELD: &str = "clean_seal";
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::io(context, e)
@@ -470,6 +474,7 @@ impl LocalProvider {
             env,
             running: exec::Running::default(),
             lock: std::sync::Mutex::new(None),
+            seal: None,
         }
     }
 
@@ -498,7 +503,12 @@ impl LocalProvider {
         options: &ConnectOptions,
         name: SandboxName,
         cancelled: &AtomicBool,
-    ) -> Result<(SandboxRecord, Connected, Option<FileLock>)> {
+    ) -> Result<(
+        SandboxRecord,
+        Connected,
+        Option<FileLock>,
+        Option<CleanSeal>,
+    )> {
         let stop = || {
             cancelled.load(Ordering::SeqCst)
                 || options.cancel.as_ref().is_some_and(|c| c.is_cancelled())
@@ -517,7 +527,7 @@ impl LocalProvider {
         match existing {
             Ok(Some(rec)) if rec.state == RecordState::Ready && !options.force_create => {
                 self.ensure_ready(&rec)?;
-                return Ok((rec, Connected::Reconnected, None));
+                return Ok((rec, Connected::Reconnected, None, None));
             }
             Ok(rec) => {
                 if rec.is_some() || dir.exists() {
@@ -544,9 +554,9 @@ impl LocalProvider {
         if stop() {
             return Err(cancel_err());
         }
-        let rec = result?;
+        let (rec, seal) = result?;
         let lock = (rec.state == RecordState::Creating).then_some(lock);
-        Ok((rec, Connected::Created, lock))
+        Ok((rec, Connected::Created, lock, seal))
     }
 
     fn create(
@@ -555,7 +565,7 @@ impl LocalProvider {
         name: &SandboxName,
         dir: &Path,
         stop: &dyn Fn() -> bool,
-    ) -> Result<SandboxRecord> {
+    ) -> Result<(SandboxRecord, Option<CleanSeal>)> {
         fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
         let now = OffsetDateTime::now_utc();
         let expires_at = options
@@ -583,6 +593,7 @@ impl LocalProvider {
         };
         // `creating` from the start: a crash from here on leaves a record that says so
         write(&rec)?;
+        let mut seal = None;
         if let Some(workdir) = &options.workdir {
             // checked before anything is created: never inside (or around) our data
             let workdir = crate::workdir::check_workdir(workdir, &self.inner.home)?;
@@ -609,6 +620,10 @@ impl LocalProvider {
                 }
                 rec.base_snapshot = Some(id.clone());
                 rec.snapshot_name = Some(meta.name);
+                seal = meta
+                    .provider_data
+                    .get(SEAL_FIELD)
+                    .and_then(|v| serde_json::from_value::<CleanSeal>(v.clone()).ok());
                 rec.restore_method = Some(method);
                 let lower = snap_dir.join("workspace");
                 rec.lower = (method == RestoreMethod::Overlay).then(|| lower.clone());
@@ -648,6 +663,12 @@ impl LocalProvider {
                 "restoring snapshot {id} by {method} into {}",
                 dir.display()
             )))?;
+            // Only an overlay over the snapshot itself, with the new (empty) upper layer
+            // made just now, is the captured workspace byte for byte; copies take the
+            // proving walk.
+            if restored.method != RestoreMethod::Overlay {
+                seal = None;
+            }
             tracing::debug!(
                 sandbox = %name, snapshot = %id, method = %restored.method,
                 files = restored.stats.files, hardlinks = restored.stats.hardlinks,
@@ -662,7 +683,7 @@ impl LocalProvider {
             rec.state = RecordState::Ready;
         }
         write(&rec)?;
-        Ok(rec)
+        Ok((rec, seal))
     }
 }
 
@@ -711,10 +732,11 @@ impl SandboxProvider for LocalProvider {
             },
             None => task.await,
         };
-        let (rec, connected, lock) = joined
+        let (rec, connected, lock, seal) = joined
             .map_err(|e| Error::provider(KIND, format!("a background task failed: {e}")))??;
         let mut sandbox = self.open(rec, options.env.clone());
         sandbox.lock = std::sync::Mutex::new(lock);
+        sandbox.seal = seal;
         Ok((Box::new(sandbox), connected))
     }
 
@@ -801,6 +823,9 @@ pub struct LocalSandbox {
     /// The name's lock while the sandbox is `creating` (`defer_ready`): held until
     /// [`Sandbox::mark_ready`] or [`Sandbox::remove`].
     lock: std::sync::Mutex<Option<FileLock>>,
+    /// The snapshot's clean seal, on the handle that just restored it by overlay
+    /// (see [`Sandbox::clean_seal`]).
+    seal: Option<CleanSeal>,
 }
 
 impl LocalSandbox {
@@ -838,6 +863,15 @@ impl LocalSandbox {
                 "copying {} into a snapshot",
                 self.record.workspace.display()
             )))?;
+            // Proved on the copy itself, off the warm path: restores by overlay hand it
+            // to the sync, which then skips this walk.
+            let seal = match git::seal_clean(&pending.workspace()) {
+                Ok(seal) => seal,
+                Err(e) => {
+                    tracing::debug!(error = %e, "no clean seal for the snapshot");
+                    None
+                }
+            };
             let meta = SnapshotMeta {
                 id: pending.id.clone(),
                 name: request.name.clone(),
@@ -854,6 +888,7 @@ impl LocalSandbox {
                     "symlinks": stats.symlinks,
                     "from_sandbox": self.record.name.as_str(),
                     "copy": if reflink { "reflink" } else { "copy" },
+                    SEAL_FIELD: seal,
                 }),
             };
             Ok::<_, Error>(meta)
@@ -885,6 +920,10 @@ impl Sandbox for LocalSandbox {
         &self.record.workspace
     }
 
+    fn clean_seal(&self) -> Option<CleanSeal> {
+        self.seal.clone()
+    }
+
     fn base_snapshot(&self) -> Option<&SnapshotId> {
         self.record.base_snapshot.as_ref()
     }
@@ -908,6 +947,7 @@ impl Sandbox for LocalSandbox {
             env: BTreeMap::new(),
             running: exec::Running::default(),
             lock: std::sync::Mutex::new(None),
+            seal: None,
         };
         let request = request.clone();
         blocking(move || this.capture(&request)).await

@@ -26,6 +26,7 @@ mod local_lifecycle;
 mod local_measure;
 mod local_provider;
 mod local_restore;
+mod local_seal;
 mod local_store;
 mod local_support;
 mod workdir_guard;

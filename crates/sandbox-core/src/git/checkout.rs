@@ -9,6 +9,7 @@
 use git2::build::CheckoutBuilder;
 use git2::{ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
 
+use super::seal::CleanSeal;
 use crate::error::Error;
 use crate::report::HeadInfo;
 use crate::url::RepoUrl;
@@ -225,9 +226,11 @@ fn is_rule_file(path: &[u8]) -> bool {
 /// status of the worktree against the index and of the index against HEAD (untracked
 /// directories are not recursed into, ignored ones not entered): one walk of the
 /// worktree instead of the two of the full path (the checkout's and the clean's).
+/// A `seal` from the snapshot's capture that still matches HEAD and the index
+/// replaces the walk (the restore guaranteed the worktree is the captured one).
 /// Proved clean but with a diff naming many paths ([`PATHS_PER_ENTRY`]), the whole
 /// tree is checked out instead, still without the clean.
-fn plan_sync(repo: &Repository, new_tree: &git2::Tree<'_>) -> SyncPlan {
+fn plan_sync(repo: &Repository, new_tree: &git2::Tree<'_>, seal: Option<&CleanSeal>) -> SyncPlan {
     let Some(old_tree) = repo.head().ok().and_then(|h| h.peel_to_tree().ok()) else {
         return SyncPlan::Full("HEAD names no tree");
     };
@@ -249,27 +252,21 @@ fn plan_sync(repo: &Repository, new_tree: &git2::Tree<'_>) -> SyncPlan {
             return SyncPlan::Full("the diff changes a .gitignore or .gitattributes");
         }
     }
-    let mut opts = git2::StatusOptions::new();
-    opts.show(git2::StatusShow::IndexAndWorkdir)
-        .include_untracked(true)
-        .recurse_untracked_dirs(false)
-        .include_ignored(false)
-        .include_unmodified(false)
-        .exclude_submodules(true)
-        .renames_head_to_index(false)
-        .renames_index_to_workdir(false);
-    let t = std::time::Instant::now();
-    let dirty = match repo.statuses(Some(&mut opts)) {
-        Ok(s) => s.len(),
-        Err(_) => return SyncPlan::Full("the status of the worktree failed"),
-    };
-    tracing::debug!(
-        dirty,
-        elapsed_ms = t.elapsed().as_millis() as u64,
-        "checked the worktree against HEAD"
-    );
-    if dirty > 0 {
-        return SyncPlan::Full("the worktree has local changes or untracked files");
+    // A seal from the snapshot's capture, still matching HEAD and the index, is the
+    // proof the walk would give (the restore guaranteed the worktree is the captured one).
+    if seal.is_some_and(|s| s.holds(repo)) {
+        tracing::debug!("the snapshot's clean seal holds: no status walk");
+    } else {
+        if seal.is_some() {
+            tracing::debug!("the snapshot's clean seal does not match HEAD and the index");
+        }
+        match super::seal::worktree_is_clean(repo) {
+            Ok(true) => {}
+            Ok(false) => {
+                return SyncPlan::Full("the worktree has local changes or untracked files");
+            }
+            Err(_) => return SyncPlan::Full("the status of the worktree failed"),
+        }
     }
     let entries = repo.index().map(|i| i.len()).unwrap_or(0);
     if paths.len() * PATHS_PER_ENTRY > entries {
@@ -287,11 +284,15 @@ const PATHS_PER_ENTRY: usize = 50;
 /// The worktree part of a sync: index and worktree become `commit`'s tree and
 /// untracked files go, as `git checkout -f` + `git clean -fd` would do. Takes the
 /// path-limited route when [`plan_sync`] proves it equivalent, else the full one.
-fn sync_worktree(repo: &Repository, commit: &git2::Commit<'_>) -> Result<(), Error> {
+fn sync_worktree(
+    repo: &Repository,
+    commit: &git2::Commit<'_>,
+    seal: Option<&CleanSeal>,
+) -> Result<(), Error> {
     let op = "checkout";
     let tree = commit.tree().map_err(git_err(op))?;
     let t = std::time::Instant::now();
-    match plan_sync(repo, &tree) {
+    match plan_sync(repo, &tree, seal) {
         SyncPlan::Paths(paths) => {
             let changed = paths.len();
             if !paths.is_empty() {
@@ -351,12 +352,13 @@ pub(crate) fn checkout_branch(
     tip: Oid,
     upstream: Option<&str>,
     remove_untracked: bool,
+    seal: Option<&CleanSeal>,
 ) -> Result<HeadInfo, Error> {
     let op = "checkout";
     let commit = repo.find_commit(tip).map_err(git_err(op))?;
     let refname = format!("refs/heads/{local}");
     if remove_untracked {
-        sync_worktree(repo, &commit)?;
+        sync_worktree(repo, &commit, seal)?;
     } else {
         full_checkout(repo, &commit)?;
     }

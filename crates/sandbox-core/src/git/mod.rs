@@ -27,7 +27,10 @@
 //!   HEAD (no local change, no untracked file), [`sync`] checks out only the paths of
 //!   the tree-to-tree diff and skips the clean (unless the diff changes a `.gitignore`
 //!   or `.gitattributes`): one walk of the worktree instead of two. Anything else takes
-//!   the full checkout and clean, with the same result.
+//!   the full checkout and clean, with the same result. A snapshot proved clean when
+//!   it was captured ([`seal_clean`]) and restored so that nothing can have written
+//!   to it ([`GitOptions::clean_seal`]) skips that walk too, while HEAD and the index
+//!   checksum still match the seal.
 //! - **Submodules and Git LFS** are refused with [`Error::UnsupportedRepository`]
 //!   naming the paths: the engine fetches neither, and a sandbox silently missing
 //!   those files is worse than a clear error.
@@ -70,6 +73,7 @@ mod identity;
 mod inspect;
 mod known_hosts;
 mod nodelay;
+mod seal;
 pub mod seed;
 mod transfer;
 mod watch;
@@ -78,6 +82,7 @@ use git2::Repository;
 
 pub use identity::{GitIdentity, identity, set_identity};
 pub use inspect::{Inspection, LocalChanges, WorkspaceSummary, inspect, summary};
+pub use seal::{CleanSeal, seal_clean};
 
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
@@ -132,6 +137,11 @@ pub struct GitOptions {
     pub limits: crate::TransferLimits,
     /// Stops the operation when cancelled ([`Error::Cancelled`]).
     pub cancel: Option<crate::CancelToken>,
+    /// [`sync`] only: the [`CleanSeal`] of the snapshot the workspace was restored
+    /// from, when the restore guarantees the workspace is exactly the captured one.
+    /// While it matches HEAD and the index, the sync skips the walk proving the
+    /// worktree clean; otherwise it is ignored.
+    pub clean_seal: Option<CleanSeal>,
 }
 
 impl fmt::Debug for GitOptions {
@@ -142,6 +152,7 @@ impl fmt::Debug for GitOptions {
             .field("progress", &self.progress.is_some())
             .field("limits", &self.limits)
             .field("cancel", &self.cancel)
+            .field("clean_seal", &self.clean_seal)
             .finish()
     }
 }
@@ -207,7 +218,16 @@ fn clone_into(source: &Source, dest: &Path, options: &GitOptions) -> Result<Chec
     drop(remote);
     repo.remote_add_fetch("origin", &transfer::tracking_refspec(&fetched.base))
         .map_err(git_err("clone"))?;
-    check_out_fetched(&repo, url, &fetched, new_branch, Step::Clone, started)
+    check_out_fetched(&repo, url, &fetched, new_branch, Step::Clone, started, None)
+}
+
+/// Initialises libgit2 now, so the first [`clone`] or [`sync`] of the process does not
+/// pay for it: its TLS stack reads the system's CA certificates when it starts (about
+/// 25 ms with OpenSSL 3 on a loaded 2-core machine, for any URL scheme). Meant for a
+/// spare thread early in a short-lived process (a CLI start), while it does other
+/// work; later calls return at once.
+pub fn preload() {
+    nodelay::install();
 }
 
 /// Brings an existing checkout (a restored snapshot) to the branch `source` asks for:
@@ -299,7 +319,15 @@ fn sync_in(source: &Source, workspace: &Path, options: &GitOptions) -> Result<Ch
     };
     drop(remote);
     ensure_fetch_refspec(&repo, &fetched.base)?;
-    check_out_fetched(&repo, url, &fetched, new_branch, Step::Sync, started)
+    check_out_fetched(
+        &repo,
+        url,
+        &fetched,
+        new_branch,
+        Step::Sync,
+        started,
+        options.clean_seal.as_ref(),
+    )
 }
 
 /// Which operation [`check_out_fetched`] finishes.
@@ -318,6 +346,7 @@ fn check_out_fetched(
     new_branch: Option<&str>,
     step: Step,
     started: std::time::Instant,
+    seal: Option<&CleanSeal>,
 ) -> Result<Checkout> {
     let (op, sync) = match step {
         Step::Clone => ("clone", false),
@@ -335,9 +364,10 @@ fn check_out_fetched(
         "checked for submodules and LFS"
     );
     let head = match new_branch {
-        Some(nb) => checkout::checkout_branch(repo, nb, fetched.tip, None, sync)?,
+        Some(nb) => checkout::checkout_branch(repo, nb, fetched.tip, None, sync, seal)?,
         None => {
-            checkout::checkout_branch(repo, &fetched.base, fetched.tip, Some(&fetched.base), sync)?
+            let up = Some(fetched.base.as_str());
+            checkout::checkout_branch(repo, &fetched.base, fetched.tip, up, sync, seal)?
         }
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;

@@ -18,7 +18,7 @@ const FULL_ROUTE: &str = "route=\"full\"";
 
 /// Every file under `dir` except `.git` and `skip` (relative paths), with contents
 /// (a symlink's target for links).
-fn files(dir: &Path, skip: &[&str]) -> anyhow::Result<BTreeMap<PathBuf, Vec<u8>>> {
+pub(crate) fn files(dir: &Path, skip: &[&str]) -> anyhow::Result<BTreeMap<PathBuf, Vec<u8>>> {
     fn walk(
         root: &Path,
         dir: &Path,
@@ -65,7 +65,7 @@ fn sync_route(src: &Source, ws: &Path) -> anyhow::Result<&'static str> {
 }
 
 /// A snapshot of `url` (default branch) in `dir/ws` whose recipe built an ignored file.
-fn snapshot(url: &RepoUrl, dir: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn snapshot(url: &RepoUrl, dir: &Path) -> anyhow::Result<PathBuf> {
     let ws = dir.join("ws");
     git::clone(&source(url, None, None)?, &ws, &GitOptions::default())?;
     std::fs::create_dir_all(ws.join("build"))?;
@@ -73,7 +73,7 @@ fn snapshot(url: &RepoUrl, dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(ws)
 }
 
-fn upstream() -> anyhow::Result<Upstream> {
+pub(crate) fn upstream() -> anyhow::Result<Upstream> {
     let up = Upstream::new("trunk", 1000)?;
     up.commit(
         "trunk",

@@ -10,6 +10,7 @@ mod git_paths_agree;
 mod git_ssh;
 mod git_sync;
 mod git_sync_paths;
+mod git_sync_seal;
 mod git_url_forms;
 mod measure_status;
 mod measure_transports;
