@@ -268,8 +268,11 @@ impl LocalSnapshotStore {
 
     /// Starts writing a snapshot: a fresh temp dir this process holds a lock on.
     pub(crate) fn begin(&self) -> Result<PendingSnapshot> {
+        self.begin_as(SnapshotId::generate())
+    }
+
+    fn begin_as(&self, id: SnapshotId) -> Result<PendingSnapshot> {
         self.ensure_dirs()?;
-        let id = SnapshotId::generate();
         let dir = self.root().join(TMP).join(id.as_str());
         fs::create_dir(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         // lock a new file, then rename it to `.lock`: a `.lock` that exists is locked
@@ -288,6 +291,10 @@ impl LocalSnapshotStore {
 
     /// Writes `meta`'s manifest into the pending dir and renames it into place.
     pub(crate) fn commit(&self, pending: PendingSnapshot, meta: &SnapshotMeta) -> Result<()> {
+        self.commit_ref(&pending, meta)
+    }
+
+    fn commit_ref(&self, pending: &PendingSnapshot, meta: &SnapshotMeta) -> Result<()> {
         check_name(&meta.name)?;
         let manifest = pending.dir.join(MANIFEST);
         record::write_json_atomic(&manifest, meta)
@@ -301,6 +308,56 @@ impl LocalSnapshotStore {
         )))?;
         let _ = fs::remove_file(dest.join(LOCK));
         Ok(())
+    }
+
+    /// Imports a ready snapshot made elsewhere (another host's, pulled from a registry):
+    /// `fill` writes the workspace into the directory it is given (a temp dir under
+    /// `snapshots/.tmp/`, locked by this process) and returns its size in bytes; the
+    /// snapshot is renamed into place as `meta` (status `Ready`, that size) only when
+    /// `fill` succeeded, and removed otherwise, so no listing ever sees a partial one.
+    /// Blocking: call it from a blocking task.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for a bad name, [`Error::InvalidOptions`] when a snapshot
+    /// with `meta.id` exists, and what `fill` returned (as an I/O error).
+    pub fn import(
+        &self,
+        meta: SnapshotMeta,
+        fill: impl FnOnce(&Path) -> io::Result<u64>,
+    ) -> Result<SnapshotMeta> {
+        check_name(&meta.name)?;
+        if let Err(e) = self.cleanup_stale() {
+            tracing::warn!(error = %e, "could not clean up stale snapshot writes");
+        }
+        if self.locate(&meta.id)?.is_some() {
+            return Err(Error::InvalidOptions(format!(
+                "snapshot {} is already in the store",
+                meta.id
+            )));
+        }
+        let pending = self.begin_as(meta.id.clone())?;
+        let workspace = pending.workspace();
+        match fill(&workspace) {
+            Ok(bytes) => {
+                let meta = SnapshotMeta {
+                    status: SnapshotStatus::Ready,
+                    size_bytes: bytes,
+                    ..meta
+                };
+                if let Err(e) = self.commit_ref(&pending, &meta) {
+                    self.abort(pending);
+                    return Err(e);
+                }
+                Ok(meta)
+            }
+            Err(e) => {
+                self.abort(pending);
+                Err(Error::io(
+                    format!("writing snapshot {} into {}", meta.id, workspace.display()),
+                    e,
+                ))
+            }
+        }
     }
 
     /// Discards a pending snapshot.
