@@ -413,7 +413,10 @@ impl FastStart {
                         SnapshotSource::Registry => format!(
                             "snapshot {} pulled from the registry {}",
                             meta.id,
-                            self.remote.as_ref().map(|r| r.location()).unwrap_or_default()
+                            self.remote
+                                .as_ref()
+                                .map(|r| r.location())
+                                .unwrap_or_default()
                         ),
                     };
                     if let Some(d) = drift_reason {

@@ -113,5 +113,5 @@ pub use refresh::{
     BuildReport, CommandRecord, DEFAULT_BUILD_DEADLINE, DEFAULT_COMMAND_TIMEOUT,
     DEFAULT_OUTPUT_LIMIT, RefreshOptions, build_sandbox_name, refresh_base_snapshot,
 };
-pub use remote::{Lease, PushRecord, Pulled, Pushed, RemoteError, RemoteSnapshots};
+pub use remote::{Lease, Pulled, PushRecord, Pushed, RemoteError, RemoteSnapshots};
 pub use state::{BuildLock, FailureCache, FailureRecord};

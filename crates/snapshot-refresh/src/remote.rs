@@ -188,7 +188,9 @@ pub(crate) async fn push_with_retries(
         at: OffsetDateTime::now_utc(),
     };
     match &record.error {
-        Some(e) => tracing::warn!(snapshot = %snapshot.id, to = %remote.location(), error = %e, "snapshot push failed"),
+        Some(e) => {
+            tracing::warn!(snapshot = %snapshot.id, to = %remote.location(), error = %e, "snapshot push failed")
+        }
         None => tracing::info!(snapshot = %snapshot.id, to = %remote.location(), "snapshot pushed"),
     }
     if let Err(e) = record.write(state_dir) {

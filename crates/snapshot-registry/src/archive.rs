@@ -55,9 +55,7 @@ pub(crate) fn pack(workspace: &Path, part: Part, out: &Path) -> io::Result<()> {
     let enc = tar.into_inner()?;
     let mut file = enc.finish()?;
     io::Write::flush(&mut file)?;
-    file.into_inner()
-        .map_err(|e| e.into_error())?
-        .sync_all()
+    file.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
 /// Unpacks the tar+zstd `archive` into `dest`; returns the bytes of regular files.
@@ -84,14 +82,20 @@ fn unpack_tar(reader: impl Read, dest: &Path) -> io::Result<u64> {
         {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("the archive names a path outside the workspace: {}", path.display()),
+                format!(
+                    "the archive names a path outside the workspace: {}",
+                    path.display()
+                ),
             ));
         }
         let ty = entry.header().entry_type();
         if !(ty.is_file() || ty.is_dir() || ty.is_symlink()) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("the archive holds {} of an unsupported type", path.display()),
+                format!(
+                    "the archive holds {} of an unsupported type",
+                    path.display()
+                ),
             ));
         }
         if ty.is_file() {

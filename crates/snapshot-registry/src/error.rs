@@ -49,7 +49,9 @@ pub enum Error {
         reason: String,
     },
     /// The registry does not allow deleting manifests.
-    #[error("the registry {0} does not allow deleting manifests (enable deletes in its configuration)")]
+    #[error(
+        "the registry {0} does not allow deleting manifests (enable deletes in its configuration)"
+    )]
     DeleteUnsupported(String),
     /// Any other answer of the registry.
     #[error("the registry {registry} failed: {message}")]
@@ -115,7 +117,9 @@ impl Error {
                 registry,
                 message: e.to_string(),
             },
-            O::RequestError(r) if r.is_connect() || r.is_timeout() || r.is_request() || r.is_body() => {
+            O::RequestError(r)
+                if r.is_connect() || r.is_timeout() || r.is_request() || r.is_body() =>
+            {
                 Self::Unreachable {
                     registry,
                     message: chain(&r),

@@ -37,5 +37,5 @@ pub use gc::RegistryGcReport;
 pub use reference::RegistryRef;
 pub use store::{
     ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, GIT_LAYER_MEDIA_TYPE, LEASE_MEDIA_TYPE, RegistryConfig,
-    RegistrySnapshots, TREE_LAYER_MEDIA_TYPE, annotations,
+    RegistrySnapshots, RemoteManifest, TREE_LAYER_MEDIA_TYPE, annotations,
 };

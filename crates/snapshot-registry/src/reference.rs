@@ -51,7 +51,11 @@ impl RegistryRef {
                 "the first part must be a registry host (with a dot or a port, or localhost), e.g. ghcr.io/acme/headstart",
             ));
         }
-        if repository.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+        if repository
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'))
+        {
             return Err(bad(
                 "no tag: headstart tags snapshots itself (<key>, <key>-<id>)",
             ));
@@ -150,8 +154,16 @@ mod tests {
         let r = RegistryRef::parse("ghcr.io/acme/headstart").expect("valid");
         assert_eq!(r.host(), "ghcr.io");
         assert!(!r.is_loopback());
-        assert!(RegistryRef::parse("localhost:5000/a/b").expect("valid").is_loopback());
-        assert!(RegistryRef::parse("[::1]:5000/a").expect("valid").is_loopback());
+        assert!(
+            RegistryRef::parse("localhost:5000/a/b")
+                .expect("valid")
+                .is_loopback()
+        );
+        assert!(
+            RegistryRef::parse("[::1]:5000/a")
+                .expect("valid")
+                .is_loopback()
+        );
     }
 
     #[test]

@@ -55,6 +55,19 @@ pub mod annotations {
     pub const LEASE_EXPIRES: &str = "dev.headstart.lease.expires";
 }
 
+/// A manifest as [`RegistrySnapshots::describe`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteManifest {
+    /// Its digest.
+    pub digest: String,
+    /// Its `artifactType`.
+    pub artifact_type: Option<String>,
+    /// Its annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Its layers' media types and sizes.
+    pub layers: Vec<(String, i64)>,
+}
+
 /// How to reach the registry.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -182,6 +195,25 @@ impl RegistrySnapshots {
         }
     }
 
+    /// What the registry holds under `tag` (`<key>`, `<key>-<id>`, `<key>-building`):
+    /// the manifest digest, its `artifactType` and annotations; `None` when no such tag.
+    ///
+    /// # Errors
+    /// As [`Error`].
+    pub async fn describe(&self, tag: &str) -> Result<Option<RemoteManifest>, Error> {
+        check_tag(tag)?;
+        Ok(self.manifest(tag).await?.map(|(m, digest)| RemoteManifest {
+            digest,
+            artifact_type: m.artifact_type,
+            annotations: m.annotations.unwrap_or_default(),
+            layers: m
+                .layers
+                .into_iter()
+                .map(|l| (l.media_type, l.size))
+                .collect(),
+        }))
+    }
+
     /// Pushes the ready local snapshot `meta` as `<key>-<id>` and `<key>`.
     ///
     /// # Errors
@@ -204,7 +236,8 @@ impl RegistrySnapshots {
                 .map_err(Error::io(format!("packing {}", workspace.display())))?;
             archive::pack(&workspace, Part::Tree, &tree)
                 .map_err(Error::io(format!("packing {}", workspace.display())))?;
-            let read = |p: &Path| std::fs::read(p).map_err(Error::io(format!("reading {}", p.display())));
+            let read =
+                |p: &Path| std::fs::read(p).map_err(Error::io(format!("reading {}", p.display())));
             Ok::<_, Error>((read(&git)?, read(&tree)?))
         })
         .await
@@ -220,27 +253,33 @@ impl RegistrySnapshots {
             size: i64::try_from(config_bytes.len()).unwrap_or(i64::MAX),
             ..OciDescriptor::default()
         };
-        let layers: Vec<(OciDescriptor, Vec<u8>)> = [(GIT_LAYER_MEDIA_TYPE, git), (TREE_LAYER_MEDIA_TYPE, tree)]
-            .into_iter()
-            .map(|(mt, data)| {
-                (
-                    OciDescriptor {
-                        media_type: mt.into(),
-                        digest: sha256(&data),
-                        size: i64::try_from(data.len()).unwrap_or(i64::MAX),
-                        ..OciDescriptor::default()
-                    },
-                    data,
-                )
-            })
-            .collect();
-        let versioned = self.config.reference.tag(&format!("{}-{}", meta.name, meta.id));
+        let layers: Vec<(OciDescriptor, Vec<u8>)> =
+            [(GIT_LAYER_MEDIA_TYPE, git), (TREE_LAYER_MEDIA_TYPE, tree)]
+                .into_iter()
+                .map(|(mt, data)| {
+                    (
+                        OciDescriptor {
+                            media_type: mt.into(),
+                            digest: sha256(&data),
+                            size: i64::try_from(data.len()).unwrap_or(i64::MAX),
+                            ..OciDescriptor::default()
+                        },
+                        data,
+                    )
+                })
+                .collect();
+        let versioned = self
+            .config
+            .reference
+            .tag(&format!("{}-{}", meta.name, meta.id));
         let mut bytes = config_bytes.len() as u64;
         for (desc, data) in &layers {
             bytes += data.len() as u64;
-            self.put_blob(&versioned, &desc.digest, data.clone()).await?;
+            self.put_blob(&versioned, &desc.digest, data.clone())
+                .await?;
         }
-        self.put_blob(&versioned, &config.digest, config_bytes).await?;
+        self.put_blob(&versioned, &config.digest, config_bytes)
+            .await?;
 
         let mut notes = BTreeMap::new();
         notes.insert(annotations::KEY.into(), meta.name.clone());
@@ -251,7 +290,10 @@ impl RegistrySnapshots {
         if let Some(b) = &meta.branch {
             notes.insert(annotations::BRANCH.into(), b.clone());
         }
-        notes.insert(annotations::RECIPE_DIGEST.into(), meta.recipe_digest.clone());
+        notes.insert(
+            annotations::RECIPE_DIGEST.into(),
+            meta.recipe_digest.clone(),
+        );
         notes.insert(annotations::SIZE.into(), meta.size_bytes.to_string());
         notes.insert(annotations::VERSION.into(), self.config.version.clone());
         notes.insert(annotations::CREATED.into(), rfc3339(meta.created_at));
@@ -302,9 +344,9 @@ impl RegistrySnapshots {
             .push_manifest_raw(
                 image,
                 body.to_vec(),
-                MANIFEST_MEDIA_TYPE
-                    .parse()
-                    .map_err(|_| Error::io("manifest type")(std::io::ErrorKind::InvalidInput.into()))?,
+                MANIFEST_MEDIA_TYPE.parse().map_err(|_| {
+                    Error::io("manifest type")(std::io::ErrorKind::InvalidInput.into())
+                })?,
             )
             .await
             .map(drop)
@@ -366,7 +408,10 @@ impl RegistrySnapshots {
         for (i, layer) in manifest.layers.iter().enumerate() {
             if layer.media_type != GIT_LAYER_MEDIA_TYPE && layer.media_type != TREE_LAYER_MEDIA_TYPE
             {
-                return Err(not_snapshot(format!("unknown layer type {}", layer.media_type)));
+                return Err(not_snapshot(format!(
+                    "unknown layer type {}",
+                    layer.media_type
+                )));
             }
             let path = scratch.path().join(format!("{i}.tar.zst"));
             let file = tokio::fs::File::create(&path)
@@ -412,7 +457,8 @@ impl RegistrySnapshots {
         let dir = self.work.join("locks");
         let path = dir.join(format!("{key}.lock"));
         tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(Error::io(format!("creating {}", dir.display())))?;
             KeyLock::acquire(&path)
         })
         .await
@@ -426,10 +472,8 @@ impl RegistrySnapshots {
     pub async fn take_lease(&self, key: &str, ttl: Duration) -> Result<Lease, Error> {
         check_tag(key)?;
         let tag = format!("{key}-building");
-        if let Some(held) = self.lease_of(&tag).await? {
-            if let Some(other) = held {
-                return Ok(other);
-            }
+        if let Some(Some(other)) = self.lease_of(&tag).await? {
+            return Ok(other);
         }
         let expires = OffsetDateTime::now_utc() + ttl;
         self.write_lease(&tag, expires).await?;
@@ -446,12 +490,17 @@ impl RegistrySnapshots {
             return Ok(None);
         };
         let notes = m.annotations.unwrap_or_default();
-        let holder = notes.get(annotations::LEASE_HOLDER).cloned().unwrap_or_default();
-        let expires = notes
-            .get(annotations::LEASE_EXPIRES)
-            .and_then(|e| OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339).ok());
+        let holder = notes
+            .get(annotations::LEASE_HOLDER)
+            .cloned()
+            .unwrap_or_default();
+        let expires = notes.get(annotations::LEASE_EXPIRES).and_then(|e| {
+            OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339).ok()
+        });
         match expires {
-            Some(expires_at) if holder != self.config.holder && expires_at > OffsetDateTime::now_utc() => {
+            Some(expires_at)
+                if holder != self.config.holder && expires_at > OffsetDateTime::now_utc() =>
+            {
                 Ok(Some(Some(Lease::HeldElsewhere { holder, expires_at })))
             }
             _ => Ok(Some(None)),

@@ -28,6 +28,7 @@ impl Registry {
     ///
     /// # Panics
     /// When the registry is required but missing, or installed but does not start.
+    #[allow(clippy::print_stderr)] // a skipped test says why on the test output
     pub fn start_or_skip(test: &str) -> Option<Self> {
         let required = std::env::var("HEADSTART_REQUIRE_REGISTRY").is_ok_and(|v| v.trim() == "1");
         if !Path::new(REGISTRY_BIN).is_file() {
@@ -35,7 +36,9 @@ impl Registry {
                 !required,
                 "HEADSTART_REQUIRE_REGISTRY=1 but {REGISTRY_BIN} is missing (apt-get install docker-registry)"
             );
-            eprintln!("skipping {test}: {REGISTRY_BIN} is not installed (apt-get install docker-registry)");
+            eprintln!(
+                "skipping {test}: {REGISTRY_BIN} is not installed (apt-get install docker-registry)"
+            );
             return None;
         }
         match Self::start() {
@@ -111,7 +114,11 @@ impl Registry {
         let root = self.storage().join("docker/registry/v2/blobs/sha256");
         let mut out = Vec::new();
         for prefix in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-            for blob in std::fs::read_dir(prefix.path()).into_iter().flatten().flatten() {
+            for blob in std::fs::read_dir(prefix.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 let data = blob.path().join("data");
                 if data.is_file() {
                     out.push((
