@@ -30,10 +30,10 @@ pub use app::daemon;
 pub use app::{
     CLEANUP_GRACE, Config, CredentialsMode, DIRECT, DeadBuilds, DownOutcome, Error, ExecOutcome,
     ExecRequest, FailureRecord, FlagsStatus, GcOutcome, Headstart, LsOutcome, Notice, NoticeFn,
-    PendingBuilds, PortsOutcome, PruneOutcome, Pruned, Removed, Result, RunJobOutcome, SandboxRef,
-    SandboxRow, SnapshotBuildOutcome, SnapshotBuildRequest, SnapshotLsOutcome, SnapshotRef,
-    SnapshotRmOutcome, SnapshotRow, Stopped, UpOutcome, UpRequest, VmSettings, Waited,
-    docker_answers, read_recipe, register_secrets, source_from,
+    PendingBuilds, PortsOutcome, PruneOutcome, Pruned, RegistryGcOutcome, Removed, Result,
+    RunJobOutcome, SandboxRef, SandboxRow, SnapshotBuildOutcome, SnapshotBuildRequest,
+    SnapshotLsOutcome, SnapshotRef, SnapshotRmOutcome, SnapshotRow, Stopped, UpOutcome, UpRequest,
+    VmSettings, Waited, docker_answers, read_recipe, register_secrets, source_from,
 };
 pub use app::{FLUSH_ON_EXIT, ProviderChoice, ProviderKind, choose_provider, prebuilt_images};
 pub use feature_flags::BetaRequest;

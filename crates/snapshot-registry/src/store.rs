@@ -82,7 +82,8 @@ pub struct RegistryConfig {
     pub connect_timeout: Duration,
     /// Read timeout of each request (a stalled transfer fails after it).
     pub read_timeout: Duration,
-    /// Who takes build leases (a host name and process id by default).
+    /// Who takes build leases (empty: the host name and a digest of the data
+    /// directory, the same for every process of one data directory).
     pub holder: String,
     /// The version written into manifests.
     pub version: String,
@@ -91,16 +92,13 @@ pub struct RegistryConfig {
 impl RegistryConfig {
     /// Anonymous, HTTPS (HTTP for loopback), 5 s connect and 30 s read timeouts.
     pub fn new(reference: RegistryRef) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "host".into());
         Self {
             reference,
             auth: Auth::Anonymous,
             insecure: false,
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(30),
-            holder: format!("{host}/{}", std::process::id()),
+            holder: String::new(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
@@ -133,6 +131,14 @@ impl RegistrySnapshots {
     /// host: only when `insecure` is set is it used.
     pub fn new(config: RegistryConfig, data_dir: impl Into<PathBuf>) -> Result<Self, Error> {
         let data_dir = data_dir.into();
+        let mut config = config;
+        if config.holder.is_empty() {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "host".into());
+            let dir = sha256(data_dir.to_string_lossy().as_bytes());
+            config.holder = format!("{host}/{}", &dir[7..15]);
+        }
         let plain = config.reference.is_loopback() || config.insecure;
         let protocol = if plain {
             ClientProtocol::HttpsExcept(vec![config.reference.registry().to_owned()])

@@ -192,6 +192,9 @@ pub struct SnapshotRef {
     pub id: SnapshotId,
     /// Its key.
     pub key: String,
+    /// Where it came from: `local` (this host's store) or `registry` (pulled by this
+    /// start).
+    pub source: Option<snapshot_refresh::SnapshotSource>,
 }
 
 /// The background builds a start left running in this process.
@@ -314,7 +317,12 @@ impl Headstart {
         };
         connect = connect.name(name.clone());
         let detach = self.config.detach_builds && !req.wait_snapshot;
-        let builder = Arc::new(self.builder_for(provider.clone(), kind, detach));
+        let remote = if req.no_snapshot {
+            None
+        } else {
+            self.remote_for(kind)?
+        };
+        let builder = Arc::new(self.builder_for(provider.clone(), kind, detach, remote.clone()));
         let eligibility = if req.no_snapshot {
             Eligibility::none()
         } else {
@@ -326,6 +334,9 @@ impl Headstart {
             .credentials(self.config.credentials.clone());
         if let Some(id) = identity {
             fast = fast.git_identity(id);
+        }
+        if let Some(remote) = remote {
+            fast = fast.remote(remote, self.config.registry_timeout);
         }
         if let Some(f) = &req.progress {
             fast = fast.progress(f.clone());
@@ -441,6 +452,7 @@ impl Headstart {
                 .map(|(m, k)| SnapshotRef {
                     id: m.id.clone(),
                     key: k.as_str().to_owned(),
+                    source: started.snapshot_source,
                 }),
             report: started.report,
             build: started.build,
