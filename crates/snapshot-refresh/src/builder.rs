@@ -200,7 +200,7 @@ impl SnapshotBuilder {
     }
 
     /// Publishes every snapshot this builder builds to `remote` (phase `snapshot_push`
-    /// of the build: retried, recorded as a [`PushRecord`], never failing the build).
+    /// of the build: retried, recorded as a [`PushRecord`](crate::PushRecord), never failing the build).
     #[must_use]
     pub fn with_remote(mut self, remote: Arc<dyn RemoteSnapshots>) -> Self {
         self.remote = Some(remote);

@@ -12,11 +12,6 @@ pub enum Error {
         /// What to write instead.
         reason: String,
     },
-    /// Plain HTTP to a host that is not loopback, without the insecure setting.
-    #[error(
-        "the registry {0} would be reached over plain HTTP; that is allowed only for loopback hosts or when insecure registries are allowed explicitly"
-    )]
-    Insecure(String),
     /// The credentials configuration (the Docker config, a credential helper) is unusable.
     #[error("registry credentials: {0}")]
     Credentials(String),
@@ -79,7 +74,6 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::InvalidReference { .. } => "invalid_registry",
-            Self::Insecure(_) => "registry_insecure",
             Self::Credentials(_) => "registry_credentials",
             Self::Unreachable { .. } => "registry_unreachable",
             Self::Denied { .. } => "registry_denied",
@@ -94,10 +88,7 @@ impl Error {
 
     /// True when the input (reference, credentials configuration) is at fault.
     pub fn is_user_error(&self) -> bool {
-        matches!(
-            self,
-            Self::InvalidReference { .. } | Self::Insecure(_) | Self::Credentials(_)
-        )
+        matches!(self, Self::InvalidReference { .. } | Self::Credentials(_))
     }
 
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {

@@ -126,9 +126,10 @@ impl std::fmt::Debug for RegistrySnapshots {
 impl RegistrySnapshots {
     /// Shares the snapshots of the local store under `data_dir`.
     ///
+    /// HTTPS is used unless the host is loopback or `config.insecure` is set.
+    ///
     /// # Errors
-    /// [`Error::Insecure`] when the reference would need plain HTTP to a non-loopback
-    /// host: only when `insecure` is set is it used.
+    /// None today; kept for configurations that can be refused.
     pub fn new(config: RegistryConfig, data_dir: impl Into<PathBuf>) -> Result<Self, Error> {
         let data_dir = data_dir.into();
         let mut config = config;
@@ -646,6 +647,7 @@ mod tempfile_dir {
         pub(crate) fn new(parent: &Path) -> Result<Self, Error> {
             std::fs::create_dir_all(parent)
                 .map_err(Error::io(format!("creating {}", parent.display())))?;
+            remove_stale(parent);
             let dir = parent.join(uuid::Uuid::new_v4().simple().to_string());
             std::fs::create_dir(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
             Ok(Self(dir))
@@ -653,6 +655,23 @@ mod tempfile_dir {
 
         pub(crate) fn path(&self) -> &Path {
             &self.0
+        }
+    }
+
+    /// Scratch dirs a killed process left (older than an hour: no transfer of ours
+    /// lasts that long without a read timeout firing).
+    fn remove_stale(parent: &Path) {
+        let hour = std::time::Duration::from_secs(3600);
+        for e in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > hour);
+            if old {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
         }
     }
 

@@ -128,7 +128,6 @@ impl Error {
             "invalid_registry" => {
                 "name the registry as HOST[:PORT]/REPOSITORY, e.g. ghcr.io/acme/headstart"
             }
-            "registry_insecure" => "use HTTPS, or allow plain HTTP to that registry explicitly",
             "registry_unreachable" => "check the registry host, your network and any proxy",
             "registry_denied" | "registry_credentials" => {
                 "log in to the registry (Docker config) or set a registry token"
