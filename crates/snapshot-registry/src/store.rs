@@ -317,8 +317,22 @@ impl RegistrySnapshots {
             .map_err(|e| Error::io("encoding the manifest")(std::io::Error::other(e)))?;
         let digest = sha256(&body);
         self.put_manifest(&versioned, &body).await?;
-        self.put_manifest(&self.config.reference.tag(&meta.name), &body)
-            .await?;
+        // `<key>` names the newest: a slower build of an older snapshot leaves it
+        let newer_there = match self.manifest(&meta.name).await? {
+            Some((m, _)) => m
+                .annotations
+                .as_ref()
+                .and_then(|n| n.get(annotations::CREATED))
+                .and_then(|c| {
+                    OffsetDateTime::parse(c, &time::format_description::well_known::Rfc3339).ok()
+                })
+                .is_some_and(|there| there > meta.created_at),
+            None => false,
+        };
+        if !newer_there {
+            self.put_manifest(&self.config.reference.tag(&meta.name), &body)
+                .await?;
+        }
         Ok(Pushed {
             reference: format!("{}:{}-{}", self.config.reference, meta.name, meta.id),
             digest,

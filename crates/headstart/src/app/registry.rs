@@ -35,7 +35,14 @@ impl Headstart {
         config.insecure = self.config.registry_insecure;
         config.auth = match (&self.config.registry_token, &self.config.docker_config) {
             (Some(token), _) => Auth::token(token.clone()),
-            (None, Some(path)) => Auth::from_docker_config(path, reference.registry())?,
+            (None, Some(path)) => {
+                let auth = Auth::from_docker_config(path, reference.registry())?;
+                if let Auth::Basic { password, .. } = &auth {
+                    // a password from the Docker config is a secret like the token
+                    sandbox_core::register_secret(secrecy::ExposeSecret::expose_secret(password));
+                }
+                auth
+            }
             (None, None) => Auth::Anonymous,
         };
         Ok(Some(Arc::new(RegistrySnapshots::new(

@@ -235,6 +235,7 @@ async fn gc_keeps_the_newest_per_key_and_the_key_tag_still_pulls() {
     let a = Host::new(&reference, "host-a");
     let key = "example.com-acme-gc-0123456789abcdef";
     let mut ids = Vec::new();
+    let mut metas = Vec::new();
     for i in 0..3 {
         let (sandbox, _) = a
             .provider
@@ -247,9 +248,14 @@ async fn gc_keeps_the_newest_per_key_and_the_key_tag_still_pulls() {
             .await
             .unwrap();
         a.remote.push_snapshot(&meta).await.unwrap();
-        ids.push(meta.id);
+        ids.push(meta.id.clone());
+        metas.push(meta);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // a late push of an older snapshot does not move `<key>` back
+    a.remote.push_snapshot(&metas[0]).await.unwrap();
+    let newest = a.remote.describe(key).await.unwrap().unwrap();
+    assert_eq!(newest.annotations[annotations::ID], ids[2].as_str());
     let report = a.remote.gc(1).await.unwrap();
     assert_eq!(report.kept, [format!("{key}-{}", ids[2])]);
     assert_eq!(report.removed.len(), 2, "{report:?}");
