@@ -337,7 +337,7 @@ impl LocalSnapshotStore {
         }
         let pending = self.begin_as(meta.id.clone())?;
         let workspace = pending.workspace();
-        match fill(&workspace) {
+        match fill(&workspace).and_then(|bytes| seal_import(&workspace).map(|()| bytes)) {
             Ok(bytes) => {
                 let meta = SnapshotMeta {
                     status: SnapshotStatus::Ready,
@@ -563,6 +563,40 @@ impl LocalSnapshotStore {
         self.trash(doomed)?;
         Ok(report)
     }
+}
+
+/// Makes an imported workspace what a captured one is: immutable git objects read-only
+/// (a hardlink restore must not hand a sandbox a writable path into the store) and the
+/// index's stat data matching the written files (so the first start re-hashes nothing).
+fn seal_import(workspace: &Path) -> io::Result<()> {
+    fn walk(root: &Path, dir: &Path, map: &mut tree::StatMap) -> io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::PermissionsExt;
+        for ent in fs::read_dir(dir)? {
+            let path = ent?.path();
+            let meta = fs::symlink_metadata(&path)?;
+            let rel = path.strip_prefix(root).unwrap_or(&path).to_owned();
+            if meta.is_dir() {
+                walk(root, &path, map)?;
+            } else if tree::is_immutable_git_object(&rel) {
+                let mode = meta.permissions().mode() & !0o222;
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+            } else if !rel.starts_with(".git") {
+                map.insert(
+                    rel.as_os_str().as_bytes().to_vec(),
+                    tree::StatData::from_meta(&meta),
+                );
+            }
+        }
+        Ok(())
+    }
+    let mut map = tree::StatMap::new();
+    walk(workspace, workspace, &mut map)?;
+    if let Err(e) = super::gitindex::refresh_index(workspace, &map, true) {
+        // correctness does not depend on it: git re-hashes what it cannot trust
+        tracing::warn!(error = %e, "could not refresh the imported snapshot's index");
+    }
+    Ok(())
 }
 
 fn sort_key(m: &SnapshotMeta) -> (i128, String) {

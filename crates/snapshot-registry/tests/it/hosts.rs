@@ -130,6 +130,21 @@ async fn host_b_starts_warm_from_the_registry_then_locally() {
         .unwrap();
     assert_eq!(local.id, snap.id);
     assert_eq!(local.status, SnapshotStatus::Ready);
+    // like a captured one: git objects read-only (hardlink restores share them)
+    let objects = b
+        .home
+        .path()
+        .join("snapshots")
+        .join(&snap.name)
+        .join(snap.id.as_str())
+        .join("workspace/.git/objects/pack");
+    let packs: Vec<_> = std::fs::read_dir(&objects).unwrap().flatten().collect();
+    assert!(!packs.is_empty(), "{}", objects.display());
+    for p in packs {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = p.metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o222, 0, "{} is writable", p.path().display());
+    }
 
     // B's second start is a local warm start: no pull
     let gets = registry.blob_gets();
