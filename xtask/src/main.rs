@@ -5,11 +5,14 @@
 //! - `bench-startup`: headstart's cold and warm starts next to the git CLI, on
 //!   generated fixtures served over smart HTTP and `git daemon` on loopback; a markdown
 //!   table, JSON results and an SVG chart under `target/bench-startup/`.
+//! - `bench-broker`: `git fetch` of a ~20 MiB pack through the credential broker vs
+//!   directly from the same loopback upstream, interleaved pairs.
 //! - `man`: the `headstart` man pages under `target/man/` (generated from its clap
 //!   definitions by the binary's hidden `generate-man` command).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod bench_broker;
 mod man;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +29,8 @@ struct Cli {
 enum Command {
     /// Cold vs warm starts vs the git CLI, measured side by side (see docs/benchmarks.md).
     BenchStartup(bench::BenchArgs),
+    /// `git fetch` through the credential broker vs direct (see docs/benchmarks.md).
+    BenchBroker(bench_broker::BenchBrokerArgs),
     /// Write headstart's man pages (headstart.1, headstart-up.1, ...) to target/man.
     Man(man::ManArgs),
 }
@@ -57,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::BenchStartup(args) => runtime.block_on(bench::run(args)),
+        Command::BenchBroker(args) => runtime.block_on(bench_broker::run(args)),
         Command::Man(_) => Ok(()),
     }
 }

@@ -48,7 +48,36 @@ pub enum BrokerError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The grant was revoked: it cannot be renewed.
+    #[error("grant {0} was revoked")]
+    Revoked(String),
+    /// A renewal named another repository than the grant's.
+    #[error("grant {id} is for another repository than {url}")]
+    OtherUpstream {
+        /// The grant.
+        id: String,
+        /// The repository asked for (validated, so it holds no secret).
+        url: String,
+    },
     /// Accepting connections failed.
     #[error("accepting connections: {0}")]
     Serve(#[source] std::io::Error),
+}
+
+impl BrokerError {
+    /// A stable snake_case name of the variant, for programs and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::UnsupportedUpstream { .. } => "unsupported_upstream",
+            Self::UnknownGrant(_) => "unknown_grant",
+            Self::InvalidPattern { .. } => "invalid_pattern",
+            Self::Random(_) => "random",
+            Self::Client(_) => "client",
+            Self::Io { .. } => "io",
+            Self::BadGrantsFile { .. } => "bad_grants_file",
+            Self::Revoked(_) => "grant_revoked",
+            Self::OtherUpstream { .. } => "other_upstream",
+            Self::Serve(_) => "serve",
+        }
+    }
 }

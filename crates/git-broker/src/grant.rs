@@ -106,14 +106,16 @@ impl Grant {
         self.url_at(&broker_addr.to_string())
     }
 
+    /// `/g/<capability>/<owner>/<repo>.git`: the path of every URL of this grant,
+    /// whatever address the broker is reached at. As secret as the URL.
+    pub fn path(&self) -> String {
+        format!("/g/{}/{}", self.capability, url_repo_path(&self.upstream))
+    }
+
     /// As [`url`](Self::url) with the broker reached at `authority` (`host:port`),
     /// e.g. `host.docker.internal:7420` from a container on a bridge network.
     pub fn url_at(&self, authority: &str) -> String {
-        format!(
-            "http://{authority}/g/{}/{}",
-            self.capability,
-            url_repo_path(&self.upstream)
-        )
+        format!("http://{authority}{}", self.path())
     }
 }
 

@@ -10,7 +10,8 @@
 //! `! [remote rejected]`) and never forwarded.
 //!
 //! - [`Broker::grant`] makes a [`Grant`] from a [`GrantSpec`]; [`Broker::revoke`],
-//!   [`Broker::grants`], [`Broker::register_token`].
+//!   [`Broker::grants`], [`Broker::register_token`], [`Broker::renew`] (same
+//!   capability, new token, expiry and policy: a sandbox started again).
 //! - [`Broker::save_grants`] / [`Broker::load_grants`] keep grants in a `0600` JSON
 //!   file **without tokens**: a reloaded grant answers 403 until its token is
 //!   registered again.
@@ -163,6 +164,41 @@ impl Broker {
         })?;
         tracing::info!(grant = %id, "grant revoked");
         Ok(())
+    }
+
+    /// Renews a grant for the same sandbox (a restarted or reconnected one): its
+    /// capability, and so its URL, stay; the token, expiry, push policy and hints
+    /// become `spec`'s. An expired grant may be renewed, a revoked one may not.
+    ///
+    /// # Errors
+    /// [`BrokerError::UnknownGrant`]; [`BrokerError::Revoked`];
+    /// [`BrokerError::OtherUpstream`] when `spec` names another repository; a save
+    /// error with a state file.
+    pub fn renew(&self, id: &GrantId, spec: GrantSpec) -> Result<Grant, BrokerError> {
+        let grant = {
+            let mut grants = self.write();
+            let entry = grants
+                .values_mut()
+                .find(|e| &e.id == id)
+                .ok_or_else(|| BrokerError::UnknownGrant(id.to_string()))?;
+            if entry.revoked {
+                return Err(BrokerError::Revoked(id.to_string()));
+            }
+            if !entry.upstream.same_repository(&spec.upstream) {
+                return Err(BrokerError::OtherUpstream {
+                    id: id.to_string(),
+                    url: spec.upstream.to_string(),
+                });
+            }
+            entry.credentials = (!spec.credentials.is_empty()).then_some(spec.credentials);
+            entry.expires_at = spec.expires_at;
+            entry.push = spec.push;
+            entry.hints = spec.hints;
+            entry.grant()
+        };
+        tracing::info!(grant = %id, expires_at = %grant.expires_at, "grant renewed");
+        self.autosave()?;
+        Ok(grant)
     }
 
     /// Gives a grant its token (again): after [`load_grants`](Self::load_grants), or to

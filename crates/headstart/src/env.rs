@@ -46,6 +46,9 @@ pub const HEADSTART_DOCKER_NETWORK: &str = "HEADSTART_DOCKER_NETWORK";
 /// The git identity (`Name <email>`) written into started workspaces' `.git/config`;
 /// like `up --git-user`.
 pub const HEADSTART_GIT_USER: &str = "HEADSTART_GIT_USER";
+/// The default idle timeout of started sandboxes (`30m`, `0` = never), like
+/// `up --idle-timeout`; read by `up`.
+pub const HEADSTART_IDLE_TIMEOUT: &str = "HEADSTART_IDLE_TIMEOUT";
 /// The Docker engine (default: the local unix socket); read by the Docker client.
 pub const DOCKER_HOST: &str = "DOCKER_HOST";
 /// Fast paths, like `--beta` (`images,docker,sandbox`); merged with `--beta`.
@@ -120,6 +123,7 @@ pub const ALL: &[&str] = &[
     HEADSTART_IMAGE,
     HEADSTART_DOCKER_NETWORK,
     HEADSTART_GIT_USER,
+    HEADSTART_IDLE_TIMEOUT,
     DOCKER_HOST,
     HEADSTART_BETA,
     HEADSTART_FLAG_OVERRIDES,

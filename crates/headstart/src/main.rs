@@ -58,9 +58,31 @@ fn raw_args_want_json() -> bool {
         .any(|a| a == "--json")
 }
 
+/// Panics print through the scrubber too: a panic message can quote a value that held
+/// a token (a URL, a command line), and stderr is recorded by the programs that run us.
+fn install_scrubbing_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "headstart panicked{place}: {}\nthis is a bug; please report it",
+            sandbox_core::scrub(&message)
+        );
+    }));
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     headstart::register_secrets();
+    install_scrubbing_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() && raw_args_want_json() => {

@@ -8,9 +8,11 @@
 //!   and [`Credentials`] (a secret token, redacted everywhere);
 //! - how to get a sandbox: [`ConnectOptions`] (reconnect by [`SandboxName`] unless
 //!   `force_create`), and the traits providers implement: [`SandboxProvider`],
-//!   [`Sandbox`], [`SnapshotStore`];
+//!   [`Sandbox`], [`SnapshotStore`], with their lifecycle ([`GcPolicy`], [`GcReport`],
+//!   [`PruneReport`]);
 //! - what a start did: [`StartupReport`] with [`Phase`] timings;
-//! - the [`git`] engine: clone and sync through git2, never a `git` subprocess.
+//! - the [`git`] engine: clone, sync and seeds through git2, never a `git` subprocess;
+//! - [`tree`]: the one routine that copies a workspace tree (snapshots, restores, seeds).
 //!
 //! It is **not** a provider (no Docker, no HTTP, no directories of its own) and does
 //! not decide when snapshots are built; `provisioners` and `snapshot-refresh` do.
@@ -30,6 +32,7 @@ mod cancel;
 mod credentials;
 mod error;
 pub mod git;
+mod lifecycle;
 mod names;
 mod options;
 mod report;
@@ -37,11 +40,13 @@ pub mod scrub;
 mod snapshot;
 mod source;
 mod traits;
+pub mod tree;
 mod url;
 
 pub use cancel::{CancelToken, LowSpeed, TransferLimits};
 pub use credentials::Credentials;
 pub use error::{Error, Result};
+pub use lifecycle::{GcPolicy, GcReport, PruneReport};
 pub use names::{BranchName, SandboxName, SnapshotId};
 pub use options::{
     ConnectOptions, ExecOutput, ExecRequest, OutputSink, PortRequest, PublishedPort, Resources,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::Result;
+use crate::lifecycle::{GcPolicy, GcReport, PruneReport};
 use crate::names::{SandboxName, SnapshotId};
 use crate::options::{ConnectOptions, ExecOutput, ExecRequest, PublishedPort};
 use crate::snapshot::{Cursor, Page, SnapshotMeta, SnapshotRequest, SnapshotStatus};
@@ -119,6 +120,10 @@ pub trait SandboxProvider: Send + Sync {
     async fn remove(&self, name: &SandboxName) -> Result<()>;
     /// The store holding this provider's snapshots.
     fn snapshots(&self) -> Arc<dyn SnapshotStore>;
+    /// Removes what has expired or was left behind: sandboxes past their TTL,
+    /// interrupted creations, halves of sandboxes whose other half is gone. A sandbox
+    /// being started or removed by another process is left alone (reported `busy`).
+    async fn prune(&self) -> Result<PruneReport>;
 }
 
 /// Default page size for [`SnapshotStore::latest_ready`].
@@ -138,6 +143,9 @@ pub trait SnapshotStore: Send + Sync {
     async fn get(&self, id: &SnapshotId) -> Result<Option<SnapshotMeta>>;
     /// Deletes a snapshot.
     async fn delete(&self, id: &SnapshotId) -> Result<()>;
+    /// Removes the snapshots `policy` does not keep (see [`GcPolicy::doomed`]), except
+    /// those a sandbox still uses, and what interrupted writes left.
+    async fn gc(&self, policy: &GcPolicy) -> Result<GcReport>;
     /// The page size [`latest_ready`](Self::latest_ready) asks for.
     fn page_size(&self) -> usize {
         DEFAULT_PAGE_SIZE

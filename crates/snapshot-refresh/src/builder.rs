@@ -15,8 +15,8 @@ use crate::error::{BuildError, Error, Result};
 use crate::key::{Recipe, SnapshotKey};
 use crate::refresh::{BuildReport, RefreshOptions, refresh_shared};
 use crate::remote::{RemoteSnapshots, push_with_retries};
-use crate::seed;
 use crate::state::{BuildLock, FailureCache, FailureRecord, write_atomic};
+use sandbox_core::git::seed;
 
 /// Starts a detached build process for a job file and returns its pid. The CLI passes
 /// one that runs `headstart snapshot run-job FILE` in a new process group, so `up`

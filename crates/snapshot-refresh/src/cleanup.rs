@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 use crate::builder::JobFile;
 use crate::error::Result;
 use crate::refresh::build_sandbox_name_of;
-use crate::seed;
 use crate::state::BuildLock;
+use sandbox_core::git::seed;
 
 /// The variable that marks a recipe command's processes with their build.
 pub const BUILD_MARKER_VAR: &str = "HEADSTART_BUILD";

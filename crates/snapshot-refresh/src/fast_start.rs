@@ -184,12 +184,17 @@ pub struct FastStart {
     identity: Option<git::GitIdentity>,
     remote: Option<Arc<dyn RemoteSnapshots>>,
     remote_bound: Duration,
+    origin_alias: Option<OriginAlias>,
 }
 
 /// How long a start waits for a pull from the registry by default before it goes cold.
 pub const DEFAULT_PULL_BOUND: Duration = Duration::from_secs(120);
 /// How long a build lease in the registry lasts.
 const LEASE_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// Says whether an existing workspace's `origin` stands for the repository of the
+/// start (see [`FastStart::origin_alias`]).
+pub type OriginAlias = Arc<dyn Fn(&sandbox_core::RepoUrl) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for FastStart {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -222,6 +227,7 @@ impl FastStart {
             identity: None,
             remote: None,
             remote_bound: DEFAULT_PULL_BOUND,
+            origin_alias: None,
         }
     }
 
@@ -235,6 +241,17 @@ impl FastStart {
     pub fn remote(mut self, remote: Arc<dyn RemoteSnapshots>, bound: Duration) -> Self {
         self.remote = Some(remote);
         self.remote_bound = bound;
+        self
+    }
+
+    /// Accepts an existing workspace (a reconnect, a workdir) whose `origin` is one
+    /// for which `alias` is true as holding the start's repository, besides any URL
+    /// form of that repository: e.g. a credential broker's URL that stands for it.
+    /// The start then treats it as the same repository (it syncs from the source's
+    /// URL when it switches branches, never from the alias).
+    #[must_use]
+    pub fn origin_alias(mut self, alias: OriginAlias) -> Self {
+        self.origin_alias = Some(alias);
         self
     }
 
@@ -727,7 +744,8 @@ impl FastStart {
         let held = found
             .as_ref()
             .map_or_else(|| "no git checkout".to_owned(), reconnect::holds);
-        match reconnect::decide(what, source, asks_repo, found.as_ref())? {
+        let alias = self.origin_alias.as_deref();
+        match reconnect::decide(what, source, asks_repo, found.as_ref(), alias)? {
             reconnect::Decision::AsIs => {
                 let mut remark = String::new();
                 let found = found.as_ref();

@@ -32,6 +32,17 @@ pub(crate) async fn after_start(
     done
 }
 
+/// Runs a recipe's after-start `hooks` in `sandbox`, in order, as every start does: for
+/// a sandbox started again outside [`FastStart`](crate::FastStart) (resumed after an
+/// idle stop). A failing hook fails with [`Error::HookFailed`] (its output scrubbed),
+/// saying the sandbox is kept.
+///
+/// # Errors
+/// [`Error::HookFailed`], or a hook that could not be run.
+pub async fn run_after_start_hooks(sandbox: &dyn Sandbox, hooks: &[RecipeCommand]) -> Result<()> {
+    run(sandbox, None, hooks, Some(sandbox.name())).await
+}
+
 async fn run(
     sandbox: &dyn Sandbox,
     identity: Option<&GitIdentity>,

@@ -65,7 +65,6 @@ mod policy;
 mod reconnect;
 mod refresh;
 mod remote;
-pub mod seed;
 mod setup;
 mod state;
 
@@ -74,8 +73,9 @@ pub use builder::Builder;
 pub use builder::{DetachedSpawner, JobFile, KickOutcome, SnapshotBuilder, Spawn};
 pub use cleanup::{BUILD_MARKER_VAR, CleanupReport};
 pub use error::{BuildError, Error, NotEligible, Result};
-pub use fast_start::{DEFAULT_PULL_BOUND, FastStart, SnapshotSource, Started};
+pub use fast_start::{DEFAULT_PULL_BOUND, FastStart, OriginAlias, SnapshotSource, Started};
 pub use guard::SandboxGuard;
+pub use hooks::run_after_start_hooks;
 pub use setup::{FastStartBuilder, NoProvider};
 
 /// The vocabulary crate, for what is not re-exported below.

@@ -4,7 +4,8 @@
 //!
 //! The rules ([`decide`]):
 //! - **Another repository** (not [`RepoUrl::same_repository`]: any URL form of the
-//!   same repository is the same) → refused, naming both; use another name or
+//!   same repository is the same, and so is an origin the start's
+//!   `FastStart::origin_alias` accepts) → refused, naming both; use another name or
 //!   `force_create`.
 //! - **No branch asked**, or the branch it is on → used as it is (no git).
 //! - **Another branch** (`branch`, or a `new_branch` it is not on) → switched with
@@ -34,12 +35,14 @@ pub(crate) enum Decision {
 
 /// Decides for the workspace of `what` (e.g. "sandbox `t1`") holding `found` (`None`:
 /// not a git checkout). `asks_repo` is false when the source only names the workspace
-/// itself (a workdir started without a repository).
+/// itself (a workdir started without a repository). An origin for which `alias` is
+/// true stands for the source's repository.
 pub(crate) fn decide(
     what: &str,
     source: &Source,
     asks_repo: bool,
     found: Option<&Inspection>,
+    alias: Option<&(dyn Fn(&RepoUrl) -> bool + Send + Sync)>,
 ) -> Result<Decision> {
     let wanted = source.new_branch().or(source.branch());
     let Some(found) = found else {
@@ -58,7 +61,8 @@ pub(crate) fn decide(
         return Ok(Decision::AsIs);
     };
     let origin = found.origin_url.as_ref();
-    if asks_repo && !origin.is_some_and(|o| o.same_repository(source.url())) {
+    let same = |o: &RepoUrl| o.same_repository(source.url()) || alias.is_some_and(|a| a(o));
+    if asks_repo && !origin.is_some_and(same) {
         return Err(Error::Refused(format!(
             "{what} holds {}, not {}; use another name, or replace the sandbox",
             holds(found),

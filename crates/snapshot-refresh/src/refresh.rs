@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::key::{Recipe, SnapshotKey};
 use crate::remote::PushRecord;
-use crate::seed;
+use sandbox_core::git::seed;
 
 /// Default deadline for a whole build.
 pub const DEFAULT_BUILD_DEADLINE: Duration = Duration::from_secs(30 * 60);

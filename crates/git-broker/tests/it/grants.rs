@@ -130,3 +130,41 @@ fn a_redirect_to_another_origin_is_not_followed() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_renewed_grant_keeps_its_url_and_gets_the_new_token_expiry_and_policy() -> anyhow::Result<()> {
+    let state = tempfile::tempdir()?;
+    let file = state.path().join("grants.json");
+    let env = Env::with_broker(Broker::with_state_file(&file)?, Upstream::new("main", 3)?)?;
+    let mut spec = env.spec(git_broker::PushPolicy::read_only())?;
+    spec.expires_at = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    let grant = env.broker.grant(spec)?;
+    let url = grant.url(env.addr);
+    env.git_fails(None, &["ls-remote", &url])?; // expired
+
+    // reloaded without a token, then renewed: same URL, works again, later expiry
+    let reloaded = Broker::new()?;
+    reloaded.load_grants(&file)?;
+    let addr = env.serve(reloaded.clone())?;
+    let renewed = reloaded.renew(grant.id(), env.spec(Env::own_branch_policy()?)?)?;
+    assert_eq!(renewed.url(addr), grant.url(addr));
+    assert!(renewed.expires_at() > time::OffsetDateTime::now_utc());
+    let listed = env.git_ok(None, &["ls-remote", &renewed.url(addr)])?;
+    assert!(listed.contains("refs/heads/main"), "{listed}");
+    let summary = reloaded.grants();
+    assert!(summary[0].has_credentials);
+    assert_ne!(summary[0].push, git_broker::PushPolicy::read_only());
+
+    // another repository cannot be renewed into it; a revoked grant not at all
+    let mut other = env.spec(git_broker::PushPolicy::read_only())?;
+    other.upstream = sandbox_core::RepoUrl::parse(&env.server.url("other.git"))?;
+    let err = reloaded.renew(grant.id(), other).unwrap_err();
+    assert_eq!(err.kind(), "other_upstream");
+    reloaded.revoke(grant.id())?;
+    let err = reloaded
+        .renew(grant.id(), env.spec(git_broker::PushPolicy::read_only())?)
+        .unwrap_err();
+    assert_eq!(err.kind(), "grant_revoked");
+    env.git_fails(None, &["ls-remote", &renewed.url(addr)])?;
+    Ok(())
+}

@@ -52,6 +52,12 @@ pub struct Config {
     pub registry_timeout: std::time::Duration,
     /// The Docker `config.json` registry credentials are read from.
     pub docker_config: Option<PathBuf>,
+    /// The default idle timeout of started sandboxes (`HEADSTART_IDLE_TIMEOUT`; `None`
+    /// or zero: never stopped for idleness); an
+    /// [`UpRequest::idle_timeout`](super::UpRequest::idle_timeout) or a recipe's wins.
+    pub idle_timeout: Option<std::time::Duration>,
+    /// Why `HEADSTART_IDLE_TIMEOUT` is invalid: reported by a start.
+    idle_timeout_error: Option<String>,
     /// Why the environment's eligibility settings are invalid: reported by a start
     /// that would use them (every other operation works without them).
     eligibility_error: Option<String>,
@@ -91,6 +97,19 @@ impl Config {
             registry_insecure: false,
             registry_timeout: snapshot_refresh::DEFAULT_PULL_BOUND,
             docker_config: None,
+            idle_timeout: None,
+            idle_timeout_error: None,
+        }
+    }
+
+    /// The default idle timeout a start uses.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when `HEADSTART_IDLE_TIMEOUT` is not a duration.
+    pub(crate) fn default_idle_timeout(&self) -> Result<Option<std::time::Duration>> {
+        match &self.idle_timeout_error {
+            Some(e) => Err(Error::InvalidInput(e.clone())),
+            None => Ok(self.idle_timeout),
         }
     }
 
@@ -128,7 +147,16 @@ impl Config {
             Ok(e) => (e, None),
             Err(e) => (Eligibility::all(), Some(e.to_string())),
         };
+        let (idle_timeout, idle_timeout_error) = match env::non_empty(env::HEADSTART_IDLE_TIMEOUT) {
+            None => (None, None),
+            Some(v) => match super::parse_duration(&v) {
+                Ok(d) => (Some(d), None),
+                Err(e) => (None, Some(format!("{}: {e}", env::HEADSTART_IDLE_TIMEOUT))),
+            },
+        };
         Ok(Self {
+            idle_timeout,
+            idle_timeout_error,
             data_dir: local.home,
             restore_method: local.restore_method,
             credentials: git_credentials(),

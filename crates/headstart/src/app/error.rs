@@ -52,6 +52,10 @@ pub enum Error {
     /// The credential daemon could not be started or reached, or refused a request.
     #[error("{0}")]
     Daemon(String),
+    /// The sandbox is in use (a command or a start holds it) and the operation does not
+    /// wait for it.
+    #[error("{0}")]
+    Busy(String),
     /// A start stopped by its cancel token or its deadline.
     #[error("starting sandbox {} was stopped", .0.name)]
     Stopped(Box<Stopped>),
@@ -90,6 +94,7 @@ impl Error {
             Self::Stopped(_) => "cancelled",
             Self::BackingOff(_) => "backing_off",
             Self::Daemon(_) => "daemon",
+            Self::Busy(_) => "busy",
             Self::Io { .. } | Self::Failed(_) => "other",
         }
     }
@@ -111,6 +116,7 @@ impl Error {
             | Self::Failed(_)
             | Self::BackingOff(_)
             | Self::Daemon(_)
+            | Self::Busy(_)
             | Self::Stopped(_) => false,
         }
     }
@@ -135,6 +141,7 @@ impl Error {
             "registry_delete_unsupported" => {
                 "enable deletes in the registry, or delete tags with its own tools"
             }
+            "busy" => "wait for the command or start to finish, then retry",
             _ => return None,
         })
     }

@@ -5,7 +5,9 @@
 //! The token goes to the daemon over its control socket and nowhere else: not into
 //! the sandbox's environment, files or git configuration.
 
+use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use sandbox_core::{Credentials, RepoUrl, Sandbox, SandboxName, Source, Transport};
 use serde::Serialize;
@@ -13,6 +15,14 @@ use serde::Serialize;
 use super::choice::ProviderKind;
 use super::daemon::{ControlRequest, ControlResponse, GrantInfo, control_socket, request};
 use super::{Error, Headstart, Result, UpRequest};
+
+/// What the broker tells a sandbox whose grant lost its token (a daemon restart):
+/// made from the sandbox's name and repository by the caller (a CLI says what to run).
+pub type RegisterHintFn = Arc<dyn Fn(&SandboxName, &RepoUrl) -> String + Send + Sync>;
+
+/// The host name a container on a bridge network reaches the host by (the Docker
+/// provider maps it to the default bridge's gateway, `host-gateway`).
+const BRIDGE_HOST: &str = "host.docker.internal";
 
 /// How long a grant lasts when the sandbox has no TTL.
 const DEFAULT_GRANT_TTL: time::Duration = time::Duration::hours(12);
@@ -51,6 +61,18 @@ impl Headstart {
         kind: ProviderKind,
         source: &Source,
     ) -> Result<Option<GrantPlan>> {
+        self.plan_grant_for(mode, kind, source, false)
+    }
+
+    /// As [`plan_grant`](Self::plan_grant); `has_grant`: the named sandbox already has
+    /// a live grant of this repository, so by default it keeps one.
+    pub(crate) fn plan_grant_for(
+        &self,
+        mode: Option<CredentialsMode>,
+        kind: ProviderKind,
+        source: &Source,
+        has_grant: bool,
+    ) -> Result<Option<GrantPlan>> {
         let has_token = self.config.credentials.expose_token().is_some();
         let http = source.url().transport() == Transport::Http;
         let wanted = match mode {
@@ -69,7 +91,7 @@ impl Headstart {
                 }
                 true
             }
-            None => kind == ProviderKind::Docker && has_token && http,
+            None => (kind == ProviderKind::Docker || has_grant) && has_token && http,
         };
         Ok(wanted.then(|| GrantPlan {
             upstream: source.url().clone(),
@@ -82,7 +104,7 @@ impl Headstart {
                 ProviderKind::Docker if self.config.docker_network.as_deref() == Some("host") => {
                     LOOPBACK
                 }
-                ProviderKind::Docker => "host.docker.internal",
+                ProviderKind::Docker => BRIDGE_HOST,
             },
         }))
     }
@@ -96,14 +118,19 @@ impl Headstart {
     /// # Errors
     /// [`Error::Daemon`] when the daemon cannot be reached or refuses; a git error
     /// when the workspace's `origin` cannot be set.
+    ///
+    /// `renew`: the start reconnected to the sandbox, so its live grant of the
+    /// repository is renewed (same URL, the token registered again) rather than
+    /// replaced.
     pub(crate) async fn grant(
         &self,
         plan: GrantPlan,
         sandbox: &dyn Sandbox,
         req: &UpRequest,
+        renew: bool,
     ) -> Result<GrantInfo> {
         let name = sandbox.name();
-        self.register_grant(plan, name, sandbox.workspace(), req)
+        self.register_grant(plan, name, sandbox.workspace(), req, renew)
             .await
             .map_err(|e| {
                 e.context(format!(
@@ -118,6 +145,7 @@ impl Headstart {
         name: &SandboxName,
         workspace: &Path,
         req: &UpRequest,
+        renew: bool,
     ) -> Result<GrantInfo> {
         let (branch, new_branch) = (req.branch.as_deref(), req.new_branch.as_deref());
         let own_branch = match (new_branch, branch) {
@@ -144,6 +172,15 @@ impl Headstart {
             .expose_token()
             .ok_or_else(|| Error::InvalidInput("no git token is configured".into()))?
             .to_owned();
+        let listen = if plan.host == BRIDGE_HOST {
+            bridge_addresses().await?
+        } else {
+            Vec::new()
+        };
+        let register_hint = req
+            .grant_register_hint
+            .as_ref()
+            .map(|f| f(name, &plan.upstream));
         let req = ControlRequest::Register {
             sandbox: name.to_string(),
             upstream: plan.upstream.to_string(),
@@ -154,6 +191,9 @@ impl Headstart {
             expires_at: time::OffsetDateTime::now_utc() + ttl,
             host: plan.host.to_owned(),
             renew_hint: req.grant_renew_hint.clone(),
+            register_hint,
+            listen,
+            renew,
         };
         let (grant, url) = match self.daemon_request(&req).await? {
             ControlResponse::Registered { grant, url } => (grant, url),
@@ -168,6 +208,39 @@ impl Headstart {
             .await
             .map_err(|e| Error::Failed(format!("setting the grant URL: {e}")))??;
         Ok(grant)
+    }
+
+    /// The URL paths (`/g/<capability>/<owner>/<repo>.git`) of the live grants of
+    /// sandbox `name` for `source`'s repository, when the daemon's state records any
+    /// for it (starting the daemon then, as the grant will need it). Each capability
+    /// is registered with the scrubber: what this process prints shows none.
+    pub(crate) async fn own_grant_paths(&self, name: &SandboxName, source: &Source) -> Vec<String> {
+        if !super::daemon::has_recorded_grants(self.data_dir(), name.as_str()) {
+            return Vec::new();
+        }
+        let req = ControlRequest::Origins {
+            sandbox: name.to_string(),
+        };
+        let grants = match self.daemon_request(&req).await {
+            Ok(ControlResponse::Origins { grants }) => grants,
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(sandbox = %name, error = %e, "could not look up the sandbox's grants");
+                Vec::new()
+            }
+        };
+        grants
+            .into_iter()
+            .filter(|g| {
+                RepoUrl::parse(&g.repository).is_ok_and(|u| u.same_repository(source.url()))
+            })
+            .map(|g| {
+                if let Some(cap) = g.path.strip_prefix("/g/").and_then(|r| r.split('/').next()) {
+                    sandbox_core::scrub::register_secret(cap);
+                }
+                g.path
+            })
+            .collect()
     }
 
     /// Revokes the grants of sandbox `name`, when a daemon runs (none running: no
@@ -201,6 +274,68 @@ impl Headstart {
     }
 }
 
+/// Whether `origin` is a URL of one of the grants whose paths are `paths` (at any
+/// broker address: the capability names the grant).
+pub(crate) fn is_grant_url(origin: &RepoUrl, paths: &[String]) -> bool {
+    let text = origin.to_string();
+    let Some(rest) = text.strip_prefix("http://") else {
+        return false;
+    };
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    let trim = |p: &str| p.trim_end_matches('/').to_owned();
+    paths.iter().any(|p| trim(p) == trim(path))
+}
+
+/// Whether `origin` (as recorded: scrubbed, so a known capability reads
+/// `[redacted]`) is a URL of one of the grants whose paths are `paths`.
+pub(crate) fn names_grant(origin: &str, paths: &[String]) -> bool {
+    let origin = sandbox_core::scrub(origin);
+    let origin = origin.trim_end_matches('/');
+    origin.starts_with("http://")
+        && paths.iter().any(|p| {
+            let p = sandbox_core::scrub(p);
+            let p = p.trim_end_matches('/');
+            origin.ends_with(p) && origin[..origin.len() - p.len()].matches('/').count() == 2
+        })
+}
+
+/// `text` with every grant capability (`/g/` and at least 32 hex digits) cut to a
+/// prefix, as listings show it: for messages that may quote a workspace's origin.
+pub(crate) fn redact_capabilities(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("/g/") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let hex = tail.bytes().take_while(u8::is_ascii_hexdigit).count();
+        if hex >= 32 {
+            out.push_str(&tail[..6]);
+            out.push('…');
+            rest = &tail[hex..];
+        } else {
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The host's addresses on the Docker default bridge, where a container reaches the
+/// broker through [`BRIDGE_HOST`].
+async fn bridge_addresses() -> Result<Vec<IpAddr>> {
+    let docker = provisioners::docker::connect_from_env().await?;
+    let found = provisioners::docker::bridge_gateways(&docker).await?;
+    if found.is_empty() {
+        return Err(Error::Failed(
+            "the Docker engine's default bridge has no gateway address on this host, so a \
+             container on it cannot reach the credential broker; run the sandbox on the \
+             host's network"
+                .into(),
+        ));
+    }
+    Ok(found.into_iter().map(IpAddr::V4).collect())
+}
+
 /// A workspace origin as listings show it: a grant URL's capability cut to a prefix.
 pub(crate) fn redact_grant_url(origin: &str) -> String {
     let Some((head, rest)) = origin.split_once("/g/") else {
@@ -215,6 +350,31 @@ pub(crate) fn redact_grant_url(origin: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_grant_url_is_recognised_by_its_path_at_any_address() {
+        let paths = vec!["/g/abcdef0123456789/o/r.git".to_owned()];
+        for url in [
+            "http://127.0.0.1:4000/g/abcdef0123456789/o/r.git",
+            "http://host.docker.internal:4001/g/abcdef0123456789/o/r.git/",
+        ] {
+            let u = sandbox_core::RepoUrl::parse(url).unwrap();
+            assert!(super::is_grant_url(&u, &paths), "{url}");
+        }
+        for url in [
+            "http://127.0.0.1:4000/g/abcdef0123456788/o/r.git",
+            "https://127.0.0.1:4000/g/abcdef0123456789/o/r.git",
+            "http://127.0.0.1:4000/o/r.git",
+        ] {
+            let u = sandbox_core::RepoUrl::parse(url).unwrap();
+            assert!(!super::is_grant_url(&u, &paths), "{url}");
+        }
+        let cap = "abcdef0123456789abcdef0123456789abcdef0123456789";
+        assert_eq!(
+            super::redact_capabilities(&format!("holds http://h/g/{cap}/o/r.git, /g/ab/x")),
+            "holds http://h/g/abcdef…/o/r.git, /g/ab/x"
+        );
+    }
+
     #[test]
     fn grant_urls_are_cut_to_a_prefix() {
         assert_eq!(

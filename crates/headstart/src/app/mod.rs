@@ -14,6 +14,7 @@ pub mod daemon;
 mod error;
 mod flags;
 mod grant;
+mod lifecycle;
 mod ports;
 mod prune;
 mod registry;
@@ -29,14 +30,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use provisioners::local::LocalProvider;
-use sandbox_core::{BranchName, SandboxName, SandboxProvider, Source};
+use sandbox_core::{BranchName, SandboxProvider, Source};
 use snapshot_refresh::{Recipe, SnapshotBuilder, Spawn};
 
 pub use choice::{ProviderChoice, ProviderKind, choose_provider, prebuilt_images};
 pub use config::{Config, register_secrets};
 pub use error::{Error, Result, Stopped};
 pub use flags::{FLUSH_ON_EXIT, FlagsStatus};
-pub use grant::CredentialsMode;
+pub use grant::{CredentialsMode, RegisterHintFn};
+pub use lifecycle::{Activity, HibernateOutcome, Resumed, ResumedFn, RunState, parse_duration};
 pub use ports::{DIRECT, PortsOutcome};
 pub use prune::{DeadBuilds, PruneOutcome, Pruned};
 pub use registry::RegistryGcOutcome;
@@ -120,35 +122,6 @@ impl Headstart {
     /// The local provider over the data directory, with the configured restore method.
     fn local_provider(&self) -> LocalProvider {
         LocalProvider::new(&self.config.data_dir).with_restore_method(self.config.restore_method)
-    }
-
-    /// The provider that has sandbox `name`: the one asked for, else local, else Docker.
-    async fn find_sandbox(
-        &self,
-        name: &SandboxName,
-        kind: Option<ProviderKind>,
-    ) -> Result<(Arc<dyn SandboxProvider>, Box<dyn sandbox_core::Sandbox>)> {
-        let kinds = match kind {
-            Some(k) => vec![k],
-            None => vec![ProviderKind::Local, ProviderKind::Docker],
-        };
-        for k in kinds {
-            let provider = match self.provider(k).await {
-                Ok(p) => p,
-                Err(e) if kind.is_none() => {
-                    tracing::debug!(error = %e, "provider unavailable");
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if let Some(sb) = provider.get(name).await? {
-                return Ok((provider, sb));
-            }
-        }
-        Err(sandbox_core::Error::SandboxNotFound {
-            name: name.to_string(),
-        }
-        .into())
     }
 
     /// A builder for `provider`; detached build processes when `detach` and a build

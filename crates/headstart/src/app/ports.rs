@@ -24,6 +24,8 @@ pub struct PortsOutcome {
     pub direct: bool,
     /// The published ports (empty for a direct sandbox).
     pub ports: Vec<PublishedPort>,
+    /// Set when the sandbox was stopped (or hibernated) and started again first.
+    pub resumed: Option<super::Resumed>,
 }
 
 /// The ports of `sandbox`: published ones read back from it, else the ports asked for
@@ -45,19 +47,22 @@ pub(crate) async fn ports_of(
 }
 
 impl Headstart {
-    /// The ports of sandbox `name` (of `provider`, else wherever it is).
+    /// The ports of sandbox `name` (of `provider`, else wherever it is); a stopped
+    /// sandbox is started again first (its ports exist only while it runs).
     ///
     /// # Errors
     /// An unknown sandbox, or an engine that cannot inspect it.
     pub async fn ports(&self, name: &str, provider: Option<ProviderKind>) -> Result<PortsOutcome> {
         let name = SandboxName::new(name)?;
-        let (provider, sandbox) = self.find_sandbox(&name, provider).await?;
+        let _lease = super::lifecycle::Lease::shared(self.data_dir(), &name).await?;
+        let (provider, sandbox, resumed) = self.open_sandbox(&name, provider).await?;
         let published = sandbox.ports().await?;
         Ok(PortsOutcome {
             name,
             provider: provider.kind(),
             direct: published.is_none(),
             ports: published.unwrap_or_default(),
+            resumed,
         })
     }
 }

@@ -6,10 +6,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sandbox_core::SandboxName;
+use sandbox_core::{PruneReport, SandboxName, SandboxProvider};
 use serde::Serialize;
 use snapshot_refresh::SnapshotBuilder;
 
+use super::choice::ProviderKind;
 use super::{Headstart, Result};
 
 /// One sandbox (or workspace) prune dealt with.
@@ -79,6 +80,23 @@ pub struct PruneOutcome {
 }
 
 impl PruneOutcome {
+    fn absorb(&mut self, provider: &'static str, report: PruneReport) {
+        let named =
+            |names: Vec<SandboxName>| names.into_iter().map(move |n| Pruned::named(n, provider));
+        self.expired.extend(named(report.expired));
+        self.orphans.extend(named(report.orphans));
+        self.orphans
+            .extend(report.orphan_workspaces.into_iter().map(|dir| Pruned {
+                name: None,
+                workspace: Some(dir),
+                provider,
+            }));
+        self.interrupted.extend(named(report.interrupted));
+        self.busy.extend(named(report.busy));
+        self.stale_locks += report.stale_locks;
+        self.interrupted_snapshot_writes += report.interrupted_snapshot_writes;
+    }
+
     /// True when nothing was done.
     pub fn is_empty(&self) -> bool {
         self.expired.is_empty()
@@ -101,46 +119,23 @@ impl Headstart {
         let cleaned = SnapshotBuilder::new(Arc::new(p.clone()), self.state_dir())
             .cleanup_stale()
             .await?;
-        let report = p.prune().await?;
-        let local = |names: Vec<SandboxName>| -> Vec<Pruned> {
-            names
-                .into_iter()
-                .map(|n| Pruned::named(n, "local"))
-                .collect()
-        };
         let mut out = PruneOutcome {
-            expired: local(report.expired),
-            orphans: report
-                .orphans
-                .into_iter()
-                .map(|dir| Pruned {
-                    name: None,
-                    workspace: Some(dir),
-                    provider: "local",
-                })
-                .collect(),
-            interrupted: local(report.interrupted),
-            busy: local(report.busy),
-            stale_locks: report.stale_locks,
-            interrupted_snapshot_writes: report.stale_snapshots,
             dead_builds: DeadBuilds {
                 processes_killed: cleaned.processes_killed,
                 sandboxes_removed: cleaned.sandboxes_removed,
                 seeds_removed: cleaned.seeds_removed,
                 jobs_removed: cleaned.jobs_removed,
             },
+            ..PruneOutcome::default()
         };
+        let mut providers: Vec<Arc<dyn SandboxProvider>> = vec![Arc::new(p)];
         // Docker sandboxes too, when an engine answers (nothing to do otherwise).
-        match self.docker_provider().await {
-            Ok(docker) => {
-                let report = docker.prune().await?;
-                let docker =
-                    |names: Vec<SandboxName>| names.into_iter().map(|n| Pruned::named(n, "docker"));
-                out.expired.extend(docker(report.expired));
-                out.orphans.extend(docker(report.orphans));
-                out.interrupted.extend(docker(report.interrupted));
-            }
+        match self.provider(ProviderKind::Docker).await {
+            Ok(docker) => providers.push(docker),
             Err(e) => tracing::debug!(error = %e, "no Docker engine: nothing to prune there"),
+        }
+        for provider in providers {
+            out.absorb(provider.kind(), provider.prune().await?);
         }
         // A removed sandbox's broker grants go with it.
         for p in out.expired.iter().chain(&out.interrupted) {

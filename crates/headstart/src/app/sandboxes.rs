@@ -34,6 +34,8 @@ pub struct ExecRequest {
     pub timeout: Option<Duration>,
     /// Where output goes as it arrives (`None`: captured into the outcome).
     pub sink: Option<OutputSink>,
+    /// Told when a stopped sandbox was started again, before the command runs.
+    pub on_resumed: Option<super::ResumedFn>,
 }
 
 impl ExecRequest {
@@ -45,6 +47,7 @@ impl ExecRequest {
             argv,
             timeout: None,
             sink: None,
+            on_resumed: None,
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct ExecOutcome {
     pub stderr: String,
     /// True when captured output was cut.
     pub truncated: bool,
+    /// Set when the sandbox was stopped (or hibernated) and started again first.
+    pub resumed: Option<super::Resumed>,
 }
 
 /// A duration in milliseconds with microsecond precision.
@@ -118,6 +123,9 @@ pub struct SandboxRow {
     /// Published ports (sandboxes that publish them: Docker), read from the sandbox.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<sandbox_core::PublishedPort>>,
+    /// Running or stopped, last activity and idle deadline.
+    #[serde(flatten)]
+    pub activity: super::Activity,
 }
 
 /// Every sandbox (`docs/json/ls.schema.json`: an array).
@@ -164,7 +172,8 @@ impl Headstart {
     pub async fn ls(&self) -> Result<LsOutcome> {
         let grants = self.live_grants().await;
         let mut sandboxes = Vec::new();
-        for (provider, info) in self.list_all(None).await? {
+        for (provider, mut info) in self.list_all(None).await? {
+            let activity = self.activity(&mut info);
             let git = sandbox_core::git::summary(&info.workspace);
             let grant = grants
                 .iter()
@@ -175,14 +184,12 @@ impl Headstart {
                 Some(g) => Some(g.repository.clone()),
                 None => git.origin.as_deref().map(redact_grant_url),
             };
+            // read without opening the sandbox: a listing never starts a stopped one
             let ports = match info.state {
-                sandbox_core::SandboxState::Ready if provider.kind() != "local" => {
-                    match provider.get(&info.name).await {
-                        Ok(Some(sb)) => sb.ports().await.unwrap_or_else(|e| {
-                            tracing::debug!(error = %e, "no ports of {}", info.name);
-                            None
-                        }),
-                        _ => None,
+                sandbox_core::SandboxState::Ready if provider.kind() == "docker" => {
+                    match self.docker_provider().await {
+                        Ok(d) => d.published_ports(&info.name).await.ok(),
+                        Err(_) => None,
                     }
                 }
                 _ => None,
@@ -194,6 +201,7 @@ impl Headstart {
                 commit: git.commit,
                 grant,
                 ports,
+                activity,
             });
         }
         Ok(LsOutcome { sandboxes })
@@ -223,7 +231,8 @@ impl Headstart {
                 if targets.iter().any(|(_, t)| *t == name) {
                     continue;
                 }
-                let p = match self.find_sandbox(&name, provider).await {
+                // found without starting it (a stopped one stays stopped)
+                let p = match self.locate(&name, provider).await {
                     Ok((p, _)) => p,
                     // a start still running (removed once it finishes: the provider
                     // waits for the name's lock) or one whose process died
@@ -243,7 +252,10 @@ impl Headstart {
         for (p, name) in targets {
             match p.remove(&name).await {
                 Ok(()) => out.removed.push(Removed {
-                    revoked_grants: self.revoke_grants(&name).await,
+                    revoked_grants: {
+                        super::lifecycle::forget(self.data_dir(), &name);
+                        self.revoke_grants(&name).await
+                    },
                     name,
                     provider: p.kind(),
                 }),
@@ -266,14 +278,21 @@ impl Headstart {
         Ok(out)
     }
 
-    /// Runs an argv (never a shell string) in a sandbox.
+    /// Runs an argv (never a shell string) in a sandbox. A stopped (or hibernated)
+    /// sandbox is started again first ([`ExecOutcome::resumed`]); while the command
+    /// runs the sandbox's lease is held, so the idle watch never stops it under the
+    /// command.
     ///
     /// # Errors
     /// An unknown sandbox, or a program that could not be started
     /// (`CommandNotFound`, `CommandNotExecutable`).
     pub async fn exec(&self, req: ExecRequest) -> Result<ExecOutcome> {
         let name = SandboxName::new(&req.name)?;
-        let (provider, sandbox) = self.find_sandbox(&name, req.provider).await?;
+        let _lease = super::lifecycle::Lease::shared(self.data_dir(), &name).await?;
+        let (provider, sandbox, resumed) = self.open_sandbox(&name, req.provider).await?;
+        if let (Some(r), Some(f)) = (&resumed, &req.on_resumed) {
+            f(r);
+        }
         let mut core = sandbox_core::ExecRequest::new(req.argv.clone())?;
         if let Some(t) = req.timeout {
             core = core.timeout(t);
@@ -281,7 +300,9 @@ impl Headstart {
         if let Some(sink) = req.sink {
             core = core.sink(sink);
         }
-        let out = sandbox.exec(&core).await?;
+        let out = sandbox.exec(&core).await;
+        self.touch(&name);
+        let out = out?;
         let status: u8 = if out.timed_out {
             124
         } else {
@@ -299,6 +320,7 @@ impl Headstart {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             truncated: out.truncated,
+            resumed,
         })
     }
 }

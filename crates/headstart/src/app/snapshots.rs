@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::choice::ProviderKind;
-use sandbox_core::{SnapshotId, SnapshotMeta};
+use sandbox_core::{GcPolicy, SnapshotId, SnapshotMeta};
 use serde::Serialize;
 use snapshot_refresh::{CommandRecord, FastStart, KickOutcome, RefreshOptions, SnapshotBuilder};
 
@@ -236,25 +236,16 @@ impl Headstart {
         max_age: Duration,
         provider: Option<ProviderKind>,
     ) -> Result<GcOutcome> {
-        let policy = provisioners::local::GcPolicy {
-            keep_newest: keep,
-            max_age: Some(max_age),
-        };
-        if provider == Some(ProviderKind::Docker) {
-            let removed = self.docker_provider().await?.store().gc(policy).await?;
-            return Ok(GcOutcome {
-                provider: "docker",
-                removed,
-                kept_in_use: Vec::new(),
-                interrupted_writes_removed: 0,
-            });
-        }
-        let report = self.local_provider().store().gc(policy).await?;
+        let policy = GcPolicy::new(keep, Some(max_age));
+        let provider = self
+            .provider(provider.unwrap_or(ProviderKind::Local))
+            .await?;
+        let report = provider.snapshots().gc(&policy).await?;
         Ok(GcOutcome {
-            provider: "local",
+            provider: provider.kind(),
             removed: report.removed,
-            kept_in_use: report.kept_leased,
-            interrupted_writes_removed: report.stale_removed,
+            kept_in_use: report.kept_in_use,
+            interrupted_writes_removed: report.interrupted_writes_removed,
         })
     }
 

@@ -22,7 +22,9 @@ use snapshot_refresh::{Eligibility, FastStart, KickOutcome, SnapshotBuilder};
 
 use super::daemon::GrantInfo;
 use super::flags::FLUSH_ON_EXIT;
-use super::grant::CredentialsMode;
+use super::grant::{
+    CredentialsMode, RegisterHintFn, is_grant_url, names_grant, redact_capabilities,
+};
 use super::start::{cancelled, decided, run_start, start_completed};
 use super::workdir;
 use super::{Error, Headstart, Result, Stopped, read_recipe, source_from};
@@ -64,6 +66,14 @@ pub struct UpRequest {
     pub ports: Vec<PortRequest>,
     /// Remove the sandbox after this long (by [`Headstart::prune`]).
     pub ttl: Option<Duration>,
+    /// Stop the sandbox after this long with no command, start or look at its ports
+    /// (by the host daemon, started on demand; zero: never). Default: the recipe's
+    /// `idle_timeout`, else [`Config::idle_timeout`](super::Config::idle_timeout), else
+    /// what an earlier start of the name recorded.
+    pub idle_timeout: Option<Duration>,
+    /// Hibernate the (Docker) sandbox after this long without activity (zero: never).
+    /// Default: the recipe's `hibernate_after`, else an earlier start's.
+    pub hibernate_after: Option<Duration>,
     /// A setup recipe file (JSON; see [`read_recipe`](super::read_recipe)).
     pub recipe_file: Option<PathBuf>,
     /// Build a missing snapshot in this process and wait for it.
@@ -89,6 +99,9 @@ pub struct UpRequest {
     pub allow_push: Vec<String>,
     /// What the broker tells the sandbox when its grant expired or was revoked.
     pub grant_renew_hint: Option<String>,
+    /// What the broker tells the sandbox when its grant lost its token (a daemon
+    /// restart), made from the sandbox's name and repository.
+    pub grant_register_hint: Option<RegisterHintFn>,
 }
 
 impl UpRequest {
@@ -141,6 +154,9 @@ pub struct UpOutcome {
     pub report: StartupReport,
     /// The snapshot a warm start restored.
     pub snapshot: Option<SnapshotRef>,
+    /// Set when the sandbox of that name was stopped (or hibernated) and this start
+    /// started it again (its after-start hooks ran as for any start).
+    pub resumed: Option<super::Resumed>,
     /// What the background builder did.
     pub build: Option<KickOutcome>,
     /// The sandbox's broker grant (never its capability in full).
@@ -250,6 +266,16 @@ impl Headstart {
             }
         };
         let mut recipe = read_recipe(req.recipe_file.as_deref())?;
+        let (recipe_idle, recipe_hibernate) =
+            super::lifecycle::RecipeLifecycle::read(req.recipe_file.as_deref())?;
+        let lifecycle = super::lifecycle::UpLifecycle {
+            idle_timeout: match req.idle_timeout.or(recipe_idle) {
+                Some(d) => Some(d),
+                None => self.config.default_idle_timeout()?,
+            },
+            hibernate_after: req.hibernate_after.or(recipe_hibernate),
+            after_start: recipe.after_start.clone(),
+        };
         let identity = match req.git_user.as_ref().or(self.config.git_user.as_ref()) {
             Some(s) => Some(GitIdentity::parse(s).map_err(|e| Error::InvalidInput(e.to_string()))?),
             None => None,
@@ -292,11 +318,6 @@ impl Headstart {
             connect = connect.workdir(dir);
         }
         let plan = self.plan_grant(req.credentials, kind, &source)?;
-        if plan.is_none() && !req.allow_push.is_empty() {
-            return Err(Error::InvalidInput(
-                "push patterns apply to a broker grant, and this start makes none".into(),
-            ));
-        }
         for p in &req.ports {
             connect = connect.port(*p);
         }
@@ -316,6 +337,32 @@ impl Headstart {
             (None, None) => SandboxName::generate(),
         };
         connect = connect.name(name.clone());
+        // A sandbox reconnected to may have its own grant URL as origin: that is its
+        // repository, and it keeps a grant (renewed: the token registered again).
+        let own_grants = if req.force_create {
+            Vec::new()
+        } else {
+            self.own_grant_paths(&name, &source).await
+        };
+        let plan = match plan {
+            None if !own_grants.is_empty() => {
+                self.plan_grant_for(req.credentials, kind, &source, true)?
+            }
+            plan => plan,
+        };
+        if plan.is_none() && !req.allow_push.is_empty() {
+            return Err(Error::InvalidInput(
+                "push patterns apply to a broker grant, and this start makes none".into(),
+            ));
+        }
+        // held for the whole start: the idle watch does not stop what is being started
+        let _lease = super::lifecycle::Lease::shared(self.data_dir(), &name).await?;
+        // a generated name is new: nothing to resume
+        let resumed = if req.force_create || (req.name.is_none() && workdir.is_none()) {
+            None
+        } else {
+            self.resume_for_up(provider.as_ref(), &name).await?
+        };
         let detach = self.config.detach_builds && !req.wait_snapshot;
         let remote = if req.no_snapshot {
             None
@@ -345,6 +392,10 @@ impl Headstart {
             fast = fast.limits(sandbox_core::TransferLimits::within(t));
         }
         fast = fast.cancel_token(req.cancel.clone());
+        if !own_grants.is_empty() {
+            let paths = own_grants.clone();
+            fast = fast.origin_alias(Arc::new(move |o| is_grant_url(o, &paths)));
+        }
         let (started, stopped) = run_start(
             fast.start(&source, &connect),
             &req.cancel,
@@ -372,7 +423,19 @@ impl Headstart {
                 deadline,
             })));
         }
-        let started = started?;
+        // what a start says may quote a workspace's origin: a grant URL
+        let mut started = started.map_err(|e| match e {
+            snapshot_refresh::Error::Refused(m) => {
+                snapshot_refresh::Error::Refused(redact_capabilities(&m))
+            }
+            e => e,
+        })?;
+        started.report.reason = redact_capabilities(&started.report.reason);
+        if let Some(r) = &started.repository {
+            if names_grant(r, &own_grants) {
+                started.repository = Some(source.url().to_string());
+            }
+        }
         let mut interrupted = false;
         let mut wait_result = None;
         if req.wait_snapshot {
@@ -401,7 +464,6 @@ impl Headstart {
                 }
             }
         }
-        let mut started = started;
         if let Some(w) = &wait_result {
             // the start's reason was written before the wait: say how the build ended
             let (one, a) = match w {
@@ -415,8 +477,12 @@ impl Headstart {
                 .replace("building a snapshot in the background", a);
         }
         let sb = &started.sandbox;
+        self.record_up(sb.name(), kind, lifecycle).await;
         let grant = match plan {
-            Some(plan) => Some(self.grant(plan, sb.as_ref(), &req).await?),
+            Some(plan) => {
+                let renew = started.report.path == sandbox_core::StartPath::Reconnected;
+                Some(self.grant(plan, sb.as_ref(), &req, renew).await?)
+            }
             None => None,
         };
         let git_identity = {
@@ -455,6 +521,7 @@ impl Headstart {
                     source: started.snapshot_source,
                 }),
             report: started.report,
+            resumed,
             build: started.build,
             grant,
             waited: wait_result,

@@ -1,4 +1,4 @@
-//! `headstart daemon run|status|stop`: the credential daemon (the app layer's
+//! `headstart daemon run|start|status|stop`: the credential daemon (the app layer's
 //! [`headstart::daemon`]) in the foreground, its grants, and stopping it.
 
 use std::process::ExitCode;
@@ -11,9 +11,13 @@ use super::output;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DaemonCommand {
-    /// Run the credential daemon in the foreground (`up` starts it when a sandbox needs
-    /// a grant): the git broker on 127.0.0.1 and the control socket.
+    /// Run the daemon in the foreground (`up` starts it when a sandbox needs a grant or
+    /// has an idle timeout): the git broker on 127.0.0.1, the control socket and the
+    /// idle watch that stops idle sandboxes.
     Run,
+    /// Start the credential daemon in the background when none runs (its grants come
+    /// back without tokens: each sandbox's next `up` registers its token again).
+    Start,
     /// Show whether the daemon runs, its port and its grants (never a capability).
     Status(StatusArgs),
     /// Stop the daemon (grants stay saved, without tokens).
@@ -37,6 +41,16 @@ impl DaemonCommand {
 pub(crate) async fn run(app: &Headstart, cmd: DaemonCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         DaemonCommand::Run => headstart::daemon::run_daemon(app.data_dir()).await?,
+        DaemonCommand::Start => {
+            let status = app.daemon_start().await?;
+            if !output::quiet() {
+                eprintln!(
+                    "credential daemon running (pid {}, broker on 127.0.0.1:{})",
+                    status.pid.unwrap_or_default(),
+                    status.port.unwrap_or_default()
+                );
+            }
+        }
         DaemonCommand::Status(args) => {
             let status = app.daemon_status().await?;
             if args.json {
@@ -73,6 +87,12 @@ fn print_status(s: &DaemonStatus) {
         s.pid.unwrap_or_default(),
         s.port.unwrap_or_default()
     );
+    if !s.addresses.is_empty() {
+        println!(
+            "  also listening on {} (Docker bridge)",
+            s.addresses.join(", ")
+        );
+    }
     for g in &s.grants {
         let push = if g.push.is_empty() {
             "read-only".to_owned()

@@ -104,6 +104,7 @@ pub(crate) fn hint(kind: &str) -> Option<&'static str> {
         "origin_mismatch" => "start without the prebuilt snapshot, or pass --force-create",
         "too_slow" => "the server is stalling: check it and your network, then retry",
         "backing_off" => "pass --force to try again now",
+        "busy" => "wait for the command or `headstart up` using it to finish, then retry",
         _ => return None,
     })
 }

@@ -9,6 +9,7 @@ pub(crate) mod daemon;
 pub(crate) mod error;
 pub(crate) mod flags;
 pub(crate) mod interrupt;
+pub(crate) mod lifecycle;
 pub(crate) mod output;
 pub(crate) mod ports;
 pub(crate) mod progress;
@@ -32,10 +33,14 @@ pub(crate) enum Command {
     Exec(sandbox::ExecArgs),
     /// Stop and remove sandboxes and their workspaces (`down a b`, `down --all`).
     Down(sandbox::DownArgs),
-    /// List sandboxes: name, provider, state, repository, branch, age.
+    /// List sandboxes: name, provider, state (running, stopped, hibernated, creating),
+    /// repository, branch, age, last use and when an idle one is stopped.
     Ls(sandbox::LsArgs),
     /// Show which host address reaches which sandbox port (`up --port`).
     Ports(ports::PortsArgs),
+    /// Commit a Docker sandbox's container to an image and remove it (its workspace is
+    /// kept); the next `exec`, `ports` or `up --name` resumes it.
+    Hibernate(lifecycle::HibernateArgs),
     /// Build, list, remove and garbage-collect base snapshots.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
@@ -45,7 +50,8 @@ pub(crate) enum Command {
     Flags(flags::FlagsArgs),
     /// Create, list, use and delete cloud VM hosts (DigitalOcean, Hetzner, GCP).
     Vm(vm::VmArgs),
-    /// The credential daemon: the git broker sandboxes fetch and push through.
+    /// The host daemon: the git broker sandboxes fetch and push through, and the idle
+    /// watch that stops idle sandboxes.
     #[command(subcommand)]
     Daemon(daemon::DaemonCommand),
 }
@@ -59,6 +65,7 @@ impl Command {
             Self::Down(a) => a.json,
             Self::Ls(a) => a.json,
             Self::Ports(a) => a.json,
+            Self::Hibernate(a) => a.json,
             Self::Prune(a) => a.json,
             Self::Snapshot(s) => s.json(),
             Self::Flags(a) => a.json(),
@@ -93,6 +100,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Down(args) => sandbox::down(&app, args).await,
         Command::Ls(args) => sandbox::ls(&app, args).await,
         Command::Ports(args) => ports::ports(&app, args).await,
+        Command::Hibernate(args) => lifecycle::hibernate(&app, args).await,
         Command::Snapshot(cmd) => snapshot::run(&app, cmd).await,
         Command::Prune(args) => sandbox::prune(&app, args).await,
         Command::Flags(args) => flags::run(&app, args).await,
@@ -101,21 +109,9 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `90s`, `30m`, `2h`, `1d`, or plain seconds.
+/// `90s`, `30m`, `2h`, `1d`, or plain seconds ([`headstart::parse_duration`]).
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 90m, 2h, 1d)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("`{s}` is not a duration (e.g. 90m, 2h, 1d)")),
-    };
-    Ok(Duration::from_secs(secs))
+    headstart::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// `local` or `docker`.

@@ -86,6 +86,19 @@ pub(crate) fn ago(then: OffsetDateTime, now: OffsetDateTime) -> String {
     }
 }
 
+/// A time still to come, for people: `in 40 s`, `in 12 min`, `in 3 h`, `due` once it
+/// passed.
+pub(crate) fn until(then: OffsetDateTime, now: OffsetDateTime) -> String {
+    let secs = (then - now).whole_seconds();
+    match secs {
+        i64::MIN..=0 => "due".to_owned(),
+        1..=59 => format!("in {secs} s"),
+        60..=3_599 => format!("in {} min", secs / 60),
+        3_600..=86_399 => format!("in {} h", secs / 3_600),
+        _ => format!("in {} days", secs / 86_400),
+    }
+}
+
 /// A repository URL as a listing shows it: `host/owner/repo` for network URLs (scheme,
 /// user and `.git` dropped), the path for local repositories.
 pub(crate) fn short_repo(url: &str) -> String {

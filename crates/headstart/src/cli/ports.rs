@@ -30,6 +30,9 @@ pub(crate) fn parse_port(s: &str) -> Result<sandbox_core::PortRequest, String> {
 #[allow(clippy::print_stdout)]
 pub(crate) async fn ports(app: &Headstart, args: PortsArgs) -> anyhow::Result<ExitCode> {
     let out = app.ports(&args.name, args.provider).await?;
+    if !args.json {
+        super::lifecycle::say_resumed(out.name.as_str(), out.resumed.as_ref());
+    }
     if args.json {
         output::print_json(&serde_json::to_value(&out)?);
     } else if out.direct {

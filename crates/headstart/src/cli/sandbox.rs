@@ -101,6 +101,12 @@ pub(crate) async fn exec(app: &Headstart, args: ExecArgs) -> anyhow::Result<Exit
             };
         }));
     }
+    if !args.json {
+        let name = req.name.clone();
+        req.on_resumed = Some(Arc::new(move |r: &headstart::Resumed| {
+            super::lifecycle::say_resumed(&name, Some(r));
+        }));
+    }
     let argv = req.argv.clone();
     let out = match app.exec(req).await {
         Ok(out) => out,
@@ -119,7 +125,9 @@ pub(crate) async fn exec(app: &Headstart, args: ExecArgs) -> anyhow::Result<Exit
     };
     if args.json {
         output::print_json(&serde_json::to_value(&out)?);
-    } else if out.timed_out && !output::quiet() {
+        return Ok(ExitCode::from(out.status));
+    }
+    if out.timed_out && !output::quiet() {
         eprintln!("headstart: `{}` timed out", argv.join(" "));
     }
     Ok(ExitCode::from(out.status))
@@ -141,13 +149,12 @@ pub(crate) async fn down(app: &Headstart, args: DownArgs) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// `running`, `stopped`, `hibernated` or `creating`.
 fn state(row: &SandboxRow) -> String {
-    match row.info.state {
-        sandbox_core::SandboxState::Ready if !row.info.running => "stopped".to_owned(),
-        s => serde_json::to_value(s)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
+    if row.activity.hibernated {
+        "hibernated".to_owned()
+    } else {
+        row.activity.status.to_owned()
     }
 }
 
@@ -186,13 +193,21 @@ pub(crate) async fn ls(app: &Headstart, args: LsArgs) -> anyhow::Result<ExitCode
                 row.info
                     .created_at
                     .map_or("-".to_owned(), |t| output::ago(t, now)),
+                row.activity
+                    .last_activity
+                    .map_or("-".to_owned(), |t| output::ago(t, now)),
+                row.activity
+                    .idle_deadline
+                    .map_or("-".to_owned(), |t| output::until(t, now)),
             ]
         })
         .collect();
     print!(
         "{}",
         sandbox_core::scrub(&output::table(
-            &["NAME", "PROVIDER", "STATE", "REPO", "BRANCH", "AGE"],
+            &[
+                "NAME", "PROVIDER", "STATE", "REPO", "BRANCH", "AGE", "USED", "IDLE"
+            ],
             &table
         ))
     );

@@ -69,6 +69,16 @@ pub(crate) struct UpArgs {
     /// Remove the sandbox after this long (`headstart prune`), e.g. `90m`, `2h`, `1d`.
     #[arg(long, value_parser = parse_duration)]
     ttl: Option<Duration>,
+    /// Stop the sandbox after this long with no `exec`, `ports` or `up` of it (the host
+    /// daemon does; the next `exec` resumes it), e.g. `30m`, `3s`; `0` = never.
+    /// Default: the recipe's "idle_timeout", else HEADSTART_IDLE_TIMEOUT, else what an
+    /// earlier start of the name recorded.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    idle_timeout: Option<Duration>,
+    /// Hibernate the (Docker) sandbox after this long without activity: its container
+    /// is committed to an image and removed (`headstart hibernate`); `0` = never.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    hibernate_after: Option<Duration>,
     /// Setup recipe (JSON: {"commands":[{"argv":[...],"timeout":secs}],"base_image":..,
     /// "after_start":[{"argv":[...]}]}; after_start hooks run on every start).
     #[arg(long, value_name = "FILE")]
@@ -126,6 +136,8 @@ pub(crate) async fn up(app: &Headstart, args: UpArgs) -> anyhow::Result<ExitCode
     req.git_user = args.git_user;
     req.ports = args.ports;
     req.ttl = args.ttl;
+    req.idle_timeout = args.idle_timeout;
+    req.hibernate_after = args.hibernate_after;
     req.recipe_file = args.recipe;
     req.wait_snapshot = args.wait_snapshot;
     req.timeout = (!args.timeout.is_zero()).then_some(args.timeout);
@@ -134,6 +146,9 @@ pub(crate) async fn up(app: &Headstart, args: UpArgs) -> anyhow::Result<ExitCode
     req.allow_push = args.allow_push;
     req.grant_renew_hint =
         Some("start the sandbox again with `headstart up --credentials broker`".into());
+    req.grant_register_hint = Some(Arc::new(|name, repo| {
+        format!("run `headstart up {repo} --name {name}` to re-register credentials")
+    }));
     req.cancel = cancel.clone();
     req.abandon = abandon.clone();
     req.progress = bar.as_ref().map(|(_, f)| f.clone());
@@ -188,6 +203,14 @@ pub(crate) async fn up(app: &Headstart, args: UpArgs) -> anyhow::Result<ExitCode
 
 #[allow(clippy::print_stdout)]
 fn print_text(outcome: &UpOutcome) {
+    if let Some(r) = &outcome.resumed {
+        println!(
+            "resumed {} ({:?}, {:.0} ms)",
+            outcome.sandbox.name,
+            r.from,
+            r.duration.as_secs_f64() * 1e3
+        );
+    }
     print!("{}", render::report_text(&outcome.report));
     println!(
         "  sandbox: {} ({})",

@@ -14,7 +14,7 @@ use test_support::{GitHttpServer, Upstream, git_command, random_token};
 use crate::{TestHome, headstart, json, stderr, stdout};
 
 /// Stops the data directory's daemon when the test ends, however it ends.
-struct DaemonGuard(PathBuf);
+pub(crate) struct DaemonGuard(pub(crate) PathBuf);
 
 impl Drop for DaemonGuard {
     fn drop(&mut self) {
@@ -22,11 +22,16 @@ impl Drop for DaemonGuard {
     }
 }
 
-fn headstart_with_token(home: &Path, token: &str, args: &[&str]) -> Output {
+pub(crate) fn headstart_with_token(home: &Path, token: &str, args: &[&str]) -> Output {
     headstart_with_env(home, token, &[], args)
 }
 
-fn headstart_with_env(home: &Path, token: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+pub(crate) fn headstart_with_env(
+    home: &Path,
+    token: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Output {
     Command::new(env!("CARGO_BIN_EXE_headstart"))
         .args(args)
         .envs(env.iter().copied())
@@ -39,7 +44,7 @@ fn headstart_with_env(home: &Path, token: &str, env: &[(&str, &str)], args: &[&s
 }
 
 /// The real git in `dir`, without any token in its environment.
-fn git_in(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn git_in(dir: &Path, args: &[&str]) -> Output {
     git_command()
         .current_dir(dir)
         .args(args)
@@ -49,7 +54,7 @@ fn git_in(dir: &Path, args: &[&str]) -> Output {
         .expect("run git")
 }
 
-fn ok(o: Output) -> String {
+pub(crate) fn ok(o: Output) -> String {
     assert!(
         o.status.success(),
         "failed: {}{}",
@@ -60,7 +65,7 @@ fn ok(o: Output) -> String {
 }
 
 /// Whether any process's command line or environment holds `needle`.
-fn processes_holding(needle: &str) -> Vec<String> {
+pub(crate) fn processes_holding(needle: &str) -> Vec<String> {
     let mut hits = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();

@@ -134,7 +134,9 @@ fn ls_shows_repository_branch_and_age_and_down_takes_several_names_or_all() {
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "PROVIDER", "STATE", "REPO", "BRANCH", "AGE"]
+        [
+            "NAME", "PROVIDER", "STATE", "REPO", "BRANCH", "AGE", "USED", "IDLE"
+        ]
     );
     let b: Vec<&str> = lines
         .find(|l| l.starts_with("b "))
@@ -142,7 +144,7 @@ fn ls_shows_repository_branch_and_age_and_down_takes_several_names_or_all() {
         .split_whitespace()
         .collect();
     let host = url.split("://").nth(1).unwrap().split('/').next().unwrap();
-    assert_eq!(&b[..3], ["b", "local", "ready"], "{table}");
+    assert_eq!(&b[..3], ["b", "local", "running"], "{table}");
     assert!(
         b[3].starts_with(host) && b[3].contains(up.name().trim_end_matches(".git")),
         "{table}"

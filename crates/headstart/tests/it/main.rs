@@ -3,10 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
 mod broker;
+mod broker_docker;
+mod broker_restart;
 mod cli;
 mod conventions;
 mod docker_lifecycle;
 mod exec_status;
+mod idle;
 mod json_output;
 mod library;
 mod lifecycle;

@@ -33,6 +33,7 @@ pub(crate) const SCHEMAS: &[&str] = &[
     "down",
     "ls",
     "ports",
+    "hibernate",
     "prune",
     "snapshot-ls",
     "snapshot-gc",

@@ -1,9 +1,12 @@
 //! Steps the clouds take the same way: finding or registering the SSH key once per
-//! account ([`ensure_ssh_key`]) and polling a VM until it runs ([`wait_running`]).
+//! account ([`ensure_ssh_key`]), sending a create request without ever making two VMs
+//! ([`create_once`]), polling a VM until it runs ([`wait_running`]) and deleting one
+//! that may already be gone ([`gone_is_fine`]).
 //!
 //! Not here: the requests themselves, their paths, paging and bodies (each cloud's
 //! module), nor the clouds' own create actions / operations that come before the poll.
 
+use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -95,6 +98,84 @@ pub(crate) async fn wait_running(
                 )
             })
             .await?;
+    }
+}
+
+/// How [`create_once`] sends a create request and reads what comes back.
+pub(crate) struct CreateRequest<Find, Post, Parse, Taken> {
+    /// What the cloud calls a VM (`droplet`, `server`, `instance`), for logs.
+    pub(crate) noun: &'static str,
+    /// Looks the VM up by name (ours, or an error when another owner has the name).
+    pub(crate) find: Find,
+    /// Sends the create request once.
+    pub(crate) post: Post,
+    /// Reads the VM from the answer.
+    pub(crate) parse: Parse,
+    /// True when the refusal says the name is taken: it may be our own earlier attempt.
+    pub(crate) name_taken: Taken,
+    /// Look the VM up before sending again after a transient failure (the request may
+    /// have been acted on); false where the cloud deduplicates repeats itself.
+    pub(crate) look_before_retry: bool,
+}
+
+/// Sends a create request (up to three times on transient failures) so that a retry
+/// never makes a second VM: before each repeat, and when the name is taken, the VM is
+/// looked up by name. A VM created whose answer cannot be read is destroyed.
+pub(crate) async fn create_once<Find, FindFut, Post, PostFut, Parse, Taken>(
+    provisioner: &dyn VmProvisioner,
+    req: CreateRequest<Find, Post, Parse, Taken>,
+) -> Result<Vm>
+where
+    Find: Fn() -> FindFut,
+    FindFut: Future<Output = Result<Option<Vm>>> + Send,
+    Post: Fn() -> PostFut,
+    PostFut: Future<Output = Result<Value>> + Send,
+    Parse: FnOnce(Value) -> Result<Vm>,
+    Taken: Fn(&CloudError) -> bool,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match (req.post)().await {
+            Ok(answer) => {
+                return match (req.parse)(answer) {
+                    Ok(vm) => Ok(vm),
+                    // Created, but unreadable: find it by name and remove it.
+                    Err(e) => match (req.find)().await {
+                        Ok(Some(vm)) => {
+                            Err(super::destroy_after_failure(provisioner, &vm, e).await)
+                        }
+                        _ => Err(e),
+                    },
+                };
+            }
+            // The name exists: ours (an earlier attempt went through) or someone else's.
+            Err(e) if (req.name_taken)(&e) => {
+                return match (req.find)().await? {
+                    Some(vm) => Ok(vm),
+                    None => Err(e),
+                };
+            }
+            Err(e) if e.is_transient() && attempt < 3 => {
+                let noun = req.noun;
+                tracing::warn!(error = %e, attempt, "{noun} create failed; sending it again");
+                if req.look_before_retry {
+                    if let Some(vm) = (req.find)().await? {
+                        return Ok(vm);
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A delete's result where "not found" means done.
+pub(crate) fn gone_is_fine(result: Result<Value>) -> Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -14,7 +14,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::common::{KeyRegistry, ensure_ssh_key, holds_key, unexpected, wait_running};
+use super::common::{
+    CreateRequest, KeyRegistry, create_once, ensure_ssh_key, gone_is_fine, holds_key, unexpected,
+    wait_running,
+};
 use super::error::{CloudError, Result};
 use super::http::ApiClient;
 use super::spec::{Cloud, ImageChoice, OWNER_LABEL, OwnerTag, SshPublicKey, Vm, VmSpec, VmStatus};
@@ -267,39 +270,23 @@ impl VmProvisioner for DigitalOcean {
         if let Some(user_data) = image.user_data() {
             body["user_data"] = Value::String(user_data.to_owned());
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.api.post("/v2/droplets", &[], &body).await {
-                Ok(resp) => {
-                    let droplet = resp
-                        .get("droplet")
-                        .ok_or_else(|| self.bad("no `droplet` in the create answer"));
-                    return match droplet.and_then(parse_droplet) {
-                        Ok(mut vm) => {
-                            vm.image.get_or_insert_with(|| image.image().to_owned());
-                            Ok(vm)
-                        }
-                        // Created, but unreadable: find it by name and remove it.
-                        Err(e) => {
-                            if let Ok(Some(vm)) = self.by_name(spec).await {
-                                return Err(super::destroy_after_failure(self, &vm, e).await);
-                            }
-                            Err(e)
-                        }
-                    };
-                }
-                // The request may have been acted on before the failure: look before
-                // sending it again, so a retry never makes a second droplet.
-                Err(e) if e.is_transient() && attempt < 3 => {
-                    tracing::warn!(error = %e, attempt, "droplet create failed; checking whether it exists");
-                    if let Some(vm) = self.by_name(spec).await? {
-                        return Ok(vm);
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let request = CreateRequest {
+            noun: "droplet",
+            find: || self.by_name(spec),
+            post: || self.api.post("/v2/droplets", &[], &body),
+            parse: |answer: Value| {
+                let mut vm = answer
+                    .get("droplet")
+                    .ok_or_else(|| self.bad("no `droplet` in the create answer"))
+                    .and_then(parse_droplet)?;
+                vm.image.get_or_insert_with(|| image.image().to_owned());
+                Ok(vm)
+            },
+            // Droplet names need not be unique: a retry looks before sending again.
+            name_taken: |_: &CloudError| false,
+            look_before_retry: true,
+        };
+        create_once(self, request).await
     }
 
     async fn get(&self, vm: &Vm) -> Result<Vm> {
@@ -319,11 +306,7 @@ impl VmProvisioner for DigitalOcean {
     }
 
     async fn destroy(&self, vm: &Vm) -> Result<()> {
-        match self.api.delete(&format!("/v2/droplets/{}", vm.id)).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
-        }
+        gone_is_fine(self.api.delete(&format!("/v2/droplets/{}", vm.id)).await)
     }
 
     async fn list(&self, owner: &OwnerTag) -> Result<Vec<Vm>> {

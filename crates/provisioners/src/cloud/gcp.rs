@@ -15,7 +15,7 @@
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::common::{unexpected, wait_running};
+use super::common::{CreateRequest, create_once, gone_is_fine, unexpected, wait_running};
 use super::error::{CloudError, Result};
 use super::http::ApiClient;
 use super::spec::{Cloud, ImageChoice, OWNER_LABEL, OwnerTag, Vm, VmSpec, VmStatus};
@@ -238,55 +238,35 @@ impl VmProvisioner for Gcp {
         // The same requestId on every attempt: Compute Engine ignores a repeat.
         let request_id = uuid::Uuid::new_v4().to_string();
         let path = format!("{}/instances", self.zone_path(&zone));
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self
-                .api
-                .post(&path, &[("requestId", request_id.clone())], &body)
-                .await
-            {
-                Ok(op) => {
-                    let op_name = op.get("name").and_then(Value::as_str).map(str::to_owned);
-                    return Ok(Vm {
-                        cloud: Cloud::Gcp,
-                        id: spec.name.to_string(),
-                        name: spec.name.to_string(),
-                        status: VmStatus::Provisioning,
-                        raw_status: op
-                            .get("status")
-                            .and_then(Value::as_str)
-                            .unwrap_or("PENDING")
-                            .to_owned(),
-                        public_ipv4: None,
-                        region: zone,
-                        image: Some(image.image().to_owned()),
-                        labels,
-                        pending_operation: op_name,
-                    });
-                }
-                Err(CloudError::Rejected {
-                    status: 409,
-                    code,
-                    message,
-                    ..
-                }) => {
-                    return match self.by_name(spec, &zone).await? {
-                        Some(vm) => Ok(vm),
-                        None => Err(CloudError::Rejected {
-                            cloud: Cloud::Gcp,
-                            status: 409,
-                            code,
-                            message,
-                        }),
-                    };
-                }
-                Err(e) if e.is_transient() && attempt < 3 => {
-                    tracing::warn!(error = %e, attempt, "instance insert failed; sending it again with the same requestId");
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let query = [("requestId", request_id)];
+        let request = CreateRequest {
+            noun: "instance",
+            find: || self.by_name(spec, &zone),
+            post: || self.api.post(&path, &query, &body),
+            parse: |op: Value| {
+                let op_name = op.get("name").and_then(Value::as_str).map(str::to_owned);
+                Ok(Vm {
+                    cloud: Cloud::Gcp,
+                    id: spec.name.to_string(),
+                    name: spec.name.to_string(),
+                    status: VmStatus::Provisioning,
+                    raw_status: op
+                        .get("status")
+                        .and_then(Value::as_str)
+                        .unwrap_or("PENDING")
+                        .to_owned(),
+                    public_ipv4: None,
+                    region: zone.clone(),
+                    image: Some(image.image().to_owned()),
+                    labels,
+                    pending_operation: op_name,
+                })
+            },
+            name_taken: |e: &CloudError| matches!(e, CloudError::Rejected { status: 409, .. }),
+            // The same requestId on every attempt: Compute Engine ignores a repeat.
+            look_before_retry: false,
+        };
+        create_once(self, request).await
     }
 
     async fn get(&self, vm: &Vm) -> Result<Vm> {
@@ -307,19 +287,8 @@ impl VmProvisioner for Gcp {
     }
 
     async fn destroy(&self, vm: &Vm) -> Result<()> {
-        match self
-            .api
-            .delete(&format!(
-                "{}/instances/{}",
-                self.zone_path(&vm.region),
-                vm.id
-            ))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
-        }
+        let path = format!("{}/instances/{}", self.zone_path(&vm.region), vm.id);
+        gone_is_fine(self.api.delete(&path).await)
     }
 
     async fn list(&self, owner: &OwnerTag) -> Result<Vec<Vm>> {

@@ -12,7 +12,10 @@
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::common::{KeyRegistry, ensure_ssh_key, holds_key, unexpected, wait_running};
+use super::common::{
+    CreateRequest, KeyRegistry, create_once, ensure_ssh_key, gone_is_fine, holds_key, unexpected,
+    wait_running,
+};
 use super::error::{CloudError, Result};
 use super::http::ApiClient;
 use super::spec::{Cloud, ImageChoice, OWNER_LABEL, OwnerTag, SshPublicKey, Vm, VmSpec, VmStatus};
@@ -241,58 +244,26 @@ impl VmProvisioner for Hetzner {
         if let Some(user_data) = image.user_data() {
             body["user_data"] = Value::String(user_data.to_owned());
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.api.post("/servers", &[], &body).await {
-                Ok(resp) => {
-                    let parsed = resp
-                        .get("server")
-                        .ok_or_else(|| Self::bad("no `server` in the create answer"))
-                        .and_then(parse_server);
-                    return match parsed {
-                        Ok(mut vm) => {
-                            vm.pending_operation = resp.pointer("/action/id").map(|id| match id {
-                                Value::String(s) => s.clone(),
-                                other => other.to_string(),
-                            });
-                            vm.image.get_or_insert_with(|| image.image().to_owned());
-                            Ok(vm)
-                        }
-                        Err(e) => {
-                            if let Ok(Some(vm)) = self.by_name(spec).await {
-                                return Err(super::destroy_after_failure(self, &vm, e).await);
-                            }
-                            Err(e)
-                        }
-                    };
-                }
-                // The name exists: ours (an earlier attempt went through) or someone else's.
-                Err(CloudError::Rejected {
-                    status: 409,
-                    code,
-                    message,
-                    ..
-                }) if code.contains("uniqueness") => {
-                    return match self.by_name(spec).await? {
-                        Some(vm) => Ok(vm),
-                        None => Err(CloudError::Rejected {
-                            cloud: Cloud::Hetzner,
-                            status: 409,
-                            code,
-                            message,
-                        }),
-                    };
-                }
-                Err(e) if e.is_transient() && attempt < 3 => {
-                    tracing::warn!(error = %e, attempt, "server create failed; checking whether it exists");
-                    if let Some(vm) = self.by_name(spec).await? {
-                        return Ok(vm);
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let request = CreateRequest {
+            noun: "server",
+            find: || self.by_name(spec),
+            post: || self.api.post("/servers", &[], &body),
+            parse: |answer: Value| {
+                let mut vm = answer
+                    .get("server")
+                    .ok_or_else(|| Self::bad("no `server` in the create answer"))
+                    .and_then(parse_server)?;
+                vm.pending_operation = answer.pointer("/action/id").map(|id| match id {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
+                vm.image.get_or_insert_with(|| image.image().to_owned());
+                Ok(vm)
+            },
+            name_taken: |e: &CloudError| matches!(e, CloudError::Rejected { status: 409, code, .. } if code.contains("uniqueness")),
+            look_before_retry: true,
+        };
+        create_once(self, request).await
     }
 
     async fn get(&self, vm: &Vm) -> Result<Vm> {
@@ -312,11 +283,7 @@ impl VmProvisioner for Hetzner {
     }
 
     async fn destroy(&self, vm: &Vm) -> Result<()> {
-        match self.api.delete(&format!("/servers/{}", vm.id)).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e),
-        }
+        gone_is_fine(self.api.delete(&format!("/servers/{}", vm.id)).await)
     }
 
     async fn list(&self, owner: &OwnerTag) -> Result<Vec<Vm>> {

@@ -67,6 +67,26 @@ impl Capture {
     }
 }
 
+/// The exec of `request`: its argv, environment, working directory and terminal, with
+/// stdout and stderr attached (and stdin when `stdin`).
+fn exec_options(request: &ExecRequest, stdin: bool) -> Result<CreateExecOptions<String>> {
+    let env: Vec<String> = request
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    Ok(CreateExecOptions::<String> {
+        attach_stdin: Some(stdin),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(request.tty),
+        env: if env.is_empty() { None } else { Some(env) },
+        cmd: Some(request.argv().to_vec()),
+        working_dir: Some(container_cwd(request.cwd.as_deref())?),
+        ..Default::default()
+    })
+}
+
 /// Runs `request` in `container`.
 pub(crate) async fn run(
     docker: &Docker,
@@ -74,21 +94,7 @@ pub(crate) async fn run(
     request: &ExecRequest,
 ) -> Result<ExecOutput> {
     let started = Instant::now();
-    let env: Vec<String> = request
-        .env
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let create = CreateExecOptions::<String> {
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        attach_stdin: Some(false),
-        tty: Some(request.tty),
-        env: if env.is_empty() { None } else { Some(env) },
-        cmd: Some(request.argv().to_vec()),
-        working_dir: Some(container_cwd(request.cwd.as_deref())?),
-        ..Default::default()
-    };
+    let create = exec_options(request, false)?;
     let program = request.argv().first().cloned().unwrap_or_default();
     let exec = docker.create_exec(container, create).await.map_err(|e| {
         if is_conflict(&e) {
@@ -273,21 +279,7 @@ where
 {
     use tokio::io::AsyncWriteExt;
 
-    let env: Vec<String> = request
-        .env
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let create = CreateExecOptions::<String> {
-        attach_stdin: Some(true),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        tty: Some(request.tty),
-        env: if env.is_empty() { None } else { Some(env) },
-        cmd: Some(request.argv().to_vec()),
-        working_dir: Some(container_cwd(request.cwd.as_deref())?),
-        ..Default::default()
-    };
+    let create = exec_options(request, true)?;
     let program = request.argv().first().cloned().unwrap_or_default();
     let exec = docker
         .create_exec(container, create)

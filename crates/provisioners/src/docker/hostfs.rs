@@ -119,9 +119,17 @@ const CA_BUNDLES: &[&str] = &[
 pub(crate) const IMAGE_CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
 const LD_SO_CACHE: &str = "/etc/ld.so.cache";
 /// Helpers under git's exec path copied besides the commands linked to `git` itself
-/// (prefixes): the remote helpers (http, https, ftp) and what the shell-script
-/// commands need.
-const GIT_HELPERS: &[&str] = &["git-remote-", "git-sh-i18n--envsubst", "git-http-fetch"];
+/// (prefixes): the remote helpers (http, https, ftp), what the shell-script commands
+/// need, and the servers an agent may start in its sandbox (`git daemon`,
+/// `git http-backend`).
+const GIT_HELPERS: &[&str] = &[
+    "git-remote-",
+    "git-sh-i18n--envsubst",
+    "git-http-fetch",
+    "git-http-push",
+    "git-http-backend",
+    "git-daemon",
+];
 
 const PT_LOAD: u32 = 1;
 const PT_DYNAMIC: u32 = 2;

@@ -192,13 +192,21 @@ impl DockerProvider {
     }
 
     /// Removes everything of this data directory under `name`: the containers found
-    /// (by id), the workspace (a user's workdir stays: only the record pointing at it
+    /// (by id), a hibernated one's image, the workspace (a user's workdir stays: only the record pointing at it
     /// goes) and the start record. Call with the name's lock held. Returns whether
     /// anything existed.
     pub(super) async fn clear(&self, name: &SandboxName, found: &[Found]) -> Result<bool> {
         let mut any = false;
         for c in found {
             any |= self.remove_container(&c.id).await?;
+            // made again from a hibernation image: that image goes with it
+            if let Some(image) = c.labels.get(super::LABEL_HIBERNATED) {
+                self.remove_hibernated_image(image).await;
+            }
+        }
+        if let Some(h) = self.states.read(name)?.and_then(|r| r.hibernated) {
+            self.remove_hibernated_image(&h.image).await;
+            any = true;
         }
         match self.local.remove(name).await {
             Ok(()) => any = true,

@@ -19,7 +19,7 @@
 //!   `get`; with [`ConnectOptions::defer_ready`] a new sandbox stays `creating`, its
 //!   handle holding the name's lock, until [`Sandbox::mark_ready`]. A `creating` record
 //!   whose lock is free is an interrupted start (a crash, Ctrl-C during the clone): the
-//!   next `connect` of the name replaces it and [`DockerProvider::prune`] removes it.
+//!   next `connect` of the name replaces it and [`prune`](sandbox_core::SandboxProvider::prune) removes it.
 //!   A failed start removes only what it made itself (its container by id, the
 //!   workspace it made).
 //! - **Workspaces**: host directories bind-mounted at `/workspace`, managed by the
@@ -42,9 +42,13 @@
 //! - **Exec**: an argv through the engine's exec API, output streamed to the sink,
 //!   exit status, timeout (the process is killed), optional terminal;
 //!   [`DockerSandbox::exec_interactive`] also feeds standard input.
-//! - **Lifecycle**: [`Sandbox::stop`] stops the container (the workspace stays);
+//! - **Lifecycle**: [`Sandbox::stop`] and [`DockerProvider::stop_sandbox`] stop the
+//!   container (the workspace stays; the next open starts it);
+//!   [`DockerProvider::hibernate`] commits it to an image and removes it, and the next
+//!   open makes it again from that image with the same mount, ports and labels
+//!   (`hibernate.rs`);
 //!   [`SandboxProvider::remove`] and [`Sandbox::remove`] remove both;
-//!   [`DockerProvider::prune`] removes sandboxes past their TTL, interrupted starts
+//!   [`prune`](sandbox_core::SandboxProvider::prune) removes sandboxes past their TTL, interrupted starts
 //!   and workspaces left without a container.
 //! - **Snapshot images** carry the data directory label too: a data directory sees
 //!   only its own (their stored workspaces live in it).
@@ -94,6 +98,8 @@ mod create;
 mod debian;
 mod engine;
 mod exec;
+mod gateway;
+mod hibernate;
 mod hostfs;
 mod image;
 mod lookup;
@@ -107,12 +113,14 @@ mod user;
 pub use config::{DockerConfig, container_name, data_dir_tag, host_user};
 pub use debian::{DEBIAN_PACKAGES, DEFAULT_MIRROR, DEFAULT_SUITE, DebianSpec};
 pub use engine::{DEFAULT_ENGINE_HOST, EngineHost, connect, connect_from_env};
+pub use gateway::bridge_gateways;
+pub use hibernate::{HIBERNATED_IMAGE_REPO, Hibernated, LABEL_HIBERNATED};
 pub use image::{
     BASE_IMAGE_REPO, BaseImageSpec, BaseRecipe, IMAGE_ENV, ImageRef, LABEL_BASE_DIGEST,
     LABEL_BASE_RECIPE, PUBLIC_BASE_IMAGE, build_base_image, default_image, ensure_image,
     local_image,
 };
-pub use provider::{DockerProvider, DockerPruneReport};
+pub use provider::DockerProvider;
 pub use sandbox::DockerSandbox;
 pub use snapshot::{
     DockerSnapshotStore, IMAGE_PIN, LABEL_SNAPSHOT_CREATED, LABEL_SNAPSHOT_ID, LABEL_SNAPSHOT_META,

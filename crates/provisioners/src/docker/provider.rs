@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::ContainerInspectResponse;
 use sandbox_core::{
-    ConnectOptions, Connected, Error, Result, Sandbox, SandboxInfo, SandboxName, SandboxProvider,
-    SandboxState, SnapshotId, SnapshotStore,
+    ConnectOptions, Connected, Error, PruneReport, Result, Sandbox, SandboxInfo, SandboxName,
+    SandboxProvider, SandboxState, SnapshotId, SnapshotStore,
 };
 
 use super::config::canonical_dir;
@@ -27,18 +27,6 @@ use super::{
     connect_from_env, container_name, host_user,
 };
 use crate::local::{LocalProvider, RestoreMethod};
-
-/// What [`DockerProvider::prune`] removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DockerPruneReport {
-    /// Sandboxes removed because their TTL passed.
-    pub expired: Vec<SandboxName>,
-    /// Workspaces removed because no container was left for them.
-    pub orphans: Vec<SandboxName>,
-    /// Interrupted starts removed (container and workspace): left `creating` by a
-    /// process that is gone.
-    pub interrupted: Vec<SandboxName>,
-}
 
 /// Sandboxes as Docker containers. See the [module docs](super).
 #[derive(Debug, Clone)]
@@ -113,7 +101,7 @@ impl DockerProvider {
         container_name(name, &self.data_dir)
     }
 
-    /// The snapshot store, typed (for [`DockerSnapshotStore::gc`]).
+    /// The snapshot store, typed (for [`SnapshotStore::gc`](sandbox_core::SnapshotStore::gc) and more).
     pub fn store(&self) -> &Arc<DockerSnapshotStore> {
         &self.store
     }
@@ -155,7 +143,12 @@ impl DockerProvider {
             .states
             .lock(&name, deadline, options.cancel.as_ref())
             .await?;
-        let record = self.states.read(&name)?;
+        let mut record = self.states.read(&name)?;
+        if !options.force_create {
+            if let Some(r) = record.as_mut().filter(|r| r.hibernated.is_some()) {
+                self.wake(&name, r).await?;
+            }
+        }
         let found = self.ours(Some(&name)).await?;
         if !options.force_create {
             if let Some(c) = ready_container(record.as_ref(), &found) {
@@ -189,18 +182,8 @@ impl DockerProvider {
         Ok((sandbox, Connected::Created))
     }
 
-    /// Removes this data directory's stale sandboxes: those whose TTL passed (container
-    /// and workspace), interrupted starts (a `creating` record whose lock is free: the
-    /// process that made it is gone), workspaces whose container is gone (an older
-    /// version's after a minute), then
-    /// runs the local machinery's own prune (crashed workspace creations, stale
-    /// snapshot writes). Names another process is starting or removing are skipped.
-    /// The user's own workdirs are never deleted.
-    ///
-    /// # Errors
-    /// [`Error::Provider`] when the engine fails; I/O errors.
-    pub async fn prune(&self) -> Result<DockerPruneReport> {
-        let mut report = DockerPruneReport::default();
+    async fn prune_containers(&self) -> Result<PruneReport> {
+        let mut report = PruneReport::default();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
@@ -214,10 +197,20 @@ impl DockerProvider {
         for name in names {
             let Some(_lock) = self.states.try_lock(&name)? else {
                 tracing::debug!(%name, "prune skips a sandbox being started or removed");
+                report.busy.push(name);
                 continue;
             };
             let record = self.states.read(&name)?;
             let found = self.ours(Some(&name)).await?;
+            if let Some(h) = record.as_ref().and_then(|r| r.hibernated.as_ref()) {
+                // hibernated: no container to find, kept until its TTL passes
+                let expires = h.label(LABEL_EXPIRES).and_then(|v| v.parse::<u64>().ok());
+                if expires.is_some_and(|t| t <= now) {
+                    self.clear(&name, &found).await?;
+                    report.expired.push(name);
+                }
+                continue;
+            }
             if let Some(c) = ready_container(record.as_ref(), &found) {
                 let expires = c
                     .labels
@@ -345,16 +338,37 @@ impl SandboxProvider for DockerProvider {
         PROVIDER
     }
 
+    /// Removes this data directory's stale sandboxes: those whose TTL passed (container
+    /// and workspace), interrupted starts (a `creating` record whose lock is free: the
+    /// process that made it is gone), workspaces whose container is gone (an older
+    /// version's after a minute), then
+    /// runs the local machinery's own prune (crashed workspace creations, stale
+    /// snapshot writes). Names another process is starting or removing are skipped.
+    /// The user's own workdirs are never deleted.
+    ///
+    /// # Errors
+    /// [`Error::Provider`] when the engine fails; I/O errors.
+    async fn prune(&self) -> Result<PruneReport> {
+        self.prune_containers().await
+    }
+
     async fn connect(&self, options: &ConnectOptions) -> Result<(Box<dyn Sandbox>, Connected)> {
         let (sandbox, how) = self.connect_sandbox(options).await?;
         Ok((Box::new(sandbox), how))
     }
 
     /// The named sandbox if it is ready, ready to use: like a reconnect, its workspace
-    /// mount is re-made and a stopped container started. A sandbox still `creating`
-    /// (or interrupted) is not returned.
+    /// mount is re-made, a stopped container started and a hibernated one made again.
+    /// A sandbox still `creating` (or interrupted) is not returned.
     async fn get(&self, name: &SandboxName) -> Result<Option<Box<dyn Sandbox>>> {
-        let record = self.states.read(name)?;
+        let mut record = self.states.read(name)?;
+        if record.as_ref().is_some_and(|r| r.hibernated.is_some()) {
+            let _lock = self.lock_briefly(name, "resume").await?;
+            record = self.states.read(name)?;
+            if let Some(r) = record.as_mut().filter(|r| r.hibernated.is_some()) {
+                self.wake(name, r).await?;
+            }
+        }
         let found = self.ours(Some(name)).await?;
         let Some(c) = ready_container(record.as_ref(), &found) else {
             return Ok(None);
@@ -364,7 +378,8 @@ impl SandboxProvider for DockerProvider {
 
     /// This data directory's containers (matching the scope labels), with their state:
     /// `ready` (or `stopped` when not running) for a completed start, `creating` for one
-    /// in progress or interrupted.
+    /// in progress or interrupted; a hibernated sandbox (no container, no id) is
+    /// `stopped`.
     async fn list(&self) -> Result<Vec<SandboxInfo>> {
         let found = self.ours(None).await?;
         let mut records: HashMap<SandboxName, Option<StartRecord>> = HashMap::new();
@@ -400,6 +415,36 @@ impl SandboxProvider for DockerProvider {
                 },
                 created_at: c
                     .created
+                    .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok()),
+            });
+        }
+        // hibernated sandboxes have no container: their records say what they are
+        for name in self.states.names()? {
+            if found.iter().any(|c| c.name == name) {
+                continue;
+            }
+            let Some(record) = self.states.read(&name)? else {
+                continue;
+            };
+            let Some(h) = &record.hibernated else {
+                continue;
+            };
+            out.push(SandboxInfo {
+                name: name.clone(),
+                id: String::new(),
+                provider: PROVIDER.into(),
+                workspace: h
+                    .label(LABEL_WORKSPACE)
+                    .map(PathBuf::from)
+                    .unwrap_or_default(),
+                base_snapshot: h
+                    .label(LABEL_BASE_SNAPSHOT)
+                    .filter(|s| !s.is_empty())
+                    .and_then(|s| SnapshotId::new(s.to_owned()).ok()),
+                running: false,
+                state: SandboxState::Stopped,
+                created_at: i64::try_from(record.created_at)
+                    .ok()
                     .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok()),
             });
         }

@@ -14,12 +14,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::query_parameters::{ListImagesOptionsBuilder, RemoveImageOptionsBuilder};
-use sandbox_core::{Cursor, Error, Page, Result, SnapshotId, SnapshotMeta, SnapshotStore};
+use sandbox_core::{
+    Cursor, Error, GcPolicy, GcReport, Page, Result, SnapshotId, SnapshotMeta, SnapshotStore,
+};
 use time::OffsetDateTime;
 
 use super::engine::{engine_error, is_conflict, is_not_found};
 use super::{LABEL_OWNER, OWNER, PROVIDER};
-use crate::local::{GcPolicy, LocalSnapshotStore};
+use crate::local::LocalSnapshotStore;
 
 /// Label on snapshot images: the snapshot id.
 pub const LABEL_SNAPSHOT_ID: &str = "dev.headstart.snapshot.id";
@@ -233,40 +235,27 @@ impl DockerSnapshotStore {
             .ok_or_else(|| Error::provider(PROVIDER, format!("snapshot {id} has no image id")))?;
         Ok((meta, image))
     }
-
-    /// Removes snapshots past `policy` (beyond the newest N per name, or older than the
-    /// maximum age), images and stored workspaces both. A snapshot whose image a
-    /// container still uses is kept. Returns the ids removed.
-    ///
-    /// # Errors
-    /// [`Error::Provider`] when the engine fails.
-    pub async fn gc(&self, policy: GcPolicy) -> Result<Vec<SnapshotId>> {
-        let all = self.all(None, None).await?;
-        let now = OffsetDateTime::now_utc();
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        let mut removed = Vec::new();
-        for meta in all {
-            let n = seen.entry(meta.name.clone()).or_default();
-            *n += 1;
-            let too_many = *n > policy.keep_newest;
-            let too_old = policy.max_age.is_some_and(|age| {
-                (now - meta.created_at)
-                    > time::Duration::try_from(age).unwrap_or(time::Duration::MAX)
-            });
-            if !(too_many || too_old) {
-                continue;
-            }
-            match self.delete(&meta.id).await {
-                Ok(()) => removed.push(meta.id),
-                Err(e) => tracing::info!(id = %meta.id, %e, "gc kept a snapshot"),
-            }
-        }
-        Ok(removed)
-    }
 }
 
 #[async_trait]
 impl SnapshotStore for DockerSnapshotStore {
+    /// Removes snapshots past `policy`, images and stored workspaces both. A snapshot
+    /// whose image a container still uses is kept.
+    async fn gc(&self, policy: &GcPolicy) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        let all = self.all(None, None).await?;
+        for meta in policy.doomed(all, OffsetDateTime::now_utc()) {
+            match self.delete(&meta.id).await {
+                Ok(()) => report.removed.push(meta.id),
+                Err(e) => {
+                    tracing::info!(id = %meta.id, %e, "gc kept a snapshot");
+                    report.kept_in_use.push(meta.id);
+                }
+            }
+        }
+        Ok(report)
+    }
+
     async fn list(
         &self,
         name: Option<&str>,

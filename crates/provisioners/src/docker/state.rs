@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! <data_dir>/containers/<name>.json   the record: creating | ready, the container id,
-//!                                     the id of the start that made it, its pid
+//!                                     the id of the start that made it, its pid, and
+//!                                     while hibernated the image and definition
 //! <data_dir>/containers/<name>.lock   the lock: one start (or removal) per name at a time
 //! ```
 //!
@@ -47,6 +48,10 @@ pub(crate) struct StartRecord {
     pub(crate) pid: u32,
     /// When the start began (unix seconds).
     pub(crate) created_at: u64,
+    /// Set while the sandbox is hibernated: its container was committed to an image
+    /// and removed (`hibernate.rs`); the next open recreates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) hibernated: Option<super::hibernate::Hibernation>,
 }
 
 impl StartRecord {
@@ -61,6 +66,7 @@ impl StartRecord {
             created_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            hibernated: None,
         }
     }
 }

@@ -28,7 +28,7 @@ use std::path::Path;
 
 use sha1::{Digest, Sha1};
 
-use super::tree::StatMap;
+use sandbox_core::tree::StatMap;
 
 /// What a refresh did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,7 +286,7 @@ fn patch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::local::tree::StatData;
+    use sandbox_core::tree::StatData;
 
     /// A version 2 index with one entry, hand-built.
     fn index_v2(path: &[u8], size: u32) -> Vec<u8> {

@@ -29,7 +29,7 @@
 //! [`Sandbox::mark_ready`] or [`Sandbox::remove`], so a concurrent `connect` of the name
 //! waits and then finds the finished sandbox. A `creating` record whose lock is free
 //! was left by a process that died: the next `connect` of the name replaces it, and
-//! [`LocalProvider::prune`] removes it. Lock files of names that no longer exist are
+//! [`prune`](sandbox_core::SandboxProvider::prune) removes it. Lock files of names that no longer exist are
 //! unlinked by whoever holds them (removal, prune); lockers re-check after locking
 //! that the path still names the file they locked.
 //!
@@ -88,7 +88,7 @@ mod gitindex;
 mod record;
 mod restore;
 mod store;
-mod tree;
+use sandbox_core::tree;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -98,15 +98,15 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use sandbox_core::{
-    ConnectOptions, Connected, Error, ExecOutput, ExecRequest, Result, Sandbox, SandboxInfo,
-    SandboxName, SandboxProvider, SnapshotId, SnapshotMeta, SnapshotRequest, SnapshotStatus,
-    SnapshotStore,
+    ConnectOptions, Connected, Error, ExecOutput, ExecRequest, PruneReport, Result, Sandbox,
+    SandboxInfo, SandboxName, SandboxProvider, SnapshotId, SnapshotMeta, SnapshotRequest,
+    SnapshotStatus, SnapshotStore,
 };
 use time::OffsetDateTime;
 
 pub use config::{HOME_ENV, LocalConfig, RESTORE_METHOD_ENV, RestoreMethod, default_home};
 pub use restore::Capabilities;
-pub use store::{GcPolicy, GcReport, LocalSnapshotStore};
+pub use store::LocalSnapshotStore;
 
 use record::{FileLock, RecordState, SandboxRecord};
 use restore::OverlayDirs;
@@ -138,25 +138,6 @@ struct Inner {
     threads: usize,
     store: Arc<LocalSnapshotStore>,
     caps: OnceLock<Capabilities>,
-}
-
-/// What [`LocalProvider::prune`] removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PruneReport {
-    /// Sandboxes removed because their TTL passed.
-    pub expired: Vec<SandboxName>,
-    /// Sandbox directories removed that had no usable record (crashed creations).
-    pub orphans: Vec<PathBuf>,
-    /// Sandboxes removed whose creation was interrupted (a `creating` record whose
-    /// lock was free: the process creating it died).
-    pub interrupted: Vec<SandboxName>,
-    /// Sandboxes left alone because another process holds their lock (a start in
-    /// progress).
-    pub busy: Vec<SandboxName>,
-    /// Lock files removed of names that no longer have a sandbox.
-    pub stale_locks: usize,
-    /// Stale snapshot temp dirs removed.
-    pub stale_snapshots: usize,
 }
 
 impl LocalProvider {
@@ -320,17 +301,6 @@ impl LocalProvider {
         }
     }
 
-    /// Removes sandboxes whose TTL passed and sandbox directories without a usable
-    /// record (a creation that crashed), unmounting their overlays; and removes stale
-    /// snapshot temp dirs.
-    ///
-    /// # Errors
-    /// I/O errors.
-    pub async fn prune(&self) -> Result<PruneReport> {
-        let this = self.clone();
-        blocking(move || this.prune_blocking()).await
-    }
-
     fn prune_blocking(&self) -> Result<PruneReport> {
         let mut report = PruneReport::default();
         let now = OffsetDateTime::now_utc();
@@ -373,12 +343,12 @@ impl LocalProvider {
                 None if !path.exists() => {}
                 None => {
                     self.remove_locked(&name, None, &lock)?;
-                    report.orphans.push(path);
+                    report.orphan_workspaces.push(path);
                 }
             }
         }
         report.stale_locks = self.prune_locks()?;
-        report.stale_snapshots = self.inner.store.cleanup_stale()?;
+        report.interrupted_snapshot_writes = self.inner.store.cleanup_stale()?;
         Ok(report)
     }
 
@@ -700,6 +670,14 @@ impl LocalProvider {
 impl SandboxProvider for LocalProvider {
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    /// Removes sandboxes whose TTL passed, interrupted creations and sandbox
+    /// directories without a usable record (unmounting their overlays), lock files of
+    /// names that are gone, and stale snapshot temp dirs.
+    async fn prune(&self) -> Result<PruneReport> {
+        let this = self.clone();
+        blocking(move || this.prune_blocking()).await
     }
 
     async fn connect(&self, options: &ConnectOptions) -> Result<(Box<dyn Sandbox>, Connected)> {

@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use super::config::RestoreMethod;
 use super::gitindex::{self, Refresh};
-use super::tree::{self, CopyPlan, CopyStats, DataMethod};
+use sandbox_core::tree::{self, CopyPlan, CopyStats, DataMethod};
 
 /// What the data directory's filesystem supports, probed once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -312,6 +312,7 @@ pub(crate) fn restore(
                 hardlink_git_objects: method == RestoreMethod::HardlinkCopy,
                 readonly_git_objects: false,
                 collect_stats: true,
+                git_metadata_only: false,
                 threads,
             };
             let (stats, map) = tree::copy_tree(lower, &dirs.merged, &plan)?;
@@ -346,6 +347,7 @@ pub(crate) fn capture(
         hardlink_git_objects: false,
         readonly_git_objects: true,
         collect_stats: true,
+        git_metadata_only: false,
         threads,
     };
     let (stats, map) = tree::copy_tree(workspace, dest, &plan)?;

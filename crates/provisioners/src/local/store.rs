@@ -18,13 +18,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sandbox_core::{
-    Cursor, Error, Page, Result, SandboxName, SnapshotId, SnapshotMeta, SnapshotStatus,
-    SnapshotStore,
+    Cursor, Error, GcPolicy, GcReport, Page, Result, SandboxName, SnapshotId, SnapshotMeta,
+    SnapshotStatus, SnapshotStore,
 };
 use time::OffsetDateTime;
 
 use super::record::{self, FileLock};
-use super::tree;
+use sandbox_core::tree;
 
 const MANIFEST: &str = "manifest.json";
 const TMP: &str = ".tmp";
@@ -53,36 +53,6 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
                  digit (snapshot keys from snapshot-refresh are)"
                     .into(),
         })
-}
-
-/// What GC keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GcPolicy {
-    /// Keep at most this many ready snapshots per name (and as many failed/building
-    /// records), newest first.
-    pub keep_newest: usize,
-    /// Remove anything older than this, even among the newest.
-    pub max_age: Option<Duration>,
-}
-
-impl Default for GcPolicy {
-    fn default() -> Self {
-        Self {
-            keep_newest: 2,
-            max_age: Some(Duration::from_secs(14 * 24 * 3600)),
-        }
-    }
-}
-
-/// What GC did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GcReport {
-    /// Snapshots removed.
-    pub removed: Vec<SnapshotId>,
-    /// Snapshots GC would have removed but a sandbox holds a lease on.
-    pub kept_leased: Vec<SnapshotId>,
-    /// Stale temp dirs (interrupted writes) removed.
-    pub stale_removed: usize,
 }
 
 /// The embedded snapshot store under a data directory.
@@ -518,43 +488,15 @@ impl LocalSnapshotStore {
             .is_some_and(|age| age >= self.stale_grace)
     }
 
-    /// Garbage-collects: per name, keeps the newest `keep_newest` ready snapshots (and
-    /// as many non-ready records), removes the rest and anything older than `max_age`,
-    /// but never a snapshot a sandbox holds a lease on. Also removes stale temp dirs.
-    ///
-    /// # Errors
-    /// I/O errors; [`Error::Provider`] when a mounted sandbox has no record (run
-    /// `prune` first).
-    pub async fn gc(&self, policy: GcPolicy) -> Result<GcReport> {
-        let store = self.clone();
-        blocking(move || store.gc_blocking(policy)).await
-    }
-
     fn gc_blocking(&self, policy: GcPolicy) -> Result<GcReport> {
-        let mut report = GcReport {
-            stale_removed: self.cleanup_stale()?,
-            ..GcReport::default()
-        };
+        let mut report = GcReport::default();
+        report.interrupted_writes_removed = self.cleanup_stale()?;
         let _lock = self.lock(true)?;
         let leases = self.leases()?;
-        let now = OffsetDateTime::now_utc();
-        let all = self.scan(None)?;
-        let mut seen: HashMap<(String, bool), usize> = HashMap::new();
         let mut doomed = Vec::new();
-        for meta in all {
-            let ready = meta.status == SnapshotStatus::Ready;
-            let rank = seen.entry((meta.name.clone(), ready)).or_insert(0);
-            *rank += 1;
-            let too_many = *rank > policy.keep_newest;
-            let too_old = policy.max_age.is_some_and(|max| {
-                let age = now - meta.created_at;
-                age.is_positive() && age.unsigned_abs() > max
-            });
-            if !(too_many || too_old) {
-                continue;
-            }
+        for meta in policy.doomed(self.scan(None)?, OffsetDateTime::now_utc()) {
             if leases.contains_key(&meta.id) {
-                report.kept_leased.push(meta.id);
+                report.kept_in_use.push(meta.id);
                 continue;
             }
             doomed.push(self.root().join(&meta.name).join(meta.id.as_str()));
@@ -620,6 +562,14 @@ fn decode_cursor(c: &Cursor) -> Result<(i128, String)> {
 
 #[async_trait]
 impl SnapshotStore for LocalSnapshotStore {
+    /// Removes what `policy` does not keep, except snapshots a sandbox holds a lease
+    /// on, and stale temp dirs of interrupted writes.
+    async fn gc(&self, policy: &GcPolicy) -> Result<GcReport> {
+        let store = self.clone();
+        let policy = *policy;
+        blocking(move || store.gc_blocking(policy)).await
+    }
+
     async fn list(
         &self,
         name: Option<&str>,

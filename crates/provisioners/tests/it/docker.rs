@@ -8,7 +8,8 @@ use provisioners::docker::{
     BaseImageSpec, DockerConfig, EngineHost, LABEL_OWNER, LABEL_SANDBOX, LABEL_SNAPSHOT_STATUS,
     build_base_image, connect, ensure_image, host_user,
 };
-use provisioners::local::{GcPolicy, RestoreMethod};
+use provisioners::local::RestoreMethod;
+use sandbox_core::GcPolicy;
 use sandbox_core::git::{self, GitOptions};
 use sandbox_core::{
     BranchName, ConnectOptions, Connected, Error, ExecRequest, Resources, SandboxProvider,
@@ -670,13 +671,7 @@ async fn snapshot_store_pages_newest_first_and_gc_removes_images() {
     assert_eq!(all.items.len(), 4);
     assert_eq!(all.items[0].id, other.id);
 
-    let removed = store
-        .gc(GcPolicy {
-            keep_newest: 1,
-            max_age: None,
-        })
-        .await
-        .unwrap();
+    let removed = store.gc(&GcPolicy::new(1, None)).await.unwrap().removed;
     assert_eq!(removed.len(), 2, "{removed:?}");
     assert!(removed.contains(&made[0].id) && removed.contains(&made[1].id));
     for m in &made[..2] {

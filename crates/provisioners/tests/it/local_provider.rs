@@ -218,7 +218,10 @@ async fn ttl_is_recorded_and_prune_removes_expired_and_orphaned_sandboxes() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     let report = p.prune().await.unwrap();
     assert_eq!(report.expired, vec![name("short")]);
-    assert_eq!(report.orphans, vec![p.home().join("sandboxes/orphan")]);
+    assert_eq!(
+        report.orphan_workspaces,
+        vec![p.home().join("sandboxes/orphan")]
+    );
     let names: Vec<_> = p
         .list()
         .await

@@ -12,7 +12,8 @@ use std::process::Command;
 use provisioners::LocalProvider;
 use provisioners::local::RestoreMethod;
 use sandbox_core::{
-    ConnectOptions, Connected, SandboxName, SandboxProvider, SnapshotMeta, SnapshotRequest,
+    ConnectOptions, Connected, GcPolicy, SandboxName, SandboxProvider, SnapshotMeta,
+    SnapshotRequest, SnapshotStore as _,
 };
 
 use crate::local_support::{
@@ -635,14 +636,7 @@ async fn prune_unmounts_an_orphaned_overlay_and_gc_waits_for_it() {
     // a crash lost the record, the mount is still there
     fs::remove_file(p.home().join("sandboxes/orphan/sandbox.json")).unwrap();
     assert_eq!(mounts_under(p.home()), vec![ws.clone()]);
-    let err = p
-        .store()
-        .gc(provisioners::local::GcPolicy {
-            keep_newest: 0,
-            max_age: None,
-        })
-        .await
-        .unwrap_err();
+    let err = p.store().gc(&GcPolicy::new(0, None)).await.unwrap_err();
     assert!(
         err.to_string().contains("prune"),
         "GC refuses while a mount has no record: {err}"
@@ -650,15 +644,11 @@ async fn prune_unmounts_an_orphaned_overlay_and_gc_waits_for_it() {
     assert!(snap_ws.is_dir());
 
     let report = p.prune().await.unwrap();
-    assert_eq!(report.orphans, vec![p.home().join("sandboxes/orphan")]);
+    assert_eq!(
+        report.orphan_workspaces,
+        vec![p.home().join("sandboxes/orphan")]
+    );
     assert!(mounts_under(p.home()).is_empty());
-    let gc = p
-        .store()
-        .gc(provisioners::local::GcPolicy {
-            keep_newest: 0,
-            max_age: None,
-        })
-        .await
-        .unwrap();
+    let gc = p.store().gc(&GcPolicy::new(0, None)).await.unwrap();
     assert_eq!(gc.removed, vec![meta.id.clone()]);
 }

@@ -8,7 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, SystemTime};
 
-use provisioners::local::{GcPolicy, LocalSnapshotStore, RestoreMethod};
+use provisioners::local::{LocalSnapshotStore, RestoreMethod};
+use sandbox_core::GcPolicy;
 use sandbox_core::{
     ConnectOptions, Cursor, Error, SandboxName, SandboxProvider, SnapshotId, SnapshotMeta,
     SnapshotRequest, SnapshotStatus, SnapshotStore,
@@ -358,15 +359,9 @@ async fn gc_keeps_newest_n_respects_age_and_never_removes_a_leased_snapshot() {
         .unwrap();
     assert_eq!(user.base_snapshot(), Some(&snaps[0].id));
     let store = p.store();
-    let report = store
-        .gc(GcPolicy {
-            keep_newest: 2,
-            max_age: None,
-        })
-        .await
-        .unwrap();
+    let report = store.gc(&GcPolicy::new(2, None)).await.unwrap();
     assert_eq!(report.removed, vec![snaps[1].id.clone()]);
-    assert_eq!(report.kept_leased, vec![snaps[0].id.clone()]);
+    assert_eq!(report.kept_in_use, vec![snaps[0].id.clone()]);
     let left: Vec<_> = store
         .list(Some("k"), None, 10)
         .await
@@ -402,25 +397,19 @@ async fn gc_keeps_newest_n_respects_age_and_never_removes_a_leased_snapshot() {
     meta.created_at -= time::Duration::days(30);
     fs::write(&manifest, serde_json::to_vec(&meta).unwrap()).unwrap();
     let report = store
-        .gc(GcPolicy {
-            keep_newest: 10,
-            max_age: Some(Duration::from_secs(14 * 24 * 3600)),
-        })
+        .gc(&GcPolicy::new(
+            10,
+            Some(Duration::from_secs(14 * 24 * 3600)),
+        ))
         .await
         .unwrap();
     assert_eq!(report.removed, vec![snaps[3].id.clone()]);
 
     // once the sandbox is gone, so is the lease
     p.remove(&name("user")).await.unwrap();
-    let report = store
-        .gc(GcPolicy {
-            keep_newest: 1,
-            max_age: None,
-        })
-        .await
-        .unwrap();
+    let report = store.gc(&GcPolicy::new(1, None)).await.unwrap();
     assert_eq!(report.removed, vec![snaps[0].id.clone()]);
-    assert!(report.kept_leased.is_empty());
+    assert!(report.kept_in_use.is_empty());
     store.delete(&snaps[2].id).await.unwrap();
     assert!(matches!(
         store.delete(&snaps[2].id).await.unwrap_err(),
@@ -492,15 +481,7 @@ async fn gc_racing_restores_never_removes_a_snapshot_under_a_sandbox() {
     let gcs: Vec<_> = (0..3)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .gc(GcPolicy {
-                        keep_newest: 0,
-                        max_age: None,
-                    })
-                    .await
-                    .unwrap()
-            })
+            tokio::spawn(async move { store.gc(&GcPolicy::new(0, None)).await.unwrap() })
         })
         .collect();
     let mut made = Vec::new();

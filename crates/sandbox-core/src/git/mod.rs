@@ -70,6 +70,7 @@ mod identity;
 mod inspect;
 mod known_hosts;
 mod nodelay;
+pub mod seed;
 mod transfer;
 mod watch;
 

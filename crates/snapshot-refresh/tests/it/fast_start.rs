@@ -14,12 +14,8 @@ fn named(n: &str) -> ConnectOptions {
 }
 
 fn head_of(ws: &std::path::Path) -> (String, String) {
-    let repo = git2::Repository::open(ws).unwrap();
-    let head = repo.head().unwrap();
-    (
-        head.shorthand().unwrap().to_owned(),
-        head.peel_to_commit().unwrap().id().to_string(),
-    )
+    let head = sandbox_core::git::head(ws).unwrap();
+    (head.branch, head.commit)
 }
 
 #[tokio::test]

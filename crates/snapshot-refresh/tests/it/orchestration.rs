@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sandbox_core::{
-    ConnectOptions, Connected, Cursor, Page, Sandbox, SandboxInfo, SandboxName, SandboxProvider,
-    SnapshotId, SnapshotMeta, SnapshotStatus, SnapshotStore, Source, StartPath,
+    ConnectOptions, Connected, Cursor, GcPolicy, GcReport, Page, PruneReport, Sandbox, SandboxInfo,
+    SandboxName, SandboxProvider, SnapshotId, SnapshotMeta, SnapshotStatus, SnapshotStore, Source,
+    StartPath,
 };
 use snapshot_refresh::{FastStart, SnapshotBuilder};
 use test_support::{GitHttpServer, Upstream};
@@ -53,6 +54,9 @@ impl SnapshotStore for FakeStore {
     async fn delete(&self, _id: &SnapshotId) -> sandbox_core::Result<()> {
         Ok(())
     }
+    async fn gc(&self, _policy: &GcPolicy) -> sandbox_core::Result<GcReport> {
+        Ok(GcReport::default())
+    }
 }
 
 /// The local provider with its store replaced.
@@ -80,6 +84,9 @@ impl SandboxProvider for WithStore {
     }
     async fn remove(&self, n: &SandboxName) -> sandbox_core::Result<()> {
         self.inner.remove(n).await
+    }
+    async fn prune(&self) -> sandbox_core::Result<PruneReport> {
+        self.inner.prune().await
     }
     fn snapshots(&self) -> Arc<dyn SnapshotStore> {
         self.store.clone()

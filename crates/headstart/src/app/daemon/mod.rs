@@ -7,12 +7,18 @@
 //! in the daemon's memory; the broker keeps its grants, without tokens, in
 //! `<data dir>/daemon/grants.json`.
 //!
+//! The same daemon stops idle sandboxes (`idle.rs`, over `app/lifecycle/`); `up`
+//! starts it on demand for a sandbox with an idle timeout too.
+//!
 //! Here: the protocol, the client side ([`Headstart::daemon_status`],
 //! [`Headstart::daemon_stop`], registering and revoking a sandbox's grant) and starting
 //! the daemon on demand. The daemon itself is [`run_daemon`] (`server.rs`). Not here:
 //! the HTTP side (the `git-broker` crate), or when a start wants a grant (`up.rs`).
 
+mod idle;
+mod listen;
 mod server;
+mod start;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,6 +30,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 use super::{Error, Headstart, Result};
 
+pub(crate) use server::has_recorded_grants;
 pub use server::run_daemon;
 
 /// How long a start waits for a daemon it spawned to answer.
@@ -42,6 +49,7 @@ pub fn control_socket(data_dir: &Path) -> PathBuf {
 /// One request over the control socket.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // one short-lived value per request
 pub enum ControlRequest {
     /// Grants sandbox `sandbox` access to `upstream` with `token` (kept in memory).
     Register {
@@ -69,6 +77,24 @@ pub enum ControlRequest {
         /// Text the broker appends to "expired" and "revoked" refusals.
         #[serde(default)]
         renew_hint: Option<String>,
+        /// Text the broker appends to "holds no credentials" refusals (after a daemon
+        /// restart): how to register the token again.
+        #[serde(default)]
+        register_hint: Option<String>,
+        /// Host addresses the sandbox reaches the broker at besides loopback (the
+        /// Docker bridge's gateway): the broker listens there too.
+        #[serde(default)]
+        listen: Vec<std::net::IpAddr>,
+        /// Renew the sandbox's live grant of this repository (same capability, so the
+        /// URL it already has keeps working) instead of making a new one.
+        #[serde(default)]
+        renew: bool,
+    },
+    /// The paths (`/g/<capability>/<owner>/<repo>.git`) of a sandbox's live grants:
+    /// how a reconnect recognises its own grant URL.
+    Origins {
+        /// The sandbox.
+        sandbox: String,
     },
     /// Revokes every grant of a sandbox.
     Revoke {
@@ -92,6 +118,9 @@ impl std::fmt::Debug for ControlRequest {
                 .field("upstream", upstream)
                 .finish_non_exhaustive(),
             Self::Revoke { sandbox } => f.debug_struct("Revoke").field("sandbox", sandbox).finish(),
+            Self::Origins { sandbox } => {
+                f.debug_struct("Origins").field("sandbox", sandbox).finish()
+            }
             Self::Status => f.write_str("Status"),
             Self::Stop => f.write_str("Stop"),
         }
@@ -113,6 +142,11 @@ pub enum ControlResponse {
     Revoked {
         /// The ids.
         grants: Vec<String>,
+    },
+    /// A sandbox's live grants (capabilities included: only for the socket's owner).
+    Origins {
+        /// Each grant's repository and URL path.
+        grants: Vec<GrantOrigin>,
     },
     /// The daemon's state.
     Status(DaemonStatus),
@@ -147,6 +181,24 @@ pub struct GrantInfo {
     pub has_credentials: bool,
 }
 
+/// One live grant of a sandbox, as [`ControlRequest::Origins`] answers. Holds the
+/// capability: never printed.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct GrantOrigin {
+    /// The upstream repository.
+    pub repository: String,
+    /// `/g/<capability>/<owner>/<repo>.git`.
+    pub path: String,
+}
+
+impl std::fmt::Debug for GrantOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrantOrigin")
+            .field("repository", &self.repository)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What `daemon status` shows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DaemonStatus {
@@ -156,6 +208,10 @@ pub struct DaemonStatus {
     pub pid: Option<u32>,
     /// The broker's port on 127.0.0.1.
     pub port: Option<u16>,
+    /// The host addresses the broker also listens on (the Docker bridge's gateway
+    /// once a bridge sandbox needed it); never a wildcard.
+    #[serde(default)]
+    pub addresses: Vec<String>,
     /// Its grants.
     pub grants: Vec<GrantInfo>,
 }
@@ -212,6 +268,7 @@ impl Headstart {
                 running: false,
                 pid: None,
                 port: None,
+                addresses: Vec::new(),
                 grants: Vec::new(),
             }),
             Err(e) => Err(e),

@@ -4,6 +4,7 @@
 //! (`sandboxes.json`, no secrets). Until `stop`, SIGINT or SIGTERM.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,7 +15,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 
-use super::{ControlRequest, ControlResponse, DaemonStatus, GrantInfo, daemon_dir, push_patterns};
+use super::listen::Listeners;
+use super::{
+    ControlRequest, ControlResponse, DaemonStatus, GrantInfo, GrantOrigin, daemon_dir,
+    push_patterns,
+};
 use crate::app::{Error, Result};
 
 /// What the daemon keeps besides the broker's grants: its port and each grant's
@@ -24,11 +29,24 @@ struct State {
     port: Option<u16>,
     /// Grant id → sandbox name.
     sandboxes: BTreeMap<String, String>,
+    /// Host addresses the broker also listens on (see `listen.rs`).
+    #[serde(default)]
+    listen: Vec<IpAddr>,
+}
+
+/// Whether the daemon's state records a grant for `sandbox` (read from the state
+/// file, without asking the daemon).
+pub(crate) fn has_recorded_grants(data_dir: &Path, sandbox: &str) -> bool {
+    std::fs::read(daemon_dir(data_dir).join("sandboxes.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<State>(&b).ok())
+        .is_some_and(|s| s.sandboxes.values().any(|n| n == sandbox))
 }
 
 struct Daemon {
     broker: Broker,
     port: u16,
+    listeners: Listeners,
     state: Mutex<State>,
     state_file: PathBuf,
     stop: tokio::sync::Notify,
@@ -79,9 +97,17 @@ pub async fn run_daemon(data_dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("listening on {}", sock.display()), e))?;
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::io(format!("securing {}", sock.display()), e))?;
+    let listeners = Listeners::new(broker.clone(), port);
+    for addr in &state.listen {
+        // best effort: the bridge may be gone (no engine now); a start asks again
+        if let Err(e) = listeners.ensure(&[*addr]) {
+            tracing::warn!(address = %addr, error = %e, "not listening there again");
+        }
+    }
     let daemon = Arc::new(Daemon {
         broker: broker.clone(),
         port,
+        listeners,
         state: Mutex::new(State {
             port: Some(port),
             ..state
@@ -91,6 +117,7 @@ pub async fn run_daemon(data_dir: &Path) -> Result<()> {
     });
     daemon.save()?;
     let serving = broker.spawn(tcp);
+    let watching = tokio::spawn(super::idle::watch(data_dir.to_path_buf()));
     tracing::info!(port, pid = std::process::id(), "credential daemon ready");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::io("catching SIGTERM", e))?;
@@ -109,6 +136,8 @@ pub async fn run_daemon(data_dir: &Path) -> Result<()> {
         }
     }
     serving.abort();
+    daemon.listeners.stop();
+    watching.abort();
     let _ = std::fs::remove_file(&sock);
     tracing::info!("credential daemon stopped");
     Ok(())
@@ -165,7 +194,20 @@ impl Daemon {
                 expires_at,
                 host,
                 renew_hint,
+                register_hint,
+                listen,
+                renew,
             } => {
+                if !self.listeners.ensure(&listen)?.is_empty() {
+                    let mut state = self.lock();
+                    for a in listen {
+                        if !a.is_loopback() && !state.listen.contains(&a) {
+                            state.listen.push(a);
+                        }
+                    }
+                    drop(state);
+                    self.save()?;
+                }
                 let mut push = match &own_branch {
                     Some(b) => PushPolicy::own_branch(&BranchName::new(b)?),
                     None => PushPolicy::read_only(),
@@ -177,19 +219,30 @@ impl Daemon {
                 if let Some(u) = username {
                     credentials = credentials.with_username(u);
                 }
-                let grant = self
-                    .broker
-                    .grant(GrantSpec {
-                        upstream: RepoUrl::parse(&upstream)?,
-                        credentials,
-                        expires_at,
-                        push,
-                        hints: GrantHints {
-                            renew: renew_hint,
-                            register: None,
-                        },
-                    })
-                    .map_err(broker_err)?;
+                let upstream = RepoUrl::parse(&upstream)?;
+                let spec = GrantSpec {
+                    upstream: upstream.clone(),
+                    credentials,
+                    expires_at,
+                    push,
+                    hints: GrantHints {
+                        renew: renew_hint,
+                        register: register_hint,
+                    },
+                };
+                let grant = match renew
+                    .then(|| self.live_grants(&sandbox, Some(&upstream)).pop())
+                    .flatten()
+                {
+                    Some(id) => self.broker.renew(&id, spec).map_err(broker_err)?,
+                    None => self.broker.grant(spec).map_err(broker_err)?,
+                };
+                // one live grant per sandbox: a new one replaces what it had
+                for old in self.live_grants(&sandbox, None) {
+                    if &old != grant.id() {
+                        self.broker.revoke(&old).map_err(broker_err)?;
+                    }
+                }
                 self.lock()
                     .sandboxes
                     .insert(grant.id().to_string(), sandbox);
@@ -223,10 +276,27 @@ impl Daemon {
                 }
                 ControlResponse::Revoked { grants: revoked }
             }
+            ControlRequest::Origins { sandbox } => ControlResponse::Origins {
+                grants: self
+                    .live_grants(&sandbox, None)
+                    .iter()
+                    .filter_map(|id| self.broker.get(id))
+                    .map(|g| GrantOrigin {
+                        repository: g.upstream().to_string(),
+                        path: g.path(),
+                    })
+                    .collect(),
+            },
             ControlRequest::Status => ControlResponse::Status(DaemonStatus {
                 running: true,
                 pid: Some(std::process::id()),
                 port: Some(self.port),
+                addresses: self
+                    .listeners
+                    .addresses()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
                 grants: self
                     .broker
                     .grants()
@@ -236,6 +306,27 @@ impl Daemon {
             }),
             ControlRequest::Stop => ControlResponse::Stopping,
         })
+    }
+
+    /// The ids of `sandbox`'s grants that are not revoked (of `upstream`'s repository
+    /// when given), the one expiring last at the end.
+    fn live_grants(&self, sandbox: &str, upstream: Option<&RepoUrl>) -> Vec<GrantId> {
+        let mine: Vec<String> = self
+            .lock()
+            .sandboxes
+            .iter()
+            .filter(|(_, s)| *s == sandbox)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut live: Vec<GrantSummary> = self
+            .broker
+            .grants()
+            .into_iter()
+            .filter(|g| !g.revoked && mine.iter().any(|id| id == g.id.as_str()))
+            .filter(|g| upstream.is_none_or(|u| g.upstream.same_repository(u)))
+            .collect();
+        live.sort_by_key(|g| g.expires_at);
+        live.into_iter().map(|g| g.id).collect()
     }
 
     fn info(&self, id: &GrantId) -> Option<GrantInfo> {

@@ -1,10 +1,13 @@
 //! Copying a workspace tree: plain copies, copy-on-write clones, hardlinked git objects.
 //!
+//! The one tree-copy routine of the workspace: the local provider's snapshot and restore
+//! paths and the cold start's seed ([`crate::git::seed`]) all copy through [`copy_tree`].
+//!
 //! One walk lists the tree, directories are made in order, then files are copied by a
 //! few threads pulling from a shared counter. Modes and modification times are kept
 //! (git's index compares them), and the new stat data of every worktree file is
 //! collected so the restored repository's index can be refreshed without re-reading a
-//! byte (see [`super::gitindex`]). This is not a general-purpose `cp -a`: owners,
+//! byte (the local provider's `gitindex` module does). This is not a general-purpose `cp -a`: owners,
 //! extended attributes and special files (fifos, sockets, devices) are not copied.
 
 use std::collections::HashMap;
@@ -19,7 +22,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// How a file's bytes reach the copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DataMethod {
+pub enum DataMethod {
     /// `copy_file_range` (the kernel copies; falls back to read/write).
     Copy,
     /// `FICLONE`: the copy shares blocks with the original until either is written.
@@ -28,35 +31,60 @@ pub(crate) enum DataMethod {
 
 /// What [`copy_tree`] does.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct CopyPlan {
+pub struct CopyPlan {
     /// How file contents are copied.
-    pub(crate) data: DataMethod,
+    pub data: DataMethod,
     /// Hardlink immutable git objects (loose objects, pack files) instead of copying.
-    pub(crate) hardlink_git_objects: bool,
+    pub hardlink_git_objects: bool,
     /// Make git object files read-only in the copy (snapshots do, so that hardlinked
     /// restores share only read-only files).
-    pub(crate) readonly_git_objects: bool,
+    pub readonly_git_objects: bool,
     /// Collect the new stat data of worktree files (outside `.git`).
-    pub(crate) collect_stats: bool,
+    pub collect_stats: bool,
+    /// Copy only the repository's metadata: `.git` without its index, reflog and LFS
+    /// cache, and nothing of the worktree (what a seed keeps).
+    pub git_metadata_only: bool,
     /// Copy threads.
-    pub(crate) threads: usize,
+    pub threads: usize,
+}
+
+impl CopyPlan {
+    /// A metadata-only copy (what a seed keeps): `.git` without index, reflogs or LFS
+    /// cache, objects hard-linked (copied across filesystems), two threads.
+    pub const GIT_METADATA: CopyPlan = CopyPlan {
+        data: DataMethod::Copy,
+        hardlink_git_objects: true,
+        readonly_git_objects: false,
+        collect_stats: false,
+        git_metadata_only: true,
+        threads: 2,
+    };
 }
 
 /// Stat data of one copied worktree file, as git's index stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct StatData {
-    pub(crate) ctime: (i64, i64),
-    pub(crate) mtime: (i64, i64),
-    pub(crate) dev: u64,
-    pub(crate) ino: u64,
-    pub(crate) mode: u32,
-    pub(crate) uid: u32,
-    pub(crate) gid: u32,
-    pub(crate) size: u64,
+pub struct StatData {
+    /// Status change time (seconds, nanoseconds).
+    pub ctime: (i64, i64),
+    /// Modification time (seconds, nanoseconds).
+    pub mtime: (i64, i64),
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// File type and permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
 }
 
 impl StatData {
-    pub(crate) fn from_meta(m: &fs::Metadata) -> Self {
+    /// The stat data of `m`.
+    pub fn from_meta(m: &fs::Metadata) -> Self {
         Self {
             ctime: (m.ctime(), m.ctime_nsec()),
             mtime: (m.mtime(), m.mtime_nsec()),
@@ -71,16 +99,21 @@ impl StatData {
 }
 
 /// Worktree path (relative, `/`-separated bytes, as in git's index) to its stat data.
-pub(crate) type StatMap = HashMap<Vec<u8>, StatData>;
+pub type StatMap = HashMap<Vec<u8>, StatData>;
 
 /// What a copy did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct CopyStats {
-    pub(crate) files: u64,
-    pub(crate) dirs: u64,
-    pub(crate) symlinks: u64,
-    pub(crate) hardlinks: u64,
-    pub(crate) bytes: u64,
+pub struct CopyStats {
+    /// Regular files copied (bytes moved or cloned).
+    pub files: u64,
+    /// Directories made.
+    pub dirs: u64,
+    /// Symbolic links made.
+    pub symlinks: u64,
+    /// Files hard-linked instead of copied.
+    pub hardlinks: u64,
+    /// Bytes copied.
+    pub bytes: u64,
 }
 
 #[derive(Debug)]
@@ -100,7 +133,7 @@ struct Entry {
 /// (`xx/<hash>`) and pack data (`pack/*.pack`, `*.idx`, `*.rev`, `*.bitmap`). Git and
 /// libgit2 write these to a temporary name and rename them into place; an existing
 /// object is at most "freshened" (its mtime touched), never rewritten.
-pub(crate) fn is_immutable_git_object(rel: &Path) -> bool {
+pub fn is_immutable_git_object(rel: &Path) -> bool {
     let bytes = rel.as_os_str().as_bytes();
     let Some(rest) = bytes.strip_prefix(b".git/objects/") else {
         return false;
@@ -127,8 +160,19 @@ fn is_worktree(rel: &Path) -> bool {
     !(b == b".git" || b.starts_with(b".git/"))
 }
 
-/// Lists `src` (depth first, parents before children).
-fn walk(src: &Path) -> io::Result<Vec<Entry>> {
+/// True for what a metadata-only copy leaves out: the worktree, and the parts of `.git`
+/// that a checkout rewrites or that are history of the copy's source (index, reflogs,
+/// LFS cache).
+fn outside_git_metadata(rel: &Path) -> bool {
+    let b = rel.as_os_str().as_bytes();
+    is_worktree(rel)
+        || [&b".git/index"[..], b".git/logs", b".git/lfs"]
+            .iter()
+            .any(|skip| b == *skip || (b.starts_with(skip) && b.get(skip.len()) == Some(&b'/')))
+}
+
+/// Lists `src` (depth first, parents before children), leaving out what `skip` names.
+fn walk(src: &Path, skip: impl Fn(&Path) -> bool) -> io::Result<Vec<Entry>> {
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(dir) = stack.pop() {
@@ -144,6 +188,9 @@ fn walk(src: &Path) -> io::Result<Vec<Entry>> {
         }
         for (name, ft) in children {
             let rel = dir.join(&name);
+            if skip(&rel) {
+                continue;
+            }
             if ft.is_dir() {
                 out.push(Entry {
                     rel: rel.clone(),
@@ -172,18 +219,32 @@ fn ctx(e: io::Error, what: &str, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
 }
 
-/// Copies the tree at `src` to `dst` (which must not exist; its parent must).
-pub(crate) fn copy_tree(
-    src: &Path,
-    dst: &Path,
-    plan: &CopyPlan,
-) -> io::Result<(CopyStats, StatMap)> {
+/// Copies the tree at `src` to `dst`, which must not exist (its parent must) or, for a
+/// metadata-only copy, may be an empty directory.
+///
+/// # Errors
+/// The first file error, with the path it concerns. A failed copy leaves a partial
+/// `dst` for the caller to remove.
+pub fn copy_tree(src: &Path, dst: &Path, plan: &CopyPlan) -> io::Result<(CopyStats, StatMap)> {
     let root_meta = fs::metadata(src).map_err(|e| ctx(e, "reading", src))?;
-    fs::DirBuilder::new()
+    let empty_dir = |d: &Path| fs::read_dir(d).is_ok_and(|mut r| r.next().is_none());
+    match fs::DirBuilder::new()
         .mode(root_meta.mode() & 0o7777)
         .create(dst)
-        .map_err(|e| ctx(e, "creating", dst))?;
-    let entries = walk(src).map_err(|e| ctx(e, "listing", src))?;
+    {
+        Ok(()) => {}
+        Err(e)
+            if e.kind() == io::ErrorKind::AlreadyExists
+                && plan.git_metadata_only
+                && empty_dir(dst) => {}
+        Err(e) => return Err(ctx(e, "creating", dst)),
+    }
+    let entries = if plan.git_metadata_only {
+        walk(src, outside_git_metadata)
+    } else {
+        walk(src, |_| false)
+    }
+    .map_err(|e| ctx(e, "listing", src))?;
     let mut stats = CopyStats::default();
     let mut files: Vec<&Entry> = Vec::with_capacity(entries.len());
     for e in &entries {
@@ -224,8 +285,18 @@ pub(crate) fn copy_tree(
                         }
                     }
                     _ if plan.hardlink_git_objects && is_immutable_git_object(&e.rel) => {
-                        fs::hard_link(&from, &to).map_err(|err| ctx(err, "linking", &to))?;
-                        counts[2].fetch_add(1, Ordering::Relaxed);
+                        match fs::hard_link(&from, &to) {
+                            Ok(()) => {
+                                counts[2].fetch_add(1, Ordering::Relaxed);
+                            }
+                            // Across filesystems a link cannot be made: copy instead.
+                            Err(err) if err.kind() == io::ErrorKind::CrossesDevices => {
+                                let (n, _) = copy_file(&from, &to, plan.data, true, false)?;
+                                bytes.fetch_add(n, Ordering::Relaxed);
+                                counts[0].fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(err) => return Err(ctx(err, "linking", &to)),
+                        }
                         None
                     }
                     _ => {
@@ -366,7 +437,7 @@ fn copy_range(src: &File, dst: &File, len: u64) -> io::Result<()> {
 }
 
 /// Removes a directory tree; a missing one is fine.
-pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+pub fn remove_tree(path: &Path) -> io::Result<()> {
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -437,6 +508,7 @@ mod tests {
                 hardlink_git_objects: false,
                 readonly_git_objects: true,
                 collect_stats: true,
+                git_metadata_only: false,
                 threads: 1,
             },
             CopyPlan {
@@ -444,6 +516,7 @@ mod tests {
                 hardlink_git_objects: true,
                 readonly_git_objects: false,
                 collect_stats: true,
+                git_metadata_only: false,
                 threads: 3,
             },
         ]
@@ -488,5 +561,43 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn metadata_only_copies_git_without_index_logs_or_worktree_into_an_empty_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        for d in [
+            ".git/objects/ab",
+            ".git/logs/refs",
+            ".git/refs/heads",
+            "src",
+        ] {
+            fs::create_dir_all(src.join(d)).unwrap();
+        }
+        let obj = ".git/objects/ab/01234567890123456789012345678901234567";
+        for f in [
+            obj,
+            ".git/index",
+            ".git/HEAD",
+            ".git/logs/HEAD",
+            ".git/refs/heads/main",
+            "src/lib.rs",
+            ".gitignore",
+        ] {
+            fs::write(src.join(f), f).unwrap();
+        }
+        let dst = tmp.path().join("dst");
+        fs::create_dir(&dst).unwrap();
+        let plan = CopyPlan::GIT_METADATA;
+        let (stats, _) = copy_tree(&src, &dst, &plan).unwrap();
+        assert_eq!(fs::read(dst.join(".git/HEAD")).unwrap(), b".git/HEAD");
+        assert!(dst.join(".git/refs/heads/main").is_file());
+        for gone in [".git/index", ".git/logs", "src", ".gitignore"] {
+            assert!(!dst.join(gone).exists(), "{gone} copied");
+        }
+        assert_eq!(stats.hardlinks, 1);
+        // A non-empty destination is refused, as for a full copy.
+        assert!(copy_tree(&src, &dst, &plan).is_err());
     }
 }
