@@ -1,6 +1,7 @@
-//! A workspace as two tar+zstd layers: the `.git` directory (deterministic headers, so
-//! equal git data makes an equal blob the registry stores once) and everything else
-//! (modes and mtimes kept, so the git index stays fresh after a restore).
+//! A workspace as two tar+zstd layers: the `.git` directory and everything else, both
+//! with modes and mtimes kept (the index is then older than the worktree files it
+//! describes, as in the captured snapshot, so the import refreshes its stat data
+//! without re-hashing every file).
 //!
 //! Unpacking accepts regular files, directories and symlinks only, inside the target
 //! (no absolute paths, no `..`, no device nodes, no hard links out).
@@ -28,7 +29,7 @@ pub(crate) fn pack(workspace: &Path, part: Part, out: &Path) -> io::Result<()> {
     tar.follow_symlinks(false);
     match part {
         Part::Git => {
-            tar.mode(tar::HeaderMode::Deterministic);
+            tar.mode(tar::HeaderMode::Complete);
             let git = workspace.join(".git");
             if git.is_dir() {
                 tar.append_dir_all(".git", &git)?;

@@ -9,8 +9,7 @@
 //! A local-provider snapshot is an OCI artifact: `artifactType`
 //! [`ARTIFACT_TYPE`], a config blob ([`CONFIG_MEDIA_TYPE`]: the snapshot's
 //! metadata as JSON) and two tar+zstd layers, the workspace's `.git` directory
-//! ([`GIT_LAYER_MEDIA_TYPE`], deterministic headers so equal git data is one blob) and
-//! the rest ([`TREE_LAYER_MEDIA_TYPE`]). The manifest's [`annotations`] carry the key,
+//! ([`GIT_LAYER_MEDIA_TYPE`]) and the rest ([`TREE_LAYER_MEDIA_TYPE`]). The manifest's [`annotations`] carry the key,
 //! id, commit, branch, recipe digest, creation time, size and headstart version. Tags:
 //! `<key>-<id>` for each snapshot and `<key>` for the newest pushed; `<key>-building`
 //! is a build lease (holder and expiry in its annotations).

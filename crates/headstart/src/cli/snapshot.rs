@@ -71,7 +71,13 @@ pub(crate) enum SnapshotCommand {
         provider: Option<ProviderKind>,
         /// Collect the shared registry instead (this one, else HEADSTART_REGISTRY):
         /// keep the newest `--keep` snapshots per key, delete the older manifests.
-        #[arg(long, value_name = "REF", num_args = 0..=1, default_missing_value = "")]
+        #[arg(
+            long,
+            value_name = "REF",
+            num_args = 0..=1,
+            default_missing_value = "",
+            conflicts_with_all = ["provider", "max_age_days"]
+        )]
         registry: Option<String>,
         /// Print one JSON object: what was removed and kept.
         #[arg(long)]
@@ -153,10 +159,9 @@ pub(crate) async fn run(app: &Headstart, cmd: SnapshotCommand) -> anyhow::Result
         }
         SnapshotCommand::Gc {
             keep,
-            max_age_days,
-            provider,
             registry: Some(registry),
             json,
+            ..
         } => {
             let given = Some(registry.as_str()).filter(|r| !r.is_empty());
             let out = app.snapshot_gc_registry(given, keep).await?;
@@ -173,7 +178,6 @@ pub(crate) async fn run(app: &Headstart, cmd: SnapshotCommand) -> anyhow::Result
                     out.kept.len()
                 ));
             }
-            let _ = (max_age_days, provider);
         }
         SnapshotCommand::Gc {
             keep,
