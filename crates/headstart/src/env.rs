@@ -96,6 +96,19 @@ pub const HEADSTART_BUILD: &str = "HEADSTART_BUILD";
 pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 /// OpenSSL's hashed CA directory (read by OpenSSL).
 pub const SSL_CERT_DIR: &str = "SSL_CERT_DIR";
+/// The OCI registry snapshots are shared through, `HOST[:PORT]/REPOSITORY` (like
+/// `up --registry`): pulled on a local miss, pushed after a build (local provider).
+pub const HEADSTART_REGISTRY: &str = "HEADSTART_REGISTRY";
+/// A token for the registry (sent as the password of user `headstart`); without it,
+/// the Docker configuration's credentials for the registry host are used.
+pub const HEADSTART_REGISTRY_TOKEN: &str = "HEADSTART_REGISTRY_TOKEN";
+/// `1`: plain HTTP to a registry that is not on loopback (loopback hosts always may).
+pub const HEADSTART_REGISTRY_INSECURE: &str = "HEADSTART_REGISTRY_INSECURE";
+/// Seconds a start waits for a pull from the registry before it starts cold (default 120).
+pub const HEADSTART_REGISTRY_TIMEOUT: &str = "HEADSTART_REGISTRY_TIMEOUT";
+/// The Docker configuration directory (`config.json` with registry credentials);
+/// default `~/.docker`.
+pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 
 /// Every variable above, for documentation and tests.
 pub const ALL: &[&str] = &[
@@ -139,6 +152,11 @@ pub const ALL: &[&str] = &[
     HEADSTART_BUILD,
     SSL_CERT_FILE,
     SSL_CERT_DIR,
+    HEADSTART_REGISTRY,
+    HEADSTART_REGISTRY_TOKEN,
+    HEADSTART_REGISTRY_INSECURE,
+    HEADSTART_REGISTRY_TIMEOUT,
+    DOCKER_CONFIG,
 ];
 
 /// The value of `name`, if set and valid UTF-8. The one `std::env::var` call of the

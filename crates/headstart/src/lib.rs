@@ -31,8 +31,8 @@ pub use app::{Activity, HibernateOutcome, Resumed, ResumedFn, RunState, parse_du
 pub use app::{
     CLEANUP_GRACE, Config, CredentialsMode, DIRECT, DeadBuilds, DownOutcome, Error, ExecOutcome,
     ExecRequest, FailureRecord, FlagsStatus, GcOutcome, Headstart, LsOutcome, Notice, NoticeFn,
-    PendingBuilds, PortsOutcome, PruneOutcome, Pruned, RegisterHintFn, Removed, Result,
-    RunJobOutcome, SandboxRef, SandboxRow, SnapshotBuildOutcome, SnapshotBuildRequest,
+    PendingBuilds, PortsOutcome, PruneOutcome, Pruned, RegisterHintFn, RegistryGcOutcome, Removed,
+    Result, RunJobOutcome, SandboxRef, SandboxRow, SnapshotBuildOutcome, SnapshotBuildRequest,
     SnapshotLsOutcome, SnapshotRef, SnapshotRmOutcome, SnapshotRow, Stopped, UpOutcome, UpRequest,
     VmSettings, Waited, docker_answers, read_recipe, register_secrets, source_from,
 };

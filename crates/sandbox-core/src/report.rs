@@ -10,6 +10,11 @@ pub enum Phase {
     Flags,
     /// Looking up a base snapshot.
     SnapshotLookup,
+    /// Fetching a base snapshot from a shared registry into the local store (a local
+    /// miss on a host configured with a registry).
+    SnapshotPull,
+    /// Publishing a built snapshot to a shared registry (builds only).
+    SnapshotPush,
     /// Creating the sandbox (and restoring a snapshot into it).
     Provision,
     /// Full or shallow clone (cold path).
@@ -31,6 +36,8 @@ impl Phase {
         match self {
             Self::Flags => "flags",
             Self::SnapshotLookup => "snapshot_lookup",
+            Self::SnapshotPull => "snapshot_pull",
+            Self::SnapshotPush => "snapshot_push",
             Self::Provision => "provision",
             Self::GitClone => "git_clone",
             Self::GitSync => "git_sync",

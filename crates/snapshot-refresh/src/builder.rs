@@ -14,6 +14,7 @@ use crate::cleanup::{self, CleanupReport};
 use crate::error::{BuildError, Error, Result};
 use crate::key::{Recipe, SnapshotKey};
 use crate::refresh::{BuildReport, RefreshOptions, refresh_shared};
+use crate::remote::{RemoteSnapshots, push_with_retries};
 use crate::state::{BuildLock, FailureCache, FailureRecord, write_atomic};
 use sandbox_core::git::seed;
 
@@ -96,6 +97,7 @@ pub struct SnapshotBuilder {
     state_dir: PathBuf,
     failures: FailureCache,
     spawn: Spawn,
+    remote: Option<Arc<dyn RemoteSnapshots>>,
     inflight: Mutex<HashMap<String, JoinHandle<BuildResult>>>,
 }
 
@@ -178,6 +180,7 @@ impl SnapshotBuilder {
             provider,
             state_dir,
             spawn: Spawn::InProcess,
+            remote: None,
             inflight: Mutex::new(HashMap::new()),
         }
     }
@@ -194,6 +197,19 @@ impl SnapshotBuilder {
     pub fn with_spawn(mut self, spawn: Spawn) -> Self {
         self.spawn = spawn;
         self
+    }
+
+    /// Publishes every snapshot this builder builds to `remote` (phase `snapshot_push`
+    /// of the build: retried, recorded as a [`PushRecord`](crate::PushRecord), never failing the build).
+    #[must_use]
+    pub fn with_remote(mut self, remote: Arc<dyn RemoteSnapshots>) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// The remote builds are published to, if any.
+    pub fn remote(&self) -> Option<&Arc<dyn RemoteSnapshots>> {
+        self.remote.as_ref()
     }
 
     /// The failure cache.
@@ -245,10 +261,12 @@ impl SnapshotBuilder {
                 let failures = self.failures.clone();
                 let state_dir = self.state_dir.clone();
                 let task_key = key.clone();
+                let remote = self.remote.clone();
                 let handle = tokio::spawn(async move {
                     let _lock = lock;
                     before_build(provider.as_ref(), &state_dir, &options).await;
                     let result = refresh_shared(provider, options).await;
+                    let result = publish(remote.as_deref(), &state_dir, &task_key, result).await;
                     settle(&failures, &task_key, result)
                 });
                 inflight.insert(key, handle);
@@ -330,6 +348,7 @@ impl SnapshotBuilder {
         options.build_marker = Some(cleanup::marker(&self.state_dir, &key));
         before_build(self.provider.as_ref(), &self.state_dir, &options).await;
         let result = refresh_shared(self.provider.clone(), options).await;
+        let result = publish(self.remote.as_deref(), &self.state_dir, &key, result).await;
         drop(lock);
         match settle(&self.failures, &key, result) {
             Ok(r) => Ok(Some(r)),
@@ -401,6 +420,29 @@ async fn before_build(provider: &dyn SandboxProvider, state_dir: &Path, options:
     if let Err(e) = cleanup::cleanup(provider, state_dir, Some(own)).await {
         tracing::warn!(error = %e, "could not clean up after dead builds");
     }
+}
+
+/// Pushes a built snapshot to the remote, if any, and gives the build lease back.
+async fn publish(
+    remote: Option<&dyn RemoteSnapshots>,
+    state_dir: &Path,
+    key: &str,
+    result: Result<BuildReport>,
+) -> Result<BuildReport> {
+    let Some(remote) = remote else {
+        return result;
+    };
+    let result = match result {
+        Ok(mut report) => {
+            report.push = Some(push_with_retries(remote, &report.snapshot, state_dir).await);
+            Ok(report)
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = remote.release(key).await {
+        tracing::debug!(key, error = %e, "could not release the build lease; it expires");
+    }
+    result
 }
 
 fn settle(failures: &FailureCache, key: &str, result: Result<BuildReport>) -> BuildResult {

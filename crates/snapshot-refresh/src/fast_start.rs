@@ -17,6 +17,7 @@ use crate::key::{Recipe, SnapshotKey};
 use crate::policy::{Drift, Eligibility};
 use crate::reconnect;
 use crate::refresh::{DEFAULT_COMMAND_TIMEOUT, RefreshOptions};
+use crate::remote::{Lease, Pulled, RemoteSnapshots};
 
 /// A started sandbox and what the start did.
 ///
@@ -37,12 +38,25 @@ pub struct Started {
     pub key: Option<SnapshotKey>,
     /// The snapshot a warm start restored.
     pub snapshot: Option<SnapshotMeta>,
+    /// Where that snapshot came from (`None` when no snapshot was restored).
+    pub snapshot_source: Option<SnapshotSource>,
     /// What the background builder did (cold starts and drifted warm starts).
     pub build: Option<KickOutcome>,
     /// The repository the workspace holds: the URL a new start cloned or synced, or
     /// the `origin` of an existing workspace (a reconnect, a workdir; userinfo
     /// redacted). `None` when it is no git checkout.
     pub repository: Option<String>,
+}
+
+/// Where the snapshot of a warm start came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotSource {
+    /// It was in this host's store.
+    Local,
+    /// It was pulled from the shared registry by this start (or by a concurrent start on
+    /// this host that this one waited for).
+    Registry,
 }
 
 /// Starts sandboxes fast: looks up the repository's newest ready base snapshot; on a
@@ -168,8 +182,15 @@ pub struct FastStart {
     cancel: Option<CancelToken>,
     limits: TransferLimits,
     identity: Option<git::GitIdentity>,
+    remote: Option<Arc<dyn RemoteSnapshots>>,
+    remote_bound: Duration,
     origin_alias: Option<OriginAlias>,
 }
+
+/// How long a start waits for a pull from the registry by default before it goes cold.
+pub const DEFAULT_PULL_BOUND: Duration = Duration::from_secs(120);
+/// How long a build lease in the registry lasts.
+const LEASE_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Says whether an existing workspace's `origin` stands for the repository of the
 /// start (see [`FastStart::origin_alias`]).
@@ -204,8 +225,23 @@ impl FastStart {
             cancel: None,
             limits: TransferLimits::none(),
             identity: None,
+            remote: None,
+            remote_bound: DEFAULT_PULL_BOUND,
             origin_alias: None,
         }
+    }
+
+    /// Shares snapshots through `remote`: on a local miss a start pulls the newest
+    /// snapshot of its key from it (phase `snapshot_pull`) and goes warm, giving up
+    /// after `bound` (then it starts cold and says why); a cold start takes the build
+    /// lease first and builds nothing while another host holds a fresh one. Give the
+    /// [`SnapshotBuilder`] the same remote ([`SnapshotBuilder::with_remote`]) so builds
+    /// are pushed.
+    #[must_use]
+    pub fn remote(mut self, remote: Arc<dyn RemoteSnapshots>, bound: Duration) -> Self {
+        self.remote = Some(remote);
+        self.remote_bound = bound;
+        self
     }
 
     /// Accepts an existing workspace (a reconnect, a workdir) whose `origin` is one
@@ -366,13 +402,40 @@ impl FastStart {
             }
         };
 
+        let mut source_of_hit = SnapshotSource::Local;
+        let hit = match (hit, &key, &self.remote) {
+            (None, Ok(k), Some(remote)) if source.allows_prebuilt() && reason_prefix.is_empty() => {
+                match self.pull(remote.as_ref(), k, &mut clock).await {
+                    Ok(p) => {
+                        source_of_hit = SnapshotSource::Registry;
+                        Some(p.snapshot)
+                    }
+                    Err(why) => {
+                        reason_prefix = format!("{why}; ");
+                        None
+                    }
+                }
+            }
+            (hit, _, _) => hit,
+        };
+
         if let (Some(meta), Ok(k)) = (hit, &key) {
             match self.warm(source, connect, k, &meta, &mut clock).await {
                 Ok(Warm::Reconnected(sandbox)) => {
                     return self.reconnect(source, sandbox, clock).await;
                 }
                 Ok(Warm::Synced(sandbox, checkout, build, drift_reason)) => {
-                    let mut reason = format!("snapshot {} is ready", meta.id);
+                    let mut reason = match source_of_hit {
+                        SnapshotSource::Local => format!("snapshot {} is ready", meta.id),
+                        SnapshotSource::Registry => format!(
+                            "snapshot {} pulled from the registry {}",
+                            meta.id,
+                            self.remote
+                                .as_ref()
+                                .map(|r| r.location())
+                                .unwrap_or_default()
+                        ),
+                    };
                     if let Some(d) = drift_reason {
                         reason.push_str(&format!("; refreshing it in the background: {d}"));
                     }
@@ -387,6 +450,7 @@ impl FastStart {
                         report,
                         key: Some(k.clone()),
                         snapshot: Some(meta),
+                        snapshot_source: Some(source_of_hit),
                         build,
                         repository: Some(source.url().to_string()),
                     });
@@ -410,8 +474,24 @@ impl FastStart {
             Made::Created(sandbox, checkout) => (sandbox, checkout),
             Made::Reconnected(sandbox) => return self.reconnect(source, sandbox, clock).await,
         };
+        let leased_elsewhere = match (&key, &self.remote) {
+            (Ok(k), Some(remote)) if source.allows_prebuilt() => {
+                match remote.lease(k.as_str(), LEASE_TTL).await {
+                    Ok(Lease::Taken) => None,
+                    Ok(Lease::HeldElsewhere { holder, expires_at }) => Some(format!(
+                        "{reason_prefix}another host is building this snapshot (lease held by \
+                         {holder} until {expires_at}); cold start without building"
+                    )),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not take the build lease; building anyway");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let build = match &key {
-            Ok(_) if !source.allows_prebuilt() => None,
+            Ok(_) if !source.allows_prebuilt() || leased_elsewhere.is_some() => None,
             Ok(k) => match self
                 .builder
                 .kick(self.refresh_options(source, k), Some(sandbox.workspace()))
@@ -424,7 +504,22 @@ impl FastStart {
             },
             Err(_) => None,
         };
+        if let (Some(remote), Ok(k)) = (&self.remote, &key) {
+            if leased_elsewhere.is_none()
+                && source.allows_prebuilt()
+                && !matches!(
+                    build,
+                    Some(KickOutcome::Started | KickOutcome::Detached { .. })
+                )
+            {
+                // no build of ours will push: give the lease back
+                if let Err(e) = remote.release(k.as_str()).await {
+                    tracing::debug!(error = %e, "could not release the build lease; it expires");
+                }
+            }
+        }
         let reason = match (&key, &build) {
+            _ if leased_elsewhere.is_some() => leased_elsewhere.unwrap_or_default(),
             (Err(_), _) => format!("{reason_prefix}cold start"),
             (Ok(_), _) if !source.allows_prebuilt() => {
                 format!("{reason_prefix}cold start, no snapshot used or built")
@@ -448,9 +543,46 @@ impl FastStart {
             report,
             key: key.ok(),
             snapshot: None,
+            snapshot_source: None,
             build,
             repository: Some(source.url().to_string()),
         })
+    }
+
+    /// Pulls `key` from the registry within the bound; the error is the reason a cold
+    /// start gives.
+    async fn pull(
+        &self,
+        remote: &dyn RemoteSnapshots,
+        key: &SnapshotKey,
+        clock: &mut PhaseClock,
+    ) -> std::result::Result<Pulled, String> {
+        let bound = self.remote_bound;
+        let pulled = clock
+            .time(
+                Phase::SnapshotPull,
+                tokio::time::timeout(bound, remote.pull(key.as_str())),
+            )
+            .await;
+        match pulled {
+            Ok(Ok(Some(p))) => Ok(p),
+            Ok(Ok(None)) => Err(format!(
+                "no ready snapshot here nor in the registry {}",
+                remote.location()
+            )),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, kind = e.kind(), "snapshot pull failed; starting cold");
+                Err(format!(
+                    "pulling the snapshot from the registry {} failed ({e})",
+                    remote.location()
+                ))
+            }
+            Err(_) => Err(format!(
+                "the registry {} did not deliver the snapshot within {} s",
+                remote.location(),
+                bound.as_secs_f64()
+            )),
+        }
     }
 
     /// The result of a start that found the named sandbox ready: the request
@@ -481,6 +613,7 @@ impl FastStart {
             report,
             key: None,
             snapshot: None,
+            snapshot_source: None,
             build: None,
             repository: r.repository,
         })
@@ -546,6 +679,7 @@ impl FastStart {
                 report,
                 key: None,
                 snapshot: None,
+                snapshot_source: None,
                 build: None,
                 repository: Some(source.url().to_string()),
             });
@@ -577,6 +711,7 @@ impl FastStart {
             report,
             key: None,
             snapshot: None,
+            snapshot_source: None,
             build: None,
             repository: r.repository,
         })

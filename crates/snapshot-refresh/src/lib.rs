@@ -64,6 +64,7 @@ mod key;
 mod policy;
 mod reconnect;
 mod refresh;
+mod remote;
 mod setup;
 mod state;
 
@@ -72,7 +73,7 @@ pub use builder::Builder;
 pub use builder::{DetachedSpawner, JobFile, KickOutcome, SnapshotBuilder, Spawn};
 pub use cleanup::{BUILD_MARKER_VAR, CleanupReport};
 pub use error::{BuildError, Error, NotEligible, Result};
-pub use fast_start::{FastStart, OriginAlias, Started};
+pub use fast_start::{DEFAULT_PULL_BOUND, FastStart, OriginAlias, SnapshotSource, Started};
 pub use guard::SandboxGuard;
 pub use hooks::run_after_start_hooks;
 pub use setup::{FastStartBuilder, NoProvider};
@@ -112,4 +113,5 @@ pub use refresh::{
     BuildReport, CommandRecord, DEFAULT_BUILD_DEADLINE, DEFAULT_COMMAND_TIMEOUT,
     DEFAULT_OUTPUT_LIMIT, RefreshOptions, build_sandbox_name, refresh_base_snapshot,
 };
+pub use remote::{Lease, Pulled, PushRecord, Pushed, RemoteError, RemoteSnapshots};
 pub use state::{BuildLock, FailureCache, FailureRecord};

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::key::{Recipe, SnapshotKey};
+use crate::remote::PushRecord;
 use sandbox_core::git::seed;
 
 /// Default deadline for a whole build.
@@ -98,6 +99,9 @@ pub struct BuildReport {
     pub from_seed: bool,
     /// Wall time.
     pub duration: Duration,
+    /// How the push to a shared registry went (phase `snapshot_push`); `None` when the
+    /// builder has no remote.
+    pub push: Option<PushRecord>,
 }
 
 /// The name of the build sandbox for `key` (stable, so a crashed build's sandbox is
@@ -152,6 +156,7 @@ pub async fn refresh_base_snapshot(
             commands,
             from_seed,
             duration: started.elapsed(),
+            push: None,
         }),
         Err(e) => {
             tracing::error!(key = %options.key, error = %scrub(&e.to_string()), "snapshot build failed");

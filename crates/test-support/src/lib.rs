@@ -19,6 +19,8 @@
 //!   matching `known_hosts`.
 //! - [`StallProxy`]: a TCP proxy that stops forwarding a connection after N bytes from
 //!   the server and closes it a bounded time later (interrupt and deadline tests).
+//! - [`Registry`]: a real OCI registry (`docker-registry`, the reference `distribution`
+//!   server) on a free loopback port with its storage in a temp dir.
 //! - [`capture_tracing`] and [`random_token`] for secret-leak assertions.
 //!
 //! Everything stops or is removed on drop. This crate is **not** for production code:
@@ -32,6 +34,7 @@ mod mounts;
 mod pktline;
 mod process;
 mod redirect;
+mod registry;
 mod search;
 mod ssh;
 mod stall;
@@ -47,6 +50,7 @@ pub use mounts::unmount_all_under;
 pub use pktline::{UploadPackRequest, parse_upload_pack};
 pub use process::ChildGuard;
 pub use redirect::{RedirectRecord, RedirectServer};
+pub use registry::{REGISTRY_BIN, Registry};
 pub use search::files_containing;
 pub use ssh::{SshServer, ssh_unavailable};
 pub use stall::StallProxy;

@@ -21,6 +21,7 @@ mod docker;
 pub(crate) mod fixture;
 pub(crate) mod gitsplit;
 pub(crate) mod measure;
+mod registry;
 pub(crate) mod report;
 mod round;
 mod run;

@@ -33,6 +33,12 @@ pub(super) enum Member<'a> {
     },
     /// `headstart up --json` (the CLI process) on the rig's home, default branch.
     Cli { rig: &'a Rig, bin: PathBuf },
+    /// A headstart start on a fresh rig from `make` (a new host) pulling its snapshot
+    /// from the registry.
+    FreshHost {
+        url: String,
+        make: &'a (dyn Fn(usize) -> anyhow::Result<Rig> + Sync),
+    },
     /// The git CLI doing headstart's warm path on the rig's snapshot.
     Floor {
         rig: &'a Rig,
@@ -177,7 +183,7 @@ fn prepare(served: &Served, member: &Member<'_>) -> anyhow::Result<Prepared> {
         Member::Clone { branch, .. }
         | Member::Warm { branch, .. }
         | Member::Floor { branch, .. } => branch.clone(),
-        Member::Cold { .. } | Member::Cli { .. } => None,
+        Member::Cold { .. } | Member::Cli { .. } | Member::FreshHost { .. } => None,
     }
     .unwrap_or_else(|| served.fixture.default_branch.clone());
     let expect = fixture::tip(&served.repo, &branch)?;
@@ -218,6 +224,12 @@ async fn one_rep(
             let (s, b, from_seed) = cold_rep(rig, &source, rep, &p.branch, &p.expect).await?;
             p.from_seed &= from_seed;
             Ok((s, Some(b)))
+        }
+        Member::FreshHost { url, make } => {
+            let source = served.source(url, None)?;
+            super::registry::rep(make(rep)?, &source, rep, &p.branch, &p.expect)
+                .await
+                .map(|s| (s, None))
         }
         Member::Cli { rig, bin } => {
             super::cases::cli_rep(rig, served, bin, rep, &p.branch, &p.expect)

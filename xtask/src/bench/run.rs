@@ -347,6 +347,11 @@ async fn warm_http_rounds(
         }
     }
 
+    // the primed snapshot in a registry, for the fresh-host case of the 1-ahead round
+    let shared = match &no_rig {
+        None => Some(super::registry::share(rig, &served.source(&url, None)?).await),
+        Some(_) => None,
+    };
     let mut ahead = 0;
     for n in [1usize, 10, 100] {
         let seed = ctx.next_seed();
@@ -403,6 +408,23 @@ async fn warm_http_rounds(
                     },
                     git("git_clone_full", "git clone (full)"),
                 );
+                let fresh = shared
+                    .as_ref()
+                    .and_then(|s| s.as_ref().ok())
+                    .map(|sh| super::registry::fresh_host_rigs(ctx, &sh.reference));
+                match (&fresh, &shared) {
+                    (Some(f), _) => r.slots.push(Slot::new(
+                        Member::FreshHost {
+                            url: url.clone(),
+                            make: f,
+                        },
+                        super::registry::result(served),
+                    )),
+                    (None, Some(Err(why))) => {
+                        ctx.push(super::registry::result(served).skipped(why.clone()));
+                    }
+                    (None, _) => {}
+                }
                 let (cold, build) = cold_results(served, "http", "");
                 r.slots.push(
                     Slot::new(

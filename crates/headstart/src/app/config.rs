@@ -40,6 +40,18 @@ pub struct Config {
     /// The default git identity of started workspaces, `Name <email>`
     /// (`HEADSTART_GIT_USER`); an [`UpRequest::git_user`](super::UpRequest::git_user) wins.
     pub git_user: Option<String>,
+    /// The OCI registry snapshots are shared through (`HOST[:PORT]/REPOSITORY`,
+    /// `HEADSTART_REGISTRY`); `None`: snapshots stay on this host.
+    pub registry: Option<String>,
+    /// A token for the registry (`HEADSTART_REGISTRY_TOKEN`); `None`: the Docker
+    /// configuration's credentials (see [`docker_config`](Self::docker_config)).
+    pub registry_token: Option<secrecy::SecretString>,
+    /// Plain HTTP to a registry that is not on loopback (`HEADSTART_REGISTRY_INSECURE=1`).
+    pub registry_insecure: bool,
+    /// How long a start waits for a pull before it starts cold.
+    pub registry_timeout: std::time::Duration,
+    /// The Docker `config.json` registry credentials are read from.
+    pub docker_config: Option<PathBuf>,
     /// The default idle timeout of started sandboxes (`HEADSTART_IDLE_TIMEOUT`; `None`
     /// or zero: never stopped for idleness); an
     /// [`UpRequest::idle_timeout`](super::UpRequest::idle_timeout) or a recipe's wins.
@@ -80,6 +92,11 @@ impl Config {
             flags,
             eligibility_error: None,
             git_user: None,
+            registry: None,
+            registry_token: None,
+            registry_insecure: false,
+            registry_timeout: snapshot_refresh::DEFAULT_PULL_BOUND,
+            docker_config: None,
             idle_timeout: None,
             idle_timeout_error: None,
         }
@@ -151,6 +168,20 @@ impl Config {
             docker_network: env::non_empty(env::HEADSTART_DOCKER_NETWORK),
             flags,
             git_user: env::non_empty(env::HEADSTART_GIT_USER),
+            registry: env::non_empty(env::HEADSTART_REGISTRY).map(|r| r.trim().to_owned()),
+            registry_token: env::non_empty(env::HEADSTART_REGISTRY_TOKEN)
+                .map(secrecy::SecretString::from),
+            registry_insecure: env::var(env::HEADSTART_REGISTRY_INSECURE).is_some_and(|v| v == "1"),
+            registry_timeout: env::non_empty(env::HEADSTART_REGISTRY_TIMEOUT)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map_or(
+                    snapshot_refresh::DEFAULT_PULL_BOUND,
+                    std::time::Duration::from_secs,
+                ),
+            docker_config: env::non_empty(env::DOCKER_CONFIG)
+                .map(PathBuf::from)
+                .or_else(|| env::non_empty(env::HOME).map(|h| PathBuf::from(h).join(".docker")))
+                .map(|d| d.join("config.json")),
         })
     }
 }
@@ -226,7 +257,8 @@ pub fn register_secrets() {
     let names = sandbox_core::scrub::GIT_TOKEN_VARS
         .iter()
         .chain(provisioners::cloud::TOKEN_VARS)
-        .chain(feature_flags::vars::SECRETS);
+        .chain(feature_flags::vars::SECRETS)
+        .chain(&[env::HEADSTART_REGISTRY_TOKEN]);
     for name in names {
         sandbox_core::scrub::register_secret_var(name);
         if let Some(value) = env::var(name) {

@@ -19,6 +19,9 @@ pub enum Error {
     /// From feature flags.
     #[error(transparent)]
     Flags(#[from] feature_flags::Error),
+    /// From the snapshot registry (a bad reference, credentials, an answer).
+    #[error(transparent)]
+    Registry(#[from] snapshot_registry::Error),
     /// The caller's input is not valid (a bad setting, recipe or option).
     #[error("{0}")]
     InvalidInput(String),
@@ -84,6 +87,7 @@ impl Error {
             Self::Core(e) => e.kind(),
             Self::Snapshot(e) => e.kind(),
             Self::Flags(e) => e.kind(),
+            Self::Registry(e) => e.kind(),
             Self::InvalidInput(_) => "invalid_input",
             Self::Context { source, .. } => source.kind(),
             Self::Stopped(s) if s.deadline.is_some() => "timeout",
@@ -105,6 +109,7 @@ impl Error {
                 feature_flags::Error::UnknownFastPath { .. }
                     | feature_flags::Error::BadOverride { .. }
             ),
+            Self::Registry(e) => e.is_user_error(),
             Self::InvalidInput(_) => true,
             Self::Context { source, .. } => source.is_user_error(),
             Self::Io { .. }
@@ -126,6 +131,16 @@ impl Error {
             "network" => "check the host, your network and any proxy, then retry",
             "too_slow" => "the server is stalling: check it and your network, then retry",
             "command_not_found" => "give a path, or a program on the sandbox's PATH",
+            "invalid_registry" => {
+                "name the registry as HOST[:PORT]/REPOSITORY, e.g. ghcr.io/acme/headstart"
+            }
+            "registry_unreachable" => "check the registry host, your network and any proxy",
+            "registry_denied" | "registry_credentials" => {
+                "log in to the registry (Docker config) or set a registry token"
+            }
+            "registry_delete_unsupported" => {
+                "enable deletes in the registry, or delete tags with its own tools"
+            }
             "busy" => "wait for the command or start to finish, then retry",
             _ => return None,
         })

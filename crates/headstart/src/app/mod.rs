@@ -17,6 +17,7 @@ mod grant;
 mod lifecycle;
 mod ports;
 mod prune;
+mod registry;
 mod sandboxes;
 mod snapshots;
 mod start;
@@ -40,6 +41,7 @@ pub use grant::{CredentialsMode, RegisterHintFn};
 pub use lifecycle::{Activity, HibernateOutcome, Resumed, ResumedFn, RunState, parse_duration};
 pub use ports::{DIRECT, PortsOutcome};
 pub use prune::{DeadBuilds, PruneOutcome, Pruned};
+pub use registry::RegistryGcOutcome;
 pub use sandboxes::{DownOutcome, ExecOutcome, ExecRequest, LsOutcome, Removed, SandboxRow};
 pub use snapshots::{
     FailureRecord, GcOutcome, RunJobOutcome, SnapshotBuildOutcome, SnapshotBuildRequest,
@@ -129,8 +131,14 @@ impl Headstart {
         provider: Arc<dyn SandboxProvider>,
         kind: ProviderKind,
         detach: bool,
+        remote: Option<Arc<dyn snapshot_refresh::RemoteSnapshots>>,
     ) -> SnapshotBuilder {
-        let builder = SnapshotBuilder::new(provider, self.state_dir());
+        let mut builder = SnapshotBuilder::new(provider, self.state_dir());
+        // a detached build reads its registry from the environment, like this process
+        let registry = remote.as_ref().and(self.config.registry.clone());
+        if let Some(remote) = remote {
+            builder = builder.with_remote(remote);
+        }
         let Some(exe) = self.config.build_runner.clone().filter(|_| detach) else {
             return builder;
         };
@@ -139,7 +147,11 @@ impl Headstart {
             use std::os::unix::process::CommandExt;
             std::fs::create_dir_all(&log_dir)?;
             let log = std::fs::File::create(log_dir.join("last-build.log"))?;
-            let child = std::process::Command::new(&exe)
+            let mut cmd = std::process::Command::new(&exe);
+            if let Some(r) = &registry {
+                cmd.env(crate::env::HEADSTART_REGISTRY, r);
+            }
+            let child = cmd
                 .args(["snapshot", "run-job", "--provider", kind.as_str()])
                 .arg(job)
                 .stdin(std::process::Stdio::null())

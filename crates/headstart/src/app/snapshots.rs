@@ -70,6 +70,8 @@ pub struct SnapshotRow {
     pub meta: SnapshotMeta,
     /// Its provider.
     pub provider: &'static str,
+    /// How its push to the registry went (`None`: no push was tried).
+    pub push: Option<snapshot_refresh::PushRecord>,
 }
 
 /// Every snapshot and recent build failures (`docs/json/snapshot-ls.schema.json`).
@@ -126,7 +128,7 @@ impl Headstart {
         let source = source_from(&req.repo, req.branch.as_deref(), None)?;
         let recipe = read_recipe(req.recipe_file.as_deref())?;
         let p = self.provider(kind).await?;
-        let builder = self.builder_for(p.clone(), kind, false);
+        let builder = self.builder_for(p.clone(), kind, false, self.remote_for(kind)?);
         let fast = FastStart::new(p, Arc::new(builder)).recipe(recipe.clone());
         let key = fast
             .key_for(&source)
@@ -189,6 +191,7 @@ impl Headstart {
             };
             snapshots.extend(p.snapshots().list_all(None).await?.into_iter().map(|meta| {
                 SnapshotRow {
+                    push: snapshot_refresh::PushRecord::read(&self.state_dir(), &meta.id),
                     meta,
                     provider: kind.as_str(),
                 }
@@ -256,7 +259,10 @@ impl Headstart {
         provider: ProviderKind,
     ) -> Result<RunJobOutcome> {
         let p = self.provider(provider).await?;
-        let builder = SnapshotBuilder::new(p, self.state_dir());
+        let mut builder = SnapshotBuilder::new(p, self.state_dir());
+        if let Some(remote) = self.remote_for(provider)? {
+            builder = builder.with_remote(remote);
+        }
         Ok(
             match builder
                 .run_job_file(file, self.config.credentials.clone())

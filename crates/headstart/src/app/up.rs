@@ -208,6 +208,9 @@ pub struct SnapshotRef {
     pub id: SnapshotId,
     /// Its key.
     pub key: String,
+    /// Where it came from: `local` (this host's store) or `registry` (pulled by this
+    /// start).
+    pub source: Option<snapshot_refresh::SnapshotSource>,
 }
 
 /// The background builds a start left running in this process.
@@ -364,7 +367,12 @@ impl Headstart {
             self.resume_for_up(provider.as_ref(), &name).await?
         };
         let detach = self.config.detach_builds && !req.wait_snapshot;
-        let builder = Arc::new(self.builder_for(provider.clone(), kind, detach));
+        let remote = if req.no_snapshot {
+            None
+        } else {
+            self.remote_for(kind)?
+        };
+        let builder = Arc::new(self.builder_for(provider.clone(), kind, detach, remote.clone()));
         let eligibility = if req.no_snapshot {
             Eligibility::none()
         } else {
@@ -376,6 +384,9 @@ impl Headstart {
             .credentials(self.config.credentials.clone());
         if let Some(id) = identity {
             fast = fast.git_identity(id);
+        }
+        if let Some(remote) = remote {
+            fast = fast.remote(remote, self.config.registry_timeout);
         }
         if let Some(f) = &req.progress {
             fast = fast.progress(f.clone());
@@ -516,6 +527,7 @@ impl Headstart {
                 .map(|(m, k)| SnapshotRef {
                     id: m.id.clone(),
                     key: k.as_str().to_owned(),
+                    source: started.snapshot_source,
                 }),
             report: started.report,
             resumed,

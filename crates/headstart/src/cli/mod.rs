@@ -78,8 +78,11 @@ impl Command {
 
 /// The app layer, configured from the environment; detached snapshot builds run
 /// this very binary (`headstart snapshot run-job`).
-fn app() -> anyhow::Result<Headstart> {
+fn app(registry: Option<&str>) -> anyhow::Result<Headstart> {
     let mut config = Config::from_env()?;
+    if let Some(r) = registry {
+        config.registry = Some(r.to_owned());
+    }
     config.build_runner = std::env::current_exe().ok();
     config.daemon_runner = config.build_runner.clone();
     Ok(Headstart::new(config))
@@ -87,7 +90,11 @@ fn app() -> anyhow::Result<Headstart> {
 
 /// Runs one command.
 pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    let app = app()?;
+    let registry = match &command {
+        Command::Up(a) => a.registry.clone(),
+        _ => None,
+    };
+    let app = app(registry.as_deref())?;
     match command {
         Command::Up(args) => up::up(&app, args).await,
         Command::Exec(args) => sandbox::exec(&app, args).await,

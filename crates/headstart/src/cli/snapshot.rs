@@ -69,6 +69,16 @@ pub(crate) enum SnapshotCommand {
         /// Provider (default: local).
         #[arg(long, value_parser = parse_provider)]
         provider: Option<ProviderKind>,
+        /// Collect the shared registry instead (this one, else HEADSTART_REGISTRY):
+        /// keep the newest `--keep` snapshots per key, delete the older manifests.
+        #[arg(
+            long,
+            value_name = "REF",
+            num_args = 0..=1,
+            default_missing_value = "",
+            conflicts_with_all = ["provider", "max_age_days"]
+        )]
+        registry: Option<String>,
         /// Print one JSON object: what was removed and kept.
         #[arg(long)]
         json: bool,
@@ -149,8 +159,31 @@ pub(crate) async fn run(app: &Headstart, cmd: SnapshotCommand) -> anyhow::Result
         }
         SnapshotCommand::Gc {
             keep,
+            registry: Some(registry),
+            json,
+            ..
+        } => {
+            let given = Some(registry.as_str()).filter(|r| !r.is_empty());
+            let out = app.snapshot_gc_registry(given, keep).await?;
+            if json {
+                output::print_json(&serde_json::to_value(&out)?);
+            } else {
+                for tag in &out.removed {
+                    output::say(format!("removed {}:{tag}", out.registry));
+                }
+                output::say(format!(
+                    "removed {} snapshot(s) from {}, kept {}",
+                    out.removed.len(),
+                    out.registry,
+                    out.kept.len()
+                ));
+            }
+        }
+        SnapshotCommand::Gc {
+            keep,
             max_age_days,
             provider,
+            registry: None,
             json,
         } => {
             let max_age = Duration::from_secs(max_age_days * 86_400);
@@ -223,6 +256,14 @@ fn print_ls(out: &SnapshotLsOutcome) {
                         output::human_bytes(s.size_bytes)
                     },
                     output::ago(s.created_at, now),
+                    match &row.push {
+                        None => "-".to_owned(),
+                        Some(p) if p.error.is_none() => "pushed".to_owned(),
+                        Some(p) => format!(
+                            "push failed ({})",
+                            p.error_kind.as_deref().unwrap_or("error")
+                        ),
+                    },
                     match &s.error {
                         Some(e) => format!("{repo} ({e})"),
                         None => repo,
@@ -234,7 +275,7 @@ fn print_ls(out: &SnapshotLsOutcome) {
             "{}",
             sandbox_core::scrub(&output::table(
                 &[
-                    "ID", "PROVIDER", "STATUS", "BRANCH", "SIZE", "CREATED", "REPO"
+                    "ID", "PROVIDER", "STATUS", "BRANCH", "SIZE", "CREATED", "REGISTRY", "REPO"
                 ],
                 &rows
             ))

@@ -49,6 +49,11 @@ pub(crate) struct UpArgs {
     /// Start cold and build no snapshot.
     #[arg(long)]
     no_snapshot: bool,
+    /// Share snapshots through this OCI registry, `HOST[:PORT]/REPOSITORY` (default:
+    /// HEADSTART_REGISTRY): on a local miss the start pulls the key's snapshot from
+    /// it, and a build pushes there. Local provider.
+    #[arg(long, value_name = "REF")]
+    pub(crate) registry: Option<String>,
     /// Container image of the sandbox (Docker; default: HEADSTART_IMAGE, else the
     /// recipe's base_image, else headstart's base image).
     #[arg(long, value_name = "IMAGE")]

@@ -16,6 +16,7 @@ mod lifecycle;
 mod progress_tty;
 mod qa;
 mod reconnect;
+mod registry;
 mod schema;
 mod secrets;
 mod sessions;

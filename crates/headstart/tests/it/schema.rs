@@ -37,6 +37,7 @@ pub(crate) const SCHEMAS: &[&str] = &[
     "prune",
     "snapshot-ls",
     "snapshot-gc",
+    "snapshot-gc-registry",
     "snapshot-build",
     "snapshot-rm",
     "flags-status",

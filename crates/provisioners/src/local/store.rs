@@ -238,8 +238,11 @@ impl LocalSnapshotStore {
 
     /// Starts writing a snapshot: a fresh temp dir this process holds a lock on.
     pub(crate) fn begin(&self) -> Result<PendingSnapshot> {
+        self.begin_as(SnapshotId::generate())
+    }
+
+    fn begin_as(&self, id: SnapshotId) -> Result<PendingSnapshot> {
         self.ensure_dirs()?;
-        let id = SnapshotId::generate();
         let dir = self.root().join(TMP).join(id.as_str());
         fs::create_dir(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         // lock a new file, then rename it to `.lock`: a `.lock` that exists is locked
@@ -258,6 +261,10 @@ impl LocalSnapshotStore {
 
     /// Writes `meta`'s manifest into the pending dir and renames it into place.
     pub(crate) fn commit(&self, pending: PendingSnapshot, meta: &SnapshotMeta) -> Result<()> {
+        self.commit_ref(&pending, meta)
+    }
+
+    fn commit_ref(&self, pending: &PendingSnapshot, meta: &SnapshotMeta) -> Result<()> {
         check_name(&meta.name)?;
         let manifest = pending.dir.join(MANIFEST);
         record::write_json_atomic(&manifest, meta)
@@ -271,6 +278,56 @@ impl LocalSnapshotStore {
         )))?;
         let _ = fs::remove_file(dest.join(LOCK));
         Ok(())
+    }
+
+    /// Imports a ready snapshot made elsewhere (another host's, pulled from a registry):
+    /// `fill` writes the workspace into the directory it is given (a temp dir under
+    /// `snapshots/.tmp/`, locked by this process) and returns its size in bytes; the
+    /// snapshot is renamed into place as `meta` (status `Ready`, that size) only when
+    /// `fill` succeeded, and removed otherwise, so no listing ever sees a partial one.
+    /// Blocking: call it from a blocking task.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for a bad name, [`Error::InvalidOptions`] when a snapshot
+    /// with `meta.id` exists, and what `fill` returned (as an I/O error).
+    pub fn import(
+        &self,
+        meta: SnapshotMeta,
+        fill: impl FnOnce(&Path) -> io::Result<u64>,
+    ) -> Result<SnapshotMeta> {
+        check_name(&meta.name)?;
+        if let Err(e) = self.cleanup_stale() {
+            tracing::warn!(error = %e, "could not clean up stale snapshot writes");
+        }
+        if self.locate(&meta.id)?.is_some() {
+            return Err(Error::InvalidOptions(format!(
+                "snapshot {} is already in the store",
+                meta.id
+            )));
+        }
+        let pending = self.begin_as(meta.id.clone())?;
+        let workspace = pending.workspace();
+        match fill(&workspace).and_then(|bytes| seal_import(&workspace).map(|()| bytes)) {
+            Ok(bytes) => {
+                let meta = SnapshotMeta {
+                    status: SnapshotStatus::Ready,
+                    size_bytes: bytes,
+                    ..meta
+                };
+                if let Err(e) = self.commit_ref(&pending, &meta) {
+                    self.abort(pending);
+                    return Err(e);
+                }
+                Ok(meta)
+            }
+            Err(e) => {
+                self.abort(pending);
+                Err(Error::io(
+                    format!("writing snapshot {} into {}", meta.id, workspace.display()),
+                    e,
+                ))
+            }
+        }
     }
 
     /// Discards a pending snapshot.
@@ -448,6 +505,40 @@ impl LocalSnapshotStore {
         self.trash(doomed)?;
         Ok(report)
     }
+}
+
+/// Makes an imported workspace what a captured one is: immutable git objects read-only
+/// (a hardlink restore must not hand a sandbox a writable path into the store) and the
+/// index's stat data matching the written files (so the first start re-hashes nothing).
+fn seal_import(workspace: &Path) -> io::Result<()> {
+    fn walk(root: &Path, dir: &Path, map: &mut tree::StatMap) -> io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::PermissionsExt;
+        for ent in fs::read_dir(dir)? {
+            let path = ent?.path();
+            let meta = fs::symlink_metadata(&path)?;
+            let rel = path.strip_prefix(root).unwrap_or(&path).to_owned();
+            if meta.is_dir() {
+                walk(root, &path, map)?;
+            } else if tree::is_immutable_git_object(&rel) {
+                let mode = meta.permissions().mode() & !0o222;
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+            } else if !rel.starts_with(".git") {
+                map.insert(
+                    rel.as_os_str().as_bytes().to_vec(),
+                    tree::StatData::from_meta(&meta),
+                );
+            }
+        }
+        Ok(())
+    }
+    let mut map = tree::StatMap::new();
+    walk(workspace, workspace, &mut map)?;
+    if let Err(e) = super::gitindex::refresh_index(workspace, &map, true) {
+        // correctness does not depend on it: git re-hashes what it cannot trust
+        tracing::warn!(error = %e, "could not refresh the imported snapshot's index");
+    }
+    Ok(())
 }
 
 fn sort_key(m: &SnapshotMeta) -> (i128, String) {

@@ -1,0 +1,163 @@
+//! A workspace as two tar+zstd layers: the `.git` directory and everything else, both
+//! with modes and mtimes kept (the index is then older than the worktree files it
+//! describes, as in the captured snapshot, so the import refreshes its stat data
+//! without re-hashing every file).
+//!
+//! Unpacking accepts regular files, directories and symlinks only, inside the target
+//! (no absolute paths, no `..`, no device nodes, no hard links out).
+
+use std::fs;
+use std::io::{self, BufReader, BufWriter, Read};
+use std::path::{Component, Path};
+
+/// Which part of the workspace a layer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// `.git/` and everything below it.
+    Git,
+    /// Everything but `.git/`.
+    Tree,
+}
+
+const ZSTD_LEVEL: i32 = 3;
+
+/// Writes `part` of `workspace` as tar+zstd into `out`.
+pub(crate) fn pack(workspace: &Path, part: Part, out: &Path) -> io::Result<()> {
+    let file = BufWriter::new(fs::File::create(out)?);
+    let enc = zstd::Encoder::new(file, ZSTD_LEVEL)?;
+    let mut tar = tar::Builder::new(enc);
+    tar.follow_symlinks(false);
+    match part {
+        Part::Git => {
+            tar.mode(tar::HeaderMode::Complete);
+            let git = workspace.join(".git");
+            if git.is_dir() {
+                tar.append_dir_all(".git", &git)?;
+            }
+        }
+        Part::Tree => {
+            tar.mode(tar::HeaderMode::Complete);
+            let mut entries: Vec<_> = fs::read_dir(workspace)?.collect::<io::Result<_>>()?;
+            entries.sort_by_key(|e| e.file_name());
+            for ent in entries {
+                let name = ent.file_name();
+                if name == ".git" {
+                    continue;
+                }
+                let ty = ent.file_type()?;
+                if ty.is_dir() {
+                    tar.append_dir_all(&name, ent.path())?;
+                } else {
+                    tar.append_path_with_name(ent.path(), &name)?;
+                }
+            }
+        }
+    }
+    let enc = tar.into_inner()?;
+    let mut file = enc.finish()?;
+    io::Write::flush(&mut file)?;
+    file.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+/// Unpacks the tar+zstd `archive` into `dest`; returns the bytes of regular files.
+pub(crate) fn unpack(archive: &Path, dest: &Path) -> io::Result<u64> {
+    let file = BufReader::new(fs::File::open(archive)?);
+    let dec = zstd::Decoder::with_buffer(file)?;
+    unpack_tar(dec, dest)
+}
+
+fn unpack_tar(reader: impl Read, dest: &Path) -> io::Result<u64> {
+    let mut tar = tar::Archive::new(reader);
+    tar.set_preserve_permissions(true);
+    tar.set_preserve_mtime(true);
+    tar.set_unpack_xattrs(false);
+    tar.set_overwrite(false);
+    let mut bytes = 0u64;
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        if path.is_absolute()
+            || path
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the archive names a path outside the workspace: {}",
+                    path.display()
+                ),
+            ));
+        }
+        let ty = entry.header().entry_type();
+        if !(ty.is_file() || ty.is_dir() || ty.is_symlink()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the archive holds {} of an unsupported type",
+                    path.display()
+                ),
+            ));
+        }
+        if ty.is_file() {
+            bytes += entry.header().size()?;
+        }
+        // unpack_in refuses paths that leave `dest` through a symlink
+        if !entry.unpack_in(dest)? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the archive entry {} leaves the workspace", path.display()),
+            ));
+        }
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_both_parts_and_refuses_escapes() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let ws = tmp.path().join("ws");
+        fs::create_dir_all(ws.join(".git/objects")).expect("mkdir");
+        fs::create_dir_all(ws.join("src")).expect("mkdir");
+        fs::write(ws.join(".git/HEAD"), "ref: refs/heads/main\n").expect("write");
+        fs::write(ws.join("src/lib.rs"), "fn main() {}\n").expect("write");
+        std::os::unix::fs::symlink("src/lib.rs", ws.join("link")).expect("symlink");
+        let git = tmp.path().join("git.tar.zst");
+        let tree = tmp.path().join("tree.tar.zst");
+        pack(&ws, Part::Git, &git).expect("pack git");
+        pack(&ws, Part::Tree, &tree).expect("pack tree");
+        let out = tmp.path().join("out");
+        fs::create_dir(&out).expect("mkdir");
+        let b1 = unpack(&tree, &out).expect("unpack tree");
+        assert!(!out.join(".git").exists(), "the tree layer holds no .git");
+        let b2 = unpack(&git, &out).expect("unpack git");
+        assert_eq!(b1 + b2, 13 + 21);
+        assert_eq!(
+            fs::read_to_string(out.join("src/lib.rs")).expect("read"),
+            "fn main() {}\n"
+        );
+        assert_eq!(
+            fs::read_link(out.join("link")).expect("link"),
+            Path::new("src/lib.rs")
+        );
+
+        // a hand-made archive with `..` is refused
+        let mut raw = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.as_gnu_mut().expect("gnu").name[..9].copy_from_slice(b"../escape");
+        h.set_cksum();
+        raw.append(&h, &b"x"[..]).expect("append");
+        let data = raw.into_inner().expect("tar");
+        let out2 = tmp.path().join("out2");
+        fs::create_dir(&out2).expect("mkdir");
+        assert!(unpack_tar(&data[..], &out2).is_err());
+        assert!(!tmp.path().join("escape").exists());
+    }
+}

@@ -1,0 +1,40 @@
+//! Snapshots shared between hosts through an OCI registry (GHCR, ECR, GAR, Harbor,
+//! Docker Hub, `registry:2` on a LAN): [`RegistrySnapshots`] implements
+//! snapshot-refresh's [`RemoteSnapshots`](snapshot_refresh::RemoteSnapshots) on the
+//! ORAS project's `oci-client`, so the OCI stack stays out of `sandbox-core` and the
+//! providers.
+//!
+//! # Format
+//!
+//! A local-provider snapshot is an OCI artifact: `artifactType`
+//! [`ARTIFACT_TYPE`], a config blob ([`CONFIG_MEDIA_TYPE`]: the snapshot's
+//! metadata as JSON) and two tar+zstd layers, the workspace's `.git` directory
+//! ([`GIT_LAYER_MEDIA_TYPE`]) and the rest ([`TREE_LAYER_MEDIA_TYPE`]). The manifest's [`annotations`] carry the key,
+//! id, commit, branch, recipe digest, creation time, size and headstart version. Tags:
+//! `<key>-<id>` for each snapshot and `<key>` for the newest pushed; `<key>-building`
+//! is a build lease (holder and expiry in its annotations).
+//!
+//! # What it is not
+//!
+//! Not a snapshot store of its own: pulls land in the local store
+//! ([`LocalSnapshotStore::import`](provisioners::LocalSnapshotStore::import), atomic)
+//! and starts restore from there. It does not decide when to pull or push
+//! (`FastStart` and the `SnapshotBuilder` do), and it reads no environment variable:
+//! the app layer passes the reference, credentials and the insecure setting. Docker
+//! provider snapshots (images) are not pushed yet.
+
+mod archive;
+mod auth;
+mod error;
+mod gc;
+mod reference;
+mod store;
+
+pub use auth::{Auth, TOKEN_USERNAME};
+pub use error::Error;
+pub use gc::RegistryGcReport;
+pub use reference::RegistryRef;
+pub use store::{
+    ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, GIT_LAYER_MEDIA_TYPE, LEASE_MEDIA_TYPE, RegistryConfig,
+    RegistrySnapshots, RemoteManifest, TREE_LAYER_MEDIA_TYPE, annotations,
+};
