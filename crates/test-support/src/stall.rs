@@ -170,10 +170,15 @@ fn proxy(client: TcpStream, shared: &Shared) -> anyhow::Result<()> {
         let allowed = usize::try_from(budget.saturating_sub(sent))
             .unwrap_or(usize::MAX)
             .min(n);
-        c_write.write_all(&buf[..allowed])?;
         sent += allowed as u64;
-        if allowed < n || (budget != UNLIMITED && sent >= budget) {
+        let stall = allowed < n || (budget != UNLIMITED && sent >= budget);
+        if stall {
+            // counted before the client can see the last bytes: a test that reads them
+            // and then asks whether the proxy stalled must get yes
             shared.stalls.fetch_add(1, Ordering::SeqCst);
+        }
+        c_write.write_all(&buf[..allowed])?;
+        if stall {
             let t = Instant::now();
             while t.elapsed() < shared.stall_for && !shared.stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(20));
