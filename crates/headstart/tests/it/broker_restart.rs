@@ -215,3 +215,53 @@ fn a_sandbox_holding_another_sandboxs_grant_url_is_refused() {
     assert!(stderr(&out).contains("another name"), "{}", stderr(&out));
     assert!(!stderr(&out).contains(cap), "{}", stderr(&out));
 }
+
+#[test]
+fn credentials_none_on_a_broker_sandbox_revokes_its_grant_and_restores_the_upstream_origin() {
+    let token = random_token();
+    let up = Upstream::new("main", 3).unwrap();
+    let server = GitHttpServer::start_with_token(up.root(), &token).unwrap();
+    let url = server.url(up.name());
+    let home = TestHome::new();
+    let _daemon = DaemonGuard(home.path().to_path_buf());
+    let start = |mode: &str| {
+        let out = headstart_with_token(
+            home.path(),
+            &token,
+            &[
+                "up",
+                url.as_str(),
+                "--name",
+                "nb",
+                "--provider",
+                "local",
+                "--no-snapshot",
+                "--credentials",
+                mode,
+                "--json",
+            ],
+        );
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        let v = json(&out);
+        crate::schema::check("up", &v);
+        v
+    };
+    let first = start("broker");
+    let ws = PathBuf::from(first["sandbox"]["workspace"].as_str().unwrap());
+    let grant_url = ok(git_in(&ws, &["config", "remote.origin.url"]));
+    assert!(grant_url.contains("/g/"), "{grant_url}");
+    assert_eq!(live_grants(home.path(), "nb").len(), 1);
+
+    let none = start("none");
+    assert_eq!(none["path"], "reconnected", "{none}");
+    assert!(none["grant"].is_null(), "{none}");
+    assert_eq!(ok(git_in(&ws, &["config", "remote.origin.url"])), url);
+    assert!(live_grants(home.path(), "nb").is_empty());
+    // the old grant URL no longer reads the repository
+    let refused = git_in(&ws, &["ls-remote", &grant_url]);
+    assert!(!refused.status.success(), "a revoked grant still reads");
+    assert_eq!(
+        test_support::files_containing(&ws, &token),
+        Vec::<PathBuf>::new()
+    );
+}

@@ -284,6 +284,19 @@ impl Headstart {
                 // a replaced sandbox's grant goes with it (a new grant replaces it anyway)
                 if req.force_create {
                     self.revoke_grants(&name).await;
+                } else if !own_grants.is_empty() {
+                    // asked for no broker: the sandbox's grant goes, and its origin is
+                    // the upstream again (a RepoUrl holds no credentials)
+                    self.revoke_grants(&name).await;
+                    let ws = sb.workspace().to_path_buf();
+                    let upstream = source.url().to_string();
+                    tokio::task::spawn_blocking(move || {
+                        sandbox_core::git::set_origin_url(&ws, &upstream)
+                    })
+                    .await
+                    .map_err(|e| {
+                        Error::Failed(format!("setting origin back to the upstream: {e}"))
+                    })??;
                 }
                 None
             }
