@@ -59,14 +59,17 @@ pub(crate) fn pack(workspace: &Path, part: Part, out: &Path) -> io::Result<()> {
     file.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
-/// Unpacks the tar+zstd `archive` into `dest`; returns the bytes of regular files.
-pub(crate) fn unpack(archive: &Path, dest: &Path) -> io::Result<u64> {
-    let file = BufReader::new(fs::File::open(archive)?);
+/// Unpacks the tar+zstd `archive`, a layer holding `part`, into `dest`; returns the
+/// bytes of regular files. An entry outside its part (a `.git` path in the tree layer,
+/// anything else in the git layer) is refused, so the two layers of a snapshot write
+/// disjoint trees and may unpack at once.
+pub(crate) fn unpack(archive: &Path, dest: &Path, part: Part) -> io::Result<u64> {
+    let file = BufReader::with_capacity(1 << 16, fs::File::open(archive)?);
     let dec = zstd::Decoder::with_buffer(file)?;
-    unpack_tar(dec, dest)
+    unpack_tar(dec, dest, part)
 }
 
-fn unpack_tar(reader: impl Read, dest: &Path) -> io::Result<u64> {
+fn unpack_tar(reader: impl Read, dest: &Path, part: Part) -> io::Result<u64> {
     let mut tar = tar::Archive::new(reader);
     tar.set_preserve_permissions(true);
     tar.set_preserve_mtime(true);
@@ -85,6 +88,21 @@ fn unpack_tar(reader: impl Read, dest: &Path) -> io::Result<u64> {
                 io::ErrorKind::InvalidData,
                 format!(
                     "the archive names a path outside the workspace: {}",
+                    path.display()
+                ),
+            ));
+        }
+        let first = path
+            .components()
+            .find(|c| matches!(c, Component::Normal(_)))
+            .map(Component::as_os_str);
+        let in_git = first == Some(std::ffi::OsStr::new(".git"));
+        if in_git != (part == Part::Git) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the {} layer holds {}, which belongs to the other layer",
+                    if part == Part::Git { "git" } else { "tree" },
                     path.display()
                 ),
             ));
@@ -132,9 +150,14 @@ mod tests {
         pack(&ws, Part::Tree, &tree).expect("pack tree");
         let out = tmp.path().join("out");
         fs::create_dir(&out).expect("mkdir");
-        let b1 = unpack(&tree, &out).expect("unpack tree");
+        let b1 = unpack(&tree, &out, Part::Tree).expect("unpack tree");
         assert!(!out.join(".git").exists(), "the tree layer holds no .git");
-        let b2 = unpack(&git, &out).expect("unpack git");
+        let b2 = unpack(&git, &out, Part::Git).expect("unpack git");
+        // a layer never writes into the other's part
+        let out3 = tmp.path().join("out3");
+        fs::create_dir(&out3).expect("mkdir");
+        assert!(unpack(&git, &out3, Part::Tree).is_err());
+        assert!(unpack(&tree, &out3, Part::Git).is_err());
         assert_eq!(b1 + b2, 13 + 21);
         assert_eq!(
             fs::read_to_string(out.join("src/lib.rs")).expect("read"),
@@ -157,7 +180,7 @@ mod tests {
         let data = raw.into_inner().expect("tar");
         let out2 = tmp.path().join("out2");
         fs::create_dir(&out2).expect("mkdir");
-        assert!(unpack_tar(&data[..], &out2).is_err());
+        assert!(unpack_tar(&data[..], &out2, Part::Tree).is_err());
         assert!(!tmp.path().join("escape").exists());
     }
 }
