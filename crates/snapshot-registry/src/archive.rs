@@ -6,9 +6,10 @@
 //! Unpacking accepts regular files, directories and symlinks only, inside the target
 //! (no absolute paths, no `..`, no device nodes, no hard links out).
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, BufReader, BufWriter, Read};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 /// Which part of the workspace a layer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +76,13 @@ fn unpack_tar(reader: impl Read, dest: &Path, part: Part) -> io::Result<u64> {
     tar.set_preserve_mtime(true);
     tar.set_unpack_xattrs(false);
     tar.set_overwrite(false);
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    // `dest` is a new directory only this layer writes below its part (the other
+    // layer's entries are refused here and there), so a path can only go through a
+    // symlink this loop made: it refuses those instead of canonicalizing every entry's
+    // parent (`unpack_in`: ~23 syscalls an entry)
+    let mut symlinks: HashSet<PathBuf> = HashSet::new();
+    let mut dirs: HashSet<PathBuf> = HashSet::new();
     let mut bytes = 0u64;
     for entry in tar.entries()? {
         let mut entry = entry?;
@@ -84,48 +92,52 @@ fn unpack_tar(reader: impl Read, dest: &Path, part: Part) -> io::Result<u64> {
                 .components()
                 .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
         {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the archive names a path outside the workspace: {}",
-                    path.display()
-                ),
-            ));
+            return Err(invalid(format!(
+                "the archive names a path outside the workspace: {}",
+                path.display()
+            )));
         }
-        let first = path
-            .components()
-            .find(|c| matches!(c, Component::Normal(_)))
-            .map(Component::as_os_str);
-        let in_git = first == Some(std::ffi::OsStr::new(".git"));
+        let rel: PathBuf = path.components().collect();
+        let Some(first) = rel.components().next() else {
+            continue; // `.`: the workspace itself
+        };
+        let in_git = first.as_os_str() == ".git";
         if in_git != (part == Part::Git) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the {} layer holds {}, which belongs to the other layer",
-                    if part == Part::Git { "git" } else { "tree" },
-                    path.display()
-                ),
-            ));
+            return Err(invalid(format!(
+                "the {} layer holds {}, which belongs to the other layer",
+                if part == Part::Git { "git" } else { "tree" },
+                path.display()
+            )));
         }
         let ty = entry.header().entry_type();
         if !(ty.is_file() || ty.is_dir() || ty.is_symlink()) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the archive holds {} of an unsupported type",
-                    path.display()
-                ),
-            ));
+            return Err(invalid(format!(
+                "the archive holds {} of an unsupported type",
+                path.display()
+            )));
+        }
+        if rel.ancestors().skip(1).any(|a| symlinks.contains(a)) {
+            return Err(invalid(format!(
+                "the archive entry {} leaves the workspace through a symlink",
+                path.display()
+            )));
+        }
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !dirs.contains(parent) {
+                fs::create_dir_all(dest.join(parent))?;
+                dirs.extend(parent.ancestors().map(Path::to_path_buf));
+            }
         }
         if ty.is_file() {
             bytes += entry.header().size()?;
         }
-        // unpack_in refuses paths that leave `dest` through a symlink
-        if !entry.unpack_in(dest)? {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the archive entry {} leaves the workspace", path.display()),
-            ));
+        entry
+            .unpack(dest.join(&rel))
+            .map_err(|e| io::Error::new(e.kind(), format!("unpacking {}: {e}", rel.display())))?;
+        if ty.is_dir() {
+            dirs.insert(rel);
+        } else if ty.is_symlink() {
+            symlinks.insert(rel);
         }
     }
     Ok(bytes)
@@ -182,5 +194,24 @@ mod tests {
         fs::create_dir(&out2).expect("mkdir");
         assert!(unpack_tar(&data[..], &out2, Part::Tree).is_err());
         assert!(!tmp.path().join("escape").exists());
+
+        // a symlink out, then an entry through it, is refused before writing
+        let mut raw = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        raw.append_link(&mut h, "out", tmp.path()).expect("link");
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        raw.append_data(&mut h, "out/through", &b"x"[..])
+            .expect("append");
+        let data = raw.into_inner().expect("tar");
+        let out4 = tmp.path().join("out4");
+        fs::create_dir(&out4).expect("mkdir");
+        assert!(unpack_tar(&data[..], &out4, Part::Tree).is_err());
+        assert!(!tmp.path().join("through").exists());
     }
 }
