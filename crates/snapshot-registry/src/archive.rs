@@ -6,9 +6,10 @@
 //! Unpacking accepts regular files, directories and symlinks only, inside the target
 //! (no absolute paths, no `..`, no device nodes, no hard links out).
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, BufReader, BufWriter, Read};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 /// Which part of the workspace a layer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,19 +60,29 @@ pub(crate) fn pack(workspace: &Path, part: Part, out: &Path) -> io::Result<()> {
     file.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
-/// Unpacks the tar+zstd `archive` into `dest`; returns the bytes of regular files.
-pub(crate) fn unpack(archive: &Path, dest: &Path) -> io::Result<u64> {
-    let file = BufReader::new(fs::File::open(archive)?);
+/// Unpacks the tar+zstd `archive`, a layer holding `part`, into `dest`; returns the
+/// bytes of regular files. An entry outside its part (a `.git` path in the tree layer,
+/// anything else in the git layer) is refused, so the two layers of a snapshot write
+/// disjoint trees and may unpack at once.
+pub(crate) fn unpack(archive: &Path, dest: &Path, part: Part) -> io::Result<u64> {
+    let file = BufReader::with_capacity(1 << 16, fs::File::open(archive)?);
     let dec = zstd::Decoder::with_buffer(file)?;
-    unpack_tar(dec, dest)
+    unpack_tar(dec, dest, part)
 }
 
-fn unpack_tar(reader: impl Read, dest: &Path) -> io::Result<u64> {
+fn unpack_tar(reader: impl Read, dest: &Path, part: Part) -> io::Result<u64> {
     let mut tar = tar::Archive::new(reader);
     tar.set_preserve_permissions(true);
     tar.set_preserve_mtime(true);
     tar.set_unpack_xattrs(false);
     tar.set_overwrite(false);
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    // `dest` is a new directory only this layer writes below its part (the other
+    // layer's entries are refused here and there), so a path can only go through a
+    // symlink this loop made: it refuses those instead of canonicalizing every entry's
+    // parent (`unpack_in`: ~23 syscalls an entry)
+    let mut symlinks: HashSet<PathBuf> = HashSet::new();
+    let mut dirs: HashSet<PathBuf> = HashSet::new();
     let mut bytes = 0u64;
     for entry in tar.entries()? {
         let mut entry = entry?;
@@ -81,33 +92,52 @@ fn unpack_tar(reader: impl Read, dest: &Path) -> io::Result<u64> {
                 .components()
                 .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
         {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the archive names a path outside the workspace: {}",
-                    path.display()
-                ),
-            ));
+            return Err(invalid(format!(
+                "the archive names a path outside the workspace: {}",
+                path.display()
+            )));
+        }
+        let rel: PathBuf = path.components().collect();
+        let Some(first) = rel.components().next() else {
+            continue; // `.`: the workspace itself
+        };
+        let in_git = first.as_os_str() == ".git";
+        if in_git != (part == Part::Git) {
+            return Err(invalid(format!(
+                "the {} layer holds {}, which belongs to the other layer",
+                if part == Part::Git { "git" } else { "tree" },
+                path.display()
+            )));
         }
         let ty = entry.header().entry_type();
         if !(ty.is_file() || ty.is_dir() || ty.is_symlink()) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the archive holds {} of an unsupported type",
-                    path.display()
-                ),
-            ));
+            return Err(invalid(format!(
+                "the archive holds {} of an unsupported type",
+                path.display()
+            )));
+        }
+        if rel.ancestors().skip(1).any(|a| symlinks.contains(a)) {
+            return Err(invalid(format!(
+                "the archive entry {} leaves the workspace through a symlink",
+                path.display()
+            )));
+        }
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !dirs.contains(parent) {
+                fs::create_dir_all(dest.join(parent))?;
+                dirs.extend(parent.ancestors().map(Path::to_path_buf));
+            }
         }
         if ty.is_file() {
             bytes += entry.header().size()?;
         }
-        // unpack_in refuses paths that leave `dest` through a symlink
-        if !entry.unpack_in(dest)? {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the archive entry {} leaves the workspace", path.display()),
-            ));
+        entry
+            .unpack(dest.join(&rel))
+            .map_err(|e| io::Error::new(e.kind(), format!("unpacking {}: {e}", rel.display())))?;
+        if ty.is_dir() {
+            dirs.insert(rel);
+        } else if ty.is_symlink() {
+            symlinks.insert(rel);
         }
     }
     Ok(bytes)
@@ -132,9 +162,14 @@ mod tests {
         pack(&ws, Part::Tree, &tree).expect("pack tree");
         let out = tmp.path().join("out");
         fs::create_dir(&out).expect("mkdir");
-        let b1 = unpack(&tree, &out).expect("unpack tree");
+        let b1 = unpack(&tree, &out, Part::Tree).expect("unpack tree");
         assert!(!out.join(".git").exists(), "the tree layer holds no .git");
-        let b2 = unpack(&git, &out).expect("unpack git");
+        let b2 = unpack(&git, &out, Part::Git).expect("unpack git");
+        // a layer never writes into the other's part
+        let out3 = tmp.path().join("out3");
+        fs::create_dir(&out3).expect("mkdir");
+        assert!(unpack(&git, &out3, Part::Tree).is_err());
+        assert!(unpack(&tree, &out3, Part::Git).is_err());
         assert_eq!(b1 + b2, 13 + 21);
         assert_eq!(
             fs::read_to_string(out.join("src/lib.rs")).expect("read"),
@@ -157,7 +192,26 @@ mod tests {
         let data = raw.into_inner().expect("tar");
         let out2 = tmp.path().join("out2");
         fs::create_dir(&out2).expect("mkdir");
-        assert!(unpack_tar(&data[..], &out2).is_err());
+        assert!(unpack_tar(&data[..], &out2, Part::Tree).is_err());
         assert!(!tmp.path().join("escape").exists());
+
+        // a symlink out, then an entry through it, is refused before writing
+        let mut raw = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        raw.append_link(&mut h, "out", tmp.path()).expect("link");
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        raw.append_data(&mut h, "out/through", &b"x"[..])
+            .expect("append");
+        let data = raw.into_inner().expect("tar");
+        let out4 = tmp.path().join("out4");
+        fs::create_dir(&out4).expect("mkdir");
+        assert!(unpack_tar(&data[..], &out4, Part::Tree).is_err());
+        assert!(!tmp.path().join("through").exists());
     }
 }

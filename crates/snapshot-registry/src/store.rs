@@ -382,6 +382,7 @@ impl RegistrySnapshots {
     /// [`Error::DigestMismatch`], and nothing of the snapshot is kept.
     pub async fn pull_snapshot(&self, key: &str) -> Result<Option<Pulled>, Error> {
         check_tag(key)?;
+        let t0 = std::time::Instant::now();
         let lock = self.lock_key(key).await?;
         if let Some(meta) = self.store.latest_ready(key).await? {
             // a start on this host pulled it while this one waited for the lock
@@ -408,12 +409,47 @@ impl RegistrySnapshots {
                 manifest.artifact_type, manifest.config.media_type
             )));
         }
+        let mut parts = Vec::new();
+        for layer in &manifest.layers {
+            parts.push(match layer.media_type.as_str() {
+                GIT_LAYER_MEDIA_TYPE => Part::Git,
+                TREE_LAYER_MEDIA_TYPE => Part::Tree,
+                other => return Err(not_snapshot(format!("unknown layer type {other}"))),
+            });
+        }
         let image = self.config.reference.tag(key);
-        let mut config = Vec::new();
-        self.client
-            .pull_blob(&image, &manifest.config, &mut config)
-            .await
-            .map_err(|e| self.err(e))?;
+        let scratch = self.scratch()?;
+        let files: Vec<PathBuf> = (0..parts.len())
+            .map(|i| scratch.path().join(format!("{i}.tar.zst")))
+            .collect();
+        // the config and the layers download at once (each verified against its digest
+        // by `pull_blob` as it streams), each layer into a file through a large buffer
+        let get_config = async {
+            let mut config = Vec::new();
+            self.client
+                .pull_blob(&image, &manifest.config, &mut config)
+                .await
+                .map_err(|e| self.err(e))?;
+            Ok::<_, Error>(config)
+        };
+        let get_layers = futures_util::future::try_join_all(
+            manifest.layers.iter().zip(&files).map(|(layer, path)| {
+                let image = &image;
+                async move {
+                    let file = tokio::fs::File::create(path)
+                        .await
+                        .map_err(Error::io(format!("creating {}", path.display())))?;
+                    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+                    self.client
+                        .pull_blob(image, layer, &mut out)
+                        .await
+                        .map_err(|e| self.err(e))?;
+                    Ok::<_, Error>(out.get_ref().metadata().await.map_or(0, |m| m.len()))
+                }
+            }),
+        );
+        let (config, sizes) = tokio::try_join!(get_config, get_layers)?;
+        let downloaded_ms = t0.elapsed().as_secs_f64() * 1e3;
         let meta: SnapshotMeta = serde_json::from_slice(&config)
             .map_err(|e| not_snapshot(format!("unreadable metadata: {e}")))?;
         if meta.name != key || SnapshotId::new(meta.id.as_str()).is_err() {
@@ -423,28 +459,7 @@ impl RegistrySnapshots {
                 meta.name
             )));
         }
-        let scratch = self.scratch()?;
-        let mut files = Vec::new();
-        let mut bytes = config.len() as u64;
-        for (i, layer) in manifest.layers.iter().enumerate() {
-            if layer.media_type != GIT_LAYER_MEDIA_TYPE && layer.media_type != TREE_LAYER_MEDIA_TYPE
-            {
-                return Err(not_snapshot(format!(
-                    "unknown layer type {}",
-                    layer.media_type
-                )));
-            }
-            let path = scratch.path().join(format!("{i}.tar.zst"));
-            let file = tokio::fs::File::create(&path)
-                .await
-                .map_err(Error::io(format!("creating {}", path.display())))?;
-            self.client
-                .pull_blob(&image, layer, file)
-                .await
-                .map_err(|e| self.err(e))?;
-            bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            files.push(path);
-        }
+        let bytes = config.len() as u64 + sizes.iter().sum::<u64>();
         let store = self.store.clone();
         let meta = SnapshotMeta {
             provider_data: serde_json::json!({ "pulled_from": reference }),
@@ -455,14 +470,42 @@ impl RegistrySnapshots {
         let imported = tokio::task::spawn_blocking(move || {
             let _lock = lock;
             let _scratch = scratch;
-            store.import(meta, |ws| {
+            let mut unpacked_ms = 0.0;
+            let imported = store.import(meta, |ws| {
                 std::fs::create_dir_all(ws)?;
-                let mut total = 0;
-                for f in &files {
-                    total += archive::unpack(f, ws)?;
-                }
+                // the layers hold disjoint parts (`.git/` and the rest, which `unpack`
+                // checks), so they unpack side by side
+                let total = std::thread::scope(|s| {
+                    let jobs: Vec<_> = files
+                        .iter()
+                        .zip(&parts)
+                        .map(|(f, &part)| s.spawn(move || archive::unpack(f, ws, part)))
+                        .collect();
+                    let mut total = 0;
+                    let mut failed = None;
+                    for job in jobs {
+                        match job.join() {
+                            Ok(Ok(n)) => total += n,
+                            Ok(Err(e)) => failed = failed.or(Some(e)),
+                            Err(_) => {
+                                failed = failed.or(Some(std::io::Error::other(
+                                    "a thread unpacking a layer panicked",
+                                )));
+                            }
+                        }
+                    }
+                    failed.map_or(Ok(total), Err)
+                })?;
+                unpacked_ms = t0.elapsed().as_secs_f64() * 1e3;
                 Ok(total)
-            })
+            });
+            tracing::debug!(
+                downloaded_ms,
+                unpacked_ms,
+                imported_ms = t0.elapsed().as_secs_f64() * 1e3,
+                "pulled a snapshot"
+            );
+            imported
         })
         .await
         .map_err(|e| Error::io("importing the snapshot")(std::io::Error::other(e)))??;

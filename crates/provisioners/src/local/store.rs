@@ -123,6 +123,7 @@ impl LocalSnapshotStore {
         for d in [root.join(TMP), root.join(TRASH)] {
             fs::create_dir_all(&d).map_err(io_err(format!("creating {}", d.display())))?;
         }
+        spread_new_dirs(&root.join(TMP));
         Ok(())
     }
 
@@ -510,6 +511,26 @@ impl LocalSnapshotStore {
 /// Makes an imported workspace what a captured one is: immutable git objects read-only
 /// (a hardlink restore must not hand a sandbox a writable path into the store) and the
 /// index's stat data matching the written files (so the first start re-hashes nothing).
+/// Marks `dir` as a top of a directory hierarchy (`FS_TOPDIR_FL`, `chattr +T`), best
+/// effort: ext4 then places each directory made in it (a pending snapshot) in a block
+/// group with free inodes, and the files of that snapshot next to it. Without it, new
+/// files land in the parent's group and, when that group is crowded, every file
+/// creation searches for a free inode: on the bench machine creating the ~1,000 files of
+/// an imported snapshot took ~0.8 ms each (~900 ms), and 0.04 ms each with the flag.
+/// Other file systems ignore or refuse the flag; either is fine.
+fn spread_new_dirs(dir: &Path) {
+    use rustix::fs::{IFlags, ioctl_getflags, ioctl_setflags};
+    let Ok(d) = fs::File::open(dir) else { return };
+    match ioctl_getflags(&d) {
+        Ok(flags) if !flags.contains(IFlags::TOPDIR) => {
+            if let Err(e) = ioctl_setflags(&d, flags | IFlags::TOPDIR) {
+                tracing::debug!(error = %e, dir = %dir.display(), "could not mark the snapshot temp dir as a top directory");
+            }
+        }
+        _ => {}
+    }
+}
+
 fn seal_import(workspace: &Path) -> io::Result<()> {
     fn walk(root: &Path, dir: &Path, map: &mut tree::StatMap) -> io::Result<()> {
         use std::os::unix::ffi::OsStrExt;
