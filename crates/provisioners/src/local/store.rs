@@ -508,9 +508,6 @@ impl LocalSnapshotStore {
     }
 }
 
-/// Makes an imported workspace what a captured one is: immutable git objects read-only
-/// (a hardlink restore must not hand a sandbox a writable path into the store) and the
-/// index's stat data matching the written files (so the first start re-hashes nothing).
 /// Marks `dir` as a top of a directory hierarchy (`FS_TOPDIR_FL`, `chattr +T`), best
 /// effort: ext4 then places each directory made in it (a pending snapshot) in a block
 /// group with free inodes, and the files of that snapshot next to it. Without it, new
@@ -531,6 +528,9 @@ fn spread_new_dirs(dir: &Path) {
     }
 }
 
+/// Makes an imported workspace what a captured one is: immutable git objects read-only
+/// (a hardlink restore must not hand a sandbox a writable path into the store) and the
+/// index's stat data matching the written files (so the first start re-hashes nothing).
 fn seal_import(workspace: &Path) -> io::Result<()> {
     fn walk(root: &Path, dir: &Path, map: &mut tree::StatMap) -> io::Result<()> {
         use std::os::unix::ffi::OsStrExt;
