@@ -116,3 +116,92 @@ fn host_b_starts_warm_from_what_host_a_pushed() {
         stderr(&o)
     );
 }
+
+#[test]
+fn the_registry_token_is_never_stored_or_printed() {
+    let Some(registry) = Registry::start_or_skip("the_registry_token_is_never_stored_or_printed")
+    else {
+        return;
+    };
+    let token = test_support::random_token();
+    let up = Upstream::new("trunk", 5).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let url = server.url(up.name());
+    let reference = registry.reference("acme/secret");
+    let (a, b) = (TestHome::new(), TestHome::new());
+    let env = [
+        ("HEADSTART_REGISTRY", reference.as_str()),
+        ("HEADSTART_REGISTRY_TOKEN", token.as_str()),
+    ];
+    let mut printed = String::new();
+    let mut run = |home: &std::path::Path, args: &[&str], env: &[(&str, &str)]| {
+        let o = headstart_env(home, args, env);
+        printed.push_str(&crate::stdout(&o));
+        printed.push_str(&stderr(&o));
+        o
+    };
+    // A pushes with the token (the registry takes it as basic auth), B pulls with it
+    let o = run(
+        a.path(),
+        &[
+            "up",
+            &url,
+            "--name",
+            "a",
+            "--wait-snapshot",
+            "--json",
+            "--log",
+            "debug",
+        ],
+        &env,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(a.path(), &["snapshot", "ls", "--json"], &env);
+    let v = json(&o);
+    assert!(v["snapshots"][0]["push"]["error"].is_null(), "{v}");
+    let o = run(
+        b.path(),
+        &["up", &url, "--name", "b", "--json", "--log", "debug"],
+        &env,
+    );
+    let v = json(&o);
+    assert_eq!(v["snapshot"]["source"], "registry", "{v}");
+    // a token hidden in the reference is refused without being echoed; an unreachable
+    // registry: the start goes cold and says why, without the token
+    let gone = format!("127.0.0.1:9/acme/secret?token={token}");
+    let c = TestHome::new();
+    let o = run(
+        c.path(),
+        &["up", &url, "--name", "c", "--json", "--registry", &gone],
+        &env,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a token in the reference is bad input"
+    );
+    let o = run(
+        c.path(),
+        &[
+            "up",
+            &url,
+            "--name",
+            "d",
+            "--json",
+            "--registry",
+            "127.0.0.1:9/acme/secret",
+        ],
+        &env,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["path"], "cold", "{v}");
+    assert!(!printed.contains(&token), "the registry token was printed");
+    for home in [a.path(), b.path(), c.path()] {
+        assert_eq!(
+            test_support::files_containing(home, &token),
+            Vec::<std::path::PathBuf>::new(),
+            "the registry token was stored"
+        );
+    }
+}
