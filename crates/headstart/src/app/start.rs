@@ -54,6 +54,9 @@ pub(super) async fn run_start(
                 (Err(snapshot_refresh::Error::Core(sandbox_core::Error::Timeout { .. })), Some(t)) => {
                     (r, Some((Some(t), true)))
                 }
+                // The cancel reached the transfer first and the start already failed
+                // with it (both branches were ready): still a stopped start, not a failure.
+                (Err(_), _) if cancel.is_cancelled() => (r, Some((None, true))),
                 _ => (r, None),
             };
         }
