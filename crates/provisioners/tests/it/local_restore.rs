@@ -17,8 +17,8 @@ use sandbox_core::{
 };
 
 use crate::local_support::{
-    TestHome, assert_same_tree, files_of, fingerprint, git, is_root, make_repo, mounts_under,
-    same_inode, status_rewrote_index,
+    TestHome, assert_same_tree, cloned_snapshot, files_of, fingerprint, git, is_root, make_repo,
+    mounts_under, same_inode, status_rewrote_index,
 };
 
 fn name(s: &str) -> SandboxName {
@@ -558,21 +558,7 @@ async fn the_git_engine_syncs_a_restored_workspace_for_every_method() {
         .with_branch(BranchName::new("main").unwrap())
         .unwrap();
     let p = home.provider();
-    let (b, _) = p
-        .connect(&ConnectOptions::new().name(name("build")))
-        .await
-        .unwrap();
-    let (ws, src) = (b.workspace().to_path_buf(), source.clone());
-    let head = tokio::task::spawn_blocking(move || git::clone(&src, &ws, &GitOptions::default()))
-        .await
-        .unwrap()
-        .unwrap()
-        .head;
-    let meta = b
-        .snapshot(&SnapshotRequest::new("k", "d").at(&head.branch, &head.commit))
-        .await
-        .unwrap();
-    p.remove(&name("build")).await.unwrap();
+    let (meta, head) = cloned_snapshot(&p, &source).await;
 
     fs::write(upstream.join("README.md"), "third commit\n").unwrap();
     git(&upstream, &["commit", "-qam", "third"]);

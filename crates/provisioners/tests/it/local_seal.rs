@@ -13,11 +13,11 @@ use provisioners::LocalProvider;
 use provisioners::local::RestoreMethod;
 use sandbox_core::git::{self, GitOptions};
 use sandbox_core::{
-    BranchName, ConnectOptions, SandboxName, SandboxProvider, SnapshotMeta, SnapshotRequest, Source,
+    BranchName, ConnectOptions, SandboxName, SandboxProvider, SnapshotMeta, Source,
 };
 use test_support::capture_tracing;
 
-use crate::local_support::{TestHome, fingerprint, git, make_repo, mounts_under};
+use crate::local_support::{TestHome, cloned_snapshot, fingerprint, git, make_repo, mounts_under};
 
 const HOLDS: &str = "the snapshot's clean seal holds";
 const STALE: &str = "the snapshot's clean seal does not match";
@@ -43,21 +43,7 @@ async fn sealed_snapshot(home: &TestHome, p: &LocalProvider) -> (PathBuf, Source
         .unwrap()
         .with_branch(BranchName::new("main").unwrap())
         .unwrap();
-    let (b, _) = p
-        .connect(&ConnectOptions::new().name(name("build")))
-        .await
-        .unwrap();
-    let (ws, src) = (b.workspace().to_path_buf(), source.clone());
-    let head = tokio::task::spawn_blocking(move || git::clone(&src, &ws, &GitOptions::default()))
-        .await
-        .unwrap()
-        .unwrap()
-        .head;
-    let meta = b
-        .snapshot(&SnapshotRequest::new("k", "d").at(&head.branch, &head.commit))
-        .await
-        .unwrap();
-    p.remove(&name("build")).await.unwrap();
+    let (meta, _) = cloned_snapshot(p, &source).await;
     // upstream moves on: a change, an addition, a deletion
     fs::write(upstream.join("README.md"), "third commit\n").unwrap();
     fs::write(upstream.join("src/added.txt"), "added\n").unwrap();

@@ -236,3 +236,30 @@ pub(crate) fn assert_same_tree(
     }
     assert!(diffs.is_empty(), "{what}:\n{}", diffs.join("\n"));
 }
+
+/// A snapshot (key `k`, recipe `d`) of a clone of `source`, made in a build sandbox
+/// that is removed afterwards; with the HEAD the clone checked out.
+pub(crate) async fn cloned_snapshot(
+    p: &LocalProvider,
+    source: &sandbox_core::Source,
+) -> (sandbox_core::SnapshotMeta, sandbox_core::HeadInfo) {
+    use sandbox_core::git::{self, GitOptions};
+    use sandbox_core::{ConnectOptions, SandboxName, SandboxProvider, SnapshotRequest};
+    let build = SandboxName::new("build").unwrap();
+    let (b, _) = p
+        .connect(&ConnectOptions::new().name(build.clone()))
+        .await
+        .unwrap();
+    let (ws, src) = (b.workspace().to_path_buf(), source.clone());
+    let head = tokio::task::spawn_blocking(move || git::clone(&src, &ws, &GitOptions::default()))
+        .await
+        .unwrap()
+        .unwrap()
+        .head;
+    let meta = b
+        .snapshot(&SnapshotRequest::new("k", "d").at(&head.branch, &head.commit))
+        .await
+        .unwrap();
+    p.remove(&build).await.unwrap();
+    (meta, head)
+}
