@@ -73,6 +73,10 @@ pub enum SandboxState {
     Ready,
     /// Complete, its processes stopped (the workspace is kept).
     Stopped,
+    /// Its workspace directory is gone (removed from outside headstart): nothing can
+    /// run in it and a start of the name refuses it. Removing the sandbox (or a
+    /// `prune`) clears it.
+    Broken,
 }
 
 /// A summary of a sandbox for listings.

@@ -727,6 +727,13 @@ impl FastStart {
         clock: &mut PhaseClock,
     ) -> Result<Reconciled> {
         let ws = sandbox.workspace().to_path_buf();
+        if !ws.exists() {
+            return Err(Error::Refused(format!(
+                "{what}'s workspace {} no longer exists (it was removed from outside \
+                 headstart); remove the sandbox or replace it",
+                ws.display()
+            )));
+        }
         let asks_repo = asks_repository(source, &ws);
         let found = {
             let ws = ws.clone();

@@ -252,8 +252,16 @@ fn prune_lines(out: &PruneOutcome) -> Vec<String> {
         lines.push(format!("removed {}: its TTL passed", name(&p)));
     }
     for p in of(&out.orphans, "local") {
-        let dir = p.workspace.as_deref().unwrap_or(std::path::Path::new(""));
-        lines.push(format!("removed orphaned workspace {}", dir.display()));
+        lines.push(match (&p.name, &p.workspace) {
+            (Some(_), _) => format!(
+                "removed {}: its workspace was removed from outside headstart",
+                name(&p)
+            ),
+            (None, dir) => format!(
+                "removed orphaned workspace {}",
+                dir.as_deref().unwrap_or(std::path::Path::new("")).display()
+            ),
+        });
     }
     for p in of(&out.interrupted, "local") {
         lines.push(format!(
@@ -284,7 +292,7 @@ fn prune_lines(out: &PruneOutcome) -> Vec<String> {
     }
     for p in of(&out.orphans, "docker") {
         lines.push(format!(
-            "removed orphaned workspace of {} (docker): its container is gone",
+            "removed {} (docker): its container or its workspace was gone",
             name(&p)
         ));
     }

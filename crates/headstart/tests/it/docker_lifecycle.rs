@@ -155,3 +155,51 @@ fn an_interrupted_docker_start_leaves_no_container() {
     assert_eq!(v["path"], "cold", "{v}");
     assert_eq!(v["head"]["commit"], up.tip("main").unwrap().as_str());
 }
+
+#[test]
+fn a_docker_sandbox_whose_workspace_was_removed_is_broken_refused_and_pruned() {
+    if !docker_or_skip("a_docker_sandbox_whose_workspace_was_removed_is_broken_refused_and_pruned")
+    {
+        return;
+    }
+    let up = Upstream::new("main", 3).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let url = server.url(up.name());
+    let home = crate::TestHome::new();
+    let _down = DownAll(home.path());
+    let args = ["--provider", "docker", "--no-snapshot"];
+    let started = json(&headstart(
+        home.path(),
+        &[&["up", &url, "--name", "gone", "--json"][..], &args[..]].concat(),
+    ));
+    let id = started["sandbox"]["id"].as_str().unwrap().to_owned();
+    std::fs::remove_dir_all(started["sandbox"]["workspace"].as_str().unwrap()).unwrap();
+
+    let ls = json(&headstart(home.path(), &["ls", "--json"]));
+    let row = &ls.as_array().unwrap()[0];
+    assert_eq!(
+        (&row["state"], &row["status"]),
+        (&"broken".into(), &"broken".into()),
+        "{row}"
+    );
+
+    let again = headstart(
+        home.path(),
+        &[&["up", &url, "--name", "gone"][..], &args[..]].concat(),
+    );
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("no longer exists"),
+        "{}",
+        stderr(&again)
+    );
+
+    let pruned = json(&headstart(home.path(), &["prune", "--json"]));
+    assert_eq!(pruned["orphans"][0]["name"], "gone", "{pruned}");
+    assert!(ls_names(home.path()).is_empty());
+    let inspect = std::process::Command::new("docker")
+        .args(["inspect", &id])
+        .output()
+        .unwrap();
+    assert!(!inspect.status.success(), "the container is removed");
+}

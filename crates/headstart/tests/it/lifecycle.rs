@@ -434,3 +434,44 @@ fn up_timeout_against_a_stalling_server_fails_naming_the_deadline() {
     assert!(ls_names(home.path()).is_empty());
     assert!(!sandbox_dir(home.path(), "slow").exists(), "nothing left");
 }
+
+#[test]
+fn a_sandbox_whose_workspace_was_removed_is_broken_refused_and_pruned() {
+    let up = Upstream::new("main", 3).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let url = server.url(up.name());
+    let home = crate::TestHome::new();
+    let started = json(&headstart(
+        home.path(),
+        &["up", &url, "--name", "gone", "--no-snapshot", "--json"],
+    ));
+    let ws = PathBuf::from(started["sandbox"]["workspace"].as_str().unwrap());
+    std::fs::remove_dir_all(&ws).unwrap();
+
+    // never listed as running
+    let ls = json(&headstart(home.path(), &["ls", "--json"]));
+    let row = &ls.as_array().unwrap()[0];
+    assert_eq!(row["name"], "gone");
+    assert_eq!(row["state"], "broken", "{row}");
+    assert_eq!(row["status"], "broken", "{row}");
+    assert_eq!(row["running"], false, "{row}");
+
+    // never reconnected as a success
+    let again = headstart(home.path(), &["up", &url, "--name", "gone"]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("no longer exists"),
+        "{}",
+        stderr(&again)
+    );
+
+    // prune removes it and says so; the name then starts afresh
+    let pruned = json(&headstart(home.path(), &["prune", "--json"]));
+    let orphans = pruned["orphans"].as_array().unwrap();
+    assert_eq!(orphans.len(), 1, "{pruned}");
+    assert_eq!(orphans[0]["name"], "gone", "{pruned}");
+    assert!(ls_names(home.path()).is_empty());
+    let fresh = headstart(home.path(), &["up", &url, "--name", "gone", "--json"]);
+    assert!(fresh.status.success(), "{}", stderr(&fresh));
+    assert_clean_checkout(&ws, &up.tip("main").unwrap());
+}

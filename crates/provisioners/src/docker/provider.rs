@@ -219,6 +219,14 @@ impl DockerProvider {
                 if expires.is_some_and(|t| t <= now) {
                     self.clear(&name, &found).await?;
                     report.expired.push(name);
+                } else if c
+                    .labels
+                    .get(LABEL_WORKSPACE)
+                    .is_some_and(|w| workspace_gone(Path::new(w)))
+                {
+                    tracing::info!(%name, "removing a docker sandbox whose workspace is gone");
+                    self.clear(&name, &found).await?;
+                    report.orphans.push(name);
                 }
                 continue;
             }
@@ -393,22 +401,25 @@ impl SandboxProvider for DockerProvider {
             let same: Vec<Found> = found.iter().filter(|o| o.name == c.name).cloned().collect();
             let record = records.get(&c.name).and_then(Option::as_ref);
             let ready = ready_container(record, &same).is_some_and(|r| r.id == c.id);
+            let workspace = c
+                .labels
+                .get(LABEL_WORKSPACE)
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            let gone = ready && workspace_gone(&workspace);
             out.push(SandboxInfo {
                 name: c.name.clone(),
                 id: c.id.clone(),
                 provider: PROVIDER.into(),
-                workspace: c
-                    .labels
-                    .get(LABEL_WORKSPACE)
-                    .map(PathBuf::from)
-                    .unwrap_or_default(),
+                workspace,
                 base_snapshot: c
                     .labels
                     .get(LABEL_BASE_SNAPSHOT)
                     .filter(|s| !s.is_empty())
                     .and_then(|s| SnapshotId::new(s.clone()).ok()),
-                running: c.running,
+                running: c.running && !gone,
                 state: match (ready, c.running) {
+                    _ if gone => SandboxState::Broken,
                     (false, _) => SandboxState::Creating,
                     (true, true) => SandboxState::Ready,
                     (true, false) => SandboxState::Stopped,
@@ -471,4 +482,10 @@ impl SandboxProvider for DockerProvider {
     fn snapshots(&self) -> Arc<dyn SnapshotStore> {
         self.store.clone()
     }
+}
+
+/// True when a sandbox's host workspace `dir` was removed from outside headstart (an
+/// empty label says nothing).
+fn workspace_gone(dir: &Path) -> bool {
+    !dir.as_os_str().is_empty() && !dir.exists()
 }

@@ -100,8 +100,8 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use sandbox_core::{
     ConnectOptions, Connected, Error, ExecOutput, ExecRequest, PruneReport, Result, Sandbox,
-    SandboxInfo, SandboxName, SandboxProvider, SnapshotId, SnapshotMeta, SnapshotRequest,
-    SnapshotStatus, SnapshotStore,
+    SandboxInfo, SandboxName, SandboxProvider, SandboxState, SnapshotId, SnapshotMeta,
+    SnapshotRequest, SnapshotStatus, SnapshotStore,
 };
 use time::OffsetDateTime;
 
@@ -337,6 +337,10 @@ impl LocalProvider {
                     if r.expires_at.is_some_and(|t| t <= now) {
                         self.remove_locked(&name, Some(&r), &lock)?;
                         report.expired.push(name);
+                    } else if !r.workspace.exists() {
+                        tracing::info!(sandbox = %name, workspace = %r.workspace.display(), "removing a sandbox whose workspace is gone");
+                        self.remove_locked(&name, Some(&r), &lock)?;
+                        report.orphans.push(name);
                     }
                 }
                 Some(r) => {
@@ -774,15 +778,22 @@ impl SandboxProvider for LocalProvider {
             .into_iter()
             .filter_map(|(_, r)| r)
             .filter(|r| r.state == RecordState::Ready)
-            .map(|r| SandboxInfo {
-                state: r.state.into(),
-                name: r.name,
-                id: r.id,
-                provider: KIND.into(),
-                workspace: r.workspace,
-                base_snapshot: r.base_snapshot,
-                running: true,
-                created_at: Some(r.created_at),
+            .map(|r| {
+                let gone = !r.workspace.exists();
+                SandboxInfo {
+                    state: if gone {
+                        SandboxState::Broken
+                    } else {
+                        r.state.into()
+                    },
+                    name: r.name,
+                    id: r.id,
+                    provider: KIND.into(),
+                    workspace: r.workspace,
+                    base_snapshot: r.base_snapshot,
+                    running: !gone,
+                    created_at: Some(r.created_at),
+                }
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -304,6 +304,7 @@ impl Headstart {
         Activity {
             status: match info.state {
                 SandboxState::Creating => "creating",
+                SandboxState::Broken => "broken",
                 SandboxState::Ready if info.running => "running",
                 _ => "stopped",
             },
