@@ -51,7 +51,6 @@ mod policy;
 mod serve;
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -248,27 +247,13 @@ impl Broker {
             path: path.to_owned(),
             source: std::io::Error::other(e),
         })?;
-        let io = |action| {
-            move |source| BrokerError::Io {
-                action,
+        sandbox_core::tree::write_atomic_durable(path, &json, 0o600).map_err(|source| {
+            BrokerError::Io {
+                action: "writing grants to",
                 path: path.to_owned(),
                 source,
             }
-        };
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io("writing grants to"))?;
-            f.write_all(&json).map_err(io("writing grants to"))?;
-            f.sync_all().map_err(io("writing grants to"))?;
-        }
-        std::fs::rename(&tmp, path).map_err(io("writing grants to"))
+        })
     }
 
     /// Adds the grants saved in `path` (without tokens: each answers 403 "re-register

@@ -1,4 +1,6 @@
-//! Copying a workspace tree: plain copies, copy-on-write clones, hardlinked git objects.
+//! Copying a workspace tree: plain copies, copy-on-write clones, hardlinked git objects;
+//! and writing one small file so that readers never see it half-written
+//! ([`write_atomic`]).
 //!
 //! The one tree-copy routine of the workspace: the local provider's snapshot and restore
 //! paths and the cold start's seed ([`crate::git::seed`]) all copy through [`copy_tree`].
@@ -436,6 +438,59 @@ fn copy_range(src: &File, dst: &File, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes `bytes` to `path` so that a reader sees the old file or the new one, never a
+/// part: into a temporary file beside it (created with permission bits `mode`, e.g.
+/// `0o600` for a file holding secrets, before the umask), then renamed over `path`.
+/// The temporary file is removed when anything fails. Not fsynced: after a power loss
+/// the file may be empty, so readers must treat an unreadable file as absent (see
+/// [`write_atomic_durable`] for the few files that must survive one).
+///
+/// # Errors
+/// The I/O error of the create, write or rename, without the path (the caller says
+/// what it was writing). The parent directory must exist.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_aside(path, bytes, mode, false)
+}
+
+/// [`write_atomic`], with the data flushed to the disk before the rename.
+///
+/// # Errors
+/// As [`write_atomic`], and the flush's.
+pub fn write_atomic_durable(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_aside(path, bytes, mode, true)
+}
+
+fn write_aside(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> io::Result<()> {
+    use std::io::Write as _;
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .unwrap_or(path.as_os_str())
+        .to_string_lossy();
+    let tmp = path.with_file_name(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        if durable {
+            f.sync_all()?;
+        }
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Removes a directory tree; a missing one is fine.
 pub fn remove_tree(path: &Path) -> io::Result<()> {
     match fs::remove_dir_all(path) {
@@ -448,6 +503,23 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_atomic_replaces_whole_files_with_the_mode_asked_and_leaves_no_temporary() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("grants.json");
+        write_atomic(&path, b"old", 0o600).unwrap();
+        write_atomic_durable(&path, b"new", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        let err = write_atomic(&tmp.path().join("no/such/dir/f"), b"x", 0o644).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let names: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["grants.json"]);
+    }
 
     #[test]
     fn recognises_immutable_objects() {

@@ -181,9 +181,8 @@ impl FailureCache {
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    fs::write(&tmp, bytes).map_err(|e| Error::state(format!("writing {}", tmp.display()), e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::state(format!("renaming {}", path.display()), e))
+    sandbox_core::tree::write_atomic(path, bytes, 0o666)
+        .map_err(|e| Error::state(format!("writing {}", path.display()), e))
 }
 
 pub(crate) fn now_rfc3339() -> String {

@@ -20,7 +20,7 @@
 //! provider's machinery); this module only reads and writes these two files.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -125,15 +125,7 @@ impl StateDir {
         let path = self.record_path(&record.name);
         let json = serde_json::to_vec_pretty(record)
             .map_err(|e| Error::io(format!("encoding {}", path.display()), io::Error::other(e)))?;
-        let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-        let result = (|| {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            fs::rename(&tmp, &path)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
+        let result = sandbox_core::tree::write_atomic(&path, &json, 0o666);
         result.map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
 

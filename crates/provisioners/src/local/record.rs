@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use sandbox_core::{SandboxName, SnapshotId};
@@ -71,16 +71,7 @@ pub(crate) struct SandboxRecord {
 /// sandbox is replaced) or a corrupt manifest (skipped), never as valid data.
 pub(crate) fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
-    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&json)?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    sandbox_core::tree::write_atomic(path, &json, 0o666)
 }
 
 /// Reads the record in `dir`; `Ok(None)` when there is none.

@@ -356,20 +356,8 @@ impl Daemon {
 
     /// Writes the state file (`0600`, written aside and renamed).
     fn save(&self) -> Result<()> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
         let json = serde_json::to_vec_pretty(&*self.lock()).unwrap_or_default();
-        let tmp = self.state_file.with_extension("tmp");
-        let io = |e| Error::io(format!("writing {}", self.state_file.display()), e);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(&json).map_err(io)?;
-        drop(f);
-        std::fs::rename(&tmp, &self.state_file).map_err(io)
+        sandbox_core::tree::write_atomic(&self.state_file, &json, 0o600)
+            .map_err(|e| Error::io(format!("writing {}", self.state_file.display()), e))
     }
 }

@@ -5,7 +5,7 @@
 //! durations users write (`30m`).
 
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -173,16 +173,7 @@ pub(crate) fn write(data_dir: &Path, name: &SandboxName, record: &Record) -> Res
     let io = |e| Error::io(format!("writing {}", path.display()), e);
     fs::create_dir_all(dir(data_dir)).map_err(io)?;
     let json = serde_json::to_vec_pretty(record).map_err(|e| io(io::Error::other(e)))?;
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
-    let done = fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(&json))
-        .and_then(|()| fs::rename(&tmp, &path));
-    if done.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    done.map_err(io)
+    sandbox_core::tree::write_atomic(&path, &json, 0o666).map_err(io)
 }
 
 /// Forgets the record of `name` (a removed sandbox).
