@@ -154,19 +154,7 @@ pub(crate) async fn run(
         }
         Ok(())
     };
-    let timed_out = match request.timeout {
-        Some(limit) => match tokio::time::timeout(limit, pump).await {
-            Ok(r) => {
-                r?;
-                false
-            }
-            Err(_) => true,
-        },
-        None => {
-            pump.await?;
-            false
-        }
-    };
+    let timed_out = pump_within(request.timeout, pump).await?;
     let exit_code = if timed_out {
         kill_exec(docker, &exec.id, container).await;
         None
@@ -216,6 +204,20 @@ fn spawn_failure(exit_code: Option<i32>, capture: &Capture, program: &str) -> Op
             text.lines().next().unwrap_or(text).to_owned()
         };
         Some(Error::CommandNotExecutable { program, reason })
+    }
+}
+
+/// Runs `pump` to its end, or until `limit` passes: `Ok(true)` when it timed out.
+async fn pump_within(
+    limit: Option<Duration>,
+    pump: impl std::future::Future<Output = Result<()>>,
+) -> Result<bool> {
+    match limit {
+        Some(limit) => match tokio::time::timeout(limit, pump).await {
+            Ok(r) => r.map(|()| false),
+            Err(_) => Ok(true),
+        },
+        None => pump.await.map(|()| false),
     }
 }
 
@@ -350,19 +352,7 @@ where
             .await
             .map_err(|e| Error::io("flushing output", e))
     };
-    let timed_out = match request.timeout {
-        Some(limit) => match tokio::time::timeout(limit, pump).await {
-            Ok(r) => {
-                r?;
-                false
-            }
-            Err(_) => true,
-        },
-        None => {
-            pump.await?;
-            false
-        }
-    };
+    let timed_out = pump_within(request.timeout, pump).await?;
     feeder.abort();
     if timed_out {
         kill_exec(docker, &exec.id, container).await;
