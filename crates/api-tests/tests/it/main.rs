@@ -290,3 +290,30 @@ fn a_guard_dropped_at_the_end_of_tokio_main_is_removed() {
     assert!(!ws.exists());
     assert_eq!(entries(&data.join("sandboxes")), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_failed_build_converts_with_question_mark_and_keeps_its_kind() {
+    // `?` from wait's BuildError into snapshot_refresh::Error, as a library user writes it
+    async fn cold_then_build(fast: &FastStart, source: &Source) -> snapshot_refresh::Result<()> {
+        let cold = fast.start(source, &ConnectOptions::new()).await?;
+        let key = cold.key.clone().expect("eligible");
+        let built = fast
+            .snapshot_builder()
+            .wait(&key)
+            .await
+            .expect("a build started");
+        cold.remove().await?;
+        built?;
+        Ok(())
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let up = upstream(tmp.path());
+    let fast = FastStart::local(tmp.path().join("data"))
+        .unwrap()
+        .recipe(Recipe::empty().command(RecipeCommand::new(["false"]).unwrap()));
+    let source = Source::parse(&file_url(&up)).unwrap();
+    let err = cold_then_build(&fast, &source).await.unwrap_err();
+    assert_eq!(err.kind(), "recipe_failed", "{err}");
+    assert!(matches!(err, snapshot_refresh::Error::Build(_)), "{err:?}");
+    assert!(!err.is_user_error());
+}
