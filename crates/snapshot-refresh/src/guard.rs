@@ -6,6 +6,9 @@
 use sandbox_core::Sandbox;
 use tokio::runtime::RuntimeFlavor;
 
+/// How long dropping a guard on a current-thread runtime waits for the removal.
+const CURRENT_THREAD_DROP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 use crate::error::Result;
 use crate::fast_start::Started;
 
@@ -43,7 +46,11 @@ impl Started {
 /// - inside a multi-thread tokio runtime: on this worker, in
 ///   [`block_in_place`](tokio::task::block_in_place);
 /// - inside a current-thread runtime (which must not block): on a thread with a runtime
-///   of its own, which `drop` joins;
+///   of its own, which `drop` waits for, at most 10 s: a provider whose client keeps
+///   its connections on the runtime being blocked (a Docker client made on it) may not
+///   finish meanwhile; the removal then goes on once that runtime runs again (not at
+///   all if the process exits first). Use a multi-thread runtime
+///   (`#[tokio::test(flavor = "multi_thread")]`) or [`remove`](Self::remove) there;
 /// - outside any runtime: on a small runtime of its own.
 ///
 /// ```
@@ -120,6 +127,7 @@ impl Drop for SandboxGuard {
             return;
         };
         let name = started.sandbox.name().clone();
+        let name_for_log = name.clone();
         let removal = async move {
             if let Err(e) = started.sandbox.remove().await {
                 tracing::warn!(sandbox = %name, error = %e, "could not remove the sandbox of a dropped guard");
@@ -132,12 +140,29 @@ impl Drop for SandboxGuard {
             // a current-thread runtime cannot block in place: remove on a thread of
             // our own and wait for it
             Ok(_) => {
-                let removed = std::thread::Builder::new()
+                let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+                let spawned = std::thread::Builder::new()
                     .name("sandbox-guard-drop".into())
-                    .spawn(move || block_on_own_runtime(removal))
-                    .map(std::thread::JoinHandle::join);
-                if !matches!(removed, Ok(Ok(()))) {
-                    tracing::warn!("the removal of a dropped guard's sandbox did not complete");
+                    .spawn(move || {
+                        block_on_own_runtime(removal);
+                        let _ = done_tx.send(());
+                    });
+                match spawned {
+                    // bounded: a removal whose client has connections on the runtime this
+                    // drop blocks would otherwise wait for it forever
+                    Ok(_) => match done_rx.recv_timeout(CURRENT_THREAD_DROP_WAIT) {
+                        Ok(()) => {}
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => tracing::warn!(
+                            sandbox = %name_for_log,
+                            "the removal of a dropped guard's sandbox is still running; it goes on in the background"
+                        ),
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => tracing::warn!(
+                            sandbox = %name_for_log,
+                            "the removal of a dropped guard's sandbox did not complete"
+                        ),
+                    },
+                    Err(e) => tracing::warn!(sandbox = %name_for_log, error = %e,
+                        "no thread to remove a dropped guard's sandbox"),
                 }
             }
             Err(_) => block_on_own_runtime(removal),
