@@ -22,11 +22,12 @@ use crate::remote::{DefinitionsFetch, Remote, RemoteError, RemoteFlag, RemoteFla
 use crate::store::{self, CachedDefinitions, CachedFlag, FlagsCache, Store};
 use crate::telemetry::{Exposure, SendPolicy, StartCompleted, Telemetry};
 
-/// A flag's value with where it came from, or the error code that stood in for it.
+/// A flag's value with where it came from, or the error that stood in for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlagResult {
-    /// The value, or PostHog's `$feature_flag_error` code when there is none.
-    pub value: Result<FlagValue, String>,
+    /// The value, or why there is none (its [`code`](FlagError::code) is PostHog's
+    /// `$feature_flag_error`).
+    pub value: Result<FlagValue, FlagError>,
     /// Where the value came from (meaningless on error).
     pub origin: ValueOrigin,
     pub(crate) request_id: Option<String>,
@@ -36,10 +37,26 @@ pub struct FlagResult {
     pub(crate) payload: Option<serde_json::Value>,
 }
 
+/// Why [`FeatureFlags::evaluate`] has no value for a flag: PostHog's
+/// `$feature_flag_error` code (`flag_missing`, `timeout`, `api_error_401`,
+/// `disabled`, ...), which is also what the exposure event reports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no flag value ({code})")]
+pub struct FlagError {
+    code: String,
+}
+
+impl FlagError {
+    /// PostHog's `$feature_flag_error` code.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+}
+
 impl FlagResult {
     fn error(code: String) -> Self {
         FlagResult {
-            value: Err(code),
+            value: Err(FlagError { code }),
             origin: ValueOrigin::Remote,
             request_id: None,
             reason: None,
@@ -51,10 +68,9 @@ impl FlagResult {
 
     fn from_remote(flag: &RemoteFlag, origin: ValueOrigin, request_id: Option<String>) -> Self {
         FlagResult {
-            value: flag
-                .value
-                .clone()
-                .ok_or_else(|| "evaluation_failed".to_owned()),
+            value: flag.value.clone().ok_or_else(|| FlagError {
+                code: "evaluation_failed".to_owned(),
+            }),
             origin,
             request_id,
             reason: flag.reason.clone(),
@@ -215,7 +231,7 @@ impl FeatureFlags {
             Err(error) => Decision {
                 paths: FastPaths::default(),
                 source: DecisionSource::Error {
-                    error: error.clone(),
+                    error: error.code().to_owned(),
                 },
             },
         };
@@ -245,7 +261,7 @@ impl FeatureFlags {
             locally_evaluated: result.value.is_ok() && result.origin == ValueOrigin::Local,
             request_id: result.request_id.clone(),
             reason: result.reason.clone(),
-            error: result.value.as_ref().err().cloned(),
+            error: result.value.as_ref().err().map(|e| e.code().to_owned()),
             flag_id: result.flag_id,
             flag_version: result.flag_version,
             payload: result.payload.clone(),

@@ -48,7 +48,7 @@ mod telemetry;
 use std::fmt;
 
 #[cfg(feature = "remote")]
-pub use client::{FeatureFlags, FlagResult};
+pub use client::{FeatureFlags, FlagError, FlagResult};
 pub use config::{CachePolicy, Config, DEFAULT_HOST, TelemetryOff, vars};
 pub use eval::{
     Condition, Definitions, Evaluation, Filters, FlagDefinition, FlagValue, Holdout, Inconclusive,

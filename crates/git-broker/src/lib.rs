@@ -58,7 +58,7 @@ use sandbox_core::{Credentials, Transport};
 
 pub use error::BrokerError;
 pub use grant::{Grant, GrantHints, GrantId, GrantSpec, GrantSummary};
-pub use policy::{PushPolicy, RefUpdate};
+pub use policy::{PushPolicy, PushRefused, RefUpdate};
 
 use grant::{Entry, StoredGrant, StoredGrants};
 

@@ -102,12 +102,13 @@ impl PushPolicy {
         self.deletes
     }
 
-    /// `Ok` when `update` is allowed, else the reason git shows the user
-    /// (`headstart: pushing to main is not allowed for this sandbox`).
+    /// `Ok` when `update` is allowed, else why not; the refusal's `Display` is the
+    /// line git shows the user (`headstart: pushing to main is not allowed for this
+    /// sandbox`).
     ///
     /// # Errors
-    /// The refusal reason, one line.
-    pub fn check(&self, update: &RefUpdate) -> Result<(), String> {
+    /// [`PushRefused`] when the policy does not allow the update.
+    pub fn check(&self, update: &RefUpdate) -> Result<(), PushRefused> {
         let (allowed, what) = if let Some(branch) = update.name.strip_prefix("refs/heads/") {
             (
                 self.branches.iter().any(|p| glob_match(p, branch)),
@@ -122,15 +123,56 @@ impl PushPolicy {
             (false, format!("pushing to {}", update.name))
         };
         if !allowed {
-            return Err(format!("headstart: {what} is not allowed for this sandbox"));
+            return Err(PushRefused::NotAllowed {
+                refname: update.name.clone(),
+                what,
+            });
         }
         if update.is_delete() && !self.deletes {
-            return Err(format!(
-                "headstart: deleting {} is not allowed for this sandbox",
-                update.name
-            ));
+            return Err(PushRefused::Delete {
+                refname: update.name.clone(),
+            });
         }
         Ok(())
+    }
+}
+
+/// Why a [`PushPolicy`] refuses a ref update ([`PushPolicy::check`]). Its `Display`
+/// is the one line the broker answers git with (`ng <ref> <reason>`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PushRefused {
+    /// The ref matches none of the allowed branch or tag patterns (or is neither a
+    /// branch nor a tag).
+    #[error("headstart: {what} is not allowed for this sandbox")]
+    NotAllowed {
+        /// The full ref name (`refs/heads/main`).
+        refname: String,
+        /// What was attempted, for the message (`pushing to main`).
+        what: String,
+    },
+    /// The update deletes an allowed ref, and the policy allows no deletions.
+    #[error("headstart: deleting {refname} is not allowed for this sandbox")]
+    Delete {
+        /// The full ref name.
+        refname: String,
+    },
+}
+
+impl PushRefused {
+    /// The ref the refusal is about.
+    pub fn refname(&self) -> &str {
+        match self {
+            Self::NotAllowed { refname, .. } | Self::Delete { refname } => refname,
+        }
+    }
+
+    /// A stable snake_case name for the variant.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotAllowed { .. } => "push_not_allowed",
+            Self::Delete { .. } => "delete_not_allowed",
+        }
     }
 }
 
@@ -218,14 +260,20 @@ mod tests {
         let p = PushPolicy::own_branch(&own);
         let new = "2".repeat(40);
         assert!(p.check(&update("refs/heads/agent/one", &new)).is_ok());
+        let refused = p.check(&update("refs/heads/main", &new)).unwrap_err();
         assert_eq!(
-            p.check(&update("refs/heads/main", &new)),
-            Err("headstart: pushing to main is not allowed for this sandbox".into())
+            refused.to_string(),
+            "headstart: pushing to main is not allowed for this sandbox"
+        );
+        assert_eq!(
+            (refused.kind(), refused.refname()),
+            ("push_not_allowed", "refs/heads/main")
         );
         assert!(p.check(&update("refs/tags/v1", &new)).is_err());
         assert!(p.check(&update("refs/notes/commits", &new)).is_err());
         let delete = p.check(&update("refs/heads/agent/one", &"0".repeat(40)));
-        assert!(delete.is_err_and(|r| r.contains("deleting")));
+        assert!(delete.is_err_and(|r| r.kind() == "delete_not_allowed"
+            && r.to_string().contains("deleting refs/heads/agent/one")));
 
         let wide = p
             .allow_branches("feature/*")?

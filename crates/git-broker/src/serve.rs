@@ -26,7 +26,7 @@ use crate::Inner;
 use crate::error::BrokerError;
 use crate::grant::{Entry, url_repo_path};
 use crate::pktline::{Commands, MAX_COMMANDS_BYTES, parse_commands, refusal_report, wants_report};
-use crate::policy::RefUpdate;
+use crate::policy::{PushRefused, RefUpdate};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ResBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -526,7 +526,7 @@ async fn check_push(
         .map(|u| u.name.as_str())
         .collect::<Vec<_>>()
         .join(",");
-    let verdicts: Vec<(String, Result<(), String>)> = updates
+    let verdicts: Vec<(String, Result<(), PushRefused>)> = updates
         .iter()
         .map(|u| (u.name.clone(), entry.push.check(u)))
         .collect();
@@ -537,7 +537,7 @@ async fn check_push(
     let refused: Vec<(String, String)> = verdicts
         .into_iter()
         .map(|(name, v)| {
-            let reason = v.err().unwrap_or_else(|| {
+            let reason = v.err().map(|r| r.to_string()).unwrap_or_else(|| {
                 "headstart: not pushed: another ref of this push was refused".to_owned()
             });
             (name, reason)

@@ -372,8 +372,17 @@ impl SnapshotBuilder {
     /// result (`None` when no build of that key was started here, e.g. a snapshot was
     /// already ready, another process is building it, or it was already waited for).
     ///
-    /// ```no_run
-    /// # async fn demo(fast: snapshot_refresh::FastStart, started: snapshot_refresh::Started) {
+    /// ```
+    /// # #[cfg(feature = "local")]
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use snapshot_refresh::prelude::*;
+    /// # let upstream = test_support::Upstream::new("trunk", 1)?;
+    /// # let tmp = tempfile::tempdir()?;
+    /// # let data_dir = tmp.path().join("data");
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let fast = FastStart::local(&data_dir)?;
+    /// let source = Source::parse(&upstream.file_url())?;
+    /// let started = fast.start(&source, &ConnectOptions::new()).await?; // cold: builds one
     /// if let Some(key) = &started.key {
     ///     match fast.snapshot_builder().wait(key).await {
     ///         Some(Ok(report)) => println!("snapshot {} is ready", report.snapshot.id),
@@ -381,8 +390,16 @@ impl SnapshotBuilder {
     ///         Some(Err(e)) => eprintln!("build failed ({}): {e}", e.kind()),
     ///         None => {} // nothing built here: a snapshot was ready, or someone else builds it
     ///     }
+    ///     // a second wait finds nothing: the result was taken
+    ///     assert!(fast.snapshot_builder().wait(key).await.is_none());
     /// }
+    /// # started.remove().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok(())
     /// # }
+    /// # #[cfg(not(feature = "local"))]
+    /// # fn main() {}
     /// ```
     pub async fn wait(&self, key: &SnapshotKey) -> Option<BuildResult> {
         let handle = self.inflight.lock().ok()?.remove(key.as_str())?;

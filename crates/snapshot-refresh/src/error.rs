@@ -61,6 +61,10 @@ pub enum Error {
     /// The repository gets no snapshot (see [`Eligibility`](crate::Eligibility)).
     #[error("no snapshot for this repository: {0}")]
     NotEligible(#[from] NotEligible),
+    /// A background snapshot build failed ([`SnapshotBuilder::wait`](crate::SnapshotBuilder::wait)
+    /// returned it; `?` converts it). Its [`kind`](Error::kind) is the build's.
+    #[error("snapshot build failed: {0}")]
+    Build(#[from] BuildError),
 }
 
 /// Why a repository gets no snapshot: [`Eligibility::check`](crate::Eligibility::check)
@@ -164,7 +168,7 @@ impl Error {
     }
 
     /// A stable snake_case name for the variant; a wrapped [`sandbox_core::Error`]
-    /// gives its own kind (`branch_not_found`, not `core`).
+    /// or [`BuildError`] gives its own kind (`branch_not_found`, not `core`).
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Core(e) => e.kind(),
@@ -177,6 +181,7 @@ impl Error {
             Self::Task(_) => "task",
             Self::Refused(_) => "refused",
             Self::NotEligible(_) => "not_eligible",
+            Self::Build(e) => e.kind(),
         }
     }
 
@@ -186,6 +191,7 @@ impl Error {
         match self {
             Self::Core(e) => e.is_user_error(),
             Self::InvalidKey(_) | Self::InvalidRecipe(_) | Self::Refused(_) => true,
+            Self::Build(e) => e.is_user_error(),
             _ => false,
         }
     }

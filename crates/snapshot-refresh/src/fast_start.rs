@@ -87,43 +87,43 @@ pub enum SnapshotSource {
 ///
 /// # Example
 ///
-/// A cold start, its background snapshot build, then a warm start, all on a local
-/// `file://` repository:
+/// A cold start, its background snapshot build, then a warm start after the upstream
+/// moved on, an `exec` and the removal; the upstream is served by `git daemon` on
+/// loopback (the hidden lines make it with the repository's test fixtures):
 ///
 /// ```
 /// # #[cfg(feature = "local")]
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use snapshot_refresh::prelude::*;
 ///
+/// # let upstream = test_support::Upstream::new("trunk", 3)?;
+/// # let daemon = test_support::GitDaemon::start(upstream.root())?;
+/// # let url = daemon.url(upstream.name());
 /// # let tmp = tempfile::tempdir()?;
-/// # let upstream = tmp.path().join("upstream");
-/// # {
-/// #     let repo = git2::Repository::init(&upstream)?;
-/// #     std::fs::write(upstream.join("README"), "hello\n")?;
-/// #     let mut index = repo.index()?;
-/// #     index.add_path(std::path::Path::new("README"))?;
-/// #     let tree = repo.find_tree(index.write_tree()?)?;
-/// #     let sig = git2::Signature::now("demo", "demo@example.com")?;
-/// #     repo.commit(Some("HEAD"), &sig, &sig, "first", &tree, &[])?;
-/// # }
 /// # let data_dir = tmp.path().join("data");
+/// // `url` names a git repository (here git://127.0.0.1:<port>/app.git), `data_dir`
+/// // is where sandboxes, snapshots and the builder's state live
 /// let rt = tokio::runtime::Runtime::new()?;
 /// rt.block_on(async {
-///     // `upstream` is a git repository, `data_dir` where sandboxes and snapshots live
 ///     let fast = FastStart::local(&data_dir)?;
-///     let source = Source::parse(&format!("file://{}", upstream.display()))?;
+///     let source = Source::parse(&url)?;
 ///
-///     let cold = fast.start(&source, &ConnectOptions::default()).await?;
+///     let cold = fast.start(&source, &ConnectOptions::new()).await?;
 ///     assert_eq!(cold.report.path, StartPath::Cold);
-///     let key = cold.key.clone().expect("eligible");
-///     fast.snapshot_builder().wait(&key).await.expect("a build started")?;
+///     let key = cold.key.as_ref().expect("the repository gets a snapshot key");
+///     let built = fast.snapshot_builder().wait(key).await.expect("a build started")?;
+///     println!("snapshot {} built in {:?}", built.snapshot.id, built.duration);
+/// #   let tip = upstream.advance("trunk", 1)?;
 ///
-///     let warm = fast.start(&source, &ConnectOptions::default()).await?;
+///     // ... the upstream moves on; a warm start restores the snapshot and fetches
+///     let warm = fast.start(&source, &ConnectOptions::new()).await?;
+///     println!("{}", warm.report); // warm in 40.3 ms on trunk@1f2e3d4c (...)
 ///     assert_eq!(warm.report.path, StartPath::Warm);
-///     let out = warm.sandbox.exec(&ExecRequest::new(["cat", "README"])?).await?;
-///     assert_eq!(out.stdout_lossy(), "hello\n");
+/// #   assert_eq!(warm.report.head.as_ref().map(|h| h.commit.as_str()), Some(tip.as_str()));
+///     let out = warm.sandbox.exec(&ExecRequest::new(["cat", "README.md"])?).await?;
+///     assert_eq!(out.stdout_lossy(), "# fixture\n");
 ///
-///     cold.remove().await?;
+///     cold.remove().await?; // sandboxes persist until removed
 ///     warm.remove().await?;
 ///     Ok::<_, Box<dyn std::error::Error>>(())
 /// })?;

@@ -45,8 +45,9 @@
 //! # fn main() {}
 //! ```
 //!
-//! [`FastStart`] has a complete cold → snapshot → warm example; so does
-//! `examples/fast-start.rs` in the repository (`cargo run --example fast-start`).
+//! [`FastStart`] has a complete cold → snapshot → warm example; a whole program is
+//! [`_example`]: `examples/fast-start.rs` in the repository (`cargo run --example
+//! fast-start`).
 //!
 //! # Features
 //!
@@ -107,6 +108,16 @@ pub mod prelude {
         StartPath, Started,
     };
 }
+/// The fast-start example program, `examples/fast-start.rs` in the repository: a cold
+/// start, the background snapshot, an upstream commit, a warm start, both reports side
+/// by side. Run it with `cargo run --example fast-start [REPO]` from the repository.
+/// (Documentation only: this module is empty.)
+///
+/// ```ignore
+#[doc = include_str!("../../../examples/fast-start.rs")]
+/// ```
+pub mod _example {}
+
 pub use key::{Recipe, RecipeCommand, SnapshotKey};
 pub use policy::{Drift, Eligibility};
 pub use refresh::{

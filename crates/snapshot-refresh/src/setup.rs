@@ -6,12 +6,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sandbox_core::SandboxProvider;
 
 use crate::builder::{SnapshotBuilder, Spawn};
 use crate::error::{Error, Result};
 use crate::fast_start::FastStart;
+use crate::remote::RemoteSnapshots;
 use crate::state::FailureCache;
 
 /// Type state of a [`FastStartBuilder`] that has no provider yet: `build` is not
@@ -30,6 +32,9 @@ pub struct NoProvider;
 /// - [`state_dir`](Self::state_dir): that state directory itself, when it must be
 ///   elsewhere. One of `data_dir` and `state_dir` is required (checked by `build`).
 ///
+/// - [`remote`](Self::remote): a shared snapshot registry, for both the builder and
+///   the starts.
+///
 /// Everything else ([`recipe`](FastStart::recipe), [`eligibility`](FastStart::eligibility),
 /// credentials, limits) is set on the built [`FastStart`].
 #[must_use]
@@ -39,6 +44,7 @@ pub struct FastStartBuilder<P = NoProvider> {
     state_dir: Option<PathBuf>,
     failures: Option<FailureCache>,
     spawn: Spawn,
+    remote: Option<(Arc<dyn RemoteSnapshots>, Duration)>,
 }
 
 impl<P> std::fmt::Debug for FastStartBuilder<P> {
@@ -47,6 +53,7 @@ impl<P> std::fmt::Debug for FastStartBuilder<P> {
             .field("data_dir", &self.data_dir)
             .field("state_dir", &self.state_dir)
             .field("spawn", &self.spawn)
+            .field("remote", &self.remote.as_ref().map(|(_, bound)| bound))
             .finish_non_exhaustive()
     }
 }
@@ -59,6 +66,7 @@ impl FastStartBuilder<NoProvider> {
             state_dir: None,
             failures: None,
             spawn: Spawn::InProcess,
+            remote: None,
         }
     }
 }
@@ -84,6 +92,7 @@ impl<P> FastStartBuilder<P> {
             state_dir: self.state_dir,
             failures: self.failures,
             spawn: self.spawn,
+            remote: self.remote,
         }
     }
 
@@ -109,6 +118,15 @@ impl<P> FastStartBuilder<P> {
     /// Where builds run (default: tokio tasks of this process).
     pub fn spawn(mut self, spawn: Spawn) -> Self {
         self.spawn = spawn;
+        self
+    }
+
+    /// Shares snapshots through `remote` (e.g. snapshot-registry's
+    /// `RegistrySnapshots`): the snapshot builder pushes what it builds
+    /// ([`SnapshotBuilder::with_remote`]) and a start that misses locally pulls,
+    /// waiting at most `bound` ([`FastStart::remote`]).
+    pub fn remote(mut self, remote: Arc<dyn RemoteSnapshots>, bound: Duration) -> Self {
+        self.remote = Some((remote, bound));
         self
     }
 }
@@ -139,7 +157,14 @@ impl FastStartBuilder<Arc<dyn SandboxProvider>> {
         if let Some(f) = self.failures {
             builder = builder.with_failure_cache(f);
         }
-        Ok(FastStart::new(provider, Arc::new(builder)))
+        if let Some((remote, _)) = &self.remote {
+            builder = builder.with_remote(Arc::clone(remote));
+        }
+        let fast = FastStart::new(provider, Arc::new(builder));
+        Ok(match self.remote {
+            Some((remote, bound)) => fast.remote(remote, bound),
+            None => fast,
+        })
     }
 }
 

@@ -22,6 +22,32 @@
 //! (`FastStart` and the `SnapshotBuilder` do), and it reads no environment variable:
 //! the app layer passes the reference, credentials and the insecure setting. Docker
 //! provider snapshots (images) are not pushed yet.
+//!
+//! # Example
+//!
+//! A [`FastStart`](snapshot_refresh::FastStart) that pulls on a local miss and pushes
+//! what it builds (nothing is contacted until a start or a build needs the registry):
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::{sync::Arc, time::Duration};
+//! use snapshot_refresh::prelude::*;
+//! use snapshot_registry::{RegistryConfig, RegistryRef, RegistrySnapshots};
+//!
+//! # let tmp = tempfile::tempdir()?;
+//! # let data_dir = tmp.path();
+//! let reference = RegistryRef::parse("ghcr.io/acme/headstart-snapshots")?;
+//! // anonymous here; `Auth::token` or `Auth::from_docker_config` for a private registry
+//! let registry = RegistrySnapshots::new(RegistryConfig::new(reference), data_dir)?;
+//! let fast = FastStart::builder()
+//!     .provider(LocalProvider::new(data_dir))
+//!     .data_dir(data_dir)
+//!     .remote(Arc::new(registry), Duration::from_secs(30)) // pull at most 30 s, then clone
+//!     .build()?;
+//! assert!(fast.snapshot_builder().remote().is_some());
+//! # Ok(())
+//! # }
+//! ```
 
 mod archive;
 mod auth;

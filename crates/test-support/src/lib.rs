@@ -26,6 +26,20 @@
 //! Everything stops or is removed on drop. This crate is **not** for production code:
 //! it panics on nothing but returns `anyhow` errors with context, and it runs
 //! subprocesses freely.
+//!
+//! ```
+//! # fn main() -> anyhow::Result<()> {
+//! use test_support::{GitDaemon, Upstream};
+//!
+//! let upstream = Upstream::new("trunk", 10)?; // README.md and 10 files on `trunk`
+//! let daemon = GitDaemon::start(upstream.root())?;
+//! let url = daemon.url(upstream.name()); // git://127.0.0.1:<port>/app.git
+//! let tip = upstream.advance("trunk", 1)?; // one more commit
+//! assert_eq!(upstream.tip("trunk")?, tip);
+//! # let _ = url;
+//! # Ok(())
+//! # }
+//! ```
 
 mod daemon;
 mod git_cli;

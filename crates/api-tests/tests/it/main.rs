@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use snapshot_refresh::Phase;
 use snapshot_refresh::prelude::*;
 
 /// A `file://` upstream made with git2: one commit on `trunk` with a README.
@@ -139,12 +140,22 @@ async fn prebuilt_false_clones_and_prebuilt_true_restores() -> Result<(), snapsh
         "{}",
         off.report
     );
+    assert!(
+        off.report.phase(Phase::GitClone).is_some(),
+        "{}",
+        off.report
+    );
+    let off_snapshot = off.snapshot.clone();
     off.remove().await?;
 
     let on = fast
         .start(&source.clone().prebuilt(true), &ConnectOptions::new())
         .await?;
     assert_eq!(on.report.path, StartPath::Warm, "{}", on.report);
+    // synced from the snapshot (fetch + checkout), not cloned
+    assert!(on.report.phase(Phase::GitSync).is_some(), "{}", on.report);
+    assert!(on.report.phase(Phase::GitClone).is_none(), "{}", on.report);
+    assert!(off_snapshot.is_none() && on.snapshot.is_some());
     on.remove().await?;
     assert_eq!(mounts_under(&data), Vec::<String>::new());
     Ok(())
@@ -214,25 +225,95 @@ fn a_guard_removes_on_drop_outside_a_runtime() {
     assert_eq!(entries(&data.join("sandboxes")), Vec::<String>::new());
 }
 
-#[tokio::test]
-async fn a_guard_removes_on_drop_inside_a_runtime() {
+/// A warm start (restored from a snapshot: an overlay mount when the machine allows
+/// one) held by a guard; dropped without waiting, as at the end of a test, it leaves no
+/// workspace, sandbox directory or mount behind by the time `drop` returns.
+async fn guard_dropped_leaves_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let up = upstream(tmp.path());
     let data = tmp.path().join("data");
     let fast = FastStart::local(&data).unwrap();
-    let source = Source::parse(&file_url(&up)).unwrap().prebuilt(false);
-    let guard = fast
+    let source = Source::parse(&file_url(&up)).unwrap();
+    let cold = fast
         .start(&source, &ConnectOptions::new())
         .await
         .unwrap()
         .remove_on_drop();
-    let ws = guard.sandbox.workspace().to_path_buf();
-    drop(guard); // spawned on this runtime
-    for _ in 0..100 {
-        if !ws.exists() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let key = cold.key.clone().unwrap();
+    fast.snapshot_builder().wait(&key).await.unwrap().unwrap();
+    let warm = fast
+        .start(&source, &ConnectOptions::new())
+        .await
+        .unwrap()
+        .remove_on_drop();
+    assert_eq!(warm.report.path, StartPath::Warm, "{}", warm.report);
+    let (cold_ws, warm_ws) = (
+        cold.sandbox.workspace().to_path_buf(),
+        warm.sandbox().workspace().to_path_buf(),
+    );
+    assert!(warm_ws.join("README").is_file());
+    drop(warm);
+    drop(cold);
+    assert!(!warm_ws.exists() && !cold_ws.exists());
+    assert_eq!(mounts_under(&data), Vec::<String>::new());
+    assert_eq!(entries(&data.join("sandboxes")), Vec::<String>::new());
+}
+
+#[tokio::test] // current-thread: the removal runs on a thread of its own, joined
+async fn a_guard_removes_on_drop_in_a_current_thread_runtime() {
+    guard_dropped_leaves_nothing().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_removes_on_drop_in_a_multi_thread_runtime() {
+    guard_dropped_leaves_nothing().await;
+}
+
+#[test]
+fn a_guard_dropped_at_the_end_of_tokio_main_is_removed() {
+    // what `#[tokio::main] async fn main` does: the guard is dropped inside `block_on`,
+    // and the runtime shuts down right after (a spawned removal would be cancelled)
+    let tmp = tempfile::tempdir().unwrap();
+    let up = upstream(tmp.path());
+    let data = tmp.path().join("data");
+    let ws = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let fast = FastStart::local(&data).unwrap();
+        // prebuilt(false): no background build to be cut short by the shutdown
+        let source = Source::parse(&file_url(&up)).unwrap().prebuilt(false);
+        let guard = fast
+            .start(&source, &ConnectOptions::new())
+            .await
+            .unwrap()
+            .remove_on_drop();
+        guard.sandbox.workspace().to_path_buf()
+    });
     assert!(!ws.exists());
+    assert_eq!(entries(&data.join("sandboxes")), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_failed_build_converts_with_question_mark_and_keeps_its_kind() {
+    // `?` from wait's BuildError into snapshot_refresh::Error, as a library user writes it
+    async fn cold_then_build(fast: &FastStart, source: &Source) -> snapshot_refresh::Result<()> {
+        let cold = fast.start(source, &ConnectOptions::new()).await?;
+        let key = cold.key.clone().expect("eligible");
+        let built = fast
+            .snapshot_builder()
+            .wait(&key)
+            .await
+            .expect("a build started");
+        cold.remove().await?;
+        built?;
+        Ok(())
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let up = upstream(tmp.path());
+    let fast = FastStart::local(tmp.path().join("data"))
+        .unwrap()
+        .recipe(Recipe::empty().command(RecipeCommand::new(["false"]).unwrap()));
+    let source = Source::parse(&file_url(&up)).unwrap();
+    let err = cold_then_build(&fast, &source).await.unwrap_err();
+    assert_eq!(err.kind(), "recipe_failed", "{err}");
+    assert!(matches!(err, snapshot_refresh::Error::Build(_)), "{err:?}");
+    assert!(!err.is_user_error());
 }
