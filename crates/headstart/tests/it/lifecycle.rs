@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
-use test_support::{Change, GitHttpServer, StallProxy, Upstream};
+use test_support::{Change, GitHttpServer, StallProxy, TrickleProxy, Upstream};
 
 use crate::{headstart, json, stderr, stdout};
 
@@ -431,6 +431,46 @@ fn up_timeout_against_a_stalling_server_fails_naming_the_deadline() {
     );
     assert!(proxy.stalls() > 0, "it stalled rather than failed early");
     assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert!(ls_names(home.path()).is_empty());
+    assert!(!sandbox_dir(home.path(), "slow").exists(), "nothing left");
+}
+
+#[test]
+fn up_timeout_zero_still_fails_a_trickling_server_by_the_low_speed_limit() {
+    let up = big_upstream();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    // 16 bytes a second: far below 1 KiB/s, never silent for long
+    let proxy = TrickleProxy::trickle(server.addr(), 16, Duration::from_secs(1)).unwrap();
+    let url = format!(
+        "http://{}/{}",
+        proxy.addr(),
+        up.name().trim_start_matches('/')
+    );
+    let home = crate::TestHome::new();
+
+    let t = Instant::now();
+    let out = Running::spawn(
+        home.path(),
+        &[
+            "up",
+            &url,
+            "--name",
+            "slow",
+            "--no-snapshot",
+            "--timeout",
+            "0",
+        ],
+    )
+    .finish(Duration::from_secs(90));
+    let took = t.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the server sent less than 1024 B/s for 30s"),
+        "{}",
+        stderr(&out)
+    );
+    // the low-speed window (30 s), not the proxy giving up (60 s)
+    assert!(took < Duration::from_secs(50), "took {took:?}");
     assert!(ls_names(home.path()).is_empty());
     assert!(!sandbox_dir(home.path(), "slow").exists(), "nothing left");
 }
