@@ -136,6 +136,7 @@ fn an_interrupted_docker_start_leaves_no_container() {
     let workspaces = home.path().join("docker").join("sandboxes");
     let left = std::fs::read_dir(&workspaces).map_or(0, |d| d.count());
     assert_eq!(left, 0, "no workspace left under {}", workspaces.display());
+    assert_eq!(lock_files(home.path()), Vec::<String>::new());
 
     // the next start of the name works and is at the upstream commit
     proxy.set_budget(None);
@@ -192,13 +193,51 @@ fn a_docker_start_killed_mid_clone_is_listed_creating_and_down_removes_it() {
     let o = headstart(home.path(), &["exec", "box", "--", "true"]);
     assert_eq!(o.status.code(), Some(2), "not offered: {}", stderr(&o));
 
-    // what `ls` lists, `down` removes: container and workspace
+    // what `ls` lists, `down` removes: container, workspace and the name's lock file
     let o = headstart(home.path(), &["down", "box"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(ls_names(home.path()).is_empty());
     let workspaces = home.path().join("docker").join("sandboxes");
     let left = std::fs::read_dir(&workspaces).map_or(0, |d| d.count());
     assert_eq!(left, 0, "no workspace left under {}", workspaces.display());
+    assert_eq!(lock_files(home.path()), Vec::<String>::new());
+
+    // a failed start leaves no lock file either; `prune` removes what older
+    // versions left (a lock per name ever tried)
+    let o = headstart(
+        home.path(),
+        &[
+            "up",
+            &url,
+            "--name",
+            "nobranch",
+            "--branch",
+            "nope",
+            "--provider",
+            "docker",
+            "--no-snapshot",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(lock_files(home.path()), Vec::<String>::new());
+    std::fs::write(home.path().join("docker/containers/ghost.lock"), "").unwrap();
+    let o = headstart(home.path(), &["prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lock_files(home.path()), Vec::<String>::new());
+}
+
+/// The Docker provider's per-name lock files (`<data dir>/docker/containers/*.lock`).
+fn lock_files(home: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(home.join("docker/containers"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".lock"))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
 }
 
 #[test]
