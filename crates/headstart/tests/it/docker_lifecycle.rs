@@ -140,19 +140,7 @@ fn an_interrupted_docker_start_leaves_no_container() {
 
     // the next start of the name works and is at the upstream commit
     proxy.set_budget(None);
-    let v = json(&headstart(
-        home.path(),
-        &[
-            "up",
-            &url,
-            "--name",
-            "box",
-            "--provider",
-            "docker",
-            "--no-snapshot",
-            "--json",
-        ],
-    ));
+    let v = json(&docker_up(home.path(), &url, "box", &["--json"]));
     assert_eq!(v["path"], "cold", "{v}");
     assert_eq!(v["head"]["commit"], up.tip("main").unwrap().as_str());
 }
@@ -204,26 +192,28 @@ fn a_docker_start_killed_mid_clone_is_listed_creating_and_down_removes_it() {
 
     // a failed start leaves no lock file either; `prune` removes what older
     // versions left (a lock per name ever tried)
-    let o = headstart(
-        home.path(),
-        &[
-            "up",
-            &url,
-            "--name",
-            "nobranch",
-            "--branch",
-            "nope",
-            "--provider",
-            "docker",
-            "--no-snapshot",
-        ],
-    );
+    let o = docker_up(home.path(), &url, "nobranch", &["--branch", "nope"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert_eq!(lock_files(home.path()), Vec::<String>::new());
     std::fs::write(home.path().join("docker/containers/ghost.lock"), "").unwrap();
     let o = headstart(home.path(), &["prune"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(lock_files(home.path()), Vec::<String>::new());
+}
+
+/// `up URL --name NAME --provider docker --no-snapshot EXTRA...` in `home`.
+fn docker_up(home: &Path, url: &str, name: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "up",
+        url,
+        "--name",
+        name,
+        "--provider",
+        "docker",
+        "--no-snapshot",
+    ];
+    args.extend_from_slice(extra);
+    headstart(home, &args)
 }
 
 /// The Docker provider's per-name lock files (`<data dir>/docker/containers/*.lock`).
@@ -251,19 +241,7 @@ fn a_docker_sandbox_is_found_through_any_spelling_of_its_home() {
     let home = crate::TestHome::new();
     let _down = DownAll(home.path());
     let tip = up.tip("main").unwrap();
-    let v = json(&headstart(
-        home.path(),
-        &[
-            "up",
-            &url,
-            "--name",
-            "box",
-            "--provider",
-            "docker",
-            "--no-snapshot",
-            "--json",
-        ],
-    ));
+    let v = json(&docker_up(home.path(), &url, "box", &["--json"]));
     let id = v["sandbox"]["id"].as_str().unwrap().to_owned();
 
     // the same data directory through a symlink, and as a relative path

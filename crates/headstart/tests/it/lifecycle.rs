@@ -408,31 +408,39 @@ fn up_timeout_against_a_stalling_server_fails_naming_the_deadline() {
     let url = proxy.url(up.name());
     let home = crate::TestHome::new();
 
+    let took = slow_up_fails_with(
+        home.path(),
+        &url,
+        "3s",
+        "headstart up did not finish within 3s (--timeout)",
+    );
+    assert!(proxy.stalls() > 0, "it stalled rather than failed early");
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+}
+
+/// `up URL --name slow --timeout TIMEOUT` exits 1 saying `says`, leaving nothing;
+/// how long it took.
+fn slow_up_fails_with(home: &Path, url: &str, timeout: &str, says: &str) -> Duration {
     let t = Instant::now();
     let out = Running::spawn(
-        home.path(),
+        home,
         &[
             "up",
-            &url,
+            url,
             "--name",
             "slow",
             "--no-snapshot",
             "--timeout",
-            "3s",
+            timeout,
         ],
     )
-    .finish(Duration::from_secs(30));
+    .finish(Duration::from_secs(90));
     let took = t.elapsed();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("headstart up did not finish within 3s (--timeout)"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(proxy.stalls() > 0, "it stalled rather than failed early");
-    assert!(took < Duration::from_secs(8), "took {took:?}");
-    assert!(ls_names(home.path()).is_empty());
-    assert!(!sandbox_dir(home.path(), "slow").exists(), "nothing left");
+    assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    assert!(ls_names(home).is_empty());
+    assert!(!sandbox_dir(home, "slow").exists(), "nothing left");
+    took
 }
 
 #[test]
@@ -448,29 +456,12 @@ fn up_timeout_zero_still_fails_a_trickling_server_by_the_low_speed_limit() {
     );
     let home = crate::TestHome::new();
 
-    let t = Instant::now();
-    let out = Running::spawn(
+    let took = slow_up_fails_with(
         home.path(),
-        &[
-            "up",
-            &url,
-            "--name",
-            "slow",
-            "--no-snapshot",
-            "--timeout",
-            "0",
-        ],
-    )
-    .finish(Duration::from_secs(90));
-    let took = t.elapsed();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("the server sent less than 1024 B/s for 30s"),
-        "{}",
-        stderr(&out)
+        &url,
+        "0",
+        "the server sent less than 1024 B/s for 30s",
     );
     // the low-speed window (30 s), not the proxy giving up (60 s)
     assert!(took < Duration::from_secs(50), "took {took:?}");
-    assert!(ls_names(home.path()).is_empty());
-    assert!(!sandbox_dir(home.path(), "slow").exists(), "nothing left");
 }
