@@ -110,8 +110,11 @@ impl Headstart {
     /// scopes them.
     async fn docker_provider(&self) -> Result<provisioners::docker::DockerProvider> {
         let home = &self.config.data_dir;
+        // the label names the directory, not its spelling: a symlinked or relative
+        // HEADSTART_HOME finds the same containers
+        let scope = provisioners::workdir::resolve_dir(home).unwrap_or_else(|_| home.clone());
         let mut config = provisioners::docker::DockerConfig::new(home.join("docker"))
-            .scope_label("dev.headstart.home", home.display().to_string());
+            .scope_label("dev.headstart.home", scope.display().to_string());
         config.restore_method = self.config.restore_method;
         if let Some(network) = &self.config.docker_network {
             config = config.network_mode(network.clone());

@@ -242,7 +242,11 @@ impl Headstart {
                     {
                         self.provider(ProviderKind::Local).await?
                     }
-                    Err(e) => return Err(e),
+                    // the same for Docker: `ls` lists its `creating` containers
+                    Err(e) => match self.docker_creating(&name, provider).await {
+                        Some(p) => p,
+                        None => return Err(e),
+                    },
                 };
                 targets.push((p, name));
             }
@@ -322,6 +326,30 @@ impl Headstart {
             truncated: out.truncated,
             resumed,
         })
+    }
+}
+
+impl Headstart {
+    /// The Docker provider when it holds a `creating` sandbox `name` (a start still
+    /// running, or one whose process died): what `down` removes although no start
+    /// finished it. `None` when Docker is not asked for, does not answer, or has no
+    /// such sandbox.
+    async fn docker_creating(
+        &self,
+        name: &SandboxName,
+        provider: Option<ProviderKind>,
+    ) -> Option<Arc<dyn SandboxProvider>> {
+        if !matches!(provider, None | Some(ProviderKind::Docker)) {
+            return None;
+        }
+        let docker = self.provider(ProviderKind::Docker).await.ok()?;
+        let creating = docker
+            .list()
+            .await
+            .ok()?
+            .into_iter()
+            .any(|i| &i.name == name && i.state == sandbox_core::SandboxState::Creating);
+        creating.then_some(docker)
     }
 }
 

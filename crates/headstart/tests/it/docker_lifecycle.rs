@@ -136,24 +136,153 @@ fn an_interrupted_docker_start_leaves_no_container() {
     let workspaces = home.path().join("docker").join("sandboxes");
     let left = std::fs::read_dir(&workspaces).map_or(0, |d| d.count());
     assert_eq!(left, 0, "no workspace left under {}", workspaces.display());
+    assert_eq!(lock_files(home.path()), Vec::<String>::new());
 
     // the next start of the name works and is at the upstream commit
     proxy.set_budget(None);
-    let v = json(&headstart(
-        home.path(),
-        &[
+    let v = json(&docker_up(home.path(), &url, "box", &["--json"]));
+    assert_eq!(v["path"], "cold", "{v}");
+    assert_eq!(v["head"]["commit"], up.tip("main").unwrap().as_str());
+}
+
+#[test]
+fn a_docker_start_killed_mid_clone_is_listed_creating_and_down_removes_it() {
+    if !docker_or_skip("a_docker_start_killed_mid_clone_is_listed_creating_and_down_removes_it") {
+        return;
+    }
+    let up = big_upstream();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let proxy = StallProxy::start(server.addr(), Some(BUDGET), STALL).unwrap();
+    let url = proxy.url(up.name());
+    let home = crate::TestHome::new();
+    let _down = DownAll(home.path());
+    let args = [
+        "up",
+        &url,
+        "--name",
+        "box",
+        "--provider",
+        "docker",
+        "--no-snapshot",
+    ];
+
+    let running = up_until_stalled(home.path(), &proxy, &args);
+    running.signal(Signal::KILL);
+    let _ = running.finish(Duration::from_secs(10));
+    // listed as what it is, never as ready
+    let ls = json(&headstart(home.path(), &["ls", "--json"]));
+    let states: Vec<_> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("box", "creating")], "{ls}");
+    let o = headstart(home.path(), &["exec", "box", "--", "true"]);
+    assert_eq!(o.status.code(), Some(2), "not offered: {}", stderr(&o));
+
+    // what `ls` lists, `down` removes: container, workspace and the name's lock file
+    let o = headstart(home.path(), &["down", "box"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(ls_names(home.path()).is_empty());
+    let workspaces = home.path().join("docker").join("sandboxes");
+    let left = std::fs::read_dir(&workspaces).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "no workspace left under {}", workspaces.display());
+    assert_eq!(lock_files(home.path()), Vec::<String>::new());
+
+    // a failed start leaves no lock file either; `prune` removes what older
+    // versions left (a lock per name ever tried)
+    let o = docker_up(home.path(), &url, "nobranch", &["--branch", "nope"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(lock_files(home.path()), Vec::<String>::new());
+    std::fs::write(home.path().join("docker/containers/ghost.lock"), "").unwrap();
+    let o = headstart(home.path(), &["prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lock_files(home.path()), Vec::<String>::new());
+}
+
+/// `up URL --name NAME --provider docker --no-snapshot EXTRA...` in `home`.
+fn docker_up(home: &Path, url: &str, name: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "up",
+        url,
+        "--name",
+        name,
+        "--provider",
+        "docker",
+        "--no-snapshot",
+    ];
+    args.extend_from_slice(extra);
+    headstart(home, &args)
+}
+
+/// The Docker provider's per-name lock files (`<data dir>/docker/containers/*.lock`).
+fn lock_files(home: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(home.join("docker/containers"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".lock"))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_docker_sandbox_is_found_through_any_spelling_of_its_home() {
+    if !docker_or_skip("a_docker_sandbox_is_found_through_any_spelling_of_its_home") {
+        return;
+    }
+    let up = Upstream::new("main", 3).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let url = server.url(up.name());
+    let home = crate::TestHome::new();
+    let _down = DownAll(home.path());
+    let tip = up.tip("main").unwrap();
+    let v = json(&docker_up(home.path(), &url, "box", &["--json"]));
+    let id = v["sandbox"]["id"].as_str().unwrap().to_owned();
+
+    // the same data directory through a symlink, and as a relative path
+    let links = tempfile::tempdir().unwrap();
+    let link = links.path().join("home");
+    std::os::unix::fs::symlink(home.path(), &link).unwrap();
+    let parent = home.path().parent().unwrap();
+    let relative = Path::new(home.path().file_name().unwrap());
+    let spellings: [(&Path, &Path); 2] = [(&link, links.path()), (relative, parent)];
+    for (spelling, cwd) in spellings {
+        let run = |args: &[&str]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_headstart"))
+                .args(args)
+                .current_dir(cwd)
+                .env("HEADSTART_HOME", spelling)
+                .env_remove("HEADSTART_GIT_TOKEN")
+                .env_remove("GITHUB_TOKEN")
+                .env("HEADSTART_FEATURE_FLAGS_DISABLED", "1")
+                .output()
+                .unwrap()
+        };
+        let what = spelling.display();
+        let ls = json(&run(&["ls", "--json"]));
+        assert_eq!(ls.as_array().unwrap().len(), 1, "{what}: {ls}");
+        assert_eq!(ls[0]["name"], "box", "{what}: {ls}");
+        let o = run(&["exec", "box", "--", "git", "rev-parse", "HEAD"]);
+        assert!(o.status.success(), "{what}: {}", stderr(&o));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), tip);
+        // reconnected to the same container, not a second one made
+        let again = json(&run(&[
             "up",
             &url,
             "--name",
             "box",
             "--provider",
             "docker",
-            "--no-snapshot",
             "--json",
-        ],
-    ));
-    assert_eq!(v["path"], "cold", "{v}");
-    assert_eq!(v["head"]["commit"], up.tip("main").unwrap().as_str());
+        ]));
+        assert_eq!(again["path"], "reconnected", "{what}: {again}");
+        assert_eq!(again["sandbox"]["id"], id.as_str(), "{what}: {again}");
+    }
 }
 
 #[test]

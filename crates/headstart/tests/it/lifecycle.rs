@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
-use test_support::{Change, GitHttpServer, StallProxy, Upstream};
+use test_support::{Change, GitHttpServer, StallProxy, TrickleProxy, Upstream};
 
 use crate::{headstart, json, stderr, stdout};
 
@@ -408,31 +408,62 @@ fn up_timeout_against_a_stalling_server_fails_naming_the_deadline() {
     let url = proxy.url(up.name());
     let home = crate::TestHome::new();
 
+    let took = slow_up_fails_with(
+        home.path(),
+        &url,
+        "3s",
+        "headstart up did not finish within 3s (--timeout)",
+    );
+    assert!(proxy.stalls() > 0, "it stalled rather than failed early");
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+}
+
+/// `up URL --name slow --timeout TIMEOUT` exits 1 saying `says`, leaving nothing;
+/// how long it took.
+fn slow_up_fails_with(home: &Path, url: &str, timeout: &str, says: &str) -> Duration {
     let t = Instant::now();
     let out = Running::spawn(
-        home.path(),
+        home,
         &[
             "up",
-            &url,
+            url,
             "--name",
             "slow",
             "--no-snapshot",
             "--timeout",
-            "3s",
+            timeout,
         ],
     )
-    .finish(Duration::from_secs(30));
+    .finish(Duration::from_secs(90));
     let took = t.elapsed();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("headstart up did not finish within 3s (--timeout)"),
-        "{}",
-        stderr(&out)
+    assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    assert!(ls_names(home).is_empty());
+    assert!(!sandbox_dir(home, "slow").exists(), "nothing left");
+    took
+}
+
+#[test]
+fn up_timeout_zero_still_fails_a_trickling_server_by_the_low_speed_limit() {
+    let up = big_upstream();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    // 16 bytes a second: far below 1 KiB/s, never silent for long
+    let proxy = TrickleProxy::trickle(server.addr(), 16, Duration::from_secs(1)).unwrap();
+    let url = format!(
+        "http://{}/{}",
+        proxy.addr(),
+        up.name().trim_start_matches('/')
     );
-    assert!(proxy.stalls() > 0, "it stalled rather than failed early");
-    assert!(took < Duration::from_secs(8), "took {took:?}");
-    assert!(ls_names(home.path()).is_empty());
-    assert!(!sandbox_dir(home.path(), "slow").exists(), "nothing left");
+    let home = crate::TestHome::new();
+
+    let took = slow_up_fails_with(
+        home.path(),
+        &url,
+        "0",
+        "the server sent less than 1024 B/s for 30s",
+    );
+    // the low-speed window (30 s), not the proxy giving up (60 s)
+    assert!(took < Duration::from_secs(50), "took {took:?}");
 }
 
 #[test]

@@ -175,7 +175,16 @@ impl DockerProvider {
         }
         self.clear(&name, &found).await?;
         self.refuse_foreign(&name).await?;
-        let sandbox = self.create(&name, options, deadline).await?;
+        let sandbox = match self.create(&name, options, deadline).await {
+            Ok(s) => s,
+            Err(e) => {
+                // a failed start leaves no record: its name no longer exists
+                if matches!(self.states.read(&name), Ok(None)) {
+                    lock.unlink();
+                }
+                return Err(e);
+            }
+        };
         if options.defer_ready {
             *sandbox.held() = Some(lock);
         }
@@ -259,8 +268,31 @@ impl DockerProvider {
                 }
             }
         }
+        report.stale_locks += self.prune_locks().await?;
         self.local.prune().await?;
         Ok(report)
+    }
+
+    /// Unlinks the lock files of names with neither a record nor a container, each
+    /// while holding it (a busy one is skipped): what a removal or a failed start
+    /// could not remove, and what older versions left (one per name ever tried).
+    async fn prune_locks(&self) -> Result<usize> {
+        let mut removed = 0;
+        for name in self.states.lock_names()? {
+            if self.states.read(&name)?.is_some() {
+                continue;
+            }
+            let Some(lock) = self.states.try_lock(&name)? else {
+                continue;
+            };
+            // under the lock nobody is starting it: check again, then unlink
+            if self.states.read(&name)?.is_some() || !self.ours(Some(&name)).await?.is_empty() {
+                continue;
+            }
+            lock.unlink();
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// The user containers run as.
@@ -468,9 +500,10 @@ impl SandboxProvider for DockerProvider {
     /// in progress, then fails saying so. Another data directory's container of the
     /// same name is never touched.
     async fn remove(&self, name: &SandboxName) -> Result<()> {
-        let _lock = self.lock_briefly(name, "remove").await?;
+        let lock = self.lock_briefly(name, "remove").await?;
         let found = self.ours(Some(name)).await?;
         if self.clear(name, &found).await? {
+            lock.unlink();
             Ok(())
         } else {
             Err(Error::SandboxNotFound {

@@ -293,7 +293,7 @@ impl Sandbox for DockerSandbox {
     /// nor a newer sandbox that replaced this one.
     async fn remove(&self) -> Result<()> {
         let held = self.held().take();
-        let _lock = match held {
+        let lock = match held {
             Some(lock) => lock,
             None => self.provider.lock_briefly(&self.name, "remove").await?,
         };
@@ -313,6 +313,7 @@ impl Sandbox for DockerSandbox {
                 Err(e) => return Err(e),
             }
             states.delete(&self.name)?;
+            lock.unlink();
         }
         Ok(())
     }

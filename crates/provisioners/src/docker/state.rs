@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sandbox_core::{CancelToken, Error, Result, SandboxName, SandboxState};
 
 use super::PROVIDER;
+use crate::local::FileLock;
 
 /// The directory holding records and locks.
 pub(crate) const STATE_DIR: &str = "containers";
@@ -141,6 +142,10 @@ impl StateDir {
 
     /// The names that have a record.
     pub(crate) fn names(&self) -> Result<Vec<SandboxName>> {
+        self.names_with(".json")
+    }
+
+    fn names_with(&self, suffix: &str) -> Result<Vec<SandboxName>> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -151,7 +156,7 @@ impl StateDir {
             let entry =
                 entry.map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
             let file = entry.file_name();
-            let Some(stem) = file.to_str().and_then(|f| f.strip_suffix(".json")) else {
+            let Some(stem) = file.to_str().and_then(|f| f.strip_suffix(suffix)) else {
                 continue;
             };
             if let Ok(name) = SandboxName::new(stem) {
@@ -162,25 +167,26 @@ impl StateDir {
     }
 
     /// Takes the lock of `name` if nobody holds it (`Ok(None)` when someone does, this
-    /// process included).
+    /// process included). The lock file may be unlinked by whoever holds it (a name
+    /// that no longer exists): after locking, the path must still name the locked
+    /// file, else the new one is locked ([`FileLock::try_named`]).
     pub(crate) fn try_lock(&self, name: &SandboxName) -> Result<Option<StartLock>> {
         self.ensure()?;
         let path = self.lock_path(name);
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Some(StartLock {
-                _file: file,
+        match FileLock::try_named(&path, true) {
+            Ok(Some(lock)) => Ok(Some(StartLock {
+                lock,
                 name: name.clone(),
+                path,
             })),
-            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-            Err(e) => Err(Error::io(format!("locking {}", path.display()), e.into())),
+            Ok(None) => Ok(None),
+            Err(e) => Err(Error::io(format!("locking {}", path.display()), e)),
         }
+    }
+
+    /// The names that have a lock file (a record or not).
+    pub(crate) fn lock_names(&self) -> Result<Vec<SandboxName>> {
+        self.names_with(".lock")
     }
 
     /// Waits for the lock of `name` until `deadline` (none: as long as it takes) or
@@ -253,13 +259,23 @@ impl StateDir {
 /// The held lock of one sandbox name; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub(crate) struct StartLock {
-    _file: fs::File,
+    lock: FileLock,
     name: SandboxName,
+    path: PathBuf,
 }
 
 impl StartLock {
     /// The name it locks.
     pub(crate) fn name(&self) -> &SandboxName {
         &self.name
+    }
+
+    /// Unlinks the lock file of a name that no longer exists (its sandbox removed),
+    /// while this lock is held: lockers re-check the path after locking, so no other
+    /// start can hold the unlinked file. A failure leaves the file for `prune`.
+    pub(crate) fn unlink(&self) {
+        if let Err(e) = self.lock.unlink_held(&self.path) {
+            tracing::debug!(error = %e, path = %self.path.display(), "could not remove a lock file; prune will");
+        }
     }
 }

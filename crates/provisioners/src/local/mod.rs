@@ -109,7 +109,11 @@ pub use config::{HOME_ENV, LocalConfig, RESTORE_METHOD_ENV, RestoreMethod, defau
 pub use restore::Capabilities;
 pub use store::LocalSnapshotStore;
 
-use record::{FileLock, RecordState, SandboxRecord};
+#[cfg(feature = "docker")]
+pub(crate) use record::FileLock;
+#[cfg(not(feature = "docker"))]
+use record::FileLock;
+use record::{RecordState, SandboxRecord};
 use restore::OverlayDirs;
 
 const KIND: &str = "local";

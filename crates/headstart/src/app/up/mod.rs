@@ -185,9 +185,13 @@ impl Headstart {
         if let Some(f) = &req.progress {
             fast = fast.progress(f.clone());
         }
-        if let Some(t) = req.timeout {
-            fast = fast.limits(sandbox_core::TransferLimits::within(t));
-        }
+        // no deadline (`--timeout 0`) still keeps the low-speed limit: a trickling
+        // server fails in bounded time either way
+        fast = fast.limits(match req.timeout {
+            Some(t) => sandbox_core::TransferLimits::within(t),
+            None => sandbox_core::TransferLimits::none()
+                .low_speed(Some(sandbox_core::LowSpeed::default())),
+        });
         fast = fast.cancel_token(req.cancel.clone());
         if !own_grants.is_empty() {
             let paths = own_grants.clone();

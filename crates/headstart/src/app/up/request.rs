@@ -66,7 +66,9 @@ pub struct UpRequest {
     pub recipe_file: Option<PathBuf>,
     /// Build a missing snapshot in this process and wait for it.
     pub wait_snapshot: bool,
-    /// Give up when the whole start takes longer; what it made is removed.
+    /// Give up when the whole start takes longer; what it made is removed. With or
+    /// without it, git transfers fail below the default low-speed limit
+    /// ([`LowSpeed`](sandbox_core::LowSpeed): 1 KiB/s for 30 s).
     pub timeout: Option<Duration>,
     /// Fast paths asked for explicitly.
     pub beta: BetaRequest,
