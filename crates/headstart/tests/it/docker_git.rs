@@ -1,8 +1,8 @@
 //! What an agent does in a fresh Docker sandbox, through the binary as users do:
 //! `exec NAME git ...` without `--` (status, log, a fetch from a loopback smart-HTTP
 //! server, a commit), the commit landing in the workspace on the host owned by the
-//! user who ran headstart, and the sandbox's snapshot listed by `snapshot ls` beside
-//! local ones. The sandbox is on the host network (`HEADSTART_DOCKER_NETWORK=host`)
+//! user who ran headstart, and a Docker snapshot listed by `snapshot ls` beside local
+//! ones and removed by `snapshot rm ID` as listed. The sandbox is on the host network (`HEADSTART_DOCKER_NETWORK=host`)
 //! so the container reaches the loopback server directly. Skipped with a printed
 //! reason when no Docker engine answers (a failure under `HEADSTART_REQUIRE_DOCKER=1`).
 
@@ -119,5 +119,10 @@ fn git_works_in_a_fresh_docker_sandbox_and_its_commits_land_on_the_host() {
     for expected in ["docker", "ready", "main", "iB"] {
         assert!(row.contains(expected), "`{expected}` in {row}");
     }
-    let _ = headstart_host_net(h, &["snapshot", "rm", &id]);
+    // and removed by the id it is listed under, without naming its provider
+    let v = json(&headstart_host_net(h, &["snapshot", "rm", &id, "--json"]));
+    crate::schema::check("snapshot-rm", &v);
+    assert_eq!(v["removed"][0], id.as_str());
+    let table = stdout(&headstart_host_net(h, &["snapshot", "ls"]));
+    assert!(!table.contains(id.as_str()), "{table}");
 }
