@@ -194,6 +194,34 @@ mod tests {
         }
     }
 
+    /// The README's one table of environment variables names every variable above.
+    #[test]
+    fn the_readme_table_lists_every_variable() {
+        let readme = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+        let text = std::fs::read_to_string(&readme).unwrap();
+        let table: Vec<&str> = text
+            .split("### Environment variables")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        let named: std::collections::BTreeSet<&str> = table
+            .iter()
+            .flat_map(|row| {
+                row.split('|')
+                    .nth(1)
+                    .unwrap_or("")
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+            })
+            .collect();
+        let missing: Vec<&&str> = super::ALL.iter().filter(|v| !named.contains(**v)).collect();
+        assert!(missing.is_empty(), "not in the README's table: {missing:?}");
+    }
+
     /// This module is the one place the package reads the environment.
     #[test]
     fn no_other_file_reads_the_environment() {

@@ -58,6 +58,12 @@ pub enum Error {
     /// message names what is there, what was asked, and what to do. Bad input.
     #[error("{0}")]
     Refused(String),
+    /// A start with a repository was given a workspace directory (`--workdir`) that
+    /// is neither empty (or missing) nor a checkout of that repository: nothing is
+    /// cloned over the files in it. The message names the directory and what it
+    /// holds. Bad input.
+    #[error("{0}")]
+    WorkdirUnusable(String),
     /// The repository gets no snapshot (see [`Eligibility`](crate::Eligibility)).
     #[error("no snapshot for this repository: {0}")]
     NotEligible(#[from] NotEligible),
@@ -180,6 +186,7 @@ impl Error {
             Self::State { .. } => "state",
             Self::Task(_) => "task",
             Self::Refused(_) => "refused",
+            Self::WorkdirUnusable(_) => "workdir_unusable",
             Self::NotEligible(_) => "not_eligible",
             Self::Build(e) => e.kind(),
         }
@@ -190,7 +197,10 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Self::Core(e) => e.is_user_error(),
-            Self::InvalidKey(_) | Self::InvalidRecipe(_) | Self::Refused(_) => true,
+            Self::InvalidKey(_)
+            | Self::InvalidRecipe(_)
+            | Self::Refused(_)
+            | Self::WorkdirUnusable(_) => true,
             Self::Build(e) => e.is_user_error(),
             _ => false,
         }

@@ -159,7 +159,7 @@ pub enum SnapshotSource {
 /// snapshot. When `source` names a repository (not the directory itself), the start
 /// clones it into the directory if that is empty or missing, uses it (with the branch
 /// rules above) if it is already a checkout of the same repository, and refuses
-/// anything else ([`Error::Refused`]): it never clones over files. When `source` is
+/// anything else ([`Error::WorkdirUnusable`]): it never clones over files. When `source` is
 /// the directory itself (`RepoUrl::from_path(dir)`, what `headstart up --workdir DIR`
 /// passes), the directory is used as it is.
 ///
@@ -637,7 +637,7 @@ impl FastStart {
                 DirState::Empty => true,
                 DirState::Checkout => false,
                 DirState::Other(why) => {
-                    return Err(Error::Refused(format!(
+                    return Err(Error::WorkdirUnusable(format!(
                         "the workdir {} {why}; give an empty (or missing) directory to clone {} into, or a checkout of it",
                         dir.display(),
                         source.url()

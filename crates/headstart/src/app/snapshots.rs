@@ -205,7 +205,8 @@ impl Headstart {
         })
     }
 
-    /// Removes snapshot `id` of `provider` (default local).
+    /// Removes snapshot `id` of `provider` (default: wherever `snapshot ls` lists it,
+    /// local first, then Docker when an engine answers).
     ///
     /// # Errors
     /// An unknown snapshot, or a failed removal.
@@ -214,15 +215,20 @@ impl Headstart {
         id: &str,
         provider: Option<ProviderKind>,
     ) -> Result<SnapshotRmOutcome> {
-        let p = self
-            .provider(provider.unwrap_or(ProviderKind::Local))
-            .await?;
         let id = SnapshotId::new(id)?;
-        if p.snapshots().get(&id).await?.is_none() {
-            return Err(sandbox_core::Error::SnapshotNotFound { id: id.to_string() }.into());
+        for kind in [ProviderKind::Local, ProviderKind::Docker] {
+            match provider {
+                Some(k) if k != kind => continue,
+                None if kind == ProviderKind::Docker && !super::docker_answers().await => continue,
+                _ => {}
+            }
+            let p = self.provider(kind).await?;
+            if p.snapshots().get(&id).await?.is_some() {
+                p.snapshots().delete(&id).await?;
+                return Ok(SnapshotRmOutcome { removed: vec![id] });
+            }
         }
-        p.snapshots().delete(&id).await?;
-        Ok(SnapshotRmOutcome { removed: vec![id] })
+        Err(sandbox_core::Error::SnapshotNotFound { id: id.to_string() }.into())
     }
 
     /// Collects snapshots: keeps the `keep` newest ready ones per repository and

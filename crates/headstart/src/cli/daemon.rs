@@ -17,23 +17,24 @@ pub(crate) enum DaemonCommand {
     Run,
     /// Start the credential daemon in the background when none runs (its grants come
     /// back without tokens: each sandbox's next `up` registers its token again).
-    Start,
+    Start(JsonArgs),
     /// Show whether the daemon runs, its port and its grants (never a capability).
-    Status(StatusArgs),
+    Status(JsonArgs),
     /// Stop the daemon (grants stay saved, without tokens).
-    Stop,
+    Stop(JsonArgs),
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct StatusArgs {
-    /// Print one JSON object instead of text.
+pub(crate) struct JsonArgs {
+    /// Print one JSON object instead of text (`start` and `status`:
+    /// `docs/json/daemon-status.schema.json`; `stop`: `docs/json/daemon-stop.schema.json`).
     #[arg(long)]
     pub(crate) json: bool,
 }
 
 impl DaemonCommand {
     pub(crate) fn json(&self) -> bool {
-        matches!(self, Self::Status(a) if a.json)
+        matches!(self, Self::Start(a) | Self::Status(a) | Self::Stop(a) if a.json)
     }
 }
 
@@ -41,9 +42,11 @@ impl DaemonCommand {
 pub(crate) async fn run(app: &Headstart, cmd: DaemonCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         DaemonCommand::Run => headstart::daemon::run_daemon(app.data_dir()).await?,
-        DaemonCommand::Start => {
+        DaemonCommand::Start(args) => {
             let status = app.daemon_start().await?;
-            if !output::quiet() {
+            if args.json {
+                output::print_json(&serde_json::to_value(&status)?);
+            } else if !output::quiet() {
                 eprintln!(
                     "credential daemon running (pid {}, broker on 127.0.0.1:{})",
                     status.pid.unwrap_or_default(),
@@ -59,9 +62,11 @@ pub(crate) async fn run(app: &Headstart, cmd: DaemonCommand) -> anyhow::Result<E
                 print_status(&status);
             }
         }
-        DaemonCommand::Stop => {
+        DaemonCommand::Stop(args) => {
             let stopped = app.daemon_stop().await?;
-            if !output::quiet() {
+            if args.json {
+                output::print_json(&serde_json::json!({ "stopped": stopped }));
+            } else if !output::quiet() {
                 eprintln!(
                     "{}",
                     if stopped {

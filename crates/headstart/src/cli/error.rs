@@ -101,6 +101,9 @@ pub(crate) fn hint(kind: &str) -> Option<&'static str> {
         }
         "timeout" | "cancelled" => "retry; pass a longer --timeout if it keeps timing out",
         "refused" => "use another --name, or --force-create to replace the sandbox",
+        "workdir_unusable" => {
+            "give --workdir an empty or missing directory (the repository is cloned into it) or a checkout of that repository; --force-create does not clone over files"
+        }
         "origin_mismatch" => "start without the prebuilt snapshot, or pass --force-create",
         "too_slow" => "the server is stalling: check it and your network, then retry",
         "backing_off" => "pass --force to try again now",

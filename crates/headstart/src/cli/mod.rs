@@ -70,7 +70,7 @@ impl Command {
             Self::Prune(a) => a.json,
             Self::Snapshot(s) => s.json(),
             Self::Flags(a) => a.json(),
-            Self::Vm(_) => false,
+            Self::Vm(a) => a.json(),
             Self::Daemon(d) => d.json(),
         }
     }

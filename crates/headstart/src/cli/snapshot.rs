@@ -51,7 +51,7 @@ pub(crate) enum SnapshotCommand {
     Rm {
         /// The snapshot id.
         id: String,
-        /// Provider (default: local).
+        /// Provider (default: the one `snapshot ls` lists it under).
         #[arg(long, value_parser = parse_provider)]
         provider: Option<ProviderKind>,
         /// Print one JSON object.

@@ -24,6 +24,8 @@ use provisioners::cloud::{
 };
 use sandbox_core::ExecRequest;
 
+use super::output;
+
 /// Create, list, use and delete cloud VM hosts.
 #[derive(Debug, Args)]
 pub(crate) struct VmArgs {
@@ -108,7 +110,7 @@ struct UpArgs {
     /// Overall deadline in seconds for the VM to be ready.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
-    /// Print the report as JSON.
+    /// Print one JSON object instead of text (`docs/json/vm-up.schema.json`).
     #[arg(long)]
     json: bool,
 }
@@ -117,7 +119,7 @@ struct UpArgs {
 struct LsArgs {
     #[command(flatten)]
     common: Common,
-    /// Print JSON.
+    /// Print one JSON array instead of text (`docs/json/vm-ls.schema.json`).
     #[arg(long)]
     json: bool,
 }
@@ -128,6 +130,9 @@ struct DownArgs {
     common: Common,
     /// The VM name.
     name: String,
+    /// Print one JSON object instead of text (`docs/json/vm-down.schema.json`).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -139,9 +144,26 @@ struct ExecArgs {
     /// Kill the command after this many seconds.
     #[arg(long)]
     timeout: Option<u64>,
+    /// Capture the command's output into one JSON object instead of streaming it
+    /// (`docs/json/vm-exec.schema.json`); the exit status is still the command's.
+    #[arg(long)]
+    json: bool,
     /// The command and its arguments (after `--`), run without a local shell.
     #[arg(last = true, required = true, num_args = 1..)]
     argv: Vec<String>,
+}
+
+impl VmArgs {
+    /// True when the command was asked for JSON output (`--json`): its failure is then
+    /// one `{"error": ...}` object on stdout too.
+    pub(crate) fn json(&self) -> bool {
+        match &self.command {
+            VmCommand::Up(a) => a.json,
+            VmCommand::Ls(a) => a.json,
+            VmCommand::Down(a) => a.json,
+            VmCommand::Exec(a) => a.json,
+        }
+    }
 }
 
 /// Runs `headstart vm ...`.
@@ -266,7 +288,7 @@ async fn up(app: &Headstart, a: UpArgs) -> anyhow::Result<ExitCode> {
     }
     let report = result?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        output::print_json(&serde_json::to_value(&report)?);
     } else {
         print_report(&report, &ready);
     }
@@ -306,7 +328,7 @@ async fn ls(app: &Headstart, a: LsArgs) -> anyhow::Result<ExitCode> {
     let owner = env.owner(a.common.owner.as_deref())?;
     let vms = env.provisioner(cloud)?.list(&owner).await?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&vms)?);
+        output::print_json(&serde_json::to_value(&vms)?);
         return Ok(ExitCode::SUCCESS);
     }
     if vms.is_empty() {
@@ -354,7 +376,11 @@ async fn down(app: &Headstart, a: DownArgs) -> anyhow::Result<ExitCode> {
     if let Some(ip) = vm.public_ipv4 {
         cloud::ssh::forget_host(&env.known_hosts, ip, 22)?;
     }
-    println!("deleted VM `{}` on {cloud}", vm.name);
+    if a.json {
+        output::print_json(&serde_json::json!({"deleted": vm}));
+    } else {
+        output::say(format_args!("deleted VM `{}` on {cloud}", vm.name));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -370,19 +396,36 @@ async fn exec(app: &Headstart, a: ExecArgs) -> anyhow::Result<ExitCode> {
     if let Some(t) = a.timeout {
         request = request.timeout(Duration::from_secs(t));
     }
-    request = request.sink(std::sync::Arc::new(|stream, bytes: &[u8]| {
-        use std::io::Write as _;
-        let _ = match stream {
-            sandbox_core::Stream::Stdout => std::io::stdout().write_all(bytes),
-            sandbox_core::Stream::Stderr => std::io::stderr().write_all(bytes),
-        };
-    }));
-    let out = host.exec(&request).await?;
-    if out.timed_out {
-        eprintln!("error: the command timed out");
-        return Ok(ExitCode::from(124));
+    if !a.json {
+        request = request.sink(std::sync::Arc::new(|stream, bytes: &[u8]| {
+            use std::io::Write as _;
+            let _ = match stream {
+                sandbox_core::Stream::Stdout => std::io::stdout().write_all(bytes),
+                sandbox_core::Stream::Stderr => std::io::stderr().write_all(bytes),
+            };
+        }));
     }
-    Ok(ExitCode::from(
-        out.exit_code.map_or(1, |c| u8::try_from(c).unwrap_or(1)),
-    ))
+    let out = host.exec(&request).await?;
+    let status = if out.timed_out {
+        124
+    } else {
+        out.exit_code.map_or(1, |c| u8::try_from(c).unwrap_or(1))
+    };
+    if a.json {
+        output::print_json(&serde_json::json!({
+            "vm": a.name,
+            "cloud": cloud,
+            "argv": a.argv,
+            "exit_code": out.exit_code,
+            "status": status,
+            "timed_out": out.timed_out,
+            "duration_ms": out.duration.as_secs_f64() * 1000.0,
+            "stdout": out.stdout_lossy(),
+            "stderr": String::from_utf8_lossy(&out.stderr),
+            "truncated": out.truncated,
+        }));
+    } else if out.timed_out {
+        eprintln!("error: the command timed out");
+    }
+    Ok(ExitCode::from(status))
 }

@@ -171,3 +171,120 @@ fn a_failure_prints_one_error_object_with_the_exit_status_it_has_without_json() 
         assert!(!v["error"]["message"].as_str().unwrap().is_empty());
     }
 }
+
+/// A loopback HTTP server answering every request with `body` (200, JSON), the way
+/// Hetzner Cloud's API answers `GET /servers`; it records each request line.
+fn answering(body: String) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            let mut first = None;
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                first.get_or_insert_with(|| line.trim().to_owned());
+                line.clear();
+            }
+            log.lock().unwrap().extend(first);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn vm_and_daemon_commands_speak_json_too() {
+    let home = crate::TestHome::new();
+    let h = home.path();
+
+    // daemon start|stop --json (status is in the broker tests)
+    let _daemon = crate::broker::DaemonGuard(h.to_path_buf());
+    let v = json(&headstart(h, &["daemon", "stop", "--json"]));
+    check("daemon-stop", &v);
+    assert_eq!(v["stopped"], false, "none was running");
+    let v = json(&headstart(h, &["daemon", "start", "--json"]));
+    check("daemon-status", &v);
+    assert_eq!(v["running"], true, "{v}");
+    let v = json(&headstart(h, &["daemon", "stop", "--json"]));
+    check("daemon-stop", &v);
+    assert_eq!(v["stopped"], true);
+
+    // vm: a failure is one error object, with or without --json the same status
+    let vm = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_headstart"));
+        c.args(args)
+            .env("HEADSTART_HOME", h)
+            .env("HEADSTART_FEATURE_FLAGS_DISABLED", "1")
+            .env_remove("HCLOUD_TOKEN")
+            .env_remove("HEADSTART_CLOUD");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    for args in [
+        vec!["vm", "ls", "--cloud", "hetzner"],
+        vec!["vm", "down", "--cloud", "hetzner", "some-vm"],
+    ] {
+        let plain = vm(&args, &[]);
+        assert_eq!(plain.status.code(), Some(2), "{args:?}: {}", stderr(&plain));
+        assert!(plain.stdout.is_empty());
+        let mut with_json = args.clone();
+        with_json.push("--json");
+        let o = vm(&with_json, &[]);
+        assert_eq!(o.status.code(), Some(2), "{with_json:?}");
+        let v = error_object(&o);
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("HCLOUD_TOKEN"),
+            "{v}"
+        );
+    }
+
+    // vm ls --json against a loopback server speaking the Hetzner API
+    let server = serde_json::json!({
+        "id": 42,
+        "name": "hs-one",
+        "status": "running",
+        "labels": {"headstart-owner": "tester"},
+        "public_net": {"ipv4": {"ip": "203.0.113.7"}},
+        "datacenter": {"location": {"name": "nbg1"}},
+        "image": {"name": "ubuntu-24.04"}
+    });
+    let body = serde_json::json!({
+        "servers": [server],
+        "meta": {"pagination": {"page": 1, "next_page": null}}
+    });
+    let (url, seen) = answering(body.to_string());
+    let env = [
+        ("HCLOUD_TOKEN", "test-token-not-real"),
+        ("HEADSTART_HCLOUD_API_URL", url.as_str()),
+    ];
+    let o = vm(
+        &[
+            "vm", "ls", "--cloud", "hetzner", "--owner", "tester", "--json",
+        ],
+        &env,
+    );
+    let v = json(&o);
+    assert_eq!(stdout(&o).lines().count(), 1, "one line");
+    check("vm-ls", &v);
+    assert_eq!(v[0]["name"], "hs-one", "{v}");
+    assert_eq!(v[0]["public_ipv4"], "203.0.113.7", "{v}");
+    assert!(
+        seen.lock().unwrap()[0].starts_with("GET /servers?"),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+}

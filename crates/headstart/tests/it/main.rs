@@ -7,6 +7,7 @@ mod broker_docker;
 mod broker_restart;
 mod cli;
 mod conventions;
+mod docker_git;
 mod docker_lifecycle;
 mod exec_status;
 mod idle;

@@ -297,19 +297,30 @@ fn up_url_workdir_clones_into_an_empty_directory_and_refuses_a_full_one() {
     let full = mine.path().join("full");
     std::fs::create_dir(&full).unwrap();
     std::fs::write(full.join("notes.txt"), "mine").unwrap();
-    let o = headstart(
-        home.path(),
-        &[
-            "up",
-            &url,
-            "--workdir",
-            full.to_str().unwrap(),
-            "--name",
-            "f",
-        ],
-    );
+    let args = [
+        "up",
+        &url,
+        "--workdir",
+        full.to_str().unwrap(),
+        "--name",
+        "f",
+    ];
+    let o = headstart(home.path(), &args);
     let err = exits_2(&o, "non-empty workdir");
     assert!(err.contains("not empty"), "{err}");
+    assert!(
+        !err.contains("--force-create to replace"),
+        "no sandbox to replace; the hint is about the directory: {err}"
+    );
+    let o = headstart(home.path(), &[&args[..], &["--json"]].concat());
+    assert_eq!(o.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    crate::schema::check("error", &v);
+    assert_eq!(v["error"]["kind"], "workdir_unusable", "{v}");
+    assert!(
+        v["error"]["hint"].as_str().unwrap().contains("empty"),
+        "{v}"
+    );
     assert_eq!(
         contents(&full).into_keys().collect::<Vec<_>>(),
         vec![PathBuf::from("notes.txt")]

@@ -42,6 +42,11 @@ pub(crate) const SCHEMAS: &[&str] = &[
     "snapshot-rm",
     "flags-status",
     "daemon-status",
+    "daemon-stop",
+    "vm-up",
+    "vm-ls",
+    "vm-down",
+    "vm-exec",
     "error",
 ];
 
