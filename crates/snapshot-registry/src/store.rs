@@ -181,7 +181,7 @@ impl RegistrySnapshots {
         Error::oci(self.config.reference.registry(), e)
     }
 
-    fn scratch(&self) -> Result<tempfile_dir::Scratch, Error> {
+    pub(crate) fn scratch(&self) -> Result<tempfile_dir::Scratch, Error> {
         tempfile_dir::Scratch::new(&self.work.join("tmp"))
     }
 
@@ -219,6 +219,44 @@ impl RegistrySnapshots {
                 .map(|l| (l.media_type, l.size))
                 .collect(),
         }))
+    }
+
+    /// The labels in the image config under `tag` (a Docker snapshot image), or `None`
+    /// when no such tag.
+    ///
+    /// # Errors
+    /// As [`Error`].
+    pub async fn image_labels(&self, tag: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
+        check_tag(tag)?;
+        let Some((manifest, _)) = self.manifest(tag).await? else {
+            return Ok(None);
+        };
+        let mut config = Vec::new();
+        self.client
+            .pull_blob(
+                &self.config.reference.tag(tag),
+                &manifest.config,
+                &mut config,
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        #[derive(serde::Deserialize)]
+        struct Image {
+            #[serde(default)]
+            config: Option<Config>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Config {
+            #[serde(rename = "Labels", default)]
+            labels: Option<BTreeMap<String, String>>,
+        }
+        let image: Image = serde_json::from_slice(&config).map_err(|e| Error::NotASnapshot {
+            reference: format!("{}:{tag}", self.config.reference),
+            reason: format!("unreadable image config: {e}"),
+        })?;
+        Ok(Some(
+            image.config.and_then(|c| c.labels).unwrap_or_default(),
+        ))
     }
 
     /// Pushes the ready local snapshot `meta` as `<key>-<id>` and `<key>`.
@@ -288,22 +326,7 @@ impl RegistrySnapshots {
         self.put_blob(&versioned, &config.digest, config_bytes)
             .await?;
 
-        let mut notes = BTreeMap::new();
-        notes.insert(annotations::KEY.into(), meta.name.clone());
-        notes.insert(annotations::ID.into(), meta.id.to_string());
-        if let Some(c) = &meta.commit {
-            notes.insert(annotations::COMMIT.into(), c.clone());
-        }
-        if let Some(b) = &meta.branch {
-            notes.insert(annotations::BRANCH.into(), b.clone());
-        }
-        notes.insert(
-            annotations::RECIPE_DIGEST.into(),
-            meta.recipe_digest.clone(),
-        );
-        notes.insert(annotations::SIZE.into(), meta.size_bytes.to_string());
-        notes.insert(annotations::VERSION.into(), self.config.version.clone());
-        notes.insert(annotations::CREATED.into(), rfc3339(meta.created_at));
+        let notes = self.annotations_of(meta);
         let manifest = OciImageManifest {
             schema_version: 2,
             media_type: Some(MANIFEST_MEDIA_TYPE.into()),
@@ -338,6 +361,27 @@ impl RegistrySnapshots {
             digest,
             bytes,
         })
+    }
+
+    /// The annotations a pushed snapshot carries (labels, on a Docker snapshot image).
+    pub(crate) fn annotations_of(&self, meta: &SnapshotMeta) -> BTreeMap<String, String> {
+        let mut notes = BTreeMap::new();
+        notes.insert(annotations::KEY.into(), meta.name.clone());
+        notes.insert(annotations::ID.into(), meta.id.to_string());
+        if let Some(c) = &meta.commit {
+            notes.insert(annotations::COMMIT.into(), c.clone());
+        }
+        if let Some(b) = &meta.branch {
+            notes.insert(annotations::BRANCH.into(), b.clone());
+        }
+        notes.insert(
+            annotations::RECIPE_DIGEST.into(),
+            meta.recipe_digest.clone(),
+        );
+        notes.insert(annotations::SIZE.into(), meta.size_bytes.to_string());
+        notes.insert(annotations::VERSION.into(), self.config.version.clone());
+        notes.insert(annotations::CREATED.into(), rfc3339(meta.created_at));
+        notes
     }
 
     async fn put_blob(&self, image: &Reference, digest: &str, data: Vec<u8>) -> Result<(), Error> {
@@ -517,9 +561,14 @@ impl RegistrySnapshots {
         }))
     }
 
-    async fn lock_key(&self, key: &str) -> Result<KeyLock, Error> {
+    pub(crate) async fn lock_key(&self, key: &str) -> Result<KeyLock, Error> {
+        self.lock_named(&format!("{key}.lock")).await
+    }
+
+    /// An exclusive lock on `<data_dir>/registry/locks/<name>`, held until dropped.
+    pub(crate) async fn lock_named(&self, name: &str) -> Result<KeyLock, Error> {
         let dir = self.work.join("locks");
-        let path = dir.join(format!("{key}.lock"));
+        let path = dir.join(name);
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(Error::io(format!("creating {}", dir.display())))?;
@@ -667,13 +716,13 @@ pub(crate) fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
 /// An exclusive `flock` on a per-key file, released on drop.
-struct KeyLock {
+pub(crate) struct KeyLock {
     _file: std::fs::File,
 }
 
@@ -693,7 +742,7 @@ impl KeyLock {
 }
 
 /// A scratch directory removed on drop.
-mod tempfile_dir {
+pub(crate) mod tempfile_dir {
     use std::path::{Path, PathBuf};
 
     use crate::error::Error;

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use snapshot_refresh::RemoteSnapshots;
-use snapshot_registry::{Auth, RegistryConfig, RegistryRef, RegistrySnapshots};
+use snapshot_registry::{
+    Auth, DockerRegistrySnapshots, RegistryConfig, RegistryRef, RegistrySnapshots,
+};
 
 use super::{Headstart, ProviderKind, Result};
 
@@ -27,6 +29,18 @@ impl Headstart {
     /// # Errors
     /// A bad reference or unusable credentials configuration (user errors).
     pub fn registry(&self, registry: Option<&str>) -> Result<Option<Arc<RegistrySnapshots>>> {
+        let Some(config) = self.registry_config(registry)? else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(RegistrySnapshots::new(
+            config,
+            &self.config.data_dir,
+        )?)))
+    }
+
+    /// How to reach the registry `registry` (else the configured one); `None` when
+    /// neither is set.
+    fn registry_config(&self, registry: Option<&str>) -> Result<Option<RegistryConfig>> {
         let Some(value) = registry.or(self.config.registry.as_deref()) else {
             return Ok(None);
         };
@@ -45,22 +59,30 @@ impl Headstart {
             }
             (None, None) => Auth::Anonymous,
         };
-        Ok(Some(Arc::new(RegistrySnapshots::new(
-            config,
-            &self.config.data_dir,
-        )?)))
+        Ok(Some(config))
     }
 
-    /// The remote starts and builds on `kind` use: the configured registry, for the
-    /// local provider only (Docker snapshots are images, not pushed yet).
-    pub(crate) fn remote_for(
+    /// The remote starts and builds on `kind` use: the configured registry; Docker
+    /// snapshots go there as images (`<REF>/docker`) through the engine of
+    /// `provider` (that provider's snapshot store).
+    pub(crate) async fn remote_for(
         &self,
         kind: ProviderKind,
     ) -> Result<Option<Arc<dyn RemoteSnapshots>>> {
-        if kind != ProviderKind::Local {
-            return Ok(None);
+        match kind {
+            ProviderKind::Local => Ok(self.registry(None)?.map(|r| r as Arc<dyn RemoteSnapshots>)),
+            ProviderKind::Docker => {
+                let Some(config) = self.registry_config(None)? else {
+                    return Ok(None);
+                };
+                let store = self.docker_provider().await?.store().clone();
+                Ok(Some(Arc::new(DockerRegistrySnapshots::new(
+                    config,
+                    store,
+                    &self.config.data_dir,
+                )?)))
+            }
         }
-        Ok(self.registry(None)?.map(|r| r as Arc<dyn RemoteSnapshots>))
     }
 
     /// Keeps the newest `keep` snapshots per key in the registry and deletes the older
@@ -79,7 +101,16 @@ impl Headstart {
                 "no registry is configured to collect".into(),
             ));
         };
-        let report = remote.gc(keep).await?;
+        let mut report = remote.gc(keep).await?;
+        // Docker snapshot images live in `<REF>/docker`
+        if let Some(mut config) = self.registry_config(registry)? {
+            config.reference = config.reference.child(snapshot_registry::DOCKER_REPOSITORY);
+            let images = RegistrySnapshots::new(config, &self.config.data_dir)?;
+            let more = images.gc(keep).await?;
+            let prefix = |t: String| format!("{}/{t}", snapshot_registry::DOCKER_REPOSITORY);
+            report.removed.extend(more.removed.into_iter().map(prefix));
+            report.kept.extend(more.kept.into_iter().map(prefix));
+        }
         Ok(RegistryGcOutcome {
             registry: remote.reference().to_string(),
             removed: report.removed,

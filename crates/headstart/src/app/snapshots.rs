@@ -128,7 +128,7 @@ impl Headstart {
         let source = source_from(&req.repo, req.branch.as_deref(), None)?;
         let recipe = read_recipe(req.recipe_file.as_deref())?;
         let p = self.provider(kind).await?;
-        let builder = self.builder_for(p.clone(), kind, false, self.remote_for(kind)?);
+        let builder = self.builder_for(p.clone(), kind, false, self.remote_for(kind).await?);
         let fast = FastStart::new(p, Arc::new(builder)).recipe(recipe.clone());
         let key = fast
             .key_for(&source)
@@ -260,7 +260,7 @@ impl Headstart {
     ) -> Result<RunJobOutcome> {
         let p = self.provider(provider).await?;
         let mut builder = SnapshotBuilder::new(p, self.state_dir());
-        if let Some(remote) = self.remote_for(provider)? {
+        if let Some(remote) = self.remote_for(provider).await? {
             builder = builder.with_remote(remote);
         }
         Ok(

@@ -104,6 +104,7 @@ mod hostfs;
 mod image;
 mod lookup;
 mod provider;
+mod publish;
 mod sandbox;
 mod snapshot;
 mod state;
@@ -121,6 +122,7 @@ pub use image::{
     local_image,
 };
 pub use provider::DockerProvider;
+pub use publish::{PUBLISHED_OWNER, PublishedImage};
 pub use sandbox::DockerSandbox;
 pub use snapshot::{
     DockerSnapshotStore, IMAGE_PIN, LABEL_SNAPSHOT_CREATED, LABEL_SNAPSHOT_ID, LABEL_SNAPSHOT_META,
