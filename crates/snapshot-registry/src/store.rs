@@ -696,7 +696,7 @@ impl RemoteSnapshots for RegistrySnapshots {
     }
 }
 
-fn is_not_found(e: &oci_client::errors::OciDistributionError) -> bool {
+pub(crate) fn is_not_found(e: &oci_client::errors::OciDistributionError) -> bool {
     use oci_client::errors::{OciDistributionError as O, OciErrorCode};
     match e {
         O::ImageManifestNotFoundError(_) => true,

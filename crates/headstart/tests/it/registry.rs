@@ -418,6 +418,52 @@ fn a_docker_snapshot_is_a_normal_image_and_host_b_starts_warm_from_it_with_the_t
     ));
     assert_eq!(v["path"], "warm", "{v}");
     assert_eq!(v["snapshot"]["source"], "local", "{v}");
+    // C: `snapshot pull` prefetches the image, then a start there is local and warm
+    let c = TestHome::new();
+    let _down_c = crate::docker_lifecycle::DownAll(c.path());
+    let _images_c = SnapshotImages(c.path());
+    let v = json(&headstart_env(
+        c.path(),
+        &[
+            "snapshot",
+            "pull",
+            &url,
+            "--provider",
+            "docker",
+            "--recipe",
+            recipe,
+            "--json",
+        ],
+        &env,
+    ));
+    check("snapshot-pull", &v);
+    assert_eq!(v["downloaded"], true, "{v}");
+    assert_eq!(v["snapshot"]["id"], id.as_str());
+    assert_eq!(v["reference"], format!("{images}:{key}"));
+    let v = json(&headstart_env(
+        c.path(),
+        &[
+            "up",
+            &url,
+            "--provider",
+            "docker",
+            "--name",
+            "c1",
+            "--recipe",
+            recipe,
+            "--json",
+        ],
+        &env,
+    ));
+    assert_eq!(v["path"], "warm", "{v}");
+    assert_eq!(v["snapshot"]["source"], "local", "{v}");
+    let o = headstart_env(
+        c.path(),
+        &["exec", "c1", "sh", "-c", "\"$HOME/bin/hs-tool\""],
+        &[],
+    );
+    assert_eq!(crate::stdout(&o).trim(), "tool-ok", "{}", stderr(&o));
+
     // A still lists exactly its one snapshot (the published image is not A's)
     let v = json(&headstart_env(
         a.path(),
@@ -425,4 +471,96 @@ fn a_docker_snapshot_is_a_normal_image_and_host_b_starts_warm_from_it_with_the_t
         &[],
     ));
     assert_eq!(v["snapshots"].as_array().unwrap().len(), 1, "{v}");
+    // registry GC covers the images too
+    let v = json(&headstart_env(
+        a.path(),
+        &["snapshot", "gc", "--registry", "--keep", "1", "--json"],
+        &env,
+    ));
+    check("snapshot-gc-registry", &v);
+    assert_eq!(
+        v["kept"],
+        serde_json::json!([format!("docker/{key}-{id}")]),
+        "{v}"
+    );
+}
+
+#[test]
+fn snapshot_pull_prefetches_once_and_the_next_start_is_local_and_warm() {
+    let Some(registry) = Registry::start_or_skip(
+        "snapshot_pull_prefetches_once_and_the_next_start_is_local_and_warm",
+    ) else {
+        return;
+    };
+    let up = Upstream::new("trunk", 8).unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let url = server.url(up.name());
+    let reference = registry.reference("acme/prefetch");
+    let (a, b) = (TestHome::new(), TestHome::new());
+
+    // nothing to pull from: bad input with a hint; nothing pushed yet: not found
+    let o = headstart_env(b.path(), &["snapshot", "pull", &url], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--registry"), "{}", stderr(&o));
+    let o = headstart_env(
+        b.path(),
+        &["snapshot", "pull", &url, "--registry", &reference, "--json"],
+        &[],
+    );
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    check("error", &v);
+    assert_eq!(v["error"]["kind"], "snapshot_not_found", "{v}");
+
+    let v = json(&headstart_env(
+        a.path(),
+        &[
+            "up",
+            &url,
+            "--name",
+            "a1",
+            "--registry",
+            &reference,
+            "--wait-snapshot",
+            "--json",
+        ],
+        &[],
+    ));
+    assert_eq!(v["path"], "cold");
+    let v = json(&headstart_env(
+        b.path(),
+        &["snapshot", "pull", &url, "--registry", &reference, "--json"],
+        &[],
+    ));
+    check("snapshot-pull", &v);
+    assert_eq!(v["downloaded"], true, "{v}");
+    assert!(v["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(v["provider"], "local");
+    assert_eq!(v["snapshot"]["status"], "ready");
+    let id = v["snapshot"]["id"].as_str().unwrap().to_owned();
+    // again: here already, nothing downloaded
+    let v = json(&headstart_env(
+        b.path(),
+        &["snapshot", "pull", &url, "--registry", &reference, "--json"],
+        &[],
+    ));
+    assert_eq!(v["downloaded"], false, "{v}");
+    assert_eq!(v["bytes"], 0);
+    assert_eq!(v["snapshot"]["id"], id.as_str());
+    // the text form says so too
+    let o = headstart_env(
+        b.path(),
+        &["snapshot", "pull", &url, "--registry", &reference],
+        &[],
+    );
+    assert!(stderr(&o).contains("nothing pulled") || crate::stdout(&o).contains("nothing pulled"));
+    // a start without any registry configured is warm from the prefetched snapshot
+    let v = json(&headstart_env(
+        b.path(),
+        &["up", &url, "--name", "b1", "--json"],
+        &[],
+    ));
+    assert_eq!(v["path"], "warm", "{v}");
+    assert_eq!(v["snapshot"]["source"], "local");
+    assert_eq!(v["snapshot"]["id"], id.as_str());
 }
