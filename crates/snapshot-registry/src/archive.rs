@@ -285,4 +285,64 @@ mod tests {
         assert!(unpack_tar(&data[..], &out4, Part::Tree).is_err());
         assert!(!tmp.path().join("through").exists());
     }
+
+    #[test]
+    fn a_plain_workspace_archive_round_trips_under_its_prefix_and_links_stay_inside() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let ws = tmp.path().join("ws");
+        fs::create_dir_all(ws.join(".git")).expect("mkdir");
+        fs::write(ws.join(".git/HEAD"), "ref: refs/heads/main\n").expect("write");
+        fs::write(ws.join("a.txt"), "a\n").expect("write");
+        let tar = tmp.path().join("ws.tar");
+        pack_plain(&ws, "workspace", &tar).expect("pack");
+        let out = tmp.path().join("out");
+        fs::create_dir(&out).expect("mkdir");
+        assert_eq!(
+            unpack_plain(&tar, &out, "workspace").expect("unpack"),
+            2 + 21
+        );
+        assert_eq!(fs::read_to_string(out.join("a.txt")).expect("read"), "a\n");
+        assert!(out.join(".git/HEAD").is_file());
+
+        let archive = |entries: &[(&str, tar::EntryType, &str)]| {
+            let mut raw = tar::Builder::new(Vec::new());
+            for (path, ty, link) in entries {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(*ty);
+                h.set_mode(0o644);
+                if *ty == tar::EntryType::Regular {
+                    h.set_size(1);
+                    raw.append_data(&mut h, path, &b"x"[..]).expect("append");
+                } else {
+                    h.set_size(0);
+                    raw.append_link(&mut h, path, link).expect("link");
+                }
+            }
+            let file = tmp.path().join(format!("t{}.tar", entries.len()));
+            fs::write(&file, raw.into_inner().expect("tar")).expect("write");
+            file
+        };
+        // a hard link to an entry of the archive is a second name of it
+        let t = archive(&[
+            ("workspace/f", tar::EntryType::Regular, ""),
+            ("workspace/g", tar::EntryType::Link, "workspace/f"),
+        ]);
+        let o1 = tmp.path().join("o1");
+        fs::create_dir(&o1).expect("mkdir");
+        unpack_plain(&t, &o1, "workspace").expect("unpack");
+        assert_eq!(fs::read(o1.join("g")).expect("read"), b"x");
+        // a hard link out of the workspace, or an entry outside the prefix, is refused
+        let t = archive(&[("workspace/g", tar::EntryType::Link, "etc/passwd")]);
+        let o2 = tmp.path().join("o2");
+        fs::create_dir(&o2).expect("mkdir");
+        assert!(unpack_plain(&t, &o2, "workspace").is_err());
+        assert!(!o2.join("g").exists());
+        let t = archive(&[
+            ("workspace/f", tar::EntryType::Regular, ""),
+            ("other/f", tar::EntryType::Regular, ""),
+        ]);
+        let o3 = tmp.path().join("o3");
+        fs::create_dir(&o3).expect("mkdir");
+        assert!(unpack_plain(&t, &o3, "workspace").is_err());
+    }
 }
