@@ -179,6 +179,8 @@ impl DockerRegistrySnapshots {
     /// made is removed).
     pub async fn pull_image(&self, key: &str) -> Result<Option<Pulled>, Error> {
         check_tag(key)?;
+        let t0 = std::time::Instant::now();
+        let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
         let _lock = self.oci.lock_named(&format!("docker-{key}.lock")).await?;
         let reference = self.image(key);
         if let Some(meta) = self.store.latest_ready(key).await? {
@@ -197,6 +199,7 @@ impl DockerRegistrySnapshots {
             .store
             .pull_published(&reference, self.credentials.clone())
             .await?;
+        let pulled_ms = ms(t0);
         if meta.name != key {
             return Err(Error::NotASnapshot {
                 reference,
@@ -227,6 +230,7 @@ impl DockerRegistrySnapshots {
             .map_err(|e| Error::io("importing the workspace")(std::io::Error::other(e)))??;
             true
         };
+        let imported_ms = ms(t0);
         match self.store.adopt_image(&reference, &meta).await {
             Ok(_) => {}
             Err(e) => {
@@ -236,6 +240,12 @@ impl DockerRegistrySnapshots {
                 return Err(e.into());
             }
         }
+        tracing::debug!(
+            pulled_ms,
+            imported_ms,
+            adopted_ms = ms(t0),
+            "pulled a Docker snapshot"
+        );
         let snapshot = self.store.get(&meta.id).await?.ok_or_else(|| {
             Error::Local(sandbox_core::Error::SnapshotNotFound {
                 id: meta.id.to_string(),

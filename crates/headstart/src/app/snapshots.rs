@@ -58,6 +58,9 @@ pub struct SnapshotBuildOutcome {
     /// Wall time of the build.
     #[serde(rename = "duration_ms", serialize_with = "ms")]
     pub duration: Duration,
+    /// How the push to the shared registry went (phase `snapshot_push`); `None` when
+    /// no registry is configured.
+    pub push: Option<snapshot_refresh::PushRecord>,
     /// The recipe's commands and their results.
     pub commands: Vec<CommandRecord>,
 }
@@ -162,6 +165,7 @@ impl Headstart {
                 key: key.as_str().to_owned(),
                 duration: r.duration,
                 commands: r.commands,
+                push: r.push,
             }),
             Some(Err(e)) => Err(Error::Failed(format!("snapshot build failed: {e}"))),
             None => Err(Error::Failed("the build did not start".into())),

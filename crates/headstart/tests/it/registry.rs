@@ -512,21 +512,16 @@ fn snapshot_pull_prefetches_once_and_the_next_start_is_local_and_warm() {
     check("error", &v);
     assert_eq!(v["error"]["kind"], "snapshot_not_found", "{v}");
 
+    // A builds: the build report carries the push (phase snapshot_push)
     let v = json(&headstart_env(
         a.path(),
-        &[
-            "up",
-            &url,
-            "--name",
-            "a1",
-            "--registry",
-            &reference,
-            "--wait-snapshot",
-            "--json",
-        ],
-        &[],
+        &["snapshot", "build", &url, "--json"],
+        &[("HEADSTART_REGISTRY", reference.as_str())],
     ));
-    assert_eq!(v["path"], "cold");
+    check("snapshot-build", &v);
+    assert!(v["push"]["error"].is_null(), "{v}");
+    assert_eq!(v["push"]["snapshot"], v["snapshot"]["id"]);
+    assert!(v["push"]["pushed"]["bytes"].as_u64().unwrap() > 0, "{v}");
     let v = json(&headstart_env(
         b.path(),
         &["snapshot", "pull", &url, "--registry", &reference, "--json"],
