@@ -74,7 +74,9 @@
 //! ```
 //!
 //! Not here: deciding when to snapshot or which snapshot to use (`snapshot-refresh`),
-//! cloning or syncing (`sandbox_core::git`), registries and pushing, or Dockerfile builds.
+//! cloning or syncing (`sandbox_core::git`), which registry and tags snapshots go to
+//! (`snapshot-registry`; `publish.rs` only commits, pushes and pulls the references it is
+//! given), or Dockerfile builds.
 //!
 //! Layout: [`DockerConfig`] in `config.rs`; [`DockerProvider`] and its
 //! [`SandboxProvider`] impl in `provider.rs`; which containers are this data
