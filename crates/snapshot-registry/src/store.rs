@@ -274,16 +274,29 @@ impl RegistrySnapshots {
         let workspace = self.store.workspace_of(&meta.id)?;
         let scratch = self.scratch()?;
         let dir = scratch.path().to_owned();
-        let (git, tree) = tokio::task::spawn_blocking(move || {
-            let git = dir.join("git.tar.zst");
-            let tree = dir.join("tree.tar.zst");
-            archive::pack(&workspace, Part::Git, &git)
-                .map_err(Error::io(format!("packing {}", workspace.display())))?;
-            archive::pack(&workspace, Part::Tree, &tree)
-                .map_err(Error::io(format!("packing {}", workspace.display())))?;
-            let read =
-                |p: &Path| std::fs::read(p).map_err(Error::io(format!("reading {}", p.display())));
-            Ok::<_, Error>((read(&git)?, read(&tree)?))
+        // each layer is packed into a file, hashed as it is read back, and streamed up:
+        // a push holds one 4 MiB chunk a layer in memory, not the layers
+        let layers: Vec<(OciDescriptor, PathBuf)> = tokio::task::spawn_blocking(move || {
+            [
+                (GIT_LAYER_MEDIA_TYPE, Part::Git, "git.tar.zst"),
+                (TREE_LAYER_MEDIA_TYPE, Part::Tree, "tree.tar.zst"),
+            ]
+            .into_iter()
+            .map(|(media_type, part, name)| {
+                let path = dir.join(name);
+                archive::pack(&workspace, part, &path)
+                    .map_err(Error::io(format!("packing {}", workspace.display())))?;
+                let (digest, size) =
+                    sha256_file(&path).map_err(Error::io(format!("reading {}", path.display())))?;
+                let desc = OciDescriptor {
+                    media_type: media_type.into(),
+                    digest,
+                    size: i64::try_from(size).unwrap_or(i64::MAX),
+                    ..OciDescriptor::default()
+                };
+                Ok::<_, Error>((desc, path))
+            })
+            .collect::<Result<Vec<_>, Error>>()
         })
         .await
         .map_err(|e| Error::io("packing the snapshot")(std::io::Error::other(e)))??;
@@ -298,30 +311,14 @@ impl RegistrySnapshots {
             size: i64::try_from(config_bytes.len()).unwrap_or(i64::MAX),
             ..OciDescriptor::default()
         };
-        let layers: Vec<(OciDescriptor, Vec<u8>)> =
-            [(GIT_LAYER_MEDIA_TYPE, git), (TREE_LAYER_MEDIA_TYPE, tree)]
-                .into_iter()
-                .map(|(mt, data)| {
-                    (
-                        OciDescriptor {
-                            media_type: mt.into(),
-                            digest: sha256(&data),
-                            size: i64::try_from(data.len()).unwrap_or(i64::MAX),
-                            ..OciDescriptor::default()
-                        },
-                        data,
-                    )
-                })
-                .collect();
         let versioned = self
             .config
             .reference
             .tag(&format!("{}-{}", meta.name, meta.id));
         let mut bytes = config_bytes.len() as u64;
-        for (desc, data) in &layers {
-            bytes += data.len() as u64;
-            self.put_blob(&versioned, &desc.digest, data.clone())
-                .await?;
+        for (desc, path) in &layers {
+            bytes += u64::try_from(desc.size).unwrap_or(0);
+            self.put_blob_file(&versioned, desc, path).await?;
         }
         self.put_blob(&versioned, &config.digest, config_bytes)
             .await?;
@@ -396,6 +393,55 @@ impl RegistrySnapshots {
         }
         self.client
             .push_blob(image, data, digest)
+            .await
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Streams the blob in file `path` (digest and size in `desc`) unless the registry
+    /// has it, in chunks of 4 MiB.
+    async fn put_blob_file(
+        &self,
+        image: &Reference,
+        desc: &OciDescriptor,
+        path: &Path,
+    ) -> Result<(), Error> {
+        let exists = self
+            .client
+            .blob_exists(image, &desc.digest)
+            .await
+            .unwrap_or(false);
+        if exists {
+            return Ok(());
+        }
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(Error::io(format!("opening {}", path.display())))?;
+        let chunks = futures_util::stream::unfold(file, |mut file| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; PUSH_CHUNK];
+            let mut filled = 0;
+            // fill the chunk (a read may return less): each item is one PATCH
+            while filled < buf.len() {
+                match file.read(&mut buf[filled..]).await {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) => {
+                        return Some((
+                            Err(oci_client::errors::OciDistributionError::IoError(e)),
+                            file,
+                        ));
+                    }
+                }
+            }
+            if filled == 0 {
+                return None;
+            }
+            buf.truncate(filled);
+            Some((Ok(bytes::Bytes::from(buf)), file))
+        });
+        self.client
+            .push_blob_stream(image, chunks, &desc.digest, u64::try_from(desc.size).ok())
             .await
             .map(drop)
             .map_err(|e| self.err(e))
@@ -709,6 +755,28 @@ pub(crate) fn is_not_found(e: &oci_client::errors::OciDistributionError) -> bool
         }),
         _ => false,
     }
+}
+
+/// The bytes a streamed push holds at once per layer (oci-client's chunk size).
+const PUSH_CHUNK: usize = 4 << 20;
+
+/// The `sha256:` digest and size of file `path`, read in 1 MiB pieces.
+fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((format!("sha256:{}", hex::encode(hasher.finalize())), size))
 }
 
 pub(crate) fn sha256(data: &[u8]) -> String {
