@@ -25,6 +25,23 @@ fn headstart_env(home: &std::path::Path, args: &[&str], env: &[(&str, &str)]) ->
     cmd.output().expect("run headstart")
 }
 
+/// `up --json` output `v` is a warm start from the registry at `tip`, with a pull and no
+/// clone.
+fn assert_warm_from_the_registry(v: &serde_json::Value, tip: &str) {
+    check("up", v);
+    assert_eq!(v["path"], "warm", "{v}");
+    assert_eq!(v["snapshot"]["source"], "registry", "{v}");
+    assert_eq!(v["head"]["commit"], tip);
+    let phases: Vec<&str> = v["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(phases.contains(&"snapshot_pull"), "{phases:?}");
+    assert!(!phases.contains(&"git_clone"), "{phases:?}");
+}
+
 #[test]
 fn host_b_starts_warm_from_what_host_a_pushed() {
     let Some(registry) = Registry::start_or_skip("host_b_starts_warm_from_what_host_a_pushed")
@@ -73,18 +90,7 @@ fn host_b_starts_warm_from_what_host_a_pushed() {
         &["up", &url, "--name", "b1", "--json"],
         &env,
     ));
-    check("up", &v);
-    assert_eq!(v["path"], "warm", "{v}");
-    assert_eq!(v["snapshot"]["source"], "registry");
-    assert_eq!(v["head"]["commit"], tip.as_str());
-    let phases: Vec<&str> = v["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
-    assert!(phases.contains(&"snapshot_pull"), "{phases:?}");
-    assert!(!phases.contains(&"git_clone"), "{phases:?}");
+    assert_warm_from_the_registry(&v, &tip);
     // then a local warm start
     let v = json(&headstart_env(
         b.path(),
@@ -262,6 +268,23 @@ fn a_docker_snapshot_is_a_normal_image_and_host_b_starts_warm_from_it_with_the_t
     .unwrap();
     let recipe = recipe.to_str().unwrap();
     let env = [("HEADSTART_REGISTRY", reference.as_str())];
+    let docker_up = |home: &std::path::Path, name: &str| {
+        json(&headstart_env(
+            home,
+            &[
+                "up",
+                &url,
+                "--provider",
+                "docker",
+                "--name",
+                name,
+                "--recipe",
+                recipe,
+                "--json",
+            ],
+            &env,
+        ))
+    };
 
     // A: cold, builds, pushes the image through the engine
     let v = json(&headstart_env(
@@ -355,33 +378,8 @@ fn a_docker_snapshot_is_a_normal_image_and_host_b_starts_warm_from_it_with_the_t
 
     // B: empty, Docker provider: warm from the pulled image, no clone, tool present
     let tip = up.advance("trunk", 1).unwrap();
-    let v = json(&headstart_env(
-        b.path(),
-        &[
-            "up",
-            &url,
-            "--provider",
-            "docker",
-            "--name",
-            "b1",
-            "--recipe",
-            recipe,
-            "--json",
-        ],
-        &env,
-    ));
-    check("up", &v);
-    assert_eq!(v["path"], "warm", "{v}");
-    assert_eq!(v["snapshot"]["source"], "registry", "{v}");
-    assert_eq!(v["head"]["commit"], tip.as_str());
-    let phases: Vec<&str> = v["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
-    assert!(phases.contains(&"snapshot_pull"), "{phases:?}");
-    assert!(!phases.contains(&"git_clone"), "{phases:?}");
+    let v = docker_up(b.path(), "b1");
+    assert_warm_from_the_registry(&v, &tip);
     let ws = std::path::PathBuf::from(v["sandbox"]["workspace"].as_str().unwrap());
     crate::lifecycle::assert_clean_checkout(&ws, &tip);
     let o = headstart_env(
@@ -401,21 +399,7 @@ fn a_docker_snapshot_is_a_normal_image_and_host_b_starts_warm_from_it_with_the_t
         &env,
     ));
     assert_eq!(v["snapshots"][0]["id"], id.as_str(), "{v}");
-    let v = json(&headstart_env(
-        b.path(),
-        &[
-            "up",
-            &url,
-            "--provider",
-            "docker",
-            "--name",
-            "b2",
-            "--recipe",
-            recipe,
-            "--json",
-        ],
-        &env,
-    ));
+    let v = docker_up(b.path(), "b2");
     assert_eq!(v["path"], "warm", "{v}");
     assert_eq!(v["snapshot"]["source"], "local", "{v}");
     // C: `snapshot pull` prefetches the image, then a start there is local and warm
@@ -440,21 +424,7 @@ fn a_docker_snapshot_is_a_normal_image_and_host_b_starts_warm_from_it_with_the_t
     assert_eq!(v["downloaded"], true, "{v}");
     assert_eq!(v["snapshot"]["id"], id.as_str());
     assert_eq!(v["reference"], format!("{images}:{key}"));
-    let v = json(&headstart_env(
-        c.path(),
-        &[
-            "up",
-            &url,
-            "--provider",
-            "docker",
-            "--name",
-            "c1",
-            "--recipe",
-            recipe,
-            "--json",
-        ],
-        &env,
-    ));
+    let v = docker_up(c.path(), "c1");
     assert_eq!(v["path"], "warm", "{v}");
     assert_eq!(v["snapshot"]["source"], "local", "{v}");
     let o = headstart_env(
