@@ -47,15 +47,16 @@ pub struct PublishedImage {
     pub size_bytes: u64,
 }
 
-/// A created (never started) container, removed on [`Self::remove`] or, best effort,
-/// by whoever finds it (its owner label).
-struct Scratch<'a> {
-    docker: &'a bollard::Docker,
-    id: String,
+/// A created (never started) container, removed on [`Self::remove`], or in the
+/// background when dropped before that (a caller that stopped waiting: a start's pull
+/// bound).
+struct Scratch {
+    docker: bollard::Docker,
+    id: Option<String>,
 }
 
-impl<'a> Scratch<'a> {
-    async fn create(docker: &'a bollard::Docker, image: &str) -> Result<Self> {
+impl Scratch {
+    async fn create(docker: &bollard::Docker, image: &str) -> Result<Self> {
         let body = ContainerCreateBody {
             image: Some(image.to_owned()),
             // never started; an entrypoint is still required by some engines' checks
@@ -71,18 +72,37 @@ impl<'a> Scratch<'a> {
             .await
             .map_err(|e| engine_error(format!("creating a container from {image}"), e))?;
         Ok(Self {
-            docker,
-            id: created.id,
+            docker: docker.clone(),
+            id: Some(created.id),
         })
     }
 
-    async fn remove(self) {
-        let options = RemoveContainerOptionsBuilder::default().force(true).build();
-        if let Err(e) = self.docker.remove_container(&self.id, Some(options)).await
-            && !is_not_found(&e)
-        {
-            tracing::warn!(container = %self.id, %e, "could not remove a scratch container");
+    fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or_default()
+    }
+
+    async fn remove(mut self) {
+        if let Some(id) = self.id.take() {
+            remove_container(&self.docker, &id).await;
         }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let (Some(id), Ok(rt)) = (self.id.take(), tokio::runtime::Handle::try_current()) {
+            let docker = self.docker.clone();
+            rt.spawn(async move { remove_container(&docker, &id).await });
+        }
+    }
+}
+
+async fn remove_container(docker: &bollard::Docker, id: &str) {
+    let options = RemoveContainerOptionsBuilder::default().force(true).build();
+    if let Err(e) = docker.remove_container(id, Some(options)).await
+        && !is_not_found(&e)
+    {
+        tracing::warn!(container = %id, %e, "could not remove a scratch container");
     }
 }
 
@@ -140,7 +160,7 @@ impl DockerSnapshotStore {
         let result = async {
             docker
                 .upload_to_container(
-                    &scratch.id,
+                    scratch.id(),
                     Some(UploadToContainerOptionsBuilder::default().path("/").build()),
                     bollard::body_try_stream(file_chunks(workspace_tar).await?),
                 )
@@ -158,7 +178,7 @@ impl DockerSnapshotStore {
             };
             let (repo, tag) = split_tag(first);
             let options = CommitContainerOptionsBuilder::default()
-                .container(&scratch.id)
+                .container(scratch.id())
                 .repo(repo)
                 .tag(tag.unwrap_or("latest"))
                 .comment(&format!("headstart snapshot {} of {}", meta.id, meta.name))
@@ -303,7 +323,7 @@ impl DockerSnapshotStore {
             let options = DownloadFromContainerOptionsBuilder::default()
                 .path(WORKSPACE_MOUNT)
                 .build();
-            let mut stream = docker.download_from_container(&scratch.id, Some(options));
+            let mut stream = docker.download_from_container(scratch.id(), Some(options));
             let mut bytes = 0u64;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| {
@@ -342,7 +362,7 @@ impl DockerSnapshotStore {
         let scratch = Scratch::create(docker, reference).await?;
         let committed = async {
             let options = CommitContainerOptionsBuilder::default()
-                .container(&scratch.id)
+                .container(scratch.id())
                 .repo(&repo)
                 .tag(meta.id.as_str())
                 .comment(&format!(
