@@ -453,6 +453,40 @@ fn a_docker_snapshot_is_a_normal_image_and_host_b_starts_warm_from_it_with_the_t
         serde_json::json!([format!("docker/{key}-{id}")]),
         "{v}"
     );
+
+    // the registry gone: a fresh host's Docker start goes cold and says why
+    let mut registry = registry;
+    registry.stop();
+    let d = TestHome::new();
+    let _down_d = crate::docker_lifecycle::DownAll(d.path());
+    let _images_d = SnapshotImages(d.path());
+    let v = json(&headstart_env(
+        d.path(),
+        &[
+            "up",
+            &url,
+            "--provider",
+            "docker",
+            "--name",
+            "d1",
+            "--recipe",
+            recipe,
+            "--wait-snapshot",
+            "--json",
+        ],
+        &env,
+    ));
+    assert_eq!(v["path"], "cold", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("registry"), "{v}");
+    // its build still succeeds; the failed push is recorded, never fatal
+    let v = json(&headstart_env(
+        d.path(),
+        &["snapshot", "ls", "--provider", "docker", "--json"],
+        &env,
+    ));
+    let push = &v["snapshots"][0]["push"];
+    assert_eq!(push["error_kind"], "registry_unreachable", "{v}");
+    assert!(push["pushed"].is_null(), "{v}");
 }
 
 #[test]
