@@ -33,8 +33,9 @@ pub use app::{
     ExecRequest, FailureRecord, FlagsStatus, GcOutcome, Headstart, LsOutcome, Notice, NoticeFn,
     PendingBuilds, PortsOutcome, PruneOutcome, Pruned, RegisterHintFn, RegistryGcOutcome, Removed,
     Result, RunJobOutcome, SandboxRef, SandboxRow, SnapshotBuildOutcome, SnapshotBuildRequest,
-    SnapshotLsOutcome, SnapshotRef, SnapshotRmOutcome, SnapshotRow, Stopped, UpOutcome, UpRequest,
-    VmSettings, Waited, docker_answers, read_recipe, register_secrets, source_from,
+    SnapshotLsOutcome, SnapshotPullOutcome, SnapshotPullRequest, SnapshotRef, SnapshotRmOutcome,
+    SnapshotRow, Stopped, UpOutcome, UpRequest, VmSettings, Waited, docker_answers, read_recipe,
+    register_secrets, source_from,
 };
 pub use app::{FLUSH_ON_EXIT, ProviderChoice, ProviderKind, choose_provider, prebuilt_images};
 pub use feature_flags::BetaRequest;

@@ -45,9 +45,10 @@ impl RegistrySnapshots {
             .await;
         let tags = match self.client().list_tags(&any, &auth, None, None).await {
             Ok(t) => t.tags,
+            // a repository nothing was pushed to has no tags
+            Err(e) if crate::store::is_not_found(&e) => return Ok(RegistryGcReport::default()),
             Err(e) => {
                 let e = Error::oci(reference.registry(), e);
-                // a repository nothing was pushed to has no tags
                 if e.to_string().contains("NAME_UNKNOWN") || e.to_string().contains("404") {
                     return Ok(RegistryGcReport::default());
                 }

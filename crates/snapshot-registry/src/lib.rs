@@ -20,8 +20,10 @@
 //! ([`LocalSnapshotStore::import`](provisioners::LocalSnapshotStore::import), atomic)
 //! and starts restore from there. It does not decide when to pull or push
 //! (`FastStart` and the `SnapshotBuilder` do), and it reads no environment variable:
-//! the app layer passes the reference, credentials and the insecure setting. Docker
-//! provider snapshots (images) are not pushed yet.
+//! the app layer passes the reference, credentials and the insecure setting.
+//!
+//! Docker-provider snapshots are normal images pushed and pulled by the engine
+//! ([`DockerRegistrySnapshots`], in `<REF>/docker`; see its module for why).
 //!
 //! # Example
 //!
@@ -51,12 +53,14 @@
 
 mod archive;
 mod auth;
+mod docker;
 mod error;
 mod gc;
 mod reference;
 mod store;
 
 pub use auth::{Auth, TOKEN_USERNAME};
+pub use docker::{DOCKER_REPOSITORY, DockerRegistrySnapshots};
 pub use error::Error;
 pub use gc::RegistryGcReport;
 pub use reference::RegistryRef;

@@ -107,6 +107,15 @@ impl RegistryRef {
             || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 
+    /// The repository `name` below this one (`HOST/REPO/name`), on the same registry.
+    #[must_use]
+    pub fn child(&self, name: &str) -> Self {
+        Self {
+            registry: self.registry.clone(),
+            repository: format!("{}/{name}", self.repository),
+        }
+    }
+
     pub(crate) fn tag(&self, tag: &str) -> oci_client::Reference {
         oci_client::Reference::with_tag(
             self.registry.clone(),

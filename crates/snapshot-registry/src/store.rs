@@ -181,7 +181,7 @@ impl RegistrySnapshots {
         Error::oci(self.config.reference.registry(), e)
     }
 
-    fn scratch(&self) -> Result<tempfile_dir::Scratch, Error> {
+    pub(crate) fn scratch(&self) -> Result<tempfile_dir::Scratch, Error> {
         tempfile_dir::Scratch::new(&self.work.join("tmp"))
     }
 
@@ -221,6 +221,44 @@ impl RegistrySnapshots {
         }))
     }
 
+    /// The labels in the image config under `tag` (a Docker snapshot image), or `None`
+    /// when no such tag.
+    ///
+    /// # Errors
+    /// As [`Error`].
+    pub async fn image_labels(&self, tag: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
+        check_tag(tag)?;
+        let Some((manifest, _)) = self.manifest(tag).await? else {
+            return Ok(None);
+        };
+        let mut config = Vec::new();
+        self.client
+            .pull_blob(
+                &self.config.reference.tag(tag),
+                &manifest.config,
+                &mut config,
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        #[derive(serde::Deserialize)]
+        struct Image {
+            #[serde(default)]
+            config: Option<Config>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Config {
+            #[serde(rename = "Labels", default)]
+            labels: Option<BTreeMap<String, String>>,
+        }
+        let image: Image = serde_json::from_slice(&config).map_err(|e| Error::NotASnapshot {
+            reference: format!("{}:{tag}", self.config.reference),
+            reason: format!("unreadable image config: {e}"),
+        })?;
+        Ok(Some(
+            image.config.and_then(|c| c.labels).unwrap_or_default(),
+        ))
+    }
+
     /// Pushes the ready local snapshot `meta` as `<key>-<id>` and `<key>`.
     ///
     /// # Errors
@@ -236,16 +274,29 @@ impl RegistrySnapshots {
         let workspace = self.store.workspace_of(&meta.id)?;
         let scratch = self.scratch()?;
         let dir = scratch.path().to_owned();
-        let (git, tree) = tokio::task::spawn_blocking(move || {
-            let git = dir.join("git.tar.zst");
-            let tree = dir.join("tree.tar.zst");
-            archive::pack(&workspace, Part::Git, &git)
-                .map_err(Error::io(format!("packing {}", workspace.display())))?;
-            archive::pack(&workspace, Part::Tree, &tree)
-                .map_err(Error::io(format!("packing {}", workspace.display())))?;
-            let read =
-                |p: &Path| std::fs::read(p).map_err(Error::io(format!("reading {}", p.display())));
-            Ok::<_, Error>((read(&git)?, read(&tree)?))
+        // each layer is packed into a file, hashed as it is read back, and streamed up:
+        // a push holds one 4 MiB chunk a layer in memory, not the layers
+        let layers: Vec<(OciDescriptor, PathBuf)> = tokio::task::spawn_blocking(move || {
+            [
+                (GIT_LAYER_MEDIA_TYPE, Part::Git, "git.tar.zst"),
+                (TREE_LAYER_MEDIA_TYPE, Part::Tree, "tree.tar.zst"),
+            ]
+            .into_iter()
+            .map(|(media_type, part, name)| {
+                let path = dir.join(name);
+                archive::pack(&workspace, part, &path)
+                    .map_err(Error::io(format!("packing {}", workspace.display())))?;
+                let (digest, size) =
+                    sha256_file(&path).map_err(Error::io(format!("reading {}", path.display())))?;
+                let desc = OciDescriptor {
+                    media_type: media_type.into(),
+                    digest,
+                    size: i64::try_from(size).unwrap_or(i64::MAX),
+                    ..OciDescriptor::default()
+                };
+                Ok::<_, Error>((desc, path))
+            })
+            .collect::<Result<Vec<_>, Error>>()
         })
         .await
         .map_err(|e| Error::io("packing the snapshot")(std::io::Error::other(e)))??;
@@ -260,50 +311,19 @@ impl RegistrySnapshots {
             size: i64::try_from(config_bytes.len()).unwrap_or(i64::MAX),
             ..OciDescriptor::default()
         };
-        let layers: Vec<(OciDescriptor, Vec<u8>)> =
-            [(GIT_LAYER_MEDIA_TYPE, git), (TREE_LAYER_MEDIA_TYPE, tree)]
-                .into_iter()
-                .map(|(mt, data)| {
-                    (
-                        OciDescriptor {
-                            media_type: mt.into(),
-                            digest: sha256(&data),
-                            size: i64::try_from(data.len()).unwrap_or(i64::MAX),
-                            ..OciDescriptor::default()
-                        },
-                        data,
-                    )
-                })
-                .collect();
         let versioned = self
             .config
             .reference
             .tag(&format!("{}-{}", meta.name, meta.id));
         let mut bytes = config_bytes.len() as u64;
-        for (desc, data) in &layers {
-            bytes += data.len() as u64;
-            self.put_blob(&versioned, &desc.digest, data.clone())
-                .await?;
+        for (desc, path) in &layers {
+            bytes += u64::try_from(desc.size).unwrap_or(0);
+            self.put_blob_file(&versioned, desc, path).await?;
         }
         self.put_blob(&versioned, &config.digest, config_bytes)
             .await?;
 
-        let mut notes = BTreeMap::new();
-        notes.insert(annotations::KEY.into(), meta.name.clone());
-        notes.insert(annotations::ID.into(), meta.id.to_string());
-        if let Some(c) = &meta.commit {
-            notes.insert(annotations::COMMIT.into(), c.clone());
-        }
-        if let Some(b) = &meta.branch {
-            notes.insert(annotations::BRANCH.into(), b.clone());
-        }
-        notes.insert(
-            annotations::RECIPE_DIGEST.into(),
-            meta.recipe_digest.clone(),
-        );
-        notes.insert(annotations::SIZE.into(), meta.size_bytes.to_string());
-        notes.insert(annotations::VERSION.into(), self.config.version.clone());
-        notes.insert(annotations::CREATED.into(), rfc3339(meta.created_at));
+        let notes = self.annotations_of(meta);
         let manifest = OciImageManifest {
             schema_version: 2,
             media_type: Some(MANIFEST_MEDIA_TYPE.into()),
@@ -340,6 +360,27 @@ impl RegistrySnapshots {
         })
     }
 
+    /// The annotations a pushed snapshot carries (labels, on a Docker snapshot image).
+    pub(crate) fn annotations_of(&self, meta: &SnapshotMeta) -> BTreeMap<String, String> {
+        let mut notes = BTreeMap::new();
+        notes.insert(annotations::KEY.into(), meta.name.clone());
+        notes.insert(annotations::ID.into(), meta.id.to_string());
+        if let Some(c) = &meta.commit {
+            notes.insert(annotations::COMMIT.into(), c.clone());
+        }
+        if let Some(b) = &meta.branch {
+            notes.insert(annotations::BRANCH.into(), b.clone());
+        }
+        notes.insert(
+            annotations::RECIPE_DIGEST.into(),
+            meta.recipe_digest.clone(),
+        );
+        notes.insert(annotations::SIZE.into(), meta.size_bytes.to_string());
+        notes.insert(annotations::VERSION.into(), self.config.version.clone());
+        notes.insert(annotations::CREATED.into(), rfc3339(meta.created_at));
+        notes
+    }
+
     async fn put_blob(&self, image: &Reference, digest: &str, data: Vec<u8>) -> Result<(), Error> {
         // blobs the registry has (a git layer shared with an older snapshot) stay
         let exists = self
@@ -352,6 +393,55 @@ impl RegistrySnapshots {
         }
         self.client
             .push_blob(image, data, digest)
+            .await
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Streams the blob in file `path` (digest and size in `desc`) unless the registry
+    /// has it, in chunks of 4 MiB.
+    async fn put_blob_file(
+        &self,
+        image: &Reference,
+        desc: &OciDescriptor,
+        path: &Path,
+    ) -> Result<(), Error> {
+        let exists = self
+            .client
+            .blob_exists(image, &desc.digest)
+            .await
+            .unwrap_or(false);
+        if exists {
+            return Ok(());
+        }
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(Error::io(format!("opening {}", path.display())))?;
+        let chunks = futures_util::stream::unfold(file, |mut file| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; PUSH_CHUNK];
+            let mut filled = 0;
+            // fill the chunk (a read may return less): each item is one PATCH
+            while filled < buf.len() {
+                match file.read(&mut buf[filled..]).await {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) => {
+                        return Some((
+                            Err(oci_client::errors::OciDistributionError::IoError(e)),
+                            file,
+                        ));
+                    }
+                }
+            }
+            if filled == 0 {
+                return None;
+            }
+            buf.truncate(filled);
+            Some((Ok(bytes::Bytes::from(buf)), file))
+        });
+        self.client
+            .push_blob_stream(image, chunks, &desc.digest, u64::try_from(desc.size).ok())
             .await
             .map(drop)
             .map_err(|e| self.err(e))
@@ -517,9 +607,14 @@ impl RegistrySnapshots {
         }))
     }
 
-    async fn lock_key(&self, key: &str) -> Result<KeyLock, Error> {
+    pub(crate) async fn lock_key(&self, key: &str) -> Result<KeyLock, Error> {
+        self.lock_named(&format!("{key}.lock")).await
+    }
+
+    /// An exclusive lock on `<data_dir>/registry/locks/<name>`, held until dropped.
+    pub(crate) async fn lock_named(&self, name: &str) -> Result<KeyLock, Error> {
         let dir = self.work.join("locks");
-        let path = dir.join(format!("{key}.lock"));
+        let path = dir.join(name);
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(Error::io(format!("creating {}", dir.display())))?;
@@ -647,7 +742,7 @@ impl RemoteSnapshots for RegistrySnapshots {
     }
 }
 
-fn is_not_found(e: &oci_client::errors::OciDistributionError) -> bool {
+pub(crate) fn is_not_found(e: &oci_client::errors::OciDistributionError) -> bool {
     use oci_client::errors::{OciDistributionError as O, OciErrorCode};
     match e {
         O::ImageManifestNotFoundError(_) => true,
@@ -662,18 +757,40 @@ fn is_not_found(e: &oci_client::errors::OciDistributionError) -> bool {
     }
 }
 
+/// The bytes a streamed push holds at once per layer (oci-client's chunk size).
+const PUSH_CHUNK: usize = 4 << 20;
+
+/// The `sha256:` digest and size of file `path`, read in 1 MiB pieces.
+fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((format!("sha256:{}", hex::encode(hasher.finalize())), size))
+}
+
 pub(crate) fn sha256(data: &[u8]) -> String {
     use sha2::Digest;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
 /// An exclusive `flock` on a per-key file, released on drop.
-struct KeyLock {
+pub(crate) struct KeyLock {
     _file: std::fs::File,
 }
 
@@ -693,7 +810,7 @@ impl KeyLock {
 }
 
 /// A scratch directory removed on drop.
-mod tempfile_dir {
+pub(crate) mod tempfile_dir {
     use std::path::{Path, PathBuf};
 
     use crate::error::Error;

@@ -41,7 +41,7 @@ pub use grant::{CredentialsMode, RegisterHintFn};
 pub use lifecycle::{Activity, HibernateOutcome, Resumed, ResumedFn, RunState, parse_duration};
 pub use ports::{DIRECT, PortsOutcome};
 pub use prune::{DeadBuilds, PruneOutcome, Pruned};
-pub use registry::RegistryGcOutcome;
+pub use registry::{RegistryGcOutcome, SnapshotPullOutcome, SnapshotPullRequest};
 pub use sandboxes::{DownOutcome, ExecOutcome, ExecRequest, LsOutcome, Removed, SandboxRow};
 pub use snapshots::{
     FailureRecord, GcOutcome, RunJobOutcome, SnapshotBuildOutcome, SnapshotBuildRequest,

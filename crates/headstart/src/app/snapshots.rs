@@ -58,6 +58,9 @@ pub struct SnapshotBuildOutcome {
     /// Wall time of the build.
     #[serde(rename = "duration_ms", serialize_with = "ms")]
     pub duration: Duration,
+    /// How the push to the shared registry went (phase `snapshot_push`); `None` when
+    /// no registry is configured.
+    pub push: Option<snapshot_refresh::PushRecord>,
     /// The recipe's commands and their results.
     pub commands: Vec<CommandRecord>,
 }
@@ -128,7 +131,7 @@ impl Headstart {
         let source = source_from(&req.repo, req.branch.as_deref(), None)?;
         let recipe = read_recipe(req.recipe_file.as_deref())?;
         let p = self.provider(kind).await?;
-        let builder = self.builder_for(p.clone(), kind, false, self.remote_for(kind)?);
+        let builder = self.builder_for(p.clone(), kind, false, self.remote_for(kind).await?);
         let fast = FastStart::new(p, Arc::new(builder)).recipe(recipe.clone());
         let key = fast
             .key_for(&source)
@@ -162,6 +165,7 @@ impl Headstart {
                 key: key.as_str().to_owned(),
                 duration: r.duration,
                 commands: r.commands,
+                push: r.push,
             }),
             Some(Err(e)) => Err(Error::Failed(format!("snapshot build failed: {e}"))),
             None => Err(Error::Failed("the build did not start".into())),
@@ -266,7 +270,7 @@ impl Headstart {
     ) -> Result<RunJobOutcome> {
         let p = self.provider(provider).await?;
         let mut builder = SnapshotBuilder::new(p, self.state_dir());
-        if let Some(remote) = self.remote_for(provider)? {
+        if let Some(remote) = self.remote_for(provider).await? {
             builder = builder.with_remote(remote);
         }
         Ok(

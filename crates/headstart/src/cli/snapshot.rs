@@ -1,4 +1,4 @@
-//! `headstart snapshot build|ls|rm|gc|run-job`: arguments and rendering. `ls` shows
+//! `headstart snapshot build|ls|rm|gc|pull|run-job`: arguments and rendering. `ls` shows
 //! the snapshots of every provider that answers, newest first, with sizes in
 //! KiB/MiB, ages such as `3 min ago`, the branch each was built from, and recent
 //! build failures.
@@ -11,7 +11,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use headstart::{Headstart, ProviderKind, RunJobOutcome, SnapshotBuildRequest, SnapshotLsOutcome};
+use headstart::{
+    Headstart, ProviderKind, RunJobOutcome, SnapshotBuildRequest, SnapshotLsOutcome,
+    SnapshotPullRequest,
+};
 
 use super::{output, parse_provider};
 
@@ -83,6 +86,25 @@ pub(crate) enum SnapshotCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Prefetch a repository's newest snapshot from the shared registry into this
+    /// host's store (an init container, a new worker), so the next start is warm and
+    /// local. A snapshot already here is not pulled again.
+    Pull {
+        /// The repository.
+        repo: String,
+        /// Setup recipe file (JSON) the snapshots are built with (part of the key).
+        #[arg(long, value_name = "FILE")]
+        recipe: Option<PathBuf>,
+        /// Provider (default: local).
+        #[arg(long, value_parser = parse_provider)]
+        provider: Option<ProviderKind>,
+        /// The registry (default: HEADSTART_REGISTRY).
+        #[arg(long, value_name = "REF")]
+        registry: Option<String>,
+        /// Print one JSON object: the snapshot, where it came from, what was downloaded.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a build job file (what detached build processes do).
     #[command(hide = true)]
     RunJob {
@@ -101,7 +123,8 @@ impl SnapshotCommand {
             Self::Build { json, .. }
             | Self::Ls { json, .. }
             | Self::Gc { json, .. }
-            | Self::Rm { json, .. } => *json,
+            | Self::Rm { json, .. }
+            | Self::Pull { json, .. } => *json,
             Self::RunJob { .. } => false,
         }
     }
@@ -206,6 +229,36 @@ pub(crate) async fn run(app: &Headstart, cmd: SnapshotCommand) -> anyhow::Result
                     "removed {} snapshot(s) and {} interrupted write(s)",
                     out.removed.len(),
                     out.interrupted_writes_removed
+                ));
+            }
+        }
+        SnapshotCommand::Pull {
+            repo,
+            recipe,
+            provider,
+            registry,
+            json,
+        } => {
+            let mut req = SnapshotPullRequest::new(repo);
+            req.recipe_file = recipe;
+            req.provider = provider;
+            req.registry = registry;
+            let r = app.snapshot_pull(req).await?;
+            if json {
+                output::print_json(&serde_json::to_value(&r)?);
+            } else if r.downloaded {
+                output::say(format!(
+                    "pulled snapshot {} of {} from {} ({}, {:.1} s)",
+                    r.snapshot.id,
+                    r.key,
+                    r.reference,
+                    output::human_bytes(r.bytes),
+                    r.ms as f64 / 1e3
+                ));
+            } else {
+                output::say(format!(
+                    "snapshot {} of {} is here already; nothing pulled",
+                    r.snapshot.id, r.key
                 ));
             }
         }

@@ -38,6 +38,7 @@ pub(crate) const SCHEMAS: &[&str] = &[
     "snapshot-ls",
     "snapshot-gc",
     "snapshot-gc-registry",
+    "snapshot-pull",
     "snapshot-build",
     "snapshot-rm",
     "flags-status",

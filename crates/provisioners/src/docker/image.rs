@@ -580,24 +580,10 @@ where
         .build();
     let (body, cleanup) = match rootfs {
         Rootfs::Bytes(bytes) => (bollard::body_full(bytes.into()), None),
-        Rootfs::File(tar, dir) => {
-            let file = tokio::fs::File::open(&tar)
-                .await
-                .map_err(|e| Error::io(format!("opening {}", tar.display()), e))?;
-            let chunks = futures_util::stream::unfold(file, |mut file| async move {
-                use tokio::io::AsyncReadExt;
-                let mut buf = vec![0u8; 1 << 20];
-                match file.read(&mut buf).await {
-                    Ok(0) => None,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        Some((Ok(buf.into()), file))
-                    }
-                    Err(e) => Some((Err(e), file)),
-                }
-            });
-            (bollard::body_try_stream(chunks), Some(dir))
-        }
+        Rootfs::File(tar, dir) => (
+            bollard::body_try_stream(super::publish::file_chunks(&tar).await?),
+            Some(dir),
+        ),
     };
     let mut stream = docker.create_image(Some(options), Some(body), None);
     let mut result = Ok(());

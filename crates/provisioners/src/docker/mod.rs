@@ -74,7 +74,9 @@
 //! ```
 //!
 //! Not here: deciding when to snapshot or which snapshot to use (`snapshot-refresh`),
-//! cloning or syncing (`sandbox_core::git`), registries and pushing, or Dockerfile builds.
+//! cloning or syncing (`sandbox_core::git`), which registry and tags snapshots go to
+//! (`snapshot-registry`; `publish.rs` only commits, pushes and pulls the references it is
+//! given), or Dockerfile builds.
 //!
 //! Layout: [`DockerConfig`] in `config.rs`; [`DockerProvider`] and its
 //! [`SandboxProvider`] impl in `provider.rs`; which containers are this data
@@ -104,6 +106,7 @@ mod hostfs;
 mod image;
 mod lookup;
 mod provider;
+mod publish;
 mod sandbox;
 mod snapshot;
 mod state;
@@ -121,6 +124,7 @@ pub use image::{
     local_image,
 };
 pub use provider::DockerProvider;
+pub use publish::{PUBLISHED_OWNER, PublishedImage};
 pub use sandbox::DockerSandbox;
 pub use snapshot::{
     DockerSnapshotStore, IMAGE_PIN, LABEL_SNAPSHOT_CREATED, LABEL_SNAPSHOT_ID, LABEL_SNAPSHOT_META,

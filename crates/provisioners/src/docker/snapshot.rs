@@ -116,6 +116,16 @@ impl DockerSnapshotStore {
         &self.local
     }
 
+    /// The engine connection.
+    pub(crate) fn engine(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The scope labels' keys.
+    pub(crate) fn scope_keys(&self) -> impl Iterator<Item = &String> {
+        self.scope.keys()
+    }
+
     /// The labels a snapshot image carries (scope labels included).
     pub(crate) fn image_labels(&self, meta: &SnapshotMeta) -> Result<HashMap<String, String>> {
         let mut labels: HashMap<String, String> = self

@@ -296,3 +296,58 @@ async fn gc_keeps_the_newest_per_key_and_the_key_tag_still_pulls() {
         .unwrap();
     assert_eq!(ws.id, ids[2]);
 }
+
+/// `len` bytes of hex text from a fixed pseudo-random sequence (compresses about 2:1).
+fn noise(len: usize, seed: u64) -> String {
+    let mut x = seed | 1;
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push_str(&format!("{x:016x}"));
+    }
+    out.truncate(len);
+    out
+}
+
+#[tokio::test]
+async fn a_layer_larger_than_one_push_chunk_streams_up_and_arrives_intact() {
+    let Some(registry) = Registry::start_or_skip("a_layer_larger_than_one_push_chunk") else {
+        return;
+    };
+    let up = Upstream::new("trunk", 3).unwrap();
+    // 24 MB of hex text: a tree layer of ~12 MB compressed, three 4 MiB push chunks
+    let big = noise(24 << 20, 0x5eed);
+    up.commit("trunk", &[test_support::Change::write("big.txt", &big)])
+        .unwrap();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let source = Source::parse(&server.url(up.name())).unwrap();
+    let reference = registry.reference("team/big");
+    let a = Host::new(&reference, "host-a");
+    let snap = build_on_a(&a, &source).await;
+    let m = a.remote.describe(&snap.name).await.unwrap().unwrap();
+    let tree = m
+        .layers
+        .iter()
+        .find(|(t, _)| t == TREE_LAYER_MEDIA_TYPE)
+        .unwrap()
+        .1;
+    assert!(
+        tree > 2 * (4 << 20),
+        "the tree layer spans several chunks: {tree}"
+    );
+
+    let b = Host::new(&reference, "host-b");
+    let first = b.fast(BOUND).start(&source, &named("b1")).await.unwrap();
+    assert_eq!(
+        first.snapshot_source,
+        Some(SnapshotSource::Registry),
+        "{}",
+        first.report.reason
+    );
+    let got = std::fs::read_to_string(first.sandbox.workspace().join("big.txt")).unwrap();
+    assert!(got == big, "big.txt arrived changed");
+    assert_eq!(clean_status(first.sandbox.workspace()), 0);
+}

@@ -164,7 +164,7 @@ impl Headstart {
         let remote = if req.no_snapshot {
             None
         } else {
-            self.remote_for(kind)?
+            self.remote_for(kind).await?
         };
         let builder = Arc::new(self.builder_for(provider.clone(), kind, detach, remote.clone()));
         let eligibility = if req.no_snapshot {
