@@ -28,8 +28,12 @@ fn sync_sealed(src: &Source, ws: &Path, seal: &CleanSeal) -> anyhow::Result<Stri
     Ok(log.text())
 }
 
-/// Asserts `ws` holds exactly what a cold clone of `src` holds (besides `build/`).
+/// Asserts `ws` holds exactly what a cold clone of `src` holds (besides `build/`),
+/// with index stat data that matches the files (`git diff-files` does not refresh the
+/// index: an entry whose stat data is wrong is listed).
 fn assert_like_cold_clone(src: &Source, ws: &Path, scratch: &Path) -> anyhow::Result<()> {
+    let stale = git_in(ws, &["diff-files", "--name-only"])?;
+    assert!(stale.is_empty(), "index stat data does not match:\n{stale}");
     let cold = scratch.join("cold");
     git::clone(src, &cold, &GitOptions::default())?;
     assert_eq!(state(ws)?, state(&cold)?);
