@@ -180,6 +180,7 @@ fn a_sealed_snapshot_switched_to_an_orphan_branch_equals_a_cold_clone() -> anyho
         let log = sync_sealed(&src, &ws, &seal)?;
         assert!(log.contains(SEAL_HOLDS), "{via:?}: {log}");
         assert!(!log.contains(WALK), "{via:?}: {log}");
+        assert!(log.contains("route=\"paths\""), "{via:?}: written directly: {log}");
         assert!(!ws.join("src").exists(), "{via:?}: the old tree is gone");
         assert!(
             ws.join("build/cache.bin").is_file(),
@@ -266,6 +267,7 @@ fn a_sealed_snapshot_100_commits_behind_with_renames_modes_and_symlinks_equals_a
     let log = sync_sealed(&src, &ws, &seal)?;
     assert!(log.contains(SEAL_HOLDS), "{log}");
     assert!(!log.contains(WALK), "{log}");
+    assert!(log.contains("route=\"paths\""), "written directly: {log}");
     assert_like_cold_clone(&src, &ws, dir.path())?;
     let cold = dir.path().join("cold");
     assert_eq!(modes(&ws)?, modes(&cold)?);
