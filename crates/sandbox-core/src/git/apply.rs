@@ -84,13 +84,15 @@ pub(crate) fn changes(diff: &git2::Diff<'_>) -> Option<Vec<Change>> {
         let (old, new) = match delta.status() {
             Delta::Added => (None, Some(side(delta.new_file())?)),
             Delta::Deleted => (Some(side(delta.old_file())?), None),
-            Delta::Modified | Delta::Typechange => (
-                Some(side(delta.old_file())?),
-                Some(side(delta.new_file())?),
-            ),
+            Delta::Modified | Delta::Typechange => {
+                (Some(side(delta.old_file())?), Some(side(delta.new_file())?))
+            }
             _ => return None,
         };
-        let path = delta.new_file().path_bytes().or(delta.old_file().path_bytes())?;
+        let path = delta
+            .new_file()
+            .path_bytes()
+            .or(delta.old_file().path_bytes())?;
         out.push(Change {
             path: path.to_vec(),
             old,
@@ -375,10 +377,7 @@ fn write_one(
 
 /// Runs `op`, creating `path`'s parent directories and retrying once when they are
 /// missing.
-fn with_parent<T>(
-    path: &Path,
-    op: impl Fn() -> std::io::Result<T>,
-) -> std::io::Result<T> {
+fn with_parent<T>(path: &Path, op: impl Fn() -> std::io::Result<T>) -> std::io::Result<T> {
     match op() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent() {

@@ -368,15 +368,7 @@ fn check_out_fetched(
         Some(nb) => checkout::checkout_branch(repo, nb, fetched.tip, None, sync, seal, attributes)?,
         None => {
             let up = Some(fetched.base.as_str());
-            checkout::checkout_branch(
-                repo,
-                &fetched.base,
-                fetched.tip,
-                up,
-                sync,
-                seal,
-                attributes,
-            )?
+            checkout::checkout_branch(repo, &fetched.base, fetched.tip, up, sync, seal, attributes)?
         }
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;

@@ -344,7 +344,10 @@ fn a_clean_snapshot_with_a_large_diff_writes_only_the_changed_paths() -> anyhow:
 #[test]
 fn a_checkout_filter_on_a_changed_path_leaves_the_writing_to_libgit2() -> anyhow::Result<()> {
     let up = upstream()?;
-    up.commit("trunk", &[Change::write(".gitattributes", "*.crlf text eol=crlf\n")])?;
+    up.commit(
+        "trunk",
+        &[Change::write(".gitattributes", "*.crlf text eol=crlf\n")],
+    )?;
     let url = RepoUrl::parse(&up.file_url())?;
     let dir = tempfile::tempdir()?;
     let ws = snapshot(&url, dir.path())?;
@@ -389,7 +392,10 @@ fn a_failed_changed_path_write_hands_over_to_the_full_checkout() -> anyhow::Resu
     let text = log.text();
     assert!(text.contains("the changed-path write failed"), "{text}");
     assert!(text.contains(FULL_ROUTE), "{text}");
-    assert_eq!(std::fs::read_to_string(ws2.join("made/it"))?, "now a tracked file\n");
+    assert_eq!(
+        std::fs::read_to_string(ws2.join("made/it"))?,
+        "now a tracked file\n"
+    );
     assert_clean(&ws2)?;
     let cold = dir.path().join("cold");
     git::clone(&src, &cold, &GitOptions::default())?;

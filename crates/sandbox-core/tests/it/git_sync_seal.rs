@@ -180,7 +180,10 @@ fn a_sealed_snapshot_switched_to_an_orphan_branch_equals_a_cold_clone() -> anyho
         let log = sync_sealed(&src, &ws, &seal)?;
         assert!(log.contains(SEAL_HOLDS), "{via:?}: {log}");
         assert!(!log.contains(WALK), "{via:?}: {log}");
-        assert!(log.contains("route=\"paths\""), "{via:?}: written directly: {log}");
+        assert!(
+            log.contains("route=\"paths\""),
+            "{via:?}: written directly: {log}"
+        );
         assert!(!ws.join("src").exists(), "{via:?}: the old tree is gone");
         assert!(
             ws.join("build/cache.bin").is_file(),
