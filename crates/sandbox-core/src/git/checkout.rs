@@ -9,6 +9,7 @@
 use git2::build::CheckoutBuilder;
 use git2::{ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
 
+use super::apply;
 use super::seal::CleanSeal;
 use crate::error::Error;
 use crate::report::HeadInfo;
@@ -27,11 +28,15 @@ fn git_err(op: &'static str) -> impl Fn(git2::Error) -> Error {
 /// The engine checks out exactly one tree and fetches no submodule and no LFS
 /// object; a sandbox missing those files would look fine and behave wrongly, so this
 /// is an [`Error::UnsupportedRepository`] naming the paths.
+///
+/// Returns whether the tree holds any `.gitattributes` file (the changed-path writer
+/// then checks each written path's attributes).
 pub(crate) fn refuse_incomplete(
     repo: &Repository,
     tree: &git2::Tree<'_>,
     url: &RepoUrl,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
+    let mut attributes = false;
     let mut submodules: Vec<String> = Vec::new();
     let mut lfs: Vec<String> = Vec::new();
     let mut walk_error: Option<git2::Error> = None;
@@ -40,6 +45,7 @@ pub(crate) fn refuse_incomplete(
         match entry.kind() {
             Some(ObjectType::Commit) => submodules.push(format!("{root}{name}")),
             Some(ObjectType::Blob) if name == ".gitattributes" => {
+                attributes = true;
                 match repo.find_blob(entry.id()) {
                     Ok(blob) => {
                         let text = String::from_utf8_lossy(blob.content());
@@ -85,7 +91,7 @@ pub(crate) fn refuse_incomplete(
         ));
     }
     if problems.is_empty() {
-        return Ok(());
+        return Ok(attributes);
     }
     Err(Error::UnsupportedRepository(format!(
         "{url} uses {}. headstart refuses rather than start a sandbox with an incomplete checkout; \
@@ -195,13 +201,9 @@ fn full_checkout(repo: &Repository, commit: &git2::Commit<'_>) -> Result<(), Err
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum SyncPlan {
     /// The worktree and index equal HEAD's tree, no untracked file is there and the
-    /// ignore rules do not change: checking out these paths (those that differ
-    /// between HEAD's tree and the new one) is the whole job.
-    Paths(Vec<Vec<u8>>),
-    /// As clean as for `Paths`, but the diff names too many paths for a path-limited
-    /// checkout to pay (libgit2's per-path cost on an overlay mount exceeds its walk):
-    /// a forced checkout of the whole tree, and no clean (nothing can be untracked).
-    WholeTree,
+    /// ignore rules do not change: bringing these paths (those that differ between
+    /// HEAD's tree and the new one) to the new tree is the whole job.
+    Paths(Vec<apply::Change>),
     /// Anything else: a forced checkout of the whole tree, then `git clean -fd`.
     Full(&'static str),
 }
@@ -216,10 +218,10 @@ fn is_rule_file(path: &[u8]) -> bool {
     RULE_FILES.contains(&name)
 }
 
-/// Decides between the path-limited and the full checkout. Errors while planning
+/// Decides between the changed-path sync and the full checkout. Errors while planning
 /// choose the full path (which reports its own errors).
 ///
-/// The path-limited checkout is equivalent to `checkout -B` + `clean -fd` only when
+/// The changed-path sync is equivalent to `checkout -B` + `clean -fd` only when
 /// the worktree holds nothing but HEAD's tree and ignored files: then the only paths
 /// that can differ from the new tree are those in the tree-to-tree diff, and with the
 /// `.gitignore` files unchanged no ignored file becomes untracked. That is proved by a
@@ -228,29 +230,22 @@ fn is_rule_file(path: &[u8]) -> bool {
 /// worktree instead of the two of the full path (the checkout's and the clean's).
 /// A `seal` from the snapshot's capture that still matches HEAD and the index
 /// replaces the walk (the restore guaranteed the worktree is the captured one).
-/// Proved clean but with a diff naming many paths ([`PATHS_PER_ENTRY`]), the whole
-/// tree is checked out instead, still without the clean.
 fn plan_sync(repo: &Repository, new_tree: &git2::Tree<'_>, seal: Option<&CleanSeal>) -> SyncPlan {
     let Some(old_tree) = repo.head().ok().and_then(|h| h.peel_to_tree().ok()) else {
         return SyncPlan::Full("HEAD names no tree");
     };
-    let mut paths: Vec<Vec<u8>> = Vec::new();
+    let mut changes = Vec::new();
     if old_tree.id() != new_tree.id() {
         let Ok(diff) = repo.diff_tree_to_tree(Some(&old_tree), Some(new_tree), None) else {
             return SyncPlan::Full("the tree diff failed");
         };
-        for delta in diff.deltas() {
-            for file in [delta.old_file(), delta.new_file()] {
-                if let Some(p) = file.path_bytes() {
-                    paths.push(p.to_vec());
-                }
-            }
-        }
-        paths.sort();
-        paths.dedup();
-        if paths.iter().any(|p| is_rule_file(p)) {
+        let Some(c) = apply::changes(&diff) else {
+            return SyncPlan::Full("the diff holds an entry that is not a file or symlink");
+        };
+        if c.iter().any(|c| is_rule_file(&c.path)) {
             return SyncPlan::Full("the diff changes a .gitignore or .gitattributes");
         }
+        changes = c;
     }
     // A seal from the snapshot's capture, still matching HEAD and the index, is the
     // proof the walk would give (the restore guaranteed the worktree is the captured one).
@@ -268,73 +263,108 @@ fn plan_sync(repo: &Repository, new_tree: &git2::Tree<'_>, seal: Option<&CleanSe
             Err(_) => return SyncPlan::Full("the status of the worktree failed"),
         }
     }
-    let entries = repo.index().map(|i| i.len()).unwrap_or(0);
-    if paths.len() * PATHS_PER_ENTRY > entries {
-        return SyncPlan::WholeTree;
-    }
-    SyncPlan::Paths(paths)
+    SyncPlan::Paths(changes)
 }
 
-/// The path-limited checkout is taken while the diff names at most one path per this
-/// many index entries. Measured on overlay restores (`cargo xtask bench-startup`): 188
-/// paths of 30,415 entries are checked out faster by path, 187 of 3,000 by the whole
-/// tree.
+/// When the changed-path writer cannot be used (see [`apply::refusal`]), libgit2's
+/// path-limited checkout is taken while the diff names at most one path per this
+/// many index entries, else its whole-tree checkout. Measured on overlay restores
+/// (`cargo xtask bench-startup`): 188 paths of 30,415 entries are checked out faster
+/// by path, 187 of 3,000 by the whole tree.
 const PATHS_PER_ENTRY: usize = 50;
+
+/// libgit2's checkout of the changed paths of a proven-clean worktree (no clean
+/// needed: nothing can be untracked).
+fn libgit2_paths(
+    repo: &Repository,
+    commit: &git2::Commit<'_>,
+    changes: &[apply::Change],
+) -> Result<&'static str, Error> {
+    let mut paths: Vec<&[u8]> = changes.iter().map(|c| c.path.as_slice()).collect();
+    paths.dedup();
+    let entries = repo.index().map(|i| i.len()).unwrap_or(0);
+    if paths.len() * PATHS_PER_ENTRY > entries {
+        full_checkout(repo, commit)?;
+        return Ok("whole tree");
+    }
+    let mut cb = CheckoutBuilder::new();
+    cb.force().disable_pathspec_match(true);
+    stop_when_asked(&mut cb);
+    for p in paths {
+        cb.path(p);
+    }
+    repo.checkout_tree(commit.as_object(), Some(&mut cb))
+        .map_err(git_err("checkout"))?;
+    Ok("libgit2 paths")
+}
 
 /// The worktree part of a sync: index and worktree become `commit`'s tree and
 /// untracked files go, as `git checkout -f` + `git clean -fd` would do. Takes the
-/// path-limited route when [`plan_sync`] proves it equivalent, else the full one.
+/// changed-path route when [`plan_sync`] proves it equivalent, else the full one.
+/// `attributes`: the new tree holds a `.gitattributes` file.
 fn sync_worktree(
     repo: &Repository,
     commit: &git2::Commit<'_>,
     seal: Option<&CleanSeal>,
+    attributes: bool,
 ) -> Result<(), Error> {
     let op = "checkout";
     let tree = commit.tree().map_err(git_err(op))?;
     let t = std::time::Instant::now();
-    match plan_sync(repo, &tree, seal) {
-        SyncPlan::Paths(paths) => {
-            let changed = paths.len();
-            if !paths.is_empty() {
-                let mut cb = CheckoutBuilder::new();
-                cb.force().disable_pathspec_match(true);
-                stop_when_asked(&mut cb);
-                for p in paths {
-                    cb.path(p);
+    let reason = match plan_sync(repo, &tree, seal) {
+        SyncPlan::Paths(changes) => {
+            let changed = changes.len();
+            let route = if changes.is_empty() {
+                Some("paths")
+            } else if let Some(why) = apply::refusal(repo, &changes, attributes) {
+                tracing::debug!(reason = why, "not writing the changed paths directly");
+                Some(libgit2_paths(repo, commit, &changes)?)
+            } else {
+                match apply::apply(repo, &changes) {
+                    Ok(()) => Some("paths"),
+                    Err(apply::Failed(why)) => {
+                        if let Some(stop) = super::watch::stopped_error() {
+                            return Err(stop);
+                        }
+                        tracing::debug!(reason = %why, "the changed-path write failed");
+                        None
+                    }
                 }
-                repo.checkout_tree(commit.as_object(), Some(&mut cb))
-                    .map_err(git_err(op))?;
+            };
+            match route {
+                Some(route) => {
+                    // The same message as the full checkout (the startup bench reads
+                    // it); the time includes the status that replaced the checkout's walk.
+                    tracing::debug!(
+                        elapsed_ms = t.elapsed().as_millis() as u64,
+                        route,
+                        changed,
+                        "checked out the tree"
+                    );
+                    return Ok(());
+                }
+                None => "the changed-path write failed",
             }
-            // The same message as the full checkout (the startup bench reads it); the
-            // time includes the status that replaced the checkout's own walk.
-            tracing::debug!(
-                elapsed_ms = t.elapsed().as_millis() as u64,
-                route = "paths",
-                changed,
-                "checked out the tree"
-            );
         }
-        SyncPlan::WholeTree => full_checkout(repo, commit)?,
-        SyncPlan::Full(reason) => {
-            tracing::debug!(reason, "checking out the whole tree");
-            full_checkout(repo, commit)?;
-            // A forced checkout leaves the index entry of a path the two trees agree on
-            // alone even when it holds a staged change: read the tree into the index
-            // (entries whose blob did not change keep their stat data).
-            let mut index = repo.index().map_err(git_err(op))?;
-            index.read_tree(&tree).map_err(git_err(op))?;
-            index.write().map_err(git_err(op))?;
-            // After the checkout, so the *new* tree's .gitignore files decide what is
-            // ignored (libgit2's remove_untracked judges by the old ones): `git clean -fd`.
-            let t = std::time::Instant::now();
-            let removed = clean_untracked(repo)?;
-            tracing::debug!(
-                removed,
-                elapsed_ms = t.elapsed().as_millis() as u64,
-                "removed untracked files"
-            );
-        }
-    }
+        SyncPlan::Full(reason) => reason,
+    };
+    tracing::debug!(reason, "checking out the whole tree");
+    full_checkout(repo, commit)?;
+    // A forced checkout leaves the index entry of a path the two trees agree on
+    // alone even when it holds a staged change: read the tree into the index
+    // (entries whose blob did not change keep their stat data).
+    let mut index = repo.index().map_err(git_err(op))?;
+    index.read_tree(&tree).map_err(git_err(op))?;
+    index.write().map_err(git_err(op))?;
+    // After the checkout, so the *new* tree's .gitignore files decide what is
+    // ignored (libgit2's remove_untracked judges by the old ones): `git clean -fd`.
+    let t = std::time::Instant::now();
+    let removed = clean_untracked(repo)?;
+    tracing::debug!(
+        removed,
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "removed untracked files"
+    );
     Ok(())
 }
 
@@ -353,12 +383,13 @@ pub(crate) fn checkout_branch(
     upstream: Option<&str>,
     remove_untracked: bool,
     seal: Option<&CleanSeal>,
+    attributes: bool,
 ) -> Result<HeadInfo, Error> {
     let op = "checkout";
     let commit = repo.find_commit(tip).map_err(git_err(op))?;
     let refname = format!("refs/heads/{local}");
     if remove_untracked {
-        sync_worktree(repo, &commit, seal)?;
+        sync_worktree(repo, &commit, seal, attributes)?;
     } else {
         full_checkout(repo, &commit)?;
     }

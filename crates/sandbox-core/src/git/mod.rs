@@ -68,6 +68,7 @@ use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
 
+mod apply;
 mod checkout;
 mod identity;
 mod inspect;
@@ -358,16 +359,16 @@ fn check_out_fetched(
         .and_then(|c| c.tree())
         .map_err(git_err(op))?;
     let t = std::time::Instant::now();
-    checkout::refuse_incomplete(repo, &tree, url)?;
+    let attributes = checkout::refuse_incomplete(repo, &tree, url)?;
     tracing::debug!(
         elapsed_ms = t.elapsed().as_millis() as u64,
         "checked for submodules and LFS"
     );
     let head = match new_branch {
-        Some(nb) => checkout::checkout_branch(repo, nb, fetched.tip, None, sync, seal)?,
+        Some(nb) => checkout::checkout_branch(repo, nb, fetched.tip, None, sync, seal, attributes)?,
         None => {
             let up = Some(fetched.base.as_str());
-            checkout::checkout_branch(repo, &fetched.base, fetched.tip, up, sync, seal)?
+            checkout::checkout_branch(repo, &fetched.base, fetched.tip, up, sync, seal, attributes)?
         }
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;

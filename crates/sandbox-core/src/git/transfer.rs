@@ -28,6 +28,9 @@ pub(crate) struct AuthState {
     host_key: std::cell::RefCell<Option<String>>,
     /// Why the token was withheld from the server that asked for it, if it was.
     withheld: std::cell::RefCell<Option<String>>,
+    /// When the pack's last object arrived (what follows is libgit2 resolving deltas
+    /// and completing a thin pack), for the fetch's log line.
+    received_at: Cell<Option<std::time::Instant>>,
 }
 
 /// The branches a remote advertises and its default branch.
@@ -156,7 +159,14 @@ pub(crate) fn callbacks<'a>(
     // Always installed: libgit2 counts received bytes only when a transfer progress
     // callback is set.
     let progress = options.progress.clone();
+    let state = Rc::clone(auth);
     cbs.transfer_progress(move |p| {
+        if p.total_objects() > 0
+            && p.received_objects() == p.total_objects()
+            && state.received_at.get().is_none()
+        {
+            state.received_at.set(Some(std::time::Instant::now()));
+        }
         if let Some(progress) = &progress {
             progress(&Progress {
                 received_objects: p.received_objects(),
@@ -275,6 +285,10 @@ pub(crate) fn connect_and_fetch(
         depth = depth.unwrap_or(0),
         received_bytes = fetched.received_bytes,
         received_objects = fetched.received_objects,
+        // bases libgit2 copied in from the local store to complete a thin pack (one
+        // per pass over the pack's deltas), and the time after the last object arrived
+        local_objects = stats.local_objects(),
+        resolve_ms = auth.received_at.get().map_or(0, |t| t.elapsed().as_millis() as u64),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "fetched"
     );

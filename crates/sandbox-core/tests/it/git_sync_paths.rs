@@ -298,10 +298,11 @@ fn the_warm_path_agrees_with_a_cold_clone_for_branches() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A clean snapshot and a diff too large for the path-limited checkout: the whole tree
-/// is checked out and nothing cleaned (nothing can be untracked), with the same result.
+/// A clean snapshot and a large diff (a third of the tree, written on several
+/// threads): only the changed paths are written and nothing cleaned (nothing can be
+/// untracked), with the same result as a cold clone.
 #[test]
-fn a_clean_snapshot_with_a_large_diff_gets_the_whole_tree_without_a_clean() -> anyhow::Result<()> {
+fn a_clean_snapshot_with_a_large_diff_writes_only_the_changed_paths() -> anyhow::Result<()> {
     let up = Upstream::new("trunk", 300)?;
     up.commit("trunk", &[Change::write(".gitignore", "build/\n")])?;
     let url = RepoUrl::parse(&up.file_url())?;
@@ -318,7 +319,14 @@ fn a_clean_snapshot_with_a_large_diff_gets_the_whole_tree_without_a_clean() -> a
         capture_tracing(|| git::sync(&Source::new(url.clone()), &ws, &GitOptions::default()));
     result?;
     let text = log.text();
-    assert!(text.contains(FULL_ROUTE), "{text}");
+    assert!(text.contains(PATHS_ROUTE), "{text}");
+    let changed: usize = text
+        .split("changed=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(changed >= 100, "the deletions and the advance: {text}");
     assert!(!text.contains("removed untracked files"), "{text}");
     assert_eq!(state(&ws)?.tree, up.tree("trunk")?);
     assert_clean(&ws)?;
@@ -327,5 +335,70 @@ fn a_clean_snapshot_with_a_large_diff_gets_the_whole_tree_without_a_clean() -> a
     let cold = dir.path().join("cold");
     git::clone(&Source::new(url), &cold, &GitOptions::default())?;
     assert_eq!(files(&ws, &["build"])?, files(&cold, &[])?);
+    Ok(())
+}
+
+/// A checkout attribute (line-ending conversion) on a changed path: the changed-path
+/// writer steps aside for libgit2, which applies the filter; the result equals a cold
+/// clone byte for byte (CRLF included).
+#[test]
+fn a_checkout_filter_on_a_changed_path_leaves_the_writing_to_libgit2() -> anyhow::Result<()> {
+    let up = upstream()?;
+    up.commit(
+        "trunk",
+        &[Change::write(".gitattributes", "*.crlf text eol=crlf\n")],
+    )?;
+    let url = RepoUrl::parse(&up.file_url())?;
+    let dir = tempfile::tempdir()?;
+    let ws = snapshot(&url, dir.path())?;
+    up.commit("trunk", &[Change::write("doc/notes.crlf", "one\ntwo\n")])?;
+    let (result, log) =
+        capture_tracing(|| git::sync(&Source::new(url.clone()), &ws, &GitOptions::default()));
+    result?;
+    let text = log.text();
+    assert!(text.contains("a checkout attribute applies"), "{text}");
+    assert_eq!(std::fs::read(ws.join("doc/notes.crlf"))?, b"one\r\ntwo\r\n");
+    assert_clean(&ws)?;
+    let cold = dir.path().join("cold");
+    git::clone(&Source::new(url), &cold, &GitOptions::default())?;
+    assert_eq!(files(&ws, &["build"])?, files(&cold, &[])?);
+    Ok(())
+}
+
+/// The new tree puts a file where the snapshot holds an ignored directory: the
+/// changed-path writer cannot create it, and the sync hands over to the full route,
+/// which ends equal to a cold clone.
+#[test]
+fn a_failed_changed_path_write_hands_over_to_the_full_checkout() -> anyhow::Result<()> {
+    let up2 = upstream()?;
+    let url2 = RepoUrl::parse(&up2.file_url())?;
+    let dir = tempfile::tempdir()?;
+    let ws2 = snapshot(&url2, dir.path())?;
+    // An ignored name (by the repository's own exclude file, so the tree's
+    // `.gitignore` stays unchanged) that the new tree then tracks as a file.
+    std::fs::write(ws2.join(".git/info/exclude"), "made/\n")?;
+    std::fs::create_dir_all(ws2.join("made/it"))?;
+    std::fs::write(ws2.join("made/it/out.o"), "ignored output")?;
+    up2.commit(
+        "trunk",
+        &[
+            Change::write("made/it", "now a tracked file\n"),
+            Change::write(&Upstream::file_path(1), "changed\n"),
+        ],
+    )?;
+    let src = Source::new(url2.clone());
+    let (result, log) = capture_tracing(|| git::sync(&src, &ws2, &GitOptions::default()));
+    result?;
+    let text = log.text();
+    assert!(text.contains("the changed-path write failed"), "{text}");
+    assert!(text.contains(FULL_ROUTE), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(ws2.join("made/it"))?,
+        "now a tracked file\n"
+    );
+    assert_clean(&ws2)?;
+    let cold = dir.path().join("cold");
+    git::clone(&src, &cold, &GitOptions::default())?;
+    assert_eq!(files(&ws2, &["build"])?, files(&cold, &[])?);
     Ok(())
 }

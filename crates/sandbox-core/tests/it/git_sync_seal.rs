@@ -28,8 +28,12 @@ fn sync_sealed(src: &Source, ws: &Path, seal: &CleanSeal) -> anyhow::Result<Stri
     Ok(log.text())
 }
 
-/// Asserts `ws` holds exactly what a cold clone of `src` holds (besides `build/`).
+/// Asserts `ws` holds exactly what a cold clone of `src` holds (besides `build/`),
+/// with index stat data that matches the files (`git diff-files` does not refresh the
+/// index: an entry whose stat data is wrong is listed).
 fn assert_like_cold_clone(src: &Source, ws: &Path, scratch: &Path) -> anyhow::Result<()> {
+    let stale = git_in(ws, &["diff-files", "--name-only"])?;
+    assert!(stale.is_empty(), "index stat data does not match:\n{stale}");
     let cold = scratch.join("cold");
     git::clone(src, &cold, &GitOptions::default())?;
     assert_eq!(state(ws)?, state(&cold)?);
@@ -176,6 +180,10 @@ fn a_sealed_snapshot_switched_to_an_orphan_branch_equals_a_cold_clone() -> anyho
         let log = sync_sealed(&src, &ws, &seal)?;
         assert!(log.contains(SEAL_HOLDS), "{via:?}: {log}");
         assert!(!log.contains(WALK), "{via:?}: {log}");
+        assert!(
+            log.contains("route=\"paths\""),
+            "{via:?}: written directly: {log}"
+        );
         assert!(!ws.join("src").exists(), "{via:?}: the old tree is gone");
         assert!(
             ws.join("build/cache.bin").is_file(),
@@ -262,6 +270,7 @@ fn a_sealed_snapshot_100_commits_behind_with_renames_modes_and_symlinks_equals_a
     let log = sync_sealed(&src, &ws, &seal)?;
     assert!(log.contains(SEAL_HOLDS), "{log}");
     assert!(!log.contains(WALK), "{log}");
+    assert!(log.contains("route=\"paths\""), "written directly: {log}");
     assert_like_cold_clone(&src, &ws, dir.path())?;
     let cold = dir.path().join("cold");
     assert_eq!(modes(&ws)?, modes(&cold)?);
