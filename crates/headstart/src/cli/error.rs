@@ -78,7 +78,7 @@ pub(crate) fn hint(kind: &str) -> Option<&'static str> {
         "branch_not_found" => "check the branch name, or leave out --branch for the default branch",
         "new_branch_exists" => "use --branch to check out the existing branch",
         "auth_failed" => {
-            "set HEADSTART_GIT_TOKEN (https) or HEADSTART_SSH_KEY and HEADSTART_KNOWN_HOSTS (ssh)"
+            "set HEADSTART_GIT_TOKEN (https) or HEADSTART_SSH_KEY and HEADSTART_KNOWN_HOSTS (ssh); a token is only sent to the exact origin given, so when the message says it was withheld after a redirect, give the URL the server redirects to"
         }
         "repo_not_found" => "check the URL; a private repository also needs HEADSTART_GIT_TOKEN",
         "network" => "check the host, your network and any proxy, then retry",
