@@ -252,10 +252,11 @@ fn a_docker_snapshot_is_a_normal_image_and_host_b_starts_warm_from_it_with_the_t
     let url = server.url(up.name());
     let reference = registry.reference("acme/hs");
     let (a, b) = (TestHome::new(), TestHome::new());
-    let _down_a = crate::docker_lifecycle::DownAll(a.path());
-    let _down_b = crate::docker_lifecycle::DownAll(b.path());
+    // dropped in reverse: the sandboxes go first, then the images they ran from
     let _images_a = SnapshotImages(a.path());
     let _images_b = SnapshotImages(b.path());
+    let _down_a = crate::docker_lifecycle::DownAll(a.path());
+    let _down_b = crate::docker_lifecycle::DownAll(b.path());
     // the recipe installs a tool outside the workspace: only the image carries it
     let recipe = a.path().join("recipe.json");
     std::fs::write(
@@ -404,8 +405,8 @@ fn a_docker_snapshot_is_a_normal_image_and_host_b_starts_warm_from_it_with_the_t
     assert_eq!(v["snapshot"]["source"], "local", "{v}");
     // C: `snapshot pull` prefetches the image, then a start there is local and warm
     let c = TestHome::new();
-    let _down_c = crate::docker_lifecycle::DownAll(c.path());
     let _images_c = SnapshotImages(c.path());
+    let _down_c = crate::docker_lifecycle::DownAll(c.path());
     let v = json(&headstart_env(
         c.path(),
         &[
@@ -458,8 +459,8 @@ fn a_docker_snapshot_is_a_normal_image_and_host_b_starts_warm_from_it_with_the_t
     let mut registry = registry;
     registry.stop();
     let d = TestHome::new();
-    let _down_d = crate::docker_lifecycle::DownAll(d.path());
     let _images_d = SnapshotImages(d.path());
+    let _down_d = crate::docker_lifecycle::DownAll(d.path());
     let v = json(&headstart_env(
         d.path(),
         &[
