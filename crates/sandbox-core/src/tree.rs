@@ -472,12 +472,24 @@ fn write_aside(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> io::Resul
         std::process::id(),
         WRITES.fetch_add(1, Ordering::Relaxed)
     ));
-    let result = (|| {
-        let mut f = OpenOptions::new()
+    let create = || {
+        OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
-            .open(&tmp)?;
+            .open(&tmp)
+    };
+    let result = (|| {
+        let mut f = match create() {
+            // left by a process killed mid-write whose pid this process now has (no
+            // live writer can hold this name: it is ours, and the counter never
+            // repeats): stale, so it goes
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&tmp)?;
+                create()?
+            }
+            other => other?,
+        };
         f.write_all(bytes)?;
         if durable {
             f.sync_all()?;
@@ -519,6 +531,23 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["grants.json"]);
+    }
+
+    #[test]
+    fn write_atomic_replaces_the_temporary_of_a_killed_writer_with_a_reused_pid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("record.json");
+        // a killed process with this pid left temporaries for the next counter values
+        for n in 0..64 {
+            fs::write(
+                tmp.path()
+                    .join(format!(".record.json.{}.{n}.tmp", std::process::id())),
+                b"stale",
+            )
+            .unwrap();
+        }
+        write_atomic(&path, b"fresh", 0o644).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"fresh");
     }
 
     #[test]
