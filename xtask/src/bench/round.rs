@@ -119,6 +119,7 @@ pub(super) async fn run_round(
         let (Some(p), slot) = (prepared[i].as_mut(), &mut slots[i]) else {
             continue;
         };
+        settle();
         match one_rep(ctx, served, &slot.member, &slot.case.id, rep, p).await {
             Ok((sample, build)) => {
                 slot.case.samples.push(sample);
@@ -175,6 +176,17 @@ pub(super) async fn run_round(
             }
             ctx.push(build);
         }
+    }
+}
+
+/// Flushes the filesystems (`sync`, untimed) before a repetition, so it does not pay
+/// for the writeback of the bench's own set-up: the previous repetition's teardown (on
+/// a filesystem mounted with `discard`, freed blocks are trimmed at the next journal
+/// commit) and the upstream's repack after an advance. Every case gets it, so a pair's
+/// two sides start from the same quiet disk.
+fn settle() {
+    if let Err(e) = std::process::Command::new("sync").status() {
+        eprintln!("  (sync before a repetition failed: {e})");
     }
 }
 
