@@ -87,7 +87,7 @@ mod exec;
 mod gitindex;
 mod record;
 mod restore;
-mod store;
+pub(crate) mod store;
 use sandbox_core::git::{self, CleanSeal};
 use sandbox_core::tree;
 
@@ -106,7 +106,7 @@ use sandbox_core::{
 use time::OffsetDateTime;
 
 pub use config::{HOME_ENV, LocalConfig, RESTORE_METHOD_ENV, RestoreMethod, default_home};
-pub use restore::Capabilities;
+pub use restore::{Capabilities, mount_overlay};
 pub use store::LocalSnapshotStore;
 
 #[cfg(feature = "docker")]

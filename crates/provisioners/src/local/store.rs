@@ -562,15 +562,38 @@ fn seal_import(workspace: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn sort_key(m: &SnapshotMeta) -> (i128, String) {
+/// The order of snapshot listings (newest first is descending): creation time, then id.
+pub(crate) fn sort_key(m: &SnapshotMeta) -> (i128, String) {
     (m.created_at.unix_timestamp_nanos(), m.id.to_string())
+}
+
+/// The page of at most `limit` snapshots of `all` (newest first) that come after the
+/// [`sort_key`] `after`, with the cursor of the next page when there is more.
+pub(crate) fn page_after(
+    all: Vec<SnapshotMeta>,
+    after: Option<(i128, String)>,
+    limit: usize,
+) -> Page<SnapshotMeta> {
+    let mut items: Vec<SnapshotMeta> = all
+        .into_iter()
+        .filter(|m| after.as_ref().is_none_or(|a| sort_key(m) < *a))
+        .take(limit + 1)
+        .collect();
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(encode_cursor)
+    } else {
+        None
+    };
+    Page { items, next }
 }
 
 fn encode_cursor(m: &SnapshotMeta) -> Cursor {
     Cursor(format!("{}/{}", m.created_at.unix_timestamp_nanos(), m.id))
 }
 
-fn decode_cursor(c: &Cursor) -> Result<(i128, String)> {
+/// The [`sort_key`] a listing cursor stands for.
+pub(crate) fn decode_cursor(c: &Cursor) -> Result<(i128, String)> {
     let bad = || {
         Error::InvalidOptions(format!(
             "invalid snapshot listing cursor `{}`",
@@ -605,18 +628,7 @@ impl SnapshotStore for LocalSnapshotStore {
         let store = self.clone();
         let name = name.map(str::to_owned);
         let all = blocking(move || store.scan(name.as_deref())).await?;
-        let mut items: Vec<SnapshotMeta> = all
-            .into_iter()
-            .filter(|m| after.as_ref().is_none_or(|a| sort_key(m) < *a))
-            .take(limit + 1)
-            .collect();
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(encode_cursor)
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(page_after(all, after, limit))
     }
 
     async fn get(&self, id: &SnapshotId) -> Result<Option<SnapshotMeta>> {
