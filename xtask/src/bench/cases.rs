@@ -17,7 +17,9 @@ use super::measure::{CaseResult, Sample, check_workspace, git_cmd, run_git};
 use super::round::{Member, Slot, run_round};
 use super::{Ctx, Rig, Served, gitsplit, target_dir};
 
-async fn timed_start(
+/// A start of `name` on `fast` (replacing any sandbox of that name) and its wall time
+/// in ms.
+pub(super) async fn timed_start(
     fast: &FastStart,
     source: &Source,
     name: &SandboxName,
@@ -31,6 +33,25 @@ async fn timed_start(
         )
         .await?;
     Ok((started, t.elapsed().as_secs_f64() * 1e3))
+}
+
+/// The sample of a start that took `wall_ms`: its phases (`git_*` split into their
+/// steps) and how long `git status` takes in its workspace, which must be at
+/// `branch`@`commit`.
+pub(super) fn start_sample(
+    wall_ms: f64,
+    started: &Started,
+    branch: &str,
+    commit: &str,
+) -> anyhow::Result<Sample> {
+    let mut sample = Sample::from_report(wall_ms, &started.report);
+    gitsplit::split(&mut sample.phases);
+    sample.status_ms = Some(check_workspace(
+        started.sandbox.workspace(),
+        branch,
+        commit,
+    )?);
+    Ok(sample)
 }
 
 /// headstart warm starts: `reps` fresh sandboxes from the rig's snapshot, each checked.
@@ -71,13 +92,7 @@ pub(super) async fn warm_rep(
     if started.build.is_some() {
         bail!("a warm start kicked a rebuild ({:?})", started.build);
     }
-    let mut sample = Sample::from_report(wall, &started.report);
-    gitsplit::split(&mut sample.phases);
-    sample.status_ms = Some(check_workspace(
-        started.sandbox.workspace(),
-        expect_branch,
-        expect,
-    )?);
+    let sample = start_sample(wall, &started, expect_branch, expect)?;
     rig.provider.remove(&name).await?;
     Ok(sample)
 }
@@ -105,10 +120,10 @@ pub(super) fn cold_rigs(
     let restore = ctx.restore;
     let suffix = suffix.to_owned();
     move |rep: usize| -> anyhow::Result<Rig> {
-        let home = work.join(format!("cold{suffix}-{rep}"));
-        let mut rig = Rig::new(home.clone(), restore);
-        rig.scratch = Some(home);
-        Ok(rig)
+        Ok(Rig::scratch(
+            work.join(format!("cold{suffix}-{rep}")),
+            restore,
+        ))
     }
 }
 
@@ -184,14 +199,8 @@ pub(super) async fn cold_rep(
     if started.build != Some(KickOutcome::Started) {
         bail!("the cold start did not start a build: {:?}", started.build);
     }
-    let mut sample = Sample::from_report(wall, &started.report);
-    gitsplit::split(&mut sample.phases);
-    // Timed while the background build runs, as a user would see it.
-    sample.status_ms = Some(check_workspace(
-        started.sandbox.workspace(),
-        branch,
-        expect,
-    )?);
+    // `git status` timed while the background build runs, as a user would see it.
+    let sample = start_sample(wall, &started, branch, expect)?;
     let key = started.key.clone().context("no snapshot key")?;
     let (build, from_seed) = match rig.builder.wait(&key).await {
         Some(Ok(report)) => {
@@ -398,7 +407,9 @@ pub(super) fn floor_rep(
     }
     let t = Instant::now();
     match floor.method {
-        RestoreMethod::Overlay => mount_overlay(&floor.lower, &upper, &scratch, &ws)?,
+        RestoreMethod::Overlay => {
+            provisioners::local::mount_overlay(&floor.lower, &upper, &scratch, &ws)?;
+        }
         m => {
             std::fs::remove_dir(&ws)?;
             // A hardlink-copy restore is approximated by a plain copy (`cp -al` would
@@ -509,33 +520,6 @@ impl FloorSetup {
             remote,
         })
     }
-}
-
-/// An overlay at `target` over `lower`, as the local provider mounts it (with
-/// `redirect_dir=on` where the kernel has it).
-fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> anyhow::Result<()> {
-    let base = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
-        upper.display(),
-        work.display()
-    );
-    let mount = |data: String| {
-        let data = std::ffi::CString::new(data).context("NUL in a path")?;
-        rustix::mount::mount(
-            "overlay",
-            target,
-            "overlay",
-            rustix::mount::MountFlags::empty(),
-            data.as_c_str(),
-        )
-        .map_err(anyhow::Error::from)
-    };
-    match mount(format!("{base},redirect_dir=on")) {
-        Err(_) => mount(base),
-        ok => ok,
-    }
-    .with_context(|| format!("mounting an overlay at {}", target.display()))
 }
 
 /// The git CLI cases no ratio uses (the others run interleaved with their partners).

@@ -178,6 +178,13 @@ impl Rig {
         rig
     }
 
+    /// The local provider under `home`, a scratch directory [`Rig::dispose`] removes.
+    fn scratch(home: PathBuf, restore: RestoreMethod) -> Self {
+        let mut rig = Self::new(home.clone(), restore);
+        rig.scratch = Some(home);
+        rig
+    }
+
     fn with_provider(provider: Arc<dyn SandboxProvider>, state_dir: PathBuf) -> Self {
         let builder = Arc::new(SnapshotBuilder::new(provider.clone(), state_dir));
         let fast = FastStart::new(provider.clone(), builder.clone()).drift(no_drift());
