@@ -282,14 +282,10 @@ unsafe extern "C" fn stream_set_proxy(_raw: *mut RawStream, _opts: *const c_void
 }
 
 unsafe extern "C" fn stream_read(raw: *mut RawStream, data: *mut c_void, len: usize) -> isize {
-    if data.is_null() && len > 0 {
-        set_error("null read buffer");
-        return -1;
-    }
-    with_stream(raw, -1, |s| {
+    stream_io(raw, Way::Read, data.is_null() && len > 0, |tcp| {
         // SAFETY: libgit2 passes a writable buffer of `len` bytes.
         let buf = unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), len) };
-        sliced_io(s, Way::Read, |tcp| tcp.read(buf))
+        tcp.read(buf)
     })
 }
 
@@ -299,15 +295,26 @@ unsafe extern "C" fn stream_write(
     len: usize,
     _flags: c_int,
 ) -> isize {
-    if data.is_null() && len > 0 {
-        set_error("null write buffer");
-        return -1;
-    }
-    with_stream(raw, -1, |s| {
+    stream_io(raw, Way::Write, data.is_null() && len > 0, |tcp| {
         // SAFETY: libgit2 passes a readable buffer of `len` bytes.
         let buf = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) };
-        sliced_io(s, Way::Write, |tcp| tcp.write(buf))
+        tcp.write(buf)
     })
+}
+
+/// A read or write callback: refuses a null buffer (`null_buffer`), then runs `io` on
+/// the stream with [`sliced_io`].
+fn stream_io(
+    raw: *mut RawStream,
+    way: Way,
+    null_buffer: bool,
+    io: impl FnMut(&mut TcpStream) -> std::io::Result<usize>,
+) -> isize {
+    if null_buffer {
+        set_error(&format!("null {} buffer", way.verb()));
+        return -1;
+    }
+    with_stream(raw, -1, |s| sliced_io(s, way, io))
 }
 
 /// Which way [`sliced_io`] moves bytes.
