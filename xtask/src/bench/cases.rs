@@ -13,7 +13,7 @@ use provisioners::local::RestoreMethod;
 use sandbox_core::{ConnectOptions, SandboxName, Source, StartPath};
 use snapshot_refresh::{FastStart, KickOutcome, Started};
 
-use super::measure::{CaseResult, Sample, check_workspace, git_cmd, run_git};
+use super::measure::{CaseResult, Sample, check_workspace, git_cmd, run_git, run_git_in};
 use super::round::{Member, Slot, run_round};
 use super::{Ctx, Rig, Served, gitsplit, target_dir};
 
@@ -33,6 +33,26 @@ pub(super) async fn timed_start(
         )
         .await?;
     Ok((started, t.elapsed().as_secs_f64() * 1e3))
+}
+
+/// `git -C dir <args>`, timed: its wall time in ms.
+fn timed_git_in(dir: &Path, args: &[&str], what: &str) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    run_git_in(dir, args, what)?;
+    Ok(t.elapsed().as_secs_f64() * 1e3)
+}
+
+/// An error unless `started` went the way `want`.
+fn expect_path(started: &Started, want: StartPath) -> anyhow::Result<()> {
+    if started.report.path != want {
+        let want = format!("{want:?}").to_lowercase();
+        bail!(
+            "expected a {want} start, got {:?}: {}",
+            started.report.path,
+            started.report.reason
+        );
+    }
+    Ok(())
 }
 
 /// The sample of a start that took `wall_ms`: its phases (`git_*` split into their
@@ -82,13 +102,7 @@ pub(super) async fn warm_rep(
 ) -> anyhow::Result<Sample> {
     let name = SandboxName::new(name)?;
     let (started, wall) = timed_start(&rig.fast, source, &name).await?;
-    if started.report.path != StartPath::Warm {
-        bail!(
-            "expected a warm start, got {:?}: {}",
-            started.report.path,
-            started.report.reason
-        );
-    }
+    expect_path(&started, StartPath::Warm)?;
     if started.build.is_some() {
         bail!("a warm start kicked a rebuild ({:?})", started.build);
     }
@@ -116,15 +130,8 @@ pub(super) fn cold_rigs(
     ctx: &Ctx,
     suffix: &str,
 ) -> impl Fn(usize) -> anyhow::Result<Rig> + Sync + use<> {
-    let work = ctx.work.clone();
-    let restore = ctx.restore;
     let suffix = suffix.to_owned();
-    move |rep: usize| -> anyhow::Result<Rig> {
-        Ok(Rig::scratch(
-            work.join(format!("cold{suffix}-{rep}")),
-            restore,
-        ))
-    }
+    ctx.fresh_rigs(move |rep| format!("cold{suffix}-{rep}"), Ok)
 }
 
 /// The cold start's and the snapshot build's results, empty.
@@ -189,13 +196,7 @@ pub(super) async fn cold_rep(
 ) -> anyhow::Result<(Sample, Sample, bool)> {
     let name = SandboxName::new(format!("cold-{rep}"))?;
     let (started, wall) = timed_start(&rig.fast, source, &name).await?;
-    if started.report.path != StartPath::Cold {
-        bail!(
-            "expected a cold start, got {:?}: {}",
-            started.report.path,
-            started.report.reason
-        );
-    }
+    expect_path(&started, StartPath::Cold)?;
     if started.build != Some(KickOutcome::Started) {
         bail!("the cold start did not start a build: {:?}", started.build);
     }
@@ -429,24 +430,10 @@ pub(super) fn floor_rep(
         }
     }
     let restore_ms = t.elapsed().as_secs_f64() * 1e3;
-    let t = Instant::now();
-    run_git(
-        git_cmd()
-            .arg("-C")
-            .arg(&ws)
-            .args(["fetch", "--quiet", "--depth=1", &floor.remote, branch]),
-        "git fetch --depth=1",
-    )?;
-    let fetch_ms = t.elapsed().as_secs_f64() * 1e3;
-    let t = Instant::now();
-    run_git(
-        git_cmd()
-            .arg("-C")
-            .arg(&ws)
-            .args(["checkout", "--quiet", "-B", branch, "FETCH_HEAD"]),
-        "git checkout -B",
-    )?;
-    let checkout_ms = t.elapsed().as_secs_f64() * 1e3;
+    let fetch = ["fetch", "--quiet", "--depth=1", &floor.remote, branch];
+    let fetch_ms = timed_git_in(&ws, &fetch, "git fetch --depth=1")?;
+    let checkout = ["checkout", "--quiet", "-B", branch, "FETCH_HEAD"];
+    let checkout_ms = timed_git_in(&ws, &checkout, "git checkout -B")?;
     let mut sample = Sample {
         total_ms: restore_ms + fetch_ms + checkout_ms,
         status_ms: None,
@@ -501,11 +488,9 @@ impl FloorSetup {
             .pop()
             .map(|(_, p)| p)
             .context("no snapshot workspace")?;
-        let origin = run_git(
-            git_cmd()
-                .arg("-C")
-                .arg(&lower)
-                .args(["config", "--get", "remote.origin.url"]),
+        let origin = run_git_in(
+            &lower,
+            &["config", "--get", "remote.origin.url"],
             "git config remote.origin.url",
         )
         .unwrap_or_default();

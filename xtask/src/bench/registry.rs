@@ -68,18 +68,18 @@ pub(super) fn fresh_host_rigs(
     ctx: &Ctx,
     reference: &str,
 ) -> impl Fn(usize) -> anyhow::Result<Rig> + Sync + use<> {
-    let work = ctx.work.clone();
-    let restore = ctx.restore;
     let reference = reference.to_owned();
-    move |rep: usize| -> anyhow::Result<Rig> {
-        let home = work.join(format!("fresh-host-{rep}"));
-        let mut rig = Rig::scratch(home.clone(), restore);
-        let remote: Arc<dyn RemoteSnapshots> = Arc::new(remote(&reference, &home)?);
-        rig.fast = FastStart::new(rig.provider.clone(), rig.builder.clone())
-            .drift(no_drift())
-            .remote(remote, Duration::from_secs(120));
-        Ok(rig)
-    }
+    ctx.fresh_rigs(
+        |rep| format!("fresh-host-{rep}"),
+        move |mut rig: Rig| {
+            let home = rig.scratch.clone().context("a fresh rig has a home")?;
+            let remote: Arc<dyn RemoteSnapshots> = Arc::new(remote(&reference, &home)?);
+            rig.fast = FastStart::new(rig.provider.clone(), rig.builder.clone())
+                .drift(no_drift())
+                .remote(remote, Duration::from_secs(120));
+            Ok(rig)
+        },
+    )
 }
 
 /// The case's result, empty.
