@@ -677,3 +677,57 @@ impl SnapshotStore for LocalSnapshotStore {
         self.page_size
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(id: &str, created_secs: i64) -> SnapshotMeta {
+        SnapshotMeta {
+            id: SnapshotId::new(id).expect("a valid id"),
+            name: "key".into(),
+            status: SnapshotStatus::Ready,
+            created_at: OffsetDateTime::from_unix_timestamp(created_secs).expect("a time"),
+            commit: None,
+            branch: None,
+            source_url: None,
+            recipe_digest: "digest".into(),
+            size_bytes: 0,
+            error: None,
+            provider_data: serde_json::Value::Null,
+        }
+    }
+
+    /// The pages of the local and Docker listings: newest first, every snapshot once,
+    /// also when two were made in the same instant.
+    #[test]
+    fn pages_walk_newest_first_with_every_snapshot_once() {
+        let mut all = vec![
+            meta("0000000000005-a", 5),
+            meta("0000000000004-b", 4),
+            meta("0000000000004-a", 4),
+            meta("0000000000002-a", 2),
+            meta("0000000000001-a", 1),
+        ];
+        all.sort_by_key(|m| std::cmp::Reverse(sort_key(m)));
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let after = cursor
+                .as_ref()
+                .map(decode_cursor)
+                .transpose()
+                .expect("our cursor");
+            let page = page_after(all.clone(), after, 2);
+            assert!(page.items.len() <= 2);
+            seen.extend(page.items.iter().map(|m| m.id.to_string()));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let expected: Vec<String> = all.iter().map(|m| m.id.to_string()).collect();
+        assert_eq!(seen, expected);
+        assert_eq!(seen[1..3], ["0000000000004-b", "0000000000004-a"]);
+    }
+}
