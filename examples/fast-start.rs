@@ -68,16 +68,7 @@ async fn run() -> anyhow::Result<()> {
     println!("headstart home: {}\n", home.display());
 
     // 1. Cold: no snapshot yet.
-    let cold_name = SandboxName::generate();
-    let cold = fast
-        .start(
-            &source,
-            &ConnectOptions::new()
-                .name(cold_name.clone())
-                .force_create(true),
-        )
-        .await
-        .context("cold start")?;
+    let cold = start_new(&fast, &source).await.context("cold start")?;
     let key = cold
         .key
         .clone()
@@ -117,16 +108,7 @@ async fn run() -> anyhow::Result<()> {
     };
 
     // 3. Warm: restore the snapshot, fetch one branch at depth 1, check it out.
-    let warm_name = SandboxName::generate();
-    let warm = fast
-        .start(
-            &source,
-            &ConnectOptions::new()
-                .name(warm_name.clone())
-                .force_create(true),
-        )
-        .await
-        .context("warm start")?;
+    let warm = start_new(&fast, &source).await.context("warm start")?;
 
     print_side_by_side(&cold.report, &warm.report);
 
@@ -161,6 +143,14 @@ async fn run() -> anyhow::Result<()> {
         cold_report.total.as_secs_f64() / warm_report.total.as_secs_f64().max(1e-9)
     );
     Ok(())
+}
+
+/// Starts a new sandbox under a generated name (the start says whether it went cold or
+/// warm).
+async fn start_new(fast: &FastStart, source: &Source) -> snapshot_refresh::Result<Started> {
+    let name = SandboxName::generate();
+    let options = ConnectOptions::new().name(name).force_create(true);
+    fast.start(source, &options).await
 }
 
 fn ms(d: Duration) -> String {

@@ -201,6 +201,22 @@ impl Remote {
         &self.host
     }
 
+    /// `POST <host><path>` with a JSON body (errors without the URL).
+    async fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, RemoteError> {
+        self.http
+            .post(format!("{}{path}", self.host))
+            .timeout(timeout)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| RemoteError::from_reqwest(&e.without_url()))
+    }
+
     /// `POST /flags/?v=2` for `distinct_id`, only `flag_keys`.
     pub(crate) async fn flags(
         &self,
@@ -216,14 +232,7 @@ impl Remote {
             "flag_keys_to_evaluate": flag_keys,
             "geoip_disable": true,
         });
-        let resp = self
-            .http
-            .post(format!("{}/flags/?v=2", self.host))
-            .timeout(timeout)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| RemoteError::from_reqwest(&e.without_url()))?;
+        let resp = self.post_json("/flags/?v=2", &body, timeout).await?;
         let status = resp.status();
         if status == StatusCode::PAYMENT_REQUIRED || status == StatusCode::TOO_MANY_REQUESTS {
             return Err(RemoteError::QuotaLimited);
@@ -299,14 +308,7 @@ impl Remote {
             "batch": events,
             "sent_at": crate::telemetry::rfc3339_now(),
         });
-        let resp = self
-            .http
-            .post(format!("{}/batch/", self.host))
-            .timeout(timeout)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| RemoteError::from_reqwest(&e.without_url()))?;
+        let resp = self.post_json("/batch/", &body, timeout).await?;
         if resp.status().is_success() {
             Ok(())
         } else {

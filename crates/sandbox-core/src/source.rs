@@ -52,11 +52,7 @@ impl Source {
     /// # Errors
     /// [`Error::InvalidOptions`] when it equals the new branch.
     pub fn with_branch(mut self, branch: BranchName) -> Result<Self, Error> {
-        if self.new_branch.as_ref() == Some(&branch) {
-            return Err(Error::InvalidOptions(format!(
-                "branch and new branch are both `{branch}`; use one of them"
-            )));
-        }
+        not_both(self.new_branch.as_ref(), &branch)?;
         self.branch = Some(branch);
         Ok(self)
     }
@@ -66,11 +62,7 @@ impl Source {
     /// # Errors
     /// [`Error::InvalidOptions`] when it equals the branch.
     pub fn with_new_branch(mut self, new_branch: BranchName) -> Result<Self, Error> {
-        if self.branch.as_ref() == Some(&new_branch) {
-            return Err(Error::InvalidOptions(format!(
-                "branch and new branch are both `{new_branch}`; use one of them"
-            )));
-        }
+        not_both(self.branch.as_ref(), &new_branch)?;
         self.new_branch = Some(new_branch);
         Ok(self)
     }
@@ -121,6 +113,16 @@ impl Source {
     pub fn allows_prebuilt(&self) -> bool {
         self.prebuilt != Some(false)
     }
+}
+
+/// Refuses a branch that is also the other one of branch and new branch.
+fn not_both(other: Option<&BranchName>, branch: &BranchName) -> Result<(), Error> {
+    if other == Some(branch) {
+        return Err(Error::InvalidOptions(format!(
+            "branch and new branch are both `{branch}`; use one of them"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

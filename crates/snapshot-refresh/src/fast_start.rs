@@ -48,6 +48,25 @@ pub struct Started {
     pub repository: Option<String>,
 }
 
+impl Started {
+    /// A start that restored no snapshot and started no build.
+    fn without_snapshot(
+        sandbox: Box<dyn Sandbox>,
+        report: StartupReport,
+        repository: Option<String>,
+    ) -> Self {
+        Self {
+            sandbox,
+            report,
+            key: None,
+            snapshot: None,
+            snapshot_source: None,
+            build: None,
+            repository,
+        }
+    }
+}
+
 /// Where the snapshot of a warm start came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -538,14 +557,11 @@ impl FastStart {
             Some(checkout.head),
             checkout.received_bytes,
         );
+        let repository = Some(source.url().to_string());
         Ok(Started {
-            sandbox,
-            report,
             key: key.ok(),
-            snapshot: None,
-            snapshot_source: None,
             build,
-            repository: Some(source.url().to_string()),
+            ..Started::without_snapshot(sandbox, report, repository)
         })
     }
 
@@ -608,15 +624,7 @@ impl FastStart {
             ),
         };
         let report = clock.finish(StartPath::Reconnected, reason, r.head, r.received_bytes);
-        Ok(Started {
-            sandbox,
-            report,
-            key: None,
-            snapshot: None,
-            snapshot_source: None,
-            build: None,
-            repository: r.repository,
-        })
+        Ok(Started::without_snapshot(sandbox, report, r.repository))
     }
 
     /// A start in the user's own directory (see the type's docs).
@@ -674,15 +682,8 @@ impl FastStart {
                 Some(checkout.head),
                 checkout.received_bytes,
             );
-            return Ok(Started {
-                sandbox,
-                report,
-                key: None,
-                snapshot: None,
-                snapshot_source: None,
-                build: None,
-                repository: Some(source.url().to_string()),
-            });
+            let repository = Some(source.url().to_string());
+            return Ok(Started::without_snapshot(sandbox, report, repository));
         }
         let what = format!("your directory {ws}");
         let r = match self.reconcile(&what, source, &*sandbox, &mut clock).await {
@@ -706,15 +707,7 @@ impl FastStart {
             ),
         };
         let report = clock.finish(StartPath::Workdir, reason, r.head, r.received_bytes);
-        Ok(Started {
-            sandbox,
-            report,
-            key: None,
-            snapshot: None,
-            snapshot_source: None,
-            build: None,
-            repository: r.repository,
-        })
+        Ok(Started::without_snapshot(sandbox, report, r.repository))
     }
 
     /// Looks at an existing workspace and does what [`reconnect::decide`] says: leave it,

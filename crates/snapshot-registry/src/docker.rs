@@ -29,7 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::auth::DockerCredentials;
 use provisioners::docker::DockerSnapshotStore;
-use sandbox_core::{SnapshotMeta, SnapshotStatus, SnapshotStore};
+use sandbox_core::{SnapshotMeta, SnapshotStore};
 use secrecy::ExposeSecret;
 use snapshot_refresh::{Lease, Pulled, Pushed, RemoteError, RemoteSnapshots};
 use time::OffsetDateTime;
@@ -38,7 +38,7 @@ use crate::archive;
 use crate::auth::Auth;
 use crate::error::Error;
 use crate::reference::{RegistryRef, check_tag};
-use crate::store::{RegistryConfig, RegistrySnapshots, annotations};
+use crate::store::{RegistryConfig, RegistrySnapshots, annotations, check_pushable};
 
 /// The repository below the configured one that Docker snapshot images go to.
 pub const DOCKER_REPOSITORY: &str = "docker";
@@ -121,13 +121,7 @@ impl DockerRegistrySnapshots {
     /// # Errors
     /// As [`Error`]; an engine failure is [`Error::Local`].
     pub async fn push_image(&self, meta: &SnapshotMeta) -> Result<Pushed, Error> {
-        check_tag(&meta.name)?;
-        if meta.status != SnapshotStatus::Ready {
-            return Err(Error::Local(sandbox_core::Error::InvalidOptions(format!(
-                "snapshot {} is not ready",
-                meta.id
-            ))));
-        }
+        check_pushable(meta)?;
         let workspace = self.store.workspaces().workspace_of(&meta.id)?;
         let scratch = self.oci.scratch()?;
         let tar = scratch.path().join("workspace.tar");

@@ -264,13 +264,7 @@ impl RegistrySnapshots {
     /// # Errors
     /// As [`Error`]; nothing is tagged unless every blob went up.
     pub async fn push_snapshot(&self, meta: &SnapshotMeta) -> Result<Pushed, Error> {
-        check_tag(&meta.name)?;
-        if meta.status != SnapshotStatus::Ready {
-            return Err(Error::Local(sandbox_core::Error::InvalidOptions(format!(
-                "snapshot {} is not ready",
-                meta.id
-            ))));
-        }
+        check_pushable(meta)?;
         let workspace = self.store.workspace_of(&meta.id)?;
         let scratch = self.scratch()?;
         let dir = scratch.path().to_owned();
@@ -777,6 +771,18 @@ fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
         hasher.update(&buf[..n]);
     }
     Ok((format!("sha256:{}", hex::encode(hasher.finalize())), size))
+}
+
+/// A snapshot can be pushed: its name is a valid tag and it is ready.
+pub(crate) fn check_pushable(meta: &SnapshotMeta) -> Result<(), Error> {
+    check_tag(&meta.name)?;
+    if meta.status != SnapshotStatus::Ready {
+        return Err(Error::Local(sandbox_core::Error::InvalidOptions(format!(
+            "snapshot {} is not ready",
+            meta.id
+        ))));
+    }
+    Ok(())
 }
 
 pub(crate) fn sha256(data: &[u8]) -> String {

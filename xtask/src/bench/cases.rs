@@ -13,11 +13,13 @@ use provisioners::local::RestoreMethod;
 use sandbox_core::{ConnectOptions, SandboxName, Source, StartPath};
 use snapshot_refresh::{FastStart, KickOutcome, Started};
 
-use super::measure::{CaseResult, Sample, check_workspace, git_cmd, run_git};
+use super::measure::{CaseResult, Sample, check_workspace, git_cmd, run_git, run_git_in};
 use super::round::{Member, Slot, run_round};
 use super::{Ctx, Rig, Served, gitsplit, target_dir};
 
-async fn timed_start(
+/// A start of `name` on `fast` (replacing any sandbox of that name) and its wall time
+/// in ms.
+pub(super) async fn timed_start(
     fast: &FastStart,
     source: &Source,
     name: &SandboxName,
@@ -31,6 +33,45 @@ async fn timed_start(
         )
         .await?;
     Ok((started, t.elapsed().as_secs_f64() * 1e3))
+}
+
+/// `git -C dir <args>`, timed: its wall time in ms.
+fn timed_git_in(dir: &Path, args: &[&str], what: &str) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    run_git_in(dir, args, what)?;
+    Ok(t.elapsed().as_secs_f64() * 1e3)
+}
+
+/// An error unless `started` went the way `want`.
+fn expect_path(started: &Started, want: StartPath) -> anyhow::Result<()> {
+    if started.report.path != want {
+        let want = format!("{want:?}").to_lowercase();
+        bail!(
+            "expected a {want} start, got {:?}: {}",
+            started.report.path,
+            started.report.reason
+        );
+    }
+    Ok(())
+}
+
+/// The sample of a start that took `wall_ms`: its phases (`git_*` split into their
+/// steps) and how long `git status` takes in its workspace, which must be at
+/// `branch`@`commit`.
+pub(super) fn start_sample(
+    wall_ms: f64,
+    started: &Started,
+    branch: &str,
+    commit: &str,
+) -> anyhow::Result<Sample> {
+    let mut sample = Sample::from_report(wall_ms, &started.report);
+    gitsplit::split(&mut sample.phases);
+    sample.status_ms = Some(check_workspace(
+        started.sandbox.workspace(),
+        branch,
+        commit,
+    )?);
+    Ok(sample)
 }
 
 /// headstart warm starts: `reps` fresh sandboxes from the rig's snapshot, each checked.
@@ -61,23 +102,11 @@ pub(super) async fn warm_rep(
 ) -> anyhow::Result<Sample> {
     let name = SandboxName::new(name)?;
     let (started, wall) = timed_start(&rig.fast, source, &name).await?;
-    if started.report.path != StartPath::Warm {
-        bail!(
-            "expected a warm start, got {:?}: {}",
-            started.report.path,
-            started.report.reason
-        );
-    }
+    expect_path(&started, StartPath::Warm)?;
     if started.build.is_some() {
         bail!("a warm start kicked a rebuild ({:?})", started.build);
     }
-    let mut sample = Sample::from_report(wall, &started.report);
-    gitsplit::split(&mut sample.phases);
-    sample.status_ms = Some(check_workspace(
-        started.sandbox.workspace(),
-        expect_branch,
-        expect,
-    )?);
+    let sample = start_sample(wall, &started, expect_branch, expect)?;
     rig.provider.remove(&name).await?;
     Ok(sample)
 }
@@ -101,15 +130,8 @@ pub(super) fn cold_rigs(
     ctx: &Ctx,
     suffix: &str,
 ) -> impl Fn(usize) -> anyhow::Result<Rig> + Sync + use<> {
-    let work = ctx.work.clone();
-    let restore = ctx.restore;
     let suffix = suffix.to_owned();
-    move |rep: usize| -> anyhow::Result<Rig> {
-        let home = work.join(format!("cold{suffix}-{rep}"));
-        let mut rig = Rig::new(home.clone(), restore);
-        rig.scratch = Some(home);
-        Ok(rig)
-    }
+    ctx.fresh_rigs(move |rep| format!("cold{suffix}-{rep}"), Ok)
 }
 
 /// The cold start's and the snapshot build's results, empty.
@@ -174,24 +196,12 @@ pub(super) async fn cold_rep(
 ) -> anyhow::Result<(Sample, Sample, bool)> {
     let name = SandboxName::new(format!("cold-{rep}"))?;
     let (started, wall) = timed_start(&rig.fast, source, &name).await?;
-    if started.report.path != StartPath::Cold {
-        bail!(
-            "expected a cold start, got {:?}: {}",
-            started.report.path,
-            started.report.reason
-        );
-    }
+    expect_path(&started, StartPath::Cold)?;
     if started.build != Some(KickOutcome::Started) {
         bail!("the cold start did not start a build: {:?}", started.build);
     }
-    let mut sample = Sample::from_report(wall, &started.report);
-    gitsplit::split(&mut sample.phases);
-    // Timed while the background build runs, as a user would see it.
-    sample.status_ms = Some(check_workspace(
-        started.sandbox.workspace(),
-        branch,
-        expect,
-    )?);
+    // `git status` timed while the background build runs, as a user would see it.
+    let sample = start_sample(wall, &started, branch, expect)?;
     let key = started.key.clone().context("no snapshot key")?;
     let (build, from_seed) = match rig.builder.wait(&key).await {
         Some(Ok(report)) => {
@@ -398,7 +408,9 @@ pub(super) fn floor_rep(
     }
     let t = Instant::now();
     match floor.method {
-        RestoreMethod::Overlay => mount_overlay(&floor.lower, &upper, &scratch, &ws)?,
+        RestoreMethod::Overlay => {
+            provisioners::local::mount_overlay(&floor.lower, &upper, &scratch, &ws)?;
+        }
         m => {
             std::fs::remove_dir(&ws)?;
             // A hardlink-copy restore is approximated by a plain copy (`cp -al` would
@@ -418,24 +430,10 @@ pub(super) fn floor_rep(
         }
     }
     let restore_ms = t.elapsed().as_secs_f64() * 1e3;
-    let t = Instant::now();
-    run_git(
-        git_cmd()
-            .arg("-C")
-            .arg(&ws)
-            .args(["fetch", "--quiet", "--depth=1", &floor.remote, branch]),
-        "git fetch --depth=1",
-    )?;
-    let fetch_ms = t.elapsed().as_secs_f64() * 1e3;
-    let t = Instant::now();
-    run_git(
-        git_cmd()
-            .arg("-C")
-            .arg(&ws)
-            .args(["checkout", "--quiet", "-B", branch, "FETCH_HEAD"]),
-        "git checkout -B",
-    )?;
-    let checkout_ms = t.elapsed().as_secs_f64() * 1e3;
+    let fetch = ["fetch", "--quiet", "--depth=1", &floor.remote, branch];
+    let fetch_ms = timed_git_in(&ws, &fetch, "git fetch --depth=1")?;
+    let checkout = ["checkout", "--quiet", "-B", branch, "FETCH_HEAD"];
+    let checkout_ms = timed_git_in(&ws, &checkout, "git checkout -B")?;
     let mut sample = Sample {
         total_ms: restore_ms + fetch_ms + checkout_ms,
         status_ms: None,
@@ -490,11 +488,9 @@ impl FloorSetup {
             .pop()
             .map(|(_, p)| p)
             .context("no snapshot workspace")?;
-        let origin = run_git(
-            git_cmd()
-                .arg("-C")
-                .arg(&lower)
-                .args(["config", "--get", "remote.origin.url"]),
+        let origin = run_git_in(
+            &lower,
+            &["config", "--get", "remote.origin.url"],
             "git config remote.origin.url",
         )
         .unwrap_or_default();
@@ -509,33 +505,6 @@ impl FloorSetup {
             remote,
         })
     }
-}
-
-/// An overlay at `target` over `lower`, as the local provider mounts it (with
-/// `redirect_dir=on` where the kernel has it).
-fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> anyhow::Result<()> {
-    let base = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
-        upper.display(),
-        work.display()
-    );
-    let mount = |data: String| {
-        let data = std::ffi::CString::new(data).context("NUL in a path")?;
-        rustix::mount::mount(
-            "overlay",
-            target,
-            "overlay",
-            rustix::mount::MountFlags::empty(),
-            data.as_c_str(),
-        )
-        .map_err(anyhow::Error::from)
-    };
-    match mount(format!("{base},redirect_dir=on")) {
-        Err(_) => mount(base),
-        ok => ok,
-    }
-    .with_context(|| format!("mounting an overlay at {}", target.display()))
 }
 
 /// The git CLI cases no ratio uses (the others run interleaved with their partners).

@@ -36,25 +36,18 @@ pub(super) async fn cases(ctx: &mut Ctx, served: &Served, stamp: &str) {
             "Docker provider: headstart warm start, 1 ahead",
         ),
     ];
-    let docker = match connect_from_env().await {
+    let engine = match connect_from_env().await {
         Ok(d) => match d.info().await {
-            Ok(_) => d,
-            Err(e) => {
-                for (id, label) in ids {
-                    ctx.push(
-                        CaseResult::new(id, label, "docker", "http", &f)
-                            .skipped(format!("`docker info` fails: {e}")),
-                    );
-                }
-                return;
-            }
+            Ok(_) => Ok(d),
+            Err(e) => Err(format!("`docker info` fails: {e}")),
         },
-        Err(e) => {
+        Err(e) => Err(format!("no Docker engine: {e}")),
+    };
+    let docker = match engine {
+        Ok(d) => d,
+        Err(why) => {
             for (id, label) in ids {
-                ctx.push(
-                    CaseResult::new(id, label, "docker", "http", &f)
-                        .skipped(format!("no Docker engine: {e}")),
-                );
+                ctx.push(CaseResult::new(id, label, "docker", "http", &f).skipped(why.clone()));
             }
             return;
         }

@@ -346,6 +346,50 @@ fn file_path(i: usize, total: usize) -> String {
     format!("src/m{:03}/s{:03}/f{i:06}.{ext}", d / subs, d % subs)
 }
 
+/// A running `git fast-import`, fed through `w`.
+struct FastImport {
+    child: std::process::Child,
+    w: BufWriter<std::process::ChildStdin>,
+}
+
+impl FastImport {
+    /// Starts `git -C repo fast-import --quiet --done <extra>` behind a write buffer of
+    /// `capacity` bytes.
+    fn start(repo: &Path, extra: &[&str], capacity: usize) -> anyhow::Result<Self> {
+        let mut child = git_cmd()
+            .arg("-C")
+            .arg(repo)
+            .args(["fast-import", "--quiet", "--done"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting git fast-import")?;
+        let stdin = child.stdin.take().context("fast-import stdin")?;
+        Ok(Self {
+            child,
+            w: BufWriter::with_capacity(capacity, stdin),
+        })
+    }
+
+    /// Ends the stream (`done`) and waits for the import: an error when it failed.
+    fn finish(self) -> anyhow::Result<()> {
+        let Self { child, mut w } = self;
+        w.write_all(b"done\n")?;
+        w.flush()?;
+        drop(w);
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "git fast-import failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Writes one commit to the fast-import stream.
 fn write_commit(
     out: &mut impl Write,
@@ -462,17 +506,7 @@ fn generate(dir: &Path, preset: &Preset) -> anyhow::Result<()> {
         bail!("git init failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     configure_for_serving(dir)?;
-    let mut child = git_cmd()
-        .arg("-C")
-        .arg(dir)
-        .args(["fast-import", "--quiet", "--done", "--depth=50"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting git fast-import")?;
-    let stdin = child.stdin.take().context("fast-import stdin")?;
-    let mut w = BufWriter::with_capacity(1 << 20, stdin);
+    let mut import = FastImport::start(dir, &["--depth=50"], 1 << 20)?;
     let mut rng = Rng::new(preset.seed());
     let mut model = Model::new(preset, &mut rng);
     let initial: Vec<(String, Option<Vec<u8>>)> = std::iter::once((
@@ -481,14 +515,14 @@ fn generate(dir: &Path, preset: &Preset) -> anyhow::Result<()> {
     ))
     .chain(model.files.iter().map(|(p, l)| (p.clone(), Some(join(l)))))
     .collect();
-    write_commit(&mut w, MAIN, None, 0, "initial import\n", &initial)?;
+    write_commit(&mut import.w, MAIN, None, 0, "initial import\n", &initial)?;
     drop(initial);
     // The feature branch forks this many commits before the tip.
     let fork_at = preset.commits.saturating_sub(40).max(1);
     for seq in 1..preset.commits {
         let changes = model.edit(&mut rng, preset.files);
         write_commit(
-            &mut w,
+            &mut import.w,
             MAIN,
             None,
             seq as u64,
@@ -496,14 +530,17 @@ fn generate(dir: &Path, preset: &Preset) -> anyhow::Result<()> {
             &changes,
         )?;
         if seq == fork_at {
-            writeln!(w, "reset refs/heads/{FEATURE}\nfrom refs/heads/{MAIN}\n")?;
+            writeln!(
+                import.w,
+                "reset refs/heads/{FEATURE}\nfrom refs/heads/{MAIN}\n"
+            )?;
         }
     }
     // The feature branch's own commits (its model diverges; the main model is done).
     for k in 0..20 {
         let changes = model.edit(&mut rng, preset.files);
         write_commit(
-            &mut w,
+            &mut import.w,
             FEATURE,
             None,
             (preset.commits + k) as u64,
@@ -511,16 +548,7 @@ fn generate(dir: &Path, preset: &Preset) -> anyhow::Result<()> {
             &changes,
         )?;
     }
-    w.write_all(b"done\n")?;
-    w.flush()?;
-    drop(w);
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "git fast-import failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    import.finish()?;
     git(
         dir,
         &["symbolic-ref", "HEAD", &format!("refs/heads/{MAIN}")],
@@ -679,17 +707,8 @@ pub(crate) fn advance(
     }
     let mut rng = Rng::new(seed);
     let mut edited: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut child = git_cmd()
-        .arg("-C")
-        .arg(repo)
-        .args(["fast-import", "--quiet", "--done"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting git fast-import")?;
-    let stdin = child.stdin.take().context("fast-import stdin")?;
-    let mut w = BufWriter::new(stdin);
+    // 8 KiB: `BufWriter`'s default
+    let mut import = FastImport::start(repo, &[], 8 << 10)?;
     let tip = git(repo, &["rev-parse", &format!("refs/heads/{branch}")])?;
     for k in 0..n {
         let mut changes = Vec::new();
@@ -711,7 +730,7 @@ pub(crate) fn advance(
         }
         let from = (k == 0).then_some(tip.as_str());
         write_commit(
-            &mut w,
+            &mut import.w,
             branch,
             from,
             seed.wrapping_add(k as u64) % 1_000_000_000,
@@ -719,16 +738,7 @@ pub(crate) fn advance(
             &changes,
         )?;
     }
-    w.write_all(b"done\n")?;
-    w.flush()?;
-    drop(w);
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "git fast-import failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    import.finish()?;
     if repack {
         // Like a hosting service after a push: one pack again, existing deltas reused,
         // new objects delta-compressed, a fresh bitmap.

@@ -209,16 +209,19 @@ pub(crate) fn run_git(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs `git -C dir <args>`, failing with its stderr.
+pub(crate) fn run_git_in(dir: &Path, args: &[&str], what: &str) -> anyhow::Result<String> {
+    run_git(git_cmd().arg("-C").arg(dir).args(args), what)
+}
+
 /// The checks after a start: `git status` (timed; the worktree must be clean), HEAD on
 /// `branch` at `commit`, and the index's tree equal to the commit's tree. Returns the
 /// `git status` time in milliseconds.
 pub(crate) fn check_workspace(ws: &Path, branch: &str, commit: &str) -> anyhow::Result<f64> {
     let t = Instant::now();
-    let status = run_git(
-        git_cmd()
-            .arg("-C")
-            .arg(ws)
-            .args(["status", "--porcelain", "--untracked-files=normal"]),
+    let status = run_git_in(
+        ws,
+        &["status", "--porcelain", "--untracked-files=normal"],
         "git status",
     )?;
     let status_ms = t.elapsed().as_secs_f64() * 1e3;

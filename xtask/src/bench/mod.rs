@@ -114,6 +114,22 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// Makes fresh local rigs, one a repetition: repetition `rep` gets the scratch home
+    /// `<work>/<home(rep)>` (a new host), then `setup` finishes the rig.
+    fn fresh_rigs<H, S>(
+        &self,
+        home: H,
+        setup: S,
+    ) -> impl Fn(usize) -> anyhow::Result<Rig> + Sync + use<H, S>
+    where
+        H: Fn(usize) -> String + Sync,
+        S: Fn(Rig) -> anyhow::Result<Rig> + Sync,
+    {
+        let work = self.work.clone();
+        let restore = self.restore;
+        move |rep: usize| setup(Rig::scratch(work.join(home(rep)), restore))
+    }
+
     fn push(&mut self, case: CaseResult) {
         let c = case.finish();
         match (&c.skipped, c.total) {
@@ -175,6 +191,13 @@ impl Rig {
         rig.restore_note = note;
         rig.restore = method;
         rig.home = Some(home);
+        rig
+    }
+
+    /// The local provider under `home`, a scratch directory [`Rig::dispose`] removes.
+    fn scratch(home: PathBuf, restore: RestoreMethod) -> Self {
+        let mut rig = Self::new(home.clone(), restore);
+        rig.scratch = Some(home);
         rig
     }
 

@@ -15,8 +15,9 @@ use sandbox_core::{SandboxName, Source, StartPath};
 use snapshot_refresh::{FastStart, RemoteSnapshots, SnapshotSource};
 use snapshot_registry::{RegistryConfig, RegistryRef, RegistrySnapshots};
 
-use super::measure::{CaseResult, Sample, check_workspace};
-use super::{Ctx, Rig, Served, gitsplit, no_drift};
+use super::cases::{start_sample, timed_start};
+use super::measure::{CaseResult, Sample};
+use super::{Ctx, Rig, Served, no_drift};
 
 /// A running registry holding the primed rig's snapshot.
 pub(super) struct Shared {
@@ -67,19 +68,18 @@ pub(super) fn fresh_host_rigs(
     ctx: &Ctx,
     reference: &str,
 ) -> impl Fn(usize) -> anyhow::Result<Rig> + Sync + use<> {
-    let work = ctx.work.clone();
-    let restore = ctx.restore;
     let reference = reference.to_owned();
-    move |rep: usize| -> anyhow::Result<Rig> {
-        let home = work.join(format!("fresh-host-{rep}"));
-        let mut rig = Rig::new(home.clone(), restore);
-        let remote: Arc<dyn RemoteSnapshots> = Arc::new(remote(&reference, &home)?);
-        rig.fast = FastStart::new(rig.provider.clone(), rig.builder.clone())
-            .drift(no_drift())
-            .remote(remote, Duration::from_secs(120));
-        rig.scratch = Some(home);
-        Ok(rig)
-    }
+    ctx.fresh_rigs(
+        |rep| format!("fresh-host-{rep}"),
+        move |mut rig: Rig| {
+            let home = rig.scratch.clone().context("a fresh rig has a home")?;
+            let remote: Arc<dyn RemoteSnapshots> = Arc::new(remote(&reference, &home)?);
+            rig.fast = FastStart::new(rig.provider.clone(), rig.builder.clone())
+                .drift(no_drift())
+                .remote(remote, Duration::from_secs(120));
+            Ok(rig)
+        },
+    )
 }
 
 /// The case's result, empty.
@@ -102,18 +102,7 @@ pub(super) async fn rep(
     expect: &str,
 ) -> anyhow::Result<Sample> {
     let name = SandboxName::new(format!("fresh-{rep}"))?;
-    gitsplit::reset();
-    let t = std::time::Instant::now();
-    let started = rig
-        .fast
-        .start(
-            source,
-            &sandbox_core::ConnectOptions::new()
-                .name(name)
-                .force_create(true),
-        )
-        .await?;
-    let wall = t.elapsed().as_secs_f64() * 1e3;
+    let (started, wall) = timed_start(&rig.fast, source, &name).await?;
     if started.report.path != StartPath::Warm
         || started.snapshot_source != Some(SnapshotSource::Registry)
     {
@@ -123,13 +112,7 @@ pub(super) async fn rep(
             started.report.reason
         );
     }
-    let mut sample = Sample::from_report(wall, &started.report);
-    gitsplit::split(&mut sample.phases);
-    sample.status_ms = Some(check_workspace(
-        started.sandbox.workspace(),
-        branch,
-        expect,
-    )?);
+    let sample = start_sample(wall, &started, branch, expect)?;
     drop(started);
     rig.dispose().await;
     Ok(sample)

@@ -105,6 +105,26 @@ impl Headstart {
         })
     }
 
+    /// The provider `kind`, or `None` when it cannot be reached and is `optional` (a walk
+    /// over every provider skips it; why is logged at debug level).
+    ///
+    /// # Errors
+    /// When it cannot be reached and is not `optional`.
+    pub(crate) async fn provider_if_reachable(
+        &self,
+        kind: ProviderKind,
+        optional: bool,
+    ) -> Result<Option<Arc<dyn SandboxProvider>>> {
+        match self.provider(kind).await {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if optional => {
+                tracing::debug!(error = %e, provider = kind.as_str(), "provider unavailable; skipped");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The Docker provider for this data directory. Containers of another data
     /// directory (another user, a test) are not ours to list or reconnect to: a label
     /// scopes them.

@@ -147,19 +147,15 @@ impl Headstart {
             if only.is_some_and(|k| k != kind) {
                 continue;
             }
-            match self.provider(kind).await {
-                Ok(p) => {
-                    for info in p.list().await? {
-                        if is_running_build(&info) {
-                            continue;
-                        }
-                        all.push((p.clone(), info));
-                    }
+            let optional = kind == ProviderKind::Docker && only.is_none();
+            let Some(p) = self.provider_if_reachable(kind, optional).await? else {
+                continue;
+            };
+            for info in p.list().await? {
+                if is_running_build(&info) {
+                    continue;
                 }
-                Err(e) if kind == ProviderKind::Docker && only.is_none() => {
-                    tracing::debug!(error = %e, "docker unavailable")
-                }
-                Err(e) => return Err(e),
+                all.push((p.clone(), info));
             }
         }
         Ok(all)

@@ -185,13 +185,8 @@ impl Headstart {
                 None if kind == ProviderKind::Docker && !super::docker_answers().await => continue,
                 _ => {}
             }
-            let p = match self.provider(kind).await {
-                Ok(p) => p,
-                Err(e) if only.is_none() => {
-                    tracing::debug!(error = %e, "docker unavailable: its snapshots are not listed");
-                    continue;
-                }
-                Err(e) => return Err(e),
+            let Some(p) = self.provider_if_reachable(kind, only.is_none()).await? else {
+                continue;
             };
             snapshots.extend(p.snapshots().list_all(None).await?.into_iter().map(|meta| {
                 SnapshotRow {

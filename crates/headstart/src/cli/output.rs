@@ -122,6 +122,13 @@ pub(crate) fn short_repo(url: &str) -> String {
     }
 }
 
+/// Prints a [`table`] on stdout, secrets scrubbed (also under `--quiet`: it is what
+/// was asked for).
+#[allow(clippy::print_stdout)]
+pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    print!("{}", sandbox_core::scrub(&table(header, rows)));
+}
+
 /// Column widths for a table whose rows are already strings: each column is as wide
 /// as its widest cell; the last column is not padded.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {

@@ -202,14 +202,11 @@ pub(crate) async fn ls(app: &Headstart, args: LsArgs) -> anyhow::Result<ExitCode
             ]
         })
         .collect();
-    print!(
-        "{}",
-        sandbox_core::scrub(&output::table(
-            &[
-                "NAME", "PROVIDER", "STATE", "REPO", "BRANCH", "AGE", "USED", "IDLE"
-            ],
-            &table
-        ))
+    output::print_table(
+        &[
+            "NAME", "PROVIDER", "STATE", "REPO", "BRANCH", "AGE", "USED", "IDLE",
+        ],
+        &table,
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -324,14 +324,11 @@ fn print_ls(out: &SnapshotLsOutcome) {
                 ]
             })
             .collect();
-        print!(
-            "{}",
-            sandbox_core::scrub(&output::table(
-                &[
-                    "ID", "PROVIDER", "STATUS", "BRANCH", "SIZE", "CREATED", "REGISTRY", "REPO"
-                ],
-                &rows
-            ))
+        output::print_table(
+            &[
+                "ID", "PROVIDER", "STATUS", "BRANCH", "SIZE", "CREATED", "REGISTRY", "REPO",
+            ],
+            &rows,
         );
     }
     for f in &out.failures {

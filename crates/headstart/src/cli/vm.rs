@@ -19,7 +19,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use feature_flags::{BetaRequest, FeatureFlags, Purpose};
 use headstart::{Headstart, VmSettings};
 use provisioners::cloud::{
-    self, Cloud, CloudError, OwnerTag, Readiness, SshPublicKey, VmHost, VmName, VmProvisioner,
+    self, Cloud, CloudError, OwnerTag, Readiness, SshPublicKey, Vm, VmHost, VmName, VmProvisioner,
     VmReport, VmSpec,
 };
 use sandbox_core::ExecRequest;
@@ -295,12 +295,15 @@ async fn up(app: &Headstart, a: UpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The VM's public IPv4, or `-` before it has one.
+fn ipv4_or_dash(vm: &Vm) -> String {
+    vm.public_ipv4
+        .map_or_else(|| "-".to_owned(), |ip| ip.to_string())
+}
+
 fn print_report(report: &VmReport, ready: &Readiness) {
     let vm = &report.vm;
-    let ip = vm
-        .public_ipv4
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "-".into());
+    let ip = ipv4_or_dash(vm);
     println!(
         "VM `{}` is ready on {} ({}), {ip}",
         vm.name, vm.cloud, vm.region
@@ -340,10 +343,7 @@ async fn ls(app: &Headstart, a: LsArgs) -> anyhow::Result<ExitCode> {
         "NAME", "STATUS", "IPV4", "REGION"
     );
     for vm in vms {
-        let ip = vm
-            .public_ipv4
-            .map(|ip| ip.to_string())
-            .unwrap_or_else(|| "-".into());
+        let ip = ipv4_or_dash(&vm);
         println!(
             "{:<28} {:<14} {:<16} {:<14} {}",
             vm.name,

@@ -1,11 +1,14 @@
 //! Steps the clouds take the same way: finding or registering the SSH key once per
-//! account ([`ensure_ssh_key`]), sending a create request without ever making two VMs
-//! ([`create_once`]), polling a VM until it runs ([`wait_running`]) and deleting one
-//! that may already be gone ([`gone_is_fine`]).
+//! account ([`ensure_ssh_key`]), looking a VM up by name ([`owned_by_name`]), sending a
+//! create request without ever making two VMs ([`create_once`]), polling a VM until it
+//! runs ([`wait_running`]), deleting one that may already be gone ([`gone_is_fine`]),
+//! walking numbered listing pages ([`walk_pages`]) and reading answers ([`member`],
+//! [`text_at`], [`string_labels`]).
 //!
-//! Not here: the requests themselves, their paths, paging and bodies (each cloud's
-//! module), nor the clouds' own create actions / operations that come before the poll.
+//! Not here: the requests themselves, their paths and bodies (each cloud's module),
+//! nor the clouds' own create actions / operations that come before the poll.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -13,7 +16,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::error::{CloudError, Result};
-use super::spec::{Cloud, SshPublicKey, Vm};
+use super::http::ApiClient;
+use super::spec::{Cloud, SshPublicKey, Vm, VmSpec};
 use super::{Backoff, Deadline, VmProvisioner};
 
 /// Where a cloud keeps the SSH keys of an account or project.
@@ -184,5 +188,97 @@ pub(crate) fn unexpected(cloud: Cloud, what: &str) -> CloudError {
     CloudError::Transport {
         cloud,
         message: format!("unexpected answer: {what}"),
+    }
+}
+
+/// What a lookup by name found, read for `spec`'s owner: the VM when it is theirs, none,
+/// or [`CloudError::NameInUse`] when the name belongs to a VM not managed for them.
+pub(crate) fn owned_by_name(cloud: Cloud, spec: &VmSpec, found: Option<Vm>) -> Result<Option<Vm>> {
+    match found {
+        Some(vm) if vm.is_owned_by(&spec.owner) => Ok(Some(vm)),
+        Some(_) => Err(CloudError::NameInUse {
+            cloud,
+            name: spec.name.to_string(),
+        }),
+        None => Ok(None),
+    }
+}
+
+/// The VM a create found already made (logged as such): a create then returns it
+/// instead of making another.
+pub(crate) fn already_made(found: Option<Vm>, noun: &str) -> Option<Vm> {
+    if let Some(vm) = &found {
+        tracing::info!(vm = %vm.name, id = %vm.id, "{noun} exists already; not creating another");
+    }
+    found
+}
+
+/// The member `key` of an answer, or an `unexpected answer: no `key` in the <what>`
+/// error.
+pub(crate) fn member<'a>(
+    cloud: Cloud,
+    answer: &'a Value,
+    key: &str,
+    what: &str,
+) -> Result<&'a Value> {
+    answer
+        .get(key)
+        .ok_or_else(|| unexpected(cloud, &format!("no `{key}` in the {what}")))
+}
+
+/// The string at `pointer` (`/name`) in `v`; empty when it is missing or no string.
+pub(crate) fn text_at(v: &Value, pointer: &str) -> String {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// A `labels` object as labels (a value that is no string reads as empty).
+pub(crate) fn string_labels(labels: Option<&Value>) -> BTreeMap<String, String> {
+    labels
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How a listing says which page comes after page `page`, if any.
+pub(crate) type NextPage = fn(answer: &Value, page: u64) -> Option<u64>;
+
+/// Walks a listing paged by number (`page`, `per_page`), page 1 first, handing each
+/// page's `field` array to `visit` until `visit` says it is done (`true`), a page is
+/// empty, or `next_page` names no later page.
+pub(crate) async fn walk_pages(
+    api: &ApiClient,
+    path: &str,
+    field: &str,
+    filter: &[(&str, String)],
+    per_page: u32,
+    next_page: NextPage,
+    mut visit: impl FnMut(Vec<Value>) -> Result<bool> + Send,
+) -> Result<()> {
+    let mut page = 1u64;
+    loop {
+        let mut query = filter.to_vec();
+        query.push(("per_page", per_page.to_string()));
+        query.push(("page", page.to_string()));
+        let body = api.get(path, &query).await?;
+        let items = body
+            .get(field)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let empty = items.is_empty();
+        if visit(items)? || empty {
+            return Ok(());
+        }
+        match next_page(&body, page) {
+            Some(next) if next > page => page = next,
+            _ => return Ok(()),
+        }
     }
 }

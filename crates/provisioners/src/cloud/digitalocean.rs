@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::common::{
-    CreateRequest, KeyRegistry, create_once, ensure_ssh_key, gone_is_fine, holds_key, unexpected,
-    wait_running,
+    CreateRequest, KeyRegistry, already_made, create_once, ensure_ssh_key, gone_is_fine, holds_key,
+    member, owned_by_name, text_at, unexpected, wait_running, walk_pages,
 };
 use super::error::{CloudError, Result};
 use super::http::ApiClient;
@@ -62,57 +62,42 @@ impl DigitalOcean {
         format!("{OWNER_LABEL}:{owner}")
     }
 
-    fn bad(&self, what: &str) -> CloudError {
-        unexpected(Cloud::DigitalOcean, what)
+    /// Walks the pages of a `/v2` listing (200 items a page) while `visit` is not done.
+    async fn pages(
+        &self,
+        path: &str,
+        field: &str,
+        filter: &[(&str, String)],
+        visit: impl FnMut(Vec<Value>) -> Result<bool> + Send,
+    ) -> Result<()> {
+        walk_pages(&self.api, path, field, filter, 200, next_page, visit).await
     }
 
     async fn droplets(&self, filter: (&str, String)) -> Result<Vec<Vm>> {
         let mut out = Vec::new();
-        let mut page = 1u32;
-        loop {
-            let body = self
-                .api
-                .get(
-                    "/v2/droplets",
-                    &[
-                        filter.clone(),
-                        ("per_page", "200".into()),
-                        ("page", page.to_string()),
-                    ],
-                )
-                .await?;
-            let items = body
-                .get("droplets")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+        self.pages("/v2/droplets", "droplets", &[filter], |items| {
             for d in &items {
                 out.push(parse_droplet(d)?);
             }
-            if body
-                .pointer("/links/pages/next")
-                .and_then(Value::as_str)
-                .is_none()
-                || items.is_empty()
-            {
-                return Ok(out);
-            }
-            page += 1;
-        }
+            Ok(false)
+        })
+        .await?;
+        Ok(out)
     }
 
     async fn by_name(&self, spec: &VmSpec) -> Result<Option<Vm>> {
         let found = self.droplets(("name", spec.name.to_string())).await?;
-        let mut found = found.into_iter().filter(|vm| vm.name == spec.name.as_str());
-        match found.next() {
-            Some(vm) if vm.is_owned_by(&spec.owner) => Ok(Some(vm)),
-            Some(_) => Err(CloudError::NameInUse {
-                cloud: Cloud::DigitalOcean,
-                name: spec.name.to_string(),
-            }),
-            None => Ok(None),
-        }
+        let found = found.into_iter().find(|vm| vm.name == spec.name.as_str());
+        owned_by_name(Cloud::DigitalOcean, spec, found)
     }
+}
+
+/// DigitalOcean links the next page while there is one.
+fn next_page(answer: &Value, page: u64) -> Option<u64> {
+    answer
+        .pointer("/links/pages/next")
+        .and_then(Value::as_str)
+        .map(|_| page + 1)
 }
 
 /// Account keys: `/v2/account/keys`, paged until the key is found.
@@ -123,33 +108,13 @@ impl KeyRegistry for DigitalOcean {
     const CONFLICT: u16 = 422;
 
     async fn find_key(&self, key: &SshPublicKey) -> Result<Option<Value>> {
-        let mut page = 1u32;
-        loop {
-            let body = self
-                .api
-                .get(
-                    "/v2/account/keys",
-                    &[("per_page", "200".into()), ("page", page.to_string())],
-                )
-                .await?;
-            let keys = body
-                .get("ssh_keys")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            if let Some(found) = keys.iter().find(|k| holds_key(k, key)) {
-                return Ok(Some(found.clone()));
-            }
-            if body
-                .pointer("/links/pages/next")
-                .and_then(Value::as_str)
-                .is_none()
-                || keys.is_empty()
-            {
-                return Ok(None);
-            }
-            page += 1;
-        }
+        let mut found = None;
+        self.pages("/v2/account/keys", "ssh_keys", &[], |keys| {
+            found = keys.into_iter().find(|k| holds_key(k, key));
+            Ok(found.is_some())
+        })
+        .await?;
+        Ok(found)
     }
 
     async fn register_key(&self, key: &SshPublicKey) -> Result<Value> {
@@ -167,18 +132,9 @@ fn parse_droplet(d: &Value) -> Result<Vm> {
     let id = match d.get("id") {
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::String(s)) => s.clone(),
-        _ => {
-            return Err(CloudError::Transport {
-                cloud: Cloud::DigitalOcean,
-                message: "unexpected answer: a droplet without an id".into(),
-            });
-        }
+        _ => return Err(unexpected(Cloud::DigitalOcean, "a droplet without an id")),
     };
-    let raw_status = d
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let raw_status = text_at(d, "/status");
     let status = match raw_status.as_str() {
         "new" => VmStatus::Provisioning,
         "active" => VmStatus::Running,
@@ -210,19 +166,11 @@ fn parse_droplet(d: &Value) -> Result<Vm> {
     Ok(Vm {
         cloud: Cloud::DigitalOcean,
         id,
-        name: d
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned(),
+        name: text_at(d, "/name"),
         status,
         raw_status,
         public_ipv4,
-        region: d
-            .pointer("/region/slug")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned(),
+        region: text_at(d, "/region/slug"),
         image: d
             .pointer("/image/slug")
             .and_then(Value::as_str)
@@ -242,8 +190,7 @@ impl VmProvisioner for DigitalOcean {
     async fn create(&self, spec: &VmSpec) -> Result<Vm> {
         let image = Self::image_choice(spec)?;
         let labels = spec.all_labels()?;
-        if let Some(vm) = self.by_name(spec).await? {
-            tracing::info!(vm = %vm.name, id = %vm.id, "droplet exists already; not creating another");
+        if let Some(vm) = already_made(self.by_name(spec).await?, "droplet") {
             return Ok(vm);
         }
         let key_id = ensure_ssh_key(self, &spec.ssh_key).await?;
@@ -275,10 +222,12 @@ impl VmProvisioner for DigitalOcean {
             find: || self.by_name(spec),
             post: || self.api.post("/v2/droplets", &[], &body),
             parse: |answer: Value| {
-                let mut vm = answer
-                    .get("droplet")
-                    .ok_or_else(|| self.bad("no `droplet` in the create answer"))
-                    .and_then(parse_droplet)?;
+                let mut vm = parse_droplet(member(
+                    Cloud::DigitalOcean,
+                    &answer,
+                    "droplet",
+                    "create answer",
+                )?)?;
                 vm.image.get_or_insert_with(|| image.image().to_owned());
                 Ok(vm)
             },
@@ -294,10 +243,7 @@ impl VmProvisioner for DigitalOcean {
             .api
             .get(&format!("/v2/droplets/{}", vm.id), &[])
             .await?;
-        parse_droplet(
-            body.get("droplet")
-                .ok_or_else(|| self.bad("no `droplet` in the answer"))?,
-        )
+        parse_droplet(member(Cloud::DigitalOcean, &body, "droplet", "answer")?)
     }
 
     async fn wait_active(&self, vm: &Vm, deadline: Deadline) -> Result<Vm> {

@@ -15,7 +15,10 @@
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::common::{CreateRequest, create_once, gone_is_fine, unexpected, wait_running};
+use super::common::{
+    CreateRequest, already_made, create_once, gone_is_fine, owned_by_name, string_labels, text_at,
+    unexpected, wait_running,
+};
 use super::error::{CloudError, Result};
 use super::http::ApiClient;
 use super::spec::{Cloud, ImageChoice, OWNER_LABEL, OwnerTag, Vm, VmSpec, VmStatus};
@@ -81,14 +84,8 @@ impl Gcp {
     }
 
     async fn by_name(&self, spec: &VmSpec, zone: &str) -> Result<Option<Vm>> {
-        match self.instance(zone, spec.name.as_str()).await? {
-            Some(vm) if vm.is_owned_by(&spec.owner) => Ok(Some(vm)),
-            Some(_) => Err(CloudError::NameInUse {
-                cloud: Cloud::Gcp,
-                name: spec.name.to_string(),
-            }),
-            None => Ok(None),
-        }
+        let found = self.instance(zone, spec.name.as_str()).await?;
+        owned_by_name(Cloud::Gcp, spec, found)
     }
 
     async fn wait_operation(
@@ -145,11 +142,7 @@ fn parse_instance(i: &Value) -> Result<Vm> {
         .get("name")
         .and_then(Value::as_str)
         .ok_or_else(|| Gcp::bad("an instance without a name"))?;
-    let raw_status = i
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let raw_status = text_at(i, "/status");
     let status = match raw_status.as_str() {
         "PROVISIONING" | "STAGING" | "PENDING" | "REPAIRING" => VmStatus::Provisioning,
         "RUNNING" => VmStatus::Running,
@@ -171,15 +164,7 @@ fn parse_instance(i: &Value) -> Result<Vm> {
                 .flatten()
         })
         .find_map(|a| a.get("natIP").and_then(Value::as_str));
-    let labels = i
-        .get("labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let labels = string_labels(i.get("labels"));
     Ok(Vm {
         cloud: Cloud::Gcp,
         id: name.to_owned(),
@@ -209,8 +194,7 @@ impl VmProvisioner for Gcp {
         let image = Self::image_choice(spec)?;
         let labels = spec.all_labels()?;
         let zone = spec.region_or_default(Cloud::Gcp).to_owned();
-        if let Some(vm) = self.by_name(spec, &zone).await? {
-            tracing::info!(vm = %vm.name, "instance exists already; not creating another");
+        if let Some(vm) = already_made(self.by_name(spec, &zone).await?, "instance") {
             return Ok(vm);
         }
         let mut metadata = vec![

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::common::{
-    CreateRequest, KeyRegistry, create_once, ensure_ssh_key, gone_is_fine, holds_key, unexpected,
-    wait_running,
+    CreateRequest, KeyRegistry, NextPage, already_made, create_once, ensure_ssh_key, gone_is_fine,
+    holds_key, member, owned_by_name, string_labels, text_at, unexpected, wait_running, walk_pages,
 };
 use super::error::{CloudError, Result};
 use super::http::ApiClient;
@@ -62,27 +62,17 @@ impl Hetzner {
         filter: &[(&str, String)],
     ) -> Result<Vec<Value>> {
         let mut out = Vec::new();
-        let mut page = 1u64;
-        loop {
-            let mut query = filter.to_vec();
-            query.push(("per_page", "50".into()));
-            query.push(("page", page.to_string()));
-            let body = self.api.get(path, &query).await?;
-            let items = body
-                .get(field)
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let empty = items.is_empty();
-            out.extend(items);
-            match body
+        let next_page: NextPage = |answer, _| {
+            answer
                 .pointer("/meta/pagination/next_page")
                 .and_then(Value::as_u64)
-            {
-                Some(next) if !empty && next > page => page = next,
-                _ => return Ok(out),
-            }
-        }
+        };
+        walk_pages(&self.api, path, field, filter, 50, next_page, |items| {
+            out.extend(items);
+            Ok(false)
+        })
+        .await?;
+        Ok(out)
     }
 
     async fn by_name(&self, spec: &VmSpec) -> Result<Option<Vm>> {
@@ -93,23 +83,14 @@ impl Hetzner {
             .iter()
             .map(parse_server)
             .filter(|vm| vm.as_ref().is_ok_and(|vm| vm.name == spec.name.as_str()));
-        match found.next().transpose()? {
-            Some(vm) if vm.is_owned_by(&spec.owner) => Ok(Some(vm)),
-            Some(_) => Err(CloudError::NameInUse {
-                cloud: Cloud::Hetzner,
-                name: spec.name.to_string(),
-            }),
-            None => Ok(None),
-        }
+        owned_by_name(Cloud::Hetzner, spec, found.next().transpose()?)
     }
 
     async fn follow_action(&self, id: &str, vm: &Vm, deadline: Deadline) -> Result<()> {
         let mut poll = Backoff::new(self.api.config.poll_interval);
         loop {
             let body = self.api.get(&format!("/actions/{id}"), &[]).await?;
-            let action = body
-                .get("action")
-                .ok_or_else(|| Self::bad("no `action` in the answer"))?;
+            let action = member(Cloud::Hetzner, &body, "action", "answer")?;
             match action.get("status").and_then(Value::as_str) {
                 Some("success") => return Ok(()),
                 Some("error") => {
@@ -170,11 +151,7 @@ fn parse_server(s: &Value) -> Result<Vm> {
         Some(Value::Number(n)) => n.to_string(),
         _ => return Err(Hetzner::bad("a server without an id")),
     };
-    let raw_status = s
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let raw_status = text_at(s, "/status");
     let status = match raw_status.as_str() {
         "initializing" | "starting" => VmStatus::Provisioning,
         "running" => VmStatus::Running,
@@ -182,23 +159,11 @@ fn parse_server(s: &Value) -> Result<Vm> {
         "deleting" => VmStatus::Deleting,
         _ => VmStatus::Other,
     };
-    let labels = s
-        .get("labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let labels = string_labels(s.get("labels"));
     Ok(Vm {
         cloud: Cloud::Hetzner,
         id,
-        name: s
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned(),
+        name: text_at(s, "/name"),
         status,
         raw_status,
         public_ipv4: parse_ipv4(s.pointer("/public_net/ipv4/ip").and_then(Value::as_str)),
@@ -226,8 +191,7 @@ impl VmProvisioner for Hetzner {
     async fn create(&self, spec: &VmSpec) -> Result<Vm> {
         let image = Self::image_choice(spec)?;
         let labels = spec.all_labels()?;
-        if let Some(vm) = self.by_name(spec).await? {
-            tracing::info!(vm = %vm.name, id = %vm.id, "server exists already; not creating another");
+        if let Some(vm) = already_made(self.by_name(spec).await?, "server") {
             return Ok(vm);
         }
         let key_id = ensure_ssh_key(self, &spec.ssh_key).await?;
@@ -249,10 +213,8 @@ impl VmProvisioner for Hetzner {
             find: || self.by_name(spec),
             post: || self.api.post("/servers", &[], &body),
             parse: |answer: Value| {
-                let mut vm = answer
-                    .get("server")
-                    .ok_or_else(|| Self::bad("no `server` in the create answer"))
-                    .and_then(parse_server)?;
+                let mut vm =
+                    parse_server(member(Cloud::Hetzner, &answer, "server", "create answer")?)?;
                 vm.pending_operation = answer.pointer("/action/id").map(|id| match id {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
@@ -268,10 +230,7 @@ impl VmProvisioner for Hetzner {
 
     async fn get(&self, vm: &Vm) -> Result<Vm> {
         let body = self.api.get(&format!("/servers/{}", vm.id), &[]).await?;
-        parse_server(
-            body.get("server")
-                .ok_or_else(|| Self::bad("no `server` in the answer"))?,
-        )
+        parse_server(member(Cloud::Hetzner, &body, "server", "answer")?)
     }
 
     async fn wait_active(&self, vm: &Vm, deadline: Deadline) -> Result<Vm> {

@@ -139,6 +139,21 @@ pub(crate) fn engine_error(context: impl fmt::Display, e: bollard::errors::Error
     }
 }
 
+/// All containers (running or not) matching `filters` (`label`, `ancestor`, ...).
+pub(crate) async fn list_containers(
+    docker: &Docker,
+    filters: &std::collections::HashMap<String, Vec<String>>,
+) -> Result<Vec<bollard::models::ContainerSummary>> {
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(filters)
+        .build();
+    docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| engine_error("listing containers", e))
+}
+
 /// True when the engine said 404 (no such container/image/exec).
 pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(

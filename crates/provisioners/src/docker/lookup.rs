@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use bollard::models::ContainerSummaryStateEnum;
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::RemoveContainerOptionsBuilder;
 use sandbox_core::{Error, Result, SandboxName, SandboxProvider, SandboxState};
 
-use super::engine::{engine_error, is_not_found};
+use super::engine::{engine_error, is_not_found, list_containers};
 use super::state::StartRecord;
 use super::{
     DockerProvider, KIND_WORKDIR, LABEL_DATA_DIR, LABEL_OWNER, LABEL_SANDBOX, LABEL_START,
@@ -112,16 +112,7 @@ impl DockerProvider {
                 .map(|(k, v)| format!("{k}={v}")),
         );
         let filters = HashMap::from([("label".to_owned(), label_filters)]);
-        let list = self
-            .docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(|e| engine_error("listing containers", e))?;
+        let list = list_containers(&self.docker, &filters).await?;
         let mut out = Vec::new();
         for c in list {
             let labels = c.labels.unwrap_or_default();

@@ -19,9 +19,10 @@ use sandbox_core::{
 };
 use time::OffsetDateTime;
 
-use super::engine::{engine_error, is_conflict, is_not_found};
+use super::engine::{engine_error, is_conflict, is_not_found, list_containers};
 use super::{LABEL_OWNER, OWNER, PROVIDER};
 use crate::local::LocalSnapshotStore;
+use crate::local::store::{decode_cursor, page_after, sort_key};
 
 /// Label on snapshot images: the snapshot id.
 pub const LABEL_SNAPSHOT_ID: &str = "dev.headstart.snapshot.id";
@@ -73,21 +74,6 @@ pub struct DockerSnapshotStore {
     local: Arc<LocalSnapshotStore>,
     scope: BTreeMap<String, String>,
     page_size: usize,
-}
-
-fn cursor_of(meta: &SnapshotMeta) -> Cursor {
-    Cursor(format!(
-        "{}:{}",
-        meta.created_at.unix_timestamp_nanos(),
-        meta.id
-    ))
-}
-
-fn order_key(meta: &SnapshotMeta) -> (i128, String) {
-    (
-        meta.created_at.unix_timestamp_nanos(),
-        meta.id.as_str().to_owned(),
-    )
 }
 
 impl DockerSnapshotStore {
@@ -206,7 +192,7 @@ impl DockerSnapshotStore {
             meta.provider_data = serde_json::Value::Object(data);
             metas.push(meta);
         }
-        metas.sort_by_key(|m| std::cmp::Reverse(order_key(m)));
+        metas.sort_by_key(|m| std::cmp::Reverse(sort_key(m)));
         metas.dedup_by(|a, b| a.id == b.id);
         Ok(metas)
     }
@@ -272,29 +258,9 @@ impl SnapshotStore for DockerSnapshotStore {
         cursor: Option<&Cursor>,
         limit: usize,
     ) -> Result<Page<SnapshotMeta>> {
+        let after = cursor.map(decode_cursor).transpose()?;
         let all = self.all(name, None).await?;
-        let after = match cursor {
-            None => None,
-            Some(Cursor(c)) => {
-                let (nanos, id) = c.split_once(':').ok_or_else(|| {
-                    Error::InvalidOptions(format!("malformed snapshot cursor `{c}`"))
-                })?;
-                let nanos: i128 = nanos.parse().map_err(|_| {
-                    Error::InvalidOptions(format!("malformed snapshot cursor `{c}`"))
-                })?;
-                Some((nanos, id.to_owned()))
-            }
-        };
-        let limit = limit.max(1);
-        let mut rest = all
-            .into_iter()
-            .filter(|m| after.as_ref().is_none_or(|a| order_key(m) < *a));
-        let items: Vec<SnapshotMeta> = rest.by_ref().take(limit).collect();
-        let next = match (rest.next(), items.last()) {
-            (Some(_), Some(last)) => Some(cursor_of(last)),
-            _ => None,
-        };
-        Ok(Page { items, next })
+        Ok(page_after(all, after, limit.max(1)))
     }
 
     async fn get(&self, id: &SnapshotId) -> Result<Option<SnapshotMeta>> {
@@ -357,16 +323,7 @@ impl DockerSnapshotStore {
             return Ok(Vec::new());
         }
         let filters = HashMap::from([("ancestor".to_owned(), vec![image_id.to_owned()])]);
-        let list = self
-            .docker
-            .list_containers(Some(
-                bollard::query_parameters::ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(|e| engine_error("listing containers", e))?;
+        let list = list_containers(&self.docker, &filters).await?;
         Ok(list
             .into_iter()
             .filter(|c| c.image_id.as_deref() == Some(image_id))

@@ -87,7 +87,7 @@ mod exec;
 mod gitindex;
 mod record;
 mod restore;
-mod store;
+pub(crate) mod store;
 use sandbox_core::git::{self, CleanSeal};
 use sandbox_core::tree;
 
@@ -106,7 +106,7 @@ use sandbox_core::{
 use time::OffsetDateTime;
 
 pub use config::{HOME_ENV, LocalConfig, RESTORE_METHOD_ENV, RestoreMethod, default_home};
-pub use restore::Capabilities;
+pub use restore::{Capabilities, mount_overlay};
 pub use store::LocalSnapshotStore;
 
 #[cfg(feature = "docker")]
@@ -329,13 +329,7 @@ impl LocalProvider {
                 continue;
             };
             // read under the lock: a concurrent connect may have finished meanwhile
-            let rec = match record::read_record(&path) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(sandbox = %name, error = %e, "removing a sandbox with an unreadable record");
-                    None
-                }
-            };
+            let rec = record::read_record_or_warn(&path, &name, "removing");
             match rec {
                 Some(r) if r.state == RecordState::Ready => {
                     if r.expires_at.is_some_and(|t| t <= now) {
@@ -752,14 +746,8 @@ impl SandboxProvider for LocalProvider {
         let this = self.clone();
         let name = name.clone();
         let rec = blocking(move || {
-            let rec = match record::read_record(&this.sandbox_dir(&name)) {
-                Ok(rec) => rec,
-                Err(e) => {
-                    // a crashed creation; `connect` replaces it, `prune` removes it
-                    tracing::warn!(sandbox = %name, error = %e, "ignoring a sandbox with an unreadable record");
-                    None
-                }
-            };
+            // unreadable: a crashed creation; `connect` replaces it, `prune` removes it
+            let rec = record::read_record_or_warn(&this.sandbox_dir(&name), &name, "ignoring");
             match rec {
                 Some(r) if r.state == RecordState::Ready => {
                     this.ensure_ready(&r)?;

@@ -88,6 +88,19 @@ pub(crate) fn read_record(dir: &Path) -> io::Result<Option<SandboxRecord>> {
     }
 }
 
+/// The record in `dir`, `None` when there is none or it cannot be read (logged as a
+/// sandbox the caller is `doing` something with: `removing`, `ignoring`).
+pub(crate) fn read_record_or_warn(
+    dir: &Path,
+    name: &SandboxName,
+    doing: &str,
+) -> Option<SandboxRecord> {
+    read_record(dir).unwrap_or_else(|e| {
+        tracing::warn!(sandbox = %name, error = %e, "{doing} a sandbox with an unreadable record");
+        None
+    })
+}
+
 /// Every readable record under `sandboxes_dir` (unreadable ones are logged and skipped).
 pub(crate) fn all_records(
     sandboxes_dir: &Path,

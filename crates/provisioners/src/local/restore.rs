@@ -174,16 +174,18 @@ fn overlay_path(p: &Path) -> io::Result<&str> {
     Ok(s)
 }
 
-/// Mounts an overlay at `target`: `lower` read-only, writes to `upper`. With
+/// Mounts an overlay at `target`: `lower` read-only, writes to `upper` (`work` is the
+/// overlay's scratch directory, on the same filesystem as `upper`), the way the local
+/// provider restores a snapshot with [`RestoreMethod::Overlay`]. With
 /// `redirect_dir=on` where the kernel has it, so renaming a directory that came from the
 /// snapshot works (without it, `rename(2)` of a lower directory fails with `EXDEV`
-/// and `git mv dir other` breaks).
-pub(crate) fn mount_overlay(
-    lower: &Path,
-    upper: &Path,
-    work: &Path,
-    target: &Path,
-) -> io::Result<()> {
+/// and `git mv dir other` breaks). Needs root (or `CAP_SYS_ADMIN`); unmount with
+/// `umount(2)`.
+///
+/// # Errors
+/// [`io::ErrorKind::InvalidInput`] for a path that is not UTF-8 or holds `,`, `:`,
+/// `\` or a newline (overlay options cannot carry them); the mount's error otherwise.
+pub fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> io::Result<()> {
     let base = format!(
         "lowerdir={},upperdir={},workdir={}",
         overlay_path(lower)?,

@@ -562,15 +562,38 @@ fn seal_import(workspace: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn sort_key(m: &SnapshotMeta) -> (i128, String) {
+/// The order of snapshot listings (newest first is descending): creation time, then id.
+pub(crate) fn sort_key(m: &SnapshotMeta) -> (i128, String) {
     (m.created_at.unix_timestamp_nanos(), m.id.to_string())
+}
+
+/// The page of at most `limit` snapshots of `all` (newest first) that come after the
+/// [`sort_key`] `after`, with the cursor of the next page when there is more.
+pub(crate) fn page_after(
+    all: Vec<SnapshotMeta>,
+    after: Option<(i128, String)>,
+    limit: usize,
+) -> Page<SnapshotMeta> {
+    let mut items: Vec<SnapshotMeta> = all
+        .into_iter()
+        .filter(|m| after.as_ref().is_none_or(|a| sort_key(m) < *a))
+        .take(limit + 1)
+        .collect();
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(encode_cursor)
+    } else {
+        None
+    };
+    Page { items, next }
 }
 
 fn encode_cursor(m: &SnapshotMeta) -> Cursor {
     Cursor(format!("{}/{}", m.created_at.unix_timestamp_nanos(), m.id))
 }
 
-fn decode_cursor(c: &Cursor) -> Result<(i128, String)> {
+/// The [`sort_key`] a listing cursor stands for.
+pub(crate) fn decode_cursor(c: &Cursor) -> Result<(i128, String)> {
     let bad = || {
         Error::InvalidOptions(format!(
             "invalid snapshot listing cursor `{}`",
@@ -605,18 +628,7 @@ impl SnapshotStore for LocalSnapshotStore {
         let store = self.clone();
         let name = name.map(str::to_owned);
         let all = blocking(move || store.scan(name.as_deref())).await?;
-        let mut items: Vec<SnapshotMeta> = all
-            .into_iter()
-            .filter(|m| after.as_ref().is_none_or(|a| sort_key(m) < *a))
-            .take(limit + 1)
-            .collect();
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(encode_cursor)
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        Ok(page_after(all, after, limit))
     }
 
     async fn get(&self, id: &SnapshotId) -> Result<Option<SnapshotMeta>> {
@@ -663,5 +675,59 @@ impl SnapshotStore for LocalSnapshotStore {
 
     fn page_size(&self) -> usize {
         self.page_size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(id: &str, created_secs: i64) -> SnapshotMeta {
+        SnapshotMeta {
+            id: SnapshotId::new(id).expect("a valid id"),
+            name: "key".into(),
+            status: SnapshotStatus::Ready,
+            created_at: OffsetDateTime::from_unix_timestamp(created_secs).expect("a time"),
+            commit: None,
+            branch: None,
+            source_url: None,
+            recipe_digest: "digest".into(),
+            size_bytes: 0,
+            error: None,
+            provider_data: serde_json::Value::Null,
+        }
+    }
+
+    /// The pages of the local and Docker listings: newest first, every snapshot once,
+    /// also when two were made in the same instant.
+    #[test]
+    fn pages_walk_newest_first_with_every_snapshot_once() {
+        let mut all = vec![
+            meta("0000000000005-a", 5),
+            meta("0000000000004-b", 4),
+            meta("0000000000004-a", 4),
+            meta("0000000000002-a", 2),
+            meta("0000000000001-a", 1),
+        ];
+        all.sort_by_key(|m| std::cmp::Reverse(sort_key(m)));
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let after = cursor
+                .as_ref()
+                .map(decode_cursor)
+                .transpose()
+                .expect("our cursor");
+            let page = page_after(all.clone(), after, 2);
+            assert!(page.items.len() <= 2);
+            seen.extend(page.items.iter().map(|m| m.id.to_string()));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let expected: Vec<String> = all.iter().map(|m| m.id.to_string()).collect();
+        assert_eq!(seen, expected);
+        assert_eq!(seen[1..3], ["0000000000004-b", "0000000000004-a"]);
     }
 }

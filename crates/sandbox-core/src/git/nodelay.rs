@@ -282,67 +282,10 @@ unsafe extern "C" fn stream_set_proxy(_raw: *mut RawStream, _opts: *const c_void
 }
 
 unsafe extern "C" fn stream_read(raw: *mut RawStream, data: *mut c_void, len: usize) -> isize {
-    if data.is_null() && len > 0 {
-        set_error("null read buffer");
-        return -1;
-    }
-    with_stream(raw, -1, |s| {
-        let timeout = s.io_timeout();
-        let Some(tcp) = s.tcp.as_mut() else {
-            set_error("read on an unconnected stream");
-            return -1;
-        };
-        let give_up = Instant::now() + timeout;
+    stream_io(raw, Way::Read, data.is_null() && len > 0, |tcp| {
         // SAFETY: libgit2 passes a writable buffer of `len` bytes.
         let buf = unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), len) };
-        loop {
-            let slice = SLICE.min(give_up.saturating_duration_since(Instant::now()));
-            if tcp
-                .set_read_timeout(Some(slice.max(Duration::from_millis(1))))
-                .is_err()
-            {
-                set_error("could not set the read timeout");
-                return -1;
-            }
-            let t = Instant::now();
-            match tcp.read(buf) {
-                Ok(n) => {
-                    // Acknowledge at once (Linux re-arms delayed ACKs after reads): a
-                    // server that writes a response in pieces without TCP_NODELAY
-                    // (git daemon, upload-pack) would otherwise wait for our delayed
-                    // ACK before sending its next piece.
-                    let _ = rustix::net::sockopt::set_tcp_quickack(&*tcp, true);
-                    if let Err(why) = watch::note_network(n, t.elapsed()) {
-                        set_error(&why);
-                        return -1;
-                    }
-                    return n as isize;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if let Err(why) = watch::note_network(0, t.elapsed()) {
-                        set_error(&why);
-                        return -1;
-                    }
-                    if Instant::now() >= give_up {
-                        set_error(&format!(
-                            "the server sent nothing for {:?}: read timed out",
-                            timeout
-                        ));
-                        return -1;
-                    }
-                }
-                Err(e) => {
-                    set_error(&format!("could not read from socket: {e}"));
-                    return -1;
-                }
-            }
-        }
+        tcp.read(buf)
     })
 }
 
@@ -352,56 +295,133 @@ unsafe extern "C" fn stream_write(
     len: usize,
     _flags: c_int,
 ) -> isize {
-    if data.is_null() && len > 0 {
-        set_error("null write buffer");
-        return -1;
-    }
-    with_stream(raw, -1, |s| {
-        let timeout = s.io_timeout();
-        let Some(tcp) = s.tcp.as_mut() else {
-            set_error("write on an unconnected stream");
-            return -1;
-        };
-        let give_up = Instant::now() + timeout;
+    stream_io(raw, Way::Write, data.is_null() && len > 0, |tcp| {
         // SAFETY: libgit2 passes a readable buffer of `len` bytes.
         let buf = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) };
-        loop {
-            let slice = SLICE.min(give_up.saturating_duration_since(Instant::now()));
-            if tcp
-                .set_write_timeout(Some(slice.max(Duration::from_millis(1))))
-                .is_err()
+        tcp.write(buf)
+    })
+}
+
+/// A read or write callback: refuses a null buffer (`null_buffer`), then runs `io` on
+/// the stream with [`sliced_io`].
+fn stream_io(
+    raw: *mut RawStream,
+    way: Way,
+    null_buffer: bool,
+    io: impl FnMut(&mut TcpStream) -> std::io::Result<usize>,
+) -> isize {
+    if null_buffer {
+        set_error(&format!("null {} buffer", way.verb()));
+        return -1;
+    }
+    with_stream(raw, -1, |s| sliced_io(s, way, io))
+}
+
+/// Which way [`sliced_io`] moves bytes.
+#[derive(Clone, Copy)]
+enum Way {
+    Read,
+    Write,
+}
+
+impl Way {
+    fn verb(self) -> &'static str {
+        match self {
+            Way::Read => "read",
+            Way::Write => "write",
+        }
+    }
+
+    fn set_timeout(self, tcp: &TcpStream, slice: Duration) -> std::io::Result<()> {
+        match self {
+            Way::Read => tcp.set_read_timeout(Some(slice)),
+            Way::Write => tcp.set_write_timeout(Some(slice)),
+        }
+    }
+
+    /// Reports `moved` bytes (`None`: a slice passed with none) after `waited` to the
+    /// current operation's limits: `Err` with a message once it must stop.
+    fn report(self, tcp: &TcpStream, moved: Option<usize>, waited: Duration) -> Result<(), String> {
+        match (self, moved) {
+            (Way::Read, Some(n)) => {
+                // Acknowledge at once (Linux re-arms delayed ACKs after reads): a
+                // server that writes a response in pieces without TCP_NODELAY
+                // (git daemon, upload-pack) would otherwise wait for our delayed
+                // ACK before sending its next piece.
+                let _ = rustix::net::sockopt::set_tcp_quickack(tcp, true);
+                watch::note_network(n, waited)
+            }
+            (Way::Read, None) => watch::note_network(0, waited),
+            (Way::Write, Some(_)) => Ok(()),
+            (Way::Write, None) => watch::check_current(),
+        }
+    }
+
+    fn timed_out(self, timeout: Duration) -> String {
+        match self {
+            Way::Read => format!("the server sent nothing for {timeout:?}: read timed out"),
+            Way::Write => format!("the server accepted nothing for {timeout:?}: write timed out"),
+        }
+    }
+}
+
+/// One read or write (`io`) on a connected stream, waiting in [`SLICE`]s so that the
+/// operation's limits are checked between them, until the stream's timeout passes.
+/// Returns the bytes moved, or -1 with the error set.
+fn sliced_io(
+    s: &mut Stream,
+    way: Way,
+    mut io: impl FnMut(&mut TcpStream) -> std::io::Result<usize>,
+) -> isize {
+    let timeout = s.io_timeout();
+    let verb = way.verb();
+    let Some(tcp) = s.tcp.as_mut() else {
+        set_error(&format!("{verb} on an unconnected stream"));
+        return -1;
+    };
+    let give_up = Instant::now() + timeout;
+    loop {
+        let slice = SLICE.min(give_up.saturating_duration_since(Instant::now()));
+        if way
+            .set_timeout(tcp, slice.max(Duration::from_millis(1)))
+            .is_err()
+        {
+            set_error(&format!("could not set the {verb} timeout"));
+            return -1;
+        }
+        let t = Instant::now();
+        let moved = match io(tcp) {
+            Ok(n) => Some(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
             {
-                set_error("could not set the write timeout");
+                None
+            }
+            Err(e) => {
+                let prep = match way {
+                    Way::Read => "from",
+                    Way::Write => "to",
+                };
+                set_error(&format!("could not {verb} {prep} socket: {e}"));
                 return -1;
             }
-            match tcp.write(buf) {
-                Ok(n) => return n as isize,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if let Err(why) = watch::check_current() {
-                        set_error(&why);
-                        return -1;
-                    }
-                    if Instant::now() >= give_up {
-                        set_error(&format!(
-                            "the server accepted nothing for {:?}: write timed out",
-                            timeout
-                        ));
-                        return -1;
-                    }
-                }
-                Err(e) => {
-                    set_error(&format!("could not write to socket: {e}"));
-                    return -1;
-                }
-            }
+        };
+        if let Err(why) = way.report(tcp, moved, t.elapsed()) {
+            set_error(&why);
+            return -1;
         }
-    })
+        if let Some(n) = moved {
+            return n as isize;
+        }
+        if Instant::now() >= give_up {
+            set_error(&way.timed_out(timeout));
+            return -1;
+        }
+    }
 }
 
 unsafe extern "C" fn stream_close(raw: *mut RawStream) -> c_int {

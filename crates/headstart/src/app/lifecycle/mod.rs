@@ -116,13 +116,8 @@ impl Headstart {
             None => vec![ProviderKind::Local, ProviderKind::Docker],
         };
         for k in kinds {
-            let provider = match self.provider(k).await {
-                Ok(p) => p,
-                Err(e) if kind.is_none() => {
-                    tracing::debug!(error = %e, "provider unavailable");
-                    continue;
-                }
-                Err(e) => return Err(e),
+            let Some(provider) = self.provider_if_reachable(k, kind.is_none()).await? else {
+                continue;
             };
             let found = provider
                 .list()
