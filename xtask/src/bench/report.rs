@@ -53,6 +53,12 @@ pub(crate) struct MountInfo {
     pub(crate) options: String,
     /// Per-superblock options (`rw,lowerdir=...`, `rw,discard`).
     pub(crate) super_options: String,
+    /// For ext3/ext4: whether it has a journal (`/proc/fs/jbd2/<device>-*` exists).
+    /// Without one, ext4 skips inodes freed in the last 60-360 s each time it allocates
+    /// one (`find_inode_bit` → `recently_deleted`), so creating a file costs in
+    /// proportion to what was deleted just before: the bench's own teardowns.
+    #[serde(default)]
+    pub(crate) journal: Option<bool>,
 }
 
 /// `\040` and the like in mountinfo paths back to their bytes.
@@ -90,7 +96,22 @@ pub(crate) fn parse_mountinfo_line(line: &str) -> Option<MountInfo> {
         fstype: post.next()?.to_owned(),
         source: unescape_octal(post.next()?),
         super_options: post.next().unwrap_or_default().to_owned(),
+        journal: None,
     })
+}
+
+/// Whether the ext3/ext4 filesystem on `source` (`/dev/vda`) has a journal: jbd2 lists
+/// each journal it runs as `<device>-<inode>`. `None` for other filesystems.
+fn has_journal(fstype: &str, source: &str) -> Option<bool> {
+    if !matches!(fstype, "ext3" | "ext4") {
+        return None;
+    }
+    let dev = Path::new(source).file_name()?.to_str()?.to_owned();
+    let prefix = format!("{dev}-");
+    let journals = std::fs::read_dir("/proc/fs/jbd2").ok();
+    Some(journals.is_some_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with(&prefix)))
+    }))
 }
 
 /// The mount `path` lives on: the last listed mount whose mount point is `path` or one
@@ -110,7 +131,9 @@ pub(crate) fn mount_of(path: &Path, mountinfo: &str) -> Option<MountInfo> {
 pub(crate) fn scratch_fs(dir: &Path) -> Option<MountInfo> {
     let dir = std::fs::canonicalize(dir).ok()?;
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    mount_of(&dir, &info)
+    let mut m = mount_of(&dir, &info)?;
+    m.journal = has_journal(&m.fstype, &m.source);
+    Some(m)
 }
 
 impl Machine {
@@ -382,9 +405,21 @@ pub(crate) fn render(r: &Results) -> String {
     if let Some(m) = &r.machine.scratch_fs {
         let _ = writeln!(
             s,
-            "Scratch directory on `{}` ({} from `{}`), mount options `{}`, superblock options \
+            "Scratch directory on `{}` ({} from `{}`{}), mount options `{}`, superblock options \
              `{}`.\n",
-            m.mount_point, m.fstype, m.source, m.options, m.super_options
+            m.mount_point,
+            m.fstype,
+            m.source,
+            match m.journal {
+                Some(true) => ", with a journal",
+                Some(false) => {
+                    ", **without a journal**: each file created skips the inodes freed in the \
+                     last minutes, so creation costs follow the bench's own deletions"
+                }
+                None => "",
+            },
+            m.options,
+            m.super_options
         );
     }
     let _ = writeln!(
