@@ -29,14 +29,14 @@ fn git_err(op: &'static str) -> impl Fn(git2::Error) -> Error {
 /// object; a sandbox missing those files would look fine and behave wrongly, so this
 /// is an [`Error::UnsupportedRepository`] naming the paths.
 ///
-/// Returns whether the tree holds any `.gitattributes` file (the changed-path writer
-/// then checks each written path's attributes).
+/// Returns what the tree's `.gitattributes` files say (the changed-path writer then
+/// checks each written path's attributes).
 pub(crate) fn refuse_incomplete(
     repo: &Repository,
     tree: &git2::Tree<'_>,
     url: &RepoUrl,
-) -> Result<bool, Error> {
-    let mut attributes = false;
+) -> Result<apply::TreeAttributes, Error> {
+    let mut attributes = apply::TreeAttributes::default();
     let mut submodules: Vec<String> = Vec::new();
     let mut lfs: Vec<String> = Vec::new();
     let mut walk_error: Option<git2::Error> = None;
@@ -45,10 +45,11 @@ pub(crate) fn refuse_incomplete(
         match entry.kind() {
             Some(ObjectType::Commit) => submodules.push(format!("{root}{name}")),
             Some(ObjectType::Blob) if name == ".gitattributes" => {
-                attributes = true;
+                attributes.present = true;
                 match repo.find_blob(entry.id()) {
                     Ok(blob) => {
                         let text = String::from_utf8_lossy(blob.content());
+                        attributes.converting |= apply::sets_a_checkout_attribute(&text);
                         for line in text.lines() {
                             let line = line.trim();
                             if line.starts_with('#') {
@@ -204,6 +205,15 @@ enum SyncPlan {
     /// ignore rules do not change: bringing these paths (those that differ between
     /// HEAD's tree and the new one) to the new tree is the whole job.
     Paths(Vec<apply::Change>),
+    /// As `Paths`, for a diff that writes most of the new tree (see [`apply::is_far`]):
+    /// a fresh checkout of the new tree written by the parallel writer, taken even
+    /// when `.gitignore`/`.gitattributes` files change (the writer's attribute check
+    /// then reads the new tree's blobs), followed by `git clean -fd` when a
+    /// `.gitignore` changed (the new rules decide which ignored files stay).
+    Far {
+        changes: Vec<apply::Change>,
+        ignore_rules: bool,
+    },
     /// Anything else: a forced checkout of the whole tree, then `git clean -fd`.
     Full(&'static str),
 }
@@ -214,8 +224,11 @@ enum SyncPlan {
 const RULE_FILES: [&[u8]; 2] = [b".gitignore", b".gitattributes"];
 
 fn is_rule_file(path: &[u8]) -> bool {
-    let name = path.rsplit(|b| *b == b'/').next().unwrap_or(path);
-    RULE_FILES.contains(&name)
+    RULE_FILES.contains(&file_name(path))
+}
+
+fn file_name(path: &[u8]) -> &[u8] {
+    path.rsplit(|b| *b == b'/').next().unwrap_or(path)
 }
 
 /// Decides between the changed-path sync and the full checkout. Errors while planning
@@ -235,6 +248,7 @@ fn plan_sync(repo: &Repository, new_tree: &git2::Tree<'_>, seal: Option<&CleanSe
         return SyncPlan::Full("HEAD names no tree");
     };
     let mut changes = Vec::new();
+    let mut far = false;
     if old_tree.id() != new_tree.id() {
         let Ok(diff) = repo.diff_tree_to_tree(Some(&old_tree), Some(new_tree), None) else {
             return SyncPlan::Full("the tree diff failed");
@@ -242,7 +256,8 @@ fn plan_sync(repo: &Repository, new_tree: &git2::Tree<'_>, seal: Option<&CleanSe
         let Some(c) = apply::changes(&diff) else {
             return SyncPlan::Full("the diff holds an entry that is not a file or symlink");
         };
-        if c.iter().any(|c| is_rule_file(&c.path)) {
+        far = apply::is_far(&c, repo.index().map(|i| i.len()).unwrap_or(0));
+        if !far && c.iter().any(|c| is_rule_file(&c.path)) {
             return SyncPlan::Full("the diff changes a .gitignore or .gitattributes");
         }
         changes = c;
@@ -262,6 +277,13 @@ fn plan_sync(repo: &Repository, new_tree: &git2::Tree<'_>, seal: Option<&CleanSe
             }
             Err(_) => return SyncPlan::Full("the status of the worktree failed"),
         }
+    }
+    if far {
+        let ignore_rules = changes.iter().any(|c| file_name(&c.path) == b".gitignore");
+        return SyncPlan::Far {
+            changes,
+            ignore_rules,
+        };
     }
     SyncPlan::Paths(changes)
 }
@@ -301,12 +323,12 @@ fn libgit2_paths(
 /// The worktree part of a sync: index and worktree become `commit`'s tree and
 /// untracked files go, as `git checkout -f` + `git clean -fd` would do. Takes the
 /// changed-path route when [`plan_sync`] proves it equivalent, else the full one.
-/// `attributes`: the new tree holds a `.gitattributes` file.
+/// `attributes`: what the new tree's `.gitattributes` files say.
 fn sync_worktree(
     repo: &Repository,
     commit: &git2::Commit<'_>,
     seal: Option<&CleanSeal>,
-    attributes: bool,
+    attributes: apply::TreeAttributes,
 ) -> Result<(), Error> {
     let op = "checkout";
     let tree = commit.tree().map_err(git_err(op))?;
@@ -316,7 +338,7 @@ fn sync_worktree(
             let changed = changes.len();
             let route = if changes.is_empty() {
                 Some("paths")
-            } else if let Some(why) = apply::refusal(repo, &changes, attributes) {
+            } else if let Some(why) = apply::refusal(repo, &changes, attributes.present) {
                 tracing::debug!(reason = why, "not writing the changed paths directly");
                 Some(libgit2_paths(repo, commit, &changes)?)
             } else {
@@ -346,6 +368,40 @@ fn sync_worktree(
                 None => "the changed-path write failed",
             }
         }
+        SyncPlan::Far {
+            changes,
+            ignore_rules,
+        } => match apply::far_refusal(repo, &changes, attributes) {
+            Some(why) => {
+                tracing::debug!(reason = why, "not writing the far tree directly");
+                "a checkout attribute or setting applies to the far tree"
+            }
+            None => match apply::apply(repo, &changes) {
+                Ok(()) => {
+                    // The new `.gitignore` files decide which ignored files stay.
+                    let removed = if ignore_rules {
+                        clean_untracked(repo)?
+                    } else {
+                        0
+                    };
+                    tracing::debug!(
+                        elapsed_ms = t.elapsed().as_millis() as u64,
+                        route = "far",
+                        changed = changes.len(),
+                        removed,
+                        "checked out the tree"
+                    );
+                    return Ok(());
+                }
+                Err(apply::Failed(why)) => {
+                    if let Some(stop) = super::watch::stopped_error() {
+                        return Err(stop);
+                    }
+                    tracing::debug!(reason = %why, "the far-tree write failed");
+                    "the far-tree write failed"
+                }
+            },
+        },
         SyncPlan::Full(reason) => reason,
     };
     tracing::debug!(reason, "checking out the whole tree");
@@ -383,7 +439,7 @@ pub(crate) fn checkout_branch(
     upstream: Option<&str>,
     remove_untracked: bool,
     seal: Option<&CleanSeal>,
-    attributes: bool,
+    attributes: apply::TreeAttributes,
 ) -> Result<HeadInfo, Error> {
     let op = "checkout";
     let commit = repo.find_commit(tip).map_err(git_err(op))?;

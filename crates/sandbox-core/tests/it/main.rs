@@ -9,6 +9,7 @@ mod git_limits;
 mod git_paths_agree;
 mod git_ssh;
 mod git_sync;
+mod git_sync_far;
 mod git_sync_paths;
 mod git_sync_seal;
 mod git_url_forms;
