@@ -198,6 +198,56 @@ fn full_checkout(repo: &Repository, commit: &git2::Commit<'_>) -> Result<(), Err
     Ok(())
 }
 
+/// Checks out the `.gitattributes` files of `tree` (and removes those of HEAD's tree
+/// it lacks) before the whole-tree checkout. libgit2's checkout keeps the attribute
+/// files it read in a session for the whole checkout, and reads them while it plans
+/// (hashing a worktree file whose stat data is racy goes through the filters): the
+/// old tree's `.gitattributes` then decided how the new files were written (seen:
+/// `eol=crlf` of an orphan branch's `.gitattributes` not applied, now and then, under
+/// load). `git checkout` judges by the new tree's.
+/// Nothing is done when the two trees' `.gitattributes` files are the same.
+fn attributes_first(repo: &Repository, tree: &git2::Tree<'_>) -> Result<(), Error> {
+    type Files = std::collections::BTreeMap<Vec<u8>, Oid>;
+    let collect = |t: &git2::Tree<'_>| -> Result<Files, Error> {
+        let mut out = Files::new();
+        t.walk(TreeWalkMode::PreOrder, |root, entry| {
+            if entry.name_bytes() == b".gitattributes" {
+                let mut p = root.as_bytes().to_vec();
+                p.extend_from_slice(entry.name_bytes());
+                out.insert(p, entry.id());
+            }
+            TreeWalkResult::Ok
+        })
+        .map_err(git_err("checkout"))?;
+        Ok(out)
+    };
+    let new = collect(tree)?;
+    let old = match repo.head().ok().and_then(|h| h.peel_to_tree().ok()) {
+        Some(t) => collect(&t)?,
+        None => Files::new(),
+    };
+    let paths: std::collections::BTreeSet<&Vec<u8>> = new
+        .keys()
+        .chain(old.keys())
+        .filter(|p| new.get(*p) != old.get(*p))
+        .collect();
+    if paths.is_empty() {
+        return Ok(());
+    }
+    tracing::debug!(
+        changed = paths.len(),
+        "checking out the new .gitattributes first"
+    );
+    let mut cb = CheckoutBuilder::new();
+    cb.force().disable_pathspec_match(true);
+    stop_when_asked(&mut cb);
+    for p in &paths {
+        cb.path(p.as_slice());
+    }
+    repo.checkout_tree(tree.as_object(), Some(&mut cb))
+        .map_err(git_err("checkout"))
+}
+
 /// How [`sync_worktree`] brings the worktree to the new tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum SyncPlan {
@@ -405,6 +455,9 @@ fn sync_worktree(
         SyncPlan::Full(reason) => reason,
     };
     tracing::debug!(reason, "checking out the whole tree");
+    if attributes.converting {
+        attributes_first(repo, &tree)?;
+    }
     full_checkout(repo, commit)?;
     // A forced checkout leaves the index entry of a path the two trees agree on
     // alone even when it holds a staged change: read the tree into the index
