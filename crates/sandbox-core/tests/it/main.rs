@@ -13,6 +13,7 @@ mod git_sync_far;
 mod git_sync_paths;
 mod git_sync_seal;
 mod git_url_forms;
+mod measure_far;
 mod measure_status;
 mod measure_transports;
 mod names;
