@@ -236,6 +236,18 @@ pub(crate) struct Failed(pub(crate) String);
 
 /// Applies `changes` to the worktree and index of `repo` (see the module docs).
 pub(crate) fn apply(repo: &Repository, changes: &[Change]) -> Result<(), Failed> {
+    apply_surveyed(repo, changes, false).map(drop)
+}
+
+/// As [`apply`]; with `survey`, also returns the worktree's top-level entries (but
+/// `.git`) that are left once the removals are done, before anything is written: in a
+/// worktree proven clean, every file the writes do not create is under one of them,
+/// so a clean by new ignore rules need look nowhere else.
+pub(crate) fn apply_surveyed(
+    repo: &Repository,
+    changes: &[Change],
+    survey: bool,
+) -> Result<Vec<PathBuf>, Failed> {
     let workdir = repo
         .workdir()
         .ok_or_else(|| Failed("a bare repository".into()))?
@@ -275,6 +287,19 @@ pub(crate) fn apply(repo: &Repository, changes: &[Change]) -> Result<(), Failed>
     for d in dirs.iter().rev() {
         let _ = std::fs::remove_dir(abs(d));
     }
+    let mut leftovers = Vec::new();
+    if survey {
+        let entries = std::fs::read_dir(&workdir)
+            .map_err(|e| Failed(format!("reading the worktree: {e}")))?;
+        for entry in entries {
+            let name = entry
+                .map_err(|e| Failed(format!("reading the worktree: {e}")))?
+                .file_name();
+            if name != ".git" {
+                leftovers.push(PathBuf::from(name));
+            }
+        }
+    }
     let removed_ms = t.elapsed().as_millis() as u64;
     // 3. Writes, each returning its index entry.
     let writes: Vec<&Change> = changes.iter().filter(|c| c.new.is_some()).collect();
@@ -300,7 +325,7 @@ pub(crate) fn apply(repo: &Repository, changes: &[Change]) -> Result<(), Failed>
         index_ms = (t.elapsed().as_millis() as u64).saturating_sub(removed_ms + written_ms),
         "wrote the changed paths"
     );
-    Ok(())
+    Ok(leftovers)
 }
 
 /// Runs `f` on every item, on up to [`MAX_THREADS`] threads (each with its own

@@ -117,13 +117,26 @@ fn list(items: &[String]) -> String {
 
 /// `git clean -fd`: removes untracked files that are not ignored (by the worktree's
 /// current `.gitignore` files), then directories they leave empty. Returns how many
-/// files went.
-fn clean_untracked(repo: &Repository) -> Result<usize, Error> {
+/// files went. `within`: only these paths (relative to the worktree, directories
+/// included with what they hold) can hold untracked files; `None`: anywhere.
+fn clean_untracked(
+    repo: &Repository,
+    within: Option<&[std::path::PathBuf]>,
+) -> Result<usize, Error> {
     let op = "clean";
     let Some(workdir) = repo.workdir().map(std::path::Path::to_path_buf) else {
         return Ok(0);
     };
     let mut opts = git2::StatusOptions::new();
+    if let Some(paths) = within {
+        if paths.is_empty() {
+            return Ok(0);
+        }
+        opts.disable_pathspec_match(true);
+        for p in paths {
+            opts.pathspec(p);
+        }
+    }
     opts.show(git2::StatusShow::Workdir)
         .include_untracked(true)
         .recurse_untracked_dirs(true)
@@ -426,11 +439,13 @@ fn sync_worktree(
                 tracing::debug!(reason = why, "not writing the far tree directly");
                 "a checkout attribute or setting applies to the far tree"
             }
-            None => match apply::apply(repo, &changes) {
-                Ok(()) => {
-                    // The new `.gitignore` files decide which ignored files stay.
+            None => match apply::apply_surveyed(repo, &changes, ignore_rules) {
+                Ok(leftovers) => {
+                    // The new `.gitignore` files decide which ignored files stay; the
+                    // only candidates are what the removals left (the worktree was
+                    // proven to hold nothing untracked, the writes add tracked files).
                     let removed = if ignore_rules {
-                        clean_untracked(repo)?
+                        clean_untracked(repo, Some(&leftovers))?
                     } else {
                         0
                     };
@@ -468,7 +483,7 @@ fn sync_worktree(
     // After the checkout, so the *new* tree's .gitignore files decide what is
     // ignored (libgit2's remove_untracked judges by the old ones): `git clean -fd`.
     let t = std::time::Instant::now();
-    let removed = clean_untracked(repo)?;
+    let removed = clean_untracked(repo, None)?;
     tracing::debug!(
         removed,
         elapsed_ms = t.elapsed().as_millis() as u64,

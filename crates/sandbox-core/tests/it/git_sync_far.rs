@@ -26,7 +26,7 @@ fn upstream() -> anyhow::Result<Upstream> {
     up.commit(
         "trunk",
         &[
-            Change::write(".gitignore", "build/\n"),
+            Change::write(".gitignore", "build/\n*.tmp\n"),
             Change::write(".gitattributes", "*.txt diff\n"),
             Change::write("small/a.txt", "a\n"),
             Change::write("small/b/c.txt", "c\n"),
@@ -105,6 +105,11 @@ fn snapshot(url: &RepoUrl, dir: &Path) -> anyhow::Result<std::path::PathBuf> {
     std::fs::create_dir_all(ws.join("build"))?;
     std::fs::write(ws.join("build/cache.bin"), "built by the recipe")?;
     std::fs::write(ws.join("build/notes.txt"), "ignored on trunk only")?;
+    // Ignored on trunk (`*.tmp`), not on the orphan branch: at the top, and in a
+    // directory the orphan branch writes tracked files into.
+    std::fs::write(ws.join("top.tmp"), "ignored on trunk only")?;
+    std::fs::create_dir_all(ws.join("docs"))?;
+    std::fs::write(ws.join("docs/draft.tmp"), "ignored on trunk only")?;
     Ok(ws)
 }
 
@@ -207,10 +212,12 @@ fn a_sealed_snapshot_switched_to_a_far_orphan_branch_equals_a_cold_clone() -> an
             "built by the recipe",
             "{via:?}: still ignored: kept"
         );
-        assert!(
-            !ws.join("build/notes.txt").exists(),
-            "{via:?}: no longer ignored: removed as git clean -fd would"
-        );
+        for gone in ["build/notes.txt", "top.tmp", "docs/draft.tmp"] {
+            assert!(
+                !ws.join(gone).exists(),
+                "{via:?}: {gone} no longer ignored: removed as git clean -fd would"
+            );
+        }
     }
     Ok(())
 }
