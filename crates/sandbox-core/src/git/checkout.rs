@@ -217,7 +217,8 @@ fn full_checkout(repo: &Repository, commit: &git2::Commit<'_>) -> Result<(), Err
 /// (hashing a worktree file whose stat data is racy goes through the filters): the
 /// old tree's `.gitattributes` then decided how the new files were written (seen:
 /// `eol=crlf` of an orphan branch's `.gitattributes` not applied, now and then, under
-/// load). `git checkout` judges by the new tree's.
+/// load; the other way round, old conversions would apply to new files). `git
+/// checkout` judges by the new tree's.
 /// Nothing is done when the two trees' `.gitattributes` files are the same.
 fn attributes_first(repo: &Repository, tree: &git2::Tree<'_>) -> Result<(), Error> {
     type Files = std::collections::BTreeMap<Vec<u8>, Oid>;
@@ -470,9 +471,7 @@ fn sync_worktree(
         SyncPlan::Full(reason) => reason,
     };
     tracing::debug!(reason, "checking out the whole tree");
-    if attributes.converting {
-        attributes_first(repo, &tree)?;
-    }
+    attributes_first(repo, &tree)?;
     full_checkout(repo, commit)?;
     // A forced checkout leaves the index entry of a path the two trees agree on
     // alone even when it holds a staged change: read the tree into the index
