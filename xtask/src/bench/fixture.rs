@@ -5,7 +5,10 @@
 //! two directory levels, a log-normal-ish spread of file sizes (a few large files), and a
 //! history in which each commit edits one to three files (hot files more often), now
 //! and then adds or deletes one. A second branch (`feature/bench`) forks a few dozen
-//! commits before the tip and carries commits of its own. The same preset and
+//! commits before the tip and carries commits of its own. A third branch
+//! (`orphan/bench`) is an orphan: one commit whose tree shares no path, blob or
+//! history with `main` (a `gh-pages`-like site of as many files, with its own
+//! `.gitignore`), for the far-branch case. The same preset and
 //! generator version always give the same commits (fixed timestamps, a seeded PRNG).
 
 use std::collections::BTreeMap;
@@ -19,12 +22,14 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 /// Bump when the generated content changes: cached fixtures are keyed by it.
-pub(crate) const GENERATOR_VERSION: u32 = 1;
+pub(crate) const GENERATOR_VERSION: u32 = 2;
 
 /// The default branch of every generated fixture.
 pub(crate) const MAIN: &str = "main";
 /// The second branch, forked before the tip.
 pub(crate) const FEATURE: &str = "feature/bench";
+/// The orphan branch: a tree far from `main`'s.
+pub(crate) const ORPHAN: &str = "orphan/bench";
 
 /// A fixture size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -84,6 +89,10 @@ pub(crate) struct FixtureInfo {
     pub(crate) default_branch: String,
     /// A branch other than the default one, for the other-branch case.
     pub(crate) other_branch: Option<String>,
+    /// An orphan branch sharing nothing with the default one, for the far-branch case
+    /// (generated fixtures from version 2 on).
+    #[serde(default)]
+    pub(crate) orphan_branch: Option<String>,
     pub(crate) files_at_tip: usize,
     pub(crate) bytes_at_tip: u64,
     pub(crate) commits: usize,
@@ -548,6 +557,7 @@ fn generate(dir: &Path, preset: &Preset) -> anyhow::Result<()> {
             &changes,
         )?;
     }
+    write_orphan(&mut import.w, preset)?;
     import.finish()?;
     git(
         dir,
@@ -570,6 +580,37 @@ fn generate(dir: &Path, preset: &Preset) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The orphan branch's one commit: `preset.files` files of source-like text under
+/// `site/` (sizes around the preset's mean, from a PRNG of its own so `main` and the
+/// feature branch stay what they were), a `.gitignore` `main` does not have, no parent.
+fn write_orphan(w: &mut impl Write, preset: &Preset) -> anyhow::Result<()> {
+    let mut rng = Rng::new(preset.seed() ^ 0x6f72_7068_616e);
+    let mut files: Vec<(String, Option<Vec<u8>>)> =
+        vec![(".gitignore".to_owned(), Some(b"/_site/\n*.tmp\n".to_vec()))];
+    // A line is about 45 bytes.
+    let lines_max = (2 * preset.mean_file_bytes / 45).max(2);
+    for i in 0..preset.files {
+        let path = format!(
+            "site/{}",
+            file_path(i, preset.files).trim_start_matches("src/")
+        );
+        let lines: Vec<String> = (0..1 + rng.below(lines_max))
+            .map(|_| line(&mut rng))
+            .collect();
+        files.push((path, Some(join(&lines))));
+    }
+    let seq = (preset.commits + 100) as u64;
+    write_commit(
+        w,
+        ORPHAN,
+        None,
+        seq,
+        "the site, on an orphan branch\n",
+        &files,
+    )?;
+    Ok(())
+}
+
 /// Counts what a bare repository holds.
 pub(crate) fn describe(
     path: &Path,
@@ -586,6 +627,7 @@ pub(crate) fn describe(
         .find(|b| *b == FEATURE)
         .or_else(|| branches.lines().find(|b| *b != default_branch))
         .map(str::to_owned);
+    let orphan_branch = branches.lines().find(|b| *b == ORPHAN).map(str::to_owned);
     let commits: usize = git(path, &["rev-list", "--count", &default_branch])?
         .parse()
         .unwrap_or(0);
@@ -616,6 +658,7 @@ pub(crate) fn describe(
         path: path.to_owned(),
         default_branch,
         other_branch,
+        orphan_branch,
         files_at_tip: files,
         bytes_at_tip: bytes,
         commits,
@@ -793,6 +836,7 @@ mod tests {
         let info = describe(&a, "tiny", Some(GENERATOR_VERSION)).unwrap();
         assert_eq!(info.default_branch, MAIN);
         assert_eq!(info.other_branch.as_deref(), Some(FEATURE));
+        assert_eq!(info.orphan_branch.as_deref(), Some(ORPHAN));
         assert_eq!(info.commits, TINY.commits);
         assert!(info.files_at_tip > TINY.files, "{info:?}");
         assert!(info.pack_bytes > 0);
@@ -800,6 +844,25 @@ mod tests {
         let base = git(&a, &["merge-base", MAIN, FEATURE]).unwrap();
         assert_ne!(base, tip(&a, MAIN).unwrap());
         assert_ne!(base, tip(&a, FEATURE).unwrap());
+        // The orphan branch shares no commit and no path with main.
+        let parents = git(&a, &["rev-list", "--count", ORPHAN]).unwrap();
+        assert_eq!(parents, "1");
+        assert!(
+            !git_cmd()
+                .arg("-C")
+                .arg(&a)
+                .args(["merge-base", MAIN, ORPHAN])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
+        let ls = git(&a, &["ls-tree", "-r", "--name-only", ORPHAN]).unwrap();
+        assert_eq!(ls.lines().count(), TINY.files + 1);
+        assert!(
+            ls.lines()
+                .all(|p| p == ".gitignore" || p.starts_with("site/"))
+        );
     }
 
     #[test]

@@ -321,6 +321,13 @@ pub(crate) fn ratios(
             0.5,
         ),
         mk(
+            "orphan_branch_vs_clone_branch",
+            "warm to an orphan branch (a far tree) / git clone --depth=1 --branch of it",
+            "hs_warm_orphan_branch",
+            "git_clone_depth1_orphan_branch",
+            0.5,
+        ),
+        mk(
             "warm100_vs_warm1",
             "warm(100 ahead) / warm(1 ahead)",
             "hs_warm_100",
@@ -584,6 +591,7 @@ mod tests {
             path: "/x".into(),
             default_branch: "main".into(),
             other_branch: None,
+            orphan_branch: None,
             files_at_tip: 1,
             bytes_at_tip: 1,
             commits: 1,

@@ -347,6 +347,51 @@ async fn warm_http_rounds(
         }
     }
 
+    // An orphan branch (a far tree): the warm start and a depth-1 clone of that branch.
+    match &fixture.orphan_branch {
+        Some(b) => {
+            let mut r = new_round();
+            r.add(
+                ctx,
+                warm(Some(b)),
+                hs(
+                    "hs_warm_orphan_branch",
+                    &format!("headstart warm start to an orphan branch ({b})"),
+                ),
+            );
+            r.add(
+                ctx,
+                Member::Clone {
+                    url: url.clone(),
+                    extra: vec!["--depth=1".into(), "--branch".into(), b.clone()],
+                    branch: Some(b.clone()),
+                },
+                git(
+                    "git_clone_depth1_orphan_branch",
+                    &format!("git clone --depth=1 --branch {b}"),
+                ),
+            );
+            run_round(ctx, served, Some("orphan_branch"), r.slots).await;
+        }
+        None => {
+            let why = "the repository has no orphan branch";
+            ctx.push(
+                hs(
+                    "hs_warm_orphan_branch",
+                    "headstart warm start to an orphan branch",
+                )
+                .skipped(why),
+            );
+            ctx.push(
+                git(
+                    "git_clone_depth1_orphan_branch",
+                    "git clone --depth=1 --branch of an orphan branch",
+                )
+                .skipped(why),
+            );
+        }
+    }
+
     // the primed snapshot in a registry, for the fresh-host case of the 1-ahead round
     let shared = match &no_rig {
         None => Some(super::registry::share(rig, &served.source(&url, None)?).await),

@@ -163,3 +163,70 @@ async fn a_snapshot_written_after_capture_takes_the_walk_and_is_never_served_dir
     p.remove(&name("w")).await.unwrap();
     assert!(mounts_under(home.path()).is_empty());
 }
+
+/// A far branch through every restore method: an orphan branch (no shared path, blob
+/// or commit; its own `.gitignore` and `.gitattributes`; an executable, a symlink,
+/// nested directories; `src` a file where the snapshot has a directory, `run.sh/` a
+/// directory where it has a file) is written by the far route, and the workspace
+/// equals a cold clone of that branch with a clean status. Through an overlay every
+/// old file becomes a whiteout of the read-only lower layer.
+#[tokio::test]
+async fn a_far_orphan_branch_through_every_restore_equals_a_cold_clone() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = TestHome::new();
+    let p = home.provider();
+    let (upstream, _, meta) = sealed_snapshot(&home, &p).await;
+    git(&upstream, &["checkout", "-q", "--orphan", "pages"]);
+    git(&upstream, &["rm", "-rqf", "."]);
+    let write = |rel: &str, text: &str| {
+        let f = upstream.join(rel);
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(f, text).unwrap();
+    };
+    write(".gitignore", "*.tmp\n");
+    write(".gitattributes", "*.bin binary\n");
+    write("src", "a file where the snapshot has a directory\n");
+    write(
+        "run.sh/inner.txt",
+        "a directory where the snapshot has a file\n",
+    );
+    write("tools/deploy.sh", "#!/bin/sh\necho deploy\n");
+    fs::set_permissions(
+        upstream.join("tools/deploy.sh"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    for i in 0..80 {
+        write(
+            &format!("site/a/b{}/page{i:03}.html", i % 4),
+            &format!("<p>{i}</p>\n"),
+        );
+    }
+    std::os::unix::fs::symlink("site/a/b0/page000.html", upstream.join("index.html")).unwrap();
+    git(&upstream, &["add", "-A"]);
+    git(&upstream, &["commit", "-qm", "pages"]);
+    git(&upstream, &["checkout", "-qf", "main"]);
+    let source = Source::parse(&format!("file://{}", upstream.display()))
+        .unwrap()
+        .with_branch(BranchName::new("pages").unwrap())
+        .unwrap();
+    let cold = cold_clone(&home, &source, "cold");
+    let caps = p.capabilities().unwrap();
+    for method in RestoreMethod::CONCRETE
+        .into_iter()
+        .filter(|m| caps.supports(*m))
+    {
+        let n = format!("far-{method}");
+        let (_, log, ws) = warm(&p, method, &meta, &source, &n).await;
+        assert!(log.contains("route=\"far\""), "{method}: {log}");
+        assert_eq!(worktree(&ws), worktree(&cold), "{method}");
+        assert_eq!(git(&ws, &["status", "--porcelain"]), "", "{method}");
+        assert_eq!(
+            git(&ws, &["rev-parse", "HEAD"]),
+            git(&cold, &["rev-parse", "HEAD"]),
+            "{method}"
+        );
+        p.remove(&name(&n)).await.unwrap();
+    }
+    assert!(mounts_under(home.path()).is_empty());
+}

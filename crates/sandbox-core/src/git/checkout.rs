@@ -29,14 +29,14 @@ fn git_err(op: &'static str) -> impl Fn(git2::Error) -> Error {
 /// object; a sandbox missing those files would look fine and behave wrongly, so this
 /// is an [`Error::UnsupportedRepository`] naming the paths.
 ///
-/// Returns whether the tree holds any `.gitattributes` file (the changed-path writer
-/// then checks each written path's attributes).
+/// Returns what the tree's `.gitattributes` files say (the changed-path writer then
+/// checks each written path's attributes).
 pub(crate) fn refuse_incomplete(
     repo: &Repository,
     tree: &git2::Tree<'_>,
     url: &RepoUrl,
-) -> Result<bool, Error> {
-    let mut attributes = false;
+) -> Result<apply::TreeAttributes, Error> {
+    let mut attributes = apply::TreeAttributes::default();
     let mut submodules: Vec<String> = Vec::new();
     let mut lfs: Vec<String> = Vec::new();
     let mut walk_error: Option<git2::Error> = None;
@@ -45,10 +45,11 @@ pub(crate) fn refuse_incomplete(
         match entry.kind() {
             Some(ObjectType::Commit) => submodules.push(format!("{root}{name}")),
             Some(ObjectType::Blob) if name == ".gitattributes" => {
-                attributes = true;
+                attributes.present = true;
                 match repo.find_blob(entry.id()) {
                     Ok(blob) => {
                         let text = String::from_utf8_lossy(blob.content());
+                        attributes.converting |= apply::sets_a_checkout_attribute(&text);
                         for line in text.lines() {
                             let line = line.trim();
                             if line.starts_with('#') {
@@ -116,13 +117,26 @@ fn list(items: &[String]) -> String {
 
 /// `git clean -fd`: removes untracked files that are not ignored (by the worktree's
 /// current `.gitignore` files), then directories they leave empty. Returns how many
-/// files went.
-fn clean_untracked(repo: &Repository) -> Result<usize, Error> {
+/// files went. `within`: only these paths (relative to the worktree, directories
+/// included with what they hold) can hold untracked files; `None`: anywhere.
+fn clean_untracked(
+    repo: &Repository,
+    within: Option<&[std::path::PathBuf]>,
+) -> Result<usize, Error> {
     let op = "clean";
     let Some(workdir) = repo.workdir().map(std::path::Path::to_path_buf) else {
         return Ok(0);
     };
     let mut opts = git2::StatusOptions::new();
+    if let Some(paths) = within {
+        if paths.is_empty() {
+            return Ok(0);
+        }
+        opts.disable_pathspec_match(true);
+        for p in paths {
+            opts.pathspec(p);
+        }
+    }
     opts.show(git2::StatusShow::Workdir)
         .include_untracked(true)
         .recurse_untracked_dirs(true)
@@ -197,6 +211,57 @@ fn full_checkout(repo: &Repository, commit: &git2::Commit<'_>) -> Result<(), Err
     Ok(())
 }
 
+/// Checks out the `.gitattributes` files of `tree` (and removes those of HEAD's tree
+/// it lacks) before the whole-tree checkout. libgit2's checkout keeps the attribute
+/// files it read in a session for the whole checkout, and reads them while it plans
+/// (hashing a worktree file whose stat data is racy goes through the filters): the
+/// old tree's `.gitattributes` then decided how the new files were written (seen:
+/// `eol=crlf` of an orphan branch's `.gitattributes` not applied, now and then, under
+/// load; the other way round, old conversions would apply to new files). `git
+/// checkout` judges by the new tree's.
+/// Nothing is done when the two trees' `.gitattributes` files are the same.
+fn attributes_first(repo: &Repository, tree: &git2::Tree<'_>) -> Result<(), Error> {
+    type Files = std::collections::BTreeMap<Vec<u8>, Oid>;
+    let collect = |t: &git2::Tree<'_>| -> Result<Files, Error> {
+        let mut out = Files::new();
+        t.walk(TreeWalkMode::PreOrder, |root, entry| {
+            if entry.name_bytes() == b".gitattributes" {
+                let mut p = root.as_bytes().to_vec();
+                p.extend_from_slice(entry.name_bytes());
+                out.insert(p, entry.id());
+            }
+            TreeWalkResult::Ok
+        })
+        .map_err(git_err("checkout"))?;
+        Ok(out)
+    };
+    let new = collect(tree)?;
+    let old = match repo.head().ok().and_then(|h| h.peel_to_tree().ok()) {
+        Some(t) => collect(&t)?,
+        None => Files::new(),
+    };
+    let paths: std::collections::BTreeSet<&Vec<u8>> = new
+        .keys()
+        .chain(old.keys())
+        .filter(|p| new.get(*p) != old.get(*p))
+        .collect();
+    if paths.is_empty() {
+        return Ok(());
+    }
+    tracing::debug!(
+        changed = paths.len(),
+        "checking out the new .gitattributes first"
+    );
+    let mut cb = CheckoutBuilder::new();
+    cb.force().disable_pathspec_match(true);
+    stop_when_asked(&mut cb);
+    for p in &paths {
+        cb.path(p.as_slice());
+    }
+    repo.checkout_tree(tree.as_object(), Some(&mut cb))
+        .map_err(git_err("checkout"))
+}
+
 /// How [`sync_worktree`] brings the worktree to the new tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum SyncPlan {
@@ -204,6 +269,15 @@ enum SyncPlan {
     /// ignore rules do not change: bringing these paths (those that differ between
     /// HEAD's tree and the new one) to the new tree is the whole job.
     Paths(Vec<apply::Change>),
+    /// As `Paths`, for a diff that writes most of the new tree (see [`apply::is_far`]):
+    /// a fresh checkout of the new tree written by the parallel writer, taken even
+    /// when `.gitignore`/`.gitattributes` files change (the writer's attribute check
+    /// then reads the new tree's blobs), followed by `git clean -fd` when a
+    /// `.gitignore` changed (the new rules decide which ignored files stay).
+    Far {
+        changes: Vec<apply::Change>,
+        ignore_rules: bool,
+    },
     /// Anything else: a forced checkout of the whole tree, then `git clean -fd`.
     Full(&'static str),
 }
@@ -214,8 +288,11 @@ enum SyncPlan {
 const RULE_FILES: [&[u8]; 2] = [b".gitignore", b".gitattributes"];
 
 fn is_rule_file(path: &[u8]) -> bool {
-    let name = path.rsplit(|b| *b == b'/').next().unwrap_or(path);
-    RULE_FILES.contains(&name)
+    RULE_FILES.contains(&file_name(path))
+}
+
+fn file_name(path: &[u8]) -> &[u8] {
+    path.rsplit(|b| *b == b'/').next().unwrap_or(path)
 }
 
 /// Decides between the changed-path sync and the full checkout. Errors while planning
@@ -235,6 +312,7 @@ fn plan_sync(repo: &Repository, new_tree: &git2::Tree<'_>, seal: Option<&CleanSe
         return SyncPlan::Full("HEAD names no tree");
     };
     let mut changes = Vec::new();
+    let mut far = false;
     if old_tree.id() != new_tree.id() {
         let Ok(diff) = repo.diff_tree_to_tree(Some(&old_tree), Some(new_tree), None) else {
             return SyncPlan::Full("the tree diff failed");
@@ -242,7 +320,8 @@ fn plan_sync(repo: &Repository, new_tree: &git2::Tree<'_>, seal: Option<&CleanSe
         let Some(c) = apply::changes(&diff) else {
             return SyncPlan::Full("the diff holds an entry that is not a file or symlink");
         };
-        if c.iter().any(|c| is_rule_file(&c.path)) {
+        far = apply::is_far(&c, repo.index().map(|i| i.len()).unwrap_or(0));
+        if !far && c.iter().any(|c| is_rule_file(&c.path)) {
             return SyncPlan::Full("the diff changes a .gitignore or .gitattributes");
         }
         changes = c;
@@ -262,6 +341,13 @@ fn plan_sync(repo: &Repository, new_tree: &git2::Tree<'_>, seal: Option<&CleanSe
             }
             Err(_) => return SyncPlan::Full("the status of the worktree failed"),
         }
+    }
+    if far {
+        let ignore_rules = changes.iter().any(|c| file_name(&c.path) == b".gitignore");
+        return SyncPlan::Far {
+            changes,
+            ignore_rules,
+        };
     }
     SyncPlan::Paths(changes)
 }
@@ -301,12 +387,12 @@ fn libgit2_paths(
 /// The worktree part of a sync: index and worktree become `commit`'s tree and
 /// untracked files go, as `git checkout -f` + `git clean -fd` would do. Takes the
 /// changed-path route when [`plan_sync`] proves it equivalent, else the full one.
-/// `attributes`: the new tree holds a `.gitattributes` file.
+/// `attributes`: what the new tree's `.gitattributes` files say.
 fn sync_worktree(
     repo: &Repository,
     commit: &git2::Commit<'_>,
     seal: Option<&CleanSeal>,
-    attributes: bool,
+    attributes: apply::TreeAttributes,
 ) -> Result<(), Error> {
     let op = "checkout";
     let tree = commit.tree().map_err(git_err(op))?;
@@ -316,7 +402,7 @@ fn sync_worktree(
             let changed = changes.len();
             let route = if changes.is_empty() {
                 Some("paths")
-            } else if let Some(why) = apply::refusal(repo, &changes, attributes) {
+            } else if let Some(why) = apply::refusal(repo, &changes, attributes.present) {
                 tracing::debug!(reason = why, "not writing the changed paths directly");
                 Some(libgit2_paths(repo, commit, &changes)?)
             } else {
@@ -346,9 +432,46 @@ fn sync_worktree(
                 None => "the changed-path write failed",
             }
         }
+        SyncPlan::Far {
+            changes,
+            ignore_rules,
+        } => match apply::far_refusal(repo, &changes, attributes) {
+            Some(why) => {
+                tracing::debug!(reason = why, "not writing the far tree directly");
+                "a checkout attribute or setting applies to the far tree"
+            }
+            None => match apply::apply_surveyed(repo, &changes, ignore_rules) {
+                Ok(leftovers) => {
+                    // The new `.gitignore` files decide which ignored files stay; the
+                    // only candidates are what the removals left (the worktree was
+                    // proven to hold nothing untracked, the writes add tracked files).
+                    let removed = if ignore_rules {
+                        clean_untracked(repo, Some(&leftovers))?
+                    } else {
+                        0
+                    };
+                    tracing::debug!(
+                        elapsed_ms = t.elapsed().as_millis() as u64,
+                        route = "far",
+                        changed = changes.len(),
+                        removed,
+                        "checked out the tree"
+                    );
+                    return Ok(());
+                }
+                Err(apply::Failed(why)) => {
+                    if let Some(stop) = super::watch::stopped_error() {
+                        return Err(stop);
+                    }
+                    tracing::debug!(reason = %why, "the far-tree write failed");
+                    "the far-tree write failed"
+                }
+            },
+        },
         SyncPlan::Full(reason) => reason,
     };
     tracing::debug!(reason, "checking out the whole tree");
+    attributes_first(repo, &tree)?;
     full_checkout(repo, commit)?;
     // A forced checkout leaves the index entry of a path the two trees agree on
     // alone even when it holds a staged change: read the tree into the index
@@ -359,7 +482,7 @@ fn sync_worktree(
     // After the checkout, so the *new* tree's .gitignore files decide what is
     // ignored (libgit2's remove_untracked judges by the old ones): `git clean -fd`.
     let t = std::time::Instant::now();
-    let removed = clean_untracked(repo)?;
+    let removed = clean_untracked(repo, None)?;
     tracing::debug!(
         removed,
         elapsed_ms = t.elapsed().as_millis() as u64,
@@ -383,7 +506,7 @@ pub(crate) fn checkout_branch(
     upstream: Option<&str>,
     remove_untracked: bool,
     seal: Option<&CleanSeal>,
-    attributes: bool,
+    attributes: apply::TreeAttributes,
 ) -> Result<HeadInfo, Error> {
     let op = "checkout";
     let commit = repo.find_commit(tip).map_err(git_err(op))?;

@@ -26,7 +26,11 @@
 //!   **Warm path**: when a status proves the snapshot's worktree and index equal its
 //!   HEAD (no local change, no untracked file), [`sync`] checks out only the paths of
 //!   the tree-to-tree diff and skips the clean (unless the diff changes a `.gitignore`
-//!   or `.gitattributes`): one walk of the worktree instead of two. Anything else takes
+//!   or `.gitattributes`): one walk of the worktree instead of two. A diff that writes
+//!   more than half of the new tree (a **far** branch: an orphan, a rewritten tree) is
+//!   written the same way even when it changes those files (the new tree's
+//!   `.gitattributes` blobs are read before anything is written, and a changed
+//!   `.gitignore` is followed by the clean). Anything else takes
 //!   the full checkout and clean, with the same result. A snapshot proved clean when
 //!   it was captured ([`seal_clean`]) and restored so that nothing can have written
 //!   to it ([`GitOptions::clean_seal`]) skips that walk too, while HEAD and the index

@@ -181,8 +181,8 @@ fn a_sealed_snapshot_switched_to_an_orphan_branch_equals_a_cold_clone() -> anyho
         assert!(log.contains(SEAL_HOLDS), "{via:?}: {log}");
         assert!(!log.contains(WALK), "{via:?}: {log}");
         assert!(
-            log.contains("route=\"paths\""),
-            "{via:?}: written directly: {log}"
+            log.contains("route=\"far\""),
+            "{via:?}: written directly, as a far tree: {log}"
         );
         assert!(!ws.join("src").exists(), "{via:?}: the old tree is gone");
         assert!(
