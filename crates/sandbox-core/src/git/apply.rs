@@ -303,7 +303,11 @@ pub(crate) fn apply_surveyed(
     let removed_ms = t.elapsed().as_millis() as u64;
     // 3. Writes, each returning its index entry.
     let writes: Vec<&Change> = changes.iter().filter(|c| c.new.is_some()).collect();
-    let entries = run_parallel(repo, &writes, &stop, |r, c| write_one(r, &workdir, c))?;
+    let mut entries = run_parallel(repo, &writes, &stop, |r, c| write_one(r, &workdir, c))?;
+    // In path order, each entry lands at the end of libgit2's sorted entry list (the
+    // threads return theirs interleaved: inserting those costs a move of half the list
+    // each, quadratic in a whole tree's entries).
+    entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     let written_ms = t.elapsed().as_millis() as u64 - removed_ms;
     // 4. The index: only the changed entries move.
     let err = |e: git2::Error| Failed(format!("updating the index: {}", e.message()));

@@ -2,7 +2,8 @@
 //! `git checkout -B <branch> <commit>` (force, untracked files removed), branch
 //! upstream configuration, and the refusal of trees the checkout cannot fill
 //! (submodules, Git LFS). A sync of a clean worktree checks out only the paths the
-//! two trees differ in (see `plan_sync`).
+//! two trees differ in (see `plan_sync`); a clone's new repository gets its whole tree
+//! from the same parallel writer (see `fresh_checkout`).
 //!
 //! Not here: talking to a remote (see `transfer`).
 
@@ -209,6 +210,56 @@ fn full_checkout(repo: &Repository, commit: &git2::Commit<'_>) -> Result<(), Err
         "checked out the tree"
     );
     Ok(())
+}
+
+/// The checkout of a clone. A new repository (HEAD unborn, empty index) gets the whole
+/// tree from the parallel changed-path writer, every path an addition, as a far sync
+/// does (the worktree is the clone's new, empty directory); anything the writer cannot
+/// do exactly as libgit2 would (see [`apply::far_refusal`]: a converting attribute or
+/// setting; an entry that is not a file or symlink) goes to libgit2's forced checkout,
+/// which also repairs a write that failed half-way.
+fn fresh_checkout(
+    repo: &Repository,
+    commit: &git2::Commit<'_>,
+    attributes: apply::TreeAttributes,
+) -> Result<(), Error> {
+    let t = std::time::Instant::now();
+    let unborn = repo.head().is_err() && repo.index().is_ok_and(|i| i.is_empty());
+    let changes = if unborn {
+        commit
+            .tree()
+            .ok()
+            .and_then(|tree| repo.diff_tree_to_tree(None, Some(&tree), None).ok())
+            .and_then(|diff| apply::changes(&diff))
+    } else {
+        None
+    };
+    let why = match &changes {
+        None => "not a new repository, or an entry the writer does not handle",
+        Some(changes) => match apply::far_refusal(repo, changes, attributes) {
+            Some(why) => why,
+            None => match apply::apply(repo, changes) {
+                Ok(()) => {
+                    tracing::debug!(
+                        elapsed_ms = t.elapsed().as_millis() as u64,
+                        route = "fresh",
+                        written = changes.len(),
+                        "checked out the tree"
+                    );
+                    return Ok(());
+                }
+                Err(apply::Failed(why)) => {
+                    if let Some(stop) = super::watch::stopped_error() {
+                        return Err(stop);
+                    }
+                    tracing::debug!(reason = %why, "the fresh write failed");
+                    "the fresh write failed"
+                }
+            },
+        },
+    };
+    tracing::debug!(reason = why, "checking out the clone with libgit2");
+    full_checkout(repo, commit)
 }
 
 /// Checks out the `.gitattributes` files of `tree` (and removes those of HEAD's tree
@@ -514,7 +565,7 @@ pub(crate) fn checkout_branch(
     if remove_untracked {
         sync_worktree(repo, &commit, seal, attributes)?;
     } else {
-        full_checkout(repo, &commit)?;
+        fresh_checkout(repo, &commit, attributes)?;
     }
     repo.reference(
         &refname,

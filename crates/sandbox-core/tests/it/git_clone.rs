@@ -545,3 +545,125 @@ fn https_handshakes_over_the_engine_stream_and_verifies_certificates() -> anyhow
     );
     Ok(())
 }
+
+/// Every file's executable bit (`None` for symlinks) under `dir`, `.git` aside.
+fn exec_bits(dir: &std::path::Path) -> anyhow::Result<Vec<(std::path::PathBuf, Option<bool>)>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    for rel in crate::git_sync_paths::files(dir, &[])?.into_keys() {
+        let m = std::fs::symlink_metadata(dir.join(&rel))?;
+        out.push((
+            rel,
+            (!m.is_symlink()).then(|| m.permissions().mode() & 0o111 != 0),
+        ));
+    }
+    Ok(out)
+}
+
+/// An upstream with nested directories, an executable, a symlink, ignore rules and a
+/// `.gitattributes` holding `attributes`, pushed with the git CLI.
+fn varied_upstream(scratch: &std::path::Path, attributes: &str) -> anyhow::Result<Upstream> {
+    use std::os::unix::fs::PermissionsExt;
+    let up = Upstream::new("trunk", 200)?;
+    git_in(
+        scratch,
+        &[
+            "clone",
+            "-q",
+            up.path().to_str().unwrap_or_default(),
+            "work",
+        ],
+    )?;
+    let work = scratch.join("work");
+    std::fs::write(work.join(".gitignore"), "build/\n")?;
+    std::fs::write(work.join(".gitattributes"), attributes)?;
+    std::fs::create_dir_all(work.join("bin/deep/er"))?;
+    std::fs::write(work.join("bin/run.sh"), "#!/bin/sh\necho run\n")?;
+    std::fs::set_permissions(
+        work.join("bin/run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )?;
+    std::fs::write(work.join("bin/deep/er/notes.txt"), "line one\nline two\n")?;
+    std::os::unix::fs::symlink("../bin/run.sh", work.join("bin/deep/link"))?;
+    git_in(&work, &["add", "-A"])?;
+    git_in(
+        &work,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "varied",
+        ],
+    )?;
+    git_in(&work, &["push", "-q", "origin", "trunk"])?;
+    Ok(up)
+}
+
+/// A clone's checkout goes through the parallel writer (a new repository: every path
+/// an addition) and leaves exactly what `git clone` leaves: contents, link targets,
+/// executable bits, a clean status and index stat data that matches the files.
+#[test]
+fn a_clone_is_written_by_the_parallel_writer_and_equals_a_git_cli_clone() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let up = varied_upstream(dir.path(), "*.txt diff\n")?;
+    let (_server, url) = serve(&up, Via::Http)?;
+    let ws = dir.path().join("ws");
+    let (result, log) = test_support::capture_tracing(|| {
+        git::clone(&Source::new(url.clone()), &ws, &GitOptions::default())
+    });
+    result?;
+    let log = log.text();
+    assert!(log.contains("route=\"fresh\""), "{log}");
+    git_in(
+        dir.path(),
+        &["clone", "-q", "--depth=1", &url.as_git_url(), "cli"],
+    )?;
+    let cli = dir.path().join("cli");
+    assert_eq!(
+        crate::git_sync_paths::files(&ws, &[])?,
+        crate::git_sync_paths::files(&cli, &[])?
+    );
+    assert_eq!(exec_bits(&ws)?, exec_bits(&cli)?);
+    let stale = git_in(&ws, &["diff-files", "--name-only"])?;
+    assert!(stale.is_empty(), "index stat data does not match:\n{stale}");
+    assert_clean(&ws)?;
+    assert_eq!(
+        git_in(&ws, &["ls-files", "-s"])?,
+        git_in(&cli, &["ls-files", "-s"])?
+    );
+    Ok(())
+}
+
+/// A `.gitattributes` that converts line endings: the clone is checked out by
+/// libgit2, which applies it, as `git clone` does.
+#[test]
+fn a_clone_whose_attributes_convert_is_checked_out_by_libgit2() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let up = varied_upstream(dir.path(), "*.txt eol=crlf\n")?;
+    let (_server, url) = serve(&up, Via::Http)?;
+    let ws = dir.path().join("ws");
+    let (result, log) = test_support::capture_tracing(|| {
+        git::clone(&Source::new(url.clone()), &ws, &GitOptions::default())
+    });
+    result?;
+    let log = log.text();
+    assert!(log.contains("route=\"full\""), "{log}");
+    assert!(!log.contains("route=\"fresh\""), "{log}");
+    assert_eq!(
+        std::fs::read(ws.join("bin/deep/er/notes.txt"))?,
+        b"line one\r\nline two\r\n"
+    );
+    git_in(
+        dir.path(),
+        &["clone", "-q", "--depth=1", &url.as_git_url(), "cli"],
+    )?;
+    assert_eq!(
+        crate::git_sync_paths::files(&ws, &[])?,
+        crate::git_sync_paths::files(&dir.path().join("cli"), &[])?
+    );
+    assert_clean(&ws)?;
+    Ok(())
+}
