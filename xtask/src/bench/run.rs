@@ -297,6 +297,12 @@ async fn warm_http_rounds(
     );
     run_round(ctx, served, None, r.slots).await;
 
+    // `git clone --depth=1 --branch B`, what a warm start to B is compared with
+    let clone_branch = |b: &String| Member::Clone {
+        url: url.clone(),
+        extra: vec!["--depth=1".into(), "--branch".into(), b.clone()],
+        branch: Some(b.clone()),
+    };
     // Another branch: the warm start, its floor, and a depth-1 clone of that branch.
     match &fixture.other_branch {
         Some(b) => {
@@ -321,11 +327,7 @@ async fn warm_http_rounds(
             );
             r.add(
                 ctx,
-                Member::Clone {
-                    url: url.clone(),
-                    extra: vec!["--depth=1".into(), "--branch".into(), b.clone()],
-                    branch: Some(b.clone()),
-                },
+                clone_branch(b),
                 git(
                     "git_clone_depth1_branch",
                     &format!("git clone --depth=1 --branch {b}"),
@@ -361,11 +363,7 @@ async fn warm_http_rounds(
             );
             r.add(
                 ctx,
-                Member::Clone {
-                    url: url.clone(),
-                    extra: vec!["--depth=1".into(), "--branch".into(), b.clone()],
-                    branch: Some(b.clone()),
-                },
+                clone_branch(b),
                 git(
                     "git_clone_depth1_orphan_branch",
                     &format!("git clone --depth=1 --branch {b}"),
