@@ -283,7 +283,12 @@ unsafe extern "C" fn stream_set_proxy(_raw: *mut RawStream, _opts: *const c_void
 
 unsafe extern "C" fn stream_read(raw: *mut RawStream, data: *mut c_void, len: usize) -> isize {
     stream_io(raw, Way::Read, data.is_null() && len > 0, |tcp| {
-        // SAFETY: libgit2 passes a writable buffer of `len` bytes.
+        if len == 0 {
+            // a null pointer is allowed with no bytes, but not in a slice
+            return Ok(0);
+        }
+        // SAFETY: libgit2 passes a writable buffer of `len` bytes (not null: checked
+        // by `stream_io` when `len > 0`).
         let buf = unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), len) };
         tcp.read(buf)
     })
@@ -296,7 +301,11 @@ unsafe extern "C" fn stream_write(
     _flags: c_int,
 ) -> isize {
     stream_io(raw, Way::Write, data.is_null() && len > 0, |tcp| {
-        // SAFETY: libgit2 passes a readable buffer of `len` bytes.
+        if len == 0 {
+            return Ok(0);
+        }
+        // SAFETY: libgit2 passes a readable buffer of `len` bytes (not null: checked
+        // by `stream_io` when `len > 0`).
         let buf = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) };
         tcp.write(buf)
     })
