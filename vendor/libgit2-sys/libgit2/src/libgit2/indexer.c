@@ -1253,11 +1253,24 @@ static int resolve_deltas(git_indexer *idx, git_indexer_progress *stats)
 
 		if (!progressed) {
 			int injected = fix_thin_pack_all(idx, stats);
+			unsigned int local_before = stats->local_objects;
 
 			if (injected < 0)
 				return -1;
-			if (injected == 0 && fix_thin_pack(idx, stats) < 0)
-				return -1;
+			if (injected == 0) {
+				if (fix_thin_pack(idx, stats) < 0)
+					return -1;
+				/*
+				 * Upstream loops forever here when fix_thin_pack
+				 * finds its base already present (a pass made no
+				 * progress and nothing was injected): fail instead.
+				 */
+				if (stats->local_objects == local_before) {
+					git_error_set(GIT_ERROR_INDEXER,
+						"cannot resolve the pack's deltas");
+					return -1;
+				}
+			}
 		}
 	}
 
