@@ -212,6 +212,20 @@ fn full_checkout(repo: &Repository, commit: &git2::Commit<'_>) -> Result<(), Err
     Ok(())
 }
 
+/// A direct write (`route`) that failed hands over to libgit2's forced checkout, which
+/// repairs what it left; an operation that was stopped fails with that instead.
+fn hand_over(route: &'static str, failed: &apply::Failed) -> Result<(), Error> {
+    if let Some(stop) = super::watch::stopped_error() {
+        return Err(stop);
+    }
+    tracing::debug!(
+        route,
+        reason = %failed.0,
+        "the direct write failed; libgit2's checkout takes over"
+    );
+    Ok(())
+}
+
 /// The checkout of a clone. A new repository (HEAD unborn, empty index) gets the whole
 /// tree from the parallel changed-path writer, every path an addition, as a far sync
 /// does (the worktree is the clone's new, empty directory); anything the writer cannot
@@ -248,11 +262,8 @@ fn fresh_checkout(
                     );
                     return Ok(());
                 }
-                Err(apply::Failed(why)) => {
-                    if let Some(stop) = super::watch::stopped_error() {
-                        return Err(stop);
-                    }
-                    tracing::debug!(reason = %why, "the fresh write failed");
+                Err(failed) => {
+                    hand_over("fresh", &failed)?;
                     "the fresh write failed"
                 }
             },
@@ -459,11 +470,8 @@ fn sync_worktree(
             } else {
                 match apply::apply(repo, &changes) {
                     Ok(()) => Some("paths"),
-                    Err(apply::Failed(why)) => {
-                        if let Some(stop) = super::watch::stopped_error() {
-                            return Err(stop);
-                        }
-                        tracing::debug!(reason = %why, "the changed-path write failed");
+                    Err(failed) => {
+                        hand_over("paths", &failed)?;
                         None
                     }
                 }
@@ -510,11 +518,8 @@ fn sync_worktree(
                     );
                     return Ok(());
                 }
-                Err(apply::Failed(why)) => {
-                    if let Some(stop) = super::watch::stopped_error() {
-                        return Err(stop);
-                    }
-                    tracing::debug!(reason = %why, "the far-tree write failed");
+                Err(failed) => {
+                    hand_over("far", &failed)?;
                     "the far-tree write failed"
                 }
             },

@@ -602,6 +602,15 @@ fn varied_upstream(scratch: &std::path::Path, attributes: &str) -> anyhow::Resul
     Ok(up)
 }
 
+/// Clones `url` into `ws` (default options) and returns the engine's log.
+fn logged_clone(url: &RepoUrl, ws: &std::path::Path) -> anyhow::Result<String> {
+    let (result, log) = test_support::capture_tracing(|| {
+        git::clone(&Source::new(url.clone()), ws, &GitOptions::default())
+    });
+    result?;
+    Ok(log.text())
+}
+
 /// A clone's checkout goes through the parallel writer (a new repository: every path
 /// an addition) and leaves exactly what `git clone` leaves: contents, link targets,
 /// executable bits, a clean status and index stat data that matches the files.
@@ -611,11 +620,7 @@ fn a_clone_is_written_by_the_parallel_writer_and_equals_a_git_cli_clone() -> any
     let up = varied_upstream(dir.path(), "*.txt diff\n")?;
     let (_server, url) = serve(&up, Via::Http)?;
     let ws = dir.path().join("ws");
-    let (result, log) = test_support::capture_tracing(|| {
-        git::clone(&Source::new(url.clone()), &ws, &GitOptions::default())
-    });
-    result?;
-    let log = log.text();
+    let log = logged_clone(&url, &ws)?;
     assert!(log.contains("route=\"fresh\""), "{log}");
     git_in(
         dir.path(),
@@ -645,11 +650,7 @@ fn a_clone_whose_attributes_convert_is_checked_out_by_libgit2() -> anyhow::Resul
     let up = varied_upstream(dir.path(), "*.txt eol=crlf\n")?;
     let (_server, url) = serve(&up, Via::Http)?;
     let ws = dir.path().join("ws");
-    let (result, log) = test_support::capture_tracing(|| {
-        git::clone(&Source::new(url.clone()), &ws, &GitOptions::default())
-    });
-    result?;
-    let log = log.text();
+    let log = logged_clone(&url, &ws)?;
     assert!(log.contains("route=\"full\""), "{log}");
     assert!(!log.contains("route=\"fresh\""), "{log}");
     assert_eq!(

@@ -390,7 +390,11 @@ fn a_failed_changed_path_write_hands_over_to_the_full_checkout() -> anyhow::Resu
     let (result, log) = capture_tracing(|| git::sync(&src, &ws2, &GitOptions::default()));
     result?;
     let text = log.text();
-    assert!(text.contains("the changed-path write failed"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("the direct write failed") && l.contains(PATHS_ROUTE)),
+        "{text}"
+    );
     assert!(text.contains(FULL_ROUTE), "{text}");
     assert_eq!(
         std::fs::read_to_string(ws2.join("made/it"))?,
