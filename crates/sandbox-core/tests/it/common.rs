@@ -106,3 +106,19 @@ pub(crate) fn shallow_commits(ws: &Path) -> Vec<String> {
         .map(|s| s.lines().map(str::to_owned).collect())
         .unwrap_or_default()
 }
+
+/// `git commit -qm message` in `work` under a test identity (the machine may have none).
+pub(crate) fn commit_in(work: &Path, message: &str) -> anyhow::Result<String> {
+    git_in(
+        work,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            message,
+        ],
+    )
+}

@@ -8,7 +8,9 @@ use sandbox_core::git::{self, Depth, GitOptions};
 use sandbox_core::{Credentials, Error, RepoUrl, Source};
 use test_support::{Change, Upstream, git_in};
 
-use crate::common::{Via, assert_clean, commit_count, serve, shallow_commits, source, state};
+use crate::common::{
+    Via, assert_clean, commit_count, commit_in, serve, shallow_commits, source, state,
+};
 
 #[test]
 fn clone_checks_out_the_remote_default_branch_trunk_not_main() -> anyhow::Result<()> {
@@ -586,18 +588,7 @@ fn varied_upstream(scratch: &std::path::Path, attributes: &str) -> anyhow::Resul
     std::fs::write(work.join("bin/deep/er/notes.txt"), "line one\nline two\n")?;
     std::os::unix::fs::symlink("../bin/run.sh", work.join("bin/deep/link"))?;
     git_in(&work, &["add", "-A"])?;
-    git_in(
-        &work,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "varied",
-        ],
-    )?;
+    commit_in(&work, "varied")?;
     git_in(&work, &["push", "-q", "origin", "trunk"])?;
     Ok(up)
 }

@@ -12,7 +12,7 @@ use sandbox_core::git::{self, CleanSeal, GitOptions};
 use sandbox_core::{RepoUrl, Source};
 use test_support::{Change, Upstream, capture_tracing, git_in};
 
-use crate::common::{Via, assert_clean, serve, source, state};
+use crate::common::{Via, assert_clean, commit_in, serve, source, state};
 use crate::git_sync_paths::files;
 
 const FAR_ROUTE: &str = "route=\"far\"";
@@ -82,18 +82,7 @@ fn push_orphan(up: &Upstream, scratch: &Path, attributes: &str) -> anyhow::Resul
     }
     std::os::unix::fs::symlink("docs/guide.txt", work.join("guide-link"))?;
     git_in(&work, &["add", "-A"])?;
-    git_in(
-        &work,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "pages",
-        ],
-    )?;
+    commit_in(&work, "pages")?;
     git_in(&work, &["push", "-q", "origin", "pages"])?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use sandbox_core::git::{self, CleanSeal, GitOptions};
 use sandbox_core::{RepoUrl, Source};
 use test_support::{Change, Upstream, capture_tracing, git_in};
 
-use crate::common::{Via, assert_clean, serve, state};
+use crate::common::{Via, assert_clean, commit_in, serve, state};
 use crate::git_sync_paths::{files, snapshot, upstream};
 
 const SEAL_HOLDS: &str = "the snapshot's clean seal holds";
@@ -96,18 +96,7 @@ fn a_snapshot_written_after_its_seal_takes_the_proving_walk() -> anyhow::Result<
         git_in(&ws, &["add", &Upstream::file_path(5)])?;
         match how {
             "committed" => {
-                git_in(
-                    &ws,
-                    &[
-                        "-c",
-                        "user.name=t",
-                        "-c",
-                        "user.email=t@t",
-                        "commit",
-                        "-qm",
-                        "x",
-                    ],
-                )?;
+                commit_in(&ws, "x")?;
             }
             "untracked" => std::fs::write(ws.join("stray.txt"), "untracked")?,
             _ => {}
@@ -251,18 +240,7 @@ fn a_sealed_snapshot_100_commits_behind_with_renames_modes_and_symlinks_equals_a
                 git_in(&work, &["add", &f])?;
             }
         }
-        git_in(
-            &work,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "commit",
-                "-qm",
-                &format!("c{i}"),
-            ],
-        )?;
+        commit_in(&work, &format!("c{i}"))?;
     }
     git_in(&work, &["push", "-q", "origin", "trunk"])?;
 
