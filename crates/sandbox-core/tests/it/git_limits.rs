@@ -214,3 +214,32 @@ fn a_full_disk_is_no_space_not_a_network_error() -> anyhow::Result<()> {
     assert!(!ws.exists(), "the failed clone removed what it wrote");
     Ok(())
 }
+
+/// A clone cancelled once every object has arrived (while it indexes and writes the
+/// worktree through the parallel writer) fails as cancelled and leaves the
+/// destination empty: no half-written checkout that looks like a clone.
+#[test]
+fn a_clone_cancelled_after_its_transfer_leaves_an_empty_destination() -> anyhow::Result<()> {
+    let up = Upstream::new("trunk", 400)?;
+    let http = GitHttpServer::start(up.root())?;
+    let url = RepoUrl::parse(&http.url(up.name()))?;
+    let dir = tempfile::tempdir()?;
+    let ws = dir.path().join("ws");
+    std::fs::create_dir(&ws)?;
+    let cancel = CancelToken::new();
+    let on_progress = cancel.clone();
+    let opts = GitOptions {
+        cancel: Some(cancel.clone()),
+        progress: Some(std::sync::Arc::new(move |p: &git::Progress| {
+            if p.total_objects > 0 && p.received_objects == p.total_objects {
+                on_progress.cancel();
+            }
+        })),
+        ..GitOptions::default()
+    };
+    let err = git::clone(&Source::new(url), &ws, &opts).expect_err("cancelled");
+    assert!(cancel.is_cancelled());
+    assert!(matches!(&err, Error::Cancelled { .. }), "{err:?}");
+    assert!(ws.is_dir() && std::fs::read_dir(&ws)?.next().is_none());
+    Ok(())
+}
