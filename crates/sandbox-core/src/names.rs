@@ -1,8 +1,27 @@
 //! Validated names: branches, sandboxes, snapshots.
 
-use std::fmt;
-
 use crate::error::Error;
+
+/// Implements `Display` (the value, padded as `{:>12}` asks) and `Debug`
+/// (`TypeName(value)`) for a tuple struct over a `String`. Shared by the validated
+/// name types of the headstart crates; not part of the supported API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __string_newtype_fmt {
+    ($name:ident) => {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.pad(&self.0)
+            }
+        }
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.0)
+            }
+        }
+    };
+}
 
 fn escaped(value: &str) -> String {
     value.escape_debug().to_string()
@@ -57,17 +76,7 @@ impl BranchName {
     }
 }
 
-impl fmt::Display for BranchName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
-    }
-}
-
-impl fmt::Debug for BranchName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BranchName({})", self.0)
-    }
-}
+crate::__string_newtype_fmt!(BranchName);
 
 impl std::str::FromStr for BranchName {
     type Err = Error;
@@ -129,17 +138,7 @@ macro_rules! ident_type {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.pad(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!(stringify!($name), "({})"), self.0)
-            }
-        }
+        crate::__string_newtype_fmt!($name);
 
         impl std::str::FromStr for $name {
             type Err = Error;

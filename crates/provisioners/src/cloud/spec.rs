@@ -134,17 +134,7 @@ impl VmName {
     }
 }
 
-impl fmt::Display for VmName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for VmName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "VmName({})", self.0)
-    }
-}
+sandbox_core::__string_newtype_fmt!(VmName);
 
 /// Who a VM belongs to: attached to every VM as the label / tag
 /// [`OWNER_LABEL`]` = <owner>`, and what [`VmProvisioner::list`](super::VmProvisioner::list)
@@ -198,17 +188,7 @@ impl OwnerTag {
     }
 }
 
-impl fmt::Display for OwnerTag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for OwnerTag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OwnerTag({})", self.0)
-    }
-}
+sandbox_core::__string_newtype_fmt!(OwnerTag);
 
 /// An OpenSSH public key line (`ssh-ed25519 AAAA... comment`).
 #[derive(Clone, PartialEq, Eq)]

@@ -49,17 +49,7 @@ impl EngineHost {
     }
 }
 
-impl fmt::Display for EngineHost {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for EngineHost {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EngineHost({})", self.0)
-    }
-}
+sandbox_core::__string_newtype_fmt!(EngineHost);
 
 fn unreachable(host: &EngineHost, why: String, source: Option<bollard::errors::Error>) -> Error {
     Error::Provider {
