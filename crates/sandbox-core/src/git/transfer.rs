@@ -452,27 +452,13 @@ pub(crate) fn map_error(
             hint: hint.into(),
         };
     }
-    let not_found = lower.contains("404")
-        || lower.contains("not found")
-        || lower.contains("not exported")
-        || lower.contains("no such repository")
-        || lower.contains("could not find repository")
-        || lower.contains("failed to resolve path")
-        || lower.contains("does not appear to be a git repository")
-        || lower.contains("not a git repository");
-    if not_found {
+    if NOT_FOUND_WORDS.iter().any(|w| lower.contains(w)) {
         return Error::RepoNotFound { url: url_s };
     }
     let network = matches!(
         e.class(),
         git2::ErrorClass::Net | git2::ErrorClass::Os | git2::ErrorClass::Ssl
-    ) || lower.contains("failed to connect")
-        || lower.contains("could not connect")
-        || lower.contains("connection refused")
-        || lower.contains("failed to resolve")
-        || lower.contains("timed out")
-        || lower.contains("early eof")
-        || lower.contains("unexpected eof");
+    ) || NETWORK_WORDS.iter().any(|w| lower.contains(w));
     if e.code() == git2::ErrorCode::Certificate || lower.contains("certificate") {
         return Error::Network {
             url: url_s,
@@ -490,6 +476,31 @@ pub(crate) fn map_error(
     }
     Error::Git { op, message }
 }
+
+/// Words (lower case) in a git or server message that mean the repository is not
+/// there, or not readable by anyone: the git daemon, `http-backend`, hosting services.
+const NOT_FOUND_WORDS: &[&str] = &[
+    "404",
+    "not found",
+    "not exported",
+    "no such repository",
+    "could not find repository",
+    "failed to resolve path",
+    "does not appear to be a git repository",
+    "not a git repository",
+];
+
+/// Words (lower case) in a message that mean the connection failed, beside libgit2's
+/// network, OS and TLS error classes.
+const NETWORK_WORDS: &[&str] = &[
+    "failed to connect",
+    "could not connect",
+    "connection refused",
+    "failed to resolve",
+    "timed out",
+    "early eof",
+    "unexpected eof",
+];
 
 /// Checks the ssh host key the server presented against `known_hosts` (the one in
 /// the credentials, else `~/.ssh/known_hosts`). Anything but a listed key is refused,
