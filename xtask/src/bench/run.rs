@@ -242,6 +242,18 @@ async fn headstart_warm(
     Ok(rig)
 }
 
+/// A round on a branch other than the default: what it is called in the report, the
+/// fixture's branch (its cases are skipped when the fixture has none), the case ids.
+struct BranchRound<'f> {
+    round: &'static str,
+    branch: Option<&'f String>,
+    what: &'static str,
+    warm_id: &'static str,
+    floor_id: Option<&'static str>,
+    clone_id: &'static str,
+    missing: &'static str,
+}
+
 /// Slots of one round; cases that need the primed rig are skipped (pushed at once)
 /// when priming failed.
 struct RoundBuilder<'a> {
@@ -303,90 +315,57 @@ async fn warm_http_rounds(
         extra: vec!["--depth=1".into(), "--branch".into(), b.clone()],
         branch: Some(b.clone()),
     };
-    // Another branch: the warm start, its floor, and a depth-1 clone of that branch.
-    match &fixture.other_branch {
-        Some(b) => {
-            let mut r = new_round();
-            r.add(
-                ctx,
-                warm(Some(b)),
-                hs(
-                    "hs_warm_other_branch",
-                    &format!("headstart warm start to another branch ({b})"),
-                ),
-            );
-            r.add(
-                ctx,
-                floor(Some(b)),
-                git(
-                    "floor_warm_other_branch",
-                    &format!(
-                        "floor: git fetch + checkout -B on the snapshot, another branch ({b})"
-                    ),
-                ),
-            );
-            r.add(
-                ctx,
-                clone_branch(b),
-                git(
-                    "git_clone_depth1_branch",
-                    &format!("git clone --depth=1 --branch {b}"),
-                ),
-            );
-            run_round(ctx, served, Some("other_branch"), r.slots).await;
+    // Another branch (the warm start, its floor, a depth-1 clone of that branch) and an
+    // orphan branch, a far tree (the warm start and the clone).
+    for b in [
+        BranchRound {
+            round: "other_branch",
+            branch: fixture.other_branch.as_ref(),
+            what: "another branch",
+            warm_id: "hs_warm_other_branch",
+            floor_id: Some("floor_warm_other_branch"),
+            clone_id: "git_clone_depth1_branch",
+            missing: "the repository has one branch",
+        },
+        BranchRound {
+            round: "orphan_branch",
+            branch: fixture.orphan_branch.as_ref(),
+            what: "an orphan branch",
+            warm_id: "hs_warm_orphan_branch",
+            floor_id: None,
+            clone_id: "git_clone_depth1_orphan_branch",
+            missing: "the repository has no orphan branch",
+        },
+    ] {
+        let named = |label: String| match b.branch {
+            Some(name) => format!("{label} ({name})"),
+            None => label,
+        };
+        let mut cases = vec![(
+            b.branch.map(|name| warm(Some(name))),
+            hs(
+                b.warm_id,
+                &named(format!("headstart warm start to {}", b.what)),
+            ),
+        )];
+        if let Some(id) = b.floor_id {
+            let label = format!("floor: git fetch + checkout -B on the snapshot, {}", b.what);
+            cases.push((
+                b.branch.map(|name| floor(Some(name))),
+                git(id, &named(label)),
+            ));
         }
-        None => {
-            for (id, label) in [
-                (
-                    "hs_warm_other_branch",
-                    "headstart warm start to another branch",
-                ),
-                ("floor_warm_other_branch", "floor, another branch"),
-                ("git_clone_depth1_branch", "git clone --depth=1 --branch B"),
-            ] {
-                ctx.push(hs(id, label).skipped("the repository has one branch"));
+        let label = format!("git clone --depth=1 --branch of {}", b.what);
+        cases.push((b.branch.map(&clone_branch), git(b.clone_id, &named(label))));
+        let mut r = new_round();
+        for (member, case) in cases {
+            match member {
+                Some(member) => r.add(ctx, member, case),
+                None => ctx.push(case.skipped(b.missing)),
             }
         }
-    }
-
-    // An orphan branch (a far tree): the warm start and a depth-1 clone of that branch.
-    match &fixture.orphan_branch {
-        Some(b) => {
-            let mut r = new_round();
-            r.add(
-                ctx,
-                warm(Some(b)),
-                hs(
-                    "hs_warm_orphan_branch",
-                    &format!("headstart warm start to an orphan branch ({b})"),
-                ),
-            );
-            r.add(
-                ctx,
-                clone_branch(b),
-                git(
-                    "git_clone_depth1_orphan_branch",
-                    &format!("git clone --depth=1 --branch {b}"),
-                ),
-            );
-            run_round(ctx, served, Some("orphan_branch"), r.slots).await;
-        }
-        None => {
-            let why = "the repository has no orphan branch";
-            ctx.push(
-                hs(
-                    "hs_warm_orphan_branch",
-                    "headstart warm start to an orphan branch",
-                )
-                .skipped(why),
-            );
-            ctx.push(
-                git(
-                    "git_clone_depth1_orphan_branch",
-                    "git clone --depth=1 --branch of an orphan branch",
-                )
-                .skipped(why),
-            );
+        if b.branch.is_some() {
+            run_round(ctx, served, Some(b.round), r.slots).await;
         }
     }
 
