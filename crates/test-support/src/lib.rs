@@ -60,7 +60,7 @@ mod upstream;
 pub use daemon::GitDaemon;
 pub use git_cli::{git, git_command, git_in};
 pub use http::{GitHttpServer, RequestRecord};
-pub use mounts::unmount_all_under;
+pub use mounts::{TempHome, mounts_under, unmount_all_under};
 pub use pktline::{UploadPackRequest, parse_upload_pack};
 pub use process::ChildGuard;
 pub use redirect::{RedirectRecord, RedirectServer};
@@ -71,7 +71,7 @@ pub use stall::StallProxy;
 pub use tmpfs::SmallTmpfs;
 pub use tracing_capture::{CapturedLog, capture_tracing};
 pub use trickle::TrickleProxy;
-pub use upstream::{Change, Upstream};
+pub use upstream::{Change, Upstream, fast_import};
 
 /// A fresh random token-like secret, generated at run time (tests must not carry
 /// token-looking literals).

@@ -209,7 +209,7 @@ impl Upstream {
             changes,
             "fixture commit",
         )?;
-        self.fast_import(&stream, false)?;
+        fast_import(&self.path(), &stream, false)?;
         self.tip(branch)
     }
 
@@ -231,7 +231,7 @@ impl Upstream {
             self.commit_stream(&mut stream, branch, parent.as_deref(), &changes, &msg)?;
             parent = None; // fast-import continues the branch it just wrote
         }
-        self.fast_import(&stream, false)?;
+        fast_import(&self.path(), &stream, false)?;
         self.tip(branch)
     }
 
@@ -248,7 +248,7 @@ impl Upstream {
             let change = Change::write(&format!("branches/{name}.txt"), &format!("{name}\n"));
             self.commit_stream(&mut stream, &name, Some(&base), &[change], "branch commit")?;
         }
-        self.fast_import(&stream, false)
+        fast_import(&self.path(), &stream, false)
     }
 
     /// Rewrites `branch` like a force-push: replaces its tip with a different commit on
@@ -271,7 +271,7 @@ impl Upstream {
                 self.commit_stream(&mut stream, branch, None, changes, "rewritten root")?;
             }
         }
-        self.fast_import(&stream, true)?;
+        fast_import(&self.path(), &stream, true)?;
         let new = self.tip(branch)?;
         if new == old {
             bail!("rewrite of {branch} produced the same commit");
@@ -311,33 +311,38 @@ impl Upstream {
         out.push(b'\n');
         Ok(())
     }
+}
 
-    fn fast_import(&self, stream: &[u8], force: bool) -> anyhow::Result<()> {
-        let mut cmd = git_command();
-        cmd.arg("-C")
-            .arg(self.path())
-            .args(["fast-import", "--quiet", "--done"]);
-        if force {
-            cmd.arg("--force");
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting git fast-import")?;
-        {
-            let mut stdin = child.stdin.take().context("fast-import stdin")?;
-            stdin.write_all(stream)?;
-            stdin.write_all(b"done\n")?;
-        }
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            bail!(
-                "git fast-import failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
+/// Feeds `stream` (commands of `git fast-import`, without the final `done`) to
+/// `git fast-import` in the repository `dir`; `force` lets it rewrite branches.
+///
+/// # Errors
+/// When git cannot start or refuses the stream (its error output is in the message).
+pub fn fast_import(dir: &Path, stream: &[u8], force: bool) -> anyhow::Result<()> {
+    let mut cmd = git_command();
+    cmd.arg("-C")
+        .arg(dir)
+        .args(["fast-import", "--quiet", "--done"]);
+    if force {
+        cmd.arg("--force");
     }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting git fast-import")?;
+    {
+        let mut stdin = child.stdin.take().context("fast-import stdin")?;
+        stdin.write_all(stream)?;
+        stdin.write_all(b"done\n")?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "git fast-import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }

@@ -172,7 +172,6 @@ impl Env {
 /// `n` commits on a new local branch `branch` of `dir` (on top of HEAD, same tree),
 /// in one `git fast-import`.
 pub(crate) fn local_commits(dir: &Path, branch: &str, n: usize) -> anyhow::Result<()> {
-    use std::io::Write as _;
     let head = test_support::git_in(dir, &["rev-parse", "HEAD"])?;
     let mut stream = String::new();
     for i in 1..=n {
@@ -188,20 +187,7 @@ pub(crate) fn local_commits(dir: &Path, branch: &str, n: usize) -> anyhow::Resul
             msg.len()
         ));
     }
-    let mut child = git_command()
-        .arg("-C")
-        .arg(dir)
-        .args(["fast-import", "--quiet"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("fast-import stdin")?
-        .write_all(stream.as_bytes())?;
-    if !child.wait()?.success() {
-        bail!("git fast-import failed");
-    }
+    test_support::fast_import(dir, stream.as_bytes(), false)?;
     test_support::git_in(dir, &["checkout", "--quiet", branch])?;
     Ok(())
 }

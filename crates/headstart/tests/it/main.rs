@@ -26,23 +26,16 @@ mod tls_start;
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// A temporary data directory whose overlay mounts (warm sandboxes) are undone on drop,
-/// so nothing outlives the test.
-pub(crate) struct TestHome(tempfile::TempDir);
+/// A temporary data directory whose overlay mounts (warm sandboxes) are undone on drop.
+pub(crate) struct TestHome(test_support::TempHome);
 
 impl TestHome {
     pub(crate) fn new() -> Self {
-        Self(tempfile::tempdir().unwrap())
+        Self(test_support::TempHome::new("hs-cli-"))
     }
 
     pub(crate) fn path(&self) -> &Path {
         self.0.path()
-    }
-}
-
-impl Drop for TestHome {
-    fn drop(&mut self) {
-        test_support::unmount_all_under(self.0.path());
     }
 }
 

@@ -11,24 +11,17 @@ use std::time::{Duration, SystemTime};
 
 use provisioners::local::LocalProvider;
 
-/// A temporary data directory. On drop, anything still mounted under it is unmounted
-/// (lazily) before the directory is removed, so a failed test leaves no mounts.
-pub(crate) struct TestHome {
-    dir: tempfile::TempDir,
-}
+/// A temporary data directory that unmounts what a test left mounted (see
+/// [`test_support::TempHome`]), with a local provider over `<dir>/home`.
+pub(crate) struct TestHome(test_support::TempHome);
 
 impl TestHome {
     pub(crate) fn new() -> Self {
-        Self {
-            dir: tempfile::Builder::new()
-                .prefix("hs-local-")
-                .tempdir()
-                .unwrap(),
-        }
+        Self(test_support::TempHome::new("hs-local-"))
     }
 
     pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
+        self.0.path()
     }
 
     pub(crate) fn provider(&self) -> LocalProvider {
@@ -36,26 +29,7 @@ impl TestHome {
     }
 }
 
-impl Drop for TestHome {
-    fn drop(&mut self) {
-        for m in mounts_under(self.dir.path()) {
-            let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
-        }
-    }
-}
-
-/// Mount points under `dir` (from /proc/self/mountinfo), deepest first.
-pub(crate) fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut out: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(p.replace("\\040", " ")))
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    out
-}
+pub(crate) use test_support::mounts_under;
 
 pub(crate) fn is_root() -> bool {
     rustix::process::geteuid().is_root()

@@ -32,7 +32,6 @@ fn http_server_serves_clones_and_logs_upload_pack_requests() -> anyhow::Result<(
 /// clone wanting 1,500 branches) is sent chunked instead. The log parses both.
 #[test]
 fn gzip_and_chunked_request_bodies_are_decoded() -> anyhow::Result<()> {
-    use std::io::Write;
     let up = Upstream::new("trunk", 2)?;
     let server = GitHttpServer::start(up.root())?;
     let dir = tempfile::tempdir()?;
@@ -47,18 +46,7 @@ fn gzip_and_chunked_request_bodies_are_decoded() -> anyhow::Result<()> {
             i % 100
         ));
     }
-    let mut child = test_support::git_command()
-        .arg("-C")
-        .arg(&ws)
-        .args(["fast-import", "--quiet"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("stdin"))?
-        .write_all(stream.as_bytes())?;
-    anyhow::ensure!(child.wait()?.success(), "fast-import failed");
+    test_support::fast_import(&ws, stream.as_bytes(), false)?;
     up.advance("trunk", 1)?;
     server.clear_log();
     git_in(&ws, &["fetch", "--quiet", "origin"])?;
