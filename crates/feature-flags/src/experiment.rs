@@ -232,7 +232,7 @@ pub(crate) fn explicit(
     request: &BetaRequest,
     beta_env: Option<&str>,
 ) -> Result<Option<Decision>, crate::Error> {
-    let mut cli = FastPaths::parse_list(&request.beta, "--beta")?;
+    let mut cli = FastPaths::parse_list(&request.beta, "the requested fast paths")?;
     if request.fast {
         cli = FastPaths::all();
     }

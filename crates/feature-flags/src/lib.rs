@@ -67,14 +67,15 @@ pub use telemetry::StartCompleted;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A `--beta` or `HEADSTART_BETA` entry names no fast path.
+    /// An entry of the requested fast paths ([`BetaRequest::beta`]) or of
+    /// `HEADSTART_BETA` names no fast path.
     #[error(
         "unknown fast path {name:?} in {origin}: valid names are images, docker, sandbox (comma-separated)"
     )]
     UnknownFastPath {
         /// The name given.
         name: String,
-        /// Where it came from (`--beta` or `HEADSTART_BETA`).
+        /// Where it came from (the request, or `HEADSTART_BETA`).
         origin: String,
     },
     /// A `HEADSTART_FLAG_OVERRIDES` entry is not `key=value`.

@@ -1052,7 +1052,7 @@ impl FastStart {
                 // a provider that cannot remove through a handle takes no lock in it
                 tracing::debug!(sandbox = %name, error = %e, "removing through the handle failed; asking the provider");
                 if let Err(e) = self.provider.remove(name).await {
-                    tracing::warn!(sandbox = %name, error = %e, "could not remove a failed sandbox; `headstart prune` will");
+                    tracing::warn!(sandbox = %name, error = %e, "could not remove a failed sandbox; a later prune (SandboxProvider::prune) removes it");
                 }
             }
         }

@@ -91,7 +91,7 @@ pub(crate) fn hint(kind: &str) -> Option<&'static str> {
         }
         "usage" => "`headstart help` lists the commands and their options",
         "unknown_fast_path" => {
-            "valid fast paths are images, docker, sandbox; --fast turns on all of them"
+            "--beta takes images, docker, sandbox (comma-separated); --fast turns on all of them"
         }
         "invalid_recipe" => {
             "a recipe is {\"commands\":[{\"argv\":[\"make\",\"deps\"]}]} with an optional \"base_image\""

@@ -550,7 +550,7 @@ impl LocalProvider {
         let result = self.create(options, &name, &dir, &stop);
         if result.is_err() || stop() {
             if let Err(e) = self.remove_locked(&name, None, &lock) {
-                tracing::warn!(sandbox = %name, error = %e, "could not clean up a failed creation; `headstart prune` will");
+                tracing::warn!(sandbox = %name, error = %e, "could not clean up a failed creation; a later prune removes it");
             }
         }
         if stop() {

@@ -407,7 +407,7 @@ impl LocalSnapshotStore {
                     // a sandbox dir without a readable record may still be mounted on a
                     // snapshot: be conservative and let `prune` deal with it first
                     if super::restore::is_mounted(&path.join("workspace")) {
-                        tracing::warn!(sandbox = %path.display(), "a mounted sandbox has no record; GC keeps every snapshot until `headstart prune` cleans it up");
+                        tracing::warn!(sandbox = %path.display(), "a mounted sandbox has no record; GC keeps every snapshot until a prune cleans it up");
                         return Err(Error::provider(
                             "local",
                             format!(
