@@ -45,7 +45,7 @@ pub(crate) async fn run(app: &Headstart, cmd: DaemonCommand) -> anyhow::Result<E
         DaemonCommand::Start(args) => {
             let status = app.daemon_start().await?;
             if args.json {
-                output::print_json(&serde_json::to_value(&status)?);
+                output::print_outcome(&status)?;
             } else if !output::quiet() {
                 eprintln!(
                     "credential daemon running (pid {}, broker on 127.0.0.1:{})",
@@ -57,7 +57,7 @@ pub(crate) async fn run(app: &Headstart, cmd: DaemonCommand) -> anyhow::Result<E
         DaemonCommand::Status(args) => {
             let status = app.daemon_status().await?;
             if args.json {
-                output::print_json(&serde_json::to_value(&status)?);
+                output::print_outcome(&status)?;
             } else {
                 print_status(&status);
             }

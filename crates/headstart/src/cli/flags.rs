@@ -147,7 +147,7 @@ fn eval(args: EvalArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
 async fn status(app: &Headstart, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let st = app.flags_status(&args.beta.request()).await?;
     if args.json {
-        super::output::print_json(&serde_json::to_value(&st)?);
+        super::output::print_outcome(&st)?;
         return Ok(ExitCode::SUCCESS);
     }
     println!("fast paths:     {}", st.decision.paths);

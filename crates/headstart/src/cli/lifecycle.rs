@@ -22,7 +22,7 @@ pub(crate) struct HibernateArgs {
 pub(crate) async fn hibernate(app: &Headstart, args: HibernateArgs) -> anyhow::Result<ExitCode> {
     let out = app.hibernate(&args.name).await?;
     if args.json {
-        output::print_json(&serde_json::to_value(&out)?);
+        output::print_outcome(&out)?;
     } else if out.already {
         output::say(format!(
             "{} was already hibernated ({})",

@@ -48,6 +48,15 @@ pub(crate) fn print_json(value: &Value) {
     println!("{}", sandbox_core::scrub(&text));
 }
 
+/// Prints an outcome as one JSON line on stdout (scrubbed), as `--json` asks.
+///
+/// # Errors
+/// When the outcome cannot be serialized.
+pub(crate) fn print_outcome(outcome: &impl serde::Serialize) -> anyhow::Result<()> {
+    print_json(&serde_json::to_value(outcome)?);
+    Ok(())
+}
+
 /// A line of human output on stdout, unless `--quiet`.
 #[allow(clippy::print_stdout)]
 pub(crate) fn say(line: impl std::fmt::Display) {

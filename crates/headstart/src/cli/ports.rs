@@ -34,7 +34,7 @@ pub(crate) async fn ports(app: &Headstart, args: PortsArgs) -> anyhow::Result<Ex
         super::lifecycle::say_resumed(out.name.as_str(), out.resumed.as_ref());
     }
     if args.json {
-        output::print_json(&serde_json::to_value(&out)?);
+        output::print_outcome(&out)?;
     } else if out.direct {
         println!(
             "{} is a {} sandbox: its processes bind host ports directly (no publishing)",

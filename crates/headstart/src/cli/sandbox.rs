@@ -124,7 +124,7 @@ pub(crate) async fn exec(app: &Headstart, args: ExecArgs) -> anyhow::Result<Exit
         }
     };
     if args.json {
-        output::print_json(&serde_json::to_value(&out)?);
+        output::print_outcome(&out)?;
         return Ok(ExitCode::from(out.status));
     }
     if out.timed_out && !output::quiet() {
@@ -137,7 +137,7 @@ pub(crate) async fn exec(app: &Headstart, args: ExecArgs) -> anyhow::Result<Exit
 pub(crate) async fn down(app: &Headstart, args: DownArgs) -> anyhow::Result<ExitCode> {
     let out = app.down(&args.names, args.all, args.provider).await?;
     if args.json {
-        output::print_json(&serde_json::to_value(&out)?);
+        output::print_outcome(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
     for r in &out.removed {
@@ -163,7 +163,7 @@ fn state(row: &SandboxRow) -> String {
 pub(crate) async fn ls(app: &Headstart, args: LsArgs) -> anyhow::Result<ExitCode> {
     let out = app.ls().await?;
     if args.json {
-        output::print_json(&serde_json::to_value(&out)?);
+        output::print_outcome(&out)?;
         return Ok(ExitCode::SUCCESS);
     }
     if output::quiet() {
@@ -215,7 +215,7 @@ pub(crate) async fn ls(app: &Headstart, args: LsArgs) -> anyhow::Result<ExitCode
 pub(crate) async fn prune(app: &Headstart, args: PruneArgs) -> anyhow::Result<ExitCode> {
     let out = app.prune().await?;
     if args.json {
-        output::print_json(&serde_json::to_value(&out)?);
+        output::print_outcome(&out)?;
     } else {
         for line in prune_lines(&out) {
             output::say(line);

@@ -149,7 +149,7 @@ pub(crate) async fn run(app: &Headstart, cmd: SnapshotCommand) -> anyhow::Result
             req.provider = provider;
             let r = app.snapshot_build(req).await?;
             if json {
-                output::print_json(&serde_json::to_value(&r)?);
+                output::print_outcome(&r)?;
                 return Ok(ExitCode::SUCCESS);
             }
             output::say(format!(
@@ -165,7 +165,7 @@ pub(crate) async fn run(app: &Headstart, cmd: SnapshotCommand) -> anyhow::Result
         SnapshotCommand::Ls { json, provider } => {
             let out = app.snapshot_ls(provider).await?;
             if json {
-                output::print_json(&serde_json::to_value(&out)?);
+                output::print_outcome(&out)?;
             } else {
                 print_ls(&out);
             }
@@ -173,7 +173,7 @@ pub(crate) async fn run(app: &Headstart, cmd: SnapshotCommand) -> anyhow::Result
         SnapshotCommand::Rm { id, provider, json } => {
             let out = app.snapshot_rm(&id, provider).await?;
             if json {
-                output::print_json(&serde_json::to_value(&out)?);
+                output::print_outcome(&out)?;
             } else {
                 for id in &out.removed {
                     output::say(format!("removed snapshot {id}"));
@@ -189,7 +189,7 @@ pub(crate) async fn run(app: &Headstart, cmd: SnapshotCommand) -> anyhow::Result
             let given = Some(registry.as_str()).filter(|r| !r.is_empty());
             let out = app.snapshot_gc_registry(given, keep).await?;
             if json {
-                output::print_json(&serde_json::to_value(&out)?);
+                output::print_outcome(&out)?;
             } else {
                 for tag in &out.removed {
                     output::say(format!("removed {}:{tag}", out.registry));
@@ -212,7 +212,7 @@ pub(crate) async fn run(app: &Headstart, cmd: SnapshotCommand) -> anyhow::Result
             let max_age = Duration::from_secs(max_age_days * 86_400);
             let out = app.snapshot_gc(keep, max_age, provider).await?;
             if json {
-                output::print_json(&serde_json::to_value(&out)?);
+                output::print_outcome(&out)?;
             } else if out.provider == "docker" {
                 for id in &out.removed {
                     output::say(format!("removed snapshot {id} (and its image)"));
@@ -245,7 +245,7 @@ pub(crate) async fn run(app: &Headstart, cmd: SnapshotCommand) -> anyhow::Result
             req.registry = registry;
             let r = app.snapshot_pull(req).await?;
             if json {
-                output::print_json(&serde_json::to_value(&r)?);
+                output::print_outcome(&r)?;
             } else if r.downloaded {
                 output::say(format!(
                     "pulled snapshot {} of {} from {} ({}, {:.1} s)",

@@ -190,7 +190,7 @@ pub(crate) async fn up(app: &Headstart, args: UpArgs) -> anyhow::Result<ExitCode
         return Ok(kept_exit(why.unwrap_or(Stop::Interrupt), &outcome));
     }
     if args.json {
-        output::print_json(&serde_json::to_value(&outcome)?);
+        output::print_outcome(&outcome)?;
     } else if !output::quiet() {
         print_text(&outcome);
     }

@@ -105,7 +105,7 @@ pub(super) async fn up(app: &Headstart, a: UpArgs) -> anyhow::Result<ExitCode> {
     }
     let report = result?;
     if a.json {
-        output::print_json(&serde_json::to_value(&report)?);
+        output::print_outcome(&report)?;
     } else {
         print_report(&report, &ready);
     }
@@ -148,7 +148,7 @@ pub(super) async fn ls(app: &Headstart, a: LsArgs) -> anyhow::Result<ExitCode> {
     let owner = env.owner(a.common.owner.as_deref())?;
     let vms = env.provisioner(cloud)?.list(&owner).await?;
     if a.json {
-        output::print_json(&serde_json::to_value(&vms)?);
+        output::print_outcome(&vms)?;
         return Ok(ExitCode::SUCCESS);
     }
     if vms.is_empty() {
