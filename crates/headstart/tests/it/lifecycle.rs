@@ -122,6 +122,21 @@ pub(crate) fn ls_names(home: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `(name, state)` of every sandbox `ls --all --json` lists (its output checked against
+/// the schema).
+pub(crate) fn ls_all_states(home: &Path) -> Vec<(String, String)> {
+    let v = json(&headstart(home, &["ls", "--all", "--json"]));
+    crate::schema::check("ls", &v);
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let field = |k: &str| s[k].as_str().unwrap().to_owned();
+            (field("name"), field("state"))
+        })
+        .collect()
+}
+
 /// `git status --porcelain` is empty and HEAD is `commit`.
 pub(crate) fn assert_clean_checkout(ws: &Path, commit: &str) {
     let repo = git2::Repository::open(ws).unwrap();
