@@ -147,8 +147,9 @@ fn an_interrupted_docker_start_leaves_no_container() {
 }
 
 #[test]
-fn a_docker_start_killed_mid_clone_is_listed_creating_and_down_removes_it() {
-    if !docker_or_skip("a_docker_start_killed_mid_clone_is_listed_creating_and_down_removes_it") {
+fn a_docker_start_killed_mid_clone_is_listed_interrupted_and_down_removes_it() {
+    if !docker_or_skip("a_docker_start_killed_mid_clone_is_listed_interrupted_and_down_removes_it")
+    {
         return;
     }
     let up = big_upstream();
@@ -175,10 +176,10 @@ fn a_docker_start_killed_mid_clone_is_listed_creating_and_down_removes_it() {
     );
     running.signal(Signal::KILL);
     let _ = running.finish(Duration::from_secs(10));
-    // listed as what it is, never as ready
+    // listed as what it is: never as ready, and no longer as being created
     assert_eq!(
         ls_all_states(home.path()),
-        [("box".to_owned(), "creating".to_owned())]
+        [("box".to_owned(), "interrupted".to_owned())]
     );
     assert!(ls_names(home.path()).is_empty(), "listed with --all only");
     let o = headstart(home.path(), &["exec", "box", "--", "true"]);
