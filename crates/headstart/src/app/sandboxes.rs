@@ -256,7 +256,7 @@ impl Headstart {
                     {
                         self.provider(ProviderKind::Local).await?
                     }
-                    // the same for Docker: `ls` lists its `creating` containers
+                    // the same for Docker: `ls --all` lists its unfinished containers
                     Err(e) => match self.docker_creating(&name, provider).await {
                         Some(p) => p,
                         None => return Err(e),
