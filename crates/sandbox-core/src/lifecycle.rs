@@ -86,7 +86,7 @@ pub struct PruneReport {
     /// Sandboxes removed because their TTL passed.
     pub expired: Vec<SandboxName>,
     /// Sandboxes removed whose creation was interrupted (left `creating` by a process
-    /// that is gone).
+    /// that is gone: what `list` calls [`Interrupted`](crate::SandboxState::Interrupted)).
     pub interrupted: Vec<SandboxName>,
     /// Sandboxes removed whose other half was gone (a record whose container was
     /// removed by hand, a workspace without a record).

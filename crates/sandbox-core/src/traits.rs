@@ -66,9 +66,15 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SandboxState {
-    /// Being created, or a creation that was interrupted (`prune` or the next `up` of
-    /// the name repairs it).
+    /// Being created: a start of the name is in progress (it holds the name's start
+    /// lock). Never offered (`get`, a reconnect, `exec`) until it is `ready`.
     Creating,
+    /// A creation whose process is gone (killed, crashed, the machine rebooted): the
+    /// record still says `creating` but nobody holds the name's start lock, so it will
+    /// never become `ready`. Never offered; `prune` removes it, the next start of the
+    /// name replaces it, and removing the sandbox (`down`) removes it. Providers derive
+    /// it when listing, with the same lock test `prune` uses; no record stores it.
+    Interrupted,
     /// Complete and usable.
     Ready,
     /// Complete, its processes stopped (the workspace is kept).
@@ -77,6 +83,16 @@ pub enum SandboxState {
     /// run in it and a start of the name refuses it. Removing the sandbox (or a
     /// `prune`) clears it.
     Broken,
+}
+
+impl SandboxState {
+    /// True for a creation that never finished: `Creating` (in progress) or
+    /// `Interrupted` (its process is gone). Such a sandbox is never offered to a
+    /// command or a reconnect.
+    #[must_use]
+    pub fn is_unfinished(self) -> bool {
+        matches!(self, Self::Creating | Self::Interrupted)
+    }
 }
 
 /// A summary of a sandbox for listings.
@@ -94,7 +110,8 @@ pub struct SandboxInfo {
     pub base_snapshot: Option<SnapshotId>,
     /// Whether it is running (providers without processes say `true`).
     pub running: bool,
-    /// Where it is in its life (listings show `ready` ones unless asked for all).
+    /// Where it is in its life (listings show finished ones, not `creating` or
+    /// `interrupted`, unless asked for all).
     pub state: SandboxState,
     /// When it was created, when the provider knows.
     #[serde(with = "time::serde::rfc3339::option")]
@@ -121,7 +138,9 @@ pub trait SandboxProvider: Send + Sync {
     async fn connect(&self, options: &ConnectOptions) -> Result<(Box<dyn Sandbox>, Connected)>;
     /// The named sandbox, if it exists.
     async fn get(&self, name: &SandboxName) -> Result<Option<Box<dyn Sandbox>>>;
-    /// All sandboxes of this provider.
+    /// All sandboxes of this provider, in every state: unfinished creations too, each
+    /// `creating` while its start holds the name's lock and `interrupted` once that lock
+    /// is free (the test [`prune`](Self::prune) uses to tell a dead start from a busy one).
     async fn list(&self) -> Result<Vec<SandboxInfo>>;
     /// Stops and deletes the named sandbox and its workspace (a user's own `workdir`
     /// is never deleted).

@@ -67,7 +67,8 @@ pub struct Stopped {
     /// The sandbox the start was making.
     pub name: SandboxName,
     /// Its state now: `None` when it was removed, `Ready` when it existed before and
-    /// is kept, `Creating` when the cleanup did not finish.
+    /// is kept, `Creating` when the cleanup did not finish (`Interrupted` when, on the
+    /// local provider, it ended without removing it).
     pub left: Option<SandboxState>,
     /// False when the start did not return within the cleanup grace (or it was
     /// abandoned): a transfer may still hold a thread.

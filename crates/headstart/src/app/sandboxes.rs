@@ -134,6 +134,10 @@ pub struct SandboxRow {
 pub struct LsOutcome {
     /// The sandboxes.
     pub sandboxes: Vec<SandboxRow>,
+    /// The unfinished creations (`creating` or `interrupted`) left out of `sandboxes`
+    /// because not all were asked for; not part of the JSON.
+    #[serde(skip)]
+    pub hidden: Vec<SandboxInfo>,
 }
 
 impl Headstart {
@@ -161,14 +165,22 @@ impl Headstart {
         Ok(all)
     }
 
-    /// Every sandbox, with its repository and branch.
+    /// Every finished sandbox (`ready`, `stopped`, `broken`), with its repository and
+    /// branch; with `all` also the creations that did not finish: `creating` (a start
+    /// in progress) and `interrupted` (its process is gone: `prune`, `down` or the next
+    /// start of the name repairs it). Those left out are in [`LsOutcome::hidden`].
     ///
     /// # Errors
     /// When a provider that answers fails to list.
-    pub async fn ls(&self) -> Result<LsOutcome> {
+    pub async fn ls(&self, all: bool) -> Result<LsOutcome> {
         let grants = self.live_grants().await;
         let mut sandboxes = Vec::new();
+        let mut hidden = Vec::new();
         for (provider, mut info) in self.list_all(None).await? {
+            if !all && info.state.is_unfinished() {
+                hidden.push(info);
+                continue;
+            }
             let activity = self.activity(&mut info);
             let git = sandbox_core::git::summary(&info.workspace);
             let grant = grants
@@ -200,7 +212,7 @@ impl Headstart {
                 activity,
             });
         }
-        Ok(LsOutcome { sandboxes })
+        Ok(LsOutcome { sandboxes, hidden })
     }
 
     /// Removes the sandboxes `names` (each checked first: an unknown name removes
@@ -219,6 +231,12 @@ impl Headstart {
         let mut targets: Vec<(Arc<dyn SandboxProvider>, SandboxName)> = Vec::new();
         if all {
             for (p, info) in self.list_all(provider).await? {
+                // an unfinished local creation is left alone, as when the local provider
+                // listed ready ones only (its removal would wait for a running start
+                // without bound); `prune` removes an interrupted one, `down NAME` either
+                if p.kind() == "local" && info.state.is_unfinished() {
+                    continue;
+                }
                 targets.push((p, info.name));
             }
         } else {
@@ -238,7 +256,7 @@ impl Headstart {
                     {
                         self.provider(ProviderKind::Local).await?
                     }
-                    // the same for Docker: `ls` lists its `creating` containers
+                    // the same for Docker: `ls --all` lists its unfinished containers
                     Err(e) => match self.docker_creating(&name, provider).await {
                         Some(p) => p,
                         None => return Err(e),
@@ -326,10 +344,10 @@ impl Headstart {
 }
 
 impl Headstart {
-    /// The Docker provider when it holds a `creating` sandbox `name` (a start still
-    /// running, or one whose process died): what `down` removes although no start
-    /// finished it. `None` when Docker is not asked for, does not answer, or has no
-    /// such sandbox.
+    /// The Docker provider when it holds an unfinished sandbox `name` (`creating`: a
+    /// start still running, or `interrupted`: one whose process died): what `down`
+    /// removes although no start finished it. `None` when Docker is not asked for, does
+    /// not answer, or has no such sandbox.
     async fn docker_creating(
         &self,
         name: &SandboxName,
@@ -344,15 +362,16 @@ impl Headstart {
             .await
             .ok()?
             .into_iter()
-            .any(|i| &i.name == name && i.state == sandbox_core::SandboxState::Creating);
+            .any(|i| &i.name == name && i.state.is_unfinished());
         creating.then_some(docker)
     }
 }
 
-/// A snapshot build's own sandbox while it builds (`build-<16 hex>`, `creating`):
-/// internal, never a sandbox of the user's, so listings leave it out.
+/// A snapshot build's own sandbox while unfinished (`build-<16 hex>`, `creating` while
+/// it builds, `interrupted` once its build died: the next build's cleanup or `prune`
+/// removes it): internal, never a sandbox of the user's, so listings leave it out.
 fn is_running_build(info: &SandboxInfo) -> bool {
-    info.state == sandbox_core::SandboxState::Creating
+    info.state.is_unfinished()
         && info
             .name
             .as_str()

@@ -63,7 +63,7 @@ pub(crate) async fn sandbox_name(provider: &dyn SandboxProvider, dir: &Path) -> 
     match provider.list().await {
         Ok(all) => all
             .into_iter()
-            .filter(|s| s.state != sandbox_core::SandboxState::Creating)
+            .filter(|s| !s.state.is_unfinished())
             .filter(|s| {
                 s.workspace == dir
                     || std::fs::canonicalize(&s.workspace).is_ok_and(|w| w.as_path() == dir)

@@ -5,8 +5,9 @@
 //! start then removes what it created and fails. The app layer waits for that at most
 //! `headstart::CLEANUP_GRACE` (a second signal cancels `UpRequest::abandon`: no more
 //! waiting), then the process exits: 130 for SIGINT, 143 for SIGTERM, 1 for the
-//! deadline. A start that could not clean up in time leaves a `creating` sandbox that
-//! the next `up` of the name or `prune` repairs. The deadline itself is the app
+//! deadline. A start that could not clean up in time leaves an unfinished sandbox
+//! (`interrupted` in `ls --all` once the process is gone) that the next `up` of the
+//! name, `prune` or `down` repairs. The deadline itself is the app
 //! layer's (`UpRequest::timeout`).
 
 use std::future::Future;

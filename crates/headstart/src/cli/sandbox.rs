@@ -15,8 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use headstart::{ExecRequest, Headstart, ProviderKind, PruneOutcome, Pruned, SandboxRow};
-use sandbox_core::Stream;
+use headstart::{
+    ExecRequest, Headstart, LsOutcome, ProviderKind, PruneOutcome, Pruned, SandboxRow,
+};
+use sandbox_core::{SandboxState, Stream};
 
 use super::{error, output, parse_provider};
 
@@ -64,6 +66,10 @@ pub(crate) struct DownArgs {
 /// `headstart ls`
 #[derive(Debug, Args)]
 pub(crate) struct LsArgs {
+    /// Also list the starts that did not finish: `creating` (in progress) and
+    /// `interrupted` (the process starting it died; `headstart prune` removes it).
+    #[arg(long)]
+    all: bool,
     /// Print a JSON array.
     #[arg(long)]
     pub(crate) json: bool,
@@ -149,7 +155,7 @@ pub(crate) async fn down(app: &Headstart, args: DownArgs) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-/// `running`, `stopped`, `hibernated` or `creating`.
+/// `running`, `stopped`, `hibernated`, `broken`, `creating` or `interrupted`.
 fn state(row: &SandboxRow) -> String {
     if row.activity.hibernated {
         "hibernated".to_owned()
@@ -161,7 +167,7 @@ fn state(row: &SandboxRow) -> String {
 /// Runs `headstart ls`.
 #[allow(clippy::print_stdout)]
 pub(crate) async fn ls(app: &Headstart, args: LsArgs) -> anyhow::Result<ExitCode> {
-    let out = app.ls().await?;
+    let out = app.ls(args.all).await?;
     if args.json {
         output::print_outcome(&out)?;
         return Ok(ExitCode::SUCCESS);
@@ -175,6 +181,7 @@ pub(crate) async fn ls(app: &Headstart, args: LsArgs) -> anyhow::Result<ExitCode
     }
     if out.sandboxes.is_empty() {
         println!("no sandboxes");
+        ls_hints(&out);
         return Ok(ExitCode::SUCCESS);
     }
     let now = time::OffsetDateTime::now_utc();
@@ -208,7 +215,59 @@ pub(crate) async fn ls(app: &Headstart, args: LsArgs) -> anyhow::Result<ExitCode
         ],
         &table,
     );
+    ls_hints(&out);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `hint:` lines under a listing: how to repair the interrupted starts it shows,
+/// or that unfinished starts were left out (and how to see or remove them).
+#[allow(clippy::print_stderr)]
+fn ls_hints(out: &LsOutcome) {
+    for line in ls_hint_lines(out) {
+        eprintln!("hint: {line}");
+    }
+}
+
+fn ls_hint_lines(out: &LsOutcome) -> Vec<String> {
+    let mut lines = Vec::new();
+    let shown: Vec<String> = out
+        .sandboxes
+        .iter()
+        .filter(|r| r.info.state == SandboxState::Interrupted)
+        .map(|r| r.info.name.to_string())
+        .collect();
+    if !shown.is_empty() {
+        let (was, them) = if shown.len() == 1 {
+            ("was", "it")
+        } else {
+            ("were", "them")
+        };
+        lines.push(format!(
+            "the start of {} {was} interrupted (its process is gone): `headstart prune` removes {them}, as does `headstart down {}`",
+            shown.join(", "),
+            shown.join(" ")
+        ));
+    }
+    let interrupted: Vec<String> = out
+        .hidden
+        .iter()
+        .filter(|i| i.state == SandboxState::Interrupted)
+        .map(|i| i.name.to_string())
+        .collect();
+    if !interrupted.is_empty() {
+        lines.push(format!(
+            "not shown: {} interrupted start(s) ({}); `headstart ls --all` lists them, `headstart prune` removes them",
+            interrupted.len(),
+            interrupted.join(", ")
+        ));
+    }
+    let creating = out.hidden.len() - interrupted.len();
+    if creating > 0 {
+        lines.push(format!(
+            "not shown: {creating} start(s) in progress; `headstart ls --all` lists them"
+        ));
+    }
+    lines
 }
 
 /// Runs `headstart prune`.

@@ -12,7 +12,8 @@ use rustix::process::Signal;
 use test_support::{GitHttpServer, StallProxy, Upstream};
 
 use crate::lifecycle::{
-    BUDGET, Running, STALL, assert_clean_checkout, big_upstream, ls_names, up_until_stalled,
+    BUDGET, Running, STALL, assert_clean_checkout, big_upstream, ls_all_states, ls_names,
+    up_until_stalled,
 };
 use crate::{headstart, json, stderr};
 
@@ -131,8 +132,8 @@ fn an_interrupted_docker_start_leaves_no_container() {
     running.signal(Signal::INT);
     let out = running.finish(Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
-    // `ls` lists this data directory's containers in every state (creating too)
-    assert!(ls_names(home.path()).is_empty(), "no container left");
+    // `ls --all` lists this data directory's containers in every state (unfinished too)
+    assert!(ls_all_states(home.path()).is_empty(), "no container left");
     let workspaces = home.path().join("docker").join("sandboxes");
     let left = std::fs::read_dir(&workspaces).map_or(0, |d| d.count());
     assert_eq!(left, 0, "no workspace left under {}", workspaces.display());
@@ -146,8 +147,9 @@ fn an_interrupted_docker_start_leaves_no_container() {
 }
 
 #[test]
-fn a_docker_start_killed_mid_clone_is_listed_creating_and_down_removes_it() {
-    if !docker_or_skip("a_docker_start_killed_mid_clone_is_listed_creating_and_down_removes_it") {
+fn a_docker_start_killed_mid_clone_is_listed_interrupted_and_down_removes_it() {
+    if !docker_or_skip("a_docker_start_killed_mid_clone_is_listed_interrupted_and_down_removes_it")
+    {
         return;
     }
     let up = big_upstream();
@@ -167,24 +169,26 @@ fn a_docker_start_killed_mid_clone_is_listed_creating_and_down_removes_it() {
     ];
 
     let running = up_until_stalled(home.path(), &proxy, &args);
+    // while its start runs (holding the name's lock): `creating`
+    assert_eq!(
+        ls_all_states(home.path()),
+        [("box".to_owned(), "creating".to_owned())]
+    );
     running.signal(Signal::KILL);
     let _ = running.finish(Duration::from_secs(10));
-    // listed as what it is, never as ready
-    let ls = json(&headstart(home.path(), &["ls", "--json"]));
-    let states: Vec<_> = ls
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["name"].as_str().unwrap(), s["state"].as_str().unwrap()))
-        .collect();
-    assert_eq!(states, [("box", "creating")], "{ls}");
+    // listed as what it is: never as ready, and no longer as being created
+    assert_eq!(
+        ls_all_states(home.path()),
+        [("box".to_owned(), "interrupted".to_owned())]
+    );
+    assert!(ls_names(home.path()).is_empty(), "listed with --all only");
     let o = headstart(home.path(), &["exec", "box", "--", "true"]);
     assert_eq!(o.status.code(), Some(2), "not offered: {}", stderr(&o));
 
     // what `ls` lists, `down` removes: container, workspace and the name's lock file
     let o = headstart(home.path(), &["down", "box"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(ls_names(home.path()).is_empty());
+    assert!(ls_all_states(home.path()).is_empty());
     let workspaces = home.path().join("docker").join("sandboxes");
     let left = std::fs::read_dir(&workspaces).map_or(0, |d| d.count());
     assert_eq!(left, 0, "no workspace left under {}", workspaces.display());

@@ -31,7 +31,7 @@ async fn up_ls_exec_down_through_the_app_layer() {
     assert_eq!(snaps.snapshots.len(), 1, "{snaps:?}");
     crate::schema::check("snapshot-ls", &serde_json::to_value(&snaps).unwrap());
 
-    let ls = app.ls().await.unwrap();
+    let ls = app.ls(false).await.unwrap();
     assert_eq!(ls.sandboxes.len(), 1);
     assert_eq!(ls.sandboxes[0].branch.as_deref(), Some("trunk"));
     crate::schema::check("ls", &serde_json::to_value(&ls).unwrap());
@@ -57,5 +57,5 @@ async fn up_ls_exec_down_through_the_app_layer() {
     let down = app.down(&["lib".into()], false, None).await.unwrap();
     assert_eq!(down.removed.len(), 1);
     crate::schema::check("down", &serde_json::to_value(&down).unwrap());
-    assert!(app.ls().await.unwrap().sandboxes.is_empty());
+    assert!(app.ls(false).await.unwrap().sandboxes.is_empty());
 }

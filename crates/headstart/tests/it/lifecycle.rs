@@ -122,6 +122,21 @@ pub(crate) fn ls_names(home: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `(name, state)` of every sandbox `ls --all --json` lists (its output checked against
+/// the schema).
+pub(crate) fn ls_all_states(home: &Path) -> Vec<(String, String)> {
+    let v = json(&headstart(home, &["ls", "--all", "--json"]));
+    crate::schema::check("ls", &v);
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let field = |k: &str| s[k].as_str().unwrap().to_owned();
+            (field("name"), field("state"))
+        })
+        .collect()
+}
+
 /// `git status --porcelain` is empty and HEAD is `commit`.
 pub(crate) fn assert_clean_checkout(ws: &Path, commit: &str) {
     let repo = git2::Repository::open(ws).unwrap();
@@ -268,6 +283,77 @@ fn sigkill_mid_clone_then_prune_removes_it_and_says_so() {
         "{}",
         stdout(&again)
     );
+}
+
+#[test]
+fn a_sigkilled_start_is_listed_interrupted_with_all_until_prune_removes_it() {
+    let up = big_upstream();
+    let server = GitHttpServer::start(up.root()).unwrap();
+    let proxy = StallProxy::start(server.addr(), Some(BUDGET), STALL).unwrap();
+    let url = proxy.url(up.name());
+    let home = crate::TestHome::new();
+
+    // while the start runs (stalled mid-clone, holding the name's lock): `creating`
+    let running = up_until_stalled(
+        home.path(),
+        &proxy,
+        &["up", &url, "--name", "dead", "--no-snapshot"],
+    );
+    assert_eq!(
+        ls_all_states(home.path()),
+        [("dead".to_owned(), "creating".to_owned())]
+    );
+    running.signal(Signal::KILL);
+    let _ = running.finish(Duration::from_secs(10));
+
+    // its process is gone: never `creating` again, and not shown without --all
+    assert_eq!(
+        ls_all_states(home.path()),
+        [("dead".to_owned(), "interrupted".to_owned())]
+    );
+    let v = json(&headstart(home.path(), &["ls", "--all", "--json"]));
+    assert_eq!(v[0]["status"], "interrupted", "{v}");
+    assert!(ls_names(home.path()).is_empty(), "not ready: not listed");
+    let o = headstart(home.path(), &["ls"]);
+    assert!(stdout(&o).contains("no sandboxes"), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("not shown: 1 interrupted start(s) (dead)")
+            && stderr(&o).contains("`headstart ls --all`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = headstart(home.path(), &["ls", "--all"]);
+    let row: Vec<String> = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("dead "))
+        .expect("a row for dead")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        &row[..3],
+        ["dead", "local", "interrupted"],
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("`headstart prune` removes it, as does `headstart down dead`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = headstart(home.path(), &["exec", "dead", "--", "true"]);
+    assert_eq!(o.status.code(), Some(2), "not offered: {}", stderr(&o));
+
+    // `prune` removes what `ls --all` called interrupted
+    let o = headstart(home.path(), &["prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("removed dead: its start was interrupted"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(ls_all_states(home.path()).is_empty());
+    assert!(!sandbox_dir(home.path(), "dead").exists());
 }
 
 #[test]

@@ -18,8 +18,9 @@
 //!   `creating` or `ready`. Only `ready` sandboxes are reconnected to or returned by
 //!   `get`; with [`ConnectOptions::defer_ready`] a new sandbox stays `creating`, its
 //!   handle holding the name's lock, until [`Sandbox::mark_ready`]. A `creating` record
-//!   whose lock is free is an interrupted start (a crash, Ctrl-C during the clone): the
-//!   next `connect` of the name replaces it and [`prune`](sandbox_core::SandboxProvider::prune) removes it.
+//!   whose lock is free is an interrupted start (a crash, Ctrl-C during the clone):
+//!   `list` says `interrupted` for it (`creating` only while a start holds the lock),
+//!   the next `connect` of the name replaces it and [`prune`](sandbox_core::SandboxProvider::prune) removes it.
 //!   A failed start removes only what it made itself (its container by id, the
 //!   workspace it made).
 //! - **Workspaces**: host directories bind-mounted at `/workspace`, managed by the

@@ -199,7 +199,15 @@ impl DockerProvider {
             .as_secs();
         let mut names: Vec<SandboxName> = self.states.names()?;
         names.extend(self.ours(None).await?.into_iter().map(|c| c.name));
-        names.extend(self.local.list().await?.into_iter().map(|i| i.name));
+        // workspaces whose own record is ready (unfinished ones are the local prune's)
+        names.extend(
+            self.local
+                .list()
+                .await?
+                .into_iter()
+                .filter(|i| !i.state.is_unfinished())
+                .map(|i| i.name),
+        );
         names.sort();
         names.dedup();
         let grace = Duration::from_secs(60);
@@ -417,9 +425,10 @@ impl SandboxProvider for DockerProvider {
     }
 
     /// This data directory's containers (matching the scope labels), with their state:
-    /// `ready` (or `stopped` when not running) for a completed start, `creating` for one
-    /// in progress or interrupted; a hibernated sandbox (no container, no id) is
-    /// `stopped`.
+    /// `ready` (or `stopped` when not running) for a completed start; for one that did
+    /// not complete, `creating` while a start holds the name's lock and `interrupted`
+    /// once nobody does (its process died: the lock test `prune` uses, the record read
+    /// again under the lock); a hibernated sandbox (no container, no id) is `stopped`.
     async fn list(&self) -> Result<Vec<SandboxInfo>> {
         let found = self.ours(None).await?;
         let mut records: HashMap<SandboxName, Option<StartRecord>> = HashMap::new();
@@ -432,7 +441,16 @@ impl SandboxProvider for DockerProvider {
         for c in &found {
             let same: Vec<Found> = found.iter().filter(|o| o.name == c.name).cloned().collect();
             let record = records.get(&c.name).and_then(Option::as_ref);
-            let ready = ready_container(record, &same).is_some_and(|r| r.id == c.id);
+            let mut ready = ready_container(record, &same).is_some_and(|r| r.id == c.id);
+            let mut interrupted = false;
+            if !ready {
+                if let Some(_lock) = self.states.try_lock(&c.name)? {
+                    // nobody starts it: unless the start completed meanwhile, it died
+                    let record = self.states.read(&c.name)?;
+                    ready = ready_container(record.as_ref(), &same).is_some_and(|r| r.id == c.id);
+                    interrupted = !ready;
+                }
+            }
             let workspace = c
                 .labels
                 .get(LABEL_WORKSPACE)
@@ -452,6 +470,7 @@ impl SandboxProvider for DockerProvider {
                 running: c.running && !gone,
                 state: match (ready, c.running) {
                     _ if gone => SandboxState::Broken,
+                    (false, _) if interrupted => SandboxState::Interrupted,
                     (false, _) => SandboxState::Creating,
                     (true, true) => SandboxState::Ready,
                     (true, false) => SandboxState::Stopped,

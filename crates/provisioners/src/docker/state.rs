@@ -12,7 +12,8 @@
 //! renamed), creates, and writes `ready`; with
 //! [`ConnectOptions::defer_ready`](sandbox_core::ConnectOptions::defer_ready) the
 //! handle keeps holding the lock until `mark_ready`. So a `creating` record whose lock
-//! is free is an interrupted start. The lock is a `flock`: released by the kernel when
+//! is free is an interrupted start (`list` says `interrupted`, `prune` removes it).
+//! The lock is a `flock`: released by the kernel when
 //! the process dies, and held per open file, so two opens in one process exclude each
 //! other too (a handle that holds it must reuse it, never reopen it).
 //!
@@ -37,7 +38,8 @@ pub(crate) const STATE_DIR: &str = "containers";
 pub(crate) struct StartRecord {
     /// The sandbox name.
     pub(crate) name: SandboxName,
-    /// `creating` until the start completed (or `mark_ready`), then `ready`.
+    /// `creating` until the start completed (or `mark_ready`), then `ready`; never
+    /// `interrupted` (`list` says that of a `creating` one whose lock is free).
     pub(crate) state: SandboxState,
     /// The id of this start; the container carries it in
     /// [`LABEL_START`](super::LABEL_START).

@@ -22,13 +22,15 @@
 //! # States and locks
 //!
 //! A record is `creating` until the sandbox is complete, then `ready` (each write is
-//! atomic: written aside, renamed). Only `ready` sandboxes are offered by `get`, `list`
-//! and reconnecting `connect`s. One creation per name at a time, across processes:
+//! atomic: written aside, renamed). Only `ready` sandboxes are offered by `get` and
+//! reconnecting `connect`s. One creation per name at a time, across processes:
 //! `connect` holds `locks/<name>.lock` (a `flock`) while it looks and creates. With
 //! [`ConnectOptions::defer_ready`] the returned handle keeps holding it until
 //! [`Sandbox::mark_ready`] or [`Sandbox::remove`], so a concurrent `connect` of the name
 //! waits and then finds the finished sandbox. A `creating` record whose lock is free
-//! was left by a process that died: the next `connect` of the name replaces it, and
+//! was left by a process that died: `list` (and [`LocalProvider::state`]) say
+//! `interrupted` for it (`creating` only while its lock is held, by the lock test
+//! `prune` uses), the next `connect` of the name replaces it, and
 //! [`prune`](sandbox_core::SandboxProvider::prune) removes it. Lock files of names that no longer exist are
 //! unlinked by whoever holds them (removal, prune); lockers re-check after locking
 //! that the path still names the file they locked.
@@ -294,19 +296,74 @@ impl LocalProvider {
     }
 
     /// Where sandbox `name` is in its life, whatever its state (`get` offers only
-    /// ready ones): `None` when nothing of it exists; a directory without a readable
-    /// record counts as `Creating` (an interrupted creation).
+    /// ready ones): `None` when nothing of it exists. A creation that did not finish (a
+    /// `creating` record, or a directory without a readable one) is `Creating` while a
+    /// start holds the name's lock and `Interrupted` once nobody does
+    /// ([`unfinished`](Self::unfinished)).
     ///
     /// # Errors
-    /// I/O errors other than a missing or unreadable record.
+    /// I/O errors other than a missing or unreadable record, or from the lock test.
     pub fn state(&self, name: &SandboxName) -> Result<Option<sandbox_core::SandboxState>> {
         let dir = self.sandbox_dir(name);
         match record::read_record(&dir) {
-            Ok(Some(r)) => Ok(Some(r.state.into())),
-            Ok(None) | Err(_) if dir.exists() => Ok(Some(sandbox_core::SandboxState::Creating)),
-            Ok(None) => Ok(None),
+            Ok(Some(r)) if r.state == RecordState::Ready => Ok(Some(r.state.into())),
+            _ if dir.exists() => Ok(self.unfinished(name)?.map(|(state, _)| state)),
+            Ok(_) => Ok(None),
             Err(e) => Err(Error::io(format!("reading the record of {name}"), e)),
         }
+    }
+
+    /// Where a creation of `name` that did not finish is, by the lock test `prune` uses
+    /// ([`try_name_lock`](Self::try_name_lock)): `Creating` while a start (or a
+    /// removal) holds the name's lock; else the record is read again under the lock (the
+    /// start may have finished meanwhile) and a sandbox still not ready is `Interrupted`,
+    /// its process gone. Returns the state and the record read under the lock (`None`
+    /// while the lock is held, or when the record is unreadable); `None` when nothing
+    /// of the name is left by then.
+    fn unfinished(
+        &self,
+        name: &SandboxName,
+    ) -> Result<Option<(SandboxState, Option<SandboxRecord>)>> {
+        let Some(_lock) = self.try_name_lock(name, true)? else {
+            return Ok(Some((SandboxState::Creating, None)));
+        };
+        let dir = self.sandbox_dir(name);
+        let rec = record::read_record_or_warn(&dir, name, "listing");
+        Ok(match rec {
+            Some(r) if r.state == RecordState::Ready => Some((SandboxState::Ready, Some(r))),
+            rec if dir.exists() => Some((SandboxState::Interrupted, rec)),
+            _ => None,
+        })
+    }
+
+    fn list_blocking(&self) -> Result<Vec<SandboxInfo>> {
+        let dir = self.sandboxes_dir();
+        let records =
+            record::all_records(&dir).map_err(io_err(format!("listing {}", dir.display())))?;
+        let mut out = Vec::new();
+        for r in records.into_iter().filter_map(|(_, r)| r) {
+            let (state, r) = match r.state {
+                RecordState::Ready => (SandboxState::Ready, r),
+                RecordState::Creating => match self.unfinished(&r.name)? {
+                    None => continue,
+                    Some((state, again)) => (state, again.unwrap_or(r)),
+                },
+            };
+            let gone = state == SandboxState::Ready && !r.workspace.exists();
+            out.push(SandboxInfo {
+                state: if gone { SandboxState::Broken } else { state },
+                name: r.name,
+                id: r.id,
+                provider: KIND.into(),
+                workspace: r.workspace,
+                base_snapshot: r.base_snapshot,
+                // no processes: a finished sandbox (or one being made) counts as running
+                running: !gone && state != SandboxState::Interrupted,
+                created_at: Some(r.created_at),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 
     fn prune_blocking(&self) -> Result<PruneReport> {
@@ -760,36 +817,13 @@ impl SandboxProvider for LocalProvider {
         Ok(rec.map(|r| Box::new(self.open(r, BTreeMap::new())) as Box<dyn Sandbox>))
     }
 
+    /// Every sandbox with a readable record: `ready` ones (`broken` when their
+    /// workspace is gone), and creations that did not finish, `creating` while a start
+    /// holds the name's lock and `interrupted` once nobody does (the lock test `prune`
+    /// uses). A directory without a readable record is not listed (`prune` removes it).
     async fn list(&self) -> Result<Vec<SandboxInfo>> {
-        let dir = self.sandboxes_dir();
-        let records = blocking(move || {
-            record::all_records(&dir).map_err(io_err(format!("listing {}", dir.display())))
-        })
-        .await?;
-        let mut out: Vec<SandboxInfo> = records
-            .into_iter()
-            .filter_map(|(_, r)| r)
-            .filter(|r| r.state == RecordState::Ready)
-            .map(|r| {
-                let gone = !r.workspace.exists();
-                SandboxInfo {
-                    state: if gone {
-                        SandboxState::Broken
-                    } else {
-                        r.state.into()
-                    },
-                    name: r.name,
-                    id: r.id,
-                    provider: KIND.into(),
-                    workspace: r.workspace,
-                    base_snapshot: r.base_snapshot,
-                    running: !gone,
-                    created_at: Some(r.created_at),
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        let this = self.clone();
+        blocking(move || this.list_blocking()).await
     }
 
     async fn remove(&self, name: &SandboxName) -> Result<()> {

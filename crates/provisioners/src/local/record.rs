@@ -23,7 +23,8 @@ pub(crate) const RECORD_FILE: &str = "sandbox.json";
 #[serde(rename_all = "snake_case")]
 pub(crate) enum RecordState {
     /// Being created (restore in progress). Found by a later `connect` under the name
-    /// lock, it means the creating process died: the sandbox is replaced.
+    /// lock, it means the creating process died: the sandbox is replaced. Listed as
+    /// `interrupted` when the name's lock is free (never stored as such).
     Creating,
     /// Usable.
     Ready,

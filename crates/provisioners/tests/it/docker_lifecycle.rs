@@ -220,11 +220,20 @@ async fn an_interrupted_start_is_repaired_and_pruned() {
     let (first, how) = f.provider.connect_sandbox(&deferred).await.unwrap();
     assert_eq!(how, Connected::Created);
     let first_id = first.id().to_owned();
+    let listed = f.provider.list().await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        listed[0].state,
+        SandboxState::Creating,
+        "its start holds the lock"
+    );
+    // the lock goes with the handle, as it goes with a killed process
     drop(first);
     assert!(f.provider.get(&name).await.unwrap().is_none());
     let listed = f.provider.list().await.unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0].state, SandboxState::Creating);
+    assert_eq!(listed[0].id, first_id);
+    assert_eq!(listed[0].state, SandboxState::Interrupted, "its start died");
 
     // The next connect of the name replaces it instead of reconnecting to it.
     let (second, how) = f
@@ -252,6 +261,13 @@ async fn an_interrupted_start_is_repaired_and_pruned() {
     // While its handle holds the start, prune skips it.
     assert!(f.provider.prune().await.unwrap().interrupted.is_empty());
     drop(third);
+    let state_of = |listed: Vec<sandbox_core::SandboxInfo>, n: &SandboxName| {
+        listed.into_iter().find(|i| &i.name == n).map(|i| i.state)
+    };
+    assert_eq!(
+        state_of(f.provider.list().await.unwrap(), &other),
+        Some(SandboxState::Interrupted)
+    );
     let report = f.provider.prune().await.unwrap();
     assert_eq!(report.interrupted, vec![other.clone()]);
     assert_eq!(container_state(&f, &third_id).await, None);
@@ -398,12 +414,29 @@ async fn a_start_killed_by_sigkill_is_repaired() {
     assert!(matches!(err, Error::Timeout { .. }), "{err}");
     assert!(f.provider.get(&name).await.unwrap().is_none());
     assert_eq!(container_state(&f, &child_id).await, Some(true));
+    let listed = |f: &Fixture| {
+        let p = f.provider.clone();
+        async move {
+            let all = p.list().await.unwrap();
+            all.into_iter().map(|i| (i.id, i.state)).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(&f).await,
+        [(child_id.clone(), SandboxState::Creating)],
+        "another process holds its start"
+    );
 
     // SIGKILL: no cleanup runs in the child; the kernel releases its lock.
     child.start_kill().unwrap();
     let status = child.wait().await.unwrap();
     assert!(!status.success());
     assert!(f.provider.get(&name).await.unwrap().is_none());
+    assert_eq!(
+        listed(&f).await,
+        [(child_id.clone(), SandboxState::Interrupted)],
+        "its process is gone"
+    );
     let (sandbox, how) = tokio::time::timeout(
         Duration::from_secs(60),
         f.provider

@@ -30,7 +30,13 @@ async fn defer_ready_keeps_a_new_sandbox_creating_and_its_name_locked_until_mark
     let (a, how) = p.connect(&deferred("box")).await.unwrap();
     assert_eq!(how, Connected::Created);
     assert!(p.get(&name("box")).await.unwrap().is_none(), "not offered");
-    assert!(p.list().await.unwrap().is_empty());
+    let list = p.list().await.unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(
+        list[0].state,
+        SandboxState::Creating,
+        "its start holds the lock"
+    );
     assert_eq!(p.state(&name("box")).unwrap(), Some(SandboxState::Creating));
 
     let waiter = {
@@ -93,7 +99,10 @@ async fn a_creating_sandbox_whose_owner_died_is_repaired_by_the_next_connect() {
     let old_id = a.id().to_owned();
     // the lock goes with the handle, as it goes with a killed process
     drop(a);
-    assert_eq!(p.state(&name("box")).unwrap(), Some(SandboxState::Creating));
+    assert_eq!(
+        p.state(&name("box")).unwrap(),
+        Some(SandboxState::Interrupted)
+    );
     assert!(p.get(&name("box")).await.unwrap().is_none());
 
     let (b, how) = p
@@ -104,6 +113,59 @@ async fn a_creating_sandbox_whose_owner_died_is_repaired_by_the_next_connect() {
     assert_ne!(b.id(), old_id);
     assert!(!b.workspace().join("half.txt").exists());
     assert_eq!(p.state(&name("box")).unwrap(), Some(SandboxState::Ready));
+}
+
+#[tokio::test]
+async fn list_says_creating_while_a_start_holds_the_name_and_interrupted_once_it_died() {
+    let home = TestHome::new();
+    let p = home.provider();
+    p.connect(&ConnectOptions::new().name(name("done")))
+        .await
+        .unwrap();
+    let (busy, _) = p.connect(&deferred("busy")).await.unwrap();
+    let (dead, _) = p.connect(&deferred("dead")).await.unwrap();
+    let dead_id = dead.id().to_owned();
+    // the lock goes with the handle, as it goes with a killed process
+    drop(dead);
+
+    let list = p.list().await.unwrap();
+    let states: Vec<_> = list.iter().map(|i| (i.name.as_str(), i.state)).collect();
+    assert_eq!(
+        states,
+        [
+            ("busy", SandboxState::Creating),
+            ("dead", SandboxState::Interrupted),
+            ("done", SandboxState::Ready),
+        ]
+    );
+    let dead_info = &list[1];
+    assert_eq!(dead_info.id, dead_id);
+    assert!(!dead_info.running, "nothing runs an interrupted creation");
+    assert_eq!(
+        p.state(&name("dead")).unwrap(),
+        Some(SandboxState::Interrupted)
+    );
+    assert!(p.get(&name("dead")).await.unwrap().is_none(), "not offered");
+
+    // listing took no lock it kept: prune (the same lock test) agrees and repairs
+    let report = p.prune().await.unwrap();
+    assert_eq!(report.interrupted, vec![name("dead")]);
+    assert_eq!(report.busy, vec![name("busy")]);
+    busy.mark_ready().await.unwrap();
+    let states: Vec<_> = p
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.name, i.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (name("busy"), SandboxState::Ready),
+            (name("done"), SandboxState::Ready)
+        ]
+    );
 }
 
 #[tokio::test]

@@ -65,7 +65,8 @@ pub type ResumedFn = Arc<dyn Fn(&Resumed) + Send + Sync>;
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct Activity {
-    /// `running`, `stopped` (hibernated included) or `creating`.
+    /// `running`, `stopped` (hibernated included), `broken`, `creating` (its start
+    /// runs) or `interrupted` (its start's process is gone).
     pub status: &'static str,
     /// True when its container was committed to an image and removed.
     pub hibernated: bool,
@@ -123,7 +124,7 @@ impl Headstart {
                 .list()
                 .await?
                 .into_iter()
-                .find(|i| &i.name == name && i.state != SandboxState::Creating);
+                .find(|i| &i.name == name && !i.state.is_unfinished());
             if let Some(info) = found {
                 return Ok((provider, info));
             }
@@ -223,7 +224,7 @@ impl Headstart {
             .list()
             .await?
             .into_iter()
-            .find(|i| &i.name == name && i.state != SandboxState::Creating)
+            .find(|i| &i.name == name && !i.state.is_unfinished())
         else {
             return Ok(None);
         };
@@ -299,6 +300,7 @@ impl Headstart {
         Activity {
             status: match info.state {
                 SandboxState::Creating => "creating",
+                SandboxState::Interrupted => "interrupted",
                 SandboxState::Broken => "broken",
                 SandboxState::Ready if info.running => "running",
                 _ => "stopped",

@@ -76,7 +76,8 @@ pub struct UpRequest {
     /// [`Error::Stopped`](crate::Error::Stopped)); after the start, it stops a `wait_snapshot` wait.
     pub cancel: CancelToken,
     /// Cancel to stop waiting for a stopped start's cleanup (it is then left
-    /// `creating`, for the next start of the name or prune to repair).
+    /// unfinished: `creating` while this process lives, `interrupted` once it is gone,
+    /// for the next start of the name, `prune` or `down` to repair).
     pub abandon: CancelToken,
     /// Transfer progress of the clone or sync.
     pub progress: Option<ProgressFn>,
