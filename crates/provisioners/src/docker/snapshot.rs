@@ -280,8 +280,7 @@ impl SnapshotStore for DockerSnapshotStore {
         let users = self.containers_using(&image).await?;
         if !users.is_empty() {
             return Err(Error::InvalidOptions(format!(
-                "snapshot {id} is in use by container(s) {}; remove those sandboxes first \
-                 (`headstart down NAME`)",
+                "snapshot {id} is in use by container(s) {}; remove those sandboxes first",
                 users.join(", ")
             )));
         }

@@ -251,7 +251,7 @@ impl StateDir {
             PROVIDER,
             format!(
                 "cannot {doing} docker sandbox {name}: another start or removal of it is running{}; \
-                 wait for it to finish (or interrupt it, then run `headstart prune`)",
+                 wait for it to finish (or stop it; a prune then removes what it left)",
                 self.holder(name)
             ),
         )
