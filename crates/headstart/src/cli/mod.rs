@@ -34,8 +34,9 @@ pub(crate) enum Command {
     Exec(sandbox::ExecArgs),
     /// Stop and remove sandboxes and their workspaces (`down a b`, `down --all`).
     Down(sandbox::DownArgs),
-    /// List sandboxes: name, provider, state (running, stopped, hibernated, creating),
-    /// repository, branch, age, last use and when an idle one is stopped.
+    /// List sandboxes: name, provider, state (running, stopped, hibernated, broken; with
+    /// `--all` also creating and interrupted), repository, branch, age, last use and when
+    /// an idle one is stopped.
     Ls(sandbox::LsArgs),
     /// Show which host address reaches which sandbox port (`up --port`).
     Ports(ports::PortsArgs),
