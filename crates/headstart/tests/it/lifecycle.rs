@@ -163,18 +163,45 @@ pub(crate) fn up_until_stalled(home: &Path, proxy: &StallProxy, args: &[&str]) -
     running
 }
 
-fn interrupted_cold_start_removes_its_sandbox(sig: Signal, code: i32) {
-    let up = big_upstream();
-    let server = GitHttpServer::start(up.root()).unwrap();
-    let proxy = StallProxy::start(server.addr(), Some(BUDGET), STALL).unwrap();
-    let url = proxy.url(up.name());
-    let home = crate::TestHome::new();
+/// A big upstream served over smart HTTP behind a proxy that stalls the transfer
+/// after [`BUDGET`] bytes, and a data directory: the rig of the interrupted-start tests.
+struct Stalling {
+    up: Upstream,
+    _server: GitHttpServer,
+    proxy: StallProxy,
+    url: String,
+    home: crate::TestHome,
+}
 
-    let running = up_until_stalled(
-        home.path(),
-        &proxy,
-        &["up", &url, "--name", "same", "--no-snapshot"],
-    );
+impl Stalling {
+    fn new() -> Self {
+        let up = big_upstream();
+        let server = GitHttpServer::start(up.root()).unwrap();
+        let proxy = StallProxy::start(server.addr(), Some(BUDGET), STALL).unwrap();
+        let url = proxy.url(up.name());
+        Self {
+            up,
+            _server: server,
+            proxy,
+            url,
+            home: crate::TestHome::new(),
+        }
+    }
+
+    /// `headstart up URL --name NAME --no-snapshot`, returned once its clone stalled.
+    fn start(&self, name: &str) -> Running {
+        up_until_stalled(
+            self.home.path(),
+            &self.proxy,
+            &["up", &self.url, "--name", name, "--no-snapshot"],
+        )
+    }
+}
+
+fn interrupted_cold_start_removes_its_sandbox(sig: Signal, code: i32) {
+    let rig = Stalling::new();
+    let (up, url, home) = (&rig.up, &rig.url, &rig.home);
+    let running = rig.start("same");
     running.signal(sig);
     let out = running.finish(Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
@@ -187,7 +214,7 @@ fn interrupted_cold_start_removes_its_sandbox(sig: Signal, code: i32) {
     assert!(!sandbox_dir(home.path(), "same").exists(), "nothing left");
 
     // The next start of the name is a real cold start, at the upstream commit.
-    proxy.set_budget(None);
+    rig.proxy.set_budget(None);
     let v = json(&headstart(
         home.path(),
         &["up", &url, "--name", "same", "--no-snapshot", "--json"],
@@ -212,17 +239,9 @@ fn sigterm_mid_clone_exits_143_and_removes_the_sandbox() {
 
 #[test]
 fn sigkill_mid_clone_is_repaired_by_the_next_up_of_the_name() {
-    let up = big_upstream();
-    let server = GitHttpServer::start(up.root()).unwrap();
-    let proxy = StallProxy::start(server.addr(), Some(BUDGET), STALL).unwrap();
-    let url = proxy.url(up.name());
-    let home = crate::TestHome::new();
-
-    let running = up_until_stalled(
-        home.path(),
-        &proxy,
-        &["up", &url, "--name", "same", "--no-snapshot"],
-    );
+    let rig = Stalling::new();
+    let (up, url, home) = (&rig.up, &rig.url, &rig.home);
+    let running = rig.start("same");
     running.signal(Signal::KILL);
     let _ = running.finish(Duration::from_secs(10));
     assert!(
@@ -230,7 +249,7 @@ fn sigkill_mid_clone_is_repaired_by_the_next_up_of_the_name() {
         "a killed start is not listed as ready"
     );
 
-    proxy.set_budget(None);
+    rig.proxy.set_budget(None);
     let o = headstart(
         home.path(),
         &["up", &url, "--name", "same", "--no-snapshot", "--json"],
@@ -250,17 +269,9 @@ fn sigkill_mid_clone_is_repaired_by_the_next_up_of_the_name() {
 
 #[test]
 fn sigkill_mid_clone_then_prune_removes_it_and_says_so() {
-    let up = big_upstream();
-    let server = GitHttpServer::start(up.root()).unwrap();
-    let proxy = StallProxy::start(server.addr(), Some(BUDGET), STALL).unwrap();
-    let url = proxy.url(up.name());
-    let home = crate::TestHome::new();
-
-    let running = up_until_stalled(
-        home.path(),
-        &proxy,
-        &["up", &url, "--name", "same", "--no-snapshot"],
-    );
+    let rig = Stalling::new();
+    let home = &rig.home;
+    let running = rig.start("same");
     running.signal(Signal::KILL);
     let _ = running.finish(Duration::from_secs(10));
     assert!(
@@ -287,18 +298,11 @@ fn sigkill_mid_clone_then_prune_removes_it_and_says_so() {
 
 #[test]
 fn a_sigkilled_start_is_listed_interrupted_with_all_until_prune_removes_it() {
-    let up = big_upstream();
-    let server = GitHttpServer::start(up.root()).unwrap();
-    let proxy = StallProxy::start(server.addr(), Some(BUDGET), STALL).unwrap();
-    let url = proxy.url(up.name());
-    let home = crate::TestHome::new();
+    let rig = Stalling::new();
+    let home = &rig.home;
 
     // while the start runs (stalled mid-clone, holding the name's lock): `creating`
-    let running = up_until_stalled(
-        home.path(),
-        &proxy,
-        &["up", &url, "--name", "dead", "--no-snapshot"],
-    );
+    let running = rig.start("dead");
     assert_eq!(
         ls_all_states(home.path()),
         [("dead".to_owned(), "creating".to_owned())]
