@@ -226,6 +226,14 @@ impl RepoUrl {
         self.port
     }
 
+    /// The port when the URL names one other than its scheme's default (`https` 443,
+    /// `http` 80, `ssh` 22, `git` 9418); `None` for the default, for no port and for
+    /// local repositories. Two servers on one host are told apart by it.
+    pub fn non_default_port(&self) -> Option<u16> {
+        let origin = self.origin()?;
+        self.port.filter(|p| *p != default_port(origin.scheme))
+    }
+
     /// The path on the host (always starting with `/`), or the absolute local path.
     pub fn path(&self) -> &str {
         &self.path

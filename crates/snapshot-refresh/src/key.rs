@@ -189,13 +189,16 @@ fn check_var_name(name: &str) -> Result<(), Error> {
 }
 
 /// The name under which a repository's base snapshots are stored: derived from the
-/// repository (host and path, normalised) and the recipe digest.
+/// repository (host, port and path, normalised) and the recipe digest.
 ///
-/// Normalisation: the host is lower-cased, the path lower-cased with a trailing `/` and
-/// `.git` removed; scheme, user and port are ignored, so the https, ssh and scp-like
-/// forms of one repository share a key. Local repositories (`file://` and paths) key
-/// on their absolute path. The result is a safe name (`[a-z0-9._-]`, at most 63
-/// characters): a readable prefix plus a digest of the full identity.
+/// Normalisation: the host is lower-cased and the path loses a trailing `/` and `.git`;
+/// scheme and user are ignored, so the https, ssh and scp-like forms of one repository
+/// share a key. A port other than the scheme's default is part of the key (two
+/// servers on one host are two repositories: one must never boot from the other's
+/// snapshot), and the path keeps its case (a case-sensitive server may hold both `App`
+/// and `app`). Local repositories (`file://` and paths) key on their absolute path.
+/// The result is a safe name (`[a-z0-9._-]`, at most 63 characters): a readable
+/// prefix plus a digest of the full identity.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SnapshotKey {
     name: String,
@@ -263,21 +266,24 @@ impl fmt::Debug for SnapshotKey {
     }
 }
 
-/// `host/path` lower-cased, without `.git` and slashes at the ends.
+/// `host[:port]/path`: the host lower-cased, a port only when it is not the scheme's
+/// default, the path as given without `.git` and slashes at the ends; `local/<path>`
+/// for local repositories.
 pub(crate) fn repo_identity(url: &RepoUrl) -> Result<String, Error> {
     let mut path = url.path().trim_matches('/').to_owned();
-    if url.transport() != Transport::File {
-        path = path.to_ascii_lowercase();
-    }
     if let Some(stripped) = path.strip_suffix(".git") {
         path = stripped.trim_end_matches('/').to_owned();
     }
     if path.is_empty() {
         return Err(Error::InvalidKey(format!("{url} names no repository path")));
     }
-    let host = match url.transport() {
-        Transport::File => "local".to_owned(),
-        _ => url.host().unwrap_or("unknown").to_ascii_lowercase(),
+    let host = match (url.transport(), url.non_default_port()) {
+        (Transport::File, _) => "local".to_owned(),
+        (_, None) => url.host().unwrap_or("unknown").to_ascii_lowercase(),
+        (_, Some(port)) => format!(
+            "{}:{port}",
+            url.host().unwrap_or("unknown").to_ascii_lowercase()
+        ),
     };
     Ok(format!("{host}/{path}"))
 }
@@ -293,21 +299,43 @@ mod tests {
     #[test]
     fn forms_of_one_repository_share_a_key() {
         let forms = [
-            "https://github.com/Acme/App.git",
+            "https://github.com/acme/app.git",
             "https://github.com/acme/app",
             "https://github.com/acme/app/",
             "https://GitHub.com/acme/app.git/",
             "ssh://git@github.com/acme/app.git",
-            "ssh://git@github.com:2222/acme/app",
+            "ssh://git@github.com:22/acme/app",
+            "https://github.com:443/acme/app",
             "git@github.com:acme/app.git",
-            "git@github.com:Acme/App",
             "git://github.com/acme/app.git",
+            "git://github.com:9418/acme/app.git",
         ];
         let first = key(forms[0]);
         for f in forms {
             assert_eq!(key(f), first, "{f}");
         }
         assert_eq!(first.identity(), "github.com/acme/app");
+    }
+
+    #[test]
+    fn another_port_or_another_case_is_another_repository() {
+        let base = key("git://127.0.0.1/small.git");
+        for other in [
+            "git://127.0.0.1:9419/small.git",
+            "http://127.0.0.1:8080/small.git",
+            "ssh://git@127.0.0.1:2222/small.git",
+            "git://127.0.0.1/Small.git",
+        ] {
+            assert_ne!(key(other), base, "{other}");
+        }
+        assert_eq!(
+            key("git://127.0.0.1:9419/small.git").identity(),
+            "127.0.0.1:9419/small"
+        );
+        assert_eq!(
+            key("http://127.0.0.1:8080/a/App.git").identity(),
+            "127.0.0.1:8080/a/App"
+        );
     }
 
     #[test]

@@ -331,3 +331,20 @@ fn same_repository_ignores_scheme_port_user_and_dot_git_but_not_host_or_path() -
     assert!(!local.same_repository(&RepoUrl::from_path(dir.path())?));
     Ok(())
 }
+
+#[test]
+fn non_default_port_names_only_a_port_other_than_the_schemes() -> anyhow::Result<()> {
+    let p = |s: &str| RepoUrl::parse(s).map(|u| u.non_default_port());
+    assert_eq!(p("https://h.example/a/b")?, None);
+    assert_eq!(p("https://h.example:443/a/b")?, None);
+    assert_eq!(p("http://h.example:80/a/b")?, None);
+    assert_eq!(p("ssh://git@h.example:22/a/b")?, None);
+    assert_eq!(p("git://h.example:9418/a/b")?, None);
+    assert_eq!(p("git@h.example:a/b")?, None);
+    assert_eq!(p("file:///srv/a")?, None);
+    assert_eq!(p("https://h.example:8443/a/b")?, Some(8443));
+    assert_eq!(p("http://h.example:443/a/b")?, Some(443));
+    assert_eq!(p("ssh://git@h.example:2222/a/b")?, Some(2222));
+    assert_eq!(p("git://127.0.0.1:9419/a")?, Some(9419));
+    Ok(())
+}

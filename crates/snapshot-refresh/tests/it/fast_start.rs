@@ -502,3 +502,50 @@ async fn prebuilt_false_never_uses_a_snapshot_and_true_or_unset_do() {
         head_of(off.sandbox.workspace())
     );
 }
+
+/// Two servers on one host holding unrelated repositories at the same path (two ports):
+/// a start of one never boots from the other's snapshot, whose objects (a secret file
+/// here) would be readable in its sandbox.
+#[tokio::test]
+async fn a_server_on_another_port_of_the_host_never_boots_from_this_ones_snapshot() {
+    let a = Upstream::new("trunk", 3).unwrap();
+    let secret = a
+        .commit("trunk", &[Change::write("secret.txt", "SECRET-A\n")])
+        .unwrap();
+    let b = Upstream::new("trunk", 3).unwrap();
+    let server_a = GitHttpServer::start(a.root()).unwrap();
+    let server_b = GitHttpServer::start(b.root()).unwrap();
+    let (url_a, url_b) = (server_a.url(a.name()), server_b.url(b.name()));
+    assert_eq!(
+        url_a.rsplit_once(':').unwrap().1.split_once('/').unwrap().1,
+        url_b.rsplit_once(':').unwrap().1.split_once('/').unwrap().1,
+        "the same host and path, another port"
+    );
+    let rig = Rig::new();
+    let fast = rig.fast();
+
+    let cold_a = fast
+        .start(&Source::parse(&url_a).unwrap(), &named("ra"))
+        .await
+        .unwrap();
+    let key_a = cold_a.key.clone().unwrap();
+    rig.builder.wait(&key_a).await.unwrap().unwrap();
+
+    let start_b = fast
+        .start(&Source::parse(&url_b).unwrap(), &named("rb"))
+        .await
+        .unwrap();
+    assert_eq!(
+        start_b.report.path,
+        StartPath::Cold,
+        "{}",
+        start_b.report.reason
+    );
+    assert_ne!(start_b.key.as_ref(), Some(&key_a));
+    let ws = start_b.sandbox.workspace();
+    assert!(
+        test_support::git_in(ws, &["cat-file", "-e", &secret]).is_err(),
+        "the other repository's commit is in this sandbox"
+    );
+    assert!(!ws.join("secret.txt").exists());
+}
