@@ -1102,6 +1102,16 @@ fn classify_dir(dir: &Path, url: &sandbox_core::RepoUrl) -> DirState {
             }
         }
     }
+    if git::is_interrupted_clone(dir) {
+        // a clone starts only in an empty directory: all of it is that clone's
+        tracing::warn!(dir = %dir.display(), "clearing what an interrupted clone left, to clone again");
+        return match clear_dir(dir) {
+            Ok(()) => DirState::Empty,
+            Err(e) => DirState::Other(format!(
+                "holds what an interrupted clone left and could not be cleared ({e}); empty it"
+            )),
+        };
+    }
     match git::inspect(dir) {
         Ok(found)
             if found
@@ -1117,6 +1127,19 @@ fn classify_dir(dir: &Path, url: &sandbox_core::RepoUrl) -> DirState {
         )),
         Err(_) => DirState::Other("is not empty and is not a git checkout".to_owned()),
     }
+}
+
+/// Removes everything in `dir` (not `dir` itself; links are removed, not followed).
+fn clear_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// What a warm start made.

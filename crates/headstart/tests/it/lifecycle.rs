@@ -267,6 +267,41 @@ fn sigkill_mid_clone_is_repaired_by_the_next_up_of_the_name() {
     assert_eq!(ls_names(home.path()), ["same"]);
 }
 
+/// A `--workdir` clone killed mid-transfer leaves a `.git` with no commit in the
+/// user's directory: the next `up` of that directory must clone again, never report
+/// the empty repository as a ready workspace.
+#[test]
+fn a_sigkilled_workdir_clone_is_cloned_again_by_the_next_up() {
+    let rig = Stalling::new();
+    let dir = tempfile::tempdir().unwrap();
+    let wd = dir.path().join("wd");
+    let wd_s = wd.to_str().unwrap();
+    let running = up_until_stalled(
+        rig.home.path(),
+        &rig.proxy,
+        &["up", &rig.url, "--workdir", wd_s],
+    );
+    running.signal(Signal::KILL);
+    let _ = running.finish(Duration::from_secs(10));
+    assert!(wd.join(".git").exists(), "the kill left a partial clone");
+
+    rig.proxy.set_budget(None);
+    let o = headstart(
+        rig.home.path(),
+        &["up", &rig.url, "--workdir", wd_s, "--json"],
+    );
+    let v = json(&o);
+    let tip = rig.up.tip("main").unwrap();
+    assert_eq!(v["path"], "workdir", "{v}");
+    assert_eq!(v["head"]["commit"], tip.as_str(), "{v}");
+    assert_clean_checkout(&wd, &tip);
+    let again = json(&headstart(
+        rig.home.path(),
+        &["up", &rig.url, "--workdir", wd_s, "--json"],
+    ));
+    assert_eq!(again["head"]["commit"], tip.as_str(), "{again}");
+}
+
 #[test]
 fn sigkill_mid_clone_then_prune_removes_it_and_says_so() {
     let rig = Stalling::new();

@@ -193,17 +193,40 @@ pub fn clone(source: &Source, dest: &Path, options: &GitOptions) -> Result<Check
     nodelay::install();
     let scope = watch::Scope::enter(operation("clone", source.url(), Some(dest), options));
     let created = scope.run(|| prepare_dest(dest))?;
-    let result = scope.run(|| clone_into(source, dest, options));
+    let result = scope
+        .run(|| clone_into(source, dest, options))
+        .and_then(|checkout| {
+            let marker = dest.join(".git").join(CLONE_MARKER);
+            std::fs::remove_file(&marker)
+                .map_err(|e| Error::io(format!("removing {}", marker.display()), e))?;
+            Ok(checkout)
+        });
     if result.is_err() {
         cleanup_dest(dest, created);
     }
     result
 }
 
+/// The file in `.git` that says a [`clone`] into the directory has not finished: made
+/// right after `git init`, removed once the checkout is complete.
+const CLONE_MARKER: &str = "headstart-clone-incomplete";
+
+/// True when `dir` holds what a [`clone`] left that never finished: its process was
+/// killed (or the machine stopped) before the clone completed or cleaned up after
+/// itself. Such a directory is no checkout (its HEAD may be unborn, its files
+/// partial) and, as a clone only starts in an empty directory, everything in it came
+/// from that clone: clear it and clone again.
+pub fn is_interrupted_clone(dir: &Path) -> bool {
+    dir.join(".git").join(CLONE_MARKER).exists()
+}
+
 fn clone_into(source: &Source, dest: &Path, options: &GitOptions) -> Result<Checkout> {
     let started = std::time::Instant::now();
     let url = source.url();
     let repo = Repository::init(dest).map_err(git_err("init"))?;
+    let marker = repo.path().join(CLONE_MARKER);
+    std::fs::write(&marker, b"a clone started here and has not finished\n")
+        .map_err(|e| Error::io(format!("writing {}", marker.display()), e))?;
     let branch = source.branch().map(|b| b.as_str());
     let new_branch = source.new_branch().map(|b| b.as_str());
     // The refspec is configured once we know the branch; until then, none.

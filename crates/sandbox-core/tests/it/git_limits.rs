@@ -243,3 +243,32 @@ fn a_clone_cancelled_after_its_transfer_leaves_an_empty_destination() -> anyhow:
     assert!(ws.is_dir() && std::fs::read_dir(&ws)?.next().is_none());
     Ok(())
 }
+
+/// While a clone runs, its directory says so (what a killed clone leaves is
+/// recognisable); a finished clone does not.
+#[test]
+fn a_clone_in_progress_is_recognisable_and_a_finished_one_is_not() -> anyhow::Result<()> {
+    let up = Upstream::new("trunk", 50)?;
+    let http = GitHttpServer::start(up.root())?;
+    let url = RepoUrl::parse(&http.url(up.name()))?;
+    let dir = tempfile::tempdir()?;
+    let ws = dir.path().join("ws");
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (seen_in, ws_in) = (seen.clone(), ws.clone());
+    let opts = GitOptions {
+        progress: Some(std::sync::Arc::new(move |_: &git::Progress| {
+            if git::is_interrupted_clone(&ws_in) {
+                seen_in.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        })),
+        ..GitOptions::default()
+    };
+    git::clone(&Source::new(url), &ws, &opts)?;
+    assert!(
+        seen.load(std::sync::atomic::Ordering::Relaxed),
+        "mid-clone, the directory says a clone has not finished"
+    );
+    assert!(!git::is_interrupted_clone(&ws));
+    assert!(!ws.join(".git/headstart-clone-incomplete").exists());
+    Ok(())
+}
