@@ -183,7 +183,7 @@ pub(crate) async fn up(app: &Headstart, args: UpArgs) -> anyhow::Result<ExitCode
     }
     let outcome = match result {
         Ok(o) => o,
-        Err(Error::Stopped(s)) => return stopped_exit(&s, why),
+        Err(Error::Stopped(s)) => return stopped_exit(&s, why, args.json),
         Err(e) => return Err(e.into()),
     };
     if outcome.interrupted {
@@ -262,11 +262,12 @@ fn print_text(outcome: &UpOutcome) {
     }
 }
 
-/// Says what an interrupted or timed-out start left, and exits: 130 (SIGINT), 143
+/// Says what an interrupted or timed-out start left (with `--json`, as the error
+/// object on stdout: kind `cancelled` or `timeout`), and exits: 130 (SIGINT), 143
 /// (SIGTERM), 1 (`--timeout`). When the start did not return in time, the process
 /// exits at once (a git transfer may still hold a thread the runtime would wait for).
 #[allow(clippy::print_stderr)]
-fn stopped_exit(s: &Stopped, signal: Option<Stop>) -> anyhow::Result<ExitCode> {
+fn stopped_exit(s: &Stopped, signal: Option<Stop>, json: bool) -> anyhow::Result<ExitCode> {
     let name = &s.name;
     let what = match s.left {
         None => format!("removed sandbox {name}"),
@@ -285,8 +286,8 @@ fn stopped_exit(s: &Stopped, signal: Option<Stop>) -> anyhow::Result<ExitCode> {
         (None, Some(sig)) => sig,
         (None, None) => Stop::Interrupt,
     };
-    let (code, message) = match why.exit_code() {
-        Some(code) => (code, format!("headstart: interrupted; {what}")),
+    let (code, kind, message) = match why.exit_code() {
+        Some(code) => (code, "cancelled", format!("interrupted; {what}")),
         None => {
             let t = match why {
                 Stop::Deadline(t) => interrupt::human(t),
@@ -294,13 +295,20 @@ fn stopped_exit(s: &Stopped, signal: Option<Stop>) -> anyhow::Result<ExitCode> {
             };
             (
                 1,
+                "timeout",
                 format!(
-                    "error: headstart up did not finish within {t} (--timeout); {what}; nothing was left ready (raise --timeout, or 0 for none)"
+                    "headstart up did not finish within {t} (--timeout); {what}; nothing was left ready (raise --timeout, or 0 for none)"
                 ),
             )
         }
     };
-    eprintln!("{message}");
+    if json {
+        output::print_json(&super::error::error_value(kind, &message));
+    } else if kind == "timeout" {
+        eprintln!("error: {message}");
+    } else {
+        eprintln!("headstart: {message}");
+    }
     if !s.returned {
         std::process::exit(i32::from(code));
     }

@@ -543,6 +543,57 @@ fn up_timeout_against_a_stalling_server_fails_naming_the_deadline() {
     assert!(took < Duration::from_secs(8), "took {took:?}");
 }
 
+/// With `--json`, a start stopped by its deadline or a signal prints the error object
+/// on stdout (kind `timeout` or `cancelled`), as every failing `--json` command does.
+#[test]
+fn a_stopped_json_start_prints_the_error_object() {
+    let rig = Stalling::new();
+    let timed = Running::spawn(
+        rig.home.path(),
+        &[
+            "up",
+            &rig.url,
+            "--name",
+            "t",
+            "--no-snapshot",
+            "--timeout",
+            "3s",
+            "--json",
+        ],
+    )
+    .finish(Duration::from_secs(30));
+    assert_eq!(timed.status.code(), Some(1), "{}", stderr(&timed));
+    let v: serde_json::Value = serde_json::from_slice(&timed.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(&timed)));
+    assert_eq!(v["error"]["kind"], "timeout", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish within 3s"),
+        "{v}"
+    );
+
+    let running = up_until_stalled(
+        rig.home.path(),
+        &rig.proxy,
+        &["up", &rig.url, "--name", "i", "--no-snapshot", "--json"],
+    );
+    running.signal(Signal::INT);
+    let out = running.finish(Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(&out)));
+    assert_eq!(v["error"]["kind"], "cancelled", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("removed sandbox i"),
+        "{v}"
+    );
+}
+
 /// `up URL --name slow --timeout TIMEOUT` exits 1 saying `says`, leaving nothing;
 /// how long it took.
 fn slow_up_fails_with(home: &Path, url: &str, timeout: &str, says: &str) -> Duration {
