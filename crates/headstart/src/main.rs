@@ -60,6 +60,12 @@ fn raw_args_want_json() -> bool {
 
 /// Panics print through the scrubber too: a panic message can quote a value that held
 /// a token (a URL, a command line), and stderr is recorded by the programs that run us.
+///
+/// Output that cannot be written is no bug: `println!` panics when stdout fails, and
+/// the hook turns that into what other tools do. A closed pipe (`headstart ls | head
+/// -1`: the reader has what it wanted) ends the process quietly with status 0, as
+/// ripgrep does; any other failure (a full disk, `> /dev/full`) is an `error:` line and
+/// status 1.
 fn install_scrubbing_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let message = info
@@ -68,6 +74,13 @@ fn install_scrubbing_panic_hook() {
             .map(|s| (*s).to_owned())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic without a message".to_owned());
+        if let Some(why) = message.strip_prefix("failed printing to stdout: ") {
+            if why.starts_with("Broken pipe") {
+                std::process::exit(0);
+            }
+            eprintln!("error: cannot write the output to stdout: {why}");
+            std::process::exit(1);
+        }
         let place = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))

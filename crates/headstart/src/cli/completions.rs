@@ -26,7 +26,8 @@ pub(crate) struct ManArgs {
 
 /// Prints the completion script for the shell on stdout.
 /// Written through a buffer: `headstart completions bash | head` must not panic on
-/// a closed pipe.
+/// a closed pipe (it ends quietly, as every command's output does).
+#[allow(clippy::print_stderr)]
 pub(crate) fn completions(args: &CompletionsArgs) -> ExitCode {
     use std::io::Write;
     let mut cmd = crate::Cli::command();
@@ -36,7 +37,10 @@ pub(crate) fn completions(args: &CompletionsArgs) -> ExitCode {
     match out.write_all(&script).and_then(|()| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: cannot write the output to stdout: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -173,3 +173,41 @@ fn ls_shows_repository_branch_and_age_and_down_takes_several_names_or_all() {
     assert_eq!(stdout(&o), "removed c\n");
     assert_eq!(stdout(&headstart(h, &["ls"])), "no sandboxes\n");
 }
+
+/// Output that cannot be written is an error, not a panic: a full disk (`> /dev/full`)
+/// fails with status 1 and says so; a reader that closed the pipe ends the command
+/// quietly, as other tools do.
+#[test]
+fn output_to_a_full_disk_fails_cleanly_and_to_a_closed_pipe_quietly() {
+    let home = crate::TestHome::new();
+    for args in [
+        &["ls"][..],
+        &["ls", "--json"],
+        &["completions", "bash"],
+        &["flags", "status"],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = crate::headstart_cmd(home.path(), args)
+            .stdout(full)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot write the output to stdout") && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = crate::headstart_cmd(home.path(), args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+    }
+}

@@ -41,14 +41,18 @@ impl TestHome {
 
 /// Runs `headstart` with `home` as its data directory.
 pub(crate) fn headstart(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_headstart"))
-        .args(args)
+    headstart_cmd(home, args).output().expect("run headstart")
+}
+
+/// The command [`headstart`] runs, to change before running it.
+pub(crate) fn headstart_cmd(home: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_headstart"));
+    cmd.args(args)
         .env("HEADSTART_HOME", home)
         .env_remove("HEADSTART_GIT_TOKEN")
         .env_remove("GITHUB_TOKEN")
-        .env("HEADSTART_FEATURE_FLAGS_DISABLED", "1")
-        .output()
-        .expect("run headstart")
+        .env("HEADSTART_FEATURE_FLAGS_DISABLED", "1");
+    cmd
 }
 
 pub(crate) fn stdout(o: &Output) -> String {
