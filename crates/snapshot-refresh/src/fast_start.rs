@@ -169,8 +169,9 @@ pub enum SnapshotSource {
 /// (a sync of that branch) and is refused otherwise; no branch, or the one it is on,
 /// leaves it as it is. The report then names the sandbox's actual repository, branch
 /// and commit, and says when the request differed. See the rules in `reconnect.rs`.
-/// A switch runs on a sandbox another start may use at the same time: the name's lock
-/// is only held while creating.
+/// Reconnecting starts of one workspace take turns (a lock in its `.git`): each looks
+/// at it only once the switch of the one before is complete. Commands already running
+/// in the sandbox are not stopped by a switch.
 ///
 /// # The user's own directory
 ///
@@ -728,6 +729,9 @@ impl FastStart {
             )));
         }
         let asks_repo = asks_repository(source, &ws);
+        // held until the switch (if any) is done: a concurrent start of the name then
+        // finds its result, not a checkout in progress
+        let _lock = self.lock_workspace(&ws).await?;
         let found = {
             let ws = ws.clone();
             tokio::task::spawn_blocking(move || git::inspect(&ws))
@@ -824,6 +828,40 @@ impl FastStart {
             opts.cancel.clone_from(&self.cancel);
         }
         opts
+    }
+
+    /// Takes the lock that serialises reconnecting starts' git work on one existing
+    /// workspace (look, decide, switch): `.git/headstart-reconnect.lock`, a `flock`
+    /// released on drop or when the process dies. Waits while another start holds it,
+    /// until this start is cancelled or out of time. `None` when the workspace has no
+    /// `.git` directory (nothing to switch).
+    async fn lock_workspace(&self, ws: &Path) -> Result<Option<std::fs::File>> {
+        let git_dir = ws.join(".git");
+        if !git_dir.is_dir() {
+            return Ok(None);
+        }
+        let path = git_dir.join("headstart-reconnect.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| sandbox_core::Error::io(format!("opening {}", path.display()), e))?;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(Some(file)),
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK => {}
+                Err(e) => {
+                    let e =
+                        sandbox_core::Error::io(format!("locking {}", path.display()), e.into());
+                    return Err(e.into());
+                }
+            }
+            self.check("waiting for another start of this sandbox")?;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
     }
 
     /// Fails when the start was cancelled or its deadline passed.

@@ -55,3 +55,48 @@ async fn new_branch_on_reconnect_is_kept_created_when_clean_and_untracked_files_
     assert!(c.report.reason.contains("switched"), "{}", c.report.reason);
     assert_eq!(c.repository.as_deref(), Some(url.as_str()));
 }
+
+/// Starts of one name asking for different branches at the same time: each waits for
+/// the switch in progress, so none sees another's half-done checkout as local changes
+/// (or collides on git's own lock files), and the workspace ends clean.
+#[tokio::test]
+async fn concurrent_reconnects_asking_for_different_branches_switch_one_at_a_time() {
+    let up = Upstream::new("main", 300).unwrap();
+    up.create_branch("other", "main").unwrap();
+    up.commit(
+        "other",
+        &(0..300)
+            .map(|i| {
+                test_support::Change::Write(Upstream::file_path(i), format!("other {i}\n").into())
+            })
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let url = up.file_url();
+    let rig = Rig::new();
+    let fast = std::sync::Arc::new(rig.fast().eligibility(Eligibility::none()));
+    let first = fast
+        .start(&Source::parse(&url).unwrap(), &named("m2"))
+        .await
+        .unwrap();
+    let ws = first.sandbox.workspace().to_path_buf();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let fast = fast.clone();
+            let branch = if i % 2 == 0 { "other" } else { "main" };
+            let source = Source::parse(&url)
+                .unwrap()
+                .with_branch(BranchName::new(branch).unwrap())
+                .unwrap();
+            tokio::spawn(async move { (branch, fast.start(&source, &named("m2")).await) })
+        })
+        .collect();
+    for t in tasks {
+        let (branch, started) = t.await.unwrap();
+        let started = started.unwrap_or_else(|e| panic!("a start of {branch} failed: {e}"));
+        assert_eq!(started.report.path, StartPath::Reconnected);
+        assert_eq!(started.report.head.unwrap().branch, branch);
+    }
+    let status = test_support::git_in(&ws, &["status", "--porcelain"]).unwrap();
+    assert!(status.trim().is_empty(), "{status}");
+}
