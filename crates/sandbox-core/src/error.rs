@@ -227,6 +227,15 @@ impl Error {
             Self::NoSpace { .. } => "no_space",
             Self::CommandNotFound { .. } => "command_not_found",
             Self::CommandNotExecutable { .. } => "command_not_executable",
+            // a full disk met outside the git engine's own checks is still a full disk
+            Self::Io { source, .. }
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                ) =>
+            {
+                "no_space"
+            }
             Self::Io { .. } => "io",
             Self::Provider { .. } => "provider",
         }
@@ -254,3 +263,17 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn an_io_error_of_a_full_disk_or_quota_is_of_kind_no_space() {
+        let io =
+            |errno: i32| Error::io("writing a record", std::io::Error::from_raw_os_error(errno));
+        assert_eq!(io(28).kind(), "no_space"); // ENOSPC
+        assert_eq!(io(122).kind(), "no_space"); // EDQUOT
+        assert_eq!(io(13).kind(), "io"); // EACCES
+    }
+}
