@@ -8,7 +8,7 @@ use crate::error::Error;
 /// The accepted forms, quoted in every URL error so the user knows what to type.
 const ACCEPTED: &str = "accepted forms: https://host/owner/repo, http://host/owner/repo, \
 ssh://[user@]host[:port]/owner/repo, git@host:owner/repo, git://host/owner/repo, \
-file:///absolute/path, or a local path starting with `/`, `./` or `../`";
+file:///absolute/path, or a local path (`/...`, `./...`, `../...`, `.`, `..`)";
 
 /// How a [`RepoUrl`] reaches its repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -130,7 +130,12 @@ impl RepoUrl {
                 path: path.to_owned(),
             });
         }
-        if input.starts_with('/') || input.starts_with("./") || input.starts_with("../") {
+        if input.starts_with('/')
+            || input.starts_with("./")
+            || input.starts_with("../")
+            || input == "."
+            || input == ".."
+        {
             let abs = std::path::absolute(input).map_err(|e| bad(&e.to_string()))?;
             return Self::local(normalize_local(&abs), "file");
         }

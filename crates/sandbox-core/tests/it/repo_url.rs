@@ -139,6 +139,13 @@ fn accepted_forms_parse_to_the_right_parts() -> anyhow::Result<()> {
         rel.path().starts_with('/') && rel.path().ends_with("/some/repo"),
         "{rel}"
     );
+    // `.` and `..` are the current directory and its parent, as `git clone .` reads them.
+    let cwd = std::env::current_dir()?;
+    let here = RepoUrl::parse(".")?;
+    assert_eq!(here.local_path(), Some(cwd.as_path()), "{here}");
+    let up = RepoUrl::parse("..")?;
+    let parent = up.local_path().map(std::fs::canonicalize).transpose()?;
+    assert_eq!(parent.as_deref(), cwd.parent(), "{up}");
     Ok(())
 }
 
