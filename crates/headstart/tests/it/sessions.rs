@@ -305,6 +305,31 @@ fn docker_sessions_get_identity_hooks_loopback_ports_and_the_image_asked_for() {
     assert!(addr.starts_with("127.0.0.1:"), "loopback only: {addr}");
     assert_eq!(commit_author(h, "web"), ADA);
 
+    // a host port another sandbox publishes: bad input, said as such, nothing left
+    let taken = addr.rsplit_once(':').unwrap().1;
+    let o = headstart(
+        h,
+        &[
+            "up",
+            &url,
+            "--provider",
+            "docker",
+            "--no-snapshot",
+            "--name",
+            "clash",
+            "--port",
+            &format!("{taken}:3001"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("a host port it publishes is already in use")
+            && !stderr(&o).contains("keep-alive"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!ls_names(h).contains(&"clash".to_owned()));
+
     // `ports` and `ls` read them back from the container
     let p = json(&headstart(h, &["ports", "web", "--json"]));
     crate::schema::check("ports", &p);

@@ -325,6 +325,16 @@ impl DockerProvider {
     ) -> Result<ContainerInspectResponse> {
         user::prepare(&self.docker, id, user).await?;
         self.docker.start_container(id, None).await.map_err(|e| {
+            let said = e.to_string();
+            if said.contains("port is already allocated") || said.contains("address already in use")
+            {
+                // the caller's choice of host port, not the image: say so, and no retry
+                return Error::InvalidOptions(format!(
+                    "cannot start container {cname}: a host port it publishes is already in \
+                     use ({}); publish another host port, or stop what holds that one",
+                    sandbox_core::scrub(&said)
+                ));
+            }
             engine_error(
                 format!(
                     "starting container {cname} (the keep-alive entrypoint {:?} must exist in the \
