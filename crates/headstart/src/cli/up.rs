@@ -201,7 +201,7 @@ pub(crate) async fn up(app: &Headstart, args: UpArgs) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-#[allow(clippy::print_stdout)]
+#[allow(clippy::print_stdout, clippy::print_stderr)]
 fn print_text(outcome: &UpOutcome) {
     if let Some(r) = &outcome.resumed {
         println!(
@@ -231,8 +231,14 @@ fn print_text(outcome: &UpOutcome) {
     for p in &outcome.ports {
         println!("  port: {}/tcp -> {}", p.container, p.host_address);
     }
-    if let Some(id) = &outcome.git_identity {
-        println!("  git identity: {id}");
+    match &outcome.git_identity {
+        Some(id) => println!("  git identity: {id}"),
+        // a container has no global git config: its commits would be refused
+        None if outcome.provider == "docker" => eprintln!(
+            "hint: commits in this sandbox need an identity: start it with --git-user \
+             'Name <email>' (or set HEADSTART_GIT_USER)"
+        ),
+        None => {}
     }
     match &outcome.waited {
         Some(Waited::Ready { id }) => {

@@ -330,6 +330,27 @@ fn docker_sessions_get_identity_hooks_loopback_ports_and_the_image_asked_for() {
     );
     assert!(!ls_names(h).contains(&"clash".to_owned()));
 
+    // without an identity, a container's commits would be refused: the start says how
+    let o = headstart(
+        h,
+        &[
+            "up",
+            &url,
+            "--provider",
+            "docker",
+            "--no-snapshot",
+            "--name",
+            "anon",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("hint: commits in this sandbox need an identity"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(headstart(h, &["down", "anon"]).status.success());
+
     // `ports` and `ls` read them back from the container
     let p = json(&headstart(h, &["ports", "web", "--json"]));
     crate::schema::check("ports", &p);

@@ -80,7 +80,7 @@ impl Headstart {
 
         // Fast paths: an explicit provider lets the decision run alongside the start;
         // otherwise the provider depends on it (the `sandbox` fast path).
-        FastPaths::parse_list(&req.beta.beta, "--beta")
+        FastPaths::parse_list(&req.beta.beta, "the requested fast paths")
             .map_err(|e| Error::InvalidInput(e.to_string()))?;
         let flags = FeatureFlags::new(self.config.flags.clone());
         let pending = flags.spawn_fast_paths(req.beta.clone(), Purpose::Provision);
