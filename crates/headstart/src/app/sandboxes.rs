@@ -202,10 +202,14 @@ impl Headstart {
                 }
                 _ => None,
             };
+            // an unfinished clone's HEAD names `git init`'s default, not a branch
+            let branch = git
+                .branch
+                .filter(|_| git.commit.is_some() || !info.state.is_unfinished());
             sandboxes.push(SandboxRow {
                 info,
                 repo,
-                branch: git.branch,
+                branch,
                 commit: git.commit,
                 grant,
                 ports,
