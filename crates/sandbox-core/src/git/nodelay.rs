@@ -27,6 +27,12 @@
 //! limit fails once the limit's window has passed. Connecting waits at most until the
 //! deadline.
 //!
+//! ssh connections use this stream too: libgit2's ssh transport connects with it, and
+//! our vendored libgit2 has libssh2 read and write through it (`vendor/README.md`),
+//! so a stalled ssh server meets the same limits. libssh2 makes the socket
+//! non-blocking; the stream makes it blocking again when a read or write returns at
+//! once with nothing.
+//!
 //! Not here: TLS (libgit2's OpenSSL stream wraps this one), proxies (libgit2's HTTP
 //! client connects to the proxy itself), anything about git.
 #![allow(unsafe_code)]
@@ -98,8 +104,10 @@ unsafe extern "C" {
 /// Our stream. Layout-compatible with libgit2's private `git_socket_stream`
 /// (`git_stream parent; char *host; char *port; GIT_SOCKET s;`): libgit2's ssh
 /// transport takes the socket out of *any* standard stream by casting it to that
-/// struct (`ssh_libssh2.c`), and hands the fd to libssh2. So the first fields mirror
-/// it, `fd` holds the connected socket, and the Rust state follows.
+/// struct (`ssh_libssh2.c`), and hands the fd to libssh2 (which then only sets it
+/// non-blocking and checks it is a socket: its reads and writes come back to this
+/// stream). So the first fields mirror it, `fd` holds the connected socket, and the
+/// Rust state follows.
 #[repr(C)]
 struct Stream {
     raw: RawStream,
@@ -408,6 +416,16 @@ fn sliced_io(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
+                if t.elapsed() < slice / 2 {
+                    // Gave up at once: the socket was made non-blocking (libssh2
+                    // does that to the socket of an ssh connection). Wait in
+                    // slices again.
+                    if let Err(e) = tcp.set_nonblocking(false) {
+                        set_error(&format!("could not make the socket blocking: {e}"));
+                        return -1;
+                    }
+                    continue;
+                }
                 None
             }
             Err(e) => {

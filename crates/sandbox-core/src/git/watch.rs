@@ -20,8 +20,8 @@
 //!
 //! The first stop decided is remembered, so whatever error libgit2 then reports
 //! ("user cancelled", a socket error) becomes [`Error::Cancelled`], [`Error::Timeout`]
-//! or [`Error::TooSlow`]. ssh is the exception for the socket part: libssh2 reads
-//! the socket itself, so over ssh only the progress callbacks check the limits.
+//! or [`Error::TooSlow`]. Over ssh too: our vendored libgit2 makes libssh2 read and
+//! write through the same stream (see `vendor/README.md`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

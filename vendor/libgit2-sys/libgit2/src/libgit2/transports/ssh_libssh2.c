@@ -11,6 +11,12 @@
 
 #include <libssh2.h>
 
+#ifndef GIT_WIN32
+# include <errno.h>
+# include <sys/types.h>
+# include <sys/socket.h>
+#endif
+
 #include "runtime.h"
 #include "net.h"
 #include "smart.h"
@@ -36,6 +42,15 @@ typedef struct {
 	const char *cmd;
 	git_net_url url;
 	unsigned sent_command : 1;
+	/* headstart patch: libssh2's socket I/O goes through `io` (see ssh_wait) */
+	int io_fd;
+	unsigned io_failed : 1;
+	unsigned io_eof : 1;
+	int io_errklass;
+	char *io_errmsg;
+	unsigned idle_waits;
+	size_t rbuf_pos, rbuf_len;
+	char rbuf[16384];
 } ssh_stream;
 
 typedef struct {
@@ -49,9 +64,164 @@ typedef struct {
 
 static int list_auth_methods(int *out, LIBSSH2_SESSION *session, const char *username);
 
+/*
+ * headstart patch: libssh2 reads and writes the session's socket through the
+ * connection's git_stream (the registered standard stream, whose reads and writes
+ * honour the operation's timeouts, low-speed limit and cancellation), instead of
+ * calling recv()/send() on the socket and blocking in poll() itself.
+ *
+ * The session runs in libssh2's non-blocking mode. Its recv callback hands out
+ * what `rbuf` holds, else says EAGAIN; its send callback writes everything
+ * through the stream. Every libssh2 call that can do I/O runs in SSH_CALL, which
+ * on EAGAIN waits in ssh_wait: one (blocking) read from the stream into `rbuf`,
+ * then the call again. Once the stream fails, the callbacks fail too, so the
+ * call ends with an error (which ssh_error reports with the stream's message).
+ *
+ * The callbacks find their stream through `ssh_current`, set (per thread) while
+ * a transport entry point runs; a socket other than the stream's (libssh2's
+ * agent client uses the same callbacks for the agent's socket) gets plain
+ * recv()/send(), as libssh2 would do.
+ */
+#ifdef _MSC_VER
+# define SSH_THREAD_LOCAL __declspec(thread)
+#else
+# define SSH_THREAD_LOCAL __thread
+#endif
+
+static SSH_THREAD_LOCAL ssh_stream *ssh_current;
+
+static ssh_stream *ssh_enter(ssh_stream *s)
+{
+	ssh_stream *prev = ssh_current;
+	ssh_current = s;
+	return prev;
+}
+
+static void ssh_io_failed(ssh_stream *s)
+{
+	const git_error *last = git_error_last();
+
+	s->io_failed = 1;
+	if (s->io_errmsg)
+		return;
+	s->io_errklass = (last && last->klass != GIT_ERROR_NONE) ? last->klass : GIT_ERROR_NET;
+	s->io_errmsg = git__strdup(last && last->message ? last->message : "I/O error");
+}
+
+static ssize_t ssh_recv_cb(libssh2_socket_t sock, void *buffer, size_t length, int flags, void **abstract)
+{
+	ssh_stream *s = ssh_current;
+	size_t n;
+
+	GIT_UNUSED(abstract);
+
+	if (!s || !s->io || sock != s->io_fd) {
+		ssize_t r = recv(sock, buffer, length, flags);
+		return r < 0 ? -errno : r;
+	}
+
+	if (s->rbuf_pos < s->rbuf_len) {
+		n = s->rbuf_len - s->rbuf_pos;
+		if (n > length)
+			n = length;
+		memcpy(buffer, s->rbuf + s->rbuf_pos, n);
+		s->rbuf_pos += n;
+		s->idle_waits = 0;
+		return (ssize_t)n;
+	}
+
+	if (s->io_eof)
+		return 0;
+	return s->io_failed ? -ECONNRESET : -EAGAIN;
+}
+
+static ssize_t ssh_send_cb(libssh2_socket_t sock, const void *buffer, size_t length, int flags, void **abstract)
+{
+	ssh_stream *s = ssh_current;
+
+	GIT_UNUSED(abstract);
+
+	if (!s || !s->io || sock != s->io_fd) {
+		ssize_t r = send(sock, buffer, length, flags);
+		return r < 0 ? -errno : r;
+	}
+
+	if (s->io_failed || s->io_eof)
+		return -EPIPE;
+
+	if (git_stream__write_full(s->io, buffer, length, 0) < 0) {
+		ssh_io_failed(s);
+		return -EPIPE;
+	}
+
+	return (ssize_t)length;
+}
+
+/* A libssh2 call said EAGAIN: wait for the server. 0 to call again. */
+static int ssh_wait(void)
+{
+	ssh_stream *s = ssh_current;
+	ssize_t n;
+
+	if (!s || !s->io || s->io_failed || s->io_eof) {
+		/* the call saw the failure already and still says EAGAIN: stop */
+		if (s && !s->io_errmsg) {
+			git_error_set(GIT_ERROR_SSH, "SSH transport made no progress");
+			ssh_io_failed(s);
+		}
+		return -1;
+	}
+
+	/* libssh2 has bytes to read yet says EAGAIN: not for long (no busy loop) */
+	if (s->rbuf_pos < s->rbuf_len) {
+		if (++s->idle_waits <= 100)
+			return 0;
+		git_error_set(GIT_ERROR_SSH, "SSH transport made no progress");
+		ssh_io_failed(s);
+		return -1;
+	}
+
+	n = git_stream_read(s->io, s->rbuf, sizeof(s->rbuf));
+	s->rbuf_pos = 0;
+	s->rbuf_len = 0;
+
+	if (n == 0)
+		s->io_eof = 1;
+	else if (n < 0)
+		ssh_io_failed(s);
+	else
+		s->rbuf_len = (size_t)n;
+
+	/* on failure too: call once more, so that libssh2 sees it and fails */
+	return 0;
+}
+
+/* Runs `call` (an int-returning libssh2 call) until it no longer says EAGAIN. */
+#define SSH_CALL(rc, call) \
+	while (((rc) = (call)) == LIBSSH2_ERROR_EAGAIN && ssh_wait() == 0) {}
+
+/* Same for a call that returns NULL with EAGAIN as the session's last error. */
+#define SSH_CALL_PTR(ptr, session, call) \
+	while (!((ptr) = (call)) && \
+	       libssh2_session_last_errno(session) == LIBSSH2_ERROR_EAGAIN && \
+	       ssh_wait() == 0) {}
+
+static void ssh_session_free(LIBSSH2_SESSION *session)
+{
+	int rc;
+	SSH_CALL(rc, libssh2_session_free(session));
+}
+
 static void ssh_error(LIBSSH2_SESSION *session, const char *errmsg)
 {
 	char *ssherr;
+
+	/* headstart patch: the stream's failure caused this one; say why */
+	if (ssh_current && ssh_current->io_errmsg) {
+		git_error_set(ssh_current->io_errklass, "%s: %s", errmsg, ssh_current->io_errmsg);
+		return;
+	}
+
 	libssh2_session_last_error(session, &ssherr, NULL, 0);
 
 	git_error_set(GIT_ERROR_SSH, "%s: %s", errmsg, ssherr);
@@ -96,7 +266,7 @@ static int send_command(ssh_stream *s)
 	if (error < 0)
 		goto cleanup;
 
-	error = libssh2_channel_exec(s->channel, request.ptr);
+	SSH_CALL(error, libssh2_channel_exec(s->channel, request.ptr));
 	if (error < LIBSSH2_ERROR_NONE) {
 		ssh_error(s->session, "SSH could not execute request");
 		goto cleanup;
@@ -109,6 +279,9 @@ cleanup:
 	return error;
 }
 
+static int ssh_stream_read_(ssh_stream *s, char *buffer, size_t buf_size, size_t *bytes_read);
+static int ssh_stream_write_(ssh_stream *s, const char *buffer, size_t len);
+
 static int ssh_stream_read(
 	git_smart_subtransport_stream *stream,
 	char *buffer,
@@ -116,6 +289,19 @@ static int ssh_stream_read(
 	size_t *bytes_read)
 {
 	ssh_stream *s = GIT_CONTAINER_OF(stream, ssh_stream, parent);
+	ssh_stream *prev = ssh_enter(s);
+	int error = ssh_stream_read_(s, buffer, buf_size, bytes_read);
+
+	ssh_current = prev;
+	return error;
+}
+
+static int ssh_stream_read_(
+	ssh_stream *s,
+	char *buffer,
+	size_t buf_size,
+	size_t *bytes_read)
+{
 	ssize_t rc;
 
 	*bytes_read = 0;
@@ -123,7 +309,8 @@ static int ssh_stream_read(
 	if (!s->sent_command && send_command(s) < 0)
 		return -1;
 
-	if ((rc = libssh2_channel_read(s->channel, buffer, buf_size)) < LIBSSH2_ERROR_NONE) {
+	SSH_CALL(rc, libssh2_channel_read(s->channel, buffer, buf_size));
+	if (rc < LIBSSH2_ERROR_NONE) {
 		ssh_error(s->session, "SSH could not read data");
 		return -1;
 	}
@@ -134,7 +321,8 @@ static int ssh_stream_read(
 	 * stderr.
 	 */
 	if (rc == 0) {
-		if ((rc = libssh2_channel_read_stderr(s->channel, buffer, buf_size)) > 0) {
+		SSH_CALL(rc, libssh2_channel_read_stderr(s->channel, buffer, buf_size));
+		if (rc > 0) {
 			git_error_set(GIT_ERROR_SSH, "%*s", (int)rc, buffer);
 			return GIT_EEOF;
 		} else if (rc < LIBSSH2_ERROR_NONE) {
@@ -154,6 +342,15 @@ static int ssh_stream_write(
 	size_t len)
 {
 	ssh_stream *s = GIT_CONTAINER_OF(stream, ssh_stream, parent);
+	ssh_stream *prev = ssh_enter(s);
+	int error = ssh_stream_write_(s, buffer, len);
+
+	ssh_current = prev;
+	return error;
+}
+
+static int ssh_stream_write_(ssh_stream *s, const char *buffer, size_t len)
+{
 	size_t off = 0;
 	ssize_t ret = 0;
 
@@ -161,7 +358,7 @@ static int ssh_stream_write(
 		return -1;
 
 	do {
-		ret = libssh2_channel_write(s->channel, buffer + off, len - off);
+		SSH_CALL(ret, libssh2_channel_write(s->channel, buffer + off, len - off));
 		if (ret < 0)
 			break;
 
@@ -181,24 +378,31 @@ static void ssh_stream_free(git_smart_subtransport_stream *stream)
 {
 	ssh_stream *s = GIT_CONTAINER_OF(stream, ssh_stream, parent);
 	ssh_subtransport *t;
+	ssh_stream *prev;
+	int rc;
 
 	if (!stream)
 		return;
+
+	prev = ssh_enter(s);
 
 	t = OWNING_SUBTRANSPORT(s);
 	t->current_stream = NULL;
 
 	if (s->channel) {
-		libssh2_channel_close(s->channel);
-		libssh2_channel_free(s->channel);
+		SSH_CALL(rc, libssh2_channel_close(s->channel));
+		SSH_CALL(rc, libssh2_channel_free(s->channel));
 		s->channel = NULL;
 	}
 
 	if (s->session) {
-		libssh2_session_disconnect(s->session, "closing transport");
-		libssh2_session_free(s->session);
+		SSH_CALL(rc, libssh2_session_disconnect(s->session, "closing transport"));
+		ssh_session_free(s->session);
 		s->session = NULL;
 	}
+
+	ssh_current = prev == s ? NULL : prev;
+	git__free(s->io_errmsg);
 
 	if (s->io) {
 		git_stream_close(s->io);
@@ -270,7 +474,7 @@ static int ssh_agent_auth(LIBSSH2_SESSION *session, git_credential_ssh_key *c) {
 			goto shutdown;
 		}
 
-		rc = libssh2_agent_userauth(agent, c->username, curr);
+		SSH_CALL(rc, libssh2_agent_userauth(agent, c->username, curr));
 
 		if (rc == 0)
 			break;
@@ -366,7 +570,7 @@ static int _git_ssh_authenticate_session(
 		default:
 			rc = LIBSSH2_ERROR_AUTHENTICATION_FAILED;
 		}
-	} while (LIBSSH2_ERROR_EAGAIN == rc);
+	} while (LIBSSH2_ERROR_EAGAIN == rc && ssh_wait() == 0);
 
 	if (rc == LIBSSH2_ERROR_PASSWORD_EXPIRED ||
 		rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED ||
@@ -552,9 +756,14 @@ static int _git_ssh_session_create(
 		libssh2_session_set_timeout(s, git_socket_stream__timeout);
 	}
 
+	/* headstart patch: I/O through the stream (see ssh_wait) */
+	libssh2_session_set_blocking(s, 0);
+	libssh2_session_callback_set2(s, LIBSSH2_CALLBACK_RECV, (libssh2_cb_generic *)ssh_recv_cb);
+	libssh2_session_callback_set2(s, LIBSSH2_CALLBACK_SEND, (libssh2_cb_generic *)ssh_send_cb);
+
 	if ((rc = load_known_hosts(&known_hosts, s)) < 0) {
 		ssh_error(s, "error loading known_hosts");
-		libssh2_session_free(s);
+		ssh_session_free(s);
 		return -1;
 	}
 
@@ -570,16 +779,12 @@ static int _git_ssh_session_create(
 	}
 	git_str_dispose(&prefs);
 
-	do {
-		rc = libssh2_session_handshake(s, socket->s);
-	} while (LIBSSH2_ERROR_EAGAIN == rc);
+	SSH_CALL(rc, libssh2_session_handshake(s, socket->s));
 
 	if (rc != LIBSSH2_ERROR_NONE) {
 		ssh_error(s, "failed to start SSH session");
 		goto on_error;
 	}
-
-	libssh2_session_set_blocking(s, 1);
 
 	*session = s;
 	*hosts = known_hosts;
@@ -588,7 +793,7 @@ static int _git_ssh_session_create(
 
 on_error:
 	libssh2_knownhost_free(known_hosts);
-	libssh2_session_free(s);
+	ssh_session_free(s);
 	return -1;
 }
 
@@ -783,6 +988,7 @@ static int _git_ssh_setup_conn(
 	LIBSSH2_SESSION *session=NULL;
 	LIBSSH2_CHANNEL *channel=NULL;
 	LIBSSH2_KNOWNHOSTS *known_hosts = NULL;
+	ssh_stream *prev;
 
 	t->current_stream = NULL;
 
@@ -793,6 +999,7 @@ static int _git_ssh_setup_conn(
 	s = (ssh_stream *)*stream;
 	s->session = NULL;
 	s->channel = NULL;
+	prev = ssh_enter(s);
 
 	if (git_net_str_is_url(url))
 		error = git_net_url_parse(&s->url, url);
@@ -814,6 +1021,8 @@ static int _git_ssh_setup_conn(
 	if ((error = git_socket_stream_new(&s->io, s->url.host, s->url.port)) < 0 ||
 	    (error = git_stream_connect(s->io)) < 0)
 		goto done;
+
+	s->io_fd = GIT_CONTAINER_OF(s->io, git_socket_stream, parent)->s;
 
 	/*
 	 * Try to parse the port as a number, if we can't then fall back to
@@ -882,14 +1091,12 @@ static int _git_ssh_setup_conn(
 	if (error < 0)
 		goto done;
 
-	channel = libssh2_channel_open_session(session);
+	SSH_CALL_PTR(channel, session, libssh2_channel_open_session(session));
 	if (!channel) {
 		error = -1;
 		ssh_error(session, "Failed to open SSH channel");
 		goto done;
 	}
-
-	libssh2_channel_set_blocking(channel, 1);
 
 	s->session = session;
 	s->channel = channel;
@@ -901,11 +1108,15 @@ done:
 		libssh2_knownhost_free(known_hosts);
 
 	if (error < 0) {
-		ssh_stream_free(*stream);
-
+		/* headstart patch: the session before the stream whose socket it uses */
 		if (session)
-			libssh2_session_free(session);
+			ssh_session_free(session);
+
+		ssh_stream_free(*stream);
+		prev = prev == s ? NULL : prev;
 	}
+
+	ssh_current = prev;
 
 	if (cred)
 		cred->free(cred);
@@ -1022,8 +1233,8 @@ static int list_auth_methods(int *out, LIBSSH2_SESSION *session, const char *use
 
 	*out = 0;
 
-	list = libssh2_userauth_list(session, username,
-			(unsigned int)strlen(username));
+	SSH_CALL_PTR(list, session, libssh2_userauth_list(session, username,
+			(unsigned int)strlen(username)));
 
 	/* either error, or the remote accepts NONE auth, which is bizarre, let's punt */
 	if (list == NULL && !libssh2_userauth_authenticated(session)) {
