@@ -6,7 +6,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use sandbox_core::{Error, Result};
@@ -141,13 +141,6 @@ pub fn default_home() -> Result<PathBuf> {
 
 fn home_from(value: Option<OsString>) -> Result<PathBuf> {
     match value {
-        Some(dir) if !dir.is_empty() && !Path::new(&dir).is_absolute() => {
-            Err(Error::InvalidOptions(format!(
-                "{HOME_ENV} must be an absolute path, not `{}`: a relative one names                  another directory from each working directory (write e.g.                  {HOME_ENV}=\"$PWD/{}\")",
-                dir.to_string_lossy().escape_debug(),
-                dir.to_string_lossy().escape_debug()
-            )))
-        }
         Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir)),
         _ => directories::ProjectDirs::from("", "", "headstart")
             .map(|dirs| dirs.data_dir().to_path_buf())
@@ -163,19 +156,6 @@ fn home_from(value: Option<OsString>) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_relative_data_directory_is_refused_saying_how_to_make_it_absolute() {
-        let err = home_from(Some("relhome".into())).unwrap_err().to_string();
-        assert!(
-            err.contains("must be an absolute path") && err.contains("$PWD/relhome"),
-            "{err}"
-        );
-        assert_eq!(
-            home_from(Some("/srv/hs".into())).unwrap(),
-            PathBuf::from("/srv/hs")
-        );
-    }
 
     #[test]
     fn methods_parse_and_print() {
