@@ -217,7 +217,7 @@ fn interrupted_cold_start_removes_its_sandbox(sig: Signal, code: i32) {
     rig.proxy.set_budget(None);
     let v = json(&headstart(
         home.path(),
-        &["up", &url, "--name", "same", "--no-snapshot", "--json"],
+        &["up", url, "--name", "same", "--no-snapshot", "--json"],
     ));
     assert_eq!(v["path"], "cold", "{v}");
     assert_eq!(v["head"]["commit"], up.tip("main").unwrap().as_str());
@@ -252,7 +252,7 @@ fn sigkill_mid_clone_is_repaired_by_the_next_up_of_the_name() {
     rig.proxy.set_budget(None);
     let o = headstart(
         home.path(),
-        &["up", &url, "--name", "same", "--no-snapshot", "--json"],
+        &["up", url, "--name", "same", "--no-snapshot", "--json"],
     );
     let v = json(&o);
     assert_eq!(v["path"], "cold", "repaired, not reconnected: {v}");
