@@ -574,11 +574,18 @@ async fn stdin_is_fed_and_a_signal_reaches_the_whole_group() {
 
     // A command that ignores the signal is killed after the grace.
     let token = SignalToken::new();
-    token.send(ExecSignal::Terminate);
-    let req = ExecRequest::new(["sh", "-c", "trap '' TERM; sleep 300"])
+    let req = ExecRequest::new(["sh", "-c", "trap '' TERM; echo > trapped; sleep 300"])
         .unwrap()
-        .signals(token);
+        .signals(token.clone());
+    let trapped = s.workspace().join("trapped");
+    let sender = tokio::spawn(async move {
+        while !trapped.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        token.send(ExecSignal::Terminate);
+    });
     let out = s.exec(&req).await.unwrap();
+    sender.await.unwrap();
     assert_eq!(out.exit_code, Some(137), "{out:?}");
     assert!(out.duration >= sandbox_core::SIGNAL_GRACE, "{out:?}");
 }
