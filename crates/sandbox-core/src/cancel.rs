@@ -78,8 +78,9 @@ pub const SIGNAL_GRACE: Duration = Duration::from_secs(3);
 /// with the Ctrl-C they receive). Set it on
 /// [`ExecRequest::signals`](crate::ExecRequest::signals); the providers that support it
 /// (local, Docker) watch it while the command runs and deliver the first signal
-/// [`send`](Self::send) gives to the command's whole process group, wait
-/// [`SIGNAL_GRACE`] for the command to end, then kill the group. The command's
+/// [`send`](Self::send) gives to the command's whole process group, wait at most
+/// [`SIGNAL_GRACE`] for the command to end, then kill what is left of the group (the
+/// command, or what it started and that ignored the signal). The command's
 /// [`ExecOutput`](crate::ExecOutput) says how it ended (`128 + N` for signal N).
 /// Cloning shares the token; a signal sent before the command starts is delivered as
 /// soon as it has.

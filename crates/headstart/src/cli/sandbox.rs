@@ -11,8 +11,8 @@
 //! Standard input reaches the command when it is not a terminal (piped or redirected,
 //! like `ssh host cmd`), or with `-i` (a terminal too); otherwise the command reads
 //! `/dev/null`. SIGINT, SIGTERM and SIGHUP are forwarded to the command (its process
-//! group), which gets `sandbox_core::SIGNAL_GRACE` to end before it is killed; `exec`
-//! then exits 130, 143 or 129.
+//! group), which gets `sandbox_core::SIGNAL_GRACE` to end; then what is left of the
+//! group is killed and `exec` exits 130, 143 or 129.
 //!
 //! Not here: finding, running or removing anything (the app layer).
 
@@ -39,8 +39,8 @@ and closed at its end, like `ssh HOST CMD`; from a terminal the command reads no
 (/dev/null) unless -i is given. Use `</dev/null` to give it nothing.
 
 Signals: Ctrl-C (SIGINT), SIGTERM and SIGHUP are forwarded to the command and what it \
-started; what is still running 3 seconds later is killed, and exec exits 130, 143 or \
-129.")]
+started; once the command ended, or 3 seconds later, what is left of them is killed, and \
+exec exits 130, 143 or 129.")]
 pub(crate) struct ExecArgs {
     /// The sandbox.
     name: String,

@@ -207,3 +207,40 @@ fn a_signal_to_a_docker_exec_ends_the_command_and_piped_input_reaches_it() {
         }
     }
 }
+
+#[test]
+fn a_terminal_is_forwarded_only_with_dash_i() {
+    let have_script = Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_script {
+        eprintln!("skipping: the `script` utility (util-linux) is not installed");
+        return;
+    }
+    let home = crate::TestHome::new();
+    sandbox(home.path(), &["--provider", "local"]);
+    // what the command's standard input is, with headstart's on a pseudo-terminal
+    let stdin_of = |flags: &str| {
+        let line = format!(
+            "exec {} exec {flags} box -- readlink /proc/self/fd/0",
+            env!("CARGO_BIN_EXE_headstart")
+        );
+        let o = Command::new("script")
+            .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+            .env("SHELL", "/bin/sh")
+            .env("HEADSTART_HOME", home.path())
+            .env("HEADSTART_FEATURE_FLAGS_DISABLED", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run script");
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        stdout(&o)
+    };
+    assert_eq!(
+        stdin_of("").trim(),
+        "/dev/null",
+        "a terminal is not read without -i"
+    );
+    assert!(stdin_of("-i").trim().starts_with("pipe:"), "-i forwards it");
+}
