@@ -5,8 +5,9 @@
 //! Exit status: 0 on success, 2 for bad input (unknown sandbox, malformed URL, missing
 //! branch, bad flags), 1 for everything else (an `up --timeout` that passed too);
 //! `exec` exits with the command's status (127 when the program does not exist, 126
-//! when it cannot run, 124 on `--timeout`); an `up` stopped by SIGINT or SIGTERM exits
-//! 130 or 143 after removing what it created. With `--json`, a failure prints exactly
+//! when it cannot run, 124 on `--timeout`; SIGINT, SIGTERM and SIGHUP are forwarded to
+//! the command and `exec` exits 130, 143 or 129); an `up` stopped by SIGINT or SIGTERM
+//! exits 130 or 143 after removing what it created. With `--json`, a failure prints exactly
 //! one `{"error": {...}}` object on stdout and exits with the same status.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 

@@ -47,6 +47,7 @@
 pub mod cloud;
 #[cfg(feature = "docker")]
 pub mod docker;
+mod exec_io;
 pub mod local;
 pub mod workdir;
 

@@ -6,10 +6,13 @@
 //! callbacks and while waiting on a socket, and fails with [`Error::Cancelled`] or
 //! [`Error::Timeout`](crate::Error::Timeout).
 //!
+//! A running command is stopped differently: with a signal, like a terminal's Ctrl-C
+//! ([`SignalToken`], set on [`ExecRequest::signals`](crate::ExecRequest::signals)).
+//!
 //! This module is not a runtime: it holds no threads and sends no signals.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 /// A shared flag that asks running work to stop. Cloning shares the flag.
@@ -32,6 +35,77 @@ impl CancelToken {
     /// True once [`cancel`](Self::cancel) was called on this token or a clone.
     pub fn is_cancelled(&self) -> bool {
         self.flag.load(Ordering::SeqCst)
+    }
+}
+
+/// A signal for a running command: those a terminal or a supervisor sends to stop it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExecSignal {
+    /// SIGHUP (the terminal went away).
+    Hangup,
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+}
+
+impl ExecSignal {
+    /// The signal's number (1, 2, 15).
+    pub fn number(self) -> i32 {
+        match self {
+            Self::Hangup => 1,
+            Self::Interrupt => 2,
+            Self::Terminate => 15,
+        }
+    }
+
+    fn from_number(n: i32) -> Option<Self> {
+        match n {
+            1 => Some(Self::Hangup),
+            2 => Some(Self::Interrupt),
+            15 => Some(Self::Terminate),
+            _ => None,
+        }
+    }
+}
+
+/// How long a command sent a signal through a [`SignalToken`] has to end before the
+/// provider kills it.
+pub const SIGNAL_GRACE: Duration = Duration::from_secs(3);
+
+/// Sends a signal to a running command from outside (what `docker exec` and `ssh` do
+/// with the Ctrl-C they receive). Set it on
+/// [`ExecRequest::signals`](crate::ExecRequest::signals); the providers that support it
+/// (local, Docker) watch it while the command runs and deliver the first signal
+/// [`send`](Self::send) gives to the command's whole process group, wait at most
+/// [`SIGNAL_GRACE`] for the command to end, then kill what is left of the group (the
+/// command, or what it started and that ignored the signal). The command's
+/// [`ExecOutput`](crate::ExecOutput) says how it ended (`128 + N` for signal N).
+/// Cloning shares the token; a signal sent before the command starts is delivered as
+/// soon as it has.
+#[derive(Debug, Clone, Default)]
+pub struct SignalToken {
+    signal: Arc<AtomicI32>,
+}
+
+impl SignalToken {
+    /// A token no signal was sent through yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks for `signal` to be delivered to the command (only the first signal sent
+    /// counts: after it the command is killed at the end of the grace anyway).
+    pub fn send(&self, signal: ExecSignal) {
+        let _ =
+            self.signal
+                .compare_exchange(0, signal.number(), Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// The signal sent through this token or a clone, if any.
+    pub fn received(&self) -> Option<ExecSignal> {
+        ExecSignal::from_number(self.signal.load(Ordering::SeqCst))
     }
 }
 
@@ -93,5 +167,21 @@ impl TransferLimits {
     pub fn remaining(&self) -> Option<Duration> {
         self.deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_signal_sent_counts() {
+        let token = SignalToken::new();
+        let clone = token.clone();
+        assert_eq!(token.received(), None);
+        clone.send(ExecSignal::Terminate);
+        token.send(ExecSignal::Interrupt);
+        assert_eq!(token.received(), Some(ExecSignal::Terminate));
+        assert_eq!(ExecSignal::Hangup.number(), 1);
     }
 }

@@ -43,14 +43,14 @@ mod traits;
 pub mod tree;
 mod url;
 
-pub use cancel::{CancelToken, LowSpeed, TransferLimits};
+pub use cancel::{CancelToken, ExecSignal, LowSpeed, SIGNAL_GRACE, SignalToken, TransferLimits};
 pub use credentials::Credentials;
 pub use error::{Error, Result};
 pub use lifecycle::{GcPolicy, GcReport, PruneReport};
 pub use names::{BranchName, SandboxName, SnapshotId};
 pub use options::{
-    ConnectOptions, ExecOutput, ExecRequest, OutputSink, PortRequest, PublishedPort, Resources,
-    Stream,
+    ConnectOptions, ExecOutput, ExecRequest, ExecStdin, OutputSink, PortRequest, PublishedPort,
+    Resources, Stream,
 };
 pub use report::{HeadInfo, Phase, PhaseClock, PhaseTiming, StartPath, StartupReport};
 pub use scrub::{register_secret, scrub};

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::Error;
@@ -222,6 +223,58 @@ pub enum Stream {
 /// A callback that receives output as it is produced.
 pub type OutputSink = Arc<dyn Fn(Stream, &[u8]) + Send + Sync>;
 
+/// Where a command's standard input comes from (without one: `/dev/null`).
+///
+/// Providers that support it (local, Docker) copy it to the command as the command
+/// reads and close the command's input at its end. A reader is read once: a second
+/// command run with the same request gets an empty input; bytes are given to every
+/// run. Cloning shares the source.
+#[derive(Clone)]
+pub struct ExecStdin(StdinSource);
+
+#[derive(Clone)]
+enum StdinSource {
+    Bytes(Arc<[u8]>),
+    Reader(Arc<Mutex<Option<Box<dyn Read + Send>>>>),
+}
+
+impl ExecStdin {
+    /// These bytes, then end of file.
+    pub fn bytes(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(StdinSource::Bytes(bytes.into().into()))
+    }
+
+    /// Whatever `reader` gives until its end (e.g. the caller's own standard input).
+    /// Providers read it on a thread of their own, so a blocking reader is fine.
+    pub fn reader(reader: impl Read + Send + 'static) -> Self {
+        Self(StdinSource::Reader(Arc::new(Mutex::new(Some(Box::new(
+            reader,
+        ))))))
+    }
+
+    /// The input for one run (for providers): the reader, or an empty one once a run
+    /// took it.
+    pub fn take(&self) -> Box<dyn Read + Send> {
+        match &self.0 {
+            StdinSource::Bytes(b) => Box::new(std::io::Cursor::new(b.clone())),
+            StdinSource::Reader(r) => r
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+                .unwrap_or_else(|| Box::new(std::io::empty())),
+        }
+    }
+}
+
+impl fmt::Debug for ExecStdin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            StdinSource::Bytes(b) => write!(f, "ExecStdin({} bytes)", b.len()),
+            StdinSource::Reader(_) => f.write_str("ExecStdin(reader)"),
+        }
+    }
+}
+
 /// A command to run in a sandbox: an argv, never a shell string.
 #[derive(Clone)]
 pub struct ExecRequest {
@@ -239,6 +292,11 @@ pub struct ExecRequest {
     pub sink: Option<OutputSink>,
     /// Allocate a terminal (providers that support it).
     pub tty: bool,
+    /// Standard input (`None`: `/dev/null`; providers that support it: local, Docker).
+    pub stdin: Option<ExecStdin>,
+    /// Delivers a signal to the running command (providers that support it: local,
+    /// Docker); see [`SignalToken`](crate::SignalToken).
+    pub signals: Option<crate::SignalToken>,
 }
 
 impl ExecRequest {
@@ -265,6 +323,8 @@ impl ExecRequest {
             output_limit: 1 << 20,
             sink: None,
             tty: false,
+            stdin: None,
+            signals: None,
         })
     }
 
@@ -308,6 +368,20 @@ impl ExecRequest {
         self
     }
 
+    /// Feeds the command's standard input from `stdin`.
+    #[must_use]
+    pub fn stdin(mut self, stdin: ExecStdin) -> Self {
+        self.stdin = Some(stdin);
+        self
+    }
+
+    /// Delivers the signal sent through `token` to the running command.
+    #[must_use]
+    pub fn signals(mut self, token: crate::SignalToken) -> Self {
+        self.signals = Some(token);
+        self
+    }
+
     /// Asks for a terminal (providers that support one; the local provider ignores it).
     #[must_use]
     pub fn tty(mut self, tty: bool) -> Self {
@@ -324,6 +398,11 @@ impl fmt::Debug for ExecRequest {
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("timeout", &self.timeout)
             .field("tty", &self.tty)
+            .field("stdin", &self.stdin)
+            .field(
+                "signals",
+                &self.signals.as_ref().map(crate::SignalToken::received),
+            )
             .finish_non_exhaustive()
     }
 }

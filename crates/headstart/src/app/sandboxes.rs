@@ -36,6 +36,11 @@ pub struct ExecRequest {
     pub sink: Option<OutputSink>,
     /// Told when a stopped sandbox was started again, before the command runs.
     pub on_resumed: Option<super::ResumedFn>,
+    /// The command's standard input (`None`: none, `/dev/null`).
+    pub stdin: Option<sandbox_core::ExecStdin>,
+    /// Forwards a signal to the running command (Ctrl-C reaching the caller); see
+    /// [`sandbox_core::SignalToken`].
+    pub signals: Option<sandbox_core::SignalToken>,
 }
 
 impl ExecRequest {
@@ -48,6 +53,8 @@ impl ExecRequest {
             timeout: None,
             sink: None,
             on_resumed: None,
+            stdin: None,
+            signals: None,
         }
     }
 }
@@ -321,6 +328,12 @@ impl Headstart {
         }
         if let Some(sink) = req.sink {
             core = core.sink(sink);
+        }
+        if let Some(stdin) = req.stdin {
+            core = core.stdin(stdin);
+        }
+        if let Some(token) = req.signals {
+            core = core.signals(token);
         }
         let out = sandbox.exec(&core).await;
         self.touch(&name);

@@ -1,5 +1,6 @@
 //! Stopping `headstart up` from outside: SIGINT and SIGTERM, and the `--timeout`
-//! deadline.
+//! deadline. `headstart exec` catches them too (and SIGHUP) to forward them to its
+//! command ([`Stop::exec_signal`]).
 //!
 //! A signal cancels the start's `CancelToken` (`headstart::UpRequest::cancel`); the
 //! start then removes what it created and fails. The app layer waits for that at most
@@ -22,6 +23,8 @@ pub(crate) enum Stop {
     Interrupt,
     /// SIGTERM.
     Terminate,
+    /// SIGHUP (caught only when asked for: [`Signals::install_with_hangup`]).
+    Hangup,
     /// The `--timeout` deadline passed.
     Deadline(Duration),
 }
@@ -32,6 +35,17 @@ impl Stop {
         match self {
             Self::Interrupt => Some(130),
             Self::Terminate => Some(143),
+            Self::Hangup => Some(129),
+            Self::Deadline(_) => None,
+        }
+    }
+
+    /// The signal to forward to a command; `None` for the deadline.
+    pub(crate) fn exec_signal(self) -> Option<sandbox_core::ExecSignal> {
+        match self {
+            Self::Interrupt => Some(sandbox_core::ExecSignal::Interrupt),
+            Self::Terminate => Some(sandbox_core::ExecSignal::Terminate),
+            Self::Hangup => Some(sandbox_core::ExecSignal::Hangup),
             Self::Deadline(_) => None,
         }
     }
@@ -43,6 +57,7 @@ impl Stop {
 pub(crate) struct Signals {
     interrupt: Signal,
     terminate: Signal,
+    hangup: Option<Signal>,
 }
 
 impl Signals {
@@ -51,14 +66,30 @@ impl Signals {
         Ok(Self {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: None,
+        })
+    }
+
+    /// Starts catching SIGINT, SIGTERM and SIGHUP.
+    pub(crate) fn install_with_hangup() -> std::io::Result<Self> {
+        Ok(Self {
+            hangup: Some(signal(SignalKind::hangup())?),
+            ..Self::install()?
         })
     }
 
     /// The next signal.
     pub(crate) async fn recv(&mut self) -> Stop {
+        let hangup = async {
+            match &mut self.hangup {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = self.interrupt.recv() => Stop::Interrupt,
             _ = self.terminate.recv() => Stop::Terminate,
+            _ = hangup => Stop::Hangup,
         }
     }
 }
@@ -103,6 +134,7 @@ mod tests {
     fn signals_exit_with_128_plus_their_number() {
         assert_eq!(Stop::Interrupt.exit_code(), Some(130));
         assert_eq!(Stop::Terminate.exit_code(), Some(143));
+        assert_eq!(Stop::Hangup.exit_code(), Some(129));
         assert_eq!(Stop::Deadline(Duration::from_secs(1)).exit_code(), None);
     }
 }

@@ -8,22 +8,39 @@
 //! an unknown sandbox. Without `--json` its output streams as it arrives; with
 //! `--json` both streams are captured (up to 1 MiB each) into one object.
 //!
+//! Standard input reaches the command when it is not a terminal (piped or redirected,
+//! like `ssh host cmd`), or with `-i` (a terminal too); otherwise the command reads
+//! `/dev/null`. SIGINT, SIGTERM and SIGHUP are forwarded to the command (its process
+//! group), which gets `sandbox_core::SIGNAL_GRACE` to end; then what is left of the
+//! group is killed and `exec` exits 130, 143 or 129.
+//!
 //! Not here: finding, running or removing anything (the app layer).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use headstart::{
     ExecRequest, Headstart, LsOutcome, ProviderKind, PruneOutcome, Pruned, SandboxRow,
 };
-use sandbox_core::{SandboxState, Stream};
+use sandbox_core::{ExecStdin, SandboxState, SignalToken, Stream};
 
+use super::interrupt::{Signals, Stop};
 use super::{error, output, parse_provider};
 
 /// `headstart exec ...`
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Standard input: piped or redirected input (not a terminal) is forwarded to the command \
+and closed at its end, like `ssh HOST CMD`; from a terminal the command reads nothing \
+(/dev/null) unless -i is given. Use `</dev/null` to give it nothing.
+
+Signals: Ctrl-C (SIGINT), SIGTERM and SIGHUP are forwarded to the command and what it \
+started; once the command ended, or 3 seconds later, what is left of them is killed, and \
+exec exits 130, 143 or 129.")]
 pub(crate) struct ExecArgs {
     /// The sandbox.
     name: String,
@@ -37,6 +54,10 @@ pub(crate) struct ExecArgs {
     /// stdout, stderr) instead of streaming it.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Forward standard input to the command even when it is a terminal (input that
+    /// is not a terminal always is).
+    #[arg(short = 'i', long)]
+    interactive: bool,
     /// The program and its arguments (`--` before them is optional).
     #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     argv: Vec<String>,
@@ -95,9 +116,18 @@ fn spawn_failure_status(e: &headstart::Error) -> Option<u8> {
 /// Runs `headstart exec`.
 #[allow(clippy::print_stderr)]
 pub(crate) async fn exec(app: &Headstart, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    // From here on SIGINT, SIGTERM and SIGHUP go to the command instead of ending
+    // headstart under it.
+    let mut signals = Signals::install_with_hangup().context("catching signals")?;
+    let token = SignalToken::new();
     let mut req = ExecRequest::new(args.name, args.argv);
     req.provider = args.provider;
     req.timeout = args.timeout.map(Duration::from_secs);
+    req.signals = Some(token.clone());
+    let stdin = std::io::stdin();
+    if args.interactive || !stdin.is_terminal() {
+        req.stdin = Some(ExecStdin::reader(stdin));
+    }
     if !args.json {
         req.sink = Some(Arc::new(|stream, bytes: &[u8]| {
             use std::io::Write;
@@ -114,7 +144,33 @@ pub(crate) async fn exec(app: &Headstart, args: ExecArgs) -> anyhow::Result<Exit
         }));
     }
     let argv = req.argv.clone();
-    let out = match app.exec(req).await {
+    let mut why: Option<Stop> = None;
+    let result = {
+        let running = app.exec(req);
+        tokio::pin!(running);
+        loop {
+            tokio::select! {
+                r = &mut running => break r,
+                s = signals.recv() => {
+                    // the first one is forwarded; the command is killed after the grace anyway
+                    if why.is_none() {
+                        why = Some(s);
+                        if let Some(signal) = s.exec_signal() {
+                            token.send(signal);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    // a signal's status, like a shell's for a command it ended
+    if let Some(code) = why.and_then(Stop::exit_code) {
+        if let (true, Ok(out)) = (args.json, &result) {
+            output::print_outcome(out)?;
+        }
+        return Ok(ExitCode::from(code));
+    }
+    let out = match result {
         Ok(out) => out,
         Err(e) => {
             let Some(status) = spawn_failure_status(&e) else {

@@ -9,6 +9,7 @@ mod cli;
 mod conventions;
 mod docker_git;
 mod docker_lifecycle;
+mod exec_signals;
 mod exec_status;
 mod idle;
 mod json_output;

@@ -3,8 +3,16 @@
 //! Never a shell string: the argv goes to the engine as is. Output streams to the
 //! request's sink as it arrives and is captured up to the request's limit. A timeout
 //! kills the process (from the host, when this process can see it) and reports
-//! `timed_out`. This is not an interactive terminal client: `tty` allocates a terminal
-//! for programs that want one, but no input is forwarded.
+//! `timed_out`. Standard input is the request's [`ExecStdin`](sandbox_core::ExecStdin)
+//! attached to the exec (half-closed at its end so the program sees end of file),
+//! else none. A signal sent through the request's
+//! [`SignalToken`](sandbox_core::SignalToken) goes to the exec'd process's group (the
+//! runtime makes it a session leader, so this is it and what it started), from the
+//! host like the timeout's kill; what is left of the group once it ended, or after
+//! [`SIGNAL_GRACE`], is killed. An
+//! engine whose processes this host cannot see (a remote or virtualised engine) gets
+//! neither: the command runs on until it ends or the container stops, and a warning
+//! says so.
 
 use std::path::{Component, Path};
 use std::time::{Duration, Instant};
@@ -13,7 +21,9 @@ use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use futures_util::StreamExt;
-use sandbox_core::{Error, ExecOutput, ExecRequest, Result, Stream};
+use sandbox_core::{Error, ExecOutput, ExecRequest, Result, SIGNAL_GRACE, Stream};
+
+use crate::exec_io;
 
 use super::engine::{engine_error, is_conflict};
 use super::{PROVIDER, WORKSPACE_MOUNT};
@@ -94,7 +104,7 @@ pub(crate) async fn run(
     request: &ExecRequest,
 ) -> Result<ExecOutput> {
     let started = Instant::now();
-    let create = exec_options(request, false)?;
+    let create = exec_options(request, request.stdin.is_some())?;
     let program = request.argv().first().cloned().unwrap_or_default();
     let exec = docker.create_exec(container, create).await.map_err(|e| {
         if is_conflict(&e) {
@@ -125,7 +135,14 @@ pub(crate) async fn run(
             "the engine detached an exec that asked to attach",
         ));
     };
-    drop(input);
+    // with a terminal the input stays open (the engine would end the session)
+    let feeder = request.stdin.as_ref().map(|stdin| {
+        tokio::spawn(exec_io::feed(
+            exec_io::stdin_chunks(stdin),
+            input,
+            request.tty,
+        ))
+    });
     let mut capture = Capture {
         limit: request.output_limit,
         stdout: Vec::new(),
@@ -154,9 +171,38 @@ pub(crate) async fn run(
         }
         Ok(())
     };
-    let timed_out = pump_within(request.timeout, pump).await?;
+    let ran = async {
+        tokio::pin!(pump);
+        tokio::select! {
+            r = &mut pump => r,
+            signal = exec_io::signalled(request.signals.as_ref()) => {
+                let pid = exec_host_pid(docker, &exec.id, container).await;
+                if let Some(pid) = pid {
+                    signal_group(pid, exec_io::os_signal(signal), container);
+                }
+                let ended = tokio::time::timeout(SIGNAL_GRACE, &mut pump).await;
+                // what is left of the group (the command, or what it started and that
+                // ignores the signal, like a shell's background jobs SIGINT)
+                if let Some(pid) = pid {
+                    signal_group(pid, rustix::process::Signal::KILL, container);
+                }
+                if let Ok(r) = ended {
+                    return r;
+                }
+                tracing::debug!(?signal, "the command outlived its grace after the signal; killed it");
+                // its output ends with it; an engine that does not end it is not waited for
+                let _ = tokio::time::timeout(SIGNAL_GRACE, &mut pump).await;
+                Ok(())
+            }
+        }
+    };
+    let timed_out = pump_within(request.timeout, ran).await;
+    if let Some(feeder) = feeder {
+        feeder.abort();
+    }
+    let timed_out = timed_out?;
     let exit_code = if timed_out {
-        kill_exec(docker, &exec.id, container).await;
+        kill_exec(docker, &exec.id, container, rustix::process::Signal::KILL).await;
         None
     } else {
         exit_code(docker, &exec.id).await?
@@ -237,29 +283,48 @@ async fn exit_code(docker: &Docker, exec_id: &str) -> Result<Option<i32>> {
     Ok(None)
 }
 
-/// Kills a timed-out exec. The engine has no API for it, so the process is killed from
-/// the host when its host pid is visible here and belongs to the container's cgroup.
-async fn kill_exec(docker: &Docker, exec_id: &str, container: &str) {
-    let Ok(info) = docker.inspect_exec(exec_id).await else {
-        return;
-    };
+/// Sends `signal` to an exec's process group (a timeout's KILL).
+async fn kill_exec(
+    docker: &Docker,
+    exec_id: &str,
+    container: &str,
+    signal: rustix::process::Signal,
+) {
+    if let Some(pid) = exec_host_pid(docker, exec_id, container).await {
+        signal_group(pid, signal, container);
+    }
+}
+
+/// The host pid of an exec's process, when it runs and this host sees it in the
+/// container's cgroup. The engine has no API to signal an exec, so it is signalled
+/// from the host; `None` (with a warning) when that cannot be done.
+async fn exec_host_pid(
+    docker: &Docker,
+    exec_id: &str,
+    container: &str,
+) -> Option<rustix::process::Pid> {
+    let info = docker.inspect_exec(exec_id).await.ok()?;
     let container_id = info.container_id.unwrap_or_else(|| container.to_owned());
-    let Some(pid) = info.pid.filter(|p| *p > 1) else {
-        return;
-    };
+    let pid = info.pid.filter(|p| *p > 1)?;
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
     if !cgroup.contains(&container_id) {
-        tracing::warn!(pid, %container, "timed-out command is not visible from this host; it keeps running until the container stops");
-        return;
+        tracing::warn!(pid, %container, "the command is not visible from this host, so it cannot be signalled; it keeps running until it ends or the container stops");
+        return None;
     }
-    let Some(pid) = i32::try_from(pid)
+    i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
-    else {
-        return;
-    };
-    if let Err(e) = rustix::process::kill_process(pid, rustix::process::Signal::KILL) {
-        tracing::warn!(%e, %container, "could not kill the timed-out command");
+}
+
+/// Sends `signal` to the group `pid` leads (the runtime makes an exec'd process a
+/// session leader), or to `pid` alone when it leads none.
+fn signal_group(pid: rustix::process::Pid, signal: rustix::process::Signal, container: &str) {
+    if rustix::process::kill_process_group(pid, signal).is_err() {
+        if let Err(e) = rustix::process::kill_process(pid, signal) {
+            if e != rustix::io::Errno::SRCH {
+                tracing::warn!(%e, %container, ?signal, "could not signal the command");
+            }
+        }
     }
 }
 
@@ -355,7 +420,7 @@ where
     let timed_out = pump_within(request.timeout, pump).await?;
     feeder.abort();
     if timed_out {
-        kill_exec(docker, &exec.id, container).await;
+        kill_exec(docker, &exec.id, container, rustix::process::Signal::KILL).await;
         return Ok(None);
     }
     exit_code(docker, &exec.id).await

@@ -13,7 +13,13 @@
 //! explicitly (the sandbox's or the request's environment).
 //!
 //! A command whose run is cancelled (its future dropped: a build deadline, a caller
-//! giving up) has its whole process group killed, like one that times out.
+//! giving up) has its whole process group killed, like one that times out. A signal
+//! sent through the request's [`SignalToken`](sandbox_core::SignalToken) goes to the
+//! whole group; what is left of it once the command ended, or after [`SIGNAL_GRACE`],
+//! is killed.
+//!
+//! Standard input is the request's [`ExecStdin`](sandbox_core::ExecStdin) through a
+//! pipe (closed at its end), else `/dev/null`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path};
@@ -21,7 +27,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use sandbox_core::{Error, ExecOutput, ExecRequest, OutputSink, Result, Stream};
+use sandbox_core::{Error, ExecOutput, ExecRequest, OutputSink, Result, SIGNAL_GRACE, Stream};
+
+use crate::exec_io;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// How long output is still read after the command exited (background processes it
@@ -88,8 +96,12 @@ pub(crate) fn kill_all(running: &Running) {
 }
 
 fn kill_group(pgid: i32) {
+    signal_group(pgid, rustix::process::Signal::KILL);
+}
+
+fn signal_group(pgid: i32, signal: rustix::process::Signal) {
     if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        let _ = rustix::process::kill_process_group(pid, signal);
     }
 }
 
@@ -132,7 +144,11 @@ pub(crate) async fn run(
         .current_dir(cwd)
         .envs(base_env)
         .envs(&request.env)
-        .stdin(Stdio::null())
+        .stdin(if request.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -174,11 +190,20 @@ pub(crate) async fn run(
             "the command's output pipes are missing",
         ));
     };
+    // the input is fed while the command runs, and no longer
+    let _feeder = match (&request.stdin, child.stdin.take()) {
+        (Some(stdin), Some(pipe)) => Some(AbortOnDrop(tokio::spawn(exec_io::feed(
+            exec_io::stdin_chunks(stdin),
+            pipe,
+            false,
+        )))),
+        _ => None,
+    };
     let mut out = Capture::new(request.output_limit);
     let mut err = Capture::new(request.output_limit);
     let sink = request.sink.as_ref();
     let finished = {
-        let all = async {
+        let body = async {
             let pumps = async {
                 let (a, b) = tokio::join!(
                     pump(stdout, &mut out, Stream::Stdout, sink),
@@ -203,6 +228,30 @@ pub(crate) async fn run(
                         tracing::debug!("output pipes still open after the command exited (background processes); not waiting for them");
                     }
                     status
+                }
+            }
+        };
+        let all = async {
+            tokio::pin!(body);
+            tokio::select! {
+                r = &mut body => r,
+                signal = exec_io::signalled(request.signals.as_ref()) => {
+                    if let Some(pgid) = pgid {
+                        signal_group(pgid, exec_io::os_signal(signal));
+                    }
+                    let ended = tokio::time::timeout(SIGNAL_GRACE, &mut body).await;
+                    // what is left of the group (the command, or what it started and
+                    // that ignores the signal, like a shell's background jobs SIGINT)
+                    if let Some(pgid) = pgid {
+                        kill_group(pgid);
+                    }
+                    match ended {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tracing::debug!(?signal, "the command outlived its grace after the signal; killed it");
+                            body.await
+                        }
+                    }
                 }
             }
         };
@@ -244,6 +293,15 @@ pub(crate) async fn run(
     };
     guard.done = true;
     result
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Forgets a command's process group when its run ends, and kills the group when the

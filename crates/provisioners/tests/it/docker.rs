@@ -12,8 +12,8 @@ use provisioners::local::RestoreMethod;
 use sandbox_core::GcPolicy;
 use sandbox_core::git::{self, GitOptions};
 use sandbox_core::{
-    BranchName, ConnectOptions, Connected, Error, ExecRequest, Resources, SandboxProvider,
-    SnapshotRequest, SnapshotStore, Source, Stream,
+    BranchName, ConnectOptions, Connected, Error, ExecRequest, ExecSignal, ExecStdin, Resources,
+    SandboxProvider, SignalToken, SnapshotRequest, SnapshotStore, Source, Stream,
 };
 use test_support::{Change, Upstream};
 
@@ -933,4 +933,54 @@ async fn interactive_exec_feeds_stdin_and_gives_a_terminal() {
     assert_eq!(code, Some(7), "{text}");
     assert!(text.contains("got hello"), "{text}");
     assert!(text.contains("17 91"), "{text}");
+}
+
+#[tokio::test]
+async fn exec_feeds_stdin_and_forwards_a_signal_to_the_group() {
+    let f = fixture!("exec_feeds_stdin_and_forwards_a_signal_to_the_group");
+    let (sandbox, _) = f
+        .provider
+        .connect(&ConnectOptions::new().name(f.name("sig")))
+        .await
+        .unwrap();
+    let req = ExecRequest::new(["sh", "-c", "cat; echo done"])
+        .unwrap()
+        .stdin(ExecStdin::bytes("data\n"));
+    let out = sandbox.exec(&req).await.unwrap();
+    assert_eq!(out.stdout_lossy(), "data\ndone\n", "{out:?}");
+    let out = run(&*sandbox, &["sh", "-c", "cat; echo done"]).await;
+    assert_eq!(out.stdout_lossy(), "done\n", "no input unless given");
+
+    // The signal ends the command (130) and what it started (a background job that
+    // ignores SIGINT) is gone from the container.
+    let token = SignalToken::new();
+    let req = ExecRequest::new(["sh", "-c", "sleep 300 & echo $! > bg; exec sleep 301"])
+        .unwrap()
+        .signals(token.clone());
+    let bg = sandbox.workspace().join("bg");
+    let sender = tokio::spawn(async move {
+        while !std::fs::read_to_string(&bg).is_ok_and(|t| t.ends_with('\n')) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        token.send(ExecSignal::Interrupt);
+    });
+    let out = tokio::time::timeout(Duration::from_secs(60), sandbox.exec(&req))
+        .await
+        .expect("the signal ended the command")
+        .unwrap();
+    sender.await.unwrap();
+    assert_eq!(out.exit_code, Some(130), "{out:?}");
+    let mut gone = false;
+    for _ in 0..50 {
+        let ps = stdout(&*sandbox, &["ps", "-eo", "args"]).await;
+        if !ps.lines().any(|l| l.starts_with("sleep 30")) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone,
+        "the signalled command or its background job still runs"
+    );
 }

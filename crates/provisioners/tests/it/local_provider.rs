@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use provisioners::local::RestoreMethod;
 use sandbox_core::{
-    ConnectOptions, Connected, Error, ExecRequest, SandboxName, SandboxProvider, Stream,
+    ConnectOptions, Connected, Error, ExecRequest, ExecSignal, ExecStdin, SandboxName,
+    SandboxProvider, SignalToken, Stream,
 };
 
 use crate::local_support::TestHome;
@@ -513,4 +514,78 @@ async fn a_background_process_holding_the_pipes_does_not_hold_exec() {
         rustix::process::Pid::from_raw(pid).unwrap(),
         rustix::process::Signal::KILL,
     );
+}
+
+#[tokio::test]
+async fn stdin_is_fed_and_a_signal_reaches_the_whole_group() {
+    let home = TestHome::new();
+    let (s, _) = home
+        .provider()
+        .connect(&ConnectOptions::new())
+        .await
+        .unwrap();
+    // Input: bytes (every run), a reader (once), none (`/dev/null`).
+    let req = ExecRequest::new(["cat"])
+        .unwrap()
+        .stdin(ExecStdin::bytes("data\n"));
+    assert_eq!(s.exec(&req).await.unwrap().stdout, b"data\n");
+    assert_eq!(s.exec(&req).await.unwrap().stdout, b"data\n");
+    let req = ExecRequest::new(["wc", "-c"])
+        .unwrap()
+        .stdin(ExecStdin::reader(std::io::Cursor::new(vec![b'x'; 300_000])));
+    assert_eq!(s.exec(&req).await.unwrap().stdout_lossy().trim(), "300000");
+    let out = s.exec(&ExecRequest::new(["cat"]).unwrap()).await.unwrap();
+    assert_eq!((out.exit_code, out.stdout), (Some(0), vec![]));
+
+    // A signal: the command ends by it (128 + N) at once; what it started in the
+    // background (ignoring SIGINT, as a shell's background jobs do) is killed too.
+    let token = SignalToken::new();
+    let req = ExecRequest::new(["sh", "-c", "sleep 300 & echo $! > bg; exec sleep 301"])
+        .unwrap()
+        .signals(token.clone());
+    let bg = s.workspace().join("bg");
+    let sender = tokio::spawn(async move {
+        while !std::fs::read_to_string(&bg).is_ok_and(|t| t.ends_with('\n')) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        token.send(ExecSignal::Interrupt);
+    });
+    let started = Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(60), s.exec(&req))
+        .await
+        .expect("the signal ended the command")
+        .unwrap();
+    sender.await.unwrap();
+    assert_eq!(out.exit_code, Some(130), "{out:?}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let bg: i32 = fs::read_to_string(s.workspace().join("bg"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(bg) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !alive(bg),
+        "the background process {bg} was killed with the group"
+    );
+
+    // A command that ignores the signal is killed after the grace.
+    let token = SignalToken::new();
+    let req = ExecRequest::new(["sh", "-c", "trap '' TERM; echo > trapped; sleep 300"])
+        .unwrap()
+        .signals(token.clone());
+    let trapped = s.workspace().join("trapped");
+    let sender = tokio::spawn(async move {
+        while !trapped.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        token.send(ExecSignal::Terminate);
+    });
+    let out = s.exec(&req).await.unwrap();
+    sender.await.unwrap();
+    assert_eq!(out.exit_code, Some(137), "{out:?}");
+    assert!(out.duration >= sandbox_core::SIGNAL_GRACE, "{out:?}");
 }
