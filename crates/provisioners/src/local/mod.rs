@@ -298,8 +298,8 @@ impl LocalProvider {
     /// Where sandbox `name` is in its life, whatever its state (`get` offers only
     /// ready ones): `None` when nothing of it exists. A creation that did not finish (a
     /// `creating` record, or a directory without a readable one) is `Creating` while a
-    /// start holds the name's lock and `Interrupted` once nobody does
-    /// ([`unfinished`](Self::unfinished)).
+    /// start holds the name's lock and `Interrupted` once nobody does (the lock test
+    /// [`prune`](sandbox_core::SandboxProvider::prune) uses).
     ///
     /// # Errors
     /// I/O errors other than a missing or unreadable record, or from the lock test.
