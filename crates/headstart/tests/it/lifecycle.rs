@@ -352,7 +352,10 @@ fn a_sigkilled_start_is_listed_interrupted_with_all_until_prune_removes_it() {
     );
     let v = json(&headstart(home.path(), &["ls", "--all", "--json"]));
     assert_eq!(v[0]["status"], "interrupted", "{v}");
-    assert!(v[0]["branch"].is_null(), "a half clone is on no branch: {v}");
+    assert!(
+        v[0]["branch"].is_null(),
+        "a half clone is on no branch: {v}"
+    );
     assert!(ls_names(home.path()).is_empty(), "not ready: not listed");
     let o = headstart(home.path(), &["ls"]);
     assert!(stdout(&o).contains("no sandboxes"), "{}", stdout(&o));
