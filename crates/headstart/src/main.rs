@@ -68,6 +68,7 @@ fn raw_args_want_json() -> bool {
 /// ripgrep does; any other failure (a full disk, `> /dev/full`) is an `error:` line and
 /// status 1.
 fn install_scrubbing_panic_hook() {
+    use std::io::Write;
     std::panic::set_hook(Box::new(|info| {
         let message = info
             .payload()
@@ -79,14 +80,22 @@ fn install_scrubbing_panic_hook() {
             if why.starts_with("Broken pipe") {
                 std::process::exit(0);
             }
-            eprintln!("error: cannot write the output to stdout: {why}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot write the output to stdout: {why}"
+            );
+            std::process::exit(1);
+        }
+        if message.starts_with("failed printing to stderr") {
+            // nowhere left to say anything (and `eprintln!` here would abort)
             std::process::exit(1);
         }
         let place = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "headstart panicked{place}: {}\nthis is a bug; please report it",
             sandbox_core::scrub(&message)
         );

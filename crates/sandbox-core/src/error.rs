@@ -58,7 +58,7 @@ pub enum Error {
         hint: String,
     },
     /// The repository does not exist (or is hidden from these credentials).
-    #[error("repository not found: {url} (check the URL; a private repository also needs a token)")]
+    #[error("{}", repo_not_found(url))]
     RepoNotFound {
         /// The repository URL.
         url: String,
@@ -261,6 +261,20 @@ impl Error {
     }
 }
 
+/// The message of [`Error::RepoNotFound`]: a local path is no checkout's top
+/// directory (a token would not help); a remote one may be private.
+fn repo_not_found(url: &str) -> String {
+    match url.strip_prefix("file://") {
+        Some(path) => format!(
+            "no git repository at {path}: give the top directory of a checkout (the one \
+             holding `.git`) or a bare repository"
+        ),
+        None => format!(
+            "repository not found: {url} (check the URL; a private repository also needs a token)"
+        ),
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -275,5 +289,22 @@ mod tests {
         assert_eq!(io(28).kind(), "no_space"); // ENOSPC
         assert_eq!(io(122).kind(), "no_space"); // EDQUOT
         assert_eq!(io(13).kind(), "io"); // EACCES
+    }
+
+    #[test]
+    fn a_local_repository_not_found_speaks_of_the_path_not_of_a_token() {
+        let local = Error::RepoNotFound {
+            url: "file:///srv/co/sub".into(),
+        }
+        .to_string();
+        assert!(
+            local.contains("no git repository at /srv/co/sub") && !local.contains("token"),
+            "{local}"
+        );
+        let remote = Error::RepoNotFound {
+            url: "https://example.com/a/b".into(),
+        }
+        .to_string();
+        assert!(remote.contains("private repository"), "{remote}");
     }
 }

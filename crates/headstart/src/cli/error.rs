@@ -80,7 +80,9 @@ pub(crate) fn hint(kind: &str) -> Option<&'static str> {
         "auth_failed" => {
             "set HEADSTART_GIT_TOKEN (https) or HEADSTART_SSH_KEY and HEADSTART_KNOWN_HOSTS (ssh); a token is only sent to the exact origin given, so when the message says it was withheld after a redirect, give the URL the server redirects to"
         }
-        "repo_not_found" => "check the URL; a private repository also needs HEADSTART_GIT_TOKEN",
+        "repo_not_found" => {
+            "check the URL or path; a private remote repository also needs HEADSTART_GIT_TOKEN"
+        }
         "network" => "check the host, your network and any proxy, then retry",
         "sandbox_not_found" => "`headstart ls` lists the sandboxes that exist",
         "snapshot_not_found" => "`headstart snapshot ls` lists the snapshots that exist",
@@ -99,7 +101,7 @@ pub(crate) fn hint(kind: &str) -> Option<&'static str> {
         "hook_failed" => {
             "fix the recipe's after_start command (`headstart exec NAME -- CMD` runs it by hand); a kept sandbox runs its hooks again on `headstart up --name NAME`"
         }
-        "timeout" | "cancelled" => "retry; pass a longer --timeout if it keeps timing out",
+        "timeout" => "retry; pass a longer --timeout if it keeps timing out",
         "refused" => "use another --name, or --force-create to replace the sandbox",
         "workdir_unusable" => {
             "give --workdir an empty or missing directory (the repository is cloned into it) or a checkout of that repository; --force-create does not clone over files"

@@ -18,7 +18,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -26,7 +26,7 @@ use clap::Args;
 use headstart::{
     ExecRequest, Headstart, LsOutcome, ProviderKind, PruneOutcome, Pruned, SandboxRow,
 };
-use sandbox_core::{ExecStdin, SandboxState, SignalToken, Stream};
+use sandbox_core::{ExecSignal, ExecStdin, SandboxState, SignalToken, Stream};
 
 use super::interrupt::{Signals, Stop};
 use super::{error, output, parse_provider};
@@ -128,13 +128,25 @@ pub(crate) async fn exec(app: &Headstart, args: ExecArgs) -> anyhow::Result<Exit
     if args.interactive || !stdin.is_terminal() {
         req.stdin = Some(ExecStdin::reader(stdin));
     }
+    // The first failure to write the command's output to our stdout: the command is
+    // stopped (as SIGPIPE stops a writer whose reader went away) and it is reported.
+    let stdout_failed: Arc<OnceLock<std::io::Error>> = Arc::new(OnceLock::new());
     if !args.json {
-        req.sink = Some(Arc::new(|stream, bytes: &[u8]| {
+        let (failed, token) = (stdout_failed.clone(), token.clone());
+        req.sink = Some(Arc::new(move |stream, bytes: &[u8]| {
             use std::io::Write;
-            let _ = match stream {
-                Stream::Stdout => std::io::stdout().write_all(bytes),
-                Stream::Stderr => std::io::stderr().write_all(bytes),
-            };
+            match stream {
+                Stream::Stdout if failed.get().is_none() => {
+                    let mut out = std::io::stdout().lock();
+                    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+                        let _ = failed.set(e);
+                        token.send(ExecSignal::Terminate);
+                    }
+                }
+                Stream::Stdout => {}
+                // nowhere to say that stderr failed
+                Stream::Stderr => drop(std::io::stderr().write_all(bytes)),
+            }
         }));
     }
     if !args.json {
@@ -163,6 +175,17 @@ pub(crate) async fn exec(app: &Headstart, args: ExecArgs) -> anyhow::Result<Exit
             }
         }
     };
+    if let Some(e) = stdout_failed.get() {
+        // a reader that went away is no error (`exec NAME -- yes | head -1`): 141, the
+        // status of a writer ended by SIGPIPE; anything else is said
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return Ok(ExitCode::from(141));
+        }
+        eprintln!(
+            "error: cannot write the command's output to stdout: {e}; the command was stopped"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     // a signal's status, like a shell's for a command it ended
     if let Some(code) = why.and_then(Stop::exit_code) {
         if let (true, Ok(out)) = (args.json, &result) {
@@ -293,13 +316,13 @@ fn ls_hint_lines(out: &LsOutcome) -> Vec<String> {
         .map(|r| r.info.name.to_string())
         .collect();
     if !shown.is_empty() {
-        let (was, them) = if shown.len() == 1 {
-            ("was", "it")
+        let (starts, was, its, them) = if shown.len() == 1 {
+            ("start", "was", "its process is", "it")
         } else {
-            ("were", "them")
+            ("starts", "were", "their processes are", "them")
         };
         lines.push(format!(
-            "the start of {} {was} interrupted (its process is gone): `headstart prune` removes {them}, as does `headstart down {}`",
+            "the {starts} of {} {was} interrupted ({its} gone): `headstart prune` removes {them}, as does `headstart down {}`",
             shown.join(", "),
             shown.join(" ")
         ));

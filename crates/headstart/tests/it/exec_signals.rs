@@ -244,3 +244,52 @@ fn a_terminal_is_forwarded_only_with_dash_i() {
     );
     assert!(stdin_of("-i").trim().starts_with("pipe:"), "-i forwards it");
 }
+
+/// The command's output that cannot be written stops the command: a reader that went
+/// away ends `exec` with 141 (what SIGPIPE gives a writer), a full disk is an error
+/// (status 1); a full stderr is no abort.
+#[test]
+fn output_that_cannot_be_written_stops_the_command() {
+    let home = crate::TestHome::new();
+    let h = home.path();
+    sandbox(h, &[]);
+
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let o = crate::headstart_cmd(h, &["exec", "box", "--", "echo", "hi"])
+        .stdout(full())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot write the command's output to stdout"),
+        "{}",
+        stderr(&o)
+    );
+
+    // `exec box -- yes | head -0`: the reader is gone before the first line
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let started = Instant::now();
+    let o = crate::headstart_cmd(h, &["exec", "box", "--", "yes"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(141), "{}", stderr(&o));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "it stopped the command: {:?}",
+        started.elapsed()
+    );
+
+    // an error that cannot be printed still ends with a status, not an abort
+    let o = crate::headstart_cmd(h, &["exec", "nosuch", "--", "true"])
+        .stderr(full())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+}
