@@ -40,7 +40,11 @@ and closed at its end, like `ssh HOST CMD`; from a terminal the command reads no
 
 Signals: Ctrl-C (SIGINT), SIGTERM and SIGHUP are forwarded to the command and what it \
 started; once the command ended, or 3 seconds later, what is left of them is killed, and \
-exec exits 130, 143 or 129.")]
+exec exits 130, 143 or 129.
+
+Output: when the command's output cannot be written (the reader of a pipe went away, a \
+full disk) the command is stopped as above; exec exits 141 for a closed pipe (as SIGPIPE \
+would), else 1 with an error.")]
 pub(crate) struct ExecArgs {
     /// The sandbox.
     name: String,
