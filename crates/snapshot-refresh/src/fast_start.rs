@@ -1140,6 +1140,12 @@ fn classify_dir(dir: &Path, url: &sandbox_core::RepoUrl) -> DirState {
             }
         }
     }
+    if git::is_clone_running(dir) {
+        return DirState::Other(
+            "is being cloned into by another start; wait for it to finish, then start again"
+                .to_owned(),
+        );
+    }
     if git::is_interrupted_clone(dir) {
         // a clone starts only in an empty directory: all of it is that clone's
         tracing::warn!(dir = %dir.display(), "clearing what an interrupted clone left, to clone again");

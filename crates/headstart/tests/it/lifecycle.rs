@@ -302,6 +302,42 @@ fn a_sigkilled_workdir_clone_is_cloned_again_by_the_next_up() {
     assert_eq!(again["head"]["commit"], tip.as_str(), "{again}");
 }
 
+/// A second `up` of a directory being cloned into by a running start leaves that clone
+/// alone (it is no interrupted one) and says to wait.
+#[test]
+fn a_workdir_being_cloned_is_not_cleared_by_a_second_up() {
+    let rig = Stalling::new();
+    let dir = tempfile::tempdir().unwrap();
+    let wd = dir.path().join("wd");
+    let wd_s = wd.to_str().unwrap();
+    let running = up_until_stalled(
+        rig.home.path(),
+        &rig.proxy,
+        &["up", &rig.url, "--workdir", wd_s, "--json"],
+    );
+    let second = headstart(rig.home.path(), &["up", &rig.url, "--workdir", wd_s]);
+    assert!(!second.status.success(), "{}", stdout(&second));
+    assert!(
+        stderr(&second).contains("is being cloned into by another start"),
+        "{}",
+        stderr(&second)
+    );
+    assert!(wd.join(".git").exists(), "the running clone is untouched");
+
+    // the proxy closes the stalled transfer: the first start fails and cleans up
+    // after itself, and the next one clones
+    let first = running.finish(Duration::from_secs(60));
+    assert!(!first.status.success(), "{}", stdout(&first));
+    rig.proxy.set_budget(None);
+    let v = json(&headstart(
+        rig.home.path(),
+        &["up", &rig.url, "--workdir", wd_s, "--json"],
+    ));
+    let tip = rig.up.tip("main").unwrap();
+    assert_eq!(v["head"]["commit"], tip.as_str(), "{v}");
+    assert_clean_checkout(&wd, &tip);
+}
+
 #[test]
 fn sigkill_mid_clone_then_prune_removes_it_and_says_so() {
     let rig = Stalling::new();

@@ -193,14 +193,17 @@ pub fn clone(source: &Source, dest: &Path, options: &GitOptions) -> Result<Check
     nodelay::install();
     let scope = watch::Scope::enter(operation("clone", source.url(), Some(dest), options));
     let created = scope.run(|| prepare_dest(dest))?;
+    // the marker's lock, held until the marker is gone
+    let mut marker_lock = None;
     let result = scope
-        .run(|| clone_into(source, dest, options))
+        .run(|| clone_into(source, dest, options, &mut marker_lock))
         .and_then(|checkout| {
             let marker = dest.join(".git").join(CLONE_MARKER);
             std::fs::remove_file(&marker)
                 .map_err(|e| Error::io(format!("removing {}", marker.display()), e))?;
             Ok(checkout)
         });
+    drop(marker_lock);
     if result.is_err() {
         cleanup_dest(dest, created);
     }
@@ -208,8 +211,22 @@ pub fn clone(source: &Source, dest: &Path, options: &GitOptions) -> Result<Check
 }
 
 /// The file in `.git` that says a [`clone`] into the directory has not finished: made
-/// right after `git init`, removed once the checkout is complete.
+/// right after `git init` and locked (a `flock`) by the cloning process, removed once
+/// the checkout is complete.
 const CLONE_MARKER: &str = "headstart-clone-incomplete";
+
+/// `Some(true)` while a [`clone`] into `dir` runs (its process holds the marker's
+/// lock), `Some(false)` when one started and its process is gone, `None` without one.
+fn clone_marker(dir: &Path) -> Option<bool> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join(".git").join(CLONE_MARKER))
+        .ok()?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Some(true),
+        _ => Some(false),
+    }
+}
 
 /// True when `dir` holds what a [`clone`] left that never finished: its process was
 /// killed (or the machine stopped) before the clone completed or cleaned up after
@@ -217,16 +234,33 @@ const CLONE_MARKER: &str = "headstart-clone-incomplete";
 /// partial) and, as a clone only starts in an empty directory, everything in it came
 /// from that clone: clear it and clone again.
 pub fn is_interrupted_clone(dir: &Path) -> bool {
-    dir.join(".git").join(CLONE_MARKER).exists()
+    clone_marker(dir) == Some(false)
 }
 
-fn clone_into(source: &Source, dest: &Path, options: &GitOptions) -> Result<Checkout> {
+/// True while a [`clone`] into `dir` runs, in this process or another: the directory
+/// is no checkout yet. Wait for the clone to finish (or fail) instead of using it.
+pub fn is_clone_running(dir: &Path) -> bool {
+    clone_marker(dir) == Some(true)
+}
+
+fn clone_into(
+    source: &Source,
+    dest: &Path,
+    options: &GitOptions,
+    marker_lock: &mut Option<std::fs::File>,
+) -> Result<Checkout> {
+    use std::io::Write as _;
     let started = std::time::Instant::now();
     let url = source.url();
     let repo = Repository::init(dest).map_err(git_err("init"))?;
     let marker = repo.path().join(CLONE_MARKER);
-    std::fs::write(&marker, b"a clone started here and has not finished\n")
-        .map_err(|e| Error::io(format!("writing {}", marker.display()), e))?;
+    let io = |e| Error::io(format!("writing {}", marker.display()), e);
+    let mut file = std::fs::File::create(&marker).map_err(io)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|e| io(e.into()))?;
+    file.write_all(b"a clone started here and has not finished\n")
+        .map_err(io)?;
+    *marker_lock = Some(file);
     let branch = source.branch().map(|b| b.as_str());
     let new_branch = source.new_branch().map(|b| b.as_str());
     // The refspec is configured once we know the branch; until then, none.

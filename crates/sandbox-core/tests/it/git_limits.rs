@@ -244,8 +244,10 @@ fn a_clone_cancelled_after_its_transfer_leaves_an_empty_destination() -> anyhow:
     Ok(())
 }
 
-/// While a clone runs, its directory says so (what a killed clone leaves is
-/// recognisable); a finished clone does not.
+/// While a clone runs, its directory says so, and not that it was interrupted (the
+/// cloning process holds the marker's lock; a killed clone's is free: the CLI test
+/// `a_sigkilled_workdir_clone_is_cloned_again_by_the_next_up`); a finished clone says
+/// neither.
 #[test]
 fn a_clone_in_progress_is_recognisable_and_a_finished_one_is_not() -> anyhow::Result<()> {
     let up = Upstream::new("trunk", 50)?;
@@ -257,7 +259,7 @@ fn a_clone_in_progress_is_recognisable_and_a_finished_one_is_not() -> anyhow::Re
     let (seen_in, ws_in) = (seen.clone(), ws.clone());
     let opts = GitOptions {
         progress: Some(std::sync::Arc::new(move |_: &git::Progress| {
-            if git::is_interrupted_clone(&ws_in) {
+            if git::is_clone_running(&ws_in) && !git::is_interrupted_clone(&ws_in) {
                 seen_in.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         })),
@@ -268,7 +270,7 @@ fn a_clone_in_progress_is_recognisable_and_a_finished_one_is_not() -> anyhow::Re
         seen.load(std::sync::atomic::Ordering::Relaxed),
         "mid-clone, the directory says a clone has not finished"
     );
-    assert!(!git::is_interrupted_clone(&ws));
+    assert!(!git::is_interrupted_clone(&ws) && !git::is_clone_running(&ws));
     assert!(!ws.join(".git/headstart-clone-incomplete").exists());
     Ok(())
 }
