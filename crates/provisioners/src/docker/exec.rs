@@ -303,17 +303,40 @@ async fn exec_host_pid(
     exec_id: &str,
     container: &str,
 ) -> Option<rustix::process::Pid> {
-    let info = docker.inspect_exec(exec_id).await.ok()?;
-    let container_id = info.container_id.unwrap_or_else(|| container.to_owned());
-    let pid = info.pid.filter(|p| *p > 1)?;
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-    if !cgroup.contains(&container_id) {
-        tracing::warn!(pid, %container, "the command is not visible from this host, so it cannot be signalled; it keeps running until it ends or the container stops");
-        return None;
+    // A loaded engine may answer late or not yet report the process: ask again for
+    // about a second before giving up.
+    for attempt in 0..20 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let info = match docker.inspect_exec(exec_id).await {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(%e, attempt, "inspecting the exec to signal it failed");
+                continue;
+            }
+        };
+        if info.running == Some(false) {
+            return None;
+        }
+        let container_id = info.container_id.unwrap_or_else(|| container.to_owned());
+        let Some(pid) = info.pid.filter(|p| *p > 1) else {
+            continue;
+        };
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        if cgroup.contains(&container_id) {
+            return i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw);
+        }
+        tracing::debug!(
+            pid,
+            attempt,
+            "the exec's process is not in the container's cgroup (yet)"
+        );
     }
-    i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
+    tracing::warn!(%container, "the command is not visible from this host, so it cannot be signalled; it keeps running until it ends or the container stops");
+    None
 }
 
 /// Sends `signal` to the group `pid` leads (the runtime makes an exec'd process a
