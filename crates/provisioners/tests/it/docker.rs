@@ -957,13 +957,11 @@ async fn exec_feeds_stdin_and_forwards_a_signal_to_the_group() {
     let req = ExecRequest::new(["sh", "-c", "sleep 300 & echo $! > bg; exec sleep 301"])
         .unwrap()
         .signals(token.clone());
-    let bg = sandbox.workspace().join("bg");
-    let sender = tokio::spawn(async move {
-        while !std::fs::read_to_string(&bg).is_ok_and(|t| t.ends_with('\n')) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        token.send(ExecSignal::Interrupt);
-    });
+    let sender = crate::local_support::signal_when_written(
+        sandbox.workspace().join("bg"),
+        token,
+        ExecSignal::Interrupt,
+    );
     let out = tokio::time::timeout(Duration::from_secs(60), sandbox.exec(&req))
         .await
         .expect("the signal ended the command")

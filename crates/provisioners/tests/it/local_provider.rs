@@ -12,7 +12,7 @@ use sandbox_core::{
     SandboxProvider, SignalToken, Stream,
 };
 
-use crate::local_support::TestHome;
+use crate::local_support::{TestHome, alive, assert_gone, signal_when_written};
 
 fn name(s: &str) -> SandboxName {
     SandboxName::new(s).unwrap()
@@ -312,19 +312,6 @@ async fn exec_reports_exit_status_stderr_and_missing_programs() {
     );
 }
 
-fn alive(pid: i32) -> bool {
-    // a zombie is dead for our purposes
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
 #[tokio::test]
 async fn timeout_kills_the_whole_process_group() {
     let home = TestHome::new();
@@ -345,14 +332,7 @@ async fn timeout_kills_the_whole_process_group() {
         .trim()
         .parse()
         .expect("the background pid was captured");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while alive(pid) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        !alive(pid),
-        "the grandchild {pid} was killed with the group"
-    );
+    assert_gone(pid, "the grandchild, not killed with the group,").await;
 }
 
 #[tokio::test]
@@ -543,13 +523,7 @@ async fn stdin_is_fed_and_a_signal_reaches_the_whole_group() {
     let req = ExecRequest::new(["sh", "-c", "sleep 300 & echo $! > bg; exec sleep 301"])
         .unwrap()
         .signals(token.clone());
-    let bg = s.workspace().join("bg");
-    let sender = tokio::spawn(async move {
-        while !std::fs::read_to_string(&bg).is_ok_and(|t| t.ends_with('\n')) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        token.send(ExecSignal::Interrupt);
-    });
+    let sender = signal_when_written(s.workspace().join("bg"), token, ExecSignal::Interrupt);
     let started = Instant::now();
     let out = tokio::time::timeout(Duration::from_secs(60), s.exec(&req))
         .await
@@ -563,27 +537,14 @@ async fn stdin_is_fed_and_a_signal_reaches_the_whole_group() {
         .trim()
         .parse()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while alive(bg) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        !alive(bg),
-        "the background process {bg} was killed with the group"
-    );
+    assert_gone(bg, "the background process, not killed with the group,").await;
 
     // A command that ignores the signal is killed after the grace.
     let token = SignalToken::new();
     let req = ExecRequest::new(["sh", "-c", "trap '' TERM; echo > trapped; sleep 300"])
         .unwrap()
         .signals(token.clone());
-    let trapped = s.workspace().join("trapped");
-    let sender = tokio::spawn(async move {
-        while !trapped.exists() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        token.send(ExecSignal::Terminate);
-    });
+    let sender = signal_when_written(s.workspace().join("trapped"), token, ExecSignal::Terminate);
     let out = s.exec(&req).await.unwrap();
     sender.await.unwrap();
     assert_eq!(out.exit_code, Some(137), "{out:?}");

@@ -31,6 +31,43 @@ impl TestHome {
 
 pub(crate) use test_support::mounts_under;
 
+/// Sends `signal` through `token` once the command wrote a line to `file` (it then runs
+/// and has set up what the test looks at); the task ends after sending.
+pub(crate) fn signal_when_written(
+    file: PathBuf,
+    token: sandbox_core::SignalToken,
+    signal: sandbox_core::ExecSignal,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while !fs::read_to_string(&file).is_ok_and(|t| t.ends_with('\n')) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        token.send(signal);
+    })
+}
+
+/// True while process `pid` lives on this host (a zombie counts as dead).
+pub(crate) fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Waits up to 5 s for process `pid` to be gone; fails saying `what` it was otherwise.
+pub(crate) async fn assert_gone(pid: i32, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while alive(pid) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!alive(pid), "{what} {pid} is still running");
+}
+
 pub(crate) fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
